@@ -1,0 +1,43 @@
+# Steward's top-level tasks. Every module in go.work is tested; the list is
+# read from go.work so a new service module is picked up without edits here.
+MODULES  := $(shell go work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\1/p')
+PKGS     := $(addsuffix /...,$(addprefix ./,$(MODULES)))
+FUZZTIME ?= 10s
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: run test fuzz bench lint build clean
+
+## run: start every service in one process on an embedded NATS server
+run:
+	go run ./cmd/steward dev
+
+## test: vet, then every module's tests with the race detector
+test:
+	go vet $(PKGS)
+	go test -race -count=1 -timeout 20m $(PKGS)
+
+## fuzz: run each fuzz target for FUZZTIME
+fuzz:
+	@set -e; for pkg in $$(go list -f '{{if .TestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
+		for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## bench: run the benchmarks (side-by-side tables live in bench/ once it exists)
+bench:
+	go test -run '^$$' -bench . -benchmem $(PKGS)
+
+## lint: go vet and staticcheck
+lint:
+	go vet $(PKGS)
+	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+## build: static binaries into bin/
+build:
+	@mkdir -p bin
+	CGO_ENABLED=0 go build -trimpath -o bin/steward ./cmd/steward
+
+clean:
+	rm -rf bin .steward

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the steward program built once for the end-to-end tests, which
+// run it the way a user does: as a process, with signals.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "steward-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "steward")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func devCommand(t *testing.T, env ...string) *exec.Cmd {
+	cmd := exec.Command(binary, "dev")
+	cmd.Env = append(os.Environ(),
+		"STEWARD_DATA_DIR="+t.TempDir(),
+		"STEWARD_DEV_NATS_ADDR=127.0.0.1:0",
+		"STEWARD_DEV_NATS_MONITOR_ADDR=127.0.0.1:0",
+		"STEWARD_LOG_FORMAT=json",
+		"STEWARD_DATABASE_URL=",
+	)
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+var monitorURL = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
+
+// TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
+// banner, checks the embedded NATS answers, then sends SIGINT and expects a
+// clean exit (status 0) within 5 seconds.
+func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
+	cmd := devCommand(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	banner := make(chan string, 1)
+	go func() {
+		var all strings.Builder
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "postgres") {
+				banner <- all.String()
+			}
+		}
+	}()
+	var text string
+	select {
+	case text = <-banner:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("steward dev printed no ready banner in 60s; stderr:\n%s", stderr.String())
+	}
+	if !strings.Contains(text, "ready") || !strings.Contains(text, "fsync on every write") {
+		t.Fatalf("banner = %q, want ready with fsync on every write", text)
+	}
+	m := monitorURL.FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("banner has no NATS monitor URL:\n%s", text)
+	}
+	resp, err := http.Get(m[1])
+	if err != nil {
+		t.Fatalf("GET %s: %v", m[1], err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d, want 200", m[1], resp.StatusCode)
+	}
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("steward dev after SIGINT: %v; stderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("steward dev did not exit within 5s of SIGINT")
+	}
+	t.Logf("exited %v after SIGINT", time.Since(start).Round(time.Millisecond))
+}
+
+// TestInvalidSettingExitsWithOneLine checks that a bad STEWARD_* value
+// stops the program with a non-zero status and one line naming the variable.
+func TestInvalidSettingExitsWithOneLine(t *testing.T) {
+	for _, env := range []string{"STEWARD_DEV_NATS_ADDR=nowhere", "STEWARD_LOG_LEVEL=loud", "STEWARD_LOG_FORMAT=xml"} {
+		name := strings.SplitN(env, "=", 2)[0]
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, "dev")
+			cmd.Env = devCommand(t, env).Env
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("steward dev with %s: err = %v, want a non-zero exit", env, err)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], name) {
+				t.Fatalf("stderr = %q, want one line naming %s", stderr.String(), name)
+			}
+			if stdout.Len() != 0 {
+				t.Fatalf("stdout = %q, want nothing", stdout.String())
+			}
+		})
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	out, err := exec.Command(binary, "frobnicate").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `unknown command "frobnicate"`) {
+		t.Fatalf("steward frobnicate = %v, %q; want an error naming the command", err, out)
+	}
+}

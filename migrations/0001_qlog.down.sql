@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS qlog_history;
+DROP TABLE IF EXISTS qlog_snapshots;

@@ -1,0 +1,3 @@
+module github.com/stewardhq/steward/migrations
+
+go 1.26

@@ -1,0 +1,134 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/stewardhq/steward/platform/fault"
+)
+
+// DefaultBodyLimit bounds request bodies when a handler names no other limit:
+// DESIGN.md caps values at 1 MiB, and a body holds a value plus its envelope.
+const DefaultBodyLimit = 1<<20 + 64<<10
+
+// Validator is implemented by request types that check their own fields
+// after decoding. Decode calls it and classifies its error as Invalid.
+type Validator interface {
+	Validate() error
+}
+
+// Encode writes v as JSON with the given status.
+func Encode(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	return nil
+}
+
+// Decode reads one JSON document of type T from the request body. It refuses
+// a body over limit before decoding (413), a non-JSON Content-Type (415),
+// malformed JSON, unknown fields, wrong types and trailing data (400). The
+// returned error is a *fault.Error ready for Error.
+func Decode[T any](w http.ResponseWriter, r *http.Request, limit int64) (T, error) {
+	var v T
+	body, err := ReadBody(w, r, limit)
+	if err != nil {
+		return v, err
+	}
+	if err := Unmarshal(body, &v); err != nil {
+		return v, err
+	}
+	if val, ok := any(&v).(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return v, classify(err)
+		}
+	} else if val, ok := any(v).(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return v, classify(err)
+		}
+	}
+	return v, nil
+}
+
+// ReadBody returns the raw request body after checking its media type and
+// size. The size is checked from Content-Length before anything is read and
+// again while reading, so a lying or chunked client is cut off at limit.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if limit <= 0 {
+		limit = DefaultBodyLimit
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mt == "application/json" || (len(mt) > 5 && mt[len(mt)-5:] == "+json")) {
+			return nil, fault.New(fault.UnsupportedMedia, "Content-Type %q is not JSON", ct)
+		}
+	}
+	if r.ContentLength > limit {
+		return nil, fault.New(fault.TooLarge, "body of %d bytes is over the limit of %d", r.ContentLength, limit).
+			With("limit", limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fault.New(fault.TooLarge, "body is over the limit of %d bytes", limit).With("limit", limit)
+		}
+		return nil, fault.Wrap(fault.Invalid, err, "could not read the request body")
+	}
+	return body, nil
+}
+
+// Unmarshal decodes exactly one JSON document from data into v, refusing
+// unknown fields and trailing data, and classifies any failure as Invalid.
+func Unmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fault.New(fault.Invalid, "malformed JSON: data after the first document")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return fault.New(fault.Invalid, "request body is empty; a JSON document is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fault.New(fault.Invalid, "malformed JSON: unexpected end of input")
+	case errors.As(err, &syn):
+		return fault.New(fault.Invalid, "malformed JSON at byte %d: %v", syn.Offset, syn).With("offset", syn.Offset)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "(document)"
+		}
+		return fault.New(fault.Invalid, "field %s: got JSON %s, want %s", field, typ.Value, typ.Type).
+			With("field", field)
+	default:
+		// encoding/json reports unknown fields only as a formatted error.
+		return fault.Wrap(fault.Invalid, err, "invalid JSON: "+err.Error())
+	}
+}
+
+// classify keeps a validation error's kind if it has one, else makes it Invalid.
+func classify(err error) error {
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	return fault.New(fault.Invalid, "%v", err)
+}

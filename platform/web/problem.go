@@ -1,0 +1,127 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/stewardhq/steward/platform/fault"
+)
+
+// ProblemContentType is the media type of RFC 9457 problem details.
+const ProblemContentType = "application/problem+json"
+
+// Problem is an RFC 9457 problem details document. Fields holds extension
+// members, which are written at the top level beside the standard ones.
+type Problem struct {
+	Type     string
+	Title    string
+	Status   int
+	Detail   string
+	Instance string
+	Fields   map[string]any
+}
+
+// MarshalJSON flattens the extension members beside the standard members.
+// Standard members win over an extension of the same name.
+func (p Problem) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(p.Fields)+5)
+	for k, v := range p.Fields {
+		m[k] = v
+	}
+	m["type"] = p.Type
+	m["title"] = p.Title
+	m["status"] = p.Status
+	if p.Detail != "" {
+		m["detail"] = p.Detail
+	}
+	if p.Instance != "" {
+		m["instance"] = p.Instance
+	}
+	return json.Marshal(m)
+}
+
+// statusOf is the one mapping from domain error kinds to HTTP status codes.
+func statusOf(k fault.Kind) int {
+	switch k {
+	case fault.Invalid:
+		return http.StatusBadRequest
+	case fault.Unauthorized:
+		return http.StatusUnauthorized
+	case fault.Forbidden:
+		return http.StatusForbidden
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.NotAllowed:
+		return http.StatusMethodNotAllowed
+	case fault.Conflict:
+		return http.StatusConflict
+	case fault.Gone:
+		return http.StatusGone
+	case fault.PreconditionFailed:
+		return http.StatusPreconditionFailed
+	case fault.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case fault.UnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	case fault.Timeout:
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// ProblemFor builds the problem document for err. Internal errors never
+// leak their message to the client; they are logged by Error instead.
+func ProblemFor(r *http.Request, err error) Problem {
+	kind := fault.KindOf(err)
+	p := Problem{
+		Type:     "urn:steward:problem:" + kind.String(),
+		Status:   statusOf(kind),
+		Instance: r.URL.Path,
+	}
+	p.Title = http.StatusText(p.Status)
+	var fe *fault.Error
+	if errors.As(err, &fe) && kind != fault.Internal {
+		p.Detail = fe.Detail
+		p.Fields = fe.Fields
+	}
+	if kind == fault.Internal {
+		p.Detail = "internal error; see the server log for this request id"
+	}
+	if id := RequestID(r.Context()); id != "" {
+		if p.Fields == nil {
+			p.Fields = map[string]any{}
+		} else {
+			fields := make(map[string]any, len(p.Fields)+1)
+			for k, v := range p.Fields {
+				fields[k] = v
+			}
+			p.Fields = fields
+		}
+		p.Fields["requestId"] = id
+	}
+	return p
+}
+
+// Error answers err as problem+json. 5xx answers are logged with the cause.
+func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	p := ProblemFor(r, err)
+	if p.Status >= 500 && logger != nil {
+		logger.ErrorContext(r.Context(), "request failed",
+			"method", r.Method, "path", r.URL.Path, "status", p.Status,
+			"request_id", RequestID(r.Context()), "err", err)
+	}
+	WriteProblem(w, p)
+}
+
+// WriteProblem writes p with its status and the problem media type.
+func WriteProblem(w http.ResponseWriter, p Problem) {
+	w.Header().Set("Content-Type", ProblemContentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
