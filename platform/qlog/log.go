@@ -1,0 +1,348 @@
+package qlog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config describes one replica of one service's log.
+type Config struct {
+	// Service names the log: stream STEWARD_<SERVICE>, subjects steward.<service>.>.
+	Service string
+	// ReplicaID is this replica's unique name, e.g. "config-0".
+	ReplicaID string
+	// Voters is the fixed set of voting replica IDs. A replica not in it is
+	// an observer: it applies and serves reads and watches but never counts
+	// toward the commit quorum. Empty means {ReplicaID}: a single voter.
+	Voters []string
+	// Conn is the NATS connection; the caller owns it.
+	Conn *nats.Conn
+	// StreamReplicas is the stream's replica count: 1 in dev, 3 clustered.
+	StreamReplicas int
+	// Snapshots stores snapshots; nil disables them (replay from the start).
+	Snapshots SnapshotStore
+	// SnapshotEvery and SnapshotInterval trigger a snapshot after that many
+	// entries or that much time with new entries, whichever comes first.
+	SnapshotEvery    int64
+	SnapshotInterval time.Duration
+	// RetainEntries is how many stream messages are kept below the newest
+	// snapshot when the stream is trimmed, so lagging replicas and history
+	// readers can still reach them. Zero never trims.
+	RetainEntries uint64
+	// WatchBuffer is how many events are kept in memory for watchers to
+	// resume from and to absorb slow readers.
+	WatchBuffer int
+	// DedupeWindow is how long idempotency keys are remembered, measured in
+	// log time (entry timestamps). JetStream's own duplicate window, which
+	// covers whole batch messages, is set to the same value.
+	DedupeWindow time.Duration
+	// Group commit bounds: a batch closes at MaxBatch entries or
+	// MaxBatchBytes of commands, after lingering at most Linger for more;
+	// at most MaxInFlight batches are published at once.
+	MaxBatch      int
+	MaxBatchBytes int
+	Linger        time.Duration
+	MaxInFlight   int
+	// Clock stamps proposals; nil means time.Now.
+	Clock  func() time.Time
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Service == "" || strings.ContainsAny(c.Service, ". *>") {
+		return fmt.Errorf("qlog: service name %q must be a non-empty NATS token", c.Service)
+	}
+	if c.ReplicaID == "" || strings.ContainsAny(c.ReplicaID, ". *>") {
+		return fmt.Errorf("qlog: replica id %q must be a non-empty NATS token", c.ReplicaID)
+	}
+	if c.Conn == nil {
+		return errors.New("qlog: a NATS connection is required")
+	}
+	if len(c.Voters) == 0 {
+		c.Voters = []string{c.ReplicaID}
+	}
+	c.Voters = slices.Clone(c.Voters)
+	slices.Sort(c.Voters)
+	if len(slices.Compact(slices.Clone(c.Voters))) != len(c.Voters) {
+		return fmt.Errorf("qlog: voters %v has duplicates", c.Voters)
+	}
+	if c.StreamReplicas <= 0 {
+		c.StreamReplicas = 1
+	}
+	if c.SnapshotEvery <= 0 {
+		c.SnapshotEvery = 10_000
+	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = 5 * time.Minute
+	}
+	if c.WatchBuffer <= 0 {
+		c.WatchBuffer = 16_384
+	}
+	if c.DedupeWindow <= 0 {
+		c.DedupeWindow = 5 * time.Minute
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 4 << 20
+	}
+	if c.Linger < 0 {
+		c.Linger = 0
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 2
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// StreamName returns the JetStream stream of a service.
+func StreamName(service string) string { return "STEWARD_" + strings.ToUpper(service) }
+
+func logSubject(service string) string      { return "steward." + service + ".log" }
+func progressSubject(service string) string { return "steward." + service + ".applied" }
+
+// Log is one replica of a service's log. It is safe for concurrent use.
+type Log struct {
+	cfg    Config
+	logger *slog.Logger
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	sm     StateMachine
+	quorum int
+	voter  bool
+	nonce  string // distinguishes this incarnation's proposal IDs
+
+	// mu guards the applied state: sm, the fields below, the dedupe table
+	// and the event ring. Apply holds it for writing, reads for reading.
+	mu       sync.RWMutex
+	seq      uint64    // last applied stream sequence
+	rev      int64     // last applied revision
+	logTime  time.Time // largest entry time applied
+	chain    chainHash
+	dedupe   dedupeTable
+	ring     eventRing
+	applied  chan struct{} // closed and replaced after each applied message
+	lastSnap int64         // revision of the last snapshot taken
+	snapKick chan struct{}
+
+	failed atomic.Pointer[FailedError]
+	ready  atomic.Bool
+	// catchUp is the stream's last sequence when the replica started; it is
+	// ready once it applied that far.
+	catchUp uint64
+
+	proposals chan *proposal
+	pendMu    sync.Mutex
+	pending   map[string]*proposal
+	nextID    atomic.Uint64
+
+	progress *progressTracker
+	reads    *readIndex
+
+	ctx    context.Context // cancelled by Close; owned by the Log's goroutines
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Open opens the replica: it creates or updates the stream, restores the
+// newest valid snapshot, and starts applying the stream from there. It
+// returns at once; Ready reports when the replica has caught up, and
+// WaitReady waits for it.
+func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("qlog: jetstream: %w", err)
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName(cfg.Service),
+		Description: "Steward " + cfg.Service + " log (platform/qlog)",
+		Subjects:    []string{logSubject(cfg.Service)},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.StreamReplicas,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  max(cfg.DedupeWindow, 2*time.Minute),
+		MaxMsgSize:  int32(cfg.MaxBatchBytes + 1<<20),
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("qlog: create stream %s: %w", StreamName(cfg.Service), err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	lctx, cancel := context.WithCancel(context.Background())
+	l := &Log{
+		cfg:       cfg,
+		logger:    cfg.Logger.With("service", cfg.Service, "replica", cfg.ReplicaID),
+		js:        js,
+		stream:    stream,
+		sm:        sm,
+		quorum:    len(cfg.Voters)/2 + 1,
+		voter:     slices.Contains(cfg.Voters, cfg.ReplicaID),
+		nonce:     hex.EncodeToString(b[:]),
+		applied:   make(chan struct{}),
+		ring:      newEventRing(cfg.WatchBuffer),
+		dedupe:    newDedupeTable(),
+		proposals: make(chan *proposal, 4096),
+		snapKick:  make(chan struct{}, 1),
+		pending:   make(map[string]*proposal),
+		ctx:       lctx,
+		cancel:    cancel,
+	}
+	l.progress = newProgressTracker(l)
+	l.reads = newReadIndex(l)
+
+	if err := l.restore(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("qlog: stream info: %w", err)
+	}
+	l.catchUp = info.State.LastSeq
+	if first := info.State.FirstSeq; info.State.Msgs > 0 && l.seq+1 < first {
+		cancel()
+		return nil, fmt.Errorf("qlog: the stream starts at sequence %d but the newest usable snapshot ends at %d; "+
+			"the entries between were trimmed", first, l.seq)
+	}
+	if err := l.progress.start(); err != nil {
+		cancel()
+		return nil, err
+	}
+	l.goRun("apply", l.applyLoop)
+	l.goRun("batcher", l.batchLoop)
+	l.goRun("read-index", l.reads.loop)
+	l.goRun("progress", l.progress.publishLoop)
+	if cfg.Snapshots != nil {
+		l.goRun("snapshotter", l.snapshotLoop)
+	}
+	l.markReadyIfCaughtUp()
+	l.logger.Info("qlog replica opened", "revision", l.rev, "seq", l.seq, "catch_up_to", l.catchUp,
+		"voters", cfg.Voters, "voter", l.voter, "quorum", l.quorum)
+	return l, nil
+}
+
+func (l *Log) goRun(name string, fn func(ctx context.Context)) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		fn(l.ctx)
+		l.logger.Debug("qlog goroutine exited", "goroutine", name)
+	}()
+}
+
+// Close stops the replica's goroutines. Pending proposals fail with ErrClosed.
+func (l *Log) Close() error {
+	l.cancel()
+	l.progress.stop()
+	l.wg.Wait()
+	l.failPending(ErrClosed)
+	return nil
+}
+
+// Revision returns the last applied revision.
+func (l *Log) Revision() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.rev
+}
+
+// ReplicaID returns the replica's ID.
+func (l *Log) ReplicaID() string { return l.cfg.ReplicaID }
+
+// Ready reports nil once the replica has caught up with the stream as it was
+// at start, and it has not fail-stopped; otherwise why not.
+func (l *Log) Ready() error {
+	if f := l.failed.Load(); f != nil {
+		return f
+	}
+	if l.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if !l.ready.Load() {
+		l.mu.RLock()
+		seq := l.seq
+		l.mu.RUnlock()
+		return fmt.Errorf("qlog: replaying the log: applied sequence %d of %d", seq, l.catchUp)
+	}
+	return nil
+}
+
+// WaitReady waits until Ready reports nil, the replica fails, or ctx ends.
+func (l *Log) WaitReady(ctx context.Context) error {
+	for {
+		l.mu.RLock()
+		ch := l.applied
+		l.mu.RUnlock()
+		err := l.Ready()
+		if err == nil {
+			return nil
+		}
+		var fe *FailedError
+		if errors.As(err, &fe) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Log) markReadyIfCaughtUp() {
+	l.mu.RLock()
+	caught := l.seq >= l.catchUp
+	l.mu.RUnlock()
+	if caught && !l.ready.Swap(true) {
+		l.logger.Info("qlog replica caught up", "revision", l.Revision())
+	}
+}
+
+// fail stops the replica: it will apply nothing more, answer nothing, and
+// says why in its log and through Ready.
+func (l *Log) fail(reason string) {
+	fe := &FailedError{Reason: reason}
+	if l.failed.CompareAndSwap(nil, fe) {
+		l.logger.Error("qlog replica fail-stopped", "reason", reason)
+		l.failPending(fe)
+		l.mu.Lock()
+		close(l.applied)
+		l.applied = make(chan struct{})
+		l.mu.Unlock()
+	}
+}
+
+func (l *Log) err() error {
+	if f := l.failed.Load(); f != nil {
+		return f
+	}
+	if l.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}

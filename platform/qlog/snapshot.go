@@ -1,0 +1,209 @@
+package qlog
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Snapshot is a replica's state at one revision, as kept by a SnapshotStore.
+type Snapshot struct {
+	Service  string
+	Replica  string
+	Revision int64
+	Seq      uint64 // the stream sequence the snapshot reflects
+	Data     []byte // header and state machine snapshot; see encodeSnapshot
+	Checksum []byte // SHA-256 of Data
+	Created  time.Time
+}
+
+// SnapshotStore keeps snapshots: PostgreSQL in deployments (pgstore), the
+// JetStream object store in dev mode (ObjectStoreSnapshots).
+type SnapshotStore interface {
+	SaveSnapshot(ctx context.Context, s Snapshot) error
+	// NewestSnapshots returns up to limit snapshots of service, newest
+	// (highest revision) first. They may be corrupt; the log verifies them.
+	NewestSnapshots(ctx context.Context, service string, limit int) ([]Snapshot, error)
+}
+
+// snapshotHeader is the log's own part of a snapshot: where it is in the
+// stream, its running hash, and the idempotency keys still remembered,
+// all of which are replicated state as much as the state machine's.
+type snapshotHeader struct {
+	Revision int64          `json:"revision"`
+	Seq      uint64         `json:"seq"`
+	LogTime  int64          `json:"logTime"`
+	Chain    string         `json:"chain"`
+	Dedupe   []dedupeRecord `json:"dedupe"`
+}
+
+// Snapshot data layout: 4-byte big-endian header length, the JSON header,
+// then the state machine's own snapshot bytes.
+func (l *Log) encodeSnapshotLocked() (Snapshot, error) {
+	h := snapshotHeader{Revision: l.rev, Seq: l.seq, LogTime: l.logTime.UnixNano(),
+		Chain: hex.EncodeToString(l.chain[:]), Dedupe: l.dedupe.records()}
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	var buf bytes.Buffer
+	_ = binary.Write(&buf, binary.BigEndian, uint32(len(hdr)))
+	buf.Write(hdr)
+	if err := l.sm.Snapshot(&buf); err != nil {
+		return Snapshot{}, fmt.Errorf("state machine snapshot: %w", err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	return Snapshot{Service: l.cfg.Service, Replica: l.cfg.ReplicaID, Revision: l.rev, Seq: l.seq,
+		Data: buf.Bytes(), Checksum: sum[:], Created: l.cfg.Clock()}, nil
+}
+
+// restoreLocked verifies s and loads it into the log and the state machine.
+func (l *Log) restoreLocked(s Snapshot) error {
+	sum := sha256.Sum256(s.Data)
+	if !bytes.Equal(sum[:], s.Checksum) {
+		return errors.New("checksum mismatch")
+	}
+	if len(s.Data) < 4 {
+		return errors.New("truncated header")
+	}
+	n := binary.BigEndian.Uint32(s.Data)
+	if uint64(n)+4 > uint64(len(s.Data)) {
+		return errors.New("truncated header")
+	}
+	var h snapshotHeader
+	if err := json.Unmarshal(s.Data[4:4+n], &h); err != nil {
+		return fmt.Errorf("header: %w", err)
+	}
+	chain, err := hex.DecodeString(h.Chain)
+	if err != nil || len(chain) != len(chainHash{}) {
+		return errors.New("header: bad chain hash")
+	}
+	if err := l.sm.Restore(bytes.NewReader(s.Data[4+n:])); err != nil {
+		return fmt.Errorf("state machine restore: %w", err)
+	}
+	l.rev, l.seq, l.logTime = h.Revision, h.Seq, time.Unix(0, h.LogTime)
+	copy(l.chain[:], chain)
+	l.dedupe = newDedupeTable()
+	for _, r := range h.Dedupe {
+		l.dedupe.put(r.Key, r)
+	}
+	l.ring.reset(l.rev)
+	l.lastSnap = l.rev
+	return nil
+}
+
+// restore loads the newest snapshot that verifies. A corrupt snapshot is
+// logged and skipped; if one fails after the state machine began to
+// restore it, the next candidate replaces that partial state wholesale.
+func (l *Log) restore(ctx context.Context) error {
+	if l.cfg.Snapshots == nil {
+		return nil
+	}
+	cands, err := l.cfg.Snapshots.NewestSnapshots(ctx, l.cfg.Service, 5)
+	if err != nil {
+		return fmt.Errorf("qlog: list snapshots: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tried := 0
+	for _, s := range cands {
+		tried++
+		start := time.Now()
+		if err := l.restoreLocked(s); err != nil {
+			l.logger.Warn("qlog skipped a bad snapshot", "revision", s.Revision, "replica", s.Replica, "err", err)
+			continue
+		}
+		l.logger.Info("qlog restored snapshot", "revision", s.Revision, "seq", s.Seq, "from_replica", s.Replica,
+			"bytes", len(s.Data), "took", time.Since(start))
+		return nil
+	}
+	if tried > 0 {
+		return fmt.Errorf("qlog: none of the %d newest snapshots of %s verifies; refusing to start from a partial state", tried, l.cfg.Service)
+	}
+	return nil
+}
+
+func (l *Log) kickSnapshot() {
+	select {
+	case l.snapKick <- struct{}{}:
+	default:
+	}
+}
+
+// snapshotLoop takes a snapshot every SnapshotEvery entries or
+// SnapshotInterval, whichever comes first, and then trims the stream.
+func (l *Log) snapshotLoop(ctx context.Context) {
+	tick := time.NewTicker(l.cfg.SnapshotInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.snapKick:
+		case <-tick.C:
+		}
+		if _, err := l.TakeSnapshot(ctx); err != nil && ctx.Err() == nil {
+			l.logger.Warn("qlog snapshot failed", "err", err)
+		}
+	}
+}
+
+// TakeSnapshot stores a snapshot now (unless nothing changed since the
+// last) and trims the stream below it minus RetainEntries. It returns the
+// snapshot's revision.
+func (l *Log) TakeSnapshot(ctx context.Context) (int64, error) {
+	if l.cfg.Snapshots == nil {
+		return 0, errors.New("qlog: no snapshot store configured")
+	}
+	if err := l.err(); err != nil {
+		return 0, err
+	}
+	// The state is serialised under the read lock (applies wait, reads go
+	// on); the upload happens after the lock is released.
+	l.mu.RLock()
+	if l.rev == l.lastSnap || l.seq == 0 {
+		rev := l.lastSnap
+		l.mu.RUnlock()
+		return rev, nil
+	}
+	s, err := l.encodeSnapshotLocked()
+	l.mu.RUnlock()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := l.cfg.Snapshots.SaveSnapshot(ctx, s); err != nil {
+		return 0, fmt.Errorf("save snapshot: %w", err)
+	}
+	l.mu.Lock()
+	l.lastSnap = max(l.lastSnap, s.Revision)
+	l.mu.Unlock()
+	l.logger.Info("qlog snapshot saved", "revision", s.Revision, "seq", s.Seq, "bytes", len(s.Data), "took", time.Since(start))
+	if r := l.cfg.RetainEntries; r > 0 && s.Seq > r {
+		if err := l.stream.Purge(ctx, jetstream.WithPurgeSequence(s.Seq-r)); err != nil {
+			return s.Revision, fmt.Errorf("trim stream below %d: %w", s.Seq-r, err)
+		}
+	}
+	return s.Revision, nil
+}
+
+// readAll is io.ReadAll with a bound, for snapshot stores.
+func readAll(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("snapshot over %d bytes", limit)
+	}
+	return b, nil
+}

@@ -1,0 +1,128 @@
+package qlog
+
+import (
+	"context"
+	"sort"
+)
+
+// eventRing keeps the newest events in apply order, each with a position
+// (a counter over all events ever pushed). Watchers read it by position,
+// so a slow watcher costs no memory: when the ring overwrites events a
+// watcher had not read yet, that watcher is cut off with ErrWatchLagged.
+type eventRing struct {
+	buf      []Event
+	head     int    // index of the oldest event
+	n        int    // events held
+	firstPos uint64 // position of the oldest event held
+	// heldFrom is the oldest revision whose events are all still held.
+	heldFrom int64
+}
+
+func newEventRing(capacity int) eventRing {
+	return eventRing{buf: make([]Event, capacity), heldFrom: 1}
+}
+
+func (r *eventRing) nextPos() uint64 { return r.firstPos + uint64(r.n) }
+
+func (r *eventRing) push(ev Event) {
+	if r.n == len(r.buf) {
+		dropped := r.buf[r.head]
+		r.buf[r.head] = Event{}
+		r.head = (r.head + 1) % len(r.buf)
+		r.n--
+		r.firstPos++
+		r.heldFrom = max(r.heldFrom, dropped.Revision+1)
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = ev
+	r.n++
+}
+
+func (r *eventRing) at(pos uint64) Event {
+	return r.buf[(r.head+int(pos-r.firstPos))%len(r.buf)]
+}
+
+// reset empties the ring so that it holds everything after revision rev;
+// used after restoring a snapshot at rev.
+func (r *eventRing) reset(rev int64) {
+	clear(r.buf)
+	r.head, r.n = 0, 0
+	r.heldFrom = rev + 1
+}
+
+// search returns the position of the first held event at or after rev.
+func (r *eventRing) search(rev int64) uint64 {
+	i := sort.Search(r.n, func(i int) bool { return r.at(r.firstPos+uint64(i)).Revision >= rev })
+	return r.firstPos + uint64(i)
+}
+
+// Watch is an ordered, gap-free stream of events from one replica.
+type Watch struct {
+	l      *Log
+	pos    uint64
+	from   int64
+	filter func(Event) bool
+}
+
+// Watch returns a watch that yields the events at revision from and after,
+// for which filter (if not nil) returns true. from <= 0 means "from the
+// next revision". A from older than the replica holds fails with a
+// *CompactedError before anything is delivered.
+func (l *Log) Watch(from int64, filter func(Event) bool) (*Watch, error) {
+	if err := l.err(); err != nil {
+		return nil, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	w := &Watch{l: l, from: from, filter: filter}
+	switch {
+	case from <= 0:
+		w.pos = l.ring.nextPos()
+		w.from = l.rev + 1
+	case from < l.ring.heldFrom:
+		return nil, &CompactedError{Requested: from, CompactRevision: l.ring.heldFrom}
+	default:
+		w.pos = l.ring.search(from)
+	}
+	return w, nil
+}
+
+// CompactRevision returns the oldest revision a watch can start from.
+func (l *Log) CompactRevision() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.ring.heldFrom
+}
+
+// Next blocks until the next matching event, ctx ends, or the watch fails
+// (ErrWatchLagged, a fail-stop, ErrClosed).
+func (w *Watch) Next(ctx context.Context) (Event, error) {
+	l := w.l
+	for {
+		l.mu.RLock()
+		if err := l.err(); err != nil {
+			l.mu.RUnlock()
+			return Event{}, err
+		}
+		if w.pos < l.ring.firstPos {
+			l.mu.RUnlock()
+			return Event{}, ErrWatchLagged
+		}
+		for w.pos < l.ring.nextPos() {
+			ev := l.ring.at(w.pos)
+			w.pos++
+			if ev.Revision >= w.from && (w.filter == nil || w.filter(ev)) {
+				l.mu.RUnlock()
+				return ev, nil
+			}
+		}
+		ch := l.applied
+		l.mu.RUnlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		case <-l.ctx.Done():
+			return Event{}, ErrClosed
+		}
+	}
+}
