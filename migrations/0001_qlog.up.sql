@@ -5,9 +5,9 @@ CREATE TABLE qlog_snapshots (
     service    text        NOT NULL,
     revision   bigint      NOT NULL CHECK (revision >= 0),
     replica    text        NOT NULL,
-    state      bytea       NOT NULL,
+    seq        bigint      NOT NULL CHECK (seq >= 0), -- stream sequence the state reflects
+    state      bytea       NOT NULL, -- qlog header (running hash, dedupe keys) + state machine
     checksum   bytea       NOT NULL, -- SHA-256 of state
-    chain      bytea       NOT NULL, -- running hash of the log up to revision
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (service, revision, replica)
 );
