@@ -16,6 +16,7 @@ import (
 // delete and TTL expiry: the example state machine.
 type Registers struct {
 	vals map[string]register
+	ttl  *qlog.Expiries // rebuilt from vals on Restore
 }
 
 type register struct {
@@ -33,6 +34,9 @@ type Cmd struct {
 	From string `json:"from,omitempty"`
 	// TTL makes a put expire after this long in log time.
 	TTL time.Duration `json:"ttl,omitempty"`
+	// Since is an expire's precondition: the key was not renewed after
+	// this revision.
+	Since int64 `json:"since,omitempty"`
 }
 
 // Reply is the result of every command.
@@ -43,7 +47,9 @@ type Reply struct {
 }
 
 // NewRegisters returns an empty state machine.
-func NewRegisters() *Registers { return &Registers{vals: map[string]register{}} }
+func NewRegisters() *Registers {
+	return &Registers{vals: map[string]register{}, ttl: qlog.NewExpiries()}
+}
 
 // Put encodes a put command.
 func Put(key, value string) []byte { return mustJSON(Cmd{Op: "put", Key: key, Value: value}) }
@@ -60,8 +66,11 @@ func CAS(key, from, to string) []byte { return mustJSON(Cmd{Op: "cas", Key: key,
 func Delete(key string) []byte { return mustJSON(Cmd{Op: "delete", Key: key}) }
 
 // Expire encodes an expiry proposal: it deletes key only if, at apply
-// time, its TTL has passed in log time (it was not renewed meanwhile).
-func Expire(key string) []byte { return mustJSON(Cmd{Op: "expire", Key: key}) }
+// time, its TTL has passed in log time and it was not renewed (put again)
+// after revision since.
+func Expire(key string, since int64) []byte {
+	return mustJSON(Cmd{Op: "expire", Key: key, Since: since})
+}
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
@@ -85,6 +94,9 @@ func (r *Registers) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 		reg := register{Value: c.Value, ModRev: e.Revision}
 		if c.TTL > 0 {
 			reg.Expires = e.Time.Add(c.TTL).UnixNano()
+			r.ttl.Set(c.Key, e.Time.Add(c.TTL), e.Revision)
+		} else {
+			r.ttl.Remove(c.Key)
 		}
 		r.vals[c.Key] = reg
 		reply.OK = true
@@ -92,20 +104,26 @@ func (r *Registers) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	case "cas":
 		if exists && cur.Value == c.From {
 			r.vals[c.Key] = register{Value: c.Value, ModRev: e.Revision, Expires: cur.Expires}
+			if cur.Expires != 0 {
+				// Keep the index equal to what Restore rebuilds from vals.
+				r.ttl.Set(c.Key, time.Unix(0, cur.Expires), e.Revision)
+			}
 			reply.OK = true
 			events = []qlog.Event{{Type: "put", Key: c.Key, Data: []byte(c.Value)}}
 		}
 	case "delete":
 		if exists {
 			delete(r.vals, c.Key)
+			r.ttl.Remove(c.Key)
 			reply.OK = true
 			events = []qlog.Event{{Type: "delete", Key: c.Key}}
 		}
 	case "expire":
 		// The precondition is checked against the entry's log time, so
 		// every replica decides the same, and a duplicate is a no-op.
-		if exists && cur.Expires != 0 && cur.Expires <= e.Time.UnixNano() {
+		if r.ttl.Expired(c.Key, c.Since, e.Time) {
 			delete(r.vals, c.Key)
+			r.ttl.Remove(c.Key)
 			reply.OK = true
 			events = []qlog.Event{{Type: "delete", Key: c.Key}}
 		}
@@ -117,6 +135,16 @@ func (r *Registers) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 func (r *Registers) Get(key string) (string, bool) {
 	v, ok := r.vals[key]
 	return v.Value, ok
+}
+
+// DueExpiries returns expire commands for the keys whose TTL passed by
+// now; give it to qlog.Log.RunExpiry.
+func (r *Registers) DueExpiries(now time.Time) [][]byte {
+	var cmds [][]byte
+	for _, d := range r.ttl.Due(now, 256) {
+		cmds = append(cmds, Expire(d.ID, d.NotRenewedSince))
+	}
+	return cmds
 }
 
 // Len returns the number of registers. Call it inside qlog.Log.Read.
@@ -139,5 +167,11 @@ func (r *Registers) Restore(rd io.Reader) error {
 		return fmt.Errorf("registers: %w", err)
 	}
 	r.vals = vals
+	r.ttl = qlog.NewExpiries()
+	for k, v := range vals {
+		if v.Expires != 0 {
+			r.ttl.Set(k, time.Unix(0, v.Expires), v.ModRev)
+		}
+	}
 	return nil
 }

@@ -1,0 +1,94 @@
+package qlog_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+)
+
+// fakeClock is a settable clock for proposers.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestDeterministicExpiry checks that a TTL key is deleted by a proposed
+// expire entry once log time passes its deadline, and that an expiry
+// raced by a renewal is a no-op.
+func TestDeterministicExpiry(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	srv := qlogtest.StartServer(t)
+	r := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "r0", Clock: clock.Now})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	put, _ := propose(t, r.log, qlogtest.PutTTL("lease", "a", 10*time.Second), "")
+	clock.Advance(8 * time.Second)
+	// A replica with a fast clock proposes an expiry too early: no effect.
+	if _, reply := propose(t, r.log, qlogtest.Expire("lease", put.Revision), ""); reply.OK {
+		t.Fatal("expire before the deadline took effect")
+	}
+	renew, _ := propose(t, r.log, qlogtest.PutTTL("lease", "a", 10*time.Second), "")
+	clock.Advance(11 * time.Second)
+	// The deadline of the first grant passed, but the key was renewed after it.
+	if _, reply := propose(t, r.log, qlogtest.Expire("lease", put.Revision), ""); reply.OK {
+		t.Fatal("expire naming a revision before a renewal took effect")
+	}
+	w, err := r.log.Watch(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.log.RunExpiry(rctx, 20*time.Millisecond, r.sm.DueExpiries)
+	}()
+	ev, err := w.Next(ctx)
+	stop()
+	<-done
+	if err != nil || ev.Type != "delete" || ev.Key != "lease" || ev.Revision <= renew.Revision {
+		t.Fatalf("watch after expiry = %+v, %v; want a delete of lease after revision %d", ev, err, renew.Revision)
+	}
+	if _, ok, _ := r.get(t, qlog.Linearizable, "lease"); ok {
+		t.Fatal("lease still present after expiry")
+	}
+}
+
+func TestExpiriesDueOrder(t *testing.T) {
+	x := qlog.NewExpiries()
+	base := time.Unix(100, 0)
+	x.Set("b", base.Add(2*time.Second), 5)
+	x.Set("a", base.Add(2*time.Second), 4)
+	x.Set("c", base.Add(time.Second), 3)
+	x.Set("d", base.Add(time.Hour), 2)
+	got := x.Due(base.Add(3*time.Second), 10)
+	want := []qlog.Due{{"c", 3}, {"a", 4}, {"b", 5}}
+	if len(got) != len(want) {
+		t.Fatalf("Due = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Due = %v, want %v", got, want)
+		}
+	}
+	if x.Expired("d", 2, base.Add(3*time.Second)) || !x.Expired("c", 3, base.Add(time.Second)) || x.Expired("c", 2, base.Add(time.Hour)) {
+		t.Fatal("Expired precondition wrong")
+	}
+}
