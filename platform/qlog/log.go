@@ -223,7 +223,7 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 		return nil, fmt.Errorf("qlog: stream info: %w", err)
 	}
 	l.catchUp = info.State.LastSeq
-	if first := info.State.FirstSeq; info.State.Msgs > 0 && l.seq+1 < first {
+	if first := info.State.FirstSeq; l.seq+1 < first {
 		cancel()
 		return nil, fmt.Errorf("qlog: the stream starts at sequence %d but the newest usable snapshot ends at %d; "+
 			"the entries between were trimmed", first, l.seq)
