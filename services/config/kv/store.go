@@ -1,0 +1,426 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/btree"
+
+	"github.com/stewardhq/steward/platform/qlog"
+)
+
+// DefaultRetainRevisions is how many revisions of history are kept for
+// reads at an old revision and for GET /v1/history.
+const DefaultRetainRevisions = 10_000
+
+// Store is the configuration store's state. Apply mutates it; the query
+// methods (Get, List, History, LeaseInfo) must be called inside
+// qlog.Log.Read, which excludes Apply.
+type Store struct {
+	tree   *btree.BTreeG[*record]
+	leases map[int64]*lease
+	ttl    *qlog.Expiries // lease deadlines, keyed by lease ID
+	fences map[string]int64
+	// retain revisions of history are kept; compactRev is the oldest
+	// revision a read at a revision may ask for.
+	retain     int64
+	compactRev int64
+	// tombstones lists deleted keys in delete order, to drop their
+	// records once the delete falls out of retained history.
+	tombstones []tombstone
+	rev        int64 // revision of the entry being applied
+	now        time.Time
+}
+
+type record struct {
+	key string
+	// versions in revision order; a deleted version is a tombstone.
+	versions []version
+}
+
+type version struct {
+	Entry
+	Deleted bool
+}
+
+type tombstone struct {
+	Key string `json:"k"`
+	Rev int64  `json:"r"`
+}
+
+type lease struct {
+	ID        int64
+	TTL       time.Duration
+	ExpiresAt time.Time
+	Renewed   int64
+	Keys      map[string]struct{}
+}
+
+func lessRecord(a, b *record) bool { return a.key < b.key }
+
+// New returns an empty store that keeps retain revisions of history.
+func New(retain int64) *Store {
+	if retain <= 0 {
+		retain = DefaultRetainRevisions
+	}
+	return &Store{
+		tree:   btree.NewG(32, lessRecord),
+		leases: map[int64]*lease{},
+		ttl:    qlog.NewExpiries(),
+		fences: map[string]int64{},
+		retain: retain,
+	}
+}
+
+// current returns the key's live entry.
+func (s *Store) current(key string) (*record, *Entry) {
+	rec, ok := s.tree.Get(&record{key: key})
+	if !ok {
+		return nil, nil
+	}
+	v := &rec.versions[len(rec.versions)-1]
+	if v.Deleted {
+		return rec, nil
+	}
+	return rec, &v.Entry
+}
+
+// Apply implements qlog.StateMachine.
+func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
+	s.rev, s.now = e.Revision, e.Time
+	s.compact()
+	var c Command
+	var res Result
+	var events []qlog.Event
+	if err := json.Unmarshal(e.Cmd, &c); err != nil {
+		res = Result{Status: Invalid, Detail: "undecodable command"}
+	} else {
+		res, events = s.apply(&c)
+	}
+	out, _ := json.Marshal(res)
+	return out, events
+}
+
+func (s *Store) apply(c *Command) (Result, []qlog.Event) {
+	if c.Fence != nil {
+		if high := s.fences[c.Fence.Name]; c.Fence.Token < high {
+			return Result{Status: Fenced, FenceToken: high,
+				Detail: fmt.Sprintf("fencing token %d for %q is stale; %d was seen", c.Fence.Token, c.Fence.Name, high)}, nil
+		}
+		s.fences[c.Fence.Name] = c.Fence.Token
+	}
+	var ev []qlog.Event
+	switch c.Op {
+	case "put":
+		_, cur := s.current(c.Key)
+		if r, ok := checkConditions(c, cur); !ok {
+			return r, nil
+		}
+		e, prev, ok := s.put(c.Key, c.Value, c.Lease, &ev)
+		if !ok {
+			return Result{Status: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.Lease)}, nil
+		}
+		return Result{Status: OK, Entry: e, Prev: prev}, ev
+	case "delete":
+		_, cur := s.current(c.Key)
+		if cur == nil {
+			return Result{Status: NotFound}, nil
+		}
+		if r, ok := checkConditions(c, cur); !ok {
+			return r, nil
+		}
+		prev := s.delete(c.Key, &ev)
+		return Result{Status: OK, Entry: prev}, ev
+	case "deletePrefix":
+		n := int64(len(s.deletePrefix(c.Prefix, &ev)))
+		return Result{Status: OK, Deleted: n}, ev
+	case "txn":
+		if c.Txn == nil {
+			return Result{Status: Invalid, Detail: "txn without body"}, nil
+		}
+		tr, status := s.txn(c.Txn, &ev)
+		if status != OK {
+			return Result{Status: status, Txn: tr}, nil
+		}
+		return Result{Status: OK, Txn: tr}, ev
+	case "grant":
+		if c.TTL <= 0 {
+			return Result{Status: Invalid, Detail: "lease TTL must be positive"}, nil
+		}
+		l := &lease{ID: s.rev, TTL: c.TTL, ExpiresAt: s.now.Add(c.TTL), Renewed: s.rev, Keys: map[string]struct{}{}}
+		s.leases[l.ID] = l
+		s.ttl.Set(leaseKey(l.ID), l.ExpiresAt, s.rev)
+		return Result{Status: OK, Lease: l.view()}, nil
+	case "keepalive":
+		l := s.leases[c.ID]
+		if l == nil {
+			return Result{Status: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.ID)}, nil
+		}
+		l.ExpiresAt, l.Renewed = s.now.Add(l.TTL), s.rev
+		s.ttl.Set(leaseKey(l.ID), l.ExpiresAt, s.rev)
+		return Result{Status: OK, Lease: l.view()}, nil
+	case "revoke":
+		l := s.leases[c.ID]
+		if l == nil {
+			return Result{Status: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.ID)}, nil
+		}
+		view := l.view()
+		s.revoke(l, &ev)
+		return Result{Status: OK, Lease: view, Deleted: int64(len(view.Keys))}, ev
+	case "expire":
+		l := s.leases[c.ID]
+		if l == nil || !s.ttl.Expired(leaseKey(c.ID), c.Since, s.now) {
+			return Result{Status: PreconditionFailed, Detail: "lease was renewed, revoked or is not yet due"}, nil
+		}
+		view := l.view()
+		s.revoke(l, &ev)
+		return Result{Status: OK, Lease: view, Deleted: int64(len(view.Keys))}, ev
+	default:
+		return Result{Status: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}, nil
+	}
+}
+
+func leaseKey(id int64) string { return strconv.FormatInt(id, 10) }
+
+func checkConditions(c *Command, cur *Entry) (Result, bool) {
+	if c.IfNoneMatch && cur != nil {
+		return Result{Status: PreconditionFailed, Entry: cur, Detail: "key exists"}, false
+	}
+	if c.IfMatch != nil {
+		if cur == nil {
+			return Result{Status: PreconditionFailed, Detail: "key does not exist"}, false
+		}
+		if cur.ModRevision != *c.IfMatch {
+			return Result{Status: PreconditionFailed, Entry: cur,
+				Detail: fmt.Sprintf("modRevision is %d, not %d", cur.ModRevision, *c.IfMatch)}, false
+		}
+	}
+	return Result{}, true
+}
+
+// put writes key at the current revision. It reports false if lease is
+// set and does not exist.
+func (s *Store) put(key string, value json.RawMessage, leaseID int64, ev *[]qlog.Event) (*Entry, *Entry, bool) {
+	if leaseID != 0 && s.leases[leaseID] == nil {
+		return nil, nil, false
+	}
+	rec, cur := s.current(key)
+	e := Entry{Key: key, Value: value, CreateRevision: s.rev, ModRevision: s.rev, Version: 1, Lease: leaseID}
+	var prev *Entry
+	if cur != nil {
+		p := *cur
+		prev = &p
+		e.CreateRevision, e.Version = cur.CreateRevision, cur.Version+1
+		if cur.Lease != 0 && cur.Lease != leaseID {
+			if l := s.leases[cur.Lease]; l != nil {
+				delete(l.Keys, key)
+			}
+		}
+	}
+	if leaseID != 0 {
+		s.leases[leaseID].Keys[key] = struct{}{}
+	}
+	if rec == nil {
+		rec = &record{key: key}
+		s.tree.ReplaceOrInsert(rec)
+	}
+	rec.versions = append(rec.versions, version{Entry: e})
+	s.prune(rec)
+	*ev = append(*ev, event("put", e, prev))
+	return &e, prev, true
+}
+
+// delete removes a live key and returns its last entry.
+func (s *Store) delete(key string, ev *[]qlog.Event) *Entry {
+	rec, cur := s.current(key)
+	if cur == nil {
+		return nil
+	}
+	prev := *cur
+	if cur.Lease != 0 {
+		if l := s.leases[cur.Lease]; l != nil {
+			delete(l.Keys, key)
+		}
+	}
+	rec.versions = append(rec.versions, version{Entry: Entry{Key: key, ModRevision: s.rev}, Deleted: true})
+	s.tombstones = append(s.tombstones, tombstone{Key: key, Rev: s.rev})
+	s.prune(rec)
+	*ev = append(*ev, event("delete", Entry{Key: key, ModRevision: s.rev}, &prev))
+	return &prev
+}
+
+func (s *Store) deletePrefix(prefix string, ev *[]qlog.Event) []Entry {
+	var keys []string
+	s.tree.AscendGreaterOrEqual(&record{key: prefix}, func(r *record) bool {
+		if !strings.HasPrefix(r.key, prefix) {
+			return false
+		}
+		if !r.versions[len(r.versions)-1].Deleted {
+			keys = append(keys, r.key)
+		}
+		return true
+	})
+	out := make([]Entry, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *s.delete(k, ev))
+	}
+	return out
+}
+
+// revoke deletes a lease and its keys, in key order.
+func (s *Store) revoke(l *lease, ev *[]qlog.Event) {
+	keys := l.sortedKeys()
+	for _, k := range keys {
+		s.delete(k, ev)
+	}
+	delete(s.leases, l.ID)
+	s.ttl.Remove(leaseKey(l.ID))
+}
+
+func (l *lease) sortedKeys() []string {
+	keys := make([]string, 0, len(l.Keys))
+	for k := range l.Keys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (l *lease) view() *Lease {
+	return &Lease{ID: l.ID, TTL: l.TTL, ExpiresAt: l.ExpiresAt, Keys: l.sortedKeys()}
+}
+
+func event(typ string, e Entry, prev *Entry) qlog.Event {
+	data, _ := json.Marshal(EventData{Entry: e, PrevEntry: prev})
+	return qlog.Event{Type: typ, Key: e.Key, Data: data}
+}
+
+// compact advances the compact revision to keep retain revisions and drops
+// the records of keys deleted before it.
+func (s *Store) compact() {
+	s.compactRev = max(s.compactRev, s.rev-s.retain)
+	n := 0
+	for n < len(s.tombstones) && s.tombstones[n].Rev < s.compactRev {
+		if rec, ok := s.tree.Get(&record{key: s.tombstones[n].Key}); ok {
+			s.prune(rec)
+		}
+		n++
+	}
+	if n > 0 {
+		s.tombstones = s.tombstones[n:]
+	}
+}
+
+// prune drops versions no read can reach: all but the newest version at or
+// below the compact revision. A record whose only version is an old
+// tombstone goes entirely.
+func (s *Store) prune(rec *record) {
+	i := 0
+	for i+1 < len(rec.versions) && rec.versions[i+1].ModRevision <= s.compactRev {
+		i++
+	}
+	if i > 0 {
+		rec.versions = slices.Clone(rec.versions[i:])
+	}
+	if len(rec.versions) == 1 && rec.versions[0].Deleted && rec.versions[0].ModRevision <= s.compactRev {
+		s.tree.Delete(rec)
+	}
+}
+
+// snapshotHeader is the first line of a snapshot; one line per record follows.
+type snapshotHeader struct {
+	Retain     int64            `json:"retain"`
+	CompactRev int64            `json:"compactRev"`
+	Records    int              `json:"records"`
+	Tombstones []tombstone      `json:"tombstones"`
+	Leases     []snapshotLease  `json:"leases"`
+	Fences     map[string]int64 `json:"fences"` // encoding/json sorts keys
+}
+
+type snapshotLease struct {
+	ID        int64         `json:"id"`
+	TTL       time.Duration `json:"ttl"`
+	ExpiresAt time.Time     `json:"expiresAt"`
+	Renewed   int64         `json:"renewed"`
+	Keys      []string      `json:"keys"`
+}
+
+type snapshotRecord struct {
+	Key      string    `json:"k"`
+	Versions []version `json:"v"`
+}
+
+// Snapshot implements qlog.StateMachine: line-delimited JSON in key order.
+func (s *Store) Snapshot(w io.Writer) error {
+	h := snapshotHeader{Retain: s.retain, CompactRev: s.compactRev, Records: s.tree.Len(),
+		Tombstones: s.tombstones, Fences: s.fences}
+	ids := make([]int64, 0, len(s.leases))
+	for id := range s.leases {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		l := s.leases[id]
+		h.Leases = append(h.Leases, snapshotLease{ID: l.ID, TTL: l.TTL, ExpiresAt: l.ExpiresAt.UTC(), Renewed: l.Renewed, Keys: l.sortedKeys()})
+	}
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(h); err != nil {
+		return err
+	}
+	var err error
+	s.tree.Ascend(func(r *record) bool {
+		err = enc.Encode(snapshotRecord{Key: r.key, Versions: r.versions})
+		return err == nil
+	})
+	return err
+}
+
+// Restore implements qlog.StateMachine.
+func (s *Store) Restore(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	var h snapshotHeader
+	if err := dec.Decode(&h); err != nil {
+		return fmt.Errorf("kv snapshot header: %w", err)
+	}
+	n := New(h.Retain)
+	n.compactRev, n.tombstones = h.CompactRev, h.Tombstones
+	if h.Fences != nil {
+		n.fences = h.Fences
+	}
+	for _, sl := range h.Leases {
+		l := &lease{ID: sl.ID, TTL: sl.TTL, ExpiresAt: sl.ExpiresAt, Renewed: sl.Renewed, Keys: map[string]struct{}{}}
+		for _, k := range sl.Keys {
+			l.Keys[k] = struct{}{}
+		}
+		n.leases[l.ID] = l
+		n.ttl.Set(leaseKey(l.ID), l.ExpiresAt, l.Renewed)
+	}
+	for range h.Records {
+		var sr snapshotRecord
+		if err := dec.Decode(&sr); err != nil {
+			return fmt.Errorf("kv snapshot record: %w", err)
+		}
+		if len(sr.Versions) == 0 {
+			return fmt.Errorf("kv snapshot record %q has no versions", sr.Key)
+		}
+		n.tree.ReplaceOrInsert(&record{key: sr.Key, versions: sr.Versions})
+	}
+	*s = *n
+	return nil
+}
+
+// equalJSON compares two JSON values semantically enough for txn compares:
+// byte-equal after compaction.
+func equalJSON(a, b json.RawMessage) bool {
+	var ca, cb bytes.Buffer
+	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
+		return false
+	}
+	return bytes.Equal(ca.Bytes(), cb.Bytes())
+}
