@@ -32,6 +32,9 @@ type Options struct {
 	// Ready reports whether the service can serve: nil when it is caught up
 	// with its log, else why not. Nil Ready means always ready.
 	Ready func(ctx context.Context) error
+	// Middleware runs inside the built-in middleware, around every route
+	// (health and metrics included), e.g. to set a header on every answer.
+	Middleware []func(http.Handler) http.Handler
 	// Routes mounts the service's API.
 	Routes func(r chi.Router)
 }
@@ -52,6 +55,7 @@ func NewHandler(o Options) http.Handler {
 
 	r := chi.NewRouter()
 	r.Use(withRequestID, withTraceparent, observe(logger, newMetrics(reg, o.Service)), recoverPanics(logger))
+	r.Use(o.Middleware...)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		Error(w, req, logger, fault.New(fault.NotFound, "no route for %s", req.URL.Path))
 	})

@@ -1,0 +1,636 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/config/kv"
+)
+
+// RevisionHeader carries the revision a response reflects.
+const RevisionHeader = "X-Steward-Revision"
+
+type server struct {
+	log    *qlog.Log
+	store  *kv.Store
+	logger *slog.Logger
+}
+
+// bodyLimit bounds a request body: a value plus room for a txn envelope.
+const bodyLimit = kv.MaxValueBytes + 64<<10
+
+// txnBodyLimit bounds a transaction body: up to 128 ops, each with a value.
+const txnBodyLimit = 16 << 20
+
+func setRevision(w http.ResponseWriter, rev int64) {
+	w.Header().Set(RevisionHeader, strconv.FormatInt(rev, 10))
+}
+
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if w.Header().Get(RevisionHeader) == "" {
+		setRevision(w, s.log.Revision())
+	}
+	web.Error(w, r, s.logger, classify(err))
+}
+
+// classify maps log errors to fault kinds; everything else passes through.
+func classify(err error) error {
+	var (
+		ce *qlog.CompactedError
+		fe *qlog.FailedError
+	)
+	switch {
+	case errors.As(err, &ce):
+		return fault.Wrap(fault.Gone, err, fmt.Sprintf("revision %d is compacted", ce.Requested)).With("compactRevision", ce.CompactRevision)
+	case errors.As(err, &fe), errors.Is(err, qlog.ErrClosed):
+		return fault.Wrap(fault.Unavailable, err, "this replica is not serving: "+err.Error())
+	case errors.Is(err, qlog.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
+		return fault.Wrap(fault.Timeout, err, "the write was not confirmed in time; retry with the same Idempotency-Key")
+	}
+	return err
+}
+
+// keyParam is the key of /v1/kv/{key...}: the path after /v1/kv.
+func keyParam(r *http.Request) (string, error) {
+	key := "/" + chi.URLParam(r, "*")
+	return key, kv.ValidateKey(key)
+}
+
+// propose sends a command and decodes the store's result.
+func (s *server) propose(r *http.Request, c kv.Command) (kv.Result, int64, error) {
+	cmd, err := json.Marshal(c)
+	if err != nil {
+		return kv.Result{}, 0, err
+	}
+	res, err := s.log.Propose(r.Context(), cmd, qlog.ProposeOptions{IdempotencyKey: r.Header.Get("Idempotency-Key")})
+	if err != nil {
+		return kv.Result{}, 0, err
+	}
+	var out kv.Result
+	if err := json.Unmarshal(res.Value, &out); err != nil {
+		return kv.Result{}, 0, fmt.Errorf("decode result: %w", err)
+	}
+	return out, res.Revision, nil
+}
+
+// statusError turns a non-OK store result into a fault.
+func statusError(res kv.Result) error {
+	switch res.Status {
+	case kv.NotFound:
+		return fault.New(fault.NotFound, "key not found")
+	case kv.PreconditionFailed:
+		f := fault.New(fault.PreconditionFailed, "precondition failed: %s", res.Detail)
+		if res.Entry != nil {
+			f = f.With("modRevision", res.Entry.ModRevision)
+		}
+		return f
+	case kv.Fenced:
+		return fault.New(fault.Conflict, "%s", res.Detail).With("fenceToken", res.FenceToken)
+	case kv.LeaseNotFound:
+		return fault.New(fault.NotFound, "%s", res.Detail)
+	case kv.Invalid:
+		return fault.New(fault.Invalid, "%s", res.Detail)
+	}
+	return fmt.Errorf("unexpected store status %q", res.Status)
+}
+
+// parseETag accepts "N" and N.
+func parseETag(v string) (int64, error) {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+	n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fault.New(fault.Invalid, "If-Match %q: want a quoted modRevision such as \"42\"", v)
+	}
+	return n, nil
+}
+
+func parseFence(v string) (*kv.Fence, error) {
+	if v == "" {
+		return nil, nil
+	}
+	i := strings.LastIndexByte(v, ':')
+	if i <= 0 {
+		return nil, fault.New(fault.Invalid, "X-Steward-Fence %q: want <name>:<token>", v)
+	}
+	tok, err := strconv.ParseInt(v[i+1:], 10, 64)
+	if err != nil || tok < 0 {
+		return nil, fault.New(fault.Invalid, "X-Steward-Fence %q: token must be a non-negative integer", v)
+	}
+	return &kv.Fence{Name: v[:i], Token: tok}, nil
+}
+
+// conditions reads If-Match, If-None-Match and X-Steward-Fence into c.
+func conditions(r *http.Request, c *kv.Command) error {
+	if v := r.Header.Get("If-Match"); v != "" {
+		n, err := parseETag(v)
+		if err != nil {
+			return err
+		}
+		c.IfMatch = &n
+	}
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		if strings.TrimSpace(v) != "*" {
+			return fault.New(fault.Invalid, "If-None-Match supports only *")
+		}
+		c.IfNoneMatch = true
+	}
+	f, err := parseFence(r.Header.Get("X-Steward-Fence"))
+	c.Fence = f
+	return err
+}
+
+func int64Query(r *http.Request, name string, min int64) (int64, bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < min {
+		return 0, false, fault.New(fault.Invalid, "query parameter %s=%q: want an integer ≥ %d", name, v, min)
+	}
+	return n, true, nil
+}
+
+func consistency(r *http.Request) (qlog.Consistency, error) {
+	c, err := qlog.ParseConsistency(r.URL.Query().Get("consistency"))
+	if err != nil {
+		return 0, fault.New(fault.Invalid, "%v", err)
+	}
+	return c, nil
+}
+
+func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) {
+	setRevision(w, rev)
+	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, e.ModRevision))
+	_ = web.Encode(w, http.StatusOK, e)
+}
+
+func (s *server) handlePut() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, err := keyParam(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		body, err := web.ReadBody(w, r, bodyLimit)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if err := kv.ValidateValue(body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		c := kv.Command{Op: "put", Key: key, Value: compactJSON(body)}
+		if err := conditions(r, &c); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if c.Lease, _, err = int64Query(r, "lease", 1); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		res, rev, err := s.propose(r, c)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		setRevision(w, rev)
+		if res.Status != kv.OK {
+			s.fail(w, r, statusError(res))
+			return
+		}
+		writeEntry(w, rev, res.Entry)
+	}
+}
+
+func compactJSON(b []byte) json.RawMessage {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return b
+	}
+	return buf.Bytes()
+}
+
+// maxWait bounds a blocking read.
+const maxWait = 5 * time.Minute
+
+func (s *server) handleGet() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, err := keyParam(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		c, err := consistency(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		at, _, err := int64Query(r, "revision", 1)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		index, blocking, err := int64Query(r, "index", 0)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		wait := 30 * time.Second
+		if v := r.URL.Query().Get("wait"); v != "" {
+			if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > maxWait {
+				s.fail(w, r, fault.New(fault.Invalid, "wait=%q: want a duration up to %s", v, maxWait))
+				return
+			}
+		}
+		if blocking && at != 0 {
+			s.fail(w, r, fault.New(fault.Invalid, "index and revision cannot be combined"))
+			return
+		}
+
+		e, rev, err := s.get(r.Context(), c, key, at)
+		if err == nil && blocking && (e == nil || e.ModRevision <= index) {
+			e, rev, err = s.waitChange(r, key, index, rev, wait)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if e == nil {
+			setRevision(w, rev)
+			s.fail(w, r, fault.New(fault.NotFound, "key %s not found", key))
+			return
+		}
+		writeEntry(w, rev, e)
+	}
+}
+
+func (s *server) get(ctx context.Context, c qlog.Consistency, key string, at int64) (*kv.Entry, int64, error) {
+	var (
+		e   *kv.Entry
+		rev int64
+	)
+	err := s.log.Read(ctx, c, func(revision int64) error {
+		rev = revision
+		if at > revision {
+			return fault.New(fault.Invalid, "revision %d is in the future; the store is at %d", at, revision)
+		}
+		var err error
+		e, err = s.store.Get(key, at)
+		return err
+	})
+	return e, rev, err
+}
+
+// waitChange blocks until key's modRevision passes index (the key was
+// written or deleted after it), the wait ends, or the server stops; then
+// it answers the key as it is.
+func (s *server) waitChange(r *http.Request, key string, index, seenRev int64, wait time.Duration) (*kv.Entry, int64, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	// Nothing changed the key up to seenRev, so watch from the next one.
+	watch, err := s.log.Watch(max(index, seenRev)+1, func(ev qlog.Event) bool { return ev.Key == key })
+	if err == nil {
+		go func() {
+			select {
+			case <-web.Stopping(r.Context()):
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		_, _ = watch.Next(ctx)
+	}
+	return s.get(r.Context(), qlog.Serializable, key, 0)
+}
+
+func (s *server) handleDelete() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, err := keyParam(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		c := kv.Command{Op: "delete", Key: key}
+		if err := conditions(r, &c); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if c.IfNoneMatch {
+			s.fail(w, r, fault.New(fault.Invalid, "If-None-Match is not supported on DELETE"))
+			return
+		}
+		res, rev, err := s.propose(r, c)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		setRevision(w, rev)
+		if res.Status != kv.OK {
+			s.fail(w, r, statusError(res))
+			return
+		}
+		writeEntry(w, rev, res.Entry)
+	}
+}
+
+func (s *server) handleDeletePrefix() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		prefix := r.URL.Query().Get("prefix")
+		if prefix == "" {
+			s.fail(w, r, fault.New(fault.Invalid, "prefix is required (use prefix=/ to delete everything)"))
+			return
+		}
+		if err := kv.ValidatePrefix(prefix); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		c := kv.Command{Op: "deletePrefix", Prefix: prefix}
+		f, err := parseFence(r.Header.Get("X-Steward-Fence"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		c.Fence = f
+		res, rev, err := s.propose(r, c)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		setRevision(w, rev)
+		if res.Status != kv.OK {
+			s.fail(w, r, statusError(res))
+			return
+		}
+		_ = web.Encode(w, http.StatusOK, map[string]int64{"deleted": res.Deleted, "revision": rev})
+	}
+}
+
+// listResponse is GET /v1/kv's body.
+type listResponse struct {
+	Items    []kv.Entry `json:"items"`
+	Revision int64      `json:"revision"`
+	Next     *string    `json:"next"`
+}
+
+func (s *server) handleList() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		prefix := q.Get("prefix")
+		if prefix == "" {
+			prefix = "/"
+		}
+		if err := kv.ValidatePrefix(prefix); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		limit, ok, err := int64Query(r, "limit", 1)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !ok {
+			limit = 100
+		}
+		limit = min(limit, 1000)
+		keysOnly := false
+		if v := q.Get("keysOnly"); v != "" {
+			if keysOnly, err = strconv.ParseBool(v); err != nil {
+				s.fail(w, r, fault.New(fault.Invalid, "keysOnly=%q: want true or false", v))
+				return
+			}
+		}
+		c, err := consistency(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var resp listResponse
+		err = s.log.Read(r.Context(), c, func(rev int64) error {
+			items, next := s.store.List(prefix, q.Get("after"), int(limit))
+			resp.Revision = rev
+			resp.Items = items
+			if next != "" {
+				resp.Next = &next
+			}
+			return nil
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if resp.Items == nil {
+			resp.Items = []kv.Entry{}
+		}
+		if keysOnly {
+			for i := range resp.Items {
+				resp.Items[i].Value = nil
+			}
+		}
+		setRevision(w, resp.Revision)
+		_ = web.Encode(w, http.StatusOK, resp)
+	}
+}
+
+// txnResponse is POST /v1/txn's body.
+type txnResponse struct {
+	Succeeded bool          `json:"succeeded"`
+	Results   []kv.OpResult `json:"results"`
+	Revision  int64         `json:"revision"`
+}
+
+func (s *server) handleTxn() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		txn, err := web.Decode[kv.Txn](w, r, txnBodyLimit)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if err := kv.ValidateTxn(&txn); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		f, err := parseFence(r.Header.Get("X-Steward-Fence"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		res, rev, err := s.propose(r, kv.Command{Op: "txn", Txn: &txn, Fence: f})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		setRevision(w, rev)
+		if res.Status != kv.OK {
+			s.fail(w, r, statusError(res))
+			return
+		}
+		_ = web.Encode(w, http.StatusOK, txnResponse{Succeeded: res.Txn.Succeeded, Results: res.Txn.Results, Revision: rev})
+	}
+}
+
+// historyResponse is GET /v1/history's body.
+type historyResponse struct {
+	Key             string           `json:"key"`
+	Items           []kv.HistoryItem `json:"items"`
+	Revision        int64            `json:"revision"`
+	CompactRevision int64            `json:"compactRevision"`
+}
+
+func (s *server) handleHistory() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Query().Get("key")
+		if err := kv.ValidateKey(key); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		limit, ok, err := int64Query(r, "limit", 1)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !ok {
+			limit = 50
+		}
+		resp := historyResponse{Key: key}
+		err = s.log.Read(r.Context(), qlog.Linearizable, func(rev int64) error {
+			resp.Items, resp.CompactRevision = s.store.History(key, int(min(limit, 1000)))
+			resp.Revision = rev
+			return nil
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if resp.Items == nil {
+			resp.Items = []kv.HistoryItem{}
+		}
+		setRevision(w, resp.Revision)
+		_ = web.Encode(w, http.StatusOK, resp)
+	}
+}
+
+// leaseView is a lease on the wire.
+type leaseView struct {
+	ID        int64     `json:"id"`
+	TTL       string    `json:"ttl"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	Keys      []string  `json:"keys,omitempty"`
+}
+
+func viewLease(l *kv.Lease) leaseView {
+	return leaseView{ID: l.ID, TTL: l.TTL.String(), ExpiresAt: l.ExpiresAt.UTC(), Keys: l.Keys}
+}
+
+// Lease TTL bounds.
+const (
+	MinLeaseTTL = time.Second
+	MaxLeaseTTL = 24 * time.Hour
+)
+
+type grantRequest struct {
+	TTL string `json:"ttl"`
+}
+
+func (g grantRequest) Validate() error {
+	d, err := time.ParseDuration(g.TTL)
+	if err != nil || d < MinLeaseTTL || d > MaxLeaseTTL {
+		return fault.New(fault.Invalid, "ttl %q: want a duration from %s to %s, such as \"10s\"", g.TTL, MinLeaseTTL, MaxLeaseTTL)
+	}
+	return nil
+}
+
+func (s *server) handleGrant() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := web.Decode[grantRequest](w, r, 4<<10)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		ttl, _ := time.ParseDuration(req.TTL)
+		s.leaseOp(w, r, kv.Command{Op: "grant", TTL: ttl}, http.StatusCreated)
+	}
+}
+
+func leaseID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fault.New(fault.Invalid, "lease id %q: want a positive integer", chi.URLParam(r, "id"))
+	}
+	return id, nil
+}
+
+func (s *server) handleKeepalive() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := leaseID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.leaseOp(w, r, kv.Command{Op: "keepalive", ID: id}, http.StatusOK)
+	}
+}
+
+func (s *server) handleRevoke() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := leaseID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.leaseOp(w, r, kv.Command{Op: "revoke", ID: id}, http.StatusOK)
+	}
+}
+
+func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, status int) {
+	res, rev, err := s.propose(r, c)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	setRevision(w, rev)
+	if res.Status != kv.OK {
+		s.fail(w, r, statusError(res))
+		return
+	}
+	_ = web.Encode(w, status, viewLease(res.Lease))
+}
+
+func (s *server) handleLeaseGet() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := leaseID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var l *kv.Lease
+		var rev int64
+		err = s.log.Read(r.Context(), qlog.Linearizable, func(revision int64) error {
+			l, rev = s.store.LeaseInfo(id), revision
+			return nil
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		setRevision(w, rev)
+		if l == nil {
+			s.fail(w, r, fault.New(fault.NotFound, "lease %d does not exist", id))
+			return
+		}
+		_ = web.Encode(w, http.StatusOK, viewLease(l))
+	}
+}

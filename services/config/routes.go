@@ -1,0 +1,58 @@
+package config
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/config/kv"
+)
+
+//go:embed api/openapi.json
+var openAPIDocument []byte
+
+// NewServer returns the service's HTTP handler.
+func NewServer(l *qlog.Log, store *kv.Store, logger *slog.Logger) http.Handler {
+	s := &server{log: l, store: store, logger: logger}
+	return web.NewHandler(web.Options{
+		Service: ServiceName,
+		Logger:  logger,
+		Ready:   func(context.Context) error { return l.Ready() },
+		// Every answer says which revision it reflects; handlers that know
+		// a more precise one overwrite this.
+		Middleware: []func(http.Handler) http.Handler{func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				setRevision(w, l.Revision())
+				next.ServeHTTP(w, r)
+			})
+		}},
+		Routes:  s.routes,
+	})
+}
+
+// routes is the whole API.
+func (s *server) routes(r chi.Router) {
+	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPIDocument)
+	})
+	r.Route("/v1", func(r chi.Router) {
+		r.Get("/kv", s.handleList())
+		r.Delete("/kv", s.handleDeletePrefix())
+		r.Put("/kv/*", s.handlePut())
+		r.Get("/kv/*", s.handleGet())
+		r.Delete("/kv/*", s.handleDelete())
+		r.Post("/txn", s.handleTxn())
+		r.Get("/watch", s.handleWatch())
+		r.Get("/history", s.handleHistory())
+		r.Post("/leases", s.handleGrant())
+		r.Get("/leases/{id}", s.handleLeaseGet())
+		r.Post("/leases/{id}/keepalive", s.handleKeepalive())
+		r.Delete("/leases/{id}", s.handleRevoke())
+	})
+}

@@ -1,0 +1,43 @@
+// Package config is Steward's configuration service: an HTTP/JSON key/value
+// store with compare-and-set, transactions, MVCC history, watches, leases
+// and fencing, replicated through platform/qlog. The state machine is in
+// kv; this package is the HTTP API and the process wiring.
+package config
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward/platform/envconf"
+	"github.com/stewardhq/steward/platform/logging"
+)
+
+// Settings are the service's STEWARD_* environment variables.
+type Settings struct {
+	Addr            envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081"`
+	NATSURL         string         `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	ReplicaID       string         `envconfig:"REPLICA_ID" default:"config-0"`
+	Voters          []string       `envconfig:"VOTERS"`
+	StreamReplicas  int            `envconfig:"STREAM_REPLICAS" default:"1"`
+	DatabaseURL     string         `envconfig:"DATABASE_URL"`
+	SnapshotEvery   int64          `envconfig:"SNAPSHOT_EVERY" default:"10000"`
+	RetainRevisions int64          `envconfig:"CONFIG_RETAIN_REVISIONS" default:"10000"`
+	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
+	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
+	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// voters returns the voter set, defaulting to this replica alone.
+func (s Settings) voters() []string {
+	var out []string
+	for _, v := range s.Voters {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return []string{s.ReplicaID}
+	}
+	return out
+}

@@ -1,0 +1,140 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/config/kv"
+)
+
+// heartbeatEvery is how often an idle watch stream sends a comment, so
+// proxies keep it open and clients notice a dead connection.
+const heartbeatEvery = 15 * time.Second
+
+// handleWatch streams changes as server-sent events: id is the revision,
+// event is put or delete, data is {entry, prevEntry}. A client resumes
+// with Last-Event-ID (or fromRevision); a start older than this replica
+// holds answers 410 with compactRevision before the stream begins.
+func (s *server) handleWatch() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		key, prefix := q.Get("key"), q.Get("prefix")
+		var filter func(qlog.Event) bool
+		switch {
+		case key != "" && prefix != "":
+			s.fail(w, r, fault.New(fault.Invalid, "watch takes key or prefix, not both"))
+			return
+		case key != "":
+			if err := kv.ValidateKey(key); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			filter = func(ev qlog.Event) bool { return ev.Key == key }
+		case prefix != "":
+			if err := kv.ValidatePrefix(prefix); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			filter = func(ev qlog.Event) bool { return strings.HasPrefix(ev.Key, prefix) }
+		default:
+			s.fail(w, r, fault.New(fault.Invalid, "watch needs key or prefix"))
+			return
+		}
+		from, _, err := int64Query(r, "fromRevision", 1)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if v := r.Header.Get("Last-Event-ID"); v != "" {
+			last, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || last < 0 {
+				s.fail(w, r, fault.New(fault.Invalid, "Last-Event-ID %q: want a revision", v))
+				return
+			}
+			from = last + 1
+		}
+		watch, err := s.log.Watch(from, filter)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+
+		rc := http.NewResponseController(w)
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Accel-Buffering", "no")
+		setRevision(w, s.log.Revision())
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprint(w, ": watching\n\n")
+		if err := rc.Flush(); err != nil {
+			return
+		}
+
+		events := make(chan qlog.Event)
+		errc := make(chan error, 1)
+		ctx := r.Context()
+		go func() {
+			for {
+				ev, err := watch.Next(ctx)
+				if err != nil {
+					errc <- err
+					return
+				}
+				select {
+				case events <- ev:
+				case <-ctx.Done():
+					errc <- ctx.Err()
+					return
+				}
+			}
+		}()
+		heartbeat := time.NewTicker(heartbeatEvery)
+		defer heartbeat.Stop()
+		for {
+			select {
+			case ev := <-events:
+				if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Revision, ev.Type, ev.Data); err != nil {
+					return
+				}
+			drain: // send what is already waiting before one flush
+				for {
+					select {
+					case ev := <-events:
+						if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Revision, ev.Type, ev.Data); err != nil {
+							return
+						}
+					default:
+						break drain
+					}
+				}
+			case <-heartbeat.C:
+				_, _ = fmt.Fprint(w, ": heartbeat\n\n")
+			case err := <-errc:
+				if !errors.Is(err, ctx.Err()) || ctx.Err() == nil {
+					msg, _ := json.Marshal(map[string]string{"error": err.Error()})
+					_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
+					_ = rc.Flush()
+				}
+				return
+			case <-stoppingOf(r):
+				_, _ = fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
+				_ = rc.Flush()
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func stoppingOf(r *http.Request) <-chan struct{} { return web.Stopping(r.Context()) }
