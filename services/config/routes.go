@@ -31,7 +31,7 @@ func NewServer(l *qlog.Log, store *kv.Store, logger *slog.Logger) http.Handler {
 				next.ServeHTTP(w, r)
 			})
 		}},
-		Routes:  s.routes,
+		Routes: s.routes,
 	})
 }
 

@@ -60,7 +60,9 @@ func PutTTL(key, value string, ttl time.Duration) []byte {
 }
 
 // CAS encodes a compare-and-set from → to.
-func CAS(key, from, to string) []byte { return mustJSON(Cmd{Op: "cas", Key: key, From: from, Value: to}) }
+func CAS(key, from, to string) []byte {
+	return mustJSON(Cmd{Op: "cas", Key: key, From: from, Value: to})
+}
 
 // Delete encodes a delete.
 func Delete(key string) []byte { return mustJSON(Cmd{Op: "delete", Key: key}) }
