@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +21,7 @@ import (
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/pgstore"
+	"github.com/stewardhq/steward/services/config"
 )
 
 // devConfig is `steward dev`'s environment.
@@ -24,6 +30,8 @@ type devConfig struct {
 	NATSAddr        envconf.Addr   `envconfig:"DEV_NATS_ADDR" default:"127.0.0.1:4223"`
 	NATSMonitorAddr envconf.Addr   `envconfig:"DEV_NATS_MONITOR_ADDR" default:"127.0.0.1:8222"`
 	DatabaseURL     string         `envconfig:"DATABASE_URL"`
+	ConfigAddr      envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081"`
+	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
 }
@@ -78,9 +86,9 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 
 	postgres := "not used (set STEWARD_DATABASE_URL to keep snapshots and history in PostgreSQL)"
+	var pool *pgxpool.Pool
 	if cfg.DatabaseURL != "" {
-		pool, err := pgstore.Open(ctx, cfg.DatabaseURL, logger)
-		if err != nil {
+		if pool, err = pgstore.Open(ctx, cfg.DatabaseURL, logger); err != nil {
 			return err
 		}
 		defer pool.Close()
@@ -88,22 +96,42 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		postgres = fmt.Sprintf("%s@%s:%d/%s (migrated)", c.User, c.Host, c.Port, c.Database)
 	}
 
+	// Every service listens before the banner is printed, so the banner
+	// tells the truth and a port clash fails at once.
+	var lc net.ListenConfig
+	configLn, err := lc.Listen(ctx, "tcp", string(cfg.ConfigAddr))
+	if err != nil {
+		return fmt.Errorf("config service: listen on %s (STEWARD_CONFIG_ADDR): %w", cfg.ConfigAddr, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 10_000,
+			RetainRevisions: 10_000, ShutdownTimeout: cfg.ShutdownTimeout}
+		if err := config.Serve(gctx, s, configLn, nc, pool, logger.With("service", "config")); err != nil {
+			return fmt.Errorf("config service: %w", err)
+		}
+		return nil
+	})
+
 	monitor := "off"
 	if a := ns.MonitorAddr(); a != nil {
 		monitor = fmt.Sprintf("http://%s/healthz", a)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "steward dev (version %s): ready, Ctrl-C to stop\n", version)
-	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
+	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", configLn.Addr())
+	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)
 	fmt.Fprintf(tw, "  postgres\t%s\t\n", postgres)
-	fmt.Fprintf(tw, "  auth\toff\tno service has an API to protect yet\n")
+	fmt.Fprintf(tw, "  auth\toff\tnot implemented yet: do not expose these ports\n")
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	logger.Info("steward dev ready", "nats", ns.ClientURL(), "data_dir", dataDir)
 
-	<-ctx.Done()
-	logger.Info("stopping")
-	return nil
+	err = g.Wait()
+	if ctx.Err() != nil {
+		logger.Info("stopped")
+	}
+	return err
 }

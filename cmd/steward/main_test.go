@@ -42,6 +42,7 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 		"STEWARD_DATA_DIR="+t.TempDir(),
 		"STEWARD_DEV_NATS_ADDR=127.0.0.1:0",
 		"STEWARD_DEV_NATS_MONITOR_ADDR=127.0.0.1:0",
+		"STEWARD_CONFIG_ADDR=127.0.0.1:0",
 		"STEWARD_LOG_FORMAT=json",
 		"STEWARD_DATABASE_URL=",
 	)
@@ -49,7 +50,10 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 	return cmd
 }
 
-var monitorURL = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
+var (
+	monitorURL = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
+	configURL  = regexp.MustCompile(`config\s+(http://\S+)`)
+)
 
 // TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
 // banner, checks the embedded NATS answers, then sends SIGINT and expects a
@@ -88,17 +92,26 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 		t.Fatalf("banner = %q, want ready with fsync on every write", text)
 	}
 	m := monitorURL.FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("banner has no NATS monitor URL:\n%s", text)
+	c := configURL.FindStringSubmatch(text)
+	if m == nil || c == nil {
+		t.Fatalf("banner lacks the NATS monitor or config URL:\n%s", text)
 	}
-	resp, err := http.Get(m[1])
-	if err != nil {
-		t.Fatalf("GET %s: %v", m[1], err)
+	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatalf("GET %s: %v", u, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %d, want 200", u, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPut, c[1]+"/v1/kv/dev/hello", strings.NewReader(`"world"`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT through steward dev = %v, %v", resp, err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s = %d, want 200", m[1], resp.StatusCode)
-	}
 
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
