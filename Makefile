@@ -25,9 +25,10 @@ fuzz:
 		done; \
 	done
 
-## bench: run the benchmarks (side-by-side tables live in bench/ once it exists)
+## bench: qlog beside raw JetStream and embedded etcd, fsync on and off, as
+## tables (bench/); e.g. make bench BENCH_FLAGS='-duration=1s -runs=1'
 bench:
-	go test -run '^$$' -bench . -benchmem $(PKGS)
+	go run $(BENCH_GOFLAGS) ./bench $(BENCH_FLAGS)
 
 ## lint: go vet and staticcheck
 lint:

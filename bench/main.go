@@ -1,0 +1,175 @@
+// Command bench measures Steward's replicated quorum log (platform/qlog)
+// side by side with its floor, raw JetStream publishes on the same embedded
+// NATS server, and with its closest peer, a single-node embedded etcd. It
+// measures everything twice, with fsync on every write (mode A) and with
+// fsync off (mode B), and prints one table per mode; numbers are compared
+// only within a mode. Then it measures qlog's cold start from a snapshot
+// and the memory of a replica holding a million registers.
+//
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem]
+//
+// Every number printed is measured in that run. Progress goes to stderr,
+// the tables to stdout.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == memChildCommand {
+		err = runMemChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the command line.
+type config struct {
+	settings
+	clients      int
+	valueSize    int
+	modes        []string
+	only         []string
+	coldEntries  int
+	memEntries   int
+	memValueSize int
+	proposers    int // for the fill phases
+	tmp          string
+	cpuProfile   string
+	rows         *regexp.Regexp
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	var modes, only, rows string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&c.duration, "duration", 3*time.Second, "how long each measured run of a row lasts")
+	fs.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each row")
+	fs.IntVar(&c.runs, "runs", 3, "measured runs per row; the table shows the median run")
+	fs.IntVar(&c.clients, "clients", 64, "concurrency of the many-client rows")
+	fs.IntVar(&c.valueSize, "value-size", 256, "value (payload) size in bytes")
+	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem", "sections to run")
+	fs.IntVar(&c.coldEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
+	fs.IntVar(&c.memEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
+	fs.IntVar(&c.memValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
+	fs.IntVar(&c.proposers, "fill-proposers", 256, "concurrent proposers when filling a log")
+	fs.StringVar(&c.tmp, "tmp", "", "directory for the servers' data (default: the system's temporary directory)")
+	fs.StringVar(&rows, "rows", "", "measure only the rows of the enabled sections whose \"group name\" matches this regexp")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var err error
+	if c.rows, err = regexp.Compile(rows); err != nil {
+		return c, fmt.Errorf("-rows: %w", err)
+	}
+	c.modes = splitList(modes)
+	c.only = splitList(only)
+	for _, m := range c.modes {
+		if _, ok := modeByID[m]; !ok {
+			return c, fmt.Errorf("-modes: unknown mode %q (want A or B)", m)
+		}
+	}
+	for _, s := range c.only {
+		if !slices.Contains([]string{"floor", "qlog", "etcd", "cold", "mem"}, s) {
+			return c, fmt.Errorf("-only: unknown section %q", s)
+		}
+	}
+	if c.runs < 1 || c.clients < 1 || c.duration <= 0 || c.coldEntries < 1 || c.memEntries < 1 || c.proposers < 1 {
+		return c, fmt.Errorf("-runs, -clients, -duration, -cold-entries, -mem-entries and -fill-proposers must be positive")
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (c config) enabled(section string) bool { return slices.Contains(c.only, section) }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	began := time.Now()
+	fmt.Fprintf(stdout, "Steward bench: %s per run, median of %d runs (%s warm-up), %d-byte values, %d clients for the many-client rows; %s\n",
+		cfg.duration, cfg.runs, cfg.warmup, cfg.valueSize, cfg.clients, machine())
+
+	if cfg.enabled("floor") || cfg.enabled("qlog") || cfg.enabled("etcd") {
+		for _, id := range cfg.modes {
+			rep, err := runMode(ctx, log, cfg, modeByID[id])
+			if err != nil {
+				return fmt.Errorf("mode %s: %w", id, err)
+			}
+			printMode(stdout, cfg, rep)
+		}
+	}
+	// A failure here is printed in the table, like a failed row, rather
+	// than losing what was measured before it.
+	var extra extraReport
+	if cfg.enabled("cold") {
+		extra.cold, extra.coldErr = runColdStart(ctx, log, cfg)
+		if extra.coldErr != nil {
+			log.Error("cold start failed", "err", extra.coldErr)
+		}
+	}
+	if cfg.enabled("mem") {
+		extra.mem, extra.memErr = runMemory(ctx, log, cfg)
+		if extra.memErr != nil {
+			log.Error("memory measurement failed", "err", extra.memErr)
+		}
+	}
+	if cfg.enabled("cold") || cfg.enabled("mem") {
+		printExtra(stdout, cfg, extra)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwhole run: %s\n", time.Since(began).Round(time.Second))
+	return nil
+}
+
+// tempDir makes a fresh directory for one server's data.
+func tempDir(cfg config, pattern string) (string, error) {
+	return os.MkdirTemp(cfg.tmp, "steward-bench-"+pattern+"-")
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+)
+
+// group is n replicas of one service's log in this process, each with its
+// own NATS connection and its own Registers state machine; with n > 1 all
+// of them are voters.
+type group struct {
+	service string
+	logs    []*qlog.Log
+	sms     []*qlogtest.Registers
+	conns   []*nats.Conn
+}
+
+func openGroup(ctx context.Context, s *natsServer, service string, n int, tune func(*qlog.Config)) (*group, error) {
+	var voters []string
+	for i := range n {
+		voters = append(voters, "r"+strconv.Itoa(i))
+	}
+	g := &group{service: service}
+	for _, id := range voters {
+		nc, err := s.connect()
+		if err != nil {
+			g.close()
+			return nil, err
+		}
+		g.conns = append(g.conns, nc)
+		cfg := qlog.Config{Service: service, ReplicaID: id, Voters: voters, Conn: nc}
+		if tune != nil {
+			tune(&cfg)
+		}
+		sm := qlogtest.NewRegisters()
+		l, err := qlog.Open(ctx, cfg, sm)
+		if err != nil {
+			g.close()
+			return nil, fmt.Errorf("open %s/%s: %w", service, id, err)
+		}
+		g.logs, g.sms = append(g.logs, l), append(g.sms, sm)
+	}
+	for _, l := range g.logs {
+		if err := l.WaitReady(ctx); err != nil {
+			g.close()
+			return nil, fmt.Errorf("%s/%s ready: %w", service, l.ReplicaID(), err)
+		}
+	}
+	return g, nil
+}
+
+func (g *group) close() {
+	for _, l := range g.logs {
+		l.Close()
+	}
+	for _, nc := range g.conns {
+		nc.Close()
+	}
+}
+
+// batching describes the group commit: how many entries the log's stream
+// messages carried on average.
+func (g *group) batching(ctx context.Context) string {
+	js, err := jetstream.New(g.conns[0])
+	if err != nil {
+		return ""
+	}
+	st, err := js.Stream(ctx, qlog.StreamName(g.service))
+	if err != nil {
+		return ""
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f entries/msg", float64(g.logs[0].Revision())/float64(info.State.Msgs))
+}
+
+// proposePut returns an operation that proposes a put of a unique key with
+// a value of the given size. With spread, proposals go round-robin over
+// the group's replicas; otherwise all go to the first.
+func (g *group) proposePut(value string, spread bool) op {
+	return func(ctx context.Context, seq int64) error {
+		l := g.logs[0]
+		if spread {
+			l = g.logs[int(seq)%len(g.logs)]
+		}
+		_, err := l.Propose(ctx, qlogtest.Put("k"+strconv.FormatInt(seq, 10), value), qlog.ProposeOptions{})
+		return err
+	}
+}
+
+// read returns an operation that reads key from the first replica's state
+// machine through Log.Read with consistency c.
+func (g *group) read(c qlog.Consistency, key string) op {
+	l, sm := g.logs[0], g.sms[0]
+	return func(ctx context.Context, _ int64) error {
+		return l.Read(ctx, c, func(int64) error {
+			if _, ok := sm.Get(key); !ok {
+				return fmt.Errorf("register %q is missing", key)
+			}
+			return nil
+		})
+	}
+}
+
+// fill proposes puts of keys prefix0 .. prefix<n-1> from the given number
+// of concurrent proposers, logging progress about every tenth.
+func fill(ctx context.Context, log *slog.Logger, l *qlog.Log, n, proposers int, prefix, value string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next, done atomic.Int64
+	var wg sync.WaitGroup
+	for range proposers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				cmd := qlogtest.Put(prefix+strconv.FormatInt(i, 10), value)
+				if _, err := l.Propose(ctx, cmd, qlog.ProposeOptions{}); err != nil {
+					cancel(fmt.Errorf("propose %s%d: %w", prefix, i, err))
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	start := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for tenth := int64(1); ; {
+		select {
+		case <-finished:
+			if err := context.Cause(ctx); err != nil {
+				return err
+			}
+			log.Info("filled", "entries", n, "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		case <-tick.C:
+			if d := done.Load(); d*10/int64(n) >= tenth {
+				tenth = d*10/int64(n) + 1
+				log.Info("filling", "done", d, "of", n, "elapsed", time.Since(start).Round(time.Second))
+			}
+		}
+	}
+}
