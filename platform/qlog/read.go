@@ -122,6 +122,11 @@ func (r *readIndex) loop(ctx context.Context) {
 }
 
 func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
+	// What was applied before asking must be in the stream's answer; what
+	// is applied while the request is out may legitimately be newer.
+	r.l.mu.RLock()
+	applied := r.l.seq
+	r.l.mu.RUnlock()
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := r.l.stream.Info(ictx)
@@ -133,9 +138,6 @@ func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("qlog: read index: %w", err)
 	}
 	last := info.State.LastSeq
-	r.l.mu.RLock()
-	applied := r.l.seq
-	r.l.mu.RUnlock()
 	if last < applied {
 		r.l.fail(fmt.Sprintf("stream sequence went backwards: the stream ends at %d but this replica applied %d", last, applied))
 		return 0, r.l.err()
