@@ -12,12 +12,17 @@ CREATE TABLE qlog_snapshots (
     PRIMARY KEY (service, revision, replica)
 );
 
--- Log entries kept after the stream was trimmed below them, so history
--- (e.g. GET /v1/history on the config service) reaches past the stream.
+-- Events of every service, archived from the log by the replicas so that
+-- history (e.g. GET /v1/history on the config service) reaches past what
+-- the replicas keep in memory and the stream keeps on disk. Each replica
+-- archives; inserts are idempotent, so several archivers agree.
 CREATE TABLE qlog_history (
-    service     text        NOT NULL,
-    revision    bigint      NOT NULL CHECK (revision > 0),
-    proposed_at timestamptz NOT NULL,
-    entry       bytea       NOT NULL,
-    PRIMARY KEY (service, revision)
+    service  text   NOT NULL,
+    revision bigint NOT NULL CHECK (revision > 0),
+    idx      int    NOT NULL CHECK (idx >= 0), -- the event's place within its revision
+    key      text   NOT NULL,
+    type     text   NOT NULL,
+    data     bytea  NOT NULL,
+    PRIMARY KEY (service, revision, idx)
 );
+CREATE INDEX qlog_history_by_key ON qlog_history (service, key, revision DESC);

@@ -24,16 +24,32 @@ import (
 const RevisionHeader = "X-Steward-Revision"
 
 type server struct {
-	log    *qlog.Log
-	store  *kv.Store
-	logger *slog.Logger
+	log     *qlog.Log
+	store   *kv.Store
+	archive historyArchive // nil: history only from memory
+	logger  *slog.Logger
+}
+
+// historyArchive holds events older than the replica keeps (pgstore.History).
+type historyArchive interface {
+	KeyEvents(ctx context.Context, key string, before int64, limit int) ([]qlog.Event, error)
 }
 
 // bodyLimit bounds a request body: a value plus room for a txn envelope.
 const bodyLimit = kv.MaxValueBytes + 64<<10
 
-// txnBodyLimit bounds a transaction body: up to 128 ops, each with a value.
-const txnBodyLimit = 16 << 20
+// maxBatchBytes is the log's group-commit bound (qlog.Config.MaxBatchBytes):
+// one proposal can never be larger.
+const maxBatchBytes = 4 << 20
+
+// maxCommandBytes bounds one encoded command plus its idempotency key, so a
+// proposal always fits a batch; a larger one is refused with 413 instead of
+// failing inside the log.
+const maxCommandBytes = maxBatchBytes - 1<<10
+
+// txnBodyLimit bounds a transaction body. 128 ops of 1 MiB values cannot
+// fit one log entry, so the bound is what one command can hold.
+const txnBodyLimit = maxCommandBytes
 
 func setRevision(w http.ResponseWriter, rev int64) {
 	w.Header().Set(RevisionHeader, strconv.FormatInt(rev, 10))
@@ -71,11 +87,19 @@ func keyParam(r *http.Request) (string, error) {
 
 // propose sends a command and decodes the store's result.
 func (s *server) propose(r *http.Request, c kv.Command) (kv.Result, int64, error) {
+	// json.Marshal escapes '<', '>' and '&' as six bytes each, as qlog does
+	// again when it publishes, so this is the size the log will carry: a
+	// value dense in them can outgrow a batch though it is under 1 MiB.
 	cmd, err := json.Marshal(c)
 	if err != nil {
 		return kv.Result{}, 0, err
 	}
-	res, err := s.log.Propose(r.Context(), cmd, qlog.ProposeOptions{IdempotencyKey: r.Header.Get("Idempotency-Key")})
+	idem := r.Header.Get("Idempotency-Key")
+	quoted, _ := json.Marshal(idem)
+	if n := len(cmd) + len(quoted); n > maxCommandBytes {
+		return kv.Result{}, 0, fault.New(fault.TooLarge, "the command is %d bytes encoded, over the limit of %d", n, maxCommandBytes).With("limit", maxCommandBytes)
+	}
+	res, err := s.log.Propose(r.Context(), cmd, qlog.ProposeOptions{IdempotencyKey: idem})
 	if err != nil {
 		return kv.Result{}, 0, err
 	}
@@ -84,6 +108,13 @@ func (s *server) propose(r *http.Request, c kv.Command) (kv.Result, int64, error
 		return kv.Result{}, 0, fmt.Errorf("decode result: %w", err)
 	}
 	return out, res.Revision, nil
+}
+
+// errIdempotencyReuse answers a retry whose Idempotency-Key was first used
+// for a different kind of request: the log returns the first request's
+// result, which lacks what this handler needs.
+func errIdempotencyReuse(r *http.Request) error {
+	return fault.New(fault.Conflict, "Idempotency-Key %q was first used for a different kind of request", r.Header.Get("Idempotency-Key"))
 }
 
 // statusError turns a non-OK store result into a fault.
@@ -211,6 +242,10 @@ func (s *server) handlePut() http.HandlerFunc {
 		setRevision(w, rev)
 		if res.Status != kv.OK {
 			s.fail(w, r, statusError(res))
+			return
+		}
+		if res.Entry == nil {
+			s.fail(w, r, errIdempotencyReuse(r))
 			return
 		}
 		writeEntry(w, rev, res.Entry)
@@ -341,6 +376,10 @@ func (s *server) handleDelete() http.HandlerFunc {
 		setRevision(w, rev)
 		if res.Status != kv.OK {
 			s.fail(w, r, statusError(res))
+			return
+		}
+		if res.Entry == nil {
+			s.fail(w, r, errIdempotencyReuse(r))
 			return
 		}
 		writeEntry(w, rev, res.Entry)
@@ -478,6 +517,10 @@ func (s *server) handleTxn() http.HandlerFunc {
 			s.fail(w, r, statusError(res))
 			return
 		}
+		if res.Txn == nil {
+			s.fail(w, r, errIdempotencyReuse(r))
+			return
+		}
 		_ = web.Encode(w, http.StatusOK, txnResponse{Succeeded: res.Txn.Succeeded, Results: res.Txn.Results, Revision: rev})
 	}
 }
@@ -506,14 +549,35 @@ func (s *server) handleHistory() http.HandlerFunc {
 			limit = 50
 		}
 		resp := historyResponse{Key: key}
+		limit = min(limit, 1000)
+		oldest := int64(0) // oldest revision answered from memory
 		err = s.log.Read(r.Context(), qlog.Linearizable, func(rev int64) error {
-			resp.Items, resp.CompactRevision = s.store.History(key, int(min(limit, 1000)))
+			resp.Items, resp.CompactRevision = s.store.History(key, int(limit))
 			resp.Revision = rev
+			oldest = rev + 1
+			if n := len(resp.Items); n > 0 {
+				oldest = resp.Items[n-1].ModRevision
+			}
 			return nil
 		})
 		if err != nil {
 			s.fail(w, r, err)
 			return
+		}
+		if s.archive != nil && int64(len(resp.Items)) < limit {
+			events, err := s.archive.KeyEvents(r.Context(), key, oldest, int(limit)-len(resp.Items))
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			for _, ev := range events {
+				var d kv.EventData
+				if err := json.Unmarshal(ev.Data, &d); err != nil {
+					s.fail(w, r, fmt.Errorf("archived event %d of %s: %w", ev.Revision, key, err))
+					return
+				}
+				resp.Items = append(resp.Items, kv.HistoryItem{Entry: d.Entry, Deleted: ev.Type == "delete"})
+			}
 		}
 		if resp.Items == nil {
 			resp.Items = []kv.HistoryItem{}
@@ -604,6 +668,10 @@ func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, s
 	setRevision(w, rev)
 	if res.Status != kv.OK {
 		s.fail(w, r, statusError(res))
+		return
+	}
+	if res.Lease == nil {
+		s.fail(w, r, errIdempotencyReuse(r))
 		return
 	}
 	_ = web.Encode(w, status, viewLease(res.Lease))

@@ -16,9 +16,14 @@ import (
 //go:embed api/openapi.json
 var openAPIDocument []byte
 
-// NewServer returns the service's HTTP handler.
+// NewServer returns the service's HTTP handler; history is read from the
+// replica's memory only.
 func NewServer(l *qlog.Log, store *kv.Store, logger *slog.Logger) http.Handler {
-	s := &server{log: l, store: store, logger: logger}
+	return newServer(l, store, nil, logger)
+}
+
+func newServer(l *qlog.Log, store *kv.Store, archive historyArchive, logger *slog.Logger) http.Handler {
+	s := &server{log: l, store: store, archive: archive, logger: logger}
 	return web.NewHandler(web.Options{
 		Service: ServiceName,
 		Logger:  logger,

@@ -29,6 +29,7 @@ type Replica struct {
 	Store   *kv.Store
 	Handler http.Handler
 	logger  *slog.Logger
+	history *pgstore.History // nil without PostgreSQL
 }
 
 // Open opens a replica on nc. Snapshots go to PostgreSQL when pool is set,
@@ -56,13 +57,17 @@ func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, lo
 		Snapshots:      snaps,
 		SnapshotEvery:  s.SnapshotEvery,
 		RetainEntries:  uint64(max(s.RetainRevisions, 1000)),
+		MaxBatchBytes:  maxBatchBytes,
 		Logger:         logger,
 	}, store)
 	if err != nil {
 		return nil, err
 	}
 	r := &Replica{Log: l, Store: store, logger: logger}
-	r.Handler = NewServer(l, store, logger)
+	if pool != nil {
+		r.history = pgstore.NewHistory(pool, ServiceName)
+	}
+	r.Handler = newServer(l, store, r.history, logger)
 	return r, nil
 }
 
@@ -86,6 +91,13 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		defer wg.Done()
 		r.Log.RunExpiry(ectx, 500*time.Millisecond, r.Store.DueExpiries)
 	}()
+	if r.history != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = r.history.Archive(ectx, r.Log, logger)
+		}()
+	}
 	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)
 }
 
