@@ -62,8 +62,8 @@ func runColdStart(ctx context.Context, log *slog.Logger, cfg config) (*coldRepor
 	}
 	// Snapshots only when asked, and nothing trimmed, so that the replay
 	// measurement below still finds every entry in the stream.
-	tune := func(c *qlog.Config) { c.Snapshots, c.SnapshotEvery = store, 1<<40 }
-	g, err := openGroup(ctx, ns, coldService, 1, tune)
+	withStore := func(c *qlog.Config) { c.Snapshots, c.SnapshotEvery = store, 1<<40 }
+	g, err := openGroup(ctx, log, ns, coldService, 1, cfg.tuning, withStore)
 	if err != nil {
 		return nil, err
 	}
@@ -99,13 +99,13 @@ func runColdStart(ctx context.Context, log *slog.Logger, cfg config) (*coldRepor
 		"snapshot_bytes", rep.snapBytes, "snapshot_took", rep.snapTook.Round(time.Millisecond))
 
 	for range cfg.runs {
-		d, err := coldOpen(ctx, ns, true, cfg.coldEntries)
+		d, err := coldOpen(ctx, log, ns, cfg.tuning, true, cfg.coldEntries)
 		if err != nil {
 			return nil, fmt.Errorf("open from the snapshot: %w", err)
 		}
 		rep.fromSnapshot = append(rep.fromSnapshot, d)
 		log.Info("cold start from the snapshot", "took", d.Round(time.Millisecond))
-		d, err = coldOpen(ctx, ns, false, cfg.coldEntries)
+		d, err = coldOpen(ctx, log, ns, cfg.tuning, false, cfg.coldEntries)
 		if err != nil {
 			return nil, fmt.Errorf("open replaying the log: %w", err)
 		}
@@ -118,13 +118,14 @@ func runColdStart(ctx context.Context, log *slog.Logger, cfg config) (*coldRepor
 // coldOpen times qlog.Open + WaitReady of a fresh replica on a new
 // connection and checks that it holds every register. The snapshot store
 // handle is opened before the clock starts.
-func coldOpen(ctx context.Context, ns *natsServer, fromSnapshot bool, want int) (time.Duration, error) {
+func coldOpen(ctx context.Context, log *slog.Logger, ns *natsServer, tune qlogTuning, fromSnapshot bool, want int) (time.Duration, error) {
 	nc, err := ns.connect()
 	if err != nil {
 		return 0, err
 	}
 	defer nc.Close()
-	cfg := qlog.Config{Service: coldService, ReplicaID: "r0", Conn: nc, SnapshotEvery: 1 << 40}
+	cfg := qlog.Config{Service: coldService, ReplicaID: "r0", Conn: nc, SnapshotEvery: 1 << 40, Logger: log}
+	tune.apply(&cfg)
 	if fromSnapshot {
 		js, err := jetstream.New(nc)
 		if err != nil {

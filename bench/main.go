@@ -56,6 +56,7 @@ type config struct {
 	tmp          string
 	cpuProfile   string
 	rows         *regexp.Regexp
+	tuning       qlogTuning
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -76,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.proposers, "fill-proposers", 256, "concurrent proposers when filling a log")
 	fs.StringVar(&c.tmp, "tmp", "", "directory for the servers' data (default: the system's temporary directory)")
 	fs.StringVar(&rows, "rows", "", "measure only the rows of the enabled sections whose \"group name\" matches this regexp")
+	c.tuning.flags(fs)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -132,8 +134,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	began := time.Now()
-	fmt.Fprintf(stdout, "Steward bench: %s per run, median of %d runs (%s warm-up), %d-byte values, %d clients for the many-client rows; %s\n",
-		cfg.duration, cfg.runs, cfg.warmup, cfg.valueSize, cfg.clients, machine())
+	fmt.Fprintf(stdout, "Steward bench: %s per run, median of %d runs (%s warm-up), %d-byte values, %d clients for the many-client rows;\n"+
+		"qlog group commit: %s; %s\n",
+		cfg.duration, cfg.runs, cfg.warmup, cfg.valueSize, cfg.clients, cfg.tuning, machine())
+	if avg := loadAverage(); avg != "" {
+		fmt.Fprintf(stdout, "load average at start: %s (other processes share these CPUs: compare within a table only)\n", avg)
+	}
 
 	if cfg.enabled("floor") || cfg.enabled("qlog") || cfg.enabled("etcd") {
 		for _, id := range cfg.modes {

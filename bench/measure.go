@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -100,6 +99,9 @@ func (r result) spread() (lo, hi float64) {
 	return lo, hi
 }
 
+// opTimeout bounds how long an operation may take.
+const opTimeout = 30 * time.Second
+
 // op is one benchmark operation. seq is unique across every call of every
 // run of a row, for unique keys.
 type op func(ctx context.Context, seq int64) error
@@ -111,12 +113,17 @@ type op func(ctx context.Context, seq int64) error
 // a row whose operations fail has no throughput worth printing, and the
 // table says that it failed and why.
 func closedLoop(ctx context.Context, workers int, d time.Duration, seq *atomic.Int64, fn op) runStats {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// An operation still blocked opTimeout after the run's end fails the
+	// run instead of hanging it (a proposal waits for its quorum for as
+	// long as its context lets it).
+	runCtx, cancel := context.WithTimeout(ctx, d+opTimeout)
+	defer cancel()
 	var (
-		mu  sync.Mutex
-		all []time.Duration
-		wg  sync.WaitGroup
+		mu       sync.Mutex
+		all      []time.Duration
+		errs     int
+		firstErr error
+		wg       sync.WaitGroup
 	)
 	start := time.Now()
 	deadline := start.Add(d)
@@ -125,10 +132,15 @@ func closedLoop(ctx context.Context, workers int, d time.Duration, seq *atomic.I
 		go func() {
 			defer wg.Done()
 			lat := make([]time.Duration, 0, 1<<14)
-			for ctx.Err() == nil && time.Now().Before(deadline) {
+			for runCtx.Err() == nil && time.Now().Before(deadline) {
 				t := time.Now()
-				if err := fn(ctx, seq.Add(1)); err != nil {
-					cancel(fmt.Errorf("after %s: %w", time.Since(start).Round(time.Millisecond), err))
+				if err := fn(runCtx, seq.Add(1)); err != nil {
+					mu.Lock()
+					if ctx.Err() == nil && firstErr == nil { // not the caller giving up
+						errs, firstErr = 1, fmt.Errorf("after %s: %w", time.Since(start).Round(time.Millisecond), err)
+					}
+					mu.Unlock()
+					cancel()
 					break
 				}
 				lat = append(lat, time.Since(t))
@@ -139,12 +151,7 @@ func closedLoop(ctx context.Context, workers int, d time.Duration, seq *atomic.I
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	// An error of ours, not the caller's cancellation.
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return newRunStats(all, 1, err, elapsed)
-	}
-	return newRunStats(all, 0, nil, elapsed)
+	return newRunStats(all, errs, firstErr, time.Since(start))
 }
 
 // settings are the knobs every measurement shares.

@@ -55,11 +55,12 @@ func runMemory(ctx context.Context, log *slog.Logger, cfg config) (*memReport, e
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe, memChildCommand,
+	args := append([]string{memChildCommand,
 		"-url", ns.url,
 		"-entries", strconv.Itoa(cfg.memEntries),
 		"-value-size", strconv.Itoa(cfg.memValueSize),
-		"-proposers", strconv.Itoa(cfg.proposers))
+		"-proposers", strconv.Itoa(cfg.proposers)}, cfg.tuning.args()...)
+	cmd := exec.CommandContext(ctx, exe, args...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
@@ -90,12 +91,14 @@ func runMemChild(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	entries := fs.Int("entries", 1_000_000, "puts to apply")
 	valueSize := fs.Int("value-size", 32, "value size")
 	proposers := fs.Int("proposers", 256, "concurrent proposers")
+	var tune qlogTuning
+	tune.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("process", memChildCommand)
 	ns := &natsServer{url: *url}
-	g, err := openGroup(ctx, ns, "mem", 1, nil)
+	g, err := openGroup(ctx, log, ns, "mem", 1, tune, nil)
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,7 @@ type row struct {
 type modeReport struct {
 	mode mode
 	rows []row
+	load string // CPU use by this and other processes while measuring
 }
 
 // get returns a row's median run; ok is false when the row was not
@@ -72,6 +73,8 @@ const readKey = "bench-read-key"
 // competes with the other for the two CPUs.
 func runMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*modeReport, error) {
 	rep := &modeReport{mode: m}
+	before := sampleCPU()
+	defer func() { rep.load = load(before, sampleCPU()) }()
 	value := string(filler(cfg.valueSize))
 	n := cfg.clients
 	measureRow := func(key, group, name string, workers int, fn op) {
@@ -116,7 +119,7 @@ func runMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*modeRe
 				if !cfg.rows.MatchString("qlog " + name) {
 					return nil
 				}
-				g, err := openGroup(ctx, ns, service, voters, nil)
+				g, err := openGroup(ctx, log, ns, service, voters, cfg.tuning, nil)
 				if err != nil {
 					return err
 				}

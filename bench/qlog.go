@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,47 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
 
+// qlogTuning overrides qlog's group-commit bounds, to try other settings
+// than the defaults; zero keeps a default.
+type qlogTuning struct {
+	maxInFlight int
+	maxBatch    int
+	linger      time.Duration
+}
+
+func (t *qlogTuning) flags(fs *flag.FlagSet) {
+	fs.IntVar(&t.maxInFlight, "qlog-max-in-flight", 0, "qlog Config.MaxInFlight (0: qlog's default)")
+	fs.IntVar(&t.maxBatch, "qlog-max-batch", 0, "qlog Config.MaxBatch (0: qlog's default)")
+	fs.DurationVar(&t.linger, "qlog-linger", 0, "qlog Config.Linger (0: qlog's default)")
+}
+
+// args renders the settings as flags, for the memory child process.
+func (t qlogTuning) args() []string {
+	return []string{"-qlog-max-in-flight", strconv.Itoa(t.maxInFlight), "-qlog-max-batch", strconv.Itoa(t.maxBatch),
+		"-qlog-linger", t.linger.String()}
+}
+
+func (t qlogTuning) apply(c *qlog.Config) {
+	c.MaxInFlight, c.MaxBatch, c.Linger = t.maxInFlight, t.maxBatch, t.linger
+}
+
+func (t qlogTuning) String() string {
+	var set []string
+	if t.maxInFlight != 0 {
+		set = append(set, fmt.Sprintf("MaxInFlight=%d", t.maxInFlight))
+	}
+	if t.maxBatch != 0 {
+		set = append(set, fmt.Sprintf("MaxBatch=%d", t.maxBatch))
+	}
+	if t.linger != 0 {
+		set = append(set, fmt.Sprintf("Linger=%s", t.linger))
+	}
+	if len(set) == 0 {
+		return "qlog's defaults"
+	}
+	return strings.Join(set, ", ") + " (the rest qlog's defaults)"
+}
+
 // group is n replicas of one service's log in this process, each with its
 // own NATS connection and its own Registers state machine; with n > 1 all
 // of them are voters.
@@ -26,11 +69,13 @@ type group struct {
 	conns   []*nats.Conn
 }
 
-func openGroup(ctx context.Context, s *natsServer, service string, n int, tune func(*qlog.Config)) (*group, error) {
+func openGroup(ctx context.Context, log *slog.Logger, s *natsServer, service string, n int, tune qlogTuning, more func(*qlog.Config)) (*group, error) {
 	var voters []string
 	for i := range n {
 		voters = append(voters, "r"+strconv.Itoa(i))
 	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	g := &group{service: service}
 	for _, id := range voters {
 		nc, err := s.connect()
@@ -39,9 +84,10 @@ func openGroup(ctx context.Context, s *natsServer, service string, n int, tune f
 			return nil, err
 		}
 		g.conns = append(g.conns, nc)
-		cfg := qlog.Config{Service: service, ReplicaID: id, Voters: voters, Conn: nc}
-		if tune != nil {
-			tune(&cfg)
+		cfg := qlog.Config{Service: service, ReplicaID: id, Voters: voters, Conn: nc, Logger: log}
+		tune.apply(&cfg)
+		if more != nil {
+			more(&cfg)
 		}
 		sm := qlogtest.NewRegisters()
 		l, err := qlog.Open(ctx, cfg, sm)

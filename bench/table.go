@@ -35,6 +35,7 @@ func printMode(out io.Writer, cfg config, rep *modeReport) {
 	for _, f := range failures {
 		fmt.Fprintln(out, f)
 	}
+	fmt.Fprintf(out, "  %s\n", rep.load)
 	fmt.Fprintf(out, "  each qlog row has its own log; each replica and the etcd client have one connection, shared by all\n"+
 		"  their proposers/clients; the 3-voter rows run three replicas (r0, r1, r2) in this process.\n")
 
@@ -87,7 +88,7 @@ func printMode(out io.Writer, cfg config, rep *modeReport) {
 		}
 		res := verdict(met)
 		if failA || failB {
-			res += " (from the runs that completed; a run of a row failed)"
+			res += " (runs that completed; a row failed)"
 		}
 		if note != "" {
 			res += " " + note
