@@ -26,7 +26,7 @@ type node struct {
 	rep *config.Replica
 }
 
-func startNode(t *testing.T, nc *nats.Conn, id string, voters []string, retain int64) *node {
+func startNode(t testing.TB, nc *nats.Conn, id string, voters []string, retain int64) *node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -40,6 +40,10 @@ func startNode(t *testing.T, nc *nats.Conn, id string, voters []string, retain i
 	}
 	srv := httptest.NewServer(rep.Handler)
 	t.Cleanup(func() { srv.Close(); rep.Close() })
+	e2eRan.Store(strings.SplitN(t.Name(), "/", 2)[0], true)
+	if _, fuzzing := t.(*testing.F); !fuzzing { // a fuzz coordinator may run no input itself
+		expectValidated(t, srv.Listener.Addr().String())
+	}
 	return &node{url: srv.URL, rep: rep}
 }
 
@@ -59,7 +63,7 @@ func call(t *testing.T, method, url, body string, hdr ...string) resp {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -289,7 +293,7 @@ func TestWatchResumeAndCompaction(t *testing.T) {
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
-		res, err := http.DefaultClient.Do(req)
+		res, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

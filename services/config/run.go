@@ -64,10 +64,13 @@ func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, lo
 		return nil, err
 	}
 	r := &Replica{Log: l, Store: store, logger: logger}
+	// A nil *pgstore.History in the interface would not be a nil archive.
+	var archive historyArchive
 	if pool != nil {
 		r.history = pgstore.NewHistory(pool, ServiceName)
+		archive = r.history
 	}
-	r.Handler = newServer(l, store, r.history, logger)
+	r.Handler = newServer(l, store, archive, logger)
 	return r, nil
 }
 

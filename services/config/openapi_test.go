@@ -1,0 +1,796 @@
+package config_test
+
+// This file checks api/openapi.json against the service as implemented:
+//
+//   - every request the end-to-end tests make goes through client, whose
+//     transport validates the request and the response against the
+//     document with kin-openapi (status, headers and body; for a watch,
+//     status and headers, then every server-sent event as it is read);
+//   - the chi route list is pinned in testdata/routes.golden (go test
+//     -update rewrites it) and every route must be an operation of the
+//     document, and every operation a route.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/services/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/routes.golden from the router")
+
+// client is the HTTP client of every test in this package: it validates
+// each exchange against the OpenAPI document and fails the request (the
+// caller sees an error) when either side does not match.
+var client = &http.Client{Transport: &validatingTransport{base: http.DefaultTransport, strictRequests: true}}
+
+// e2eTests are the tests whose exchanges must all have been validated; when
+// all of them ran, TestMain also requires a minimum number of validations.
+var e2eTests = []string{
+	"TestKVLifecycle", "TestTxnLeasesFencing", "TestBadInputChangesNothing", "TestIdempotencyKey",
+	"TestWatchResumeAndCompaction", "TestAPIEdgeCases",
+}
+
+// minValidated is a floor well under what the tests above produce (about
+// 150 responses), so that a refactor that silently bypasses the validator
+// fails.
+const minValidated = 100
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	n, events := spec().validated.Load(), spec().events.Load()
+	ran := 0
+	for _, name := range e2eTests {
+		if _, ok := e2eRan.Load(name); ok {
+			ran++
+		}
+	}
+	if ran > 0 {
+		fmt.Fprintf(os.Stderr, "openapi: %d requests and responses validated against api/openapi.json, %d watch events\n", n, events)
+		if testing.Verbose() {
+			for _, s := range spec().unexercised() {
+				fmt.Fprintf(os.Stderr, "openapi: documented but not exercised: %s\n", s)
+			}
+		}
+	}
+	if code == 0 && ran == len(e2eTests) && n < minValidated {
+		fmt.Fprintf(os.Stderr, "FAIL: only %d responses were validated against the OpenAPI document, want at least %d\n", n, minValidated)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// e2eRan records which top-level tests started a node.
+var e2eRan sync.Map
+
+func init() {
+	openapi3filter.RegisterBodyDecoder("application/json", lenientJSONBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/problem+json", lenientJSONBodyDecoder)
+}
+
+// lenientJSONBodyDecoder is kin-openapi's JSON decoder except for numbers
+// beyond float64's range, such as 1e400: kin-openapi converts every number
+// to a float64 to check it and refuses those outright, though they are
+// valid JSON and the service stores values as sent (schema JSONValue). So
+// they become ±MaxFloat64 first; a schema that constrains a number (every
+// integer of the service's own fields) still refuses the clamped value.
+func lenientJSONBodyDecoder(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	v, err := decodeJSON(data)
+	if err != nil {
+		return nil, &openapi3filter.ParseError{Kind: openapi3filter.KindInvalidFormat, Cause: err}
+	}
+	return v, nil
+}
+
+// decodeJSON decodes one JSON document, clamping numbers beyond float64.
+func decodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return clampNumbers(v), nil
+}
+
+func clampNumbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if _, err := v.Float64(); err != nil {
+			if strings.HasPrefix(string(v), "-") {
+				return -math.MaxFloat64
+			}
+			return math.MaxFloat64
+		}
+	case []any:
+		for i := range v {
+			v[i] = clampNumbers(v[i])
+		}
+	case map[string]any:
+		for k := range v {
+			v[k] = clampNumbers(v[k])
+		}
+	}
+	return v
+}
+
+// specValidator holds the loaded document and what was validated.
+type specValidator struct {
+	doc    *openapi3.T
+	router routers.Router
+	// kvItem is /v1/kv/{key}, routed by hand (see route).
+	kvItem *openapi3.PathItem
+
+	validated atomic.Int64 // request/response pairs
+	events    atomic.Int64 // server-sent events
+
+	mu       sync.Mutex
+	perHost  map[string]int64    // validations by server, to attribute them to a node
+	failures map[string][]string // failures by server
+	seen     map[string]bool     // "METHOD /template STATUS"
+}
+
+var (
+	specOnce sync.Once
+	specVal  *specValidator
+	specErr  error
+)
+
+// spec loads and validates api/openapi.json once.
+func spec() *specValidator {
+	specOnce.Do(func() {
+		data, err := os.ReadFile("api/openapi.json")
+		if err != nil {
+			specErr = err
+			return
+		}
+		loader := openapi3.NewLoader()
+		doc, err := loader.LoadFromData(data)
+		if err != nil {
+			specErr = fmt.Errorf("load api/openapi.json: %w", err)
+			return
+		}
+		if err := doc.Validate(loader.Context); err != nil {
+			specErr = fmt.Errorf("api/openapi.json is not a valid OpenAPI document: %w", err)
+			return
+		}
+		router, err := gorillamux.NewRouter(doc)
+		if err != nil {
+			specErr = err
+			return
+		}
+		specVal = &specValidator{doc: doc, router: router, kvItem: doc.Paths.Value("/v1/kv/{key}"),
+			perHost: map[string]int64{}, failures: map[string][]string{}, seen: map[string]bool{}}
+		if specVal.kvItem == nil {
+			specErr = errors.New("api/openapi.json has no /v1/kv/{key}")
+		}
+	})
+	if specErr != nil {
+		panic(specErr)
+	}
+	return specVal
+}
+
+// route finds the operation for req.
+//
+// The key of /v1/kv/{key} contains '/', which OpenAPI path templating
+// cannot match (a template parameter is one segment). So a path under
+// /v1/kv/ is routed by hand, as chi does with /v1/kv/*: the operation is
+// that of /v1/kv/{key} for the method, and the key parameter is the whole
+// rest of the path. Every other path goes through kin-openapi's gorillamux
+// router.
+func (v *specValidator) route(req *http.Request) (*routers.Route, map[string]string, error) {
+	if rest, ok := strings.CutPrefix(req.URL.Path, "/v1/kv/"); ok {
+		op := v.kvItem.GetOperation(req.Method)
+		if op == nil {
+			return nil, nil, routers.ErrMethodNotAllowed
+		}
+		return &routers.Route{Spec: v.doc, Path: "/v1/kv/{key}", PathItem: v.kvItem, Method: req.Method, Operation: op},
+			map[string]string{"key": rest}, nil
+	}
+	return v.router.FindRoute(req)
+}
+
+// fallbackRoute is a synthetic operation for requests no operation
+// matches: the document says they get 405 (known path, other method) or
+// 404 (unknown path) problems.
+func (v *specValidator) fallbackRoute(req *http.Request, status string, response string) *routers.Route {
+	responses := openapi3.NewResponses()
+	responses.Delete("default")
+	responses.Set(status, &openapi3.ResponseRef{Value: v.doc.Components.Responses[response].Value})
+	return &routers.Route{Spec: v.doc, Path: req.URL.Path, Method: req.Method,
+		Operation: &openapi3.Operation{Responses: responses}, PathItem: &openapi3.PathItem{}}
+}
+
+// check validates one exchange. body is the response body; for a stream
+// it is nil and only the status and headers are checked.
+func (v *specValidator) check(req *http.Request, reqBody []byte, res *http.Response, body []byte, stream bool, strictRequests bool) error {
+	ctx := context.Background()
+	vreq := req.Clone(ctx)
+	vreq.Body = io.NopCloser(bytes.NewReader(reqBody))
+	vreq.ContentLength = int64(len(reqBody))
+	// The service reads a body without Content-Type as JSON, and the
+	// document says so; kin-openapi needs the media type spelled out.
+	if len(reqBody) > 0 && vreq.Header.Get("Content-Type") == "" {
+		vreq.Header.Set("Content-Type", "application/json")
+	}
+
+	route, params, err := v.route(vreq)
+	template := ""
+	var reqErr error
+	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{SkipSettingDefaults: true, MultiError: true}}
+	switch {
+	case errors.Is(err, routers.ErrMethodNotAllowed):
+		in.Route = v.fallbackRoute(vreq, "405", "MethodNotAllowed")
+		template = "(method not allowed)"
+	case errors.Is(err, routers.ErrPathNotFound):
+		in.Route = v.fallbackRoute(vreq, "404", "NoRoute")
+		template = "(no route)"
+	case err != nil:
+		return fmt.Errorf("openapi: find route for %s %s: %w", req.Method, req.URL, err)
+	default:
+		template = route.Path
+		// A request the document calls invalid must be refused with a
+		// 4xx; a valid one may still get a 4xx (some rules, such as key
+		// segments, are only in descriptions).
+		if strictRequests {
+			reqErr = openapi3filter.ValidateRequest(ctx, in)
+		}
+		if reqErr != nil && (res.StatusCode < 400 || res.StatusCode >= 500) {
+			return fmt.Errorf("openapi: %s %s is invalid per the document (%v) but was answered %d", req.Method, req.URL, reqErr, res.StatusCode)
+		}
+	}
+
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 res.StatusCode,
+		Header:                 res.Header,
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus: true,   // an undocumented status is an error
+			ExcludeResponseBody:   stream, // a stream's headers are checked here, its events as they are read
+			MultiError:            true,
+		},
+	}
+	out.SetBodyBytes(body)
+	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+		return fmt.Errorf("openapi: response to %s %s (%d %s) does not match the document: %w\nbody: %.500s",
+			req.Method, req.URL, res.StatusCode, res.Header.Get("Content-Type"), err, body)
+	}
+	if (template == "(method not allowed)" && res.StatusCode != 405) || (template == "(no route)" && res.StatusCode != 404) {
+		return fmt.Errorf("openapi: %s %s matches no operation of the document but was answered %d", req.Method, req.URL, res.StatusCode)
+	}
+	v.validated.Add(1)
+	v.mu.Lock()
+	v.perHost[req.URL.Host]++
+	v.seen[fmt.Sprintf("%s %s %d", req.Method, template, res.StatusCode)] = true
+	v.mu.Unlock()
+	return nil
+}
+
+func (v *specValidator) fail(host, msg string) {
+	v.mu.Lock()
+	v.failures[host] = append(v.failures[host], msg)
+	v.mu.Unlock()
+}
+
+// unexercised lists documented operation responses no test produced.
+func (v *specValidator) unexercised() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	for path, item := range v.doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for status := range op.Responses.Map() {
+				if k := fmt.Sprintf("%s %s %s", method, path, status); !v.seen[k] {
+					out = append(out, k)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// expectValidated fails t at cleanup if no exchange with the server at
+// host was validated, or if a watch event did not validate.
+func expectValidated(t testing.TB, host string) {
+	t.Cleanup(func() {
+		v := spec()
+		v.mu.Lock()
+		n, fails := v.perHost[host], v.failures[host]
+		v.mu.Unlock()
+		for _, f := range fails {
+			t.Error(f)
+		}
+		if n == 0 {
+			t.Errorf("no exchange with %s was validated against the OpenAPI document", host)
+		}
+	})
+}
+
+// validatingTransport validates every exchange it carries; see check.
+type validatingTransport struct {
+	base http.RoundTripper
+	// strictRequests: a request the document calls invalid must get a 4xx.
+	strictRequests bool
+}
+
+func (vt *validatingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var reqBody []byte
+	send := req.Clone(req.Context())
+	if req.Body != nil && req.Body != http.NoBody {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		reqBody = b
+		send.Body = io.NopCloser(bytes.NewReader(b))
+		send.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	res, err := vt.base.RoundTrip(send)
+	if err != nil {
+		return nil, err
+	}
+	v := spec()
+	if res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		if err := v.check(req, reqBody, res, nil, true, vt.strictRequests); err != nil {
+			res.Body.Close()
+			return nil, err
+		}
+		res.Body = &sseValidator{ReadCloser: res.Body, v: v, host: req.URL.Host}
+		return res, nil
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	if err := v.check(req, reqBody, res, body, false, vt.strictRequests); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// sseValidator passes a watch stream through and validates each complete
+// event against the document: put and delete carry an id (the revision)
+// and WatchEventData whose entry is at that revision; error carries
+// WatchErrorData; shutdown carries {}.
+type sseValidator struct {
+	io.ReadCloser
+	v    *specValidator
+	host string
+
+	line            []byte
+	id, event, data string
+	hasID, hasData  bool
+	err             error
+}
+
+func (s *sseValidator) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	for _, b := range p[:n] {
+		if b != '\n' {
+			s.line = append(s.line, b)
+			continue
+		}
+		s.processLine(string(s.line))
+		s.line = s.line[:0]
+	}
+	if s.err != nil && err == nil {
+		err = s.err
+	}
+	return n, err
+}
+
+func (s *sseValidator) processLine(line string) {
+	switch {
+	case line == "":
+		if s.event != "" || s.hasData || s.hasID {
+			if err := s.validateEvent(); err != nil && s.err == nil {
+				s.err = err
+				s.v.fail(s.host, err.Error())
+			}
+		}
+		s.id, s.event, s.data, s.hasID, s.hasData = "", "", "", false, false
+	case strings.HasPrefix(line, ":"):
+	case strings.HasPrefix(line, "id: "):
+		s.id, s.hasID = line[4:], true
+	case strings.HasPrefix(line, "event: "):
+		s.event = line[7:]
+	case strings.HasPrefix(line, "data: "):
+		s.data, s.hasData = line[6:], true
+	default:
+		if s.err == nil {
+			s.err = fmt.Errorf("openapi: watch stream line %q is not a comment, id, event or data field", line)
+			s.v.fail(s.host, s.err.Error())
+		}
+	}
+}
+
+func (s *sseValidator) validateEvent() error {
+	data, err := decodeJSON([]byte(s.data))
+	if err != nil {
+		return fmt.Errorf("openapi: watch event %q data %q is not JSON: %v", s.event, s.data, err)
+	}
+	schemas := s.v.doc.Components.Schemas
+	var schema *openapi3.Schema
+	switch s.event {
+	case "put", "delete":
+		rev, err := strconv.ParseInt(s.id, 10, 64)
+		if err != nil || rev <= 0 {
+			return fmt.Errorf("openapi: watch event %q has id %q, want a revision", s.event, s.id)
+		}
+		schema = schemas["WatchEventData"].Value
+		if m, ok := data.(map[string]any); ok {
+			if e, ok := m["entry"].(map[string]any); ok && e["modRevision"] != json.Number(s.id) {
+				return fmt.Errorf("openapi: watch event id %d but entry.modRevision %v", rev, e["modRevision"])
+			}
+		}
+	case "error":
+		schema = schemas["WatchErrorData"].Value
+	case "shutdown":
+		if s.data != "{}" {
+			return fmt.Errorf("openapi: shutdown event data %q, want {}", s.data)
+		}
+		s.v.events.Add(1)
+		return nil
+	default:
+		return fmt.Errorf("openapi: undocumented watch event %q", s.event)
+	}
+	if err := schema.VisitJSON(data, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
+		return fmt.Errorf("openapi: watch event %q data does not match the document: %v\ndata: %s", s.event, err, s.data)
+	}
+	s.v.events.Add(1)
+	return nil
+}
+
+// routeLines walks the service's chi router: "METHOD PATTERN", sorted.
+func routeLines(t *testing.T) []string {
+	t.Helper()
+	h := config.NewServer(nil, nil, nil)
+	routes, ok := h.(chi.Routes)
+	if !ok {
+		t.Fatalf("NewServer returned a %T, not a chi.Routes", h)
+	}
+	var lines []string
+	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		lines = append(lines, method+" "+route)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return lines
+}
+
+// openAPIPath maps a chi pattern to the document's path template.
+func openAPIPath(pattern string) string {
+	if p, ok := strings.CutSuffix(pattern, "/*"); ok {
+		return p + "/{key}"
+	}
+	return pattern
+}
+
+func TestRoutesGolden(t *testing.T) {
+	lines := routeLines(t)
+	got := strings.Join(lines, "\n") + "\n"
+	const golden = "testdata/routes.golden"
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestRoutesGolden -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("routes changed; update api/openapi.json, then run go test -run TestRoutesGolden -update\ngot:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Every golden route is an operation of the document...
+	doc := spec().doc
+	inGolden := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(want))
+	for sc.Scan() {
+		method, pattern, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			t.Fatalf("bad golden line %q", sc.Text())
+		}
+		path := openAPIPath(pattern)
+		inGolden[method+" "+path] = true
+		item := doc.Paths.Value(path)
+		if item == nil || item.GetOperation(method) == nil {
+			t.Errorf("route %s %s is not in api/openapi.json as %s %s", method, pattern, method, path)
+		}
+	}
+	// ...and every operation of the document is a route.
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !inGolden[method+" "+path] {
+				t.Errorf("api/openapi.json documents %s %s, which the router does not serve", method, path)
+			}
+		}
+	}
+}
+
+// TestValidatorRejects proves the validator is not vacuous: responses and
+// requests that break the document are refused.
+func TestValidatorRejects(t *testing.T) {
+	v := spec()
+	mk := func(method, url string, status int, ctype, body string, hdr ...string) (*http.Request, *http.Response) {
+		req, _ := http.NewRequest(method, "http://example.test"+url, nil)
+		h := http.Header{}
+		h.Set("Content-Type", ctype)
+		h.Set("X-Steward-Revision", "7")
+		h.Set("X-Request-Id", "r1")
+		h.Set("X-Content-Type-Options", "nosniff")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			if hdr[i+1] == "" {
+				h.Del(hdr[i])
+			} else {
+				h.Set(hdr[i], hdr[i+1])
+			}
+		}
+		return req, &http.Response{StatusCode: status, Header: h}
+	}
+	entry := `{"key":"/a","value":1,"createRevision":3,"modRevision":7,"version":1}`
+	good := []struct {
+		method, url string
+		status      int
+		body        string
+		hdr         []string
+	}{
+		{"GET", "/v1/kv/a/b", 200, entry, []string{"ETag", `"7"`}},
+		{"GET", "/v1/kv?prefix=/a/", 200, `{"items":[],"revision":7,"next":null}`, nil},
+	}
+	for _, c := range good {
+		req, res := mk(c.method, c.url, c.status, "application/json", c.body, c.hdr...)
+		if err := v.check(req, nil, res, []byte(c.body), false, true); err != nil {
+			t.Errorf("a valid exchange was refused: %v", err)
+		}
+	}
+	bad := []struct {
+		name, method, url string
+		status            int
+		ctype, body       string
+		hdr               []string
+	}{
+		{"unknown field in an entry", "GET", "/v1/kv/a", 200, "application/json", `{"key":"/a","createRevision":3,"modRevision":7,"version":1,"extra":1}`, []string{"ETag", `"7"`}},
+		{"wrong type", "GET", "/v1/kv/a", 200, "application/json", `{"key":"/a","createRevision":"3","modRevision":7,"version":1}`, []string{"ETag", `"7"`}},
+		{"missing ETag", "GET", "/v1/kv/a", 200, "application/json", entry, nil},
+		{"missing X-Steward-Revision", "GET", "/v1/kv/a", 200, "application/json", entry, []string{"ETag", `"7"`, "X-Steward-Revision", ""}},
+		{"undocumented status", "GET", "/v1/kv/a", 418, "application/problem+json", `{"type":"urn:steward:problem:invalid","title":"x","status":418,"instance":"/v1/kv/a","requestId":"r1"}`, nil},
+		{"error that is not problem+json", "GET", "/v1/kv/a", 404, "application/json", `{"error":"nope"}`, nil},
+		{"problem with an unknown member", "GET", "/v1/kv/a", 404, "application/problem+json", `{"type":"urn:steward:problem:not-found","title":"Not Found","status":404,"instance":"/v1/kv/a","requestId":"r1","hint":1}`, nil},
+		{"list without next", "GET", "/v1/kv", 200, "application/json", `{"items":[],"revision":7}`, nil},
+		{"405 answered with 200", "PATCH", "/v1/kv/a", 200, "application/json", entry, nil},
+		{"invalid request answered 200", "GET", "/v1/kv/a?revision=-1", 200, "application/json", entry, []string{"ETag", `"7"`}},
+	}
+	for _, c := range bad {
+		req, res := mk(c.method, c.url, c.status, c.ctype, c.body, c.hdr...)
+		if err := v.check(req, nil, res, []byte(c.body), false, true); err == nil {
+			t.Errorf("%s: the validator accepted it", c.name)
+		}
+	}
+	// An invalid request body: the txn schema refuses unknown fields.
+	req, res := mk("POST", "/v1/txn", 200, "application/json", `{"succeeded":true,"results":[],"revision":7}`)
+	req.Header.Set("Content-Type", "application/json")
+	if err := v.check(req, []byte(`{"bogus":1}`), res, []byte(`{"succeeded":true,"results":[],"revision":7}`), false, true); err == nil {
+		t.Error("an invalid txn body answered 200 was accepted")
+	}
+	// And a watch event that breaks WatchEventData.
+	s := &sseValidator{ReadCloser: io.NopCloser(strings.NewReader("id: 3\nevent: put\ndata: {\"entry\":{\"key\":\"/a\"}}\n\n")), v: v, host: "example.test"}
+	if _, err := io.ReadAll(s); err == nil {
+		t.Error("a watch event without the entry's revisions was accepted")
+	}
+	v.mu.Lock()
+	delete(v.failures, "example.test")
+	v.mu.Unlock()
+}
+
+// TestAPIEdgeCases exercises the statuses and routes the other end-to-end
+// tests do not, all through the validating client.
+func TestAPIEdgeCases(t *testing.T) {
+	n := startNode(t, qlogtest.StartServer(t).Connect(t), "config-0", nil, 5)
+
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+		expect(t, call(t, "GET", n.url+p, ""), 200)
+	}
+	if r := call(t, "GET", n.url+"/openapi.json", ""); !strings.Contains(r.raw, `"/v1/kv/{key}"`) {
+		t.Fatalf("/openapi.json is not the document: %.200s", r.raw)
+	}
+	expect(t, call(t, "GET", n.url+"/nope", ""), 404)
+	expect(t, call(t, "POST", n.url+"/v1/history", ""), 405)
+	r := expect(t, call(t, "GET", n.url+"/healthz", "", "X-Request-Id", "my-id-1"), 200)
+	if r.header.Get("X-Request-Id") != "my-id-1" {
+		t.Fatalf("X-Request-Id not echoed: %v", r.header)
+	}
+
+	// History with a tombstone; a compacted revision is 410.
+	u := n.url + "/v1/kv/edge/k"
+	first := expect(t, call(t, "PUT", u, `{"v":"<&>"}`), 200).num("modRevision")
+	expect(t, call(t, "DELETE", u, ""), 200)
+	expect(t, call(t, "PUT", u, `2`), 200)
+	r = expect(t, call(t, "GET", n.url+"/v1/history?key=/edge/k&limit=10", ""), 200)
+	if items := r.body["items"].([]any); len(items) < 2 || items[1].(map[string]any)["deleted"] != true {
+		t.Fatalf("history = %v", r.body)
+	}
+	for i := range 6 {
+		expect(t, call(t, "PUT", n.url+"/v1/kv/edge/fill", strconv.Itoa(i)), 200)
+	}
+	r = expect(t, call(t, "GET", fmt.Sprintf("%s?revision=%d", u, first), ""), 410)
+	if r.num("compactRevision") <= first {
+		t.Fatalf("410 = %v", r.body)
+	}
+	expect(t, call(t, "GET", fmt.Sprintf("%s?revision=%d", u, 1<<40), ""), 400)
+
+	// Blocking reads: one that times out with the key as it is, one that a
+	// write wakes.
+	cur := expect(t, call(t, "GET", u, ""), 200).num("modRevision")
+	expect(t, call(t, "GET", fmt.Sprintf("%s?index=%d&wait=100ms", u, cur), ""), 200)
+	done := make(chan resp, 1)
+	go func() { done <- call(t, "GET", fmt.Sprintf("%s?index=%d&wait=10s", u, cur), "") }()
+	time.Sleep(100 * time.Millisecond)
+	expect(t, call(t, "PUT", u, `3`), 200)
+	if r := expect(t, <-done, 200); r.num("modRevision") <= cur {
+		t.Fatalf("blocking read = %v", r.body)
+	}
+	expect(t, call(t, "GET", n.url+"/v1/kv/edge/none?index=0&wait=50ms", ""), 404)
+	expect(t, call(t, "GET", u+"?index=1&revision=1", ""), 400)
+
+	// Transactions: every op kind, both branches, an unknown lease (404),
+	// a stale fence (409), too many ops (400), a body over the limit (413).
+	txn := `{"compare":[{"key":"/edge/k","target":"version","op":">","value":0},{"key":"/edge/k","target":"value","op":"==","value":3}],
+		"success":[{"put":{"key":"/edge/t/1","value":[1,{"a":null}]}},{"get":{"key":"/edge/t/1"}},{"get":{"key":"/edge/none"}},
+			{"delete":{"key":"/edge/t/1"}},{"delete":{"prefix":"/edge/t/"}},{"delete":{"key":"/edge/none"}}],
+		"failure":[]}`
+	r = expect(t, call(t, "POST", n.url+"/v1/txn", txn), 200)
+	if r.body["succeeded"] != true || len(r.body["results"].([]any)) != 6 {
+		t.Fatalf("txn = %v", r.body)
+	}
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{"success":[{"put":{"key":"/edge/l","value":1,"lease":424242}}]}`), 404)
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{}`, "X-Steward-Fence", "edge:5"), 200)
+	r = expect(t, call(t, "POST", n.url+"/v1/txn", `{}`, "X-Steward-Fence", "edge:4"), 409)
+	if r.num("fenceToken") != 5 {
+		t.Fatalf("409 = %v", r.body)
+	}
+	expect(t, call(t, "DELETE", n.url+"/v1/kv?prefix=/edge/", "", "X-Steward-Fence", "edge:4"), 409)
+	expect(t, call(t, "DELETE", u, "", "X-Steward-Fence", "edge:4"), 409)
+	ops := strings.TrimSuffix(strings.Repeat(`{"get":{"key":"/a"}},`, 129), ",")
+	if r := expect(t, call(t, "POST", n.url+"/v1/txn", `{"success":[`+ops+`]}`), 400); r.num("limit") != 128 {
+		t.Fatalf("129 ops = %v", r.body)
+	}
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{"x":`+strings.Repeat(" ", 5<<20)+`1}`), 413)
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{}`, "Content-Type", "text/plain"), 415)
+
+	// Leases: read, keep alive, revoke (its keys go), then 404 everywhere.
+	r = expect(t, call(t, "POST", n.url+"/v1/leases", `{"ttl":"1m"}`), 201)
+	lease := r.num("id")
+	lu := fmt.Sprintf("%s/v1/leases/%d", n.url, lease)
+	expect(t, call(t, "PUT", fmt.Sprintf("%s/v1/kv/edge/leased?lease=%d", n.url, lease), `1`), 200)
+	expect(t, call(t, "POST", n.url+"/v1/txn", fmt.Sprintf(`{"success":[{"put":{"key":"/edge/leased2","value":1,"lease":%d}}]}`, lease)), 200)
+	expect(t, call(t, "GET", lu, ""), 200)
+	expect(t, call(t, "POST", lu+"/keepalive", ""), 200)
+	if r := expect(t, call(t, "DELETE", lu, ""), 200); len(r.body["keys"].([]any)) != 2 {
+		t.Fatalf("revoke = %v", r.body)
+	}
+	expect(t, call(t, "GET", n.url+"/v1/kv/edge/leased", ""), 404)
+	expect(t, call(t, "GET", lu, ""), 404)
+	expect(t, call(t, "POST", lu+"/keepalive", ""), 404)
+	expect(t, call(t, "DELETE", lu, ""), 404)
+	expect(t, call(t, "GET", n.url+"/v1/leases/0", ""), 400)
+	expect(t, call(t, "POST", n.url+"/v1/leases", `{"ttl":"1s"}`, "Content-Type", "text/plain"), 415)
+	expect(t, call(t, "POST", n.url+"/v1/leases", `{"ttl":"`+strings.Repeat("1", 5000)+`s"}`), 413)
+
+	// Conditional deletes and the DELETE-only rule.
+	cur = expect(t, call(t, "GET", u, ""), 200).num("modRevision")
+	expect(t, call(t, "DELETE", u, "", "If-None-Match", "*"), 400)
+	r = expect(t, call(t, "DELETE", u, "", "If-Match", fmt.Sprintf(`"%d"`, cur)), 200)
+	if r.header.Get("ETag") != fmt.Sprintf(`"%d"`, cur) {
+		t.Fatalf("DELETE ETag = %q, want the deleted entry's %d", r.header.Get("ETag"), cur)
+	}
+	expect(t, call(t, "PUT", u, `1`, "If-Match", `"1"`), 412)
+	expect(t, call(t, "PUT", u, `1`, "If-None-Match", "*"), 200)
+
+	// Lists: default prefix, paging, keysOnly spelled 1.
+	expect(t, call(t, "GET", n.url+"/v1/kv", ""), 200)
+	expect(t, call(t, "GET", n.url+"/v1/kv?prefix=/edge&limit=5000&keysOnly=1&consistency=serializable", ""), 200)
+	expect(t, call(t, "GET", n.url+"/v1/kv?keysOnly=maybe", ""), 400)
+	expect(t, call(t, "GET", n.url+"/v1/kv?prefix=nope", ""), 400)
+
+	// Watch: the problem answers before a stream starts.
+	expect(t, call(t, "GET", n.url+"/v1/watch?prefix=/edge/&fromRevision=0", ""), 400)
+	expect(t, call(t, "GET", n.url+"/v1/watch?key=/edge/k", "", "Last-Event-ID", "x"), 400)
+	expect(t, call(t, "GET", n.url+"/v1/watch?key=edge", ""), 400)
+
+	// Commands the log cannot carry are 413, not 500: a value under 1 MiB
+	// that encodes to over a batch ('<' is six bytes escaped), and a txn
+	// whose values add up to more than one entry holds.
+	before := n.rep.Log.Revision()
+	r = expect(t, call(t, "PUT", u, `"`+strings.Repeat("<", 800_000)+`"`), 413)
+	if r.num("limit") == 0 {
+		t.Fatalf("413 = %v", r.body)
+	}
+	big := make([]string, 5)
+	for i := range big {
+		big[i] = `{"put":{"key":"/edge/big","value":"` + strings.Repeat("x", 900_000) + `"}}`
+	}
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{"success":[`+strings.Join(big, ",")+`]}`), 413)
+	if after := n.rep.Log.Revision(); after != before {
+		t.Fatalf("revision moved from %d to %d on oversized commands", before, after)
+	}
+
+	// An Idempotency-Key reused for a different kind of request is 409,
+	// not a nil dereference.
+	expect(t, call(t, "PUT", n.url+"/v1/kv/edge/idem", `1`, "Idempotency-Key", "edge-1"), 200)
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{}`, "Idempotency-Key", "edge-1"), 409)
+	expect(t, call(t, "POST", n.url+"/v1/leases", `{"ttl":"10s"}`, "Idempotency-Key", "edge-1"), 409)
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{}`, "Idempotency-Key", "edge-2"), 200)
+	expect(t, call(t, "PUT", n.url+"/v1/kv/edge/idem", `1`, "Idempotency-Key", "edge-2"), 409)
+	expect(t, call(t, "DELETE", n.url+"/v1/kv/edge/idem", "", "Idempotency-Key", "edge-2"), 409)
+	r = expect(t, call(t, "POST", n.url+"/v1/leases", `{"ttl":"10s"}`, "Idempotency-Key", "edge-3"), 201)
+	lu = fmt.Sprintf("%s/v1/leases/%d", n.url, r.num("id"))
+	expect(t, call(t, "POST", n.url+"/v1/txn", `{}`, "Idempotency-Key", "edge-4"), 200)
+	expect(t, call(t, "POST", lu+"/keepalive", "", "Idempotency-Key", "edge-4"), 409)
+	expect(t, call(t, "DELETE", lu, "", "Idempotency-Key", "edge-4"), 409)
+	expect(t, call(t, "DELETE", n.url+"/v1/leases/-3", ""), 400)
+
+	// A replica that stopped serving answers 503 everywhere but /healthz.
+	if err := n.rep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, call(t, "GET", n.url+"/healthz", ""), 200)
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/readyz", ""},
+		{"GET", "/v1/kv/edge/k", ""},
+		{"PUT", "/v1/kv/edge/k", "1"},
+		{"DELETE", "/v1/kv/edge/k", ""},
+		{"GET", "/v1/kv", ""},
+		{"DELETE", "/v1/kv?prefix=/", ""},
+		{"POST", "/v1/txn", "{}"},
+		{"GET", "/v1/watch?prefix=/", ""},
+		{"GET", "/v1/history?key=/edge/k", ""},
+		{"POST", "/v1/leases", `{"ttl":"10s"}`},
+		{"GET", lu[len(n.url):], ""},
+		{"POST", lu[len(n.url):] + "/keepalive", ""},
+		{"DELETE", lu[len(n.url):], ""},
+	} {
+		expect(t, call(t, c.method, n.url+c.path, c.body), 503)
+	}
+}
