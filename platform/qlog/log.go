@@ -286,7 +286,7 @@ func (l *Log) Ready() error {
 		l.mu.RLock()
 		seq := l.seq
 		l.mu.RUnlock()
-		return fmt.Errorf("qlog: replaying the log: applied sequence %d of %d", seq, l.catchUp)
+		return fmt.Errorf("%w: replaying the log: applied sequence %d of %d", ErrNotReady, seq, l.catchUp)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package qlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -185,7 +186,14 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 	for i, p := range batch {
 		wb.Entries[i] = p.entry
 	}
-	data, err := json.Marshal(wb)
+	// Commands are JSON and travel unescaped: json.Marshal would turn each
+	// '<', '>' and '&' into six bytes and push a dense value over the
+	// batch limit it was checked against.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(wb)
+	data := buf.Bytes()
 	if err != nil {
 		l.failBatch(batch, fmt.Errorf("qlog: encode batch: %w", err))
 		return

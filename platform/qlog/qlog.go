@@ -118,6 +118,9 @@ func ParseConsistency(s string) (Consistency, error) {
 var (
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("qlog: log is closed")
+	// ErrNotReady wraps Ready's answer while the replica is still
+	// replaying the log.
+	ErrNotReady = errors.New("qlog: not ready")
 	// ErrWatchLagged ends a watch whose reader fell so far behind that the
 	// events it had not read were dropped from the buffer. The watcher can
 	// resume from its last revision + 1 if that is still held.

@@ -88,6 +88,11 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // Unmarshal decodes exactly one JSON document from data into v, refusing
 // unknown fields and trailing data, and classifies any failure as Invalid.
 func Unmarshal(data []byte, v any) error {
+	// encoding/json turns a top-level null into a zero value without a
+	// word; a request that names no fields at all is not what anyone meant.
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return fault.New(fault.Invalid, "request body is null; a JSON document is required")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -71,7 +71,7 @@ func classify(err error) error {
 	switch {
 	case errors.As(err, &ce):
 		return fault.Wrap(fault.Gone, err, fmt.Sprintf("revision %d is compacted", ce.Requested)).With("compactRevision", ce.CompactRevision)
-	case errors.As(err, &fe), errors.Is(err, qlog.ErrClosed):
+	case errors.As(err, &fe), errors.Is(err, qlog.ErrClosed), errors.Is(err, qlog.ErrNotReady):
 		return fault.Wrap(fault.Unavailable, err, "this replica is not serving: "+err.Error())
 	case errors.Is(err, qlog.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
 		return fault.Wrap(fault.Timeout, err, "the write was not confirmed in time; retry with the same Idempotency-Key")
