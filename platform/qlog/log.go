@@ -232,6 +232,10 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 		cancel()
 		return nil, err
 	}
+	// Logged before the apply loop starts: after that, l.rev and l.seq
+	// belong to it.
+	l.logger.Info("qlog replica opened", "revision", l.rev, "seq", l.seq, "catch_up_to", l.catchUp,
+		"voters", cfg.Voters, "voter", l.voter, "quorum", l.quorum)
 	l.goRun("apply", l.applyLoop)
 	l.goRun("batcher", l.batchLoop)
 	l.goRun("read-index", l.reads.loop)
@@ -240,8 +244,6 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 		l.goRun("snapshotter", l.snapshotLoop)
 	}
 	l.markReadyIfCaughtUp()
-	l.logger.Info("qlog replica opened", "revision", l.rev, "seq", l.seq, "catch_up_to", l.catchUp,
-		"voters", cfg.Voters, "voter", l.voter, "quorum", l.quorum)
 	return l, nil
 }
 

@@ -120,6 +120,23 @@ func errIdempotencyReuse(r *http.Request) error {
 	return fault.New(fault.Conflict, "Idempotency-Key %q was first used for a different kind of request", r.Header.Get("Idempotency-Key"))
 }
 
+// commit proposes c and answers any failure itself: a log error, or a
+// store result other than OK (with the revision it was applied at). The
+// caller writes the success.
+func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (kv.Result, int64, bool) {
+	res, rev, err := s.propose(r, c)
+	if err != nil {
+		s.fail(w, r, err)
+		return res, rev, false
+	}
+	setRevision(w, rev)
+	if res.Status != kv.OK {
+		s.fail(w, r, statusError(res))
+		return res, rev, false
+	}
+	return res, rev, true
+}
+
 // statusError turns a non-OK store result into a fault.
 func statusError(res kv.Result) error {
 	switch res.Status {
@@ -237,14 +254,8 @@ func (s *server) handlePut() http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		res, rev, err := s.propose(r, c)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		setRevision(w, rev)
-		if res.Status != kv.OK {
-			s.fail(w, r, statusError(res))
+		res, rev, ok := s.commit(w, r, c)
+		if !ok {
 			return
 		}
 		if res.Entry == nil {
@@ -371,14 +382,8 @@ func (s *server) handleDelete() http.HandlerFunc {
 			s.fail(w, r, fault.New(fault.Invalid, "If-None-Match is not supported on DELETE"))
 			return
 		}
-		res, rev, err := s.propose(r, c)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		setRevision(w, rev)
-		if res.Status != kv.OK {
-			s.fail(w, r, statusError(res))
+		res, rev, ok := s.commit(w, r, c)
+		if !ok {
 			return
 		}
 		if res.Entry == nil {
@@ -407,14 +412,8 @@ func (s *server) handleDeletePrefix() http.HandlerFunc {
 			return
 		}
 		c.Fence = f
-		res, rev, err := s.propose(r, c)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		setRevision(w, rev)
-		if res.Status != kv.OK {
-			s.fail(w, r, statusError(res))
+		res, rev, ok := s.commit(w, r, c)
+		if !ok {
 			return
 		}
 		_ = web.Encode(w, http.StatusOK, map[string]int64{"deleted": res.Deleted, "revision": rev})
@@ -510,14 +509,8 @@ func (s *server) handleTxn() http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		res, rev, err := s.propose(r, kv.Command{Op: "txn", Txn: &txn, Fence: f})
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		setRevision(w, rev)
-		if res.Status != kv.OK {
-			s.fail(w, r, statusError(res))
+		res, rev, ok := s.commit(w, r, kv.Command{Op: "txn", Txn: &txn, Fence: f})
+		if !ok {
 			return
 		}
 		if res.Txn == nil {
@@ -663,14 +656,8 @@ func (s *server) handleRevoke() http.HandlerFunc {
 }
 
 func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, status int) {
-	res, rev, err := s.propose(r, c)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	setRevision(w, rev)
-	if res.Status != kv.OK {
-		s.fail(w, r, statusError(res))
+	res, _, ok := s.commit(w, r, c)
+	if !ok {
 		return
 	}
 	if res.Lease == nil {
