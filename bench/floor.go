@@ -93,6 +93,76 @@ func (f *floor) syncPublish(ctx context.Context, _ int64) error {
 	return err
 }
 
+// echo is an ordered consumer on the raw stream, read the way qlog's apply
+// loop reads its log, for the publish-and-receive floor: a proposal is
+// applied only once the message came back through such a consumer.
+type echo struct {
+	it        jetstream.MessagesContext
+	delivered chan uint64 // stream sequences, in order
+	done      chan struct{}
+}
+
+func (f *floor) startEcho(ctx context.Context) (*echo, error) {
+	st, err := f.js.Stream(ctx, rawStream)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return nil, err
+	}
+	e := &echo{it: it, delivered: make(chan uint64, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				return
+			}
+			if meta, err := msg.Metadata(); err == nil {
+				e.delivered <- meta.Sequence.Stream
+			}
+		}
+	}()
+	return e, nil
+}
+
+func (e *echo) stop() {
+	e.it.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-e.delivered:
+		}
+	}
+}
+
+// publishAndReceive publishes, waits for the acknowledgement, and then for
+// the consumer to deliver that message. One caller at a time.
+func (f *floor) publishAndReceive(e *echo) op {
+	return func(ctx context.Context, _ int64) error {
+		ack, err := f.js.Publish(ctx, rawSubject, f.payload)
+		if err != nil {
+			return err
+		}
+		for {
+			select {
+			case seq := <-e.delivered:
+				if seq >= ack.Sequence {
+					return nil
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("message %d was not delivered: %w", ack.Sequence, ctx.Err())
+			}
+		}
+	}
+}
+
 // asyncPublish measures one publisher that keeps inFlight publishes
 // outstanding (js.PublishAsync); a message's latency runs from the moment
 // it is handed to PublishAsync until its acknowledgement arrives.

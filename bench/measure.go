@@ -46,8 +46,8 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // result is a row's runs. The table shows the median of the runs that
 // completed without error; a failed run ends the row.
 type result struct {
-	runs      []runStats
-	warmupErr error
+	runs []runStats
+	err  error // why the row did not run: its setup or warm-up failed
 }
 
 // completed returns the runs without error.
@@ -63,8 +63,8 @@ func (r result) completed() []runStats {
 
 // failure says which run failed and why, or nil.
 func (r result) failure() error {
-	if r.warmupErr != nil {
-		return fmt.Errorf("the warm-up failed %w", r.warmupErr)
+	if r.err != nil {
+		return r.err
 	}
 	for i, s := range r.runs {
 		if s.errs > 0 {
@@ -167,7 +167,7 @@ func measure(ctx context.Context, s settings, workers int, fn op) result {
 	var seq atomic.Int64
 	if s.warmup > 0 {
 		if w := closedLoop(ctx, workers, s.warmup, &seq, fn); w.errs > 0 {
-			return result{warmupErr: w.firstErr}
+			return result{err: fmt.Errorf("the warm-up failed %w", w.firstErr)}
 		}
 	}
 	var r result

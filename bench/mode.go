@@ -27,6 +27,7 @@ var modeByID = map[string]mode{
 // Row keys, for the ratios and the side-by-side view.
 const (
 	rowSync       = "sync"
+	rowSyncEcho   = "sync-echo"
 	rowAsync      = "async"
 	rowQ1x1       = "q1x1"
 	rowQ1xN       = "q1xN"
@@ -77,13 +78,16 @@ func runMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*modeRe
 	defer func() { rep.load = load(before, sampleCPU()) }()
 	value := string(filler(cfg.valueSize))
 	n := cfg.clients
-	measureRow := func(key, group, name string, workers int, fn op) {
+	// addRow measures a row unless -rows leaves it out.
+	addRow := func(key, group, name string, measureFn func() result) {
 		if !cfg.rows.MatchString(group + " " + name) {
 			return
 		}
 		log.Info("measuring", "mode", m.id, "row", group+" "+name)
-		res := measure(ctx, cfg.settings, workers, fn)
-		rep.add(log, row{key: key, group: group, name: name, res: res})
+		rep.add(log, row{key: key, group: group, name: name, res: measureFn()})
+	}
+	measureRow := func(key, group, name string, workers int, fn op) {
+		addRow(key, group, name, func() result { return measure(ctx, cfg.settings, workers, fn) })
 	}
 
 	if cfg.enabled("floor") || cfg.enabled("qlog") {
@@ -104,12 +108,19 @@ func runMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*modeRe
 			if err != nil {
 				return nil, err
 			}
+			defer f.close()
 			measureRow(rowSync, "floor", "JetStream sync publish, 1 client", 1, f.syncPublish)
-			if name := fmt.Sprintf("JetStream async publish, %d in flight", n); cfg.rows.MatchString("floor " + name) {
-				log.Info("measuring", "mode", m.id, "row", "floor "+name)
-				rep.add(log, row{key: rowAsync, group: "floor", name: name, res: f.asyncPublish(ctx, cfg.settings, n)})
-			}
-			f.close()
+			addRow(rowSyncEcho, "floor", "JetStream sync publish + ordered-consumer receive, 1 client", func() result {
+				e, err := f.startEcho(ctx)
+				if err != nil {
+					return result{err: fmt.Errorf("start an ordered consumer: %w", err)}
+				}
+				defer e.stop()
+				return measure(ctx, cfg.settings, 1, f.publishAndReceive(e))
+			})
+			addRow(rowAsync, "floor", fmt.Sprintf("JetStream async publish, %d in flight", n), func() result {
+				return f.asyncPublish(ctx, cfg.settings, n)
+			})
 		}
 
 		if cfg.enabled("qlog") {

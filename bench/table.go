@@ -87,17 +87,21 @@ func printMode(out io.Writer, cfg config, rep *modeReport) {
 			shown, want = fmt.Sprintf("%.0f%%", 100*v), fmt.Sprintf("target %s %.0f%%", cmp, 100*target)
 		}
 		res := verdict(met)
+		if target == 0 { // a reference, no target
+			want, res = "", ""
+		}
 		if failA || failB {
 			res += " (runs that completed; a row failed)"
 		}
 		if note != "" {
-			res += " " + note
+			res = strings.TrimSpace(res + " " + note)
 		}
 		t.add(name, shown, want, res)
 	}
 	p50 := func(a, b runStats) float64 { return float64(a.p50) / float64(b.p50) }
 	tput := func(a, b runStats) float64 { return a.rate() / b.rate() }
 	ratio("Propose p50 (1 voter, 1 proposer) / JetStream sync publish p50", rowQ1x1, rowSync, p50, false, "≤", 4, "")
+	ratio("  same / JetStream sync publish + ordered-consumer receive p50", rowQ1x1, rowSyncEcho, p50, false, "≤", 0, "reference: the path a proposal takes")
 	ratio(fmt.Sprintf("Propose ops/s (3 voters, %d proposers spread) / etcd Put ops/s (%d clients)", n, n), rowQ3xNSpread, rowEPutN, tput, false, "≥", 1, "")
 	ratio(fmt.Sprintf("  same with all %d proposers on r0", n), rowQ3xNOne, rowEPutN, tput, false, "≥", 1, "")
 	asyncNote := ""
