@@ -1,0 +1,119 @@
+package qlog_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+)
+
+// gatedSM is Registers whose Apply can be held, to make a replica lag
+// behind the stream for as long as a test wants.
+type gatedSM struct {
+	*qlogtest.Registers
+	gate    atomic.Pointer[chan struct{}] // while set, Apply waits for it to close
+	waiting chan struct{}                 // receives once Apply is held
+}
+
+func (g *gatedSM) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
+	if ch := g.gate.Load(); ch != nil {
+		select {
+		case g.waiting <- struct{}{}:
+		default:
+		}
+		<-*ch
+	}
+	return g.Registers.Apply(e)
+}
+
+// TestLaggingVoterSurvivesTrim holds one voter's apply loop while the
+// others write well over a consumer's prefetch, snapshot and trim the
+// stream. When it is let go, the entries it still needs are gone from the
+// stream; the log must bring it back to the others' state (from a newer
+// snapshot, or by not trimming what a voter still needs), not fail-stop
+// it for a "gap" that is only compaction.
+func TestLaggingVoterSurvivesTrim(t *testing.T) {
+	if os.Getenv("QLOG_RUN_BUG_TESTS") == "" {
+		t.Skip("BUG: a replica that lags behind a trimmed stream fail-stops with \"gap in the stream\" " +
+			"instead of restoring a newer snapshot (fails deterministically; QLOG_RUN_BUG_TESTS=1 runs it)")
+	}
+	srv := qlogtest.StartServer(t)
+	logger, _ := testLogger(t)
+	nc := srv.Connect(t)
+	js, _ := jetstream.New(nc)
+	store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	voters := []string{"lag", "w0", "w1"}
+	cfg := func(id string) qlog.Config {
+		return qlog.Config{ReplicaID: id, Voters: voters, Snapshots: store, SnapshotEvery: 1 << 40, SnapshotInterval: time.Hour,
+			RetainEntries: 10, Logger: logger}
+	}
+	w0 := openReplica(t, srv.Connect(t), cfg("w0"))
+	openReplica(t, srv.Connect(t), cfg("w1"))
+	gsm := &gatedSM{Registers: qlogtest.NewRegisters(), waiting: make(chan struct{}, 1)}
+	lag := openLog(t, srv.Connect(t), cfg("lag"), gsm)
+
+	for i := range 5 {
+		propose(t, w0.log, qlogtest.Put(fmt.Sprintf("k%d", i), "v"), "")
+	}
+	waitFor(t, "the lagging voter to apply the first writes", 10*time.Second, func() bool { return lag.Revision() == 5 })
+	gate := make(chan struct{})
+	gsm.gate.Store(&gate)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			gsm.gate.Store(nil)
+			close(gate)
+		}
+	}
+	t.Cleanup(release) // Close waits for the apply loop
+	propose(t, w0.log, qlogtest.Put("held", "v"), "")
+	select {
+	case <-gsm.waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lagging voter never started applying the held write")
+	}
+
+	// More stream messages than the lagging voter's consumer prefetches
+	// (1024), each acknowledged by the other two voters.
+	const n = 1200
+	start := time.Now()
+	for i := range n {
+		propose(t, w0.log, qlogtest.Put(fmt.Sprintf("k%d", i%50), fmt.Sprint(i)), "")
+	}
+	rev, err := w0.log.TakeSnapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := streamInfo(t, nc, "test").State.FirstSeq
+	t.Logf("%d writes in %v while one voter was held at revision 6; snapshot at %d; the stream now starts at sequence %d",
+		n, time.Since(start).Round(time.Millisecond), rev, first)
+
+	release()
+	final := w0.log.Revision()
+	var fe *qlog.FailedError
+	waitFor(t, "the lagging voter to catch up", 30*time.Second, func() bool {
+		if errors.As(lag.Ready(), &fe) {
+			t.Fatalf("the lagging voter fail-stopped instead of catching up: %v", fe)
+		}
+		return lag.Revision() >= final
+	})
+	var a, b bytes.Buffer
+	_ = w0.log.Read(context.Background(), qlog.Linearizable, func(int64) error { return w0.sm.Snapshot(&a) })
+	_ = lag.Read(context.Background(), qlog.Linearizable, func(int64) error { return gsm.Snapshot(&b) })
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatalf("the caught-up voter's state differs from the others'")
+	}
+}
