@@ -81,6 +81,20 @@ func (l *Log) applyLoop(ctx context.Context) {
 			l.fail(fmt.Sprintf("stream %s disappeared", StreamName(l.cfg.Service)))
 			return
 		}
+		if ge := (*gapError)(nil); errors.As(err, &ge) {
+			// The stream was trimmed past this replica while it lagged
+			// (compaction, not loss): jump to a snapshot that covers the
+			// trimmed entries, as a restarting replica would. Anything
+			// else is a real gap and fail-stops.
+			if rerr := l.restoreAfterTrim(ctx); rerr != nil {
+				if ctx.Err() == nil {
+					l.fail(fmt.Sprintf("%v (%v)", ge, rerr))
+				}
+				return
+			}
+			backoff = 50 * time.Millisecond
+			continue
+		}
 		l.logger.Warn("qlog consumer interrupted; retrying", "err", err, "from_seq", start, "backoff", backoff)
 		select {
 		case <-ctx.Done():
@@ -92,14 +106,14 @@ func (l *Log) applyLoop(ctx context.Context) {
 }
 
 func (l *Log) consume(ctx context.Context, cons jetstream.Consumer) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return fmt.Errorf("start consuming: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	for {
+	for l.failed.Load() == nil {
 		msg, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -112,10 +126,14 @@ func (l *Log) consume(ctx context.Context, cons jetstream.Consumer) error {
 			return fmt.Errorf("message metadata: %w", err)
 		}
 		if err := l.applyMessage(meta.Sequence.Stream, msg.Data()); err != nil {
+			if errors.As(err, new(*gapError)) {
+				return err // applyLoop tells compaction from a real gap
+			}
 			l.fail(err.Error())
 			return err
 		}
 	}
+	return l.failed.Load() // a fail-stopped replica applies nothing more
 }
 
 // applyMessage applies the batch stored at stream sequence seq. It returns
@@ -132,7 +150,7 @@ func (l *Log) applyMessage(seq uint64, data []byte) error {
 		return fmt.Errorf("stream sequence went backwards: got %d after applying %d", seq, l.seq)
 	case seq != l.seq+1:
 		l.mu.Unlock()
-		return fmt.Errorf("gap in the stream: got sequence %d after applying %d", seq, l.seq)
+		return &gapError{got: seq, applied: l.seq}
 	}
 	if decodeErr != nil {
 		// Every replica sees the same bytes and skips them alike, so this
@@ -169,10 +187,11 @@ func (l *Log) applyMessage(seq uint64, data []byte) error {
 		}
 	}
 	l.seq = seq
+	l.appliedBytes += uint64(len(data))
 	rev, chain := l.rev, l.chain
 	close(l.applied)
 	l.applied = make(chan struct{})
-	snapshotDue := l.rev-l.lastSnap >= l.cfg.SnapshotEvery
+	snapshotDue := l.rev-l.lastSnap >= l.cfg.SnapshotEvery && l.appliedBytes-l.snapBytesAt >= l.lastSnapSize
 	l.mu.Unlock()
 
 	for _, d := range deliveries {
@@ -240,4 +259,11 @@ func (d *dedupeTable) records() []dedupeRecord {
 		out[i] = d.byKey[k]
 	}
 	return out
+}
+
+// gapError is a stream message that is not the next one.
+type gapError struct{ got, applied uint64 }
+
+func (e *gapError) Error() string {
+	return fmt.Sprintf("gap in the stream: got sequence %d after applying %d", e.got, e.applied)
 }

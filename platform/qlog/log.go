@@ -50,11 +50,19 @@ type Config struct {
 	DedupeWindow time.Duration
 	// Group commit bounds: a batch closes at MaxBatch entries or
 	// MaxBatchBytes of commands, after lingering at most Linger for more;
-	// at most MaxInFlight batches are published at once.
+	// at most MaxInFlight batches are published at once. One in flight
+	// (the default) makes the largest batches: with fsync on every write
+	// the stream's messages per second are fixed by the disk, so entries
+	// per message is the throughput (measured in bench/: 1.5-2x the
+	// throughput of two in flight, at equal single-client latency).
 	MaxBatch      int
 	MaxBatchBytes int
 	Linger        time.Duration
 	MaxInFlight   int
+	// ProposeTimeout bounds a proposal whose caller set no earlier
+	// deadline, so that a lost quorum answers ErrUnknownOutcome instead of
+	// blocking forever.
+	ProposeTimeout time.Duration
 	// Clock stamps proposals; nil means time.Now.
 	Clock  func() time.Time
 	Logger *slog.Logger
@@ -103,7 +111,10 @@ func (c *Config) setDefaults() error {
 		c.Linger = 0
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 2
+		c.MaxInFlight = 1
+	}
+	if c.ProposeTimeout <= 0 {
+		c.ProposeTimeout = 30 * time.Second
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
@@ -143,6 +154,13 @@ type Log struct {
 	applied  chan struct{} // closed and replaced after each applied message
 	lastSnap int64         // revision of the last snapshot taken
 	snapKick chan struct{}
+	// A snapshot is due after SnapshotEvery entries and once the log
+	// applied since the last one is at least as large as that snapshot, so
+	// the cost of snapshots stays proportional to the log, however large
+	// the state grows.
+	appliedBytes uint64 // stream bytes applied since start
+	snapBytesAt  uint64 // appliedBytes when the last snapshot was encoded
+	lastSnapSize uint64
 
 	failed atomic.Pointer[FailedError]
 	ready  atomic.Bool

@@ -37,6 +37,8 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Res
 	if err := l.err(); err != nil {
 		return Result{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.ProposeTimeout)
+	defer cancel()
 	if !json.Valid(cmd) {
 		return Result{}, errors.New("qlog: a command must be a JSON document")
 	}

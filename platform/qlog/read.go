@@ -2,6 +2,7 @@ package qlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -127,9 +128,7 @@ func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
 	r.l.mu.RLock()
 	applied := r.l.seq
 	r.l.mu.RUnlock()
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := r.l.stream.Info(ictx)
+	last, err := r.leaderLastSeq(ctx)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			r.l.fail(fmt.Sprintf("stream %s disappeared", StreamName(r.l.cfg.Service)))
@@ -137,10 +136,70 @@ func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
 		}
 		return 0, fmt.Errorf("qlog: read index: %w", err)
 	}
-	last := info.State.LastSeq
-	if last < applied {
-		r.l.fail(fmt.Sprintf("stream sequence went backwards: the stream ends at %d but this replica applied %d", last, applied))
-		return 0, r.l.err()
+	if last >= applied {
+		return last, nil
 	}
-	return last, nil
+	// In a cluster the leader stores a message when it applies it, like
+	// every member, and this replica's consumer may live on a member that
+	// applied it first: a leader briefly behind is not a stream that went
+	// backwards. One that stays behind is.
+	for range 10 {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if last, err = r.leaderLastSeq(ctx); err == nil && last >= applied {
+			return last, nil
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("qlog: read index: %w", err)
+	}
+	r.l.fail(fmt.Sprintf("stream sequence went backwards: the stream ends at %d but this replica applied %d", last, applied))
+	return 0, r.l.err()
+}
+
+// leaderLastSeq returns the sequence of the stream's last message as the
+// stream leader has it. It uses the (non-direct) message get API because
+// only the leader answers that one, and it errs while there is no leader.
+// STREAM.INFO is no read index in a cluster: a member answers it with its
+// own, possibly older, state while the group is leaderless or new; and
+// DIRECT.GET, which the client library prefers when AllowDirect is set, is
+// answered by any member.
+func (r *readIndex) leaderLastSeq(ctx context.Context) (uint64, error) {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": logSubject(r.l.cfg.Service)})
+	msg, err := r.l.cfg.Conn.RequestWithContext(ictx, "$JS.API.STREAM.MSG.GET."+StreamName(r.l.cfg.Service), req)
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("message get response: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == 10059: // JSStreamNotFoundErr
+		return 0, jetstream.ErrStreamNotFound
+	case resp.Error != nil && resp.Error.ErrCode == 10037: // JSNoMessageFoundErr: nothing on the subject yet
+		info, err := r.l.stream.Info(ictx)
+		if err != nil {
+			return 0, err
+		}
+		return info.State.LastSeq, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("message get: %s (%d)", resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return 0, errors.New("message get: empty answer")
+	}
+	return resp.Message.Seq, nil
 }

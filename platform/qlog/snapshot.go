@@ -101,33 +101,42 @@ func (l *Log) restoreLocked(s Snapshot) error {
 	return nil
 }
 
-// restore loads the newest snapshot that verifies. A corrupt snapshot is
-// logged and skipped; if one fails after the state machine began to
-// restore it, the next candidate replaces that partial state wholesale.
+// restore loads the newest snapshot that verifies. Only the newest is
+// fetched at first; older ones are fetched only if it does not verify. A
+// corrupt snapshot is logged and skipped; if one fails after the state
+// machine began to restore it, the next candidate replaces that partial
+// state wholesale.
 func (l *Log) restore(ctx context.Context) error {
 	if l.cfg.Snapshots == nil {
 		return nil
 	}
-	cands, err := l.cfg.Snapshots.NewestSnapshots(ctx, l.cfg.Service, 5)
-	if err != nil {
-		return fmt.Errorf("qlog: list snapshots: %w", err)
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	tried := 0
-	for _, s := range cands {
-		tried++
-		start := time.Now()
-		if err := l.restoreLocked(s); err != nil {
-			l.logger.Warn("qlog skipped a bad snapshot", "revision", s.Revision, "replica", s.Replica, "err", err)
-			continue
+	tried := map[string]bool{}
+	for _, limit := range []int{1, 5} {
+		cands, err := l.cfg.Snapshots.NewestSnapshots(ctx, l.cfg.Service, limit)
+		if err != nil {
+			return fmt.Errorf("qlog: list snapshots: %w", err)
 		}
-		l.logger.Info("qlog restored snapshot", "revision", s.Revision, "seq", s.Seq, "from_replica", s.Replica,
-			"bytes", len(s.Data), "took", time.Since(start))
-		return nil
+		for _, s := range cands {
+			id := fmt.Sprintf("%d/%s", s.Revision, s.Replica)
+			if tried[id] {
+				continue
+			}
+			tried[id] = true
+			start := time.Now()
+			if err := l.restoreLocked(s); err != nil {
+				l.logger.Warn("qlog skipped a bad snapshot", "revision", s.Revision, "replica", s.Replica, "err", err)
+				continue
+			}
+			l.lastSnapSize = uint64(len(s.Data))
+			l.logger.Info("qlog restored snapshot", "revision", s.Revision, "seq", s.Seq, "from_replica", s.Replica,
+				"bytes", len(s.Data), "took", time.Since(start))
+			return nil
+		}
 	}
-	if tried > 0 {
-		return fmt.Errorf("qlog: none of the %d newest snapshots of %s verifies; refusing to start from a partial state", tried, l.cfg.Service)
+	if len(tried) > 0 {
+		return fmt.Errorf("qlog: none of the %d newest snapshots of %s verifies; refusing to start from a partial state", len(tried), l.cfg.Service)
 	}
 	return nil
 }
@@ -176,6 +185,7 @@ func (l *Log) TakeSnapshot(ctx context.Context) (int64, error) {
 		return rev, nil
 	}
 	s, err := l.encodeSnapshotLocked()
+	bytesAt := l.appliedBytes
 	l.mu.RUnlock()
 	if err != nil {
 		return 0, err
@@ -185,7 +195,9 @@ func (l *Log) TakeSnapshot(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("save snapshot: %w", err)
 	}
 	l.mu.Lock()
-	l.lastSnap = max(l.lastSnap, s.Revision)
+	if s.Revision > l.lastSnap {
+		l.lastSnap, l.snapBytesAt, l.lastSnapSize = s.Revision, bytesAt, uint64(len(s.Data))
+	}
 	l.mu.Unlock()
 	l.logger.Info("qlog snapshot saved", "revision", s.Revision, "seq", s.Seq, "bytes", len(s.Data), "took", time.Since(start))
 	if r := l.cfg.RetainEntries; r > 0 && s.Seq > r {
@@ -206,4 +218,49 @@ func readAll(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("snapshot over %d bytes", limit)
 	}
 	return b, nil
+}
+
+// restoreAfterTrim handles a gap found while applying: if the stream now
+// starts after this replica's position (it was trimmed while the replica
+// lagged), it restores the newest snapshot that reaches the stream's first
+// message. It returns an error when the gap is not explained by trimming
+// or no snapshot covers it; the caller then fail-stops.
+func (l *Log) restoreAfterTrim(ctx context.Context) error {
+	if l.cfg.Snapshots == nil {
+		return errors.New("no snapshot store to catch up from")
+	}
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	first := info.State.FirstSeq
+	l.mu.RLock()
+	applied := l.seq
+	l.mu.RUnlock()
+	if first <= applied+1 {
+		return errors.New("the stream still holds the missing messages: not compaction")
+	}
+	cands, err := l.cfg.Snapshots.NewestSnapshots(ctx, l.cfg.Service, 5)
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range cands {
+		if s.Seq+1 < first || s.Seq <= l.seq {
+			continue
+		}
+		if err := l.restoreLocked(s); err != nil {
+			// restoreLocked may have replaced part of the state: only a
+			// later candidate that verifies may go on from here.
+			l.logger.Warn("qlog skipped a bad snapshot", "revision", s.Revision, "replica", s.Replica, "err", err)
+			continue
+		}
+		l.logger.Warn("qlog fell behind a trimmed stream; restored a newer snapshot", "revision", s.Revision, "seq", s.Seq,
+			"was_at_seq", applied, "stream_first_seq", first)
+		close(l.applied)
+		l.applied = make(chan struct{})
+		return nil
+	}
+	return fmt.Errorf("no snapshot reaches the stream's first sequence %d", first)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,10 +41,6 @@ func (g *gatedSM) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 // snapshot, or by not trimming what a voter still needs), not fail-stop
 // it for a "gap" that is only compaction.
 func TestLaggingVoterSurvivesTrim(t *testing.T) {
-	if os.Getenv("QLOG_RUN_BUG_TESTS") == "" {
-		t.Skip("BUG: a replica that lags behind a trimmed stream fail-stops with \"gap in the stream\" " +
-			"instead of restoring a newer snapshot (fails deterministically; QLOG_RUN_BUG_TESTS=1 runs it)")
-	}
 	srv := qlogtest.StartServer(t)
 	logger, _ := testLogger(t)
 	nc := srv.Connect(t)

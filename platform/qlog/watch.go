@@ -44,6 +44,10 @@ func (r *eventRing) at(pos uint64) Event {
 // reset empties the ring so that it holds everything after revision rev;
 // used after restoring a snapshot at rev.
 func (r *eventRing) reset(rev int64) {
+	// Positions keep counting past everything ever held, so that a
+	// watcher reading from before the restore is cut off (ErrWatchLagged)
+	// rather than silently skipping the restored-over events.
+	r.firstPos += uint64(r.n) + 1
 	clear(r.buf)
 	r.head, r.n = 0, 0
 	r.heldFrom = rev + 1
