@@ -407,7 +407,6 @@ type load struct {
 	mu        sync.Mutex
 	ackedKeys map[string]string // unique key -> value, acknowledged
 	ackedVia  map[string]int    // replica ID -> acknowledged puts proposed through it
-	lastAck   time.Time
 }
 
 const opTimeout = 10 * time.Second
@@ -465,7 +464,6 @@ func (ld *load) writer(id int) {
 		ld.mu.Lock()
 		ld.ackedKeys[key] = val
 		ld.ackedVia[r.log.ReplicaID()]++
-		ld.lastAck = time.Now()
 		ld.mu.Unlock()
 		ld.pause(2 * time.Millisecond)
 	}
@@ -511,13 +509,6 @@ func (ld *load) ackedThrough(id string) int {
 	ld.mu.Lock()
 	defer ld.mu.Unlock()
 	return ld.ackedVia[id]
-}
-
-// lastAckAt returns when the last unique put was acknowledged.
-func (ld *load) lastAckAt() time.Time {
-	ld.mu.Lock()
-	defer ld.mu.Unlock()
-	return ld.lastAck
 }
 
 func (ld *load) acknowledged() map[string]string {

@@ -74,7 +74,7 @@ func (s *Store) History(key string, limit int) ([]HistoryItem, int64) {
 	var out []HistoryItem
 	for i := len(rec.versions) - 1; i >= 0 && len(out) < limit; i-- {
 		v := rec.versions[i]
-		out = append(out, HistoryItem{Entry: v.Entry, Deleted: v.Deleted})
+		out = append(out, HistoryItem(v))
 	}
 	return out, s.compactRev
 }
