@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -119,7 +120,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "steward dev (version %s): ready, Ctrl-C to stop\n", version)
-	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", configLn.Addr())
+	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", dialable(configLn.Addr()))
 	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)
 	fmt.Fprintf(tw, "  postgres\t%s\t\n", postgres)
@@ -134,4 +135,13 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		logger.Info("stopped")
 	}
 	return err
+}
+
+// dialable shows a listen address as a client would dial it: a wildcard
+// host becomes localhost.
+func dialable(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok && (t.IP == nil || t.IP.IsUnspecified()) {
+		return net.JoinHostPort("localhost", strconv.Itoa(t.Port))
+	}
+	return a.String()
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/stewardhq/steward/platform/fault"
 )
@@ -66,7 +67,12 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !(mt == "application/json" || (len(mt) > 5 && mt[len(mt)-5:] == "+json")) {
+		// curl -d labels every body application/x-www-form-urlencoded
+		// unless told otherwise; such a body is read as JSON like an
+		// unlabelled one (and refused if it is not), so that
+		// `curl -X PUT url -d '"value"'` works as people type it.
+		curlDefault := err == nil && mt == "application/x-www-form-urlencoded"
+		if !curlDefault && (err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json"))) {
 			return nil, fault.New(fault.UnsupportedMedia, "Content-Type %q is not JSON", ct)
 		}
 	}
