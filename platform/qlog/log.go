@@ -154,6 +154,9 @@ type Log struct {
 	applied  chan struct{} // closed and replaced after each applied message
 	lastSnap int64         // revision of the last snapshot taken
 	snapKick chan struct{}
+	// viewMu serialises the beginning of snapshots: SnapshotView runs under
+	// the read lock but must not run alongside another SnapshotView.
+	viewMu sync.Mutex
 	// A snapshot is due after SnapshotEvery entries and once the log
 	// applied since the last one is at least as large as that snapshot, so
 	// the cost of snapshots stays proportional to the log, however large

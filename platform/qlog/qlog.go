@@ -38,7 +38,8 @@ import (
 //
 // The log serialises calls: Apply, Snapshot and Restore never run
 // concurrently with Apply. Reads through Log.Read run concurrently with each
-// other but never with Apply.
+// other but never with Apply. A state machine that also implements
+// SnapshotViewer is written out concurrently with Apply, by its view.
 type StateMachine interface {
 	// Apply applies one entry and returns its result (given to the
 	// proposer, remembered for idempotent retries and hashed into the
@@ -48,6 +49,26 @@ type StateMachine interface {
 	Snapshot(w io.Writer) error
 	// Restore replaces the whole state with a snapshot's.
 	Restore(r io.Reader) error
+}
+
+// SnapshotViewer is optional for a state machine that can take a
+// point-in-time view of its state cheaply, as hashicorp/raft's FSM.Snapshot
+// captures a pointer and does the I/O later in Persist. Without it the log
+// calls Snapshot with Apply held off for as long as encoding the whole
+// state takes (0.8 s for 27 MiB of registers, measured); with it Apply is
+// held off only while the view is taken.
+//
+// SnapshotView is called where Snapshot would be: with Apply excluded,
+// possibly alongside reads (Log.Read), never alongside another
+// SnapshotView. It must return quickly, and what it returns must not
+// depend on anything a later Apply or Restore changes. The log then calls
+// the returned func once, without any lock and concurrently with Apply,
+// reads and Restore. It must write exactly the bytes Snapshot would have
+// written at the moment of the view, so that Restore reads either, and
+// replicas that took views and replicas that called Snapshot agree byte for
+// byte.
+type SnapshotViewer interface {
+	SnapshotView() (write func(w io.Writer) error)
 }
 
 // Entry is one log entry as the state machine sees it.

@@ -48,22 +48,38 @@ type snapshotHeader struct {
 
 // Snapshot data layout: 4-byte big-endian header length, the JSON header,
 // then the state machine's own snapshot bytes.
-func (l *Log) encodeSnapshotLocked() (Snapshot, error) {
+//
+// beginSnapshotLocked starts a snapshot of the applied state; the caller
+// holds l.mu (for reading at least). The header is captured now. A
+// SnapshotViewer only takes its view now, and finish writes the view with
+// no lock held, while Apply goes on; any other state machine writes its
+// whole state now, under the caller's lock, and finish only seals the
+// bytes. Either way the bytes are the same.
+func (l *Log) beginSnapshotLocked() (finish func() (Snapshot, error), err error) {
 	h := snapshotHeader{Revision: l.rev, Seq: l.seq, LogTime: l.logTime.UnixNano(),
 		Chain: hex.EncodeToString(l.chain[:]), Dedupe: l.dedupe.records()}
 	hdr, err := json.Marshal(h)
 	if err != nil {
-		return Snapshot{}, err
+		return nil, err
 	}
 	var buf bytes.Buffer
 	_ = binary.Write(&buf, binary.BigEndian, uint32(len(hdr)))
 	buf.Write(hdr)
-	if err := l.sm.Snapshot(&buf); err != nil {
-		return Snapshot{}, fmt.Errorf("state machine snapshot: %w", err)
+	body := func(io.Writer) error { return nil }
+	if v, ok := l.sm.(SnapshotViewer); ok {
+		body = v.SnapshotView()
+	} else if err := l.sm.Snapshot(&buf); err != nil {
+		return nil, fmt.Errorf("state machine snapshot: %w", err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	return Snapshot{Service: l.cfg.Service, Replica: l.cfg.ReplicaID, Revision: l.rev, Seq: l.seq,
-		Data: buf.Bytes(), Checksum: sum[:], Created: l.cfg.Clock()}, nil
+	s := Snapshot{Service: l.cfg.Service, Replica: l.cfg.ReplicaID, Revision: l.rev, Seq: l.seq, Created: l.cfg.Clock()}
+	return func() (Snapshot, error) {
+		if err := body(&buf); err != nil {
+			return Snapshot{}, fmt.Errorf("state machine snapshot: %w", err)
+		}
+		sum := sha256.Sum256(buf.Bytes())
+		s.Data, s.Checksum = buf.Bytes(), sum[:]
+		return s, nil
+	}, nil
 }
 
 // restoreLocked verifies s and loads it into the log and the state machine.
@@ -176,17 +192,27 @@ func (l *Log) TakeSnapshot(ctx context.Context) (int64, error) {
 	if err := l.err(); err != nil {
 		return 0, err
 	}
-	// The state is serialised under the read lock (applies wait, reads go
-	// on); the upload happens after the lock is released.
+	// The snapshot begins under the read lock (applies wait, reads go on):
+	// a SnapshotViewer's view is taken there and written after the lock is
+	// released, any other state machine is serialised there whole. The
+	// upload happens after the lock is released. viewMu keeps two
+	// snapshots from taking views at once, which the read lock alone allows.
+	l.viewMu.Lock()
 	l.mu.RLock()
 	if l.rev == l.lastSnap || l.seq == 0 {
 		rev := l.lastSnap
 		l.mu.RUnlock()
+		l.viewMu.Unlock()
 		return rev, nil
 	}
-	s, err := l.encodeSnapshotLocked()
+	finish, err := l.beginSnapshotLocked()
 	bytesAt := l.appliedBytes
 	l.mu.RUnlock()
+	l.viewMu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	s, err := finish()
 	if err != nil {
 		return 0, err
 	}

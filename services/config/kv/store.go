@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,10 +39,25 @@ type Store struct {
 	now        time.Time
 }
 
+// record is one key's history. A record is immutable once it is in the
+// tree: a snapshot view (SnapshotView) holds a clone of the tree that
+// shares records with the live one and is written out while Apply goes on.
+// A change therefore builds a new record (withVersion, pruned) and puts it
+// in the tree in place of the old one.
 type record struct {
 	key string
 	// versions in revision order; a deleted version is a tombstone.
 	versions []version
+}
+
+// withVersion returns a new record holding rec's versions and then v. The
+// append may reuse rec's backing array to keep a put O(1) amortised on a
+// key with a long history: it writes only past len(rec.versions), which no
+// holder of rec ever reads, and rec is replaced in the tree at once, so
+// nothing appends to it again. Nothing may write an element below a
+// record's length, nor reslice a record's versions shorter and append.
+func (rec *record) withVersion(v version) *record {
+	return &record{key: rec.key, versions: append(rec.versions, v)}
 }
 
 type version struct {
@@ -228,10 +244,8 @@ func (s *Store) put(key string, value json.RawMessage, leaseID int64, ev *[]qlog
 	}
 	if rec == nil {
 		rec = &record{key: key}
-		s.tree.ReplaceOrInsert(rec)
 	}
-	rec.versions = append(rec.versions, version{Entry: e})
-	s.prune(rec)
+	s.replace(key, s.pruned(rec.withVersion(version{Entry: e})))
 	*ev = append(*ev, event("put", e, prev))
 	return &e, prev, true
 }
@@ -248,9 +262,8 @@ func (s *Store) delete(key string, ev *[]qlog.Event) *Entry {
 			delete(l.Keys, key)
 		}
 	}
-	rec.versions = append(rec.versions, version{Entry: Entry{Key: key, ModRevision: s.rev}, Deleted: true})
+	s.replace(key, s.pruned(rec.withVersion(version{Entry: Entry{Key: key, ModRevision: s.rev}, Deleted: true})))
 	s.tombstones = append(s.tombstones, tombstone{Key: key, Rev: s.rev})
-	s.prune(rec)
 	*ev = append(*ev, event("delete", Entry{Key: key, ModRevision: s.rev}, &prev))
 	return &prev
 }
@@ -308,7 +321,11 @@ func (s *Store) compact() {
 	n := 0
 	for n < len(s.tombstones) && s.tombstones[n].Rev < s.compactRev {
 		if rec, ok := s.tree.Get(&record{key: s.tombstones[n].Key}); ok {
-			s.prune(rec)
+			// Only a record that pruning changed is replaced: an
+			// unchanged one costs no copy of shared tree nodes.
+			if p := s.pruned(rec); p != rec {
+				s.replace(rec.key, p)
+			}
 		}
 		n++
 	}
@@ -317,20 +334,32 @@ func (s *Store) compact() {
 	}
 }
 
-// prune drops versions no read can reach: all but the newest version at or
-// below the compact revision. A record whose only version is an old
-// tombstone goes entirely.
-func (s *Store) prune(rec *record) {
+// pruned returns rec without the versions no read can reach: all but the
+// newest version at or below the compact revision. It returns rec itself
+// if nothing is dropped, and nil if only an old tombstone is left, so the
+// key goes entirely.
+func (s *Store) pruned(rec *record) *record {
 	i := 0
 	for i+1 < len(rec.versions) && rec.versions[i+1].ModRevision <= s.compactRev {
 		i++
 	}
 	if i > 0 {
-		rec.versions = slices.Clone(rec.versions[i:])
+		// A new record with its own array: rec may be in a snapshot view.
+		rec = &record{key: rec.key, versions: slices.Clone(rec.versions[i:])}
 	}
 	if len(rec.versions) == 1 && rec.versions[0].Deleted && rec.versions[0].ModRevision <= s.compactRev {
-		s.tree.Delete(rec)
+		return nil
 	}
+	return rec
+}
+
+// replace makes rec the key's record, or removes the key if rec is nil.
+func (s *Store) replace(key string, rec *record) {
+	if rec == nil {
+		s.tree.Delete(&record{key: key})
+		return
+	}
+	s.tree.ReplaceOrInsert(rec)
 }
 
 // snapshotHeader is the first line of a snapshot; one line per record follows.
@@ -358,8 +387,26 @@ type snapshotRecord struct {
 
 // Snapshot implements qlog.StateMachine: line-delimited JSON in key order.
 func (s *Store) Snapshot(w io.Writer) error {
+	return writeSnapshot(w, s.snapshotHeader(), s.tree)
+}
+
+// SnapshotView implements qlog.SnapshotViewer. The log calls it with Apply
+// excluded; it costs O(1) for the records (btree's Clone is copy-on-write
+// and records are immutable) plus copies of the leases, fences and
+// tombstones, which are small. The returned func writes exactly the bytes
+// Snapshot would have written at this moment, while Apply goes on.
+func (s *Store) SnapshotView() func(io.Writer) error {
+	h, tree := s.snapshotHeader(), s.tree.Clone()
+	return func(w io.Writer) error { return writeSnapshot(w, h, tree) }
+}
+
+// snapshotHeader captures everything but the records. It copies what Apply
+// mutates in place (the tombstones' backing array, the fences map, the
+// leases and their key sets), so a view's header cannot change under it.
+// The copies keep nil as nil and empty as empty: they encode the same.
+func (s *Store) snapshotHeader() snapshotHeader {
 	h := snapshotHeader{Retain: s.retain, CompactRev: s.compactRev, Records: s.tree.Len(),
-		Tombstones: s.tombstones, Fences: s.fences}
+		Tombstones: slices.Clone(s.tombstones), Fences: maps.Clone(s.fences)}
 	ids := make([]int64, 0, len(s.leases))
 	for id := range s.leases {
 		ids = append(ids, id)
@@ -369,12 +416,17 @@ func (s *Store) Snapshot(w io.Writer) error {
 		l := s.leases[id]
 		h.Leases = append(h.Leases, snapshotLease{ID: l.ID, TTL: l.TTL, ExpiresAt: l.ExpiresAt.UTC(), Renewed: l.Renewed, Keys: l.sortedKeys()})
 	}
+	return h
+}
+
+// writeSnapshot writes a header and then one line per record of tree.
+func writeSnapshot(w io.Writer, h snapshotHeader, tree *btree.BTreeG[*record]) error {
 	enc := json.NewEncoder(w)
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
 	var err error
-	s.tree.Ascend(func(r *record) bool {
+	tree.Ascend(func(r *record) bool {
 		err = enc.Encode(snapshotRecord{Key: r.key, Versions: r.versions})
 		return err == nil
 	})
