@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
@@ -120,21 +121,38 @@ func errIdempotencyReuse(r *http.Request) error {
 	return fault.New(fault.Conflict, "Idempotency-Key %q was first used for a different kind of request", r.Header.Get("Idempotency-Key"))
 }
 
-// commit proposes c and answers any failure itself: a log error, or a
-// store result other than OK (with the revision it was applied at). The
-// caller writes the success.
-func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (kv.Result, int64, bool) {
+// handle adapts a handler that returns its failure: the error is answered
+// as problem+json, with the revision the service is at unless the handler
+// set a more precise one.
+func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+			// The answer was already on its way (the client went away
+			// while it was written): there is no one to tell.
+			s.logger.Debug("response failed after it started", "path", r.URL.Path, "err", err)
+			return
+		}
+		s.fail(w, r, err)
+	}
+}
+
+// commit proposes c. It sets the revision the command was applied at and
+// turns a store result other than OK into an error; the caller writes the
+// success.
+func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (kv.Result, int64, error) {
 	res, rev, err := s.propose(r, c)
 	if err != nil {
-		s.fail(w, r, err)
-		return res, rev, false
+		return res, rev, err
 	}
 	setRevision(w, rev)
 	if res.Status != kv.OK {
-		s.fail(w, r, statusError(res))
-		return res, rev, false
+		return res, rev, statusError(res)
 	}
-	return res, rev, true
+	return res, rev, nil
 }
 
 // statusError turns a non-OK store result into a fault.
@@ -223,47 +241,41 @@ func consistency(r *http.Request) (qlog.Consistency, error) {
 	return c, nil
 }
 
-func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) {
+func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) error {
 	setRevision(w, rev)
 	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, e.ModRevision))
-	_ = web.Encode(w, http.StatusOK, e)
+	return web.Encode(w, http.StatusOK, e)
 }
 
 func (s *server) handlePut() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		key, err := keyParam(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		body, err := web.ReadBody(w, r, bodyLimit)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if err := kv.ValidateValue(body); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		c := kv.Command{Op: "put", Key: key, Value: compactJSON(body)}
 		if err := conditions(r, &c); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if c.Lease, _, err = int64Query(r, "lease", 1); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
-		res, rev, ok := s.commit(w, r, c)
-		if !ok {
-			return
+		res, rev, err := s.commit(w, r, c)
+		if err != nil {
+			return err
 		}
 		if res.Entry == nil {
-			s.fail(w, r, errIdempotencyReuse(r))
-			return
+			return errIdempotencyReuse(r)
 		}
-		writeEntry(w, rev, res.Entry)
-	}
+		return writeEntry(w, rev, res.Entry)
+	})
 }
 
 func compactJSON(b []byte) json.RawMessage {
@@ -278,37 +290,31 @@ func compactJSON(b []byte) json.RawMessage {
 const maxWait = 5 * time.Minute
 
 func (s *server) handleGet() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		key, err := keyParam(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		c, err := consistency(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		at, _, err := int64Query(r, "revision", 1)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		index, blocking, err := int64Query(r, "index", 0)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		wait := 30 * time.Second
 		if v := r.URL.Query().Get("wait"); v != "" {
 			if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > maxWait {
-				s.fail(w, r, fault.New(fault.Invalid, "wait=%q: want a duration up to %s", v, maxWait))
-				return
+				return fault.New(fault.Invalid, "wait=%q: want a duration up to %s", v, maxWait)
 			}
 		}
 		if blocking && at != 0 {
-			s.fail(w, r, fault.New(fault.Invalid, "index and revision cannot be combined"))
-			return
+			return fault.New(fault.Invalid, "index and revision cannot be combined")
 		}
 
 		e, rev, err := s.get(r.Context(), c, key, at)
@@ -316,16 +322,14 @@ func (s *server) handleGet() http.HandlerFunc {
 			e, rev, err = s.waitChange(r, key, index, rev, wait)
 		}
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if e == nil {
 			setRevision(w, rev)
-			s.fail(w, r, fault.New(fault.NotFound, "key %s not found", key))
-			return
+			return fault.New(fault.NotFound, "key %s not found", key)
 		}
-		writeEntry(w, rev, e)
-	}
+		return writeEntry(w, rev, e)
+	})
 }
 
 func (s *server) get(ctx context.Context, c qlog.Consistency, key string, at int64) (*kv.Entry, int64, error) {
@@ -367,57 +371,50 @@ func (s *server) waitChange(r *http.Request, key string, index, seenRev int64, w
 }
 
 func (s *server) handleDelete() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		key, err := keyParam(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		c := kv.Command{Op: "delete", Key: key}
 		if err := conditions(r, &c); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if c.IfNoneMatch {
-			s.fail(w, r, fault.New(fault.Invalid, "If-None-Match is not supported on DELETE"))
-			return
+			return fault.New(fault.Invalid, "If-None-Match is not supported on DELETE")
 		}
-		res, rev, ok := s.commit(w, r, c)
-		if !ok {
-			return
+		res, rev, err := s.commit(w, r, c)
+		if err != nil {
+			return err
 		}
 		if res.Entry == nil {
-			s.fail(w, r, errIdempotencyReuse(r))
-			return
+			return errIdempotencyReuse(r)
 		}
-		writeEntry(w, rev, res.Entry)
-	}
+		return writeEntry(w, rev, res.Entry)
+	})
 }
 
 func (s *server) handleDeletePrefix() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		prefix := r.URL.Query().Get("prefix")
 		if prefix == "" {
-			s.fail(w, r, fault.New(fault.Invalid, "prefix is required (use prefix=/ to delete everything)"))
-			return
+			return fault.New(fault.Invalid, "prefix is required (use prefix=/ to delete everything)")
 		}
 		if err := kv.ValidatePrefix(prefix); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		c := kv.Command{Op: "deletePrefix", Prefix: prefix}
 		f, err := parseFence(r.Header.Get("X-Steward-Fence"))
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		c.Fence = f
-		res, rev, ok := s.commit(w, r, c)
-		if !ok {
-			return
+		res, rev, err := s.commit(w, r, c)
+		if err != nil {
+			return err
 		}
-		_ = web.Encode(w, http.StatusOK, map[string]int64{"deleted": res.Deleted, "revision": rev})
-	}
+		return web.Encode(w, http.StatusOK, map[string]int64{"deleted": res.Deleted, "revision": rev})
+	})
 }
 
 // listResponse is GET /v1/kv's body.
@@ -428,20 +425,18 @@ type listResponse struct {
 }
 
 func (s *server) handleList() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		prefix := q.Get("prefix")
 		if prefix == "" {
 			prefix = "/"
 		}
 		if err := kv.ValidatePrefix(prefix); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		limit, ok, err := int64Query(r, "limit", 1)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if !ok {
 			limit = 100
@@ -450,14 +445,12 @@ func (s *server) handleList() http.HandlerFunc {
 		keysOnly := false
 		if v := q.Get("keysOnly"); v != "" {
 			if keysOnly, err = strconv.ParseBool(v); err != nil {
-				s.fail(w, r, fault.New(fault.Invalid, "keysOnly=%q: want true or false", v))
-				return
+				return fault.New(fault.Invalid, "keysOnly=%q: want true or false", v)
 			}
 		}
 		c, err := consistency(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		var resp listResponse
 		err = s.log.Read(r.Context(), c, func(rev int64) error {
@@ -470,8 +463,7 @@ func (s *server) handleList() http.HandlerFunc {
 			return nil
 		})
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if resp.Items == nil {
 			resp.Items = []kv.Entry{}
@@ -482,8 +474,8 @@ func (s *server) handleList() http.HandlerFunc {
 			}
 		}
 		setRevision(w, resp.Revision)
-		_ = web.Encode(w, http.StatusOK, resp)
-	}
+		return web.Encode(w, http.StatusOK, resp)
+	})
 }
 
 // txnResponse is POST /v1/txn's body.
@@ -494,31 +486,27 @@ type txnResponse struct {
 }
 
 func (s *server) handleTxn() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		txn, err := web.Decode[kv.Txn](w, r, txnBodyLimit)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if err := kv.ValidateTxn(&txn); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		f, err := parseFence(r.Header.Get("X-Steward-Fence"))
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
-		res, rev, ok := s.commit(w, r, kv.Command{Op: "txn", Txn: &txn, Fence: f})
-		if !ok {
-			return
+		res, rev, err := s.commit(w, r, kv.Command{Op: "txn", Txn: &txn, Fence: f})
+		if err != nil {
+			return err
 		}
 		if res.Txn == nil {
-			s.fail(w, r, errIdempotencyReuse(r))
-			return
+			return errIdempotencyReuse(r)
 		}
-		_ = web.Encode(w, http.StatusOK, txnResponse{Succeeded: res.Txn.Succeeded, Results: res.Txn.Results, Revision: rev})
-	}
+		return web.Encode(w, http.StatusOK, txnResponse{Succeeded: res.Txn.Succeeded, Results: res.Txn.Results, Revision: rev})
+	})
 }
 
 // historyResponse is GET /v1/history's body.
@@ -530,16 +518,14 @@ type historyResponse struct {
 }
 
 func (s *server) handleHistory() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		key := r.URL.Query().Get("key")
 		if err := kv.ValidateKey(key); err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		limit, ok, err := int64Query(r, "limit", 1)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if !ok {
 			limit = 50
@@ -557,20 +543,17 @@ func (s *server) handleHistory() http.HandlerFunc {
 			return nil
 		})
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if s.archive != nil && int64(len(resp.Items)) < limit {
 			events, err := s.archive.KeyEvents(r.Context(), key, oldest, int(limit)-len(resp.Items))
 			if err != nil {
-				s.fail(w, r, err)
-				return
+				return err
 			}
 			for _, ev := range events {
 				var d kv.EventData
 				if err := json.Unmarshal(ev.Data, &d); err != nil {
-					s.fail(w, r, fmt.Errorf("archived event %d of %s: %w", ev.Revision, key, err))
-					return
+					return fmt.Errorf("archived event %d of %s: %w", ev.Revision, key, err)
 				}
 				resp.Items = append(resp.Items, kv.HistoryItem{Entry: d.Entry, Deleted: ev.Type == "delete"})
 			}
@@ -579,8 +562,8 @@ func (s *server) handleHistory() http.HandlerFunc {
 			resp.Items = []kv.HistoryItem{}
 		}
 		setRevision(w, resp.Revision)
-		_ = web.Encode(w, http.StatusOK, resp)
-	}
+		return web.Encode(w, http.StatusOK, resp)
+	})
 }
 
 // leaseView is a lease on the wire.
@@ -614,15 +597,14 @@ func (g grantRequest) Validate() error {
 }
 
 func (s *server) handleGrant() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		req, err := web.Decode[grantRequest](w, r, 4<<10)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		ttl, _ := time.ParseDuration(req.TTL)
-		s.leaseOp(w, r, kv.Command{Op: "grant", TTL: ttl}, http.StatusCreated)
-	}
+		return s.leaseOp(w, r, kv.Command{Op: "grant", TTL: ttl}, http.StatusCreated)
+	})
 }
 
 func leaseID(r *http.Request) (int64, error) {
@@ -634,45 +616,41 @@ func leaseID(r *http.Request) (int64, error) {
 }
 
 func (s *server) handleKeepalive() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, err := leaseID(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
-		s.leaseOp(w, r, kv.Command{Op: "keepalive", ID: id}, http.StatusOK)
-	}
+		return s.leaseOp(w, r, kv.Command{Op: "keepalive", ID: id}, http.StatusOK)
+	})
 }
 
 func (s *server) handleRevoke() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, err := leaseID(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
-		s.leaseOp(w, r, kv.Command{Op: "revoke", ID: id}, http.StatusOK)
-	}
+		return s.leaseOp(w, r, kv.Command{Op: "revoke", ID: id}, http.StatusOK)
+	})
 }
 
-func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, status int) {
-	res, _, ok := s.commit(w, r, c)
-	if !ok {
-		return
+func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, status int) error {
+	res, _, err := s.commit(w, r, c)
+	if err != nil {
+		return err
 	}
 	if res.Lease == nil {
-		s.fail(w, r, errIdempotencyReuse(r))
-		return
+		return errIdempotencyReuse(r)
 	}
-	_ = web.Encode(w, status, viewLease(res.Lease))
+	return web.Encode(w, status, viewLease(res.Lease))
 }
 
 func (s *server) handleLeaseGet() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, err := leaseID(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		var l *kv.Lease
 		var rev int64
@@ -681,14 +659,12 @@ func (s *server) handleLeaseGet() http.HandlerFunc {
 			return nil
 		})
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		setRevision(w, rev)
 		if l == nil {
-			s.fail(w, r, fault.New(fault.NotFound, "lease %d does not exist", id))
-			return
+			return fault.New(fault.NotFound, "lease %d does not exist", id)
 		}
-		_ = web.Encode(w, http.StatusOK, viewLease(l))
-	}
+		return web.Encode(w, http.StatusOK, viewLease(l))
+	})
 }

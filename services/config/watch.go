@@ -24,47 +24,40 @@ const heartbeatEvery = 15 * time.Second
 // with Last-Event-ID (or fromRevision); a start older than this replica
 // holds answers 410 with compactRevision before the stream begins.
 func (s *server) handleWatch() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		key, prefix := q.Get("key"), q.Get("prefix")
 		var filter func(qlog.Event) bool
 		switch {
 		case key != "" && prefix != "":
-			s.fail(w, r, fault.New(fault.Invalid, "watch takes key or prefix, not both"))
-			return
+			return fault.New(fault.Invalid, "watch takes key or prefix, not both")
 		case key != "":
 			if err := kv.ValidateKey(key); err != nil {
-				s.fail(w, r, err)
-				return
+				return err
 			}
 			filter = func(ev qlog.Event) bool { return ev.Key == key }
 		case prefix != "":
 			if err := kv.ValidatePrefix(prefix); err != nil {
-				s.fail(w, r, err)
-				return
+				return err
 			}
 			filter = func(ev qlog.Event) bool { return strings.HasPrefix(ev.Key, prefix) }
 		default:
-			s.fail(w, r, fault.New(fault.Invalid, "watch needs key or prefix"))
-			return
+			return fault.New(fault.Invalid, "watch needs key or prefix")
 		}
 		from, _, err := int64Query(r, "fromRevision", 1)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		if v := r.Header.Get("Last-Event-ID"); v != "" {
 			last, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || last < 0 {
-				s.fail(w, r, fault.New(fault.Invalid, "Last-Event-ID %q: want a revision", v))
-				return
+				return fault.New(fault.Invalid, "Last-Event-ID %q: want a revision", v)
 			}
 			from = last + 1
 		}
 		watch, err := s.log.Watch(from, filter)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 
 		rc := http.NewResponseController(w)
@@ -76,7 +69,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprint(w, ": watching\n\n")
 		if err := rc.Flush(); err != nil {
-			return
+			return nil
 		}
 
 		events := make(chan qlog.Event)
@@ -102,18 +95,15 @@ func (s *server) handleWatch() http.HandlerFunc {
 		for {
 			select {
 			case ev := <-events:
-				if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Revision, ev.Type, ev.Data); err != nil {
-					return
-				}
-			drain: // send what is already waiting before one flush
-				for {
+				// Write what is already waiting too, then flush once.
+				for more := true; more; {
+					if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Revision, ev.Type, ev.Data); err != nil {
+						return nil // the client went away
+					}
 					select {
-					case ev := <-events:
-						if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Revision, ev.Type, ev.Data); err != nil {
-							return
-						}
+					case ev = <-events:
 					default:
-						break drain
+						more = false
 					}
 				}
 			case <-heartbeat.C:
@@ -124,17 +114,15 @@ func (s *server) handleWatch() http.HandlerFunc {
 					_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
 					_ = rc.Flush()
 				}
-				return
-			case <-stoppingOf(r):
+				return nil
+			case <-web.Stopping(ctx):
 				_, _ = fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
 				_ = rc.Flush()
-				return
+				return nil
 			}
 			if err := rc.Flush(); err != nil {
-				return
+				return nil
 			}
 		}
-	}
+	})
 }
-
-func stoppingOf(r *http.Request) <-chan struct{} { return web.Stopping(r.Context()) }
