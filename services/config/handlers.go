@@ -233,6 +233,18 @@ func int64Query(r *http.Request, name string, min int64) (int64, bool, error) {
 	return n, true, nil
 }
 
+// maxLimit caps ?limit= on lists and history.
+const maxLimit = 1000
+
+// limitQuery reads ?limit=, def when absent, capped at maxLimit.
+func limitQuery(r *http.Request, def int64) (int64, error) {
+	limit, ok, err := int64Query(r, "limit", 1)
+	if !ok {
+		limit = def
+	}
+	return min(limit, maxLimit), err
+}
+
 func consistency(r *http.Request) (qlog.Consistency, error) {
 	c, err := qlog.ParseConsistency(r.URL.Query().Get("consistency"))
 	if err != nil {
@@ -434,14 +446,10 @@ func (s *server) handleList() http.HandlerFunc {
 		if err := kv.ValidatePrefix(prefix); err != nil {
 			return err
 		}
-		limit, ok, err := int64Query(r, "limit", 1)
+		limit, err := limitQuery(r, 100)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			limit = 100
-		}
-		limit = min(limit, 1000)
 		keysOnly := false
 		if v := q.Get("keysOnly"); v != "" {
 			if keysOnly, err = strconv.ParseBool(v); err != nil {
@@ -523,16 +531,12 @@ func (s *server) handleHistory() http.HandlerFunc {
 		if err := kv.ValidateKey(key); err != nil {
 			return err
 		}
-		limit, ok, err := int64Query(r, "limit", 1)
+		limit, err := limitQuery(r, 50)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			limit = 50
-		}
 		resp := historyResponse{Key: key}
-		limit = min(limit, 1000)
-		oldest := int64(0) // oldest revision answered from memory
+				oldest := int64(0) // oldest revision answered from memory
 		err = s.log.Read(r.Context(), qlog.Linearizable, func(rev int64) error {
 			resp.Items, resp.CompactRevision = s.store.History(key, int(limit))
 			resp.Revision = rev
