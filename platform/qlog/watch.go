@@ -100,33 +100,57 @@ func (l *Log) CompactRevision() int64 {
 // Next blocks until the next matching event, ctx ends, or the watch fails
 // (ErrWatchLagged, a fail-stop, ErrClosed).
 func (w *Watch) Next(ctx context.Context) (Event, error) {
+	evs, err := w.next(ctx, false)
+	if err != nil {
+		return Event{}, err
+	}
+	return evs[0], nil
+}
+
+// NextRevision is Next for all the matching events of the next revision
+// that has any: a transaction or a prefix delete makes several events at
+// one revision, and a client that resumes "after revision R" must have
+// seen all of R's. The events of a revision are applied together, so they
+// are all held when the first is.
+func (w *Watch) NextRevision(ctx context.Context) ([]Event, error) {
+	return w.next(ctx, true)
+}
+
+func (w *Watch) next(ctx context.Context, wholeRevision bool) ([]Event, error) {
 	l := w.l
 	for {
 		l.mu.RLock()
 		if err := l.err(); err != nil {
 			l.mu.RUnlock()
-			return Event{}, err
+			return nil, err
 		}
 		if w.pos < l.ring.firstPos {
 			l.mu.RUnlock()
-			return Event{}, ErrWatchLagged
+			return nil, ErrWatchLagged
 		}
+		var out []Event
 		for w.pos < l.ring.nextPos() {
 			ev := l.ring.at(w.pos)
+			if len(out) > 0 && (!wholeRevision || ev.Revision != out[0].Revision) {
+				break
+			}
 			w.pos++
 			if ev.Revision >= w.from && (w.filter == nil || w.filter(ev)) {
-				l.mu.RUnlock()
-				return ev, nil
+				out = append(out, ev)
 			}
+		}
+		if len(out) > 0 {
+			l.mu.RUnlock()
+			return out, nil
 		}
 		ch := l.applied
 		l.mu.RUnlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Event{}, ctx.Err()
+			return nil, ctx.Err()
 		case <-l.ctx.Done():
-			return Event{}, ErrClosed
+			return nil, ErrClosed
 		}
 	}
 }

@@ -320,3 +320,37 @@ func TestWatchResumeAndCompaction(t *testing.T) {
 		t.Fatalf("resumed events = %+v", more)
 	}
 }
+
+// TestWatchRevisionIsWhole checks that the events of one revision (a
+// prefix delete) are sent together with the id on the last only, so that a
+// client resuming from the previous id gets the whole revision again.
+func TestWatchRevisionIsWhole(t *testing.T) {
+	n := startNode(t, qlogtest.StartServer(t).Connect(t), "config-0", nil, 1000)
+	for _, k := range []string{"a", "b", "c"} {
+		expect(t, call(t, "PUT", n.url+"/v1/kv/g/"+k, `1`), 200)
+	}
+	before := expect(t, call(t, "PUT", n.url+"/v1/kv/g/marker", `1`), 200).num("modRevision")
+	del := expect(t, call(t, "DELETE", n.url+"/v1/kv?prefix=/g/", ""), 200).num("revision")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 2 { // a second time, as a client resuming after `before`
+		req, _ := http.NewRequestWithContext(ctx, "GET", n.url+"/v1/watch?prefix=/g/", nil)
+		req.Header.Set("Last-Event-ID", fmt.Sprint(before))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := readEvents(t, bufio.NewReader(res.Body), 4)
+		res.Body.Close()
+		for i, ev := range evs {
+			wantID := ""
+			if i == len(evs)-1 {
+				wantID = fmt.Sprint(del)
+			}
+			if ev.event != "delete" || ev.id != wantID {
+				t.Fatalf("event %d = %+v, want a delete with id %q", i, ev, wantID)
+			}
+		}
+	}
+}

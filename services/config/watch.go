@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,8 +20,9 @@ import (
 // proxies keep it open and clients notice a dead connection.
 const heartbeatEvery = 15 * time.Second
 
-// handleWatch streams changes as server-sent events: id is the revision,
-// event is put or delete, data is {entry, prevEntry}. A client resumes
+// handleWatch streams changes as server-sent events: event is put or
+// delete, data is {entry, prevEntry}, and id is the revision, sent with the
+// last event of each revision (see writeRevision). A client resumes
 // with Last-Event-ID (or fromRevision); a start older than this replica
 // holds answers 410 with compactRevision before the stream begins.
 func (s *server) handleWatch() http.HandlerFunc {
@@ -72,18 +74,18 @@ func (s *server) handleWatch() http.HandlerFunc {
 			return nil
 		}
 
-		events := make(chan qlog.Event)
+		events := make(chan []qlog.Event)
 		errc := make(chan error, 1)
 		ctx := r.Context()
 		go func() {
 			for {
-				ev, err := watch.Next(ctx)
+				evs, err := watch.NextRevision(ctx)
 				if err != nil {
 					errc <- err
 					return
 				}
 				select {
-				case events <- ev:
+				case events <- evs:
 				case <-ctx.Done():
 					errc <- ctx.Err()
 					return
@@ -94,14 +96,14 @@ func (s *server) handleWatch() http.HandlerFunc {
 		defer heartbeat.Stop()
 		for {
 			select {
-			case ev := <-events:
+			case evs := <-events:
 				// Write what is already waiting too, then flush once.
 				for more := true; more; {
-					if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Revision, ev.Type, ev.Data); err != nil {
+					if err := writeRevision(w, evs); err != nil {
 						return nil // the client went away
 					}
 					select {
-					case ev = <-events:
+					case evs = <-events:
 					default:
 						more = false
 					}
@@ -125,4 +127,22 @@ func (s *server) handleWatch() http.HandlerFunc {
 			}
 		}
 	})
+}
+
+// writeRevision writes the events of one revision. Only the last carries
+// the id line: a client cut off in the middle resumes (Last-Event-ID) from
+// the previous revision and gets this one again whole, rather than
+// resuming after it with some of its events never seen.
+func writeRevision(w io.Writer, evs []qlog.Event) error {
+	for i, ev := range evs {
+		if i == len(evs)-1 {
+			if _, err := fmt.Fprintf(w, "id: %d\n", ev.Revision); err != nil {
+				return err
+			}
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, ev.Data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
