@@ -4,9 +4,13 @@
 // measures everything twice, with fsync on every write (mode A) and with
 // fsync off (mode B), and prints one table per mode; numbers are compared
 // only within a mode. Then it measures qlog's cold start from a snapshot
-// and the memory of a replica holding a million registers.
+// and the memory of a replica holding a million registers. Last, the
+// configuration service (services/config) over HTTP beside etcd in both
+// modes, its watch fan-out to 10,000 watchers and the memory of a replica
+// holding a million keys (section config; config-rw, config-watch and
+// config-mem run its parts alone).
 //
-//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem]
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config]
 //
 // Every number printed is measured in that run. Progress goes to stderr,
 // the tables to stdout.
@@ -31,9 +35,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == memChildCommand {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == memChildCommand:
 		err = runMemChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == configChildCommand:
+		err = runConfigChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
 	if err != nil {
@@ -57,6 +64,11 @@ type config struct {
 	cpuProfile   string
 	rows         *regexp.Regexp
 	tuning       qlogTuning
+	// the config section
+	watchers           int
+	watchPuts          int
+	configMemKeys      int
+	configMemValueSize int
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -70,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.valueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem", "sections to run")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config", "sections to run; config is config-rw, config-watch and config-mem")
 	fs.IntVar(&c.coldEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.memEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.memValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -78,7 +90,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.tmp, "tmp", "", "directory for the servers' data (default: the system's temporary directory)")
 	fs.StringVar(&rows, "rows", "", "measure only the rows of the enabled sections whose \"group name\" matches this regexp")
 	c.tuning.flags(fs)
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file")
+	fs.IntVar(&c.watchers, "watchers", 10_000, "config watch fan-out: SSE watchers of one key")
+	fs.IntVar(&c.watchPuts, "watch-puts", 5, "config watch fan-out: PUTs, a second apart")
+	fs.IntVar(&c.configMemKeys, "config-mem-keys", 1_000_000, "config memory: keys loaded")
+	fs.IntVar(&c.configMemValueSize, "config-mem-value-size", 100, "config memory: value size in bytes (a JSON string)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -94,12 +110,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	for _, s := range c.only {
-		if !slices.Contains([]string{"floor", "qlog", "etcd", "cold", "mem"}, s) {
+		if !slices.Contains([]string{"floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
 	}
 	if c.runs < 1 || c.clients < 1 || c.duration <= 0 || c.coldEntries < 1 || c.memEntries < 1 || c.proposers < 1 {
 		return c, fmt.Errorf("-runs, -clients, -duration, -cold-entries, -mem-entries and -fill-proposers must be positive")
+	}
+	if c.watchers < 1 || c.watchPuts < 1 || c.configMemKeys < 1 || c.configMemValueSize < 2 {
+		return c, fmt.Errorf("-watchers, -watch-puts and -config-mem-keys must be positive, -config-mem-value-size at least 2")
 	}
 	return c, nil
 }
@@ -115,6 +134,9 @@ func splitList(s string) []string {
 }
 
 func (c config) enabled(section string) bool { return slices.Contains(c.only, section) }
+
+// configPart reports whether a part of the config section runs.
+func (c config) configPart(part string) bool { return c.enabled("config") || c.enabled(part) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
@@ -134,6 +156,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	began := time.Now()
+	// Before anything starts, so that child processes inherit it: the
+	// watch fan-out needs a descriptor per watcher.
+	if soft, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise RLIMIT_NOFILE", "soft_limit", soft, "err", err)
+	}
 	fmt.Fprintf(stdout, "Steward bench: %s per run, median of %d runs (%s warm-up), %d-byte values, %d clients for the many-client rows;\n"+
 		"qlog group commit: %s; %s\n",
 		cfg.duration, cfg.runs, cfg.warmup, cfg.valueSize, cfg.clients, cfg.tuning, machine())
@@ -167,6 +194,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.enabled("cold") || cfg.enabled("mem") {
 		printExtra(stdout, cfg, extra)
+	}
+	if cfg.configPart("config-rw") {
+		for _, id := range cfg.modes {
+			rep, err := runConfigMode(ctx, log, cfg, modeByID[id])
+			if err != nil {
+				return fmt.Errorf("config, mode %s: %w", id, err)
+			}
+			printConfigMode(stdout, cfg, rep)
+		}
+	}
+	if cfg.configPart("config-watch") {
+		rep, err := runWatchFanout(ctx, log, cfg)
+		if err != nil {
+			log.Error("watch fan-out failed", "err", err)
+		}
+		printWatch(stdout, cfg, rep, err)
+	}
+	if cfg.configPart("config-mem") {
+		rep, err := runConfigMemory(ctx, log, cfg)
+		if err != nil {
+			log.Error("config memory measurement failed", "err", err)
+		}
+		printConfigMemory(stdout, rep, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -15,26 +15,7 @@ import (
 func printMode(out io.Writer, cfg config, rep *modeReport) {
 	n := cfg.clients
 	fmt.Fprintf(out, "\n== Mode %s: %s ==\n\n", rep.mode.id, rep.mode.title)
-	t := newTable("ll rrr rr l")
-	t.add("", "", "ops/s", "p50", "p99", "runs: ops/s min–max", "errors", "")
-	var failures []string
-	for _, r := range rep.rows {
-		cells := []string{r.group, r.name, "—", "—", "—", "—", "none", r.note}
-		if med, ok := r.res.median(); ok {
-			lo, hi := r.res.spread()
-			cells = []string{r.group, r.name, rate(med.rate()), dur(med.p50), dur(med.p99),
-				fmt.Sprintf("%d× %s–%s", len(r.res.completed()), rate(lo), rate(hi)), "none", r.note}
-		}
-		if err := r.res.failure(); err != nil {
-			failures = append(failures, fmt.Sprintf("  [%d] %s %s: %v", len(failures)+1, r.group, r.name, err))
-			cells[6] = fmt.Sprintf("FAILED [%d]", len(failures))
-		}
-		t.add(cells...)
-	}
-	t.write(out)
-	for _, f := range failures {
-		fmt.Fprintln(out, f)
-	}
+	printRows(out, rep)
 	fmt.Fprintf(out, "  %s\n", rep.load)
 	fmt.Fprintf(out, "  each qlog row has its own log; each replica and the etcd client have one connection, shared by all\n"+
 		"  their proposers/clients; the 3-voter rows run three replicas (r0, r1, r2) in this process.\n")
@@ -48,7 +29,7 @@ func printMode(out io.Writer, cfg config, rep *modeReport) {
 		return rate(s.rate()) + "/s", dur(s.p50)
 	}
 	fmt.Fprintf(out, "\nside by side: ops/s and p50\n")
-	t = newTable("l rr rr rr")
+	t := newTable("l rr rr rr")
 	t.add("", "qlog 1 voter", "", "qlog 3 voters", "", "etcd 1 node", "")
 	line := func(name string, keys ...string) {
 		cells := []string{name}
@@ -111,6 +92,31 @@ func printMode(out io.Writer, cfg config, rep *modeReport) {
 	ratio(fmt.Sprintf("Propose ops/s (3 voters, %d proposers spread) / JetStream async publish ops/s", n), rowQ3xNSpread, rowAsync, tput, true, "≥", 0.4, asyncNote)
 	ratio(fmt.Sprintf("  same with all %d proposers on r0", n), rowQ3xNOne, rowAsync, tput, true, "≥", 0.4, asyncNote)
 	t.write(out)
+}
+
+// printRows prints every row of a report: its median run, the spread of
+// its runs and why it failed, if it did.
+func printRows(out io.Writer, rep *modeReport) {
+	t := newTable("ll rrr rr l")
+	t.add("", "", "ops/s", "p50", "p99", "runs: ops/s min–max", "errors", "")
+	var failures []string
+	for _, r := range rep.rows {
+		cells := []string{r.group, r.name, "—", "—", "—", "—", "none", r.note}
+		if med, ok := r.res.median(); ok {
+			lo, hi := r.res.spread()
+			cells = []string{r.group, r.name, rate(med.rate()), dur(med.p50), dur(med.p99),
+				fmt.Sprintf("%d× %s–%s", len(r.res.completed()), rate(lo), rate(hi)), "none", r.note}
+		}
+		if err := r.res.failure(); err != nil {
+			failures = append(failures, fmt.Sprintf("  [%d] %s %s: %v", len(failures)+1, r.group, r.name, err))
+			cells[6] = fmt.Sprintf("FAILED [%d]", len(failures))
+		}
+		t.add(cells...)
+	}
+	t.write(out)
+	for _, f := range failures {
+		fmt.Fprintln(out, f)
+	}
 }
 
 // table is a plain text table; align has one letter per column, l or r,
