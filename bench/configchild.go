@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/kelseyhightower/envconfig"
 	"io"
 	"log/slog"
 	"net"
@@ -41,18 +42,17 @@ type childStats struct {
 	Goroutines int   `json:"goroutines"`
 }
 
-// configSettings are the service's documented defaults (STEWARD_* unset)
-// for one replica; voters nil means the replica alone.
+// configSettings are the service's defaults (its envconfig default tags,
+// as a process with no STEWARD_* variables gets them) for one replica;
+// voters nil means the replica alone.
 func configSettings(replicaID string, voters []string) configsvc.Settings {
-	return configsvc.Settings{
-		Addr:            "127.0.0.1:0",
-		ReplicaID:       replicaID,
-		Voters:          voters,
-		StreamReplicas:  1,
-		SnapshotEvery:   10_000,
-		RetainRevisions: 10_000,
-		ShutdownTimeout: 10 * time.Second,
+	var s configsvc.Settings
+	// A prefix nothing sets: only the default tags apply.
+	if err := envconfig.Process("STEWARD_BENCH_UNSET", &s); err != nil {
+		panic(fmt.Sprintf("config settings defaults: %v", err)) // the tags are constants
 	}
+	s.Addr, s.ReplicaID, s.Voters, s.StreamReplicas = "127.0.0.1:0", replicaID, voters, 1
+	return s
 }
 
 // serviceLogger is the replicas' logger: warnings and errors only, so the

@@ -106,7 +106,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 10_000,
+		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 50_000,
 			RetainRevisions: 10_000, ShutdownTimeout: cfg.ShutdownTimeout}
 		if err := config.Serve(gctx, s, configLn, nc, pool, logger.With("service", "config")); err != nil {
 			return fmt.Errorf("config service: %w", err)

@@ -90,7 +90,7 @@ func (c *Config) setDefaults() error {
 		c.StreamReplicas = 1
 	}
 	if c.SnapshotEvery <= 0 {
-		c.SnapshotEvery = 10_000
+		c.SnapshotEvery = 50_000
 	}
 	if c.SnapshotInterval <= 0 {
 		c.SnapshotInterval = 5 * time.Minute

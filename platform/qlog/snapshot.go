@@ -63,6 +63,9 @@ func (l *Log) beginSnapshotLocked() (finish func() (Snapshot, error), err error)
 		return nil, err
 	}
 	var buf bytes.Buffer
+	// The last snapshot's size is a good guess of this one's: growing a
+	// large buffer by doubling clears and copies it again and again.
+	buf.Grow(int(l.lastSnapSize) + int(l.lastSnapSize/8) + len(hdr) + 4)
 	_ = binary.Write(&buf, binary.BigEndian, uint32(len(hdr)))
 	buf.Write(hdr)
 	body := func(io.Writer) error { return nil }

@@ -21,7 +21,7 @@ type Settings struct {
 	Voters          []string       `envconfig:"VOTERS"`
 	StreamReplicas  int            `envconfig:"STREAM_REPLICAS" default:"1"`
 	DatabaseURL     string         `envconfig:"DATABASE_URL"`
-	SnapshotEvery   int64          `envconfig:"SNAPSHOT_EVERY" default:"10000"`
+	SnapshotEvery   int64          `envconfig:"SNAPSHOT_EVERY" default:"50000"`
 	RetainRevisions int64          `envconfig:"CONFIG_RETAIN_REVISIONS" default:"10000"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
