@@ -199,27 +199,22 @@ func runConfigMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*
 	etcdNames := []string{"Put, 1 client", fmt.Sprintf("Put, %d clients", n), "Get linearizable, 1 client",
 		fmt.Sprintf("Get linearizable, %d clients", n), "Get serializable, 1 client", fmt.Sprintf("Get serializable, %d clients", n)}
 	if wanted("etcd", etcdNames...) {
-		dir, err := tempDir(cfg, "config-etcd-"+m.id)
+		err := withEtcd(ctx, log, cfg, "config-etcd", m, func(e *etcdPeer) error {
+			ev := string(value)
+			if _, err := e.cli.Put(ctx, readKey, ev); err != nil {
+				return fmt.Errorf("etcd: write the read key: %w", err)
+			}
+			measureRow(rowEPut1, "etcd", etcdNames[0], 1, e.put(ev))
+			measureRow(rowEPutN, "etcd", etcdNames[1], n, e.put(ev))
+			measureRow(rowCEGet1, "etcd", etcdNames[2], 1, e.get(readKey, false))
+			measureRow(rowELin, "etcd", etcdNames[3], n, e.get(readKey, false))
+			measureRow(rowCESer1, "etcd", etcdNames[4], 1, e.get(readKey, true))
+			measureRow(rowESer, "etcd", etcdNames[5], n, e.get(readKey, true))
+			return nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
-		e, err := startEtcd(ctx, dir, m.etcdNoSync)
-		if err != nil {
-			return nil, err
-		}
-		defer e.close()
-		log.Info("etcd started", "mode", m.id, "unsafe_no_fsync", m.etcdNoSync, "dir", dir)
-		ev := string(value)
-		if _, err := e.cli.Put(ctx, readKey, ev); err != nil {
-			return nil, fmt.Errorf("etcd: write the read key: %w", err)
-		}
-		measureRow(rowEPut1, "etcd", etcdNames[0], 1, e.put(ev))
-		measureRow(rowEPutN, "etcd", etcdNames[1], n, e.put(ev))
-		measureRow(rowCEGet1, "etcd", etcdNames[2], 1, e.get(readKey, false))
-		measureRow(rowELin, "etcd", etcdNames[3], n, e.get(readKey, false))
-		measureRow(rowCESer1, "etcd", etcdNames[4], 1, e.get(readKey, true))
-		measureRow(rowESer, "etcd", etcdNames[5], n, e.get(readKey, true))
 	}
 	return rep, ctx.Err()
 }
@@ -237,6 +232,22 @@ func withNATS(cfg config, name string, syncAlways bool, fn func(*natsServer) err
 	}
 	defer ns.stop()
 	return fn(ns)
+}
+
+// withEtcd runs fn with an etcd node of mode m in a fresh directory.
+func withEtcd(ctx context.Context, log *slog.Logger, cfg config, name string, m mode, fn func(*etcdPeer) error) error {
+	dir, err := tempDir(cfg, name+"-"+m.id)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	e, err := startEtcd(ctx, dir, m.etcdNoSync)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	log.Info("etcd started", "mode", m.id, "unsafe_no_fsync", m.etcdNoSync, "dir", dir)
+	return fn(e)
 }
 
 // printConfigMode prints the config section of one mode: every row, then

@@ -177,24 +177,19 @@ func runMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*modeRe
 	}
 
 	if cfg.enabled("etcd") {
-		dir, err := tempDir(cfg, "etcd-"+m.id)
+		err := withEtcd(ctx, log, cfg, "etcd", m, func(e *etcdPeer) error {
+			measureRow(rowEPut1, "etcd", "Put, 1 client", 1, e.put(value))
+			measureRow(rowEPutN, "etcd", fmt.Sprintf("Put, %d clients", n), n, e.put(value))
+			if _, err := e.cli.Put(ctx, readKey, value); err != nil {
+				return fmt.Errorf("etcd: write the read key: %w", err)
+			}
+			measureRow(rowELin, "etcd", fmt.Sprintf("Get linearizable, %d clients", n), n, e.get(readKey, false))
+			measureRow(rowESer, "etcd", fmt.Sprintf("Get serializable, %d clients", n), n, e.get(readKey, true))
+			return nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
-		e, err := startEtcd(ctx, dir, m.etcdNoSync)
-		if err != nil {
-			return nil, err
-		}
-		defer e.close()
-		log.Info("etcd started", "mode", m.id, "unsafe_no_fsync", m.etcdNoSync, "dir", dir)
-		measureRow(rowEPut1, "etcd", "Put, 1 client", 1, e.put(value))
-		measureRow(rowEPutN, "etcd", fmt.Sprintf("Put, %d clients", n), n, e.put(value))
-		if _, err := e.cli.Put(ctx, readKey, value); err != nil {
-			return nil, fmt.Errorf("etcd: write the read key: %w", err)
-		}
-		measureRow(rowELin, "etcd", fmt.Sprintf("Get linearizable, %d clients", n), n, e.get(readKey, false))
-		measureRow(rowESer, "etcd", fmt.Sprintf("Get serializable, %d clients", n), n, e.get(readKey, true))
 	}
 	return rep, ctx.Err()
 }
