@@ -155,6 +155,18 @@ func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (k
 	return res, rev, nil
 }
 
+// commitEntry commits a put or delete and answers the entry it returns.
+func (s *server) commitEntry(w http.ResponseWriter, r *http.Request, c kv.Command) error {
+	res, rev, err := s.commit(w, r, c)
+	if err != nil {
+		return err
+	}
+	if res.Entry == nil {
+		return errIdempotencyReuse(r)
+	}
+	return writeEntry(w, rev, res.Entry)
+}
+
 // statusError turns a non-OK store result into a fault.
 func statusError(res kv.Result) error {
 	switch res.Status {
@@ -279,14 +291,7 @@ func (s *server) handlePut() http.HandlerFunc {
 		if c.Lease, _, err = int64Query(r, "lease", 1); err != nil {
 			return err
 		}
-		res, rev, err := s.commit(w, r, c)
-		if err != nil {
-			return err
-		}
-		if res.Entry == nil {
-			return errIdempotencyReuse(r)
-		}
-		return writeEntry(w, rev, res.Entry)
+		return s.commitEntry(w, r, c)
 	})
 }
 
@@ -395,14 +400,7 @@ func (s *server) handleDelete() http.HandlerFunc {
 		if c.IfNoneMatch {
 			return fault.New(fault.Invalid, "If-None-Match is not supported on DELETE")
 		}
-		res, rev, err := s.commit(w, r, c)
-		if err != nil {
-			return err
-		}
-		if res.Entry == nil {
-			return errIdempotencyReuse(r)
-		}
-		return writeEntry(w, rev, res.Entry)
+		return s.commitEntry(w, r, c)
 	})
 }
 
