@@ -116,35 +116,59 @@ func (w *Watch) NextRevision(ctx context.Context) ([]Event, error) {
 	return w.next(ctx, true)
 }
 
+// TryNextRevision is NextRevision without waiting: nil, nil when nothing
+// matching is held yet. With Changed, a caller can wait for the log in its
+// own select (a server's stream loop) instead of in a goroutine of its own.
+func (w *Watch) TryNextRevision() ([]Event, error) {
+	evs, _, err := w.take(true)
+	return evs, err
+}
+
+// Changed returns a channel that is closed when the replica applies
+// something after this call. Take it before TryNextRevision so that an
+// apply in between is not missed.
+func (w *Watch) Changed() <-chan struct{} {
+	w.l.mu.RLock()
+	defer w.l.mu.RUnlock()
+	return w.l.applied
+}
+
+// take returns the next matching events held, or none and the channel to
+// wait on for more.
+func (w *Watch) take(wholeRevision bool) ([]Event, <-chan struct{}, error) {
+	l := w.l
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.err(); err != nil {
+		return nil, nil, err
+	}
+	if w.pos < l.ring.firstPos {
+		return nil, nil, ErrWatchLagged
+	}
+	var out []Event
+	for w.pos < l.ring.nextPos() {
+		ev := l.ring.at(w.pos)
+		if len(out) > 0 && (!wholeRevision || ev.Revision != out[0].Revision) {
+			break
+		}
+		w.pos++
+		if ev.Revision >= w.from && (w.filter == nil || w.filter(ev)) {
+			out = append(out, ev)
+		}
+	}
+	if len(out) > 0 {
+		return out, nil, nil
+	}
+	return nil, l.applied, nil
+}
+
 func (w *Watch) next(ctx context.Context, wholeRevision bool) ([]Event, error) {
 	l := w.l
 	for {
-		l.mu.RLock()
-		if err := l.err(); err != nil {
-			l.mu.RUnlock()
-			return nil, err
+		out, ch, err := w.take(wholeRevision)
+		if err != nil || len(out) > 0 {
+			return out, err
 		}
-		if w.pos < l.ring.firstPos {
-			l.mu.RUnlock()
-			return nil, ErrWatchLagged
-		}
-		var out []Event
-		for w.pos < l.ring.nextPos() {
-			ev := l.ring.at(w.pos)
-			if len(out) > 0 && (!wholeRevision || ev.Revision != out[0].Revision) {
-				break
-			}
-			w.pos++
-			if ev.Revision >= w.from && (w.filter == nil || w.filter(ev)) {
-				out = append(out, ev)
-			}
-		}
-		if len(out) > 0 {
-			l.mu.RUnlock()
-			return out, nil
-		}
-		ch := l.applied
-		l.mu.RUnlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():

@@ -534,7 +534,7 @@ func (s *server) handleHistory() http.HandlerFunc {
 			return err
 		}
 		resp := historyResponse{Key: key}
-				oldest := int64(0) // oldest revision answered from memory
+		oldest := int64(0) // oldest revision answered from memory
 		err = s.log.Read(r.Context(), qlog.Linearizable, func(rev int64) error {
 			resp.Items, resp.CompactRevision = s.store.History(key, int(limit))
 			resp.Revision = rev

@@ -2,7 +2,6 @@ package config
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,55 +73,39 @@ func (s *server) handleWatch() http.HandlerFunc {
 			return nil
 		}
 
-		events := make(chan []qlog.Event)
-		errc := make(chan error, 1)
+		// One loop per watcher, no goroutine of its own: take what the
+		// replica holds, write it, flush once, then wait for the next
+		// apply, a heartbeat, the client or shutdown.
 		ctx := r.Context()
-		go func() {
-			for {
-				evs, err := watch.NextRevision(ctx)
-				if err != nil {
-					errc <- err
-					return
-				}
-				select {
-				case events <- evs:
-				case <-ctx.Done():
-					errc <- ctx.Err()
-					return
-				}
-			}
-		}()
 		heartbeat := time.NewTicker(heartbeatEvery)
 		defer heartbeat.Stop()
 		for {
-			select {
-			case evs := <-events:
-				// Write what is already waiting too, then flush once.
-				for more := true; more; {
-					if err := writeRevision(w, evs); err != nil {
-						return nil // the client went away
-					}
-					select {
-					case evs = <-events:
-					default:
-						more = false
-					}
+			changed := watch.Changed()
+			evs, err := watch.TryNextRevision()
+			if err != nil {
+				msg, _ := json.Marshal(map[string]string{"error": err.Error()})
+				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
+				_ = rc.Flush()
+				return nil
+			}
+			if evs != nil {
+				if err := writeRevision(w, evs); err != nil {
+					return nil // the client went away
 				}
+				continue // more may be held: write them before one flush
+			}
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+			select {
+			case <-changed:
 			case <-heartbeat.C:
 				_, _ = fmt.Fprint(w, ": heartbeat\n\n")
-			case err := <-errc:
-				if !errors.Is(err, ctx.Err()) || ctx.Err() == nil {
-					msg, _ := json.Marshal(map[string]string{"error": err.Error()})
-					_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
-					_ = rc.Flush()
-				}
+			case <-ctx.Done():
 				return nil
 			case <-web.Stopping(ctx):
 				_, _ = fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
 				_ = rc.Flush()
-				return nil
-			}
-			if err := rc.Flush(); err != nil {
 				return nil
 			}
 		}
