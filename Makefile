@@ -39,6 +39,7 @@ lint:
 build:
 	@mkdir -p bin
 	CGO_ENABLED=0 go build -trimpath -o bin/steward ./cmd/steward
+	CGO_ENABLED=0 go build -trimpath -o bin/steward-config ./services/config/cmd/steward-config
 
 clean:
 	rm -rf bin .steward
