@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,23 +34,22 @@ const configMemTxnOps = 128
 // child's memory.
 func runConfigMemory(ctx context.Context, log *slog.Logger, cfg config) (*configMemReport, error) {
 	rep := &configMemReport{keys: cfg.configMemKeys, valueSize: cfg.configMemValueSize, perTxn: configMemTxnOps, loaders: 8}
-	dir, err := tempDir(cfg, "config-mem")
-	if err != nil {
+	if err := withNATS(cfg, "config-mem", false, func(ns *natsServer) error { return rep.measure(ctx, log, cfg, ns) }); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	ns, err := startNATS(dir, false)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.stop()
+	return rep, nil
+}
+
+// measure loads the keys into a child replica connected to ns and reads
+// the child's memory.
+func (rep *configMemReport) measure(ctx context.Context, log *slog.Logger, cfg config, ns *natsServer) error {
 	child, err := startConfigChild(ctx, ns.url, childProfile(cfg, "mem-child"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer child.stop()
 	if rep.empty, err = child.stats(true); err != nil {
-		return nil, err
+		return err
 	}
 	h := newHTTPTarget([]string{child.url}, rep.loaders)
 	defer h.close()
@@ -109,7 +107,7 @@ func runConfigMemory(ctx context.Context, log *slog.Logger, cfg config) (*config
 		break
 	}
 	if err := context.Cause(lctx); err != nil {
-		return nil, err
+		return err
 	}
 	rep.loadTook, rep.revision = time.Since(start), lastRev.Load()
 	log.Info("config memory: loaded", "keys", rep.keys, "took", rep.loadTook.Round(time.Millisecond))
@@ -119,19 +117,19 @@ func runConfigMemory(ctx context.Context, log *slog.Logger, cfg config) (*config
 	for i := range samples {
 		k := int64(i) * int64(rep.keys) / samples
 		if err := h.get("/m/"+strconv.FormatInt(k, 10), true)(ctx, 0); err != nil {
-			return nil, fmt.Errorf("read back: %w", err)
+			return fmt.Errorf("read back: %w", err)
 		}
 		rep.sampled++
 	}
 	if rep.loaded, err = child.stats(false); err != nil {
-		return nil, err
+		return err
 	}
 	if rep.afterGC, err = child.stats(true); err != nil {
-		return nil, err
+		return err
 	}
 	log.Info("config memory measured", "rss_mib", rep.loaded.RSS>>20, "rss_after_gc_mib", rep.afterGC.RSS>>20,
 		"heap_inuse_after_gc_mib", rep.afterGC.HeapInuse>>20)
-	return rep, nil
+	return nil
 }
 
 // loadTxn POSTs one transaction putting keys /m/<first> .. /m/<last-1> and

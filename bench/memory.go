@@ -41,42 +41,38 @@ type memReport struct {
 // replica's memory does not depend on it) and a child process that applies
 // memEntries small puts through a qlog Log.
 func runMemory(ctx context.Context, log *slog.Logger, cfg config) (*memReport, error) {
-	dir, err := tempDir(cfg, "mem")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	ns, err := startNATS(dir, false)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.stop()
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	args := append([]string{memChildCommand,
-		"-url", ns.url,
-		"-entries", strconv.Itoa(cfg.memEntries),
-		"-value-size", strconv.Itoa(cfg.memValueSize),
-		"-proposers", strconv.Itoa(cfg.proposers)}, cfg.tuning.args()...)
-	cmd := exec.CommandContext(ctx, exe, args...)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = os.Stderr
-	log.Info("memory: applying entries in a child process", "entries", cfg.memEntries,
-		"value_size", cfg.memValueSize, "proposers", cfg.proposers)
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("child process: %w", err)
-	}
-	if took := time.Since(start); took > 3*time.Minute {
-		log.Warn("memory: applying the entries took more than 3 minutes; -mem-entries makes the count smaller",
-			"took", took.Round(time.Second))
-	}
 	var rep memReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		return nil, fmt.Errorf("child's report %q: %w", out.String(), err)
+	err := withNATS(cfg, "mem", false, func(ns *natsServer) error {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		args := append([]string{memChildCommand,
+			"-url", ns.url,
+			"-entries", strconv.Itoa(cfg.memEntries),
+			"-value-size", strconv.Itoa(cfg.memValueSize),
+			"-proposers", strconv.Itoa(cfg.proposers)}, cfg.tuning.args()...)
+		cmd := exec.CommandContext(ctx, exe, args...)
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		cmd.Stderr = os.Stderr
+		log.Info("memory: applying entries in a child process", "entries", cfg.memEntries,
+			"value_size", cfg.memValueSize, "proposers", cfg.proposers)
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("child process: %w", err)
+		}
+		if took := time.Since(start); took > 3*time.Minute {
+			log.Warn("memory: applying the entries took more than 3 minutes; -mem-entries makes the count smaller",
+				"took", took.Round(time.Second))
+		}
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			return fmt.Errorf("child's report %q: %w", out.String(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &rep, nil
 }
