@@ -76,11 +76,7 @@ func TestFaultVoterCrashRestart(t *testing.T) {
 	srv := qlogtest.StartServer(t)
 	logger, logs := testLogger(t)
 	admin := srv.Connect(t)
-	js, _ := jetstream.New(admin)
-	store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := snapshotStore(t, admin)
 	voters := voterNames(3)
 	cfg := func(id string) qlog.Config {
 		// Snapshots every 100 entries and a stream trimmed to 200
@@ -140,11 +136,7 @@ func TestFaultNATSRestart(t *testing.T) {
 	srv := qlogtest.StartServer(t)
 	logger, _ := testLogger(t)
 	admin := srv.Connect(t)
-	js, _ := jetstream.New(admin)
-	store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := snapshotStore(t, admin)
 	voters := voterNames(3)
 	cfg := func(id string) qlog.Config {
 		return qlog.Config{ReplicaID: id, Voters: voters, Snapshots: store, SnapshotEvery: 200, RetainEntries: 100, Logger: logger}

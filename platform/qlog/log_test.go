@@ -185,11 +185,7 @@ func TestConcurrentProposalsAreBatched(t *testing.T) {
 func TestSnapshotRestoreAndTrim(t *testing.T) {
 	srv := qlogtest.StartServer(t)
 	nc := srv.Connect(t)
-	js, _ := jetstream.New(nc)
-	store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := snapshotStore(t, nc)
 	cfg := qlog.Config{ReplicaID: "r0", Snapshots: store, SnapshotEvery: 1 << 40, RetainEntries: 5}
 	r := openReplica(t, nc, cfg)
 	for i := range 50 {
@@ -204,6 +200,7 @@ func TestSnapshotRestoreAndTrim(t *testing.T) {
 	}
 	r.log.Close()
 
+	js, _ := jetstream.New(nc)
 	st, _ := js.Stream(context.Background(), qlog.StreamName("test"))
 	info, _ := st.Info(context.Background())
 	if info.State.FirstSeq <= 1 {
@@ -221,4 +218,18 @@ func TestSnapshotRestoreAndTrim(t *testing.T) {
 	if _, err := r2.log.Watch(10, nil); !errors.As(err, new(*qlog.CompactedError)) {
 		t.Fatalf("Watch(10) after restore = %v, want a CompactedError", err)
 	}
+}
+
+// snapshotStore opens the object-store snapshot bucket of service "test" on nc.
+func snapshotStore(t *testing.T, nc *nats.Conn) *qlog.ObjectStoreSnapshots {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
@@ -44,11 +42,7 @@ func TestLaggingVoterSurvivesTrim(t *testing.T) {
 	srv := qlogtest.StartServer(t)
 	logger, _ := testLogger(t)
 	nc := srv.Connect(t)
-	js, _ := jetstream.New(nc)
-	store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := snapshotStore(t, nc)
 	voters := []string{"lag", "w0", "w1"}
 	cfg := func(id string) qlog.Config {
 		return qlog.Config{ReplicaID: id, Voters: voters, Snapshots: store, SnapshotEvery: 1 << 40, SnapshotInterval: time.Hour,

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
@@ -193,11 +191,7 @@ func TestWatchCompacted(t *testing.T) {
 	t.Run("snapshot restore", func(t *testing.T) {
 		srv := qlogtest.StartServer(t)
 		nc := srv.Connect(t)
-		js, _ := jetstream.New(nc)
-		store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
+		store := snapshotStore(t, nc)
 		a := openReplica(t, nc, qlog.Config{ReplicaID: "a", Snapshots: store, SnapshotEvery: 1 << 40})
 		putSeq(t, a.log, "k", 30)
 		if rev, err := a.log.TakeSnapshot(context.Background()); err != nil || rev != 30 {
@@ -208,7 +202,7 @@ func TestWatchCompacted(t *testing.T) {
 		// b is a fresh observer: it starts from a's snapshot and holds
 		// events only after it.
 		b := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "b", Voters: []string{"a"}, Snapshots: store, SnapshotEvery: 1 << 40})
-		_, err = b.log.Watch(5, nil)
+		_, err := b.log.Watch(5, nil)
 		var ce *qlog.CompactedError
 		if !errors.As(err, &ce) || ce.CompactRevision != 31 || ce.Requested != 5 {
 			t.Fatalf("Watch(5) on a replica restored at 30 = %v, want a CompactedError with compact revision 31", err)
