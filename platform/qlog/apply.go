@@ -189,8 +189,7 @@ func (l *Log) applyMessage(seq uint64, data []byte) error {
 	l.seq = seq
 	l.appliedBytes += uint64(len(data))
 	rev, chain := l.rev, l.chain
-	close(l.applied)
-	l.applied = make(chan struct{})
+	l.wakeLocked()
 	snapshotDue := l.rev-l.lastSnap >= l.cfg.SnapshotEvery && l.appliedBytes-l.snapBytesAt >= l.lastSnapSize
 	l.mu.Unlock()
 

@@ -354,10 +354,16 @@ func (l *Log) fail(reason string) {
 		l.logger.Error("qlog replica fail-stopped", "reason", reason)
 		l.failPending(fe)
 		l.mu.Lock()
-		close(l.applied)
-		l.applied = make(chan struct{})
+		l.wakeLocked()
 		l.mu.Unlock()
 	}
+}
+
+// wakeLocked wakes everyone waiting on l.applied (readers, watchers,
+// WaitReady) and arms a fresh channel. The caller holds l.mu for writing.
+func (l *Log) wakeLocked() {
+	close(l.applied)
+	l.applied = make(chan struct{})
 }
 
 func (l *Log) err() error {

@@ -287,8 +287,7 @@ func (l *Log) restoreAfterTrim(ctx context.Context) error {
 		}
 		l.logger.Warn("qlog fell behind a trimmed stream; restored a newer snapshot", "revision", s.Revision, "seq", s.Seq,
 			"was_at_seq", applied, "stream_first_seq", first)
-		close(l.applied)
-		l.applied = make(chan struct{})
+		l.wakeLocked()
 		return nil
 	}
 	return fmt.Errorf("no snapshot reaches the stream's first sequence %d", first)
