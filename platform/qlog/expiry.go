@@ -15,8 +15,9 @@ import (
 // time. Any replica may propose; duplicates and expiries raced by a renewal
 // are applied no-ops, identical on every replica.
 //
-// Expiries is part of the state machine's state. It is not serialised: a
-// state machine rebuilds it in Restore from its own records.
+// Expiries is part of the state machine's state: a state machine either
+// rebuilds it in Restore from its own records or writes Deadlines into its
+// snapshot and Loads them back.
 type Expiries struct {
 	byID map[string]deadline
 }
@@ -24,6 +25,30 @@ type Expiries struct {
 type deadline struct {
 	at      int64 // Unix nanoseconds of log time
 	renewed int64 // revision of the last grant or renewal
+}
+
+// Deadline is one tracked deadline, for snapshots.
+type Deadline struct {
+	ID      string    `json:"id"`
+	At      time.Time `json:"at"`
+	Renewed int64     `json:"renewed"`
+}
+
+// Deadlines returns every tracked deadline sorted by ID.
+func (x *Expiries) Deadlines() []Deadline {
+	out := make([]Deadline, 0, len(x.byID))
+	for id, d := range x.byID {
+		out = append(out, Deadline{ID: id, At: time.Unix(0, d.at).UTC(), Renewed: d.renewed})
+	}
+	slices.SortFunc(out, func(a, b Deadline) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Load adds deadlines (from Deadlines) to x.
+func (x *Expiries) Load(ds []Deadline) {
+	for _, d := range ds {
+		x.Set(d.ID, d.At, d.Renewed)
+	}
 }
 
 // Due is one thing whose deadline passed.

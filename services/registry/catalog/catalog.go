@@ -1,0 +1,222 @@
+// Package catalog is the service registry's replicated state machine:
+// services, their instances and health, TTL heartbeats, leases and the
+// guard against mass deregistration. It is pure: no I/O and no clock (log
+// time comes in each entry); maps are only ever iterated in sorted order,
+// so every replica applies the same entries to byte-identical state.
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Status is an instance's health, as Consul names it.
+type Status string
+
+// Statuses.
+const (
+	Passing  Status = "passing"
+	Warning  Status = "warning"
+	Critical Status = "critical"
+)
+
+// Valid reports whether s is one of the three statuses.
+func (s Status) Valid() bool { return s == Passing || s == Warning || s == Critical }
+
+// Duration is a time.Duration written as Go's duration string ("10s") in
+// JSON, as clients write it.
+type Duration time.Duration
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "10s" or "1m30s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"10s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want a duration such as \"10s\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns the time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Check is how an instance's health is known: exactly one of TTL (the
+// instance heartbeats), HTTP or TCP (the registry probes it).
+type Check struct {
+	TTL      Duration `json:"ttl,omitempty"`
+	HTTP     string   `json:"http,omitempty"`
+	TCP      string   `json:"tcp,omitempty"`
+	Interval Duration `json:"interval,omitempty"`
+	Timeout  Duration `json:"timeout,omitempty"`
+	// DeregisterAfter removes an instance that stayed critical this long.
+	DeregisterAfter Duration `json:"deregisterAfter,omitempty"`
+}
+
+// Active reports whether the registry probes this check.
+func (c *Check) Active() bool { return c != nil && (c.HTTP != "" || c.TCP != "") }
+
+// Window is the check's period: its TTL or its probe interval. The guard
+// counts instances turning critical within one window.
+func (c *Check) Window() time.Duration {
+	if c == nil {
+		return 0
+	}
+	if c.TTL > 0 {
+		return c.TTL.Std()
+	}
+	return c.Interval.Std()
+}
+
+// Registration is what an instance announces about itself.
+type Registration struct {
+	Address  string            `json:"address"`
+	Port     int               `json:"port"`
+	Tags     []string          `json:"tags,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Zone     string            `json:"zone,omitempty"`
+	Version  string            `json:"version,omitempty"`
+	Weight   int               `json:"weight,omitempty"`
+	Check    *Check            `json:"check,omitempty"`
+}
+
+// Instance is one registered instance as clients see it.
+type Instance struct {
+	Service  string            `json:"service"`
+	ID       string            `json:"id"`
+	Address  string            `json:"address"`
+	Port     int               `json:"port"`
+	Tags     []string          `json:"tags"`
+	Metadata map[string]string `json:"metadata"`
+	Zone     string            `json:"zone,omitempty"`
+	Version  string            `json:"version,omitempty"`
+	Weight   int               `json:"weight"`
+	Check    *Check            `json:"check,omitempty"`
+	Status   Status            `json:"status"`
+	Output   string            `json:"output,omitempty"`
+	// StatusSince is the log time of the last status change.
+	StatusSince time.Time `json:"statusSince"`
+	// Held is a critical result the guard against mass deregistration is
+	// holding back: Status stays what it was while Held is set.
+	Held  *Report `json:"held,omitempty"`
+	Lease int64   `json:"lease,omitempty"`
+	// CheckRevision is the revision the check was last (re)defined at;
+	// probe reports name it so that a report about an old check is
+	// ignored.
+	CheckRevision  int64 `json:"checkRevision,omitempty"`
+	CreateRevision int64 `json:"createRevision"`
+	ModRevision    int64 `json:"modRevision"`
+}
+
+// Report is a health result: a heartbeat's or a probe's.
+type Report struct {
+	Status Status `json:"status"`
+	Output string `json:"output,omitempty"`
+}
+
+// Service summarises one service for GET /v1/services.
+type Service struct {
+	Name      string   `json:"name"`
+	Instances int      `json:"instances"`
+	Passing   int      `json:"passing"`
+	Tags      []string `json:"tags"`
+	// Protected: the guard is holding back critical results (see Guard).
+	Protected   bool  `json:"protected"`
+	ModRevision int64 `json:"modRevision"`
+}
+
+// Lease binds instances to a client's liveness: when it expires or is
+// revoked, its instances are deregistered.
+type Lease struct {
+	ID        int64     `json:"id"`
+	TTL       Duration  `json:"ttl"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	Instances []string  `json:"instances"` // "service/id", sorted
+}
+
+// Guard is the policy against mass deregistration (Eureka's
+// self-preservation, made explicit): in a service of at least MinInstances
+// instances, when more than Share of them would turn critical within one
+// check window, they keep their previous status and the service is marked
+// protected. It travels in the commands that can turn instances critical,
+// so every replica applies the same policy.
+type Guard struct {
+	MinInstances int     `json:"minInstances"`
+	Share        float64 `json:"share"`
+}
+
+// Command is a proposal to the catalog; Op selects the fields that matter.
+type Command struct {
+	// register, deregister, heartbeat, report, expire, reap, clear,
+	// grant, keepalive, revoke, expireLease
+	Op       string        `json:"op"`
+	Service  string        `json:"service,omitempty"`
+	ID       string        `json:"id,omitempty"`
+	Register *Registration `json:"register,omitempty"`
+	Report   *Report       `json:"report,omitempty"`
+	// Items are the instances a report, expire or reap batch is about.
+	Items []Item `json:"items,omitempty"`
+	Guard *Guard `json:"guard,omitempty"`
+	// Lease binds a registration; it names the lease of keepalive,
+	// revoke and expireLease.
+	Lease int64    `json:"lease,omitempty"`
+	TTL   Duration `json:"ttl,omitempty"`
+	// Since is expireLease's precondition: not renewed after it.
+	Since int64 `json:"since,omitempty"`
+}
+
+// Item is one instance in a batch. Since is the precondition: for expire,
+// not renewed after it; for reap, critical since it; for report, the
+// check's revision.
+type Item struct {
+	Service string  `json:"service"`
+	ID      string  `json:"id"`
+	Since   int64   `json:"since"`
+	Report  *Report `json:"report,omitempty"`
+}
+
+// Outcome is the class of a command's result. Failed preconditions are
+// applied no-ops whose outcome says why.
+type Outcome string
+
+// Outcomes.
+const (
+	OK            Outcome = "ok"
+	NotFound      Outcome = "notFound"
+	LeaseNotFound Outcome = "leaseNotFound"
+	Conflict      Outcome = "conflict"
+	Invalid       Outcome = "invalid"
+	NotDue        Outcome = "notDue"
+)
+
+// Result is what Apply returns (JSON-encoded).
+type Result struct {
+	Outcome  Outcome   `json:"outcome"`
+	Instance *Instance `json:"instance,omitempty"`
+	Lease    *Lease    `json:"lease,omitempty"`
+	// Applied counts the items of a batch that took effect.
+	Applied int    `json:"applied,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Event types; an event's key is the service name.
+const (
+	EventInstance   = "instance"   // data: the Instance after the change
+	EventDeregister = "deregister" // data: the Instance as it was
+	EventService    = "service"    // data: ServiceState
+)
+
+// ServiceState is the data of a service event: the guard engaged or lifted.
+type ServiceState struct {
+	Service   string `json:"service"`
+	Protected bool   `json:"protected"`
+	Held      int    `json:"held"`
+	Instances int    `json:"instances"`
+}

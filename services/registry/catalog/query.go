@@ -1,0 +1,154 @@
+package catalog
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Filter selects instances; empty fields select everything.
+type Filter struct {
+	Status Status
+	Tag    string
+	Zone   string
+}
+
+// Match reports whether inst passes f.
+func (f Filter) Match(inst *Instance) bool {
+	return (f.Status == "" || inst.Status == f.Status) &&
+		(f.Zone == "" || inst.Zone == f.Zone) &&
+		(f.Tag == "" || slices.Contains(inst.Tags, f.Tag))
+}
+
+// Instances returns a service's instances that pass f, sorted by ID, and
+// the service's modRevision (0 when it has no instances).
+func (s *Store) Instances(name string, f Filter) ([]Instance, int64) {
+	svc := s.services[name]
+	out := []Instance{}
+	if svc == nil {
+		return out, 0
+	}
+	for _, id := range slices.Sorted(maps.Keys(svc.instances)) {
+		if inst := svc.instances[id]; f.Match(inst) {
+			out = append(out, *inst)
+		}
+	}
+	return out, svc.modRev
+}
+
+// Instance returns one instance, or nil.
+func (s *Store) Instance(name, id string) *Instance {
+	if _, inst := s.lookup(name, id); inst != nil {
+		out := *inst
+		return &out
+	}
+	return nil
+}
+
+// Services summarises every service, sorted by name.
+func (s *Store) Services() []Service {
+	out := make([]Service, 0, len(s.services))
+	for _, name := range slices.Sorted(maps.Keys(s.services)) {
+		svc := s.services[name]
+		sum := Service{Name: name, Instances: len(svc.instances), Protected: svc.protected, ModRevision: svc.modRev}
+		tags := map[string]bool{}
+		for _, inst := range svc.instances {
+			if inst.Status == Passing {
+				sum.Passing++
+			}
+			for _, t := range inst.Tags {
+				tags[t] = true
+			}
+		}
+		sum.Tags = slices.Sorted(maps.Keys(tags))
+		out = append(out, sum)
+	}
+	return out
+}
+
+// Lease returns a lease, or nil.
+func (s *Store) Lease(id int64) *Lease {
+	if l := s.leases[id]; l != nil {
+		return l.view()
+	}
+	return nil
+}
+
+// CheckTask is an active check for the checkers to run.
+type CheckTask struct {
+	Service  string
+	ID       string
+	Check    Check
+	Revision int64 // the check's revision, for reports
+	// Reported is the status last reported for it: the held result if
+	// the guard holds one, else the instance's status.
+	Reported Report
+}
+
+// Key names the task for assignment to a checker.
+func (t CheckTask) Key() string { return t.Service + "/" + t.ID }
+
+// ActiveChecks lists every HTTP and TCP check, sorted by service and ID.
+func (s *Store) ActiveChecks() []CheckTask {
+	var out []CheckTask
+	for _, name := range slices.Sorted(maps.Keys(s.services)) {
+		svc := s.services[name]
+		for _, id := range slices.Sorted(maps.Keys(svc.instances)) {
+			inst := svc.instances[id]
+			if !inst.Check.Active() {
+				continue
+			}
+			t := CheckTask{Service: name, ID: id, Check: *inst.Check, Revision: inst.CheckRevision,
+				Reported: Report{Status: inst.Status, Output: inst.Output}}
+			if inst.Held != nil {
+				t.Reported = *inst.Held
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// maxBatch bounds the items of one expire or reap command.
+const maxBatch = 512
+
+// DueExpiries returns the commands that expire what is due at now: one
+// batch of TTL expiries (guarded by g), one of reaps, and one command per
+// due lease. For qlog.Log.RunExpiry.
+func (s *Store) DueExpiries(now time.Time, g *Guard) [][]byte {
+	var expire, reap []Item
+	var out [][]byte
+	for _, d := range s.deadlines.Due(now, 4*maxBatch) {
+		kind, rest, _ := strings.Cut(d.ID, "/")
+		switch kind {
+		case "ttl", "reap":
+			svc, id, _ := strings.Cut(rest, "/")
+			it := Item{Service: svc, ID: id, Since: d.NotRenewedSince}
+			if kind == "ttl" && len(expire) < maxBatch {
+				expire = append(expire, it)
+			} else if kind == "reap" && len(reap) < maxBatch {
+				reap = append(reap, it)
+			}
+		case "lease":
+			id, err := strconv.ParseInt(rest, 10, 64)
+			if err == nil {
+				out = append(out, encode(Command{Op: "expireLease", Lease: id, Since: d.NotRenewedSince}))
+			}
+		}
+	}
+	if len(expire) > 0 {
+		out = append(out, encode(Command{Op: "expire", Items: expire, Guard: g}))
+	}
+	if len(reap) > 0 {
+		out = append(out, encode(Command{Op: "reap", Items: reap}))
+	}
+	return out
+}
+
+func encode(c Command) []byte {
+	b, _ := json.Marshal(c)
+	return b
+}
