@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,18 +12,16 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/config/kv"
 )
 
-// RevisionHeader carries the revision a response reflects.
-const RevisionHeader = "X-Steward-Revision"
-
 type server struct {
+	qloghttp.Handler
 	log     *qlog.Log
 	store   *kv.Store
 	archive historyArchive // nil: history only from memory
@@ -52,34 +49,6 @@ const maxCommandBytes = maxBatchBytes - 1<<10
 // fit one log entry, so the bound is what one command can hold.
 const txnBodyLimit = maxCommandBytes
 
-func setRevision(w http.ResponseWriter, rev int64) {
-	w.Header().Set(RevisionHeader, strconv.FormatInt(rev, 10))
-}
-
-func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if w.Header().Get(RevisionHeader) == "" {
-		setRevision(w, s.log.Revision())
-	}
-	web.Error(w, r, s.logger, classify(err))
-}
-
-// classify maps log errors to fault kinds; everything else passes through.
-func classify(err error) error {
-	var (
-		ce *qlog.CompactedError
-		fe *qlog.FailedError
-	)
-	switch {
-	case errors.As(err, &ce):
-		return fault.Wrap(fault.Gone, err, fmt.Sprintf("revision %d is compacted", ce.Requested)).With("compactRevision", ce.CompactRevision)
-	case errors.As(err, &fe), errors.Is(err, qlog.ErrClosed), errors.Is(err, qlog.ErrNotReady):
-		return fault.Wrap(fault.Unavailable, err, "this replica is not serving: "+err.Error())
-	case errors.Is(err, qlog.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
-		return fault.Wrap(fault.Timeout, err, "the write was not confirmed in time; retry with the same Idempotency-Key")
-	}
-	return err
-}
-
 // keyParam is the key of /v1/kv/{key...}: the path after /v1/kv.
 func keyParam(r *http.Request) (string, error) {
 	key := "/" + chi.URLParam(r, "*")
@@ -88,56 +57,9 @@ func keyParam(r *http.Request) (string, error) {
 
 // propose sends a command and decodes the store's result.
 func (s *server) propose(r *http.Request, c kv.Command) (kv.Result, int64, error) {
-	// Encoded without HTML escaping (json.Marshal would make each '<', '>'
-	// and '&' six bytes), as qlog publishes it: this is the size the log
-	// carries.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(c); err != nil {
-		return kv.Result{}, 0, err
-	}
-	cmd := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	idem := r.Header.Get("Idempotency-Key")
-	quoted, _ := json.Marshal(idem)
-	if n := len(cmd) + len(quoted); n > maxCommandBytes {
-		return kv.Result{}, 0, fault.New(fault.TooLarge, "the command is %d bytes encoded, over the limit of %d", n, maxCommandBytes).With("limit", maxCommandBytes)
-	}
-	res, err := s.log.Propose(r.Context(), cmd, qlog.ProposeOptions{IdempotencyKey: idem})
-	if err != nil {
-		return kv.Result{}, 0, err
-	}
 	var out kv.Result
-	if err := json.Unmarshal(res.Value, &out); err != nil {
-		return kv.Result{}, 0, fmt.Errorf("decode result: %w", err)
-	}
-	return out, res.Revision, nil
-}
-
-// errIdempotencyReuse answers a retry whose Idempotency-Key was first used
-// for a different kind of request: the log returns the first request's
-// result, which lacks what this handler needs.
-func errIdempotencyReuse(r *http.Request) error {
-	return fault.New(fault.Conflict, "Idempotency-Key %q was first used for a different kind of request", r.Header.Get("Idempotency-Key"))
-}
-
-// handle adapts a handler that returns its failure: the error is answered
-// as problem+json, with the revision the service is at unless the handler
-// set a more precise one.
-func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
-		if err == nil {
-			return
-		}
-		if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
-			// The answer was already on its way (the client went away
-			// while it was written): there is no one to tell.
-			s.logger.Debug("response failed after it started", "path", r.URL.Path, "err", err)
-			return
-		}
-		s.fail(w, r, err)
-	}
+	res, err := qloghttp.Propose(r, s.log, c, maxCommandBytes, &out)
+	return out, res.Revision, err
 }
 
 // commit proposes c. It sets the revision the command was applied at and
@@ -148,7 +70,7 @@ func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (k
 	if err != nil {
 		return res, rev, err
 	}
-	setRevision(w, rev)
+	qloghttp.SetRevision(w, rev)
 	if res.Status != kv.OK {
 		return res, rev, statusError(res)
 	}
@@ -162,7 +84,7 @@ func (s *server) commitEntry(w http.ResponseWriter, r *http.Request, c kv.Comman
 		return err
 	}
 	if res.Entry == nil {
-		return errIdempotencyReuse(r)
+		return qloghttp.ErrIdempotencyReuse(r)
 	}
 	return writeEntry(w, rev, res.Entry)
 }
@@ -233,46 +155,26 @@ func conditions(r *http.Request, c *kv.Command) error {
 	return err
 }
 
-func int64Query(r *http.Request, name string, min int64) (int64, bool, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return 0, false, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < min {
-		return 0, false, fault.New(fault.Invalid, "query parameter %s=%q: want an integer ≥ %d", name, v, min)
-	}
-	return n, true, nil
-}
-
 // maxLimit caps ?limit= on lists and history.
 const maxLimit = 1000
 
 // limitQuery reads ?limit=, def when absent, capped at maxLimit.
 func limitQuery(r *http.Request, def int64) (int64, error) {
-	limit, ok, err := int64Query(r, "limit", 1)
+	limit, ok, err := qloghttp.Int64Query(r, "limit", 1)
 	if !ok {
 		limit = def
 	}
 	return min(limit, maxLimit), err
 }
 
-func consistency(r *http.Request) (qlog.Consistency, error) {
-	c, err := qlog.ParseConsistency(r.URL.Query().Get("consistency"))
-	if err != nil {
-		return 0, fault.New(fault.Invalid, "%v", err)
-	}
-	return c, nil
-}
-
 func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) error {
-	setRevision(w, rev)
+	qloghttp.SetRevision(w, rev)
 	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, e.ModRevision))
 	return web.Encode(w, http.StatusOK, e)
 }
 
 func (s *server) handlePut() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		key, err := keyParam(r)
 		if err != nil {
 			return err
@@ -288,7 +190,7 @@ func (s *server) handlePut() http.HandlerFunc {
 		if err := conditions(r, &c); err != nil {
 			return err
 		}
-		if c.Lease, _, err = int64Query(r, "lease", 1); err != nil {
+		if c.Lease, _, err = qloghttp.Int64Query(r, "lease", 1); err != nil {
 			return err
 		}
 		return s.commitEntry(w, r, c)
@@ -303,32 +205,23 @@ func compactJSON(b []byte) json.RawMessage {
 	return buf.Bytes()
 }
 
-// maxWait bounds a blocking read.
-const maxWait = 5 * time.Minute
-
 func (s *server) handleGet() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		key, err := keyParam(r)
 		if err != nil {
 			return err
 		}
-		c, err := consistency(r)
+		c, err := qloghttp.Consistency(r)
 		if err != nil {
 			return err
 		}
-		at, _, err := int64Query(r, "revision", 1)
+		at, _, err := qloghttp.Int64Query(r, "revision", 1)
 		if err != nil {
 			return err
 		}
-		index, blocking, err := int64Query(r, "index", 0)
+		index, wait, blocking, err := qloghttp.Blocking(r)
 		if err != nil {
 			return err
-		}
-		wait := 30 * time.Second
-		if v := r.URL.Query().Get("wait"); v != "" {
-			if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > maxWait {
-				return fault.New(fault.Invalid, "wait=%q: want a duration up to %s", v, maxWait)
-			}
 		}
 		if blocking && at != 0 {
 			return fault.New(fault.Invalid, "index and revision cannot be combined")
@@ -342,7 +235,7 @@ func (s *server) handleGet() http.HandlerFunc {
 			return err
 		}
 		if e == nil {
-			setRevision(w, rev)
+			qloghttp.SetRevision(w, rev)
 			return fault.New(fault.NotFound, "key %s not found", key)
 		}
 		return writeEntry(w, rev, e)
@@ -370,25 +263,13 @@ func (s *server) get(ctx context.Context, c qlog.Consistency, key string, at int
 // written or deleted after it), the wait ends, or the server stops; then
 // it answers the key as it is.
 func (s *server) waitChange(r *http.Request, key string, index, seenRev int64, wait time.Duration) (*kv.Entry, int64, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
 	// Nothing changed the key up to seenRev, so watch from the next one.
-	watch, err := s.log.Watch(max(index, seenRev)+1, func(ev qlog.Event) bool { return ev.Key == key })
-	if err == nil {
-		go func() {
-			select {
-			case <-web.Stopping(r.Context()):
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		_, _ = watch.Next(ctx)
-	}
+	qloghttp.WaitEvent(r, s.log, max(index, seenRev)+1, wait, func(ev qlog.Event) bool { return ev.Key == key })
 	return s.get(r.Context(), qlog.Serializable, key, 0)
 }
 
 func (s *server) handleDelete() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		key, err := keyParam(r)
 		if err != nil {
 			return err
@@ -405,7 +286,7 @@ func (s *server) handleDelete() http.HandlerFunc {
 }
 
 func (s *server) handleDeletePrefix() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		prefix := r.URL.Query().Get("prefix")
 		if prefix == "" {
 			return fault.New(fault.Invalid, "prefix is required (use prefix=/ to delete everything)")
@@ -435,7 +316,7 @@ type listResponse struct {
 }
 
 func (s *server) handleList() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		prefix := q.Get("prefix")
 		if prefix == "" {
@@ -454,7 +335,7 @@ func (s *server) handleList() http.HandlerFunc {
 				return fault.New(fault.Invalid, "keysOnly=%q: want true or false", v)
 			}
 		}
-		c, err := consistency(r)
+		c, err := qloghttp.Consistency(r)
 		if err != nil {
 			return err
 		}
@@ -479,7 +360,7 @@ func (s *server) handleList() http.HandlerFunc {
 				resp.Items[i].Value = nil
 			}
 		}
-		setRevision(w, resp.Revision)
+		qloghttp.SetRevision(w, resp.Revision)
 		return web.Encode(w, http.StatusOK, resp)
 	})
 }
@@ -492,7 +373,7 @@ type txnResponse struct {
 }
 
 func (s *server) handleTxn() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		txn, err := web.Decode[kv.Txn](w, r, txnBodyLimit)
 		if err != nil {
 			return err
@@ -509,7 +390,7 @@ func (s *server) handleTxn() http.HandlerFunc {
 			return err
 		}
 		if res.Txn == nil {
-			return errIdempotencyReuse(r)
+			return qloghttp.ErrIdempotencyReuse(r)
 		}
 		return web.Encode(w, http.StatusOK, txnResponse{Succeeded: res.Txn.Succeeded, Results: res.Txn.Results, Revision: rev})
 	})
@@ -524,7 +405,7 @@ type historyResponse struct {
 }
 
 func (s *server) handleHistory() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		key := r.URL.Query().Get("key")
 		if err := kv.ValidateKey(key); err != nil {
 			return err
@@ -563,7 +444,7 @@ func (s *server) handleHistory() http.HandlerFunc {
 		if resp.Items == nil {
 			resp.Items = []kv.HistoryItem{}
 		}
-		setRevision(w, resp.Revision)
+		qloghttp.SetRevision(w, resp.Revision)
 		return web.Encode(w, http.StatusOK, resp)
 	})
 }
@@ -599,7 +480,7 @@ func (g grantRequest) Validate() error {
 }
 
 func (s *server) handleGrant() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		req, err := web.Decode[grantRequest](w, r, 4<<10)
 		if err != nil {
 			return err
@@ -618,7 +499,7 @@ func leaseID(r *http.Request) (int64, error) {
 }
 
 func (s *server) handleKeepalive() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, err := leaseID(r)
 		if err != nil {
 			return err
@@ -628,7 +509,7 @@ func (s *server) handleKeepalive() http.HandlerFunc {
 }
 
 func (s *server) handleRevoke() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, err := leaseID(r)
 		if err != nil {
 			return err
@@ -643,13 +524,13 @@ func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, s
 		return err
 	}
 	if res.Lease == nil {
-		return errIdempotencyReuse(r)
+		return qloghttp.ErrIdempotencyReuse(r)
 	}
 	return web.Encode(w, status, viewLease(res.Lease))
 }
 
 func (s *server) handleLeaseGet() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, err := leaseID(r)
 		if err != nil {
 			return err
@@ -663,7 +544,7 @@ func (s *server) handleLeaseGet() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		setRevision(w, rev)
+		qloghttp.SetRevision(w, rev)
 		if l == nil {
 			return fault.New(fault.NotFound, "lease %d does not exist", id)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/config/kv"
 )
@@ -23,20 +24,15 @@ func NewServer(l *qlog.Log, store *kv.Store, logger *slog.Logger) http.Handler {
 }
 
 func newServer(l *qlog.Log, store *kv.Store, archive historyArchive, logger *slog.Logger) http.Handler {
-	s := &server{log: l, store: store, archive: archive, logger: logger}
+	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, archive: archive, logger: logger}
 	return web.NewHandler(web.Options{
 		Service: ServiceName,
 		Logger:  logger,
 		Ready:   func(context.Context) error { return l.Ready() },
 		// Every answer says which revision it reflects; handlers that know
 		// a more precise one overwrite this.
-		Middleware: []func(http.Handler) http.Handler{func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				setRevision(w, l.Revision())
-				next.ServeHTTP(w, r)
-			})
-		}},
-		Routes: s.routes,
+		Middleware: []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
+		Routes:     s.routes,
 	})
 }
 

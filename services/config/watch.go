@@ -7,6 +7,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/sse"
 	"github.com/stewardhq/steward/services/config/kv"
 )
@@ -17,7 +18,7 @@ import (
 // with Last-Event-ID (or fromRevision); a start older than this replica
 // holds answers 410 with compactRevision before the stream begins.
 func (s *server) handleWatch() http.HandlerFunc {
-	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		key, prefix := q.Get("key"), q.Get("prefix")
 		var filter func(qlog.Event) bool
@@ -45,7 +46,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		setRevision(w, s.log.Revision())
+		qloghttp.SetRevision(w, s.log.Revision())
 		sse.Stream{Watch: watch, Revision: writeRevision}.Serve(w, r)
 		return nil
 	})

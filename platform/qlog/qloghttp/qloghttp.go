@@ -1,0 +1,190 @@
+// Package qloghttp is the HTTP side every service built on qlog shares:
+// the revision header, mapping log errors to problems, proposing a command
+// from a request (size limit, Idempotency-Key), and blocking reads.
+package qloghttp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/web"
+)
+
+// RevisionHeader carries the revision a response reflects.
+const RevisionHeader = "X-Steward-Revision"
+
+// MaxWait bounds a blocking read's wait.
+const MaxWait = 5 * time.Minute
+
+// DefaultWait is a blocking read's wait when the client names none.
+const DefaultWait = 30 * time.Second
+
+// SetRevision sets the revision header.
+func SetRevision(w http.ResponseWriter, rev int64) {
+	w.Header().Set(RevisionHeader, strconv.FormatInt(rev, 10))
+}
+
+// RevisionMiddleware stamps every answer with the revision the replica is
+// at; handlers that know a more precise one overwrite it.
+func RevisionMiddleware(l *qlog.Log) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			SetRevision(w, l.Revision())
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Classify maps log errors to fault kinds; everything else passes through.
+func Classify(err error) error {
+	var (
+		ce *qlog.CompactedError
+		fe *qlog.FailedError
+	)
+	switch {
+	case errors.As(err, &ce):
+		return fault.Wrap(fault.Gone, err, fmt.Sprintf("revision %d is compacted", ce.Requested)).With("compactRevision", ce.CompactRevision)
+	case errors.As(err, &fe), errors.Is(err, qlog.ErrClosed), errors.Is(err, qlog.ErrNotReady):
+		return fault.Wrap(fault.Unavailable, err, "this replica is not serving: "+err.Error())
+	case errors.Is(err, qlog.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
+		return fault.Wrap(fault.Timeout, err, "the write was not confirmed in time; retry with the same Idempotency-Key")
+	}
+	return err
+}
+
+// Handler adapts handlers that return their failure.
+type Handler struct {
+	Log    *qlog.Log
+	Logger *slog.Logger
+}
+
+// Handle answers h's error as problem+json, with the revision the replica
+// is at unless h set a more precise one.
+func (h Handler) Handle(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := fn(w, r)
+		if err == nil {
+			return
+		}
+		if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+			// The answer was already on its way (the client went away
+			// while it was written): there is no one to tell.
+			h.Logger.Debug("response failed after it started", "path", r.URL.Path, "err", err)
+			return
+		}
+		h.Fail(w, r, err)
+	}
+}
+
+// Fail answers err as problem+json.
+func (h Handler) Fail(w http.ResponseWriter, r *http.Request, err error) {
+	if w.Header().Get(RevisionHeader) == "" {
+		SetRevision(w, h.Log.Revision())
+	}
+	web.Error(w, r, h.Logger, Classify(err))
+}
+
+// Propose encodes cmd as the log carries it (JSON without HTML escaping,
+// which would make each '<', '>' and '&' six bytes), refuses it with 413
+// if it and its Idempotency-Key exceed maxBytes, proposes it with the
+// request's Idempotency-Key, and decodes the state machine's result into
+// out.
+func Propose(r *http.Request, l *qlog.Log, cmd any, maxBytes int, out any) (qlog.Result, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(cmd); err != nil {
+		return qlog.Result{}, err
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	idem := r.Header.Get("Idempotency-Key")
+	quoted, _ := json.Marshal(idem)
+	if n := len(b) + len(quoted); n > maxBytes {
+		return qlog.Result{}, fault.New(fault.TooLarge, "the command is %d bytes encoded, over the limit of %d", n, maxBytes).With("limit", maxBytes)
+	}
+	res, err := l.Propose(r.Context(), b, qlog.ProposeOptions{IdempotencyKey: idem})
+	if err != nil {
+		return res, err
+	}
+	if err := json.Unmarshal(res.Value, out); err != nil {
+		return res, fmt.Errorf("decode result: %w", err)
+	}
+	return res, nil
+}
+
+// ErrIdempotencyReuse answers a retry whose Idempotency-Key was first used
+// for a different kind of request: the log returns the first request's
+// result, which lacks what the handler needs.
+func ErrIdempotencyReuse(r *http.Request) error {
+	return fault.New(fault.Conflict, "Idempotency-Key %q was first used for a different kind of request", r.Header.Get("Idempotency-Key"))
+}
+
+// Int64Query reads an optional integer query parameter of at least min.
+func Int64Query(r *http.Request, name string, min int64) (int64, bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < min {
+		return 0, false, fault.New(fault.Invalid, "query parameter %s=%q: want an integer ≥ %d", name, v, min)
+	}
+	return n, true, nil
+}
+
+// Consistency reads ?consistency=linearizable|serializable.
+func Consistency(r *http.Request) (qlog.Consistency, error) {
+	c, err := qlog.ParseConsistency(r.URL.Query().Get("consistency"))
+	if err != nil {
+		return 0, fault.New(fault.Invalid, "%v", err)
+	}
+	return c, nil
+}
+
+// Blocking reads a blocking read's ?index=N&wait=D. ok is false when the
+// request has no index.
+func Blocking(r *http.Request) (index int64, wait time.Duration, ok bool, err error) {
+	index, ok, err = Int64Query(r, "index", 0)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	wait = DefaultWait
+	if v := r.URL.Query().Get("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > MaxWait {
+			return 0, 0, false, fault.New(fault.Invalid, "wait=%q: want a duration up to %s", v, MaxWait)
+		}
+	}
+	return index, wait, ok, nil
+}
+
+// WaitEvent blocks until an event that filter accepts is applied at a
+// revision of at least from, the wait ends, the client goes away or the
+// server stops. The caller then answers what it reads: a timeout is not an
+// error for a blocking read.
+func WaitEvent(r *http.Request, l *qlog.Log, from int64, wait time.Duration, filter func(qlog.Event) bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	watch, err := l.Watch(from, filter)
+	if err != nil {
+		return
+	}
+	go func() {
+		select {
+		case <-web.Stopping(r.Context()):
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_, _ = watch.Next(ctx)
+}
