@@ -111,6 +111,24 @@ func Event(w io.Writer, id int64, typ string, data []byte) error {
 	return err
 }
 
+// WriteRevision writes the events of one revision, a Stream's Revision
+// for streams that send events as the log has them. Only the last carries
+// the id line: a client cut off in the middle resumes (Last-Event-ID) from
+// the previous revision and gets this one again whole, rather than
+// resuming after it with some of its events never seen.
+func WriteRevision(w io.Writer, evs []qlog.Event) error {
+	for i, ev := range evs {
+		var id int64
+		if i == len(evs)-1 {
+			id = ev.Revision
+		}
+		if err := Event(w, id, ev.Type, ev.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ResumeFrom returns the first revision a stream should send: the one after
 // Last-Event-ID if the client sent it, else the query parameter param, else
 // def.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"io"
 	"net/http"
 	"strings"
 
@@ -14,7 +13,7 @@ import (
 
 // handleWatch streams changes as server-sent events: event is put or
 // delete, data is {entry, prevEntry}, and id is the revision, sent with the
-// last event of each revision (see writeRevision). A client resumes
+// last event of each revision (see sse.WriteRevision). A client resumes
 // with Last-Event-ID (or fromRevision); a start older than this replica
 // holds answers 410 with compactRevision before the stream begins.
 func (s *server) handleWatch() http.HandlerFunc {
@@ -47,24 +46,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 			return err
 		}
 		qloghttp.SetRevision(w, s.log.Revision())
-		sse.Stream{Watch: watch, Revision: writeRevision}.Serve(w, r)
+		sse.Stream{Watch: watch, Revision: sse.WriteRevision}.Serve(w, r)
 		return nil
 	})
-}
-
-// writeRevision writes the events of one revision. Only the last carries
-// the id line: a client cut off in the middle resumes (Last-Event-ID) from
-// the previous revision and gets this one again whole, rather than
-// resuming after it with some of its events never seen.
-func writeRevision(w io.Writer, evs []qlog.Event) error {
-	for i, ev := range evs {
-		var id int64
-		if i == len(evs)-1 {
-			id = ev.Revision
-		}
-		if err := sse.Event(w, id, ev.Type, ev.Data); err != nil {
-			return err
-		}
-	}
-	return nil
 }
