@@ -11,6 +11,10 @@ import (
 	"time"
 )
 
+// AwaitingFirstCheck is the output of an actively checked instance that
+// has not been probed yet.
+const AwaitingFirstCheck = "awaiting the first check"
+
 // Status is an instance's health, as Consul names it.
 type Status string
 

@@ -48,6 +48,12 @@ func (s *Store) Instance(name, id string) *Instance {
 	return nil
 }
 
+// Protected reports whether the guard holds results back in a service.
+func (s *Store) Protected(name string) bool {
+	svc := s.services[name]
+	return svc != nil && svc.protected
+}
+
 // Services summarises every service, sorted by name.
 func (s *Store) Services() []Service {
 	out := make([]Service, 0, len(s.services))

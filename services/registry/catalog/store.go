@@ -196,7 +196,7 @@ func (s *Store) register(c *Command, ev *events) Result {
 		case r.Check.Active():
 			// Not routable until a probe passed, as a Kubernetes
 			// readiness probe.
-			inst.Status, inst.Output = Critical, "awaiting the first check"
+			inst.Status, inst.Output = Critical, AwaitingFirstCheck
 			inst.CheckRevision = s.rev
 		default:
 			// No check, or a TTL check: registering is the first

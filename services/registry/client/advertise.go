@@ -1,0 +1,49 @@
+package client
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+)
+
+// Advertised returns the address a process listening on ln registers
+// under: advertise (host:port) when set; else the listener's host if it
+// is a specific address; else the first non-loopback address of this
+// host's interfaces, falling back to loopback.
+func Advertised(advertise string, ln net.Addr) (string, int, error) {
+	addr := advertise
+	if addr == "" {
+		addr = ln.String()
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("advertise address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("advertise address %q: bad port", addr)
+	}
+	if ip, err := netip.ParseAddr(host); host != "" && (err != nil || !ip.IsUnspecified()) {
+		return host, port, nil
+	}
+	return hostAddress(), port, nil
+}
+
+func hostAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// LocalURL is the http:// URL that reaches a listener from the same host.
+func LocalURL(ln net.Addr) string {
+	_, port, _ := net.SplitHostPort(ln.String())
+	return "http://127.0.0.1:" + port
+}

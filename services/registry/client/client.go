@@ -1,0 +1,192 @@
+// Package client is a Go client of the registry's HTTP API: register,
+// heartbeat, deregister, list, and Announce, which keeps a process
+// registered for as long as it runs. Steward's own services announce
+// themselves with it.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward/services/registry/catalog"
+)
+
+// Client calls one registry address.
+type Client struct {
+	BaseURL string       // e.g. http://127.0.0.1:8082
+	HTTP    *http.Client // nil: http.DefaultClient
+}
+
+// ErrNotFound is returned for an instance or lease the registry does not
+// know.
+var ErrNotFound = errors.New("registry: not found")
+
+// Error is a problem the registry answered.
+type Error struct {
+	Status int
+	Detail string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("registry: %d: %s", e.Status, e.Detail) }
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) (http.Header, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return resp.Header, ErrNotFound
+	}
+	if resp.StatusCode >= 300 {
+		var p struct {
+			Detail string `json:"detail"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p)
+		return resp.Header, &Error{Status: resp.StatusCode, Detail: p.Detail}
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.Header, fmt.Errorf("registry: decode %s %s: %w", method, path, err)
+		}
+	}
+	return resp.Header, nil
+}
+
+func instancePath(service, id string) string {
+	return "/v1/services/" + url.PathEscape(service) + "/instances/" + url.PathEscape(id)
+}
+
+// Register registers (or updates) an instance.
+func (c *Client) Register(ctx context.Context, service, id string, reg catalog.Registration) (*catalog.Instance, error) {
+	var inst catalog.Instance
+	if _, err := c.do(ctx, http.MethodPut, instancePath(service, id), reg, &inst); err != nil {
+		return nil, err
+	}
+	return &inst, nil
+}
+
+// Heartbeat renews an instance's TTL check as passing.
+func (c *Client) Heartbeat(ctx context.Context, service, id string) error {
+	_, err := c.do(ctx, http.MethodPut, instancePath(service, id)+"/heartbeat", nil, nil)
+	return err
+}
+
+// Deregister removes an instance.
+func (c *Client) Deregister(ctx context.Context, service, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, instancePath(service, id), nil, nil)
+	return err
+}
+
+// Query selects instances (all fields optional). Index and Wait make the
+// call a blocking query.
+type Query struct {
+	Status catalog.Status
+	Tag    string
+	Zone   string
+	Index  int64
+	Wait   time.Duration
+}
+
+// Instances lists a service's instances and the list's index.
+func (c *Client) Instances(ctx context.Context, service string, q Query) ([]catalog.Instance, int64, error) {
+	v := url.Values{}
+	if q.Status != "" {
+		v.Set("status", string(q.Status))
+	}
+	if q.Tag != "" {
+		v.Set("tag", q.Tag)
+	}
+	if q.Zone != "" {
+		v.Set("zone", q.Zone)
+	}
+	if q.Index > 0 {
+		v.Set("index", strconv.FormatInt(q.Index, 10))
+		if q.Wait > 0 {
+			v.Set("wait", q.Wait.String())
+		}
+	}
+	path := "/v1/services/" + url.PathEscape(service) + "/instances"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out []catalog.Instance
+	h, err := c.do(ctx, http.MethodGet, path, nil, &out)
+	if err != nil {
+		return nil, 0, err
+	}
+	idx, _ := strconv.ParseInt(h.Get("X-Steward-Index"), 10, 64)
+	return out, idx, nil
+}
+
+// AnnounceTTL is the TTL check Announce registers with; it heartbeats at a
+// third of it.
+const AnnounceTTL = 10 * time.Second
+
+// Announce registers the instance with a TTL check and heartbeats until ctx
+// ends, then deregisters it. It registers again when the registry forgot
+// the instance (deregistered after a long outage) and retries while the
+// registry is unreachable; it returns only when ctx ends.
+func (c *Client) Announce(ctx context.Context, service, id string, reg catalog.Registration, logger *slog.Logger) {
+	reg.Check = &catalog.Check{TTL: catalog.Duration(AnnounceTTL), DeregisterAfter: catalog.Duration(time.Minute)}
+	registered := false
+	tick := time.NewTicker(AnnounceTTL / 3)
+	defer tick.Stop()
+	for {
+		var err error
+		if registered {
+			err = c.Heartbeat(ctx, service, id)
+			if errors.Is(err, ErrNotFound) {
+				registered = false
+			}
+		}
+		if !registered {
+			if _, err = c.Register(ctx, service, id, reg); err == nil {
+				registered = true
+				logger.Info("registered in the service registry", "service", service, "id", id, "address", reg.Address, "port", reg.Port)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("service registry announcement failed", "service", service, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			if registered {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				_ = c.Deregister(dctx, service, id)
+				cancel()
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}

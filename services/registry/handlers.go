@@ -1,0 +1,360 @@
+package registry
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/registry/catalog"
+)
+
+// IndexHeader carries a list's index for blocking queries: the revision
+// of the last change to what was listed (Consul's X-Consul-Index).
+const IndexHeader = "X-Steward-Index"
+
+type server struct {
+	qloghttp.Handler
+	log        *qlog.Log
+	store      *catalog.Store
+	allowLocal bool
+}
+
+// Body limits: a registration is at most 64 tags, 64 metadata entries and
+// a check, well under 64 KiB.
+const (
+	bodyLimit       = 64 << 10
+	maxCommandBytes = 128 << 10
+)
+
+// commit proposes c and turns an outcome other than OK into an error.
+func (s *server) commit(w http.ResponseWriter, r *http.Request, c catalog.Command) (catalog.Result, error) {
+	var res catalog.Result
+	qr, err := qloghttp.Propose(r, s.log, c, maxCommandBytes, &res)
+	if err != nil {
+		return res, err
+	}
+	qloghttp.SetRevision(w, qr.Revision)
+	if res.Outcome != catalog.OK {
+		return res, outcomeError(res)
+	}
+	return res, nil
+}
+
+// outcomeError turns a catalog outcome into a fault.
+func outcomeError(res catalog.Result) error {
+	switch res.Outcome {
+	case catalog.NotFound, catalog.LeaseNotFound:
+		return fault.New(fault.NotFound, "%s", res.Detail)
+	case catalog.Conflict:
+		return fault.New(fault.Conflict, "%s", res.Detail)
+	case catalog.Invalid:
+		return fault.New(fault.Invalid, "%s", res.Detail)
+	}
+	return fmt.Errorf("unexpected catalog outcome %q: %s", res.Outcome, res.Detail)
+}
+
+// instanceParams reads and checks {service} and {id}.
+func instanceParams(r *http.Request) (string, string, error) {
+	svc, id := chi.URLParam(r, "service"), chi.URLParam(r, "id")
+	if err := catalog.ValidateService(svc); err != nil {
+		return "", "", err
+	}
+	return svc, id, catalog.ValidateID(id)
+}
+
+func serviceParam(r *http.Request) (string, error) {
+	svc := chi.URLParam(r, "service")
+	return svc, catalog.ValidateService(svc)
+}
+
+// writeInstance answers the instance a command returned.
+func writeInstance(w http.ResponseWriter, r *http.Request, res catalog.Result) error {
+	if res.Instance == nil {
+		return qloghttp.ErrIdempotencyReuse(r)
+	}
+	return web.Encode(w, http.StatusOK, res.Instance)
+}
+
+func (s *server) handleRegister() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		svc, id, err := instanceParams(r)
+		if err != nil {
+			return err
+		}
+		lease, _, err := qloghttp.Int64Query(r, "lease", 1)
+		if err != nil {
+			return err
+		}
+		reg, err := web.Decode[catalog.Registration](w, r, bodyLimit)
+		if err != nil {
+			return err
+		}
+		if err := reg.Normalize(s.allowLocal); err != nil {
+			return err
+		}
+		res, err := s.commit(w, r, catalog.Command{Op: "register", Service: svc, ID: id, Register: &reg, Lease: lease})
+		if err != nil {
+			return err
+		}
+		return writeInstance(w, r, res)
+	})
+}
+
+func (s *server) handleHeartbeat() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		svc, id, err := instanceParams(r)
+		if err != nil {
+			return err
+		}
+		rep := catalog.Report{Status: catalog.Passing}
+		if r.ContentLength != 0 {
+			// A heartbeat may say how the instance is, or say nothing.
+			body, err := web.ReadBody(w, r, bodyLimit)
+			if err != nil {
+				return err
+			}
+			if len(body) > 0 {
+				if err := web.Unmarshal(body, &rep); err != nil {
+					return err
+				}
+			}
+		}
+		if err := catalog.ValidateReport(&rep); err != nil {
+			return err
+		}
+		res, err := s.commit(w, r, catalog.Command{Op: "heartbeat", Service: svc, ID: id, Report: &rep})
+		if err != nil {
+			return err
+		}
+		return writeInstance(w, r, res)
+	})
+}
+
+func (s *server) handleDeregister() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		svc, id, err := instanceParams(r)
+		if err != nil {
+			return err
+		}
+		res, err := s.commit(w, r, catalog.Command{Op: "deregister", Service: svc, ID: id})
+		if err != nil {
+			return err
+		}
+		return writeInstance(w, r, res)
+	})
+}
+
+func (s *server) handleClearProtection() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		svc, err := serviceParam(r)
+		if err != nil {
+			return err
+		}
+		if _, err := s.commit(w, r, catalog.Command{Op: "clear", Service: svc}); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}
+
+func (s *server) handleInstance() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		svc, id, err := instanceParams(r)
+		if err != nil {
+			return err
+		}
+		c, err := qloghttp.Consistency(r)
+		if err != nil {
+			return err
+		}
+		var inst *catalog.Instance
+		if err := s.read(w, r, c, func() { inst = s.store.Instance(svc, id) }); err != nil {
+			return err
+		}
+		if inst == nil {
+			return fault.New(fault.NotFound, "instance %s/%s is not registered", svc, id)
+		}
+		return web.Encode(w, http.StatusOK, inst)
+	})
+}
+
+// read runs fn inside a read of consistency c and sets the revision it
+// reflects.
+func (s *server) read(w http.ResponseWriter, r *http.Request, c qlog.Consistency, fn func()) error {
+	return s.log.Read(r.Context(), c, func(rev int64) error {
+		qloghttp.SetRevision(w, rev)
+		fn()
+		return nil
+	})
+}
+
+// blockingRead answers a list: at once, or, with ?index=N, once the list's
+// index passes N (an event that filter accepts is applied) or the wait
+// ends. list runs inside a read and returns the list's index.
+func (s *server) blockingRead(w http.ResponseWriter, r *http.Request, filter func(qlog.Event) bool, list func() int64) error {
+	c, err := qloghttp.Consistency(r)
+	if err != nil {
+		return err
+	}
+	index, wait, blocking, err := qloghttp.Blocking(r)
+	if err != nil {
+		return err
+	}
+	var idx, rev int64
+	run := func(c qlog.Consistency) error {
+		return s.log.Read(r.Context(), c, func(at int64) error {
+			rev, idx = at, list()
+			return nil
+		})
+	}
+	if err := run(c); err != nil {
+		return err
+	}
+	if blocking && idx <= index {
+		// Nothing the filter cares about changed up to rev.
+		qloghttp.WaitEvent(r, s.log, max(index, rev)+1, wait, filter)
+		if err := run(qlog.Serializable); err != nil {
+			return err
+		}
+	}
+	if idx == 0 {
+		// Nothing listed has ever changed here: the revision read at
+		// is the index to wait beyond.
+		idx = rev
+	}
+	qloghttp.SetRevision(w, rev)
+	w.Header().Set(IndexHeader, strconv.FormatInt(idx, 10))
+	return nil
+}
+
+func (s *server) handleInstances() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		svc, err := serviceParam(r)
+		if err != nil {
+			return err
+		}
+		f, err := filterParams(r)
+		if err != nil {
+			return err
+		}
+		var out []catalog.Instance
+		err = s.blockingRead(w, r, func(ev qlog.Event) bool { return ev.Key == svc }, func() int64 {
+			var idx int64
+			out, idx = s.store.Instances(svc, f)
+			return idx
+		})
+		if err != nil {
+			return err
+		}
+		return web.Encode(w, http.StatusOK, out)
+	})
+}
+
+// filterParams reads ?status=&tag=&zone=.
+func filterParams(r *http.Request) (catalog.Filter, error) {
+	q := r.URL.Query()
+	f := catalog.Filter{Status: catalog.Status(q.Get("status")), Tag: q.Get("tag"), Zone: q.Get("zone")}
+	if f.Status != "" && !f.Status.Valid() {
+		return f, fault.New(fault.Invalid, "status=%q: want passing, warning or critical", f.Status)
+	}
+	return f, nil
+}
+
+func (s *server) handleServices() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		var out []catalog.Service
+		err := s.blockingRead(w, r, func(qlog.Event) bool { return true }, func() int64 {
+			out = s.store.Services()
+			var idx int64
+			for _, svc := range out {
+				idx = max(idx, svc.ModRevision)
+			}
+			return idx
+		})
+		if err != nil {
+			return err
+		}
+		return web.Encode(w, http.StatusOK, out)
+	})
+}
+
+// grantRequest is POST /v1/registry/leases.
+type grantRequest struct {
+	TTL catalog.Duration `json:"ttl"`
+}
+
+func (g grantRequest) Validate() error { return catalog.ValidateLeaseTTL(g.TTL) }
+
+func (s *server) handleGrant() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		req, err := web.Decode[grantRequest](w, r, 4<<10)
+		if err != nil {
+			return err
+		}
+		return s.leaseOp(w, r, catalog.Command{Op: "grant", TTL: req.TTL}, http.StatusCreated)
+	})
+}
+
+func leaseID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fault.New(fault.Invalid, "lease id %q: want a positive integer", chi.URLParam(r, "id"))
+	}
+	return id, nil
+}
+
+func (s *server) handleKeepalive() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := leaseID(r)
+		if err != nil {
+			return err
+		}
+		return s.leaseOp(w, r, catalog.Command{Op: "keepalive", Lease: id}, http.StatusOK)
+	})
+}
+
+func (s *server) handleRevoke() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := leaseID(r)
+		if err != nil {
+			return err
+		}
+		return s.leaseOp(w, r, catalog.Command{Op: "revoke", Lease: id}, http.StatusOK)
+	})
+}
+
+func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c catalog.Command, status int) error {
+	res, err := s.commit(w, r, c)
+	if err != nil {
+		return err
+	}
+	if res.Lease == nil {
+		return qloghttp.ErrIdempotencyReuse(r)
+	}
+	return web.Encode(w, status, res.Lease)
+}
+
+func (s *server) handleLease() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := leaseID(r)
+		if err != nil {
+			return err
+		}
+		var l *catalog.Lease
+		if err := s.read(w, r, qlog.Linearizable, func() { l = s.store.Lease(id) }); err != nil {
+			return err
+		}
+		if l == nil {
+			return fault.New(fault.NotFound, "lease %d does not exist", id)
+		}
+		return web.Encode(w, http.StatusOK, l)
+	})
+}
+
