@@ -143,7 +143,11 @@ func newMetrics(reg prometheus.Registerer, service string) *metrics {
 
 // observe logs and counts each request once it is done, labelled by the chi
 // route pattern (never the raw path, which would explode cardinality).
-func observe(logger *slog.Logger, m *metrics) func(http.Handler) http.Handler {
+func observe(logger *slog.Logger, m *metrics, quietRoutes []string) func(http.Handler) http.Handler {
+	quiet := map[string]bool{}
+	for _, r := range quietRoutes {
+		quiet[r] = true
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -164,6 +168,9 @@ func observe(logger *slog.Logger, m *metrics) func(http.Handler) http.Handler {
 				m.requests.WithLabelValues(route, r.Method, code).Inc()
 				m.duration.WithLabelValues(route, r.Method, code).Observe(elapsed.Seconds())
 				level := slog.LevelInfo
+				if quiet[route] && status < 400 {
+					level = slog.LevelDebug
+				}
 				if status >= 500 {
 					level = slog.LevelError
 				}

@@ -35,6 +35,10 @@ type Options struct {
 	// Middleware runs inside the built-in middleware, around every route
 	// (health and metrics included), e.g. to set a header on every answer.
 	Middleware []func(http.Handler) http.Handler
+	// QuietRoutes are chi route patterns (e.g. a heartbeat) whose
+	// successful requests are logged at debug level: at thousands a
+	// second, an info line each would drown everything else.
+	QuietRoutes []string
 	// Routes mounts the service's API.
 	Routes func(r chi.Router)
 }
@@ -54,7 +58,7 @@ func NewHandler(o Options) http.Handler {
 	logger = logger.With("service", o.Service)
 
 	r := chi.NewRouter()
-	r.Use(withRequestID, withTraceparent, observe(logger, newMetrics(reg, o.Service)), recoverPanics(logger))
+	r.Use(withRequestID, withTraceparent, observe(logger, newMetrics(reg, o.Service), o.QuietRoutes), recoverPanics(logger))
 	r.Use(o.Middleware...)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		Error(w, req, logger, fault.New(fault.NotFound, "no route for %s", req.URL.Path))

@@ -23,12 +23,13 @@ var openAPIDocument []byte
 func NewServer(l *qlog.Log, store *catalog.Store, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, allowLocal: allowLocal}
 	return web.NewHandler(web.Options{
-		Service:    ServiceName,
-		Logger:     logger,
-		Registry:   reg,
-		Ready:      func(context.Context) error { return l.Ready() },
-		Middleware: []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
-		Routes:     s.routes,
+		Service:     ServiceName,
+		Logger:      logger,
+		Registry:    reg,
+		Ready:       func(context.Context) error { return l.Ready() },
+		Middleware:  []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
+		QuietRoutes: []string{"/v1/services/{service}/instances/{id}/heartbeat", "/v1/registry/leases/{id}/keepalive"},
+		Routes:      s.routes,
 	})
 }
 

@@ -59,7 +59,7 @@ func (s *Store) Services() []Service {
 	out := make([]Service, 0, len(s.services))
 	for _, name := range slices.Sorted(maps.Keys(s.services)) {
 		svc := s.services[name]
-		sum := Service{Name: name, Instances: len(svc.instances), Protected: svc.protected, ModRevision: svc.modRev}
+		sum := Service{Name: name, Instances: len(svc.instances), Protected: svc.protected, ModRevision: svc.modRev, Tags: []string{}}
 		tags := map[string]bool{}
 		for _, inst := range svc.instances {
 			if inst.Status == Passing {
@@ -69,7 +69,7 @@ func (s *Store) Services() []Service {
 				tags[t] = true
 			}
 		}
-		sum.Tags = slices.Sorted(maps.Keys(tags))
+		sum.Tags = append(sum.Tags, slices.Sorted(maps.Keys(tags))...)
 		out = append(out, sum)
 	}
 	return out
