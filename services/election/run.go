@@ -1,0 +1,127 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stewardhq/steward/platform/pgstore"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/election/lease"
+)
+
+// ServiceName names the log: stream STEWARD_ELECTION.
+const ServiceName = "election"
+
+// ExpiryInterval is how often a replica looks for lapsed leases and
+// places in line and proposes their expiry. A lapsed lease ends at the
+// first command on its election after the deadline anyway; the interval
+// bounds how long a lapsed lease with nobody else touching the election
+// (a crashed leader and its waiting successor) lingers: failover takes
+// the TTL plus at most this plus one commit.
+const ExpiryInterval = 100 * time.Millisecond
+
+// Replica is one running replica of the service: its log, its state and
+// its HTTP handler.
+type Replica struct {
+	Log     *qlog.Log
+	Machine *lease.Machine
+	Handler http.Handler
+}
+
+// Open opens a replica on nc. Snapshots go to PostgreSQL when pool is set,
+// else to the JetStream object store.
+func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica, error) {
+	var snaps qlog.SnapshotStore
+	if pool != nil {
+		snaps = pgstore.NewSnapshots(pool, 3)
+	} else {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: %w", err)
+		}
+		if snaps, err = qlog.NewObjectStoreSnapshots(ctx, js, ServiceName, s.StreamReplicas, 3); err != nil {
+			return nil, err
+		}
+	}
+	m := lease.New()
+	l, err := qlog.Open(ctx, qlog.Config{
+		Service:        ServiceName,
+		ReplicaID:      s.ReplicaID,
+		Voters:         s.voters(),
+		Conn:           nc,
+		StreamReplicas: s.StreamReplicas,
+		Snapshots:      snaps,
+		SnapshotEvery:  s.SnapshotEvery,
+		RetainEntries:  10_000,
+		MaxBatchBytes:  maxBatchBytes,
+		Logger:         logger,
+	}, m)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{Log: l, Machine: m, Handler: NewServer(l, m, logger)}, nil
+}
+
+// Close closes the replica's log.
+func (r *Replica) Close() error { return r.Log.Close() }
+
+// RunExpiry proposes the expiry of lapsed leases and places in line until
+// ctx ends; Serve runs it.
+func (r *Replica) RunExpiry(ctx context.Context) {
+	r.Log.RunExpiry(ctx, ExpiryInterval, r.Machine.Due)
+}
+
+// Serve opens a replica and serves its API on ln until ctx ends, proposing
+// expiries meanwhile. It is the whole service: main and `steward dev`
+// both call it.
+func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
+	r, err := Open(ctx, s, nc, pool, logger)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var wg sync.WaitGroup
+	ectx, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.RunExpiry(ectx)
+	}()
+	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)
+}
+
+// Run is the standalone process: it connects to NATS and, if configured,
+// PostgreSQL, then serves.
+func Run(ctx context.Context, s Settings, logger *slog.Logger) error {
+	nc, err := nats.Connect(s.NATSURL, nats.Name("steward-election-"+s.ReplicaID),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", s.NATSURL, err)
+	}
+	defer nc.Close()
+	var pool *pgxpool.Pool
+	if s.DatabaseURL != "" {
+		if pool, err = pgstore.Open(ctx, s.DatabaseURL, logger); err != nil {
+			return err
+		}
+		defer pool.Close()
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", string(s.Addr))
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.Addr, err)
+	}
+	logger.Info("election service listening", "addr", ln.Addr().String(), "replica", s.ReplicaID)
+	return Serve(ctx, s, ln, nc, pool, logger)
+}

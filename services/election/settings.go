@@ -1,0 +1,42 @@
+// Package election is Steward's leader-election service: named elections
+// with leases, queued candidates and fencing tokens, over HTTP/JSON,
+// replicated through platform/qlog. The state machine is in lease; this
+// package is the HTTP API and the process wiring; client is the Go client.
+package election
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/stewardhq/steward/platform/envconf"
+	"github.com/stewardhq/steward/platform/logging"
+)
+
+// Settings are the service's STEWARD_* environment variables.
+type Settings struct {
+	Addr            envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083"`
+	NATSURL         string         `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	ReplicaID       string         `envconfig:"REPLICA_ID" default:"election-0"`
+	Voters          []string       `envconfig:"VOTERS"`
+	StreamReplicas  int            `envconfig:"STREAM_REPLICAS" default:"1"`
+	DatabaseURL     string         `envconfig:"DATABASE_URL"`
+	SnapshotEvery   int64          `envconfig:"SNAPSHOT_EVERY" default:"50000"`
+	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
+	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
+	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// voters returns the voter set, defaulting to this replica alone.
+func (s Settings) voters() []string {
+	var out []string
+	for _, v := range s.Voters {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return []string{s.ReplicaID}
+	}
+	return out
+}

@@ -1,0 +1,82 @@
+package election
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
+	"github.com/stewardhq/steward/platform/sse"
+	"github.com/stewardhq/steward/services/election/lease"
+)
+
+// Watch event types beside lease's elected, resigned and expired: the
+// state a stream starts from when the client names no resume point.
+const (
+	eventCurrent = "current" // data: the leadership
+	eventVacant  = "vacant"  // data: {"name"}
+)
+
+// handleWatch streams an election's leadership changes as server-sent
+// events, id = revision: elected, resigned and expired, each with the
+// leadership as data; a handover is resigned or expired and then elected
+// at one revision, the id on the last. A stream without a resume point
+// (Last-Event-ID or fromRevision) begins with the election as it is, a
+// current or vacant event, so an observer never has to read and watch
+// separately; a resumed stream sends only what changed after it. A start
+// older than this replica holds answers 410 with compactRevision.
+func (s *server) handleWatch() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		from, err := sse.ResumeFrom(r, "fromRevision", 0)
+		if err != nil {
+			return err
+		}
+		var first []qlog.Event
+		if from == 0 {
+			var cur *lease.Leadership
+			var rev int64
+			if err := s.log.Read(r.Context(), qlog.Linearizable, func(revision int64) error {
+				cur, rev = s.machine.Get(name), revision
+				return nil
+			}); err != nil {
+				return err
+			}
+			first = []qlog.Event{startEvent(name, cur, rev)}
+			from = rev + 1
+		}
+		watch, err := s.log.Watch(from, func(ev qlog.Event) bool { return ev.Key == name })
+		if err != nil {
+			return err
+		}
+		qloghttp.SetRevision(w, s.log.Revision())
+		sse.Stream{Watch: &primed{Source: watch, first: first}, Revision: sse.WriteRevision}.Serve(w, r)
+		return nil
+	})
+}
+
+func startEvent(name string, cur *lease.Leadership, rev int64) qlog.Event {
+	if cur == nil {
+		data, _ := json.Marshal(map[string]string{"name": name})
+		return qlog.Event{Revision: rev, Type: eventVacant, Key: name, Data: data}
+	}
+	data, _ := json.Marshal(cur)
+	return qlog.Event{Revision: rev, Type: eventCurrent, Key: name, Data: data}
+}
+
+// primed is a watch that yields some events of its own first.
+type primed struct {
+	sse.Source
+	first []qlog.Event
+}
+
+func (p *primed) TryNextRevision() ([]qlog.Event, error) {
+	if first := p.first; first != nil {
+		p.first = nil
+		return first, nil
+	}
+	return p.Source.TryNextRevision()
+}
