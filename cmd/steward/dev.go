@@ -23,6 +23,8 @@ import (
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/services/config"
+	"github.com/stewardhq/steward/services/registry"
+	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // devConfig is `steward dev`'s environment.
@@ -32,6 +34,7 @@ type devConfig struct {
 	NATSMonitorAddr envconf.Addr   `envconfig:"DEV_NATS_MONITOR_ADDR" default:"127.0.0.1:8222"`
 	DatabaseURL     string         `envconfig:"DATABASE_URL"`
 	ConfigAddr      envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081"`
+	RegistryAddr    envconf.Addr   `envconfig:"REGISTRY_ADDR" default:":8082"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
@@ -104,10 +107,28 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config service: listen on %s (STEWARD_CONFIG_ADDR): %w", cfg.ConfigAddr, err)
 	}
+	registryLn, err := lc.Listen(ctx, "tcp", string(cfg.RegistryAddr))
+	if err != nil {
+		return fmt.Errorf("registry service: listen on %s (STEWARD_REGISTRY_ADDR): %w", cfg.RegistryAddr, err)
+	}
+	// Every service registers itself in the registry under a loopback
+	// address: dev mode is one machine.
+	registryURL := client.LocalURL(registryLn.Addr())
+	advertise := func(ln net.Listener) string { return client.LocalURL(ln.Addr())[len("http://"):] }
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 50_000,
+			AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 64,
+			PresenceInterval: time.Second, AdvertiseAddr: advertise(registryLn), ShutdownTimeout: cfg.ShutdownTimeout}
+		if err := registry.Serve(gctx, s, registryLn, nc, pool, logger.With("service", "registry")); err != nil {
+			return fmt.Errorf("registry service: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 50_000,
-			RetainRevisions: 10_000, ShutdownTimeout: cfg.ShutdownTimeout}
+			RetainRevisions: 10_000, ShutdownTimeout: cfg.ShutdownTimeout,
+			RegistryURL: registryURL, AdvertiseAddr: advertise(configLn)}
 		if err := config.Serve(gctx, s, configLn, nc, pool, logger.With("service", "config")); err != nil {
 			return fmt.Errorf("config service: %w", err)
 		}
@@ -121,6 +142,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "steward dev (version %s): ready, Ctrl-C to stop\n", version)
 	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", dialable(configLn.Addr()))
+	fmt.Fprintf(tw, "  registry\thttp://%s\t/v1/services, /v1/registry/leases, /openapi.json\n", dialable(registryLn.Addr()))
 	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)
 	fmt.Fprintf(tw, "  postgres\t%s\t\n", postgres)

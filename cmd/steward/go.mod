@@ -6,6 +6,7 @@ replace (
 	github.com/stewardhq/steward/migrations => ../../migrations
 	github.com/stewardhq/steward/platform => ../../platform
 	github.com/stewardhq/steward/services/config => ../../services/config
+	github.com/stewardhq/steward/services/registry => ../../services/registry
 )
 
 require (
@@ -13,6 +14,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stewardhq/steward/platform v0.0.0
 	github.com/stewardhq/steward/services/config v0.0.0
+	github.com/stewardhq/steward/services/registry v0.0.0
 	golang.org/x/sync v0.25.0
 )
 

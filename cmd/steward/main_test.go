@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -43,6 +44,7 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 		"STEWARD_DEV_NATS_ADDR=127.0.0.1:0",
 		"STEWARD_DEV_NATS_MONITOR_ADDR=127.0.0.1:0",
 		"STEWARD_CONFIG_ADDR=127.0.0.1:0",
+		"STEWARD_REGISTRY_ADDR=127.0.0.1:0",
 		"STEWARD_LOG_FORMAT=json",
 		"STEWARD_DATABASE_URL=",
 	)
@@ -51,8 +53,9 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 }
 
 var (
-	monitorURL = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
-	configURL  = regexp.MustCompile(`config\s+(http://\S+)`)
+	monitorURL  = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
+	configURL   = regexp.MustCompile(`config\s+(http://\S+)`)
+	registryURL = regexp.MustCompile(`registry\s+(http://\S+)`)
 )
 
 // TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
@@ -93,10 +96,11 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	}
 	m := monitorURL.FindStringSubmatch(text)
 	c := configURL.FindStringSubmatch(text)
-	if m == nil || c == nil {
-		t.Fatalf("banner lacks the NATS monitor or config URL:\n%s", text)
+	r := registryURL.FindStringSubmatch(text)
+	if m == nil || c == nil || r == nil {
+		t.Fatalf("banner lacks the NATS monitor, config or registry URL:\n%s", text)
 	}
-	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz"} {
+	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz"} {
 		resp, err := http.Get(u)
 		if err != nil {
 			t.Fatalf("GET %s: %v", u, err)
@@ -112,6 +116,25 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 		t.Fatalf("PUT through steward dev = %v, %v", resp, err)
 	}
 	resp.Body.Close()
+	// The control plane is discoverable like any service.
+	for _, svc := range []string{"steward-config", "steward-registry"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get(r[1] + "/v1/services/" + svc + "/instances?status=passing")
+			var list []map[string]any
+			if err == nil {
+				_ = json.NewDecoder(resp.Body).Decode(&list)
+				resp.Body.Close()
+			}
+			if len(list) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not registered and passing 10s after start", svc)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {

@@ -5,6 +5,7 @@ go 1.26.0
 replace (
 	github.com/stewardhq/steward/migrations => ../../migrations
 	github.com/stewardhq/steward/platform => ../../platform
+	github.com/stewardhq/steward/services/registry => ../registry
 )
 
 require (
@@ -12,6 +13,7 @@ require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/stewardhq/steward/platform v0.0.0
+	github.com/stewardhq/steward/services/registry v0.0.0
 )
 
 require (

@@ -17,10 +17,15 @@ import (
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/config/kv"
+	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // ServiceName names the log: stream STEWARD_CONFIG.
 const ServiceName = "config"
+
+// SelfService is the name the service registers itself under.
+const SelfService = "steward-config"
 
 // Replica is one running replica of the service: its log, its state and
 // its HTTP handler.
@@ -78,7 +83,8 @@ func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, lo
 func (r *Replica) Close() error { return r.Log.Close() }
 
 // Serve opens a replica and serves its API on ln until ctx ends, proposing
-// lease expiries meanwhile. It is the whole service: main and `steward dev`
+// lease expiries meanwhile and, with a registry URL, keeping itself
+// registered as steward-config. It is the whole service: main and `steward dev`
 // both call it.
 func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
 	r, err := Open(ctx, s, nc, pool, logger)
@@ -94,6 +100,19 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		defer wg.Done()
 		r.Log.RunExpiry(ectx, 500*time.Millisecond, r.Store.DueExpiries)
 	}()
+	if s.RegistryURL != "" {
+		host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reg := &client.Client{BaseURL: s.RegistryURL}
+			reg.Announce(ectx, SelfService, s.ReplicaID, catalog.Registration{Address: host, Port: port,
+				Metadata: map[string]string{"replica": s.ReplicaID}}, logger)
+		}()
+	}
 	if r.history != nil {
 		wg.Add(1)
 		go func() {

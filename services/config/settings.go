@@ -23,6 +23,11 @@ type Settings struct {
 	DatabaseURL     string         `envconfig:"DATABASE_URL"`
 	SnapshotEvery   int64          `envconfig:"SNAPSHOT_EVERY" default:"50000"`
 	RetainRevisions int64          `envconfig:"CONFIG_RETAIN_REVISIONS" default:"10000"`
+	// RegistryURL is where the replica registers itself as
+	// steward-config (empty: it does not); AdvertiseAddr is the host:port
+	// it registers (empty: derived from the listener).
+	RegistryURL     string         `envconfig:"REGISTRY_URL"`
+	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`

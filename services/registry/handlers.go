@@ -357,4 +357,3 @@ func (s *server) handleLease() http.HandlerFunc {
 		return web.Encode(w, http.StatusOK, l)
 	})
 }
-
