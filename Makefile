@@ -40,6 +40,7 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 go build -trimpath -o bin/steward ./cmd/steward
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-config ./services/config/cmd/steward-config
+	CGO_ENABLED=0 go build -trimpath -o bin/steward-registry ./services/registry/cmd/steward-registry
 
 clean:
 	rm -rf bin .steward
