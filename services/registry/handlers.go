@@ -225,8 +225,8 @@ func (s *server) blockingRead(w http.ResponseWriter, r *http.Request, filter fun
 		}
 	}
 	if idx == 0 {
-		// Nothing listed has ever changed here: the revision read at
-		// is the index to wait beyond.
+		// Nothing has ever changed here: the revision read at is the
+		// index to wait beyond.
 		idx = rev
 	}
 	qloghttp.SetRevision(w, rev)
@@ -272,11 +272,7 @@ func (s *server) handleServices() http.HandlerFunc {
 		var out []catalog.Service
 		err := s.blockingRead(w, r, func(qlog.Event) bool { return true }, func() int64 {
 			out = s.store.Services()
-			var idx int64
-			for _, svc := range out {
-				idx = max(idx, svc.ModRevision)
-			}
-			return idx
+			return s.store.LastChange()
 		})
 		if err != nil {
 			return err

@@ -337,6 +337,27 @@ func TestBlockingQuery(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("blocking query not woken 10s after the service changed")
 	}
+	// A service that lost its last instance after the client's index
+	// answers at once, empty, rather than waiting past the removal.
+	idx = expect(t, call(t, "GET", n.url+"/v1/services/web/instances", ""), 200).header.Get(registry.IndexHeader)
+	expect(t, call(t, "DELETE", n.url+"/v1/services/web/instances/a", ""), 200)
+	expect(t, call(t, "DELETE", n.url+"/v1/services/web/instances/b", ""), 200)
+	start := time.Now()
+	r = expect(t, call(t, "GET", n.url+"/v1/services/web/instances?index="+idx+"&wait=20s", ""), 200)
+	if string(r.raw) != "[]\n" || time.Since(start) > 10*time.Second {
+		t.Fatalf("blocking query on a service emptied after its index = %q after %s", r.raw, time.Since(start))
+	}
+	// The same for the service list.
+	var services []catalog.Service
+	r = expect(t, call(t, "GET", n.url+"/v1/services", ""), 200)
+	r.decode(t, &services)
+	listIdx := r.header.Get(registry.IndexHeader)
+	expect(t, call(t, "DELETE", n.url+"/v1/services/other/instances/z", ""), 200)
+	start = time.Now()
+	expect(t, call(t, "GET", n.url+"/v1/services?index="+listIdx+"&wait=20s", ""), 200).decode(t, &services)
+	if len(services) != 1 || time.Since(start) > 10*time.Second {
+		t.Fatalf("service list after removing a service = %+v after %s", services, time.Since(start))
+	}
 }
 
 // TestWatchResume: the stream sends the whole set on every change; a

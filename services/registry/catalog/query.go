@@ -24,12 +24,15 @@ func (f Filter) Match(inst *Instance) bool {
 }
 
 // Instances returns a service's instances that pass f, sorted by ID, and
-// the service's modRevision (0 when it has no instances).
+// the list's index: the service's modRevision, or for a service without
+// instances the last change to any service (Consul's answer too: it may
+// have just lost its last instance, and a blocking client must not wait
+// past that).
 func (s *Store) Instances(name string, f Filter) ([]Instance, int64) {
 	svc := s.services[name]
 	out := []Instance{}
 	if svc == nil {
-		return out, 0
+		return out, s.lastChange
 	}
 	for _, id := range slices.Sorted(maps.Keys(svc.instances)) {
 		if inst := svc.instances[id]; f.Match(inst) {
@@ -53,6 +56,10 @@ func (s *Store) Protected(name string) bool {
 	svc := s.services[name]
 	return svc != nil && svc.protected
 }
+
+// LastChange is the index of the service list: the revision of the last
+// change to any service, removals included.
+func (s *Store) LastChange() int64 { return s.lastChange }
 
 // Services summarises every service, sorted by name.
 func (s *Store) Services() []Service {

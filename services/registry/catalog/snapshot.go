@@ -11,9 +11,10 @@ import (
 )
 
 type snapshot struct {
-	Services  []snapshotService `json:"services"`
-	Leases    []Lease           `json:"leases"`
-	Deadlines []qlog.Deadline   `json:"deadlines"`
+	LastChange int64             `json:"lastChange"`
+	Services   []snapshotService `json:"services"`
+	Leases     []Lease           `json:"leases"`
+	Deadlines  []qlog.Deadline   `json:"deadlines"`
 }
 
 type snapshotService struct {
@@ -28,7 +29,7 @@ type snapshotService struct {
 // Snapshot implements qlog.StateMachine: one JSON document, every list
 // sorted.
 func (s *Store) Snapshot(w io.Writer) error {
-	snap := snapshot{Services: []snapshotService{}, Leases: []Lease{}, Deadlines: s.deadlines.Deadlines()}
+	snap := snapshot{LastChange: s.lastChange, Services: []snapshotService{}, Leases: []Lease{}, Deadlines: s.deadlines.Deadlines()}
 	for _, name := range slices.Sorted(maps.Keys(s.services)) {
 		svc := s.services[name]
 		ss := snapshotService{Name: name, ModRev: svc.modRev, Protected: svc.protected, Guard: svc.guard, Flips: svc.flips}
@@ -50,6 +51,7 @@ func (s *Store) Restore(r io.Reader) error {
 		return fmt.Errorf("catalog snapshot: %w", err)
 	}
 	n := New()
+	n.lastChange = snap.LastChange
 	for _, ss := range snap.Services {
 		svc := &service{name: ss.Name, modRev: ss.ModRev, protected: ss.Protected, guard: ss.Guard,
 			flips: ss.Flips, instances: map[string]*Instance{}}

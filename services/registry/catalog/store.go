@@ -23,8 +23,12 @@ type Store struct {
 	//   reap/<service>/<id>  deregisterAfter of a critical instance
 	//   lease/<id>           a lease's expiry
 	deadlines *qlog.Expiries
-	rev       int64     // revision of the entry being applied
-	now       time.Time // its log time
+	// lastChange is the revision of the last event of any service: the
+	// index of the service list, and of a service that has no instances
+	// (it may have just lost its last one).
+	lastChange int64
+	rev        int64     // revision of the entry being applied
+	now        time.Time // its log time
 }
 
 type service struct {
@@ -75,6 +79,9 @@ func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 		res = Result{Outcome: Invalid, Detail: "undecodable command"}
 	} else {
 		res = s.apply(&c, &ev)
+	}
+	if len(ev.list) > 0 {
+		s.lastChange = s.rev
 	}
 	out, _ := json.Marshal(res)
 	return out, ev.list
