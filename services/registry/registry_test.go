@@ -571,3 +571,44 @@ func TestRestartKeepsCatalog(t *testing.T) {
 		t.Fatalf("b = %q, want passing (no check)", s)
 	}
 }
+
+// TestGuardActiveChecks: the checker's probes of four targets that all go
+// down are spread over the interval, yet judged together: the ones
+// applied first are undone and all four keep passing, held.
+func TestGuardActiveChecks(t *testing.T) {
+	n := startNode(t, qlogtest.StartServer(t).Connect(t), testSettings("registry-0", nil))
+	var targets []*target
+	for i := range 4 {
+		tg := newTarget(t)
+		targets = append(targets, tg)
+		expect(t, call(t, "PUT", fmt.Sprintf("%s/v1/services/web/instances/i%d", n.url, i),
+			fmt.Sprintf(`{"address":"127.0.0.1","port":1,"check":{"http":%q,"interval":"1s","timeout":"500ms"}}`, tg.srv.URL)), 200)
+	}
+	waitFor(t, 10*time.Second, "all passing", func() bool { return len(instances(t, n.url, "web", "?status=passing")) == 4 })
+	for _, tg := range targets {
+		tg.healthy.Store(false)
+	}
+	waitFor(t, 10*time.Second, "all four held", func() bool {
+		held := 0
+		for _, inst := range instances(t, n.url, "web", "") {
+			if inst.Held != nil && inst.Status == catalog.Passing {
+				held++
+			}
+		}
+		return held == 4
+	})
+	// Two come back: two of four is within the share, so the guard lifts
+	// and the two still down turn critical.
+	targets[0].healthy.Store(true)
+	targets[1].healthy.Store(true)
+	waitFor(t, 10*time.Second, "the guard lifting", func() bool {
+		return ids(instances(t, n.url, "web", "?status=critical")) == "i2,i3"
+	})
+	var services []catalog.Service
+	expect(t, call(t, "GET", n.url+"/v1/services", ""), 200).decode(t, &services)
+	for _, s := range services {
+		if s.Name == "web" && s.Protected {
+			t.Fatalf("web still protected: %+v", s)
+		}
+	}
+}
