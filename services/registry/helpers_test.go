@@ -39,7 +39,20 @@ func testSettings(id string, voters []string) registry.Settings {
 
 func startNode(t testing.TB, nc *nats.Conn, s registry.Settings) *node {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startNodeAt(t, nc, s, "127.0.0.1:0")
+}
+
+// startNodeAt starts a replica listening on addr, retrying while a
+// previous incarnation's address lingers.
+func startNodeAt(t testing.TB, nc *nats.Conn, s registry.Settings, addr string) *node {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

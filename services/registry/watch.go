@@ -12,14 +12,8 @@ import (
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
-// InstanceSet is one event of a service's watch stream: the whole set of
-// instances (that pass the stream's filter) as of Revision.
-type InstanceSet struct {
-	Service   string             `json:"service"`
-	Revision  int64              `json:"revision"`
-	Protected bool               `json:"protected"`
-	Instances []catalog.Instance `json:"instances"`
-}
+// InstanceSet is one event of a service's watch stream.
+type InstanceSet = catalog.InstanceSet
 
 // handleWatch streams a service's instance set as server-sent events
 // (event: instances, id: revision), once at the start and again after every

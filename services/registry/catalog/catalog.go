@@ -125,6 +125,15 @@ type Report struct {
 	Output string `json:"output,omitempty"`
 }
 
+// InstanceSet is one event of a service's watch stream: the whole set of
+// instances (that pass the stream's filter) as of Revision.
+type InstanceSet struct {
+	Service   string     `json:"service"`
+	Revision  int64      `json:"revision"`
+	Protected bool       `json:"protected"`
+	Instances []Instance `json:"instances"`
+}
+
 // Service summarises one service for GET /v1/services.
 type Service struct {
 	Name      string   `json:"name"`
