@@ -233,7 +233,7 @@ func TestWatch(t *testing.T) {
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
-		res, err := client.Do(req)
+		res, err := apiClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,5 +279,34 @@ func TestWatch(t *testing.T) {
 	resumed := readEvents(t, open("Last-Event-ID", fmt.Sprint(tok)), 4)
 	if resumed[0].event != "resigned" || resumed[1].event != "elected" || resumed[2].event != "expired" || resumed[3].event != "elected" {
 		t.Fatalf("resumed events = %+v", resumed)
+	}
+}
+
+// TestRestartKeepsLeadership: a leadership survives the
+// replica's restart from a snapshot plus the log tail, across a NATS
+// restart, and the term count goes on.
+func TestRestartKeepsLeadership(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	n := startNode(t, srv.Connect(t), "election-0", nil)
+	u := n.url + "/v1/elections/durable"
+	first := expect(t, call(t, "POST", u+"/campaign", campaignBody("c1", "1h")), 200).num("token")
+	if _, err := n.rep.Log.TakeSnapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, call(t, "POST", u+"/resign", tokenBody("c1", first)), 200)
+	r := expect(t, call(t, "POST", u+"/campaign", `{"candidate":"c2","ttl":"1h","value":[1,2]}`), 200)
+	n.kill()
+	srv.Stop()
+	srv.Start()
+	n.start()
+	got := expect(t, call(t, "GET", u, ""), 200)
+	if got.raw != r.raw {
+		t.Fatalf("after the restart GET = %s, want %s", got.raw, r.raw)
+	}
+	if next := expect(t, call(t, "POST", u+"/resign", tokenBody("c2", r.num("token"))), 200); next.body["next"] != nil {
+		t.Fatalf("resign = %s", next.raw)
+	}
+	if r3 := expect(t, call(t, "POST", u+"/campaign", campaignBody("c3", "1h")), 200); r3.num("term") != 3 || r3.num("token") <= r.num("token") {
+		t.Fatalf("third leadership = %s", r3.raw)
 	}
 }

@@ -26,13 +26,13 @@ import (
 // validated against it (openapi_test.go).
 var contractDoc *contract
 
-// client validates every exchange and insists that a request the
+// apiClient validates every exchange and insists that a request the
 // document calls invalid is refused; fuzzClient does not insist, since
 // encoding/json accepts some bodies the document's schemas do not (field
 // names in another case, for one).
 var (
 	baseTransport = &http.Transport{MaxIdleConnsPerHost: 64}
-	client        *http.Client
+	apiClient     *http.Client
 	fuzzClient    *http.Client
 )
 
@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	client = &http.Client{Transport: &transport{c: contractDoc, base: baseTransport, strict: true}}
+	apiClient = &http.Client{Transport: &transport{c: contractDoc, base: baseTransport, strict: true}}
 	fuzzClient = &http.Client{Transport: &transport{c: contractDoc, base: baseTransport}, Timeout: time.Minute}
 	code := m.Run()
 	baseTransport.CloseIdleConnections()
@@ -164,7 +164,7 @@ func do(ctx context.Context, method, url, body string, hdr ...string) (resp, err
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := client.Do(req)
+	res, err := apiClient.Do(req)
 	if err != nil {
 		return resp{}, err
 	}
