@@ -23,6 +23,7 @@ import (
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/services/config"
+	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/client"
 )
@@ -35,6 +36,7 @@ type devConfig struct {
 	DatabaseURL     string         `envconfig:"DATABASE_URL"`
 	ConfigAddr      envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081"`
 	RegistryAddr    envconf.Addr   `envconfig:"REGISTRY_ADDR" default:":8082"`
+	ElectionAddr    envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
@@ -111,6 +113,10 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("registry service: listen on %s (STEWARD_REGISTRY_ADDR): %w", cfg.RegistryAddr, err)
 	}
+	electionLn, err := lc.Listen(ctx, "tcp", string(cfg.ElectionAddr))
+	if err != nil {
+		return fmt.Errorf("election service: listen on %s (STEWARD_ELECTION_ADDR): %w", cfg.ElectionAddr, err)
+	}
 	// Every service registers itself in the registry under a loopback
 	// address: dev mode is one machine.
 	registryURL := client.LocalURL(registryLn.Addr())
@@ -134,6 +140,14 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	g.Go(func() error {
+		s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000,
+			ShutdownTimeout: cfg.ShutdownTimeout, RegistryURL: registryURL, AdvertiseAddr: advertise(electionLn)}
+		if err := election.Serve(gctx, s, electionLn, nc, pool, logger.With("service", "election")); err != nil {
+			return fmt.Errorf("election service: %w", err)
+		}
+		return nil
+	})
 
 	monitor := "off"
 	if a := ns.MonitorAddr(); a != nil {
@@ -143,6 +157,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "steward dev (version %s): ready, Ctrl-C to stop\n", version)
 	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", dialable(configLn.Addr()))
 	fmt.Fprintf(tw, "  registry\thttp://%s\t/v1/services, /v1/registry/leases, /openapi.json\n", dialable(registryLn.Addr()))
+	fmt.Fprintf(tw, "  election\thttp://%s\t/v1/elections, /openapi.json\n", dialable(electionLn.Addr()))
 	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)
 	fmt.Fprintf(tw, "  postgres\t%s\t\n", postgres)

@@ -6,6 +6,7 @@ replace (
 	github.com/stewardhq/steward/migrations => ../../migrations
 	github.com/stewardhq/steward/platform => ../../platform
 	github.com/stewardhq/steward/services/config => ../../services/config
+	github.com/stewardhq/steward/services/election => ../../services/election
 	github.com/stewardhq/steward/services/registry => ../../services/registry
 )
 
@@ -14,6 +15,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stewardhq/steward/platform v0.0.0
 	github.com/stewardhq/steward/services/config v0.0.0
+	github.com/stewardhq/steward/services/election v0.0.0
 	github.com/stewardhq/steward/services/registry v0.0.0
 	golang.org/x/sync v0.25.0
 )
@@ -43,6 +45,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/stewardhq/steward/migrations v0.0.0 // indirect
+	github.com/tmaxmax/go-sse v0.11.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/term v0.48.0 // indirect

@@ -45,6 +45,7 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 		"STEWARD_DEV_NATS_MONITOR_ADDR=127.0.0.1:0",
 		"STEWARD_CONFIG_ADDR=127.0.0.1:0",
 		"STEWARD_REGISTRY_ADDR=127.0.0.1:0",
+		"STEWARD_ELECTION_ADDR=127.0.0.1:0",
 		"STEWARD_LOG_FORMAT=json",
 		"STEWARD_DATABASE_URL=",
 	)
@@ -56,6 +57,7 @@ var (
 	monitorURL  = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
 	configURL   = regexp.MustCompile(`config\s+(http://\S+)`)
 	registryURL = regexp.MustCompile(`registry\s+(http://\S+)`)
+	electionURL = regexp.MustCompile(`election\s+(http://\S+)`)
 )
 
 // TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
@@ -97,10 +99,11 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	m := monitorURL.FindStringSubmatch(text)
 	c := configURL.FindStringSubmatch(text)
 	r := registryURL.FindStringSubmatch(text)
-	if m == nil || c == nil || r == nil {
-		t.Fatalf("banner lacks the NATS monitor, config or registry URL:\n%s", text)
+	e := electionURL.FindStringSubmatch(text)
+	if m == nil || c == nil || r == nil || e == nil {
+		t.Fatalf("banner lacks the NATS monitor, config, registry or election URL:\n%s", text)
 	}
-	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz"} {
+	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz", e[1] + "/healthz", e[1] + "/readyz"} {
 		resp, err := http.Get(u)
 		if err != nil {
 			t.Fatalf("GET %s: %v", u, err)
@@ -116,8 +119,13 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 		t.Fatalf("PUT through steward dev = %v, %v", resp, err)
 	}
 	resp.Body.Close()
+	resp, err = http.Post(e[1]+"/v1/elections/dev/campaign", "application/json", strings.NewReader(`{"candidate":"me","ttl":"10s"}`))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("campaign through steward dev = %v, %v", resp, err)
+	}
+	resp.Body.Close()
 	// The control plane is discoverable like any service.
-	for _, svc := range []string{"steward-config", "steward-registry"} {
+	for _, svc := range []string{"steward-config", "steward-registry", "steward-election"} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			resp, err := http.Get(r[1] + "/v1/services/" + svc + "/instances?status=passing")

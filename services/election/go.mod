@@ -16,6 +16,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stewardhq/steward/platform v0.0.0
 	github.com/stewardhq/steward/services/config v0.0.0
+	github.com/stewardhq/steward/services/registry v0.0.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -47,7 +48,6 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/stewardhq/steward/migrations v0.0.0 // indirect
-	github.com/stewardhq/steward/services/registry v0.0.0 // indirect
 	github.com/tmaxmax/go-sse v0.11.0 // indirect
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect

@@ -17,10 +17,15 @@ import (
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/election/lease"
+	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // ServiceName names the log: stream STEWARD_ELECTION.
 const ServiceName = "election"
+
+// SelfService is the name replicas register under in the registry.
+const SelfService = "steward-election"
 
 // ExpiryInterval is how often a replica looks for lapsed leases and
 // places in line and proposes their expiry. A lapsed lease ends at the
@@ -82,7 +87,8 @@ func (r *Replica) RunExpiry(ctx context.Context) {
 }
 
 // Serve opens a replica and serves its API on ln until ctx ends, proposing
-// expiries meanwhile. It is the whole service: main and `steward dev`
+// expiries meanwhile and, with a registry URL, keeping itself registered
+// as steward-election. It is the whole service: main and `steward dev`
 // both call it.
 func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
 	r, err := Open(ctx, s, nc, pool, logger)
@@ -98,6 +104,19 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		defer wg.Done()
 		r.RunExpiry(ectx)
 	}()
+	if s.RegistryURL != "" {
+		host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reg := &client.Client{BaseURL: s.RegistryURL}
+			reg.Announce(ectx, SelfService, s.ReplicaID, catalog.Registration{Address: host, Port: port,
+				Metadata: map[string]string{"replica": s.ReplicaID}}, logger)
+		}()
+	}
 	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)
 }
 

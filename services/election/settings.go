@@ -15,13 +15,18 @@ import (
 
 // Settings are the service's STEWARD_* environment variables.
 type Settings struct {
-	Addr            envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083"`
-	NATSURL         string         `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
-	ReplicaID       string         `envconfig:"REPLICA_ID" default:"election-0"`
-	Voters          []string       `envconfig:"VOTERS"`
-	StreamReplicas  int            `envconfig:"STREAM_REPLICAS" default:"1"`
-	DatabaseURL     string         `envconfig:"DATABASE_URL"`
-	SnapshotEvery   int64          `envconfig:"SNAPSHOT_EVERY" default:"50000"`
+	Addr           envconf.Addr `envconfig:"ELECTION_ADDR" default:":8083"`
+	NATSURL        string       `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	ReplicaID      string       `envconfig:"REPLICA_ID" default:"election-0"`
+	Voters         []string     `envconfig:"VOTERS"`
+	StreamReplicas int          `envconfig:"STREAM_REPLICAS" default:"1"`
+	DatabaseURL    string       `envconfig:"DATABASE_URL"`
+	SnapshotEvery  int64        `envconfig:"SNAPSHOT_EVERY" default:"50000"`
+	// RegistryURL is where the replica registers itself as
+	// steward-election (empty: it does not); AdvertiseAddr is the
+	// host:port it registers (empty: derived from the listener).
+	RegistryURL     string         `envconfig:"REGISTRY_URL"`
+	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
