@@ -266,30 +266,7 @@ func printConfigMode(out io.Writer, cfg config, rep *modeReport) {
 	fmt.Fprintf(out, "\nside by side (mode %s)\n", rep.mode.id)
 	t := newTable("l rrr rrr r")
 	t.add("", "config ops/s", "p50", "p99", "etcd ops/s", "p50", "p99", "config/etcd ops/s")
-	cells := func(key string) []string {
-		s, ok, _ := rep.get(key)
-		if !ok {
-			return []string{"—", "—", "—"}
-		}
-		return []string{rate(s.rate()), dur(s.p50), dur(s.p99)}
-	}
-	ratio := func(num, den string) (float64, bool) {
-		a, okA, _ := rep.get(num)
-		b, okB, _ := rep.get(den)
-		if !okA || !okB || b.rate() == 0 {
-			return 0, false
-		}
-		return a.rate() / b.rate(), true
-	}
-	line := func(name, ours, theirs string) {
-		row := append([]string{name}, cells(ours)...)
-		row = append(row, cells(theirs)...)
-		r := "—"
-		if v, ok := ratio(ours, theirs); ok {
-			r = fmt.Sprintf("%.2f×", v)
-		}
-		t.add(append(row, r)...)
-	}
+	line := func(name, ours, theirs string) { rep.addPair(t, name, ours, theirs) }
 	line("PUT, 1 client", rowCPut1, rowEPut1)
 	line(fmt.Sprintf("PUT, %d clients", n), rowCPutN, rowEPutN)
 	line("GET linearizable, 1 client", rowCLin1, rowCEGet1)
@@ -305,7 +282,7 @@ func printConfigMode(out io.Writer, cfg config, rep *modeReport) {
 	goal := func(name, num, den string) {
 		_, _, failA := rep.get(num)
 		_, _, failB := rep.get(den)
-		v, ok := ratio(num, den)
+		v, ok := rep.ratio(num, den)
 		switch {
 		case !ok && (failA || failB):
 			t.add(name, "—", "target ≥ 1.0×", "not judged: a row failed")

@@ -6,6 +6,7 @@ replace (
 	github.com/stewardhq/steward/migrations => ../migrations
 	github.com/stewardhq/steward/platform => ../platform
 	github.com/stewardhq/steward/services/config => ../services/config
+	github.com/stewardhq/steward/services/registry => ../services/registry
 )
 
 require (
@@ -14,6 +15,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stewardhq/steward/platform v0.0.0
 	github.com/stewardhq/steward/services/config v0.0.0
+	github.com/stewardhq/steward/services/registry v0.0.0
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3
 	go.uber.org/zap v1.27.1
@@ -61,6 +63,7 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/stewardhq/steward/migrations v0.0.0 // indirect
+	github.com/tmaxmax/go-sse v0.11.0 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect

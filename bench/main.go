@@ -8,9 +8,13 @@
 // configuration service (services/config) over HTTP beside etcd in both
 // modes, its watch fan-out to 10,000 watchers and the memory of a replica
 // holding a million keys (section config; config-rw, config-watch and
-// config-mem run its parts alone).
+// config-mem run its parts alone). Then the service registry
+// (services/registry, three voters in child processes): 10,000 instances
+// heartbeating 5s TTL checks for 60s, how soon a stopped heartbeat shows
+// as critical, and registration throughput beside Consul-style etcd use
+// (section registry; registry-load and registry-reg run its parts alone).
 //
-//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config]
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry]
 //
 // Every number printed is measured in that run. Progress goes to stderr,
 // the tables to stdout.
@@ -40,6 +44,8 @@ func main() {
 		err = runMemChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == configChildCommand:
 		err = runConfigChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == registryChildCommand:
+		err = runRegistryChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
@@ -69,6 +75,13 @@ type config struct {
 	watchPuts          int
 	configMemKeys      int
 	configMemValueSize int
+	// the registry section
+	regInstances int
+	regServices  int
+	regStop      int
+	regTTL       time.Duration
+	regEvery     time.Duration
+	regDuration  time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -82,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.valueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config", "sections to run; config is config-rw, config-watch and config-mem")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
 	fs.IntVar(&c.coldEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.memEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.memValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -94,7 +107,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.watchPuts, "watch-puts", 5, "config watch fan-out: PUTs, a second apart")
 	fs.IntVar(&c.configMemKeys, "config-mem-keys", 1_000_000, "config memory: keys loaded")
 	fs.IntVar(&c.configMemValueSize, "config-mem-value-size", 100, "config memory: value size in bytes (a JSON string)")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child")
+	fs.IntVar(&c.regInstances, "registry-instances", 10_000, "registry load: instances heartbeating")
+	fs.IntVar(&c.regServices, "registry-services", 100, "registry load: services the instances are spread over")
+	fs.DurationVar(&c.regTTL, "registry-ttl", 5*time.Second, "registry load: the instances' TTL")
+	fs.DurationVar(&c.regEvery, "registry-heartbeat-every", 0, "registry load: each instance's heartbeat interval (0: the TTL, as issue 5 asks)")
+	fs.DurationVar(&c.regDuration, "registry-duration", time.Minute, "registry load: the measured window of sustained heartbeats")
+	fs.IntVar(&c.regStop, "registry-stop", 200, "registry load: instances whose heartbeats stop, for the time to critical")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -110,7 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	for _, s := range c.only {
-		if !slices.Contains([]string{"floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem"}, s) {
+		if !slices.Contains([]string{"floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
+			"registry", "registry-load", "registry-reg"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
 	}
@@ -119,6 +139,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.watchers < 1 || c.watchPuts < 1 || c.configMemKeys < 1 || c.configMemValueSize < 2 {
 		return c, fmt.Errorf("-watchers, -watch-puts and -config-mem-keys must be positive, -config-mem-value-size at least 2")
+	}
+	if c.regEvery == 0 {
+		c.regEvery = c.regTTL
+	}
+	if c.regInstances < 1 || c.regServices < 1 || c.regServices > c.regInstances || c.regStop < 0 || c.regStop > c.regInstances ||
+		c.regTTL < time.Second || c.regEvery <= 0 || c.regDuration <= 0 {
+		return c, fmt.Errorf("-registry-instances, -registry-services (at most the instances), -registry-heartbeat-every and -registry-duration " +
+			"must be positive, -registry-stop between 0 and the instances, -registry-ttl at least 1s")
 	}
 	return c, nil
 }
@@ -144,17 +172,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if cfg.cpuProfile != "" {
-		f, err := os.Create(cfg.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	began := time.Now()
 	// Before anything starts, so that child processes inherit it: the
 	// watch fan-out needs a descriptor per watcher.
@@ -218,11 +240,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printConfigMemory(stdout, rep, err)
 	}
+	if cfg.registryPart("registry-load") {
+		// One mode: the first asked for (A, fsync on every write, by
+		// default, as `steward dev` runs).
+		m := modeByID[cfg.modes[0]]
+		rep, err := runRegistryLoad(ctx, log, cfg, m)
+		if err != nil {
+			log.Error("registry load failed", "err", err)
+		}
+		printRegistryLoad(stdout, cfg, rep, err)
+	}
+	if cfg.registryPart("registry-reg") {
+		for _, id := range cfg.modes {
+			rep, err := runRegistryRegistration(ctx, log, cfg, modeByID[id])
+			if err != nil {
+				return fmt.Errorf("registry registration, mode %s: %w", id, err)
+			}
+			printRegistryRegistration(stdout, cfg, rep)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nwhole run: %s\n", time.Since(began).Round(time.Second))
 	return nil
+}
+
+// startCPUProfile writes a CPU profile of this process to path until stop
+// is called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // tempDir makes a fresh directory for one server's data.

@@ -66,6 +66,38 @@ func (r *modeReport) get(key string) (s runStats, ok, failed bool) {
 	return runStats{}, false, false
 }
 
+// cells are a row's median ops/s, p50 and p99, or dashes.
+func (r *modeReport) cells(key string) []string {
+	s, ok, _ := r.get(key)
+	if !ok {
+		return []string{"—", "—", "—"}
+	}
+	return []string{rate(s.rate()), dur(s.p50), dur(s.p99)}
+}
+
+// ratio is row num's throughput over row den's; ok is false when either
+// has no median run.
+func (r *modeReport) ratio(num, den string) (v float64, ok bool) {
+	a, okA, _ := r.get(num)
+	b, okB, _ := r.get(den)
+	if !okA || !okB || b.rate() == 0 {
+		return 0, false
+	}
+	return a.rate() / b.rate(), true
+}
+
+// addPair adds a side-by-side line to t: name, our row's cells, their
+// row's cells and the ratio of the throughputs.
+func (r *modeReport) addPair(t *table, name, ours, theirs string) {
+	row := append([]string{name}, r.cells(ours)...)
+	row = append(row, r.cells(theirs)...)
+	v := "—"
+	if x, ok := r.ratio(ours, theirs); ok {
+		v = fmt.Sprintf("%.2f×", x)
+	}
+	t.add(append(row, v)...)
+}
+
 // readKey is the register (and etcd key) the read rows read.
 const readKey = "bench-read-key"
 
