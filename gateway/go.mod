@@ -1,0 +1,11 @@
+module github.com/stewardhq/steward/gateway
+
+go 1.26.0
+
+replace (
+	github.com/stewardhq/steward/migrations => ../migrations
+	github.com/stewardhq/steward/platform => ../platform
+	github.com/stewardhq/steward/services/registry => ../services/registry
+)
+
+require github.com/stewardhq/steward/platform v0.0.0-00010101000000-000000000000
