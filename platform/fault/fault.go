@@ -27,6 +27,9 @@ const (
 	UnsupportedMedia               // wrong Content-Type: 415
 	Unavailable                    // not ready, e.g. replica catching up or fail-stopped: 503
 	Timeout                        // the operation did not finish in time: 504
+	TooManyRequests                // a rate limit refused it: 429
+	BadGateway                     // an upstream failed or answered nonsense: 502
+	LoopDetected                   // a proxy saw its own request come back: 508
 )
 
 var kindNames = [...]string{
@@ -43,6 +46,9 @@ var kindNames = [...]string{
 	UnsupportedMedia:   "unsupported-media-type",
 	Unavailable:        "unavailable",
 	Timeout:            "timeout",
+	TooManyRequests:    "too-many-requests",
+	BadGateway:         "bad-gateway",
+	LoopDetected:       "loop-detected",
 }
 
 // String returns the kind's slug, used as the last segment of a problem type URI.

@@ -69,6 +69,12 @@ func statusOf(k fault.Kind) int {
 		return http.StatusServiceUnavailable
 	case fault.Timeout:
 		return http.StatusGatewayTimeout
+	case fault.TooManyRequests:
+		return http.StatusTooManyRequests
+	case fault.BadGateway:
+		return http.StatusBadGateway
+	case fault.LoopDetected:
+		return http.StatusLoopDetected
 	default:
 		return http.StatusInternalServerError
 	}
