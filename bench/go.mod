@@ -6,6 +6,7 @@ replace (
 	github.com/stewardhq/steward/migrations => ../migrations
 	github.com/stewardhq/steward/platform => ../platform
 	github.com/stewardhq/steward/services/config => ../services/config
+	github.com/stewardhq/steward/services/election => ../services/election
 	github.com/stewardhq/steward/services/registry => ../services/registry
 )
 
@@ -15,6 +16,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stewardhq/steward/platform v0.0.0
 	github.com/stewardhq/steward/services/config v0.0.0
+	github.com/stewardhq/steward/services/election v0.0.0
 	github.com/stewardhq/steward/services/registry v0.0.0
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3

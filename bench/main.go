@@ -8,7 +8,9 @@
 // configuration service (services/config) over HTTP beside etcd in both
 // modes, its watch fan-out to 10,000 watchers and the memory of a replica
 // holding a million keys (section config; config-rw, config-watch and
-// config-mem run its parts alone). Then the service registry
+// config-mem run its parts alone).
+// The election service's failover after a leader crash and handoff
+// after a resignation beside etcd's concurrency.Election (section election). Then the service registry
 // (services/registry, three voters in child processes): 10,000 instances
 // heartbeating 5s TTL checks for 60s, how soon a stopped heartbeat shows
 // as critical, and registration throughput beside Consul-style etcd use
@@ -75,6 +77,9 @@ type config struct {
 	watchPuts          int
 	configMemKeys      int
 	configMemValueSize int
+	// the election section
+	electionTrials int
+	electionTTL    time.Duration
 	// the registry section
 	regInstances int
 	regServices  int
@@ -95,7 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.valueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
 	fs.IntVar(&c.coldEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.memEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.memValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -113,6 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.regEvery, "registry-heartbeat-every", 0, "registry load: each instance's heartbeat interval (0: the TTL, as issue 5 asks)")
 	fs.DurationVar(&c.regDuration, "registry-duration", time.Minute, "registry load: the measured window of sustained heartbeats")
 	fs.IntVar(&c.regStop, "registry-stop", 200, "registry load: instances whose heartbeats stop, for the time to critical")
+	electionFlags(fs, &c)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -129,7 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	for _, s := range c.only {
-		if !slices.Contains([]string{"floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
+		if !slices.Contains([]string{"election", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
 			"registry", "registry-load", "registry-reg"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
@@ -148,7 +154,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-registry-instances, -registry-services (at most the instances), -registry-heartbeat-every and -registry-duration " +
 			"must be positive, -registry-stop between 0 and the instances, -registry-ttl at least 1s")
 	}
-	return c, nil
+	return c, checkElectionFlags(c)
 }
 
 func splitList(s string) []string {
@@ -258,6 +264,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			printRegistryRegistration(stdout, cfg, rep)
 		}
+	}
+	if cfg.enabled("election") {
+		printElection(stdout, cfg, runElection(ctx, log, cfg))
 	}
 	if err := ctx.Err(); err != nil {
 		return err
