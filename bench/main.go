@@ -8,15 +8,16 @@
 // configuration service (services/config) over HTTP beside etcd in both
 // modes, its watch fan-out to 10,000 watchers and the memory of a replica
 // holding a million keys (section config; config-rw, config-watch and
-// config-mem run its parts alone).
-// The election service's failover after a leader crash and handoff
-// after a resignation beside etcd's concurrency.Election (section election). Then the service registry
+// config-mem run its parts alone). Then the service registry
 // (services/registry, three voters in child processes): 10,000 instances
 // heartbeating 5s TTL checks for 60s, how soon a stopped heartbeat shows
 // as critical, and registration throughput beside Consul-style etcd use
 // (section registry; registry-load and registry-reg run its parts alone).
+// Then the election service: failover after a leader crash and handoff
+// after a resignation, beside etcd's concurrency.Election with the same
+// TTL (section election).
 //
-//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry]
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election]
 //
 // Every number printed is measured in that run. Progress goes to stderr,
 // the tables to stdout.
