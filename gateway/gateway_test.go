@@ -1,0 +1,337 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/services/registry/catalog"
+)
+
+func TestServiceRoute(t *testing.T) {
+	p := startPlane(t)
+	startUpstream(t, p, "web", "web-1", catalog.Registration{})
+	g := startGateway(t, p)
+	code, body, inst := get(t, g.url+"/s/web/hello/world?x=1")
+	if code != 200 || inst != "web-1" || !strings.HasPrefix(body, "web-1 /hello/world 127.0.0.1") {
+		t.Fatalf("GET /s/web/hello/world = %d %q from %q", code, body, inst)
+	}
+	if code, body, _ := get(t, g.url+"/s/nothing-here/x"); code != 503 || !strings.Contains(body, "no passing instance") {
+		t.Fatalf("unknown service = %d %s, want 503", code, body)
+	}
+	if code, _, _ := get(t, g.url+"/nowhere"); code != 404 {
+		t.Fatalf("unrouted path = %d, want 404", code)
+	}
+}
+
+// TestControlPlane: Steward's own API through the gateway, found through
+// the registry like any service.
+func TestControlPlane(t *testing.T) {
+	p := startPlane(t)
+	g := startGateway(t, p)
+	waitFor(t, 10*time.Second, "config reachable through the gateway", func() bool {
+		req, _ := http.NewRequest(http.MethodPut, g.url+"/v1/kv/through/gateway", strings.NewReader(`"yes"`))
+		res, err := httpClient.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+	if code, body, _ := get(t, g.url+"/v1/kv/through/gateway"); code != 200 || !strings.Contains(body, `"yes"`) {
+		t.Fatalf("GET /v1/kv through the gateway = %d %s", code, body)
+	}
+	if code, body, _ := get(t, g.url+"/v1/services/steward-gateway/instances?status=passing"); code != 200 || !strings.Contains(body, `"gateway-test"`) {
+		t.Fatalf("the gateway's own registration through itself = %d %s", code, body)
+	}
+}
+
+// spread sends n requests and counts answers per instance.
+func spread(t *testing.T, url string, n int, hdr ...string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for range n {
+		code, body, inst := get(t, url, hdr...)
+		if code != 200 {
+			t.Fatalf("GET %s = %d %s", url, code, body)
+		}
+		out[inst]++
+	}
+	return out
+}
+
+func TestBalancingPolicies(t *testing.T) {
+	p := startPlane(t)
+	for i, w := range []int{1, 2, 3} {
+		startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{Weight: w})
+	}
+	g := startGateway(t, p)
+	putRoute(t, p, "rr", `{"match":{"pathPrefix":"/rr/"},"service":"web","stripPrefix":true,"loadBalancer":{"policy":"round-robin"}}`)
+	putRoute(t, p, "ring", `{"match":{"pathPrefix":"/ring/"},"service":"web","loadBalancer":{"policy":"ring-hash","hashHeader":"X-User"}}`)
+	putRoute(t, p, "ewma", `{"match":{"pathPrefix":"/ewma/"},"service":"web","loadBalancer":{"policy":"peak-ewma"}}`)
+	waitFor(t, 10*time.Second, "routes loaded", func() bool {
+		c1, _, _ := get(t, g.url+"/rr/x")
+		c2, _, _ := get(t, g.url+"/ring/x")
+		c3, _, _ := get(t, g.url+"/ewma/x")
+		return c1 == 200 && c2 == 200 && c3 == 200
+	})
+
+	// Weighted round robin is exact over a multiple of the weights.
+	got := spread(t, g.url+"/rr/x", 600)
+	if got["w0"] != 100 || got["w1"] != 200 || got["w2"] != 300 {
+		t.Errorf("round-robin over weights 1,2,3 = %v, want 100/200/300", got)
+	}
+	// Least-request (the default) spreads sequential requests by weight
+	// only roughly: every instance must serve some.
+	got = spread(t, g.url+"/s/web/x", 600)
+	for _, id := range []string{"w0", "w1", "w2"} {
+		if got[id] < 30 {
+			t.Errorf("least-request = %v: %s starved", got, id)
+		}
+	}
+	// Ring hash: one user, one instance; many users, all instances.
+	for _, user := range []string{"alice", "bob", "carol"} {
+		if got := spread(t, g.url+"/ring/x", 20, "X-User", user); len(got) != 1 {
+			t.Errorf("ring-hash for %s = %v, want one instance", user, got)
+		}
+	}
+	users := map[string]int{}
+	for i := range 300 {
+		_, _, inst := get(t, g.url+"/ring/x", "X-User", fmt.Sprintf("user-%d", i))
+		users[inst]++
+	}
+	if len(users) != 3 {
+		t.Errorf("ring-hash over 300 users = %v, want all three instances", users)
+	}
+	if got := spread(t, g.url+"/ewma/x", 300); len(got) != 3 {
+		t.Errorf("peak-ewma = %v, want all three instances used", got)
+	}
+}
+
+// TestInstanceKilledMidLoad: GETs never see the failure (retried
+// elsewhere); POSTs without an Idempotency-Key are never sent twice.
+func TestInstanceKilledMidLoad(t *testing.T) {
+	p := startPlane(t)
+	var ups []*upstream
+	for i := range 3 {
+		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{}))
+	}
+	g := startGateway(t, p)
+	waitFor(t, 10*time.Second, "three instances", func() bool { return len(spread(t, g.url+"/s/web/", 30)) == 3 })
+
+	var getErrors, posts, postFailures atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if i%4 == 0 {
+					id := fmt.Sprintf("post-%d-%d", w, i)
+					res, err := httpClient.Post(g.url+"/s/web/orders", "text/plain", strings.NewReader(id))
+					posts.Add(1)
+					if err != nil || res.StatusCode != 200 {
+						postFailures.Add(1)
+					}
+					if err == nil {
+						io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+					}
+					continue
+				}
+				res, err := httpClient.Get(g.url + "/s/web/item")
+				if err != nil || res.StatusCode != 200 {
+					getErrors.Add(1)
+				}
+				if err == nil {
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	// Kill w1 without deregistering it: connections refused, and the
+	// registry still lists it until someone notices.
+	ups[1].srv.CloseClientConnections()
+	ups[1].srv.Listener.Close()
+	ups[1].srv.CloseClientConnections()
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	if n := getErrors.Load(); n != 0 {
+		t.Errorf("%d GETs failed while an instance died, want 0", n)
+	}
+	seen := map[string]int{}
+	for _, u := range ups {
+		u.mu.Lock()
+		for body, n := range u.posts {
+			seen[body] += n
+		}
+		u.mu.Unlock()
+	}
+	for body, n := range seen {
+		if n > 1 {
+			t.Errorf("POST %s reached upstreams %d times", body, n)
+		}
+	}
+	t.Logf("%d POSTs, %d failed, %d distinct received", posts.Load(), postFailures.Load(), len(seen))
+}
+
+func TestOutlierEjectionAndReturn(t *testing.T) {
+	p := startPlane(t)
+	good := startUpstream(t, p, "web", "good", catalog.Registration{})
+	bad := startUpstream(t, p, "web", "bad", catalog.Registration{})
+	bad.fail.Store(true)
+	g := startGateway(t, p, func(s *gateway.Settings) { s.BaseEjection = time.Second })
+	putRoute(t, p, "noretry", `{"match":{"pathPrefix":"/nr/"},"service":"web","loadBalancer":{"policy":"round-robin"}}`)
+	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/nr/x"); return c == 200 || c == 500 })
+	for range 20 {
+		get(t, g.url+"/nr/x")
+	}
+	before := bad.hits.Load()
+	for range 20 {
+		if code, _, _ := get(t, g.url+"/nr/x"); code != 200 {
+			t.Fatalf("a request reached the ejected instance (%d)", code)
+		}
+	}
+	if bad.hits.Load() != before {
+		t.Fatalf("the ejected instance got %d requests", bad.hits.Load()-before)
+	}
+	bad.fail.Store(false)
+	waitFor(t, 10*time.Second, "the instance back after its ejection", func() bool {
+		get(t, g.url+"/nr/x")
+		return bad.hits.Load() > before
+	})
+	_ = good
+}
+
+func TestCanarySplit(t *testing.T) {
+	p := startPlane(t)
+	startUpstream(t, p, "web", "stable", catalog.Registration{Version: "1.0"})
+	startUpstream(t, p, "web", "canary", catalog.Registration{Version: "1.1"})
+	g := startGateway(t, p)
+	putRoute(t, p, "split", `{"match":{"pathPrefix":"/app/"},"service":"web","split":[{"version":"1.0","weight":90},{"version":"1.1","weight":10}]}`)
+	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/app/x"); return c == 200 })
+	const n = 10_000
+	got := spread(t, g.url+"/app/x", n)
+	share := float64(got["canary"]) / n
+	if share < 0.07 || share > 0.13 {
+		t.Fatalf("canary share = %.3f over %d requests, want 0.10 ± 0.03", share, n)
+	}
+	t.Logf("canary share %.4f", share)
+}
+
+func TestRouteHotReload(t *testing.T) {
+	p := startPlane(t)
+	startUpstream(t, p, "alpha", "a-1", catalog.Registration{})
+	startUpstream(t, p, "beta", "b-1", catalog.Registration{})
+	g := startGateway(t, p)
+	putRoute(t, p, "api", `{"match":{"pathPrefix":"/api/"},"service":"alpha","stripPrefix":true}`)
+	waitFor(t, 10*time.Second, "route to alpha", func() bool { _, _, inst := get(t, g.url+"/api/x"); return inst == "a-1" })
+	putRoute(t, p, "api", `{"match":{"pathPrefix":"/api/"},"service":"beta","rewritePrefix":"/v2/"}`)
+	waitFor(t, 10*time.Second, "route to beta", func() bool { _, _, inst := get(t, g.url+"/api/x"); return inst == "b-1" })
+	if _, body, _ := get(t, g.url+"/api/x"); !strings.HasPrefix(body, "b-1 /v2/x") {
+		t.Fatalf("rewritten path = %q, want /v2/x", body)
+	}
+	// A bad document is rejected and the route's previous version stays.
+	putRoute(t, p, "api", `{"match":{"pathPrefix":"/api/"},"service":"gamma","loadBalancer":{"policy":"random"}}`)
+	putRoute(t, p, "loop", `{"match":{"pathPrefix":"/loop/"},"service":"steward-gateway"}`)
+	waitFor(t, 10*time.Second, "rejections reported", func() bool {
+		_, body, _ := get(t, g.url+"/gateway/routes")
+		return strings.Contains(body, `"name":"api","revision"`) && strings.Contains(body, "the gateway itself")
+	})
+	if _, _, inst := get(t, g.url+"/api/x"); inst != "b-1" {
+		t.Fatalf("after a bad document the route serves %q, want the previous version's b-1", inst)
+	}
+	if code, _, _ := get(t, g.url+"/loop/x"); code != 404 {
+		t.Fatalf("a route to the gateway itself = %d, want 404 (never installed)", code)
+	}
+}
+
+func TestLoopDetected(t *testing.T) {
+	p := startPlane(t)
+	g := startGateway(t, p)
+	if code, _, _ := get(t, g.url+"/s/web/x", "Via", "1.1 gateway-test"); code != 508 {
+		t.Fatalf("a request that already passed this gateway = %d, want 508", code)
+	}
+	// An instance registered at the gateway's own address is left out.
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(g.url, "http://"))
+	var portN int
+	fmt.Sscan(port, &portN)
+	if _, err := p.reg.Register(context.Background(), "mirror", "m-1", catalog.Registration{Address: host, Port: portN}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := get(t, g.url+"/s/mirror/x"); code != 503 {
+		t.Fatalf("a service whose only instance is the gateway = %d, want 503", code)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	p := startPlane(t)
+	startUpstream(t, p, "web", "w", catalog.Registration{})
+	g := startGateway(t, p)
+	putRoute(t, p, "limited", `{"match":{"pathPrefix":"/lim/"},"service":"web","rateLimit":{"rps":1,"burst":3,"key":"header:X-Key"}}`)
+	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/lim/x", "X-Key", "warmup"); return c == 200 })
+	codes := map[int]int{}
+	for range 5 {
+		c, _, _ := get(t, g.url+"/lim/x", "X-Key", "k1")
+		codes[c]++
+	}
+	if codes[200] != 3 || codes[429] != 2 {
+		t.Fatalf("5 requests against burst 3 = %v, want 3×200, 2×429", codes)
+	}
+	if c, _, _ := get(t, g.url+"/lim/x", "X-Key", "k2"); c != 200 {
+		t.Fatalf("another client = %d, want its own bucket", c)
+	}
+}
+
+// TestSSEPassThrough: events arrive as they are sent, not when the
+// stream ends.
+func TestSSEPassThrough(t *testing.T) {
+	p := startPlane(t)
+	release := make(chan struct{})
+	u := startUpstream(t, p, "events", "e-1", catalog.Registration{})
+	u.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		fmt.Fprint(w, "data: second\n\n")
+	})
+	g := startGateway(t, p)
+	res, err := httpClient.Get(g.url + "/s/events/special/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(res.Body).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "data: first\n" {
+			t.Fatalf("first line = %q", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event was not passed through before the stream ended")
+	}
+	close(release)
+}

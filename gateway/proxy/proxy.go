@@ -1,0 +1,463 @@
+// Package proxy is the gateway's request path: it matches a request to a
+// route, applies the route's rate limit and the service's circuit breaker,
+// and proxies it with httputil.ReverseProxy to an instance the balancer
+// picks, retrying elsewhere within a retry budget.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stewardhq/steward/gateway/balancer"
+	"github.com/stewardhq/steward/gateway/route"
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/web"
+)
+
+// Pools gives the balancer pool of a service (discovery.Discovery).
+type Pools interface {
+	Pool(ctx context.Context, service string) *balancer.Pool
+}
+
+// Config configures a Proxy.
+type Config struct {
+	Pools Pools
+	// ID names this gateway in Via headers; a request that already
+	// passed through it is a loop.
+	ID string
+	// Zone is preferred for instances unless the request names one in
+	// X-Steward-Zone.
+	Zone string
+	// MaxRequests and MaxPending are each service's circuit breaker:
+	// requests in flight, and requests waiting for an upstream's
+	// response headers. 0 means 1024 each.
+	MaxRequests int64
+	MaxPending  int64
+	// RetryBudget is the share of a service's active requests that may
+	// be retries at once; MinRetries are always allowed. 0 means 0.2 and
+	// 3, as Linkerd's budget and Envoy's retry_budget.
+	RetryBudget float64
+	MinRetries  int64
+	// MaxReplayBody bounds the request body buffered so a retry can
+	// resend it. 0 means 64 KiB.
+	MaxReplayBody int64
+	// Transport is the upstream transport; nil builds a tuned one.
+	Transport  http.RoundTripper
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Proxy is the gateway's handler for proxied requests.
+type Proxy struct {
+	cfg      Config
+	routes   atomic.Pointer[route.Table]
+	rp       *httputil.ReverseProxy
+	upstream http.RoundTripper
+	via      string
+	services sync.Map // service name → *serviceState
+	builtin  sync.Map // service name → *route.Route for /s/{service}
+	limits   *limiters
+	m        *metrics
+}
+
+// New returns a proxy with no configured routes (the built-in ones work).
+func New(cfg Config) *Proxy {
+	if cfg.MaxRequests <= 0 {
+		cfg.MaxRequests = 1024
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1024
+	}
+	if cfg.RetryBudget <= 0 {
+		cfg.RetryBudget = 0.2
+	}
+	if cfg.MinRetries <= 0 {
+		cfg.MinRetries = 3
+	}
+	if cfg.MaxReplayBody <= 0 {
+		cfg.MaxReplayBody = 64 << 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{cfg: cfg, via: "1.1 " + cfg.ID, limits: newLimiters(), m: newMetrics(cfg.Registerer)}
+	p.upstream = cfg.Transport
+	if p.upstream == nil {
+		p.upstream = NewTransport()
+	}
+	p.routes.Store(route.NewTable(nil))
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    (*balancing)(p),
+		ErrorHandler: p.proxyError,
+		ErrorLog:     slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		BufferPool:   &bufferPool{},
+	}
+	return p
+}
+
+// NewTransport is the shared upstream transport: keep-alive pools per
+// upstream sized for a proxy, not for a client.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // never through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+	}
+}
+
+// SetRoutes replaces the configured routes atomically.
+func (p *Proxy) SetRoutes(t *route.Table) { p.routes.Store(t) }
+
+// Routes returns the configured routes.
+func (p *Proxy) Routes() *route.Table { return p.routes.Load() }
+
+// exchange is what the rewrite and the transport know of a request.
+type exchange struct {
+	route    *route.Route
+	svc      *serviceState
+	pool     *balancer.Pool
+	version  string
+	hashKey  string
+	zone     string
+	retries  int
+	perTry   time.Duration
+	replay   []byte // the buffered body, when a retry may resend it
+	canRetry bool   // idempotent, or carries an Idempotency-Key
+	body     *bodyReader
+	upstream *balancer.Endpoint
+	tries    int
+}
+
+type exchangeKey struct{}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	rt := p.serve(rec, r)
+	name, svc := "none", "none"
+	if rt != nil {
+		name, svc = rt.Name, rt.Service
+	}
+	p.m.observe(name, svc, rec.status(), time.Since(start))
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) *route.Route {
+	if p.looped(r) {
+		p.fail(w, r, fault.New(fault.LoopDetected, "this request already passed through gateway %s", p.cfg.ID))
+		return nil
+	}
+	rt := p.resolve(r)
+	if rt == nil {
+		p.fail(w, r, fault.New(fault.NotFound, "no route for %s", r.URL.Path))
+		return nil
+	}
+	if rl := rt.RateLimit; rl != nil && !p.limits.allow(rt, r) {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(1/rl.RPS))))
+		p.fail(w, r, fault.New(fault.TooManyRequests, "route %s allows %g requests a second", rt.Name, rl.RPS))
+		return rt
+	}
+	svc := p.service(rt.Service)
+	if !svc.admit(p.cfg.MaxRequests) {
+		svc.release()
+		p.m.overflow(rt.Service, "requests")
+		p.fail(w, r, fault.New(fault.Unavailable, "service %s has %d requests in flight, the most this gateway sends it", rt.Service, p.cfg.MaxRequests))
+		return rt
+	}
+	defer svc.release()
+	pool := p.cfg.Pools.Pool(r.Context(), rt.Service)
+	if pool.Len() == 0 {
+		p.fail(w, r, fault.New(fault.Unavailable, "service %s has no passing instance", rt.Service))
+		return rt
+	}
+	x := &exchange{route: rt, svc: svc, pool: pool, version: pickVersion(rt.Split, pool),
+		zone: r.Header.Get("X-Steward-Zone"), canRetry: idempotent(r)}
+	if x.zone == "" {
+		x.zone = p.cfg.Zone
+	}
+	if lb := rt.LoadBalancer; lb != nil && lb.Policy == route.RingHash {
+		x.hashKey = hashKey(r, lb)
+	}
+	if rt.Retry != nil {
+		x.retries, x.perTry = rt.Retry.Attempts, rt.Retry.PerTryTimeout.Std()
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		x.body = &bodyReader{ReadCloser: r.Body}
+		r.Body = x.body
+	}
+	if x.retries > 0 {
+		var err error
+		if x.replay, err = p.bufferBody(r); err != nil {
+			p.fail(w, r, fault.Wrap(fault.Invalid, err, "the request body is malformed: "+err.Error()))
+			return rt
+		}
+	}
+	ctx := context.WithValue(r.Context(), exchangeKey{}, x)
+	if rt.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.Timeout.Std())
+		defer cancel()
+	}
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	return rt
+}
+
+// looped reports whether r already passed through this gateway.
+func (p *Proxy) looped(r *http.Request) bool {
+	for _, v := range r.Header.Values("Via") {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(part) == p.via {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// bufferBody reads a body small enough to resend into memory; nil when
+// the body is too large (the request is then not retried once sent). A
+// body that cannot be read (bad chunking) is the client's error.
+func (p *Proxy) bufferBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return []byte{}, nil
+	}
+	if r.ContentLength > p.cfg.MaxReplayBody {
+		return nil, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, p.cfg.MaxReplayBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(buf)) > p.cfg.MaxReplayBody {
+		// Too large after all: send what was read and the rest.
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+		return nil, nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	return buf, nil
+}
+
+// bodyReader remembers a failure reading the client's body, so that it
+// is answered as the client's error (400), not the upstream's (502).
+type bodyReader struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// idempotent: a method RFC 9110 calls idempotent, or a request the client
+// made safe to repeat with an Idempotency-Key.
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != ""
+}
+
+// pickVersion draws the version a split sends this request to, among the
+// versions the pool has; "" when there is no split or none is present.
+func pickVersion(split []route.Split, pool *balancer.Pool) string {
+	if len(split) == 0 {
+		return ""
+	}
+	present := pool.Versions()
+	total := 0
+	for _, s := range split {
+		if containsString(present, s.Version) {
+			total += s.Weight
+		}
+	}
+	if total == 0 {
+		return ""
+	}
+	n := rand.IntN(total)
+	for _, s := range split {
+		if !containsString(present, s.Version) {
+			continue
+		}
+		if n < s.Weight {
+			return s.Version
+		}
+		n -= s.Weight
+	}
+	return ""
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hashKey(r *http.Request, lb *route.LoadBalancer) string {
+	if lb.HashHeader != "" {
+		return r.Header.Get(lb.HashHeader)
+	}
+	if c, err := r.Cookie(lb.HashCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// rewrite builds the outbound request; the transport fills in the
+// instance.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	x := pr.In.Context().Value(exchangeKey{}).(*exchange)
+	pr.SetXForwarded()
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = x.route.Service
+	pr.Out.URL.Path = x.route.UpstreamPath(pr.In.URL.Path)
+	pr.Out.URL.RawPath = ""
+	pr.Out.Header.Add("Via", p.via)
+	pr.Out.Header.Del("X-Steward-Zone")
+}
+
+// proxyError answers a failed exchange as problem+json.
+func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var f error
+	x, _ := r.Context().Value(exchangeKey{}).(*exchange)
+	switch {
+	case x != nil && x.body != nil && x.body.err != nil:
+		f = fault.Wrap(fault.Invalid, x.body.err, "the request body is malformed: "+x.body.err.Error())
+	case errors.Is(err, errNoInstance):
+		f = fault.Wrap(fault.Unavailable, err, "no instance of the service is available")
+	case errors.Is(err, errPending):
+		f = fault.Wrap(fault.Unavailable, err, "too many requests are waiting for this service's instances")
+	case errors.Is(err, context.DeadlineExceeded):
+		f = fault.Wrap(fault.Timeout, err, "the upstream did not answer in time")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return // the client went away
+	default:
+		f = fault.Wrap(fault.BadGateway, err, "the upstream failed: "+err.Error())
+	}
+	p.fail(w, r, f)
+}
+
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	web.Error(w, r, p.cfg.Logger, err)
+}
+
+// serviceState is a service's circuit breaker and retry budget.
+type serviceState struct {
+	served   atomic.Int64 // requests admitted, ever
+	active   atomic.Int64 // admitted requests
+	pending  atomic.Int64 // attempts waiting for response headers
+	retrying atomic.Int64 // retries in flight
+}
+
+func (p *Proxy) service(name string) *serviceState {
+	if s, ok := p.services.Load(name); ok {
+		return s.(*serviceState)
+	}
+	s, _ := p.services.LoadOrStore(name, &serviceState{})
+	return s.(*serviceState)
+}
+
+// admit counts a request in; the caller releases it either way.
+func (s *serviceState) admit(limit int64) bool {
+	s.served.Add(1)
+	return s.active.Add(1) <= limit
+}
+func (s *serviceState) release() { s.active.Add(-1) }
+
+// retryAllowed takes a retry from the budget if one is left.
+func (s *serviceState) retryAllowed(budget float64, minRetries int64) bool {
+	allowed := max(minRetries, int64(budget*float64(s.active.Load())))
+	if s.retrying.Add(1) > allowed {
+		s.retrying.Add(-1)
+		return false
+	}
+	return true
+}
+
+// recorder remembers the status written; Unwrap lets ReverseProxy's
+// ResponseController reach the connection for flushes and upgrades.
+type recorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers instead of a new
+// one per response.
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.pool.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.pool.Put(&buf) }
+
+// Load is a service's load as this gateway sees it, for the scaler.
+type Load struct {
+	Served   int64 // requests admitted since start
+	InFlight int64
+}
+
+// Loads reports every service this gateway has sent requests to.
+func (p *Proxy) Loads() map[string]Load {
+	out := map[string]Load{}
+	p.services.Range(func(k, v any) bool {
+		s := v.(*serviceState)
+		out[k.(string)] = Load{Served: s.served.Load(), InFlight: s.active.Load()}
+		return true
+	})
+	return out
+}

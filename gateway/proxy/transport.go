@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/stewardhq/steward/gateway/balancer"
+)
+
+var (
+	errNoInstance = errors.New("no instance available")
+	errPending    = errors.New("too many requests waiting for upstream headers")
+)
+
+// balancing is the ReverseProxy's transport: each attempt goes to an
+// instance the balancer picks, and a failed attempt is retried on another
+// instance when that is safe and the budget allows.
+type balancing Proxy
+
+func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := (*Proxy)(b)
+	x := req.Context().Value(exchangeKey{}).(*exchange)
+	var tried [4]*balancer.Endpoint
+	exclude := tried[:0]
+	for attempt := 0; ; attempt++ {
+		ep := x.pool.Pick(balancer.Request{Policy: policy(x), HashKey: x.hashKey, Zone: x.zone, Version: x.version, Exclude: exclude})
+		if ep == nil {
+			return nil, errNoInstance
+		}
+		out := req
+		if attempt > 0 {
+			out = req.Clone(req.Context())
+			out.Body = http.NoBody
+			if len(x.replay) > 0 {
+				out.Body = io.NopCloser(bytes.NewReader(x.replay))
+			}
+		}
+		out.URL.Host = ep.HostPort()
+		resp, err, latency, cancel := p.try(out, x, ep)
+		failed := err != nil || resp.StatusCode >= 500
+		if attempt < x.retries && p.retryable(x, out, resp, err) && x.svc.retryAllowed(p.cfg.RetryBudget, p.cfg.MinRetries) {
+			if resp != nil {
+				_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+				_ = resp.Body.Close()
+			}
+			cancel()
+			ep.Done(latency, true)
+			exclude = append(exclude, ep)
+			p.m.retry(x.route.Service)
+			// The retry counts against the budget until it is answered.
+			defer x.svc.retrying.Add(-1)
+			continue
+		}
+		if err != nil {
+			cancel()
+			ep.Done(latency, true)
+			return nil, err
+		}
+		x.upstream, x.tries = ep, attempt+1
+		done := func() { cancel(); ep.Done(latency, failed) }
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+			resp.Body = &upgradedBody{ReadWriteCloser: rwc, done: done}
+		} else {
+			resp.Body = &trackedBody{ReadCloser: resp.Body, done: done}
+		}
+		return resp, nil
+	}
+}
+
+func policy(x *exchange) string {
+	if x.route.LoadBalancer != nil {
+		return x.route.LoadBalancer.Policy
+	}
+	return ""
+}
+
+// try makes one attempt. The returned cancel ends the attempt's context;
+// it must be called once the response body is done with.
+func (p *Proxy) try(out *http.Request, x *exchange, ep *balancer.Endpoint) (*http.Response, error, time.Duration, context.CancelFunc) {
+	if x.svc.pending.Add(1) > p.cfg.MaxPending {
+		x.svc.pending.Add(-1)
+		p.m.overflow(x.route.Service, "pending")
+		return nil, errPending, 0, func() {}
+	}
+	ctx, cancel := context.WithCancel(out.Context())
+	var timer *time.Timer
+	if x.perTry > 0 {
+		// The per-try timeout bounds the wait for response headers, not
+		// the body: a stream may run as long as the route allows.
+		timer = time.AfterFunc(x.perTry, cancel)
+	}
+	ep.Start()
+	start := time.Now()
+	resp, err := p.upstream.RoundTrip(out.WithContext(ctx))
+	latency := time.Since(start)
+	x.svc.pending.Add(-1)
+	if timer != nil && !timer.Stop() && err != nil && out.Context().Err() == nil {
+		err = context.DeadlineExceeded // the per-try timeout fired
+	}
+	return resp, err, latency, cancel
+}
+
+// retryable: a connection that was never made can be retried for any
+// request, since the upstream saw nothing; any other failure (an error or
+// 502, 503, 504) only for an idempotent request. Either way the body must
+// be replayable.
+func (p *Proxy) retryable(x *exchange, out *http.Request, resp *http.Response, err error) bool {
+	if x.replay == nil || out.Context().Err() != nil {
+		return false
+	}
+	if err != nil {
+		return connectFailure(err) || x.canRetry
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return x.canRetry
+	}
+	return false
+}
+
+// connectFailure reports an error dialing: the request never left.
+func connectFailure(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// trackedBody ends the attempt when the proxy is done with the body.
+type trackedBody struct {
+	io.ReadCloser
+	done   func()
+	closed bool
+}
+
+func (b *trackedBody) Close() error {
+	err := b.ReadCloser.Close()
+	if !b.closed {
+		b.closed = true
+		b.done()
+	}
+	return err
+}
+
+// upgradedBody is a switched-protocol connection (WebSocket): the proxy
+// writes to it, so it must stay an io.ReadWriteCloser.
+type upgradedBody struct {
+	io.ReadWriteCloser
+	done   func()
+	closed bool
+}
+
+func (b *upgradedBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	if !b.closed {
+		b.closed = true
+		b.done()
+	}
+	return err
+}

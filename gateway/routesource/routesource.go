@@ -1,0 +1,260 @@
+// Package routesource keeps the gateway's routes in step with the route
+// documents in the config service: it lists the routes prefix, then
+// watches it, and applies every change without a restart. A document
+// that does not parse or validate is rejected with a logged reason, and
+// the route's previous version (if any) stays in force.
+package routesource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/stewardhq/steward/gateway/route"
+)
+
+// Prefix is the config key prefix the route documents live under.
+const Prefix = "/steward/gateway/routes/"
+
+// Source follows the route documents.
+type Source struct {
+	// ConfigURL returns a base URL of the config service (it may differ
+	// from call to call: an instance found through the registry).
+	ConfigURL func() (string, error)
+	// Apply receives every new routing table.
+	Apply  func(*route.Table)
+	HTTP   *http.Client
+	Logger *slog.Logger
+
+	mu       sync.Mutex
+	active   map[string]*route.Route
+	rejected map[string]Rejection
+	revision int64
+}
+
+// Rejection is a document that was refused, and why.
+type Rejection struct {
+	Name     string `json:"name"`
+	Revision int64  `json:"revision"`
+	Reason   string `json:"reason"`
+}
+
+// Status is what the source holds, for the gateway's status endpoint.
+type Status struct {
+	Revision int64        `json:"revision"`
+	Routes   []NamedRoute `json:"routes"`
+	Rejected []Rejection  `json:"rejected"`
+}
+
+// NamedRoute is a route in force with its document's name.
+type NamedRoute struct {
+	Name string `json:"name"`
+	*route.Route
+}
+
+// errGone asks for a fresh list: the watch's revision was compacted.
+var errGone = errors.New("routesource: watch revision compacted")
+
+// Run follows the documents until ctx ends, reconnecting with backoff.
+func (s *Source) Run(ctx context.Context) {
+	s.mu.Lock()
+	s.active, s.rejected = map[string]*route.Route{}, map[string]Rejection{}
+	s.mu.Unlock()
+	backoff := 100 * time.Millisecond
+	listed := false
+	for ctx.Err() == nil {
+		base, err := s.ConfigURL()
+		if err == nil {
+			if !listed {
+				err = s.list(ctx, base)
+				listed = err == nil
+			}
+			if listed {
+				err = s.watch(ctx, base)
+				if errors.Is(err, errGone) {
+					listed = false
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.Logger.Debug("route documents unreachable; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+type kvEntry struct {
+	Key         string          `json:"key"`
+	Value       json.RawMessage `json:"value"`
+	ModRevision int64           `json:"modRevision"`
+}
+
+// list reads every document and replaces the table.
+func (s *Source) list(ctx context.Context, base string) error {
+	docs := map[string]kvEntry{}
+	var revision int64
+	after := ""
+	for {
+		q := url.Values{"prefix": {Prefix}, "limit": {"1000"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		var page struct {
+			Items    []kvEntry `json:"items"`
+			Revision int64     `json:"revision"`
+			Next     *string   `json:"next"`
+		}
+		if err := s.get(ctx, base+"/v1/kv?"+q.Encode(), &page); err != nil {
+			return err
+		}
+		if revision == 0 {
+			revision = page.Revision
+		}
+		for _, e := range page.Items {
+			docs[e.Key] = e
+		}
+		if page.Next == nil {
+			break
+		}
+		after = *page.Next
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.active
+	s.active, s.rejected = map[string]*route.Route{}, map[string]Rejection{}
+	for _, key := range slices.Sorted(maps.Keys(docs)) {
+		s.put(docs[key], prev[strings.TrimPrefix(key, Prefix)])
+	}
+	s.revision = revision
+	s.publish()
+	return nil
+}
+
+// put applies one document; prev is the route's version in force.
+func (s *Source) put(e kvEntry, prev *route.Route) {
+	name := strings.TrimPrefix(e.Key, Prefix)
+	r, err := route.Parse(name, e.Value)
+	if err != nil {
+		s.rejected[name] = Rejection{Name: name, Revision: e.ModRevision, Reason: err.Error()}
+		keep := "no previous version"
+		if prev != nil {
+			s.active[name] = prev
+			keep = "its previous version stays in force"
+		}
+		s.Logger.Warn("route document rejected", "route", name, "revision", e.ModRevision, "reason", err.Error(), "kept", keep)
+		return
+	}
+	delete(s.rejected, name)
+	s.active[name] = r
+}
+
+func (s *Source) publish() {
+	routes := slices.Collect(maps.Values(s.active))
+	s.Apply(route.NewTable(routes))
+}
+
+// watch applies changes from the revision after the last one seen.
+func (s *Source) watch(ctx context.Context, base string) error {
+	s.mu.Lock()
+	from := s.revision + 1
+	s.mu.Unlock()
+	q := url.Values{"prefix": {Prefix}, "fromRevision": {strconv.FormatInt(from, 10)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/watch?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusGone:
+		return errGone
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("routesource: watch: %s", resp.Status)
+	}
+	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 4 << 20}) {
+		if err != nil {
+			return err
+		}
+		if ev.Type != "put" && ev.Type != "delete" {
+			continue
+		}
+		var data struct {
+			Entry kvEntry `json:"entry"`
+		}
+		if err := json.Unmarshal([]byte(ev.Data), &data); err != nil {
+			return fmt.Errorf("routesource: watch event: %w", err)
+		}
+		s.mu.Lock()
+		name := strings.TrimPrefix(data.Entry.Key, Prefix)
+		if ev.Type == "put" {
+			s.put(data.Entry, s.active[name])
+		} else {
+			delete(s.active, name)
+			delete(s.rejected, name)
+		}
+		if rev, err := strconv.ParseInt(ev.LastEventID, 10, 64); err == nil && rev > s.revision {
+			s.revision = rev
+		}
+		s.publish()
+		s.mu.Unlock()
+	}
+	return errors.New("routesource: watch ended")
+}
+
+func (s *Source) get(ctx context.Context, u string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("routesource: GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (s *Source) client() *http.Client {
+	if s.HTTP != nil {
+		return s.HTTP
+	}
+	return http.DefaultClient
+}
+
+// Status reports the routes in force and the rejected documents.
+func (s *Source) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Revision: s.revision, Routes: []NamedRoute{}, Rejected: []Rejection{}}
+	for _, name := range slices.Sorted(maps.Keys(s.active)) {
+		st.Routes = append(st.Routes, NamedRoute{Name: name, Route: s.active[name]})
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.rejected)) {
+		st.Rejected = append(st.Rejected, s.rejected[name])
+	}
+	return st
+}

@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stewardhq/steward/gateway/balancer"
+	"github.com/stewardhq/steward/gateway/discovery"
+	"github.com/stewardhq/steward/gateway/proxy"
+	"github.com/stewardhq/steward/gateway/route"
+	"github.com/stewardhq/steward/gateway/routesource"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/services/registry/client"
+)
+
+// Serve runs the gateway on ln until ctx ends: it proxies, follows the
+// route documents, registers itself as steward-gateway, and sends the
+// scaler its load signals.
+func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry := &client.Client{BaseURL: s.RegistryURL}
+	host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+	if err != nil {
+		return err
+	}
+	_, lnPort, _ := net.SplitHostPort(ln.Addr().String())
+	disc := &discovery.Discovery{Registry: registry, Logger: logger,
+		Options: balancer.Options{Zone: s.Zone, Outlier: balancer.Outlier{Consecutive: s.EjectAfter,
+			BaseEjection: s.BaseEjection, MaxEjectedShare: s.MaxEjectedShare}},
+		Self: []string{net.JoinHostPort(host, strconv.Itoa(port)), ln.Addr().String(),
+			net.JoinHostPort("127.0.0.1", lnPort), net.JoinHostPort("localhost", lnPort)}}
+	px := proxy.New(proxy.Config{Pools: disc, ID: s.ID, Zone: s.Zone, MaxRequests: s.MaxRequests,
+		MaxPending: s.MaxPending, Logger: logger, Registerer: reg})
+	src := &routesource.Source{Apply: px.SetRoutes, Logger: logger, ConfigURL: func() (string, error) {
+		if s.ConfigURL != "" {
+			return s.ConfigURL, nil
+		}
+		return pickURL(ctx, disc, "steward-config")
+	}}
+
+	bctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	for _, run := range []func(){
+		func() { disc.Run(bctx) },
+		func() { src.Run(bctx) },
+		func() {
+			registry.Announce(bctx, route.SelfService, s.ID, catalog.Registration{Address: host, Port: port,
+				Zone: s.Zone, Metadata: map[string]string{"gateway": s.ID}}, logger)
+		},
+		func() { sendSignals(bctx, s, px, disc, logger) },
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+	return web.Serve(ctx, ln, NewHandler(px, src, reg, logger), logger, s.ShutdownTimeout)
+}
+
+// NewHandler serves the gateway's own endpoints (/healthz, /readyz,
+// /metrics, /gateway/routes) and proxies everything else. The proxied
+// path skips the web middleware: the proxy keeps its own metrics, and an
+// access log line per proxied request is the upstream's job.
+func NewHandler(px *proxy.Proxy, src *routesource.Source, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+	own := web.NewHandler(web.Options{Service: "gateway", Logger: logger, Registry: reg, Routes: func(r chi.Router) {
+		r.Get("/gateway/routes", func(w http.ResponseWriter, _ *http.Request) { _ = web.Encode(w, http.StatusOK, src.Status()) })
+	}})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics", "/gateway/routes":
+			own.ServeHTTP(w, r)
+		default:
+			px.ServeHTTP(w, r)
+		}
+	})
+}
+
+// pickURL returns the base URL of a passing instance of service.
+func pickURL(ctx context.Context, disc *discovery.Discovery, service string) (string, error) {
+	ep := disc.Pool(ctx, service).Pick(balancer.Request{})
+	if ep == nil {
+		return "", fmt.Errorf("no passing instance of %s", service)
+	}
+	return "http://" + ep.HostPort(), nil
+}
+
+// signal is one sample of POST /v1/metrics (the scaler's API).
+type signal struct {
+	Service   string    `json:"service"`
+	Instance  string    `json:"instance"`
+	Name      string    `json:"name"`
+	Value     float64   `json:"value"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// sendSignals posts each service's request rate, requests in flight and
+// mean peak-EWMA latency, as this gateway sees them, to the scaler
+// every SignalsEvery. Without a scaler registered there is nobody to
+// tell, and nothing is sent.
+func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discovery.Discovery, logger *slog.Logger) {
+	if s.SignalsEvery <= 0 {
+		return
+	}
+	tick := time.NewTicker(s.SignalsEvery)
+	defer tick.Stop()
+	last := map[string]int64{}
+	lastAt := time.Now()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		elapsed := now.Sub(lastAt).Seconds()
+		lastAt = now
+		pools := disc.Pools()
+		var samples []signal
+		for svc, load := range px.Loads() {
+			if svc == "steward-scaler" {
+				continue
+			}
+			rps := float64(load.Served-last[svc]) / elapsed
+			last[svc] = load.Served
+			samples = append(samples,
+				signal{svc, s.ID, "gateway_rps", rps, now},
+				signal{svc, s.ID, "gateway_in_flight", float64(load.InFlight), now})
+			if pool := pools[svc]; pool != nil {
+				var sum time.Duration
+				eps := pool.Endpoints()
+				for _, ep := range eps {
+					sum += ep.EWMA()
+				}
+				if len(eps) > 0 {
+					samples = append(samples, signal{svc, s.ID, "gateway_latency_seconds", (sum / time.Duration(len(eps))).Seconds(), now})
+				}
+			}
+		}
+		if len(samples) == 0 {
+			continue
+		}
+		base, err := pickURL(ctx, disc, "steward-scaler")
+		if err != nil {
+			logger.Debug("no scaler to send load signals to", "err", err)
+			continue
+		}
+		body, _ := json.Marshal(map[string]any{"samples": samples})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/metrics", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := hc.Do(req); err != nil {
+			logger.Warn("sending load signals to the scaler failed", "err", err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+}
+
+// Run is the standalone process.
+func Run(ctx context.Context, s Settings, logger *slog.Logger) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", string(s.Addr))
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.Addr, err)
+	}
+	logger.Info("gateway listening", "addr", ln.Addr().String(), "id", s.ID, "registry", s.RegistryURL)
+	return Serve(ctx, s, ln, logger)
+}

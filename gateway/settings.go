@@ -1,0 +1,41 @@
+// Package gateway is Steward's front door: a reverse proxy that learns
+// instances from the registry, balances across the passing ones, survives
+// their failures, and fronts Steward's own API. proxy is the request
+// path, balancer the choice of instance, discovery the registry watches,
+// route and routesource the routing table; this package wires them.
+package gateway
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/stewardhq/steward/platform/envconf"
+	"github.com/stewardhq/steward/platform/logging"
+)
+
+// Settings are the gateway's STEWARD_* environment variables.
+type Settings struct {
+	Addr envconf.Addr `envconfig:"GATEWAY_ADDR" default:":8080"`
+	// ID names this gateway (Via headers, its registry instance).
+	ID string `envconfig:"GATEWAY_ID" default:"gateway-0"`
+	// RegistryURL is where instances are learnt; ConfigURL is where the
+	// route documents are read (empty: steward-config found through the
+	// registry).
+	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082"`
+	ConfigURL   string `envconfig:"CONFIG_URL"`
+	Zone        string `envconfig:"GATEWAY_ZONE"`
+	// Circuit breaking per service.
+	MaxRequests int64 `envconfig:"GATEWAY_MAX_REQUESTS" default:"1024"`
+	MaxPending  int64 `envconfig:"GATEWAY_MAX_PENDING" default:"1024"`
+	// Outlier detection.
+	EjectAfter      int           `envconfig:"GATEWAY_EJECT_AFTER" default:"5"`
+	BaseEjection    time.Duration `envconfig:"GATEWAY_BASE_EJECTION" default:"30s"`
+	MaxEjectedShare float64       `envconfig:"GATEWAY_MAX_EJECTED_SHARE" default:"0.5"`
+	// SignalsEvery is how often per-service load signals go to the
+	// scaler (POST /v1/metrics on steward-scaler); 0 turns them off.
+	SignalsEvery    time.Duration  `envconfig:"GATEWAY_SIGNALS_EVERY" default:"5s"`
+	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR"`
+	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
+	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
+	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+}
