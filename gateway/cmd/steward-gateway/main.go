@@ -8,9 +8,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/stewardhq/steward/gateway"
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
-	"github.com/stewardhq/steward/gateway"
 )
 
 func main() {
