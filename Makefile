@@ -42,6 +42,7 @@ build:
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-config ./services/config/cmd/steward-config
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-registry ./services/registry/cmd/steward-registry
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-election ./services/election/cmd/steward-election
+	CGO_ENABLED=0 go build -trimpath -o bin/steward-gateway ./gateway/cmd/steward-gateway
 
 clean:
 	rm -rf bin .steward

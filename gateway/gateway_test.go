@@ -31,6 +31,17 @@ func TestServiceRoute(t *testing.T) {
 	if code, _, _ := get(t, g.url+"/nowhere"); code != 404 {
 		t.Fatalf("unrouted path = %d, want 404", code)
 	}
+	_, metrics, _ := get(t, g.url+"/metrics")
+	for _, want := range []string{
+		`steward_gateway_requests_total{code="200",route="s/web",service="web"} 1`,
+		`steward_gateway_requests_total{code="503",route="s/nothing-here",service="nothing-here"} 1`,
+		`steward_gateway_upstream_instances{service="web"} 1`,
+		`steward_gateway_request_duration_seconds_count{route="s/web",service="web"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestControlPlane: Steward's own API through the gateway, found through

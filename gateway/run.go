@@ -43,6 +43,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 			BaseEjection: s.BaseEjection, MaxEjectedShare: s.MaxEjectedShare}},
 		Self: []string{net.JoinHostPort(host, strconv.Itoa(port)), ln.Addr().String(),
 			net.JoinHostPort("127.0.0.1", lnPort), net.JoinHostPort("localhost", lnPort)}}
+	reg.MustRegister(newPoolCollector(disc))
 	px := proxy.New(proxy.Config{Pools: disc, ID: s.ID, Zone: s.Zone, MaxRequests: s.MaxRequests,
 		MaxPending: s.MaxPending, Logger: logger, Registerer: reg})
 	src := &routesource.Source{Apply: px.SetRoutes, Logger: logger, ConfigURL: func() (string, error) {

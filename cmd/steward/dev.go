@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stewardhq/steward/gateway"
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/natsembed"
@@ -37,6 +38,7 @@ type devConfig struct {
 	ConfigAddr      envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081"`
 	RegistryAddr    envconf.Addr   `envconfig:"REGISTRY_ADDR" default:":8082"`
 	ElectionAddr    envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083"`
+	GatewayAddr     envconf.Addr   `envconfig:"GATEWAY_ADDR" default:":8080"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
@@ -113,6 +115,10 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("registry service: listen on %s (STEWARD_REGISTRY_ADDR): %w", cfg.RegistryAddr, err)
 	}
+	gatewayLn, err := lc.Listen(ctx, "tcp", string(cfg.GatewayAddr))
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s (STEWARD_GATEWAY_ADDR): %w", cfg.GatewayAddr, err)
+	}
 	electionLn, err := lc.Listen(ctx, "tcp", string(cfg.ElectionAddr))
 	if err != nil {
 		return fmt.Errorf("election service: listen on %s (STEWARD_ELECTION_ADDR): %w", cfg.ElectionAddr, err)
@@ -141,6 +147,15 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		return nil
 	})
 	g.Go(func() error {
+		s := gateway.Settings{ID: "gateway-0", RegistryURL: registryURL, ConfigURL: client.LocalURL(configLn.Addr()),
+			MaxRequests: 1024, MaxPending: 1024, EjectAfter: 5, BaseEjection: 30 * time.Second, MaxEjectedShare: 0.5,
+			SignalsEvery: 5 * time.Second, AdvertiseAddr: advertise(gatewayLn), ShutdownTimeout: cfg.ShutdownTimeout}
+		if err := gateway.Serve(gctx, s, gatewayLn, logger.With("service", "gateway")); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000,
 			ShutdownTimeout: cfg.ShutdownTimeout, RegistryURL: registryURL, AdvertiseAddr: advertise(electionLn)}
 		if err := election.Serve(gctx, s, electionLn, nc, pool, logger.With("service", "election")); err != nil {
@@ -155,6 +170,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "steward dev (version %s): ready, Ctrl-C to stop\n", version)
+	fmt.Fprintf(tw, "  gateway\thttp://%s\t/s/{service}/..., all of /v1 (Steward's API), routes from /steward/gateway/routes/\n", dialable(gatewayLn.Addr()))
 	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", dialable(configLn.Addr()))
 	fmt.Fprintf(tw, "  registry\thttp://%s\t/v1/services, /v1/registry/leases, /openapi.json\n", dialable(registryLn.Addr()))
 	fmt.Fprintf(tw, "  election\thttp://%s\t/v1/elections, /openapi.json\n", dialable(electionLn.Addr()))

@@ -3,6 +3,7 @@ module github.com/stewardhq/steward/cmd/steward
 go 1.26.0
 
 replace (
+	github.com/stewardhq/steward/gateway => ../../gateway
 	github.com/stewardhq/steward/migrations => ../../migrations
 	github.com/stewardhq/steward/platform => ../../platform
 	github.com/stewardhq/steward/services/config => ../../services/config
@@ -13,6 +14,7 @@ replace (
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
+	github.com/stewardhq/steward/gateway v0.0.0
 	github.com/stewardhq/steward/platform v0.0.0
 	github.com/stewardhq/steward/services/config v0.0.0
 	github.com/stewardhq/steward/services/election v0.0.0

@@ -45,6 +45,7 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 		"STEWARD_DEV_NATS_MONITOR_ADDR=127.0.0.1:0",
 		"STEWARD_CONFIG_ADDR=127.0.0.1:0",
 		"STEWARD_REGISTRY_ADDR=127.0.0.1:0",
+		"STEWARD_GATEWAY_ADDR=127.0.0.1:0",
 		"STEWARD_ELECTION_ADDR=127.0.0.1:0",
 		"STEWARD_LOG_FORMAT=json",
 		"STEWARD_DATABASE_URL=",
@@ -58,6 +59,7 @@ var (
 	configURL   = regexp.MustCompile(`config\s+(http://\S+)`)
 	registryURL = regexp.MustCompile(`registry\s+(http://\S+)`)
 	electionURL = regexp.MustCompile(`election\s+(http://\S+)`)
+	gatewayURL  = regexp.MustCompile(`gateway\s+(http://\S+)`)
 )
 
 // TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
@@ -100,10 +102,12 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	c := configURL.FindStringSubmatch(text)
 	r := registryURL.FindStringSubmatch(text)
 	e := electionURL.FindStringSubmatch(text)
-	if m == nil || c == nil || r == nil || e == nil {
-		t.Fatalf("banner lacks the NATS monitor, config, registry or election URL:\n%s", text)
+	g := gatewayURL.FindStringSubmatch(text)
+	if m == nil || c == nil || r == nil || e == nil || g == nil {
+		t.Fatalf("banner lacks the NATS monitor, config, registry, election or gateway URL:\n%s", text)
 	}
-	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz", e[1] + "/healthz", e[1] + "/readyz"} {
+	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz",
+		e[1] + "/healthz", e[1] + "/readyz", g[1] + "/healthz", g[1] + "/readyz"} {
 		resp, err := http.Get(u)
 		if err != nil {
 			t.Fatalf("GET %s: %v", u, err)
@@ -125,7 +129,7 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	}
 	resp.Body.Close()
 	// The control plane is discoverable like any service.
-	for _, svc := range []string{"steward-config", "steward-registry", "steward-election"} {
+	for _, svc := range []string{"steward-config", "steward-registry", "steward-election", "steward-gateway"} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			resp, err := http.Get(r[1] + "/v1/services/" + svc + "/instances?status=passing")
@@ -143,6 +147,12 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	// One address serves all of Steward.
+	resp, err = http.Get(g[1] + "/v1/kv/dev/hello")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/kv through the gateway = %v, %v", resp, err)
+	}
+	resp.Body.Close()
 
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {

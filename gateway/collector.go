@@ -1,0 +1,52 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stewardhq/steward/gateway/discovery"
+)
+
+// poolCollector reports each upstream service's pool as the balancer sees
+// it, at scrape time: nothing is counted on the request path for it.
+type poolCollector struct {
+	disc                                   *discovery.Discovery
+	endpoints, ejected, inFlight, ewmaDesc *prometheus.Desc
+}
+
+func newPoolCollector(disc *discovery.Discovery) *poolCollector {
+	return &poolCollector{disc: disc,
+		endpoints: prometheus.NewDesc("steward_gateway_upstream_instances", "Passing instances of a service the gateway balances over.", []string{"service"}, nil),
+		ejected:   prometheus.NewDesc("steward_gateway_upstream_ejected", "Instances of a service ejected by outlier detection.", []string{"service"}, nil),
+		inFlight:  prometheus.NewDesc("steward_gateway_upstream_in_flight", "Requests in flight to a service's instances.", []string{"service"}, nil),
+		ewmaDesc:  prometheus.NewDesc("steward_gateway_upstream_latency_ewma_seconds", "Mean of the instances' peak-EWMA latency.", []string{"service"}, nil),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.endpoints
+	ch <- c.ejected
+	ch <- c.inFlight
+	ch <- c.ewmaDesc
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for svc, pool := range c.disc.Pools() {
+		eps := pool.Endpoints()
+		var ejected, inFlight int64
+		var ewma float64
+		for _, ep := range eps {
+			if ep.Ejected() {
+				ejected++
+			}
+			inFlight += ep.InFlight()
+			ewma += ep.EWMA().Seconds()
+		}
+		if len(eps) > 0 {
+			ewma /= float64(len(eps))
+		}
+		ch <- prometheus.MustNewConstMetric(c.endpoints, prometheus.GaugeValue, float64(len(eps)), svc)
+		ch <- prometheus.MustNewConstMetric(c.ejected, prometheus.GaugeValue, float64(ejected), svc)
+		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(inFlight), svc)
+		ch <- prometheus.MustNewConstMetric(c.ewmaDesc, prometheus.GaugeValue, ewma, svc)
+	}
+}
