@@ -6,7 +6,6 @@ package config
 
 import (
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/stewardhq/steward/platform/envconf"
@@ -15,14 +14,14 @@ import (
 
 // Settings are the service's STEWARD_* environment variables.
 type Settings struct {
-	Addr            envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081"`
-	NATSURL         string         `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
-	ReplicaID       string         `envconfig:"REPLICA_ID" default:"config-0"`
-	Voters          []string       `envconfig:"VOTERS"`
-	StreamReplicas  int            `envconfig:"STREAM_REPLICAS" default:"1"`
-	DatabaseURL     string         `envconfig:"DATABASE_URL"`
-	SnapshotEvery   int64          `envconfig:"SNAPSHOT_EVERY" default:"50000"`
-	RetainRevisions int64          `envconfig:"CONFIG_RETAIN_REVISIONS" default:"10000"`
+	Addr            envconf.Addr `envconfig:"CONFIG_ADDR" default:":8081"`
+	NATSURL         string       `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	ReplicaID       string       `envconfig:"REPLICA_ID" default:"config-0"`
+	Voters          []string     `envconfig:"VOTERS"`
+	StreamReplicas  int          `envconfig:"STREAM_REPLICAS" default:"1"`
+	DatabaseURL     string       `envconfig:"DATABASE_URL"`
+	SnapshotEvery   int64        `envconfig:"SNAPSHOT_EVERY" default:"50000"`
+	RetainRevisions int64        `envconfig:"CONFIG_RETAIN_REVISIONS" default:"10000"`
 	// RegistryURL is where the replica registers itself as
 	// steward-config (empty: it does not); AdvertiseAddr is the host:port
 	// it registers (empty: derived from the listener).
@@ -31,18 +30,4 @@ type Settings struct {
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
-}
-
-// voters returns the voter set, defaulting to this replica alone.
-func (s Settings) voters() []string {
-	var out []string
-	for _, v := range s.Voters {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	if len(out) == 0 {
-		return []string{s.ReplicaID}
-	}
-	return out
 }

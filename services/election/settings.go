@@ -6,7 +6,6 @@ package election
 
 import (
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/stewardhq/steward/platform/envconf"
@@ -30,18 +29,4 @@ type Settings struct {
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
-}
-
-// voters returns the voter set, defaulting to this replica alone.
-func (s Settings) voters() []string {
-	var out []string
-	for _, v := range s.Voters {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	if len(out) == 0 {
-		return []string{s.ReplicaID}
-	}
-	return out
 }
