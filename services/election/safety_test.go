@@ -324,8 +324,21 @@ func checkSafety(t *testing.T, rec *record, observed []sseEvent, configURL strin
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 
-	// Every leadership interval, by its holder.
+	// Every leadership interval, by its holder. A holder whose lease
+	// lapsed by its own clock but not yet in the service's, and that
+	// campaigned again, gets the same leadership back (same token): that is
+	// one leadership seen twice, and it is merged here.
 	sort.Slice(rec.intervals, func(i, j int) bool { return rec.intervals[i].start.Before(rec.intervals[j].start) })
+	var merged []interval
+	for _, iv := range rec.intervals {
+		if n := len(merged); n > 0 && merged[n-1].token == iv.token && merged[n-1].candidate == iv.candidate {
+			t.Logf("%s got token %d back by campaigning again", iv.candidate, iv.token)
+			merged[n-1].end, merged[n-1].why = iv.end, iv.why
+			continue
+		}
+		merged = append(merged, iv)
+	}
+	rec.intervals = merged
 	holder := map[int64]string{}
 	for _, iv := range rec.intervals {
 		if other, ok := holder[iv.token]; ok {
@@ -428,14 +441,17 @@ func checkSafety(t *testing.T, rec *record, observed []sseEvent, configURL strin
 	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
 		t.Fatal(err)
 	}
-	accepted := 0
+	accepted, unknown := 0, 0
 	for _, w := range rec.writes {
-		if w.status == 200 {
+		switch w.status {
+		case 200:
 			accepted++
+		case 0:
+			unknown++ // not answered: it may have been applied
 		}
 	}
-	if len(h.Items) != accepted || accepted == 0 {
-		t.Errorf("config history holds %d writes, the candidates had %d accepted", len(h.Items), accepted)
+	if accepted == 0 || len(h.Items) < accepted || len(h.Items) > accepted+unknown {
+		t.Errorf("config history holds %d writes; the candidates had %d accepted and %d unanswered", len(h.Items), accepted, unknown)
 	}
 	for i := len(h.Items) - 1; i > 0; i-- { // oldest first
 		older, newer := h.Items[i], h.Items[i-1]
