@@ -124,6 +124,15 @@ func waitingCampaign(t testing.TB, ctx context.Context, url, candidate, ttl, wai
 	return out
 }
 
+// threeVoters starts three voting replicas on one NATS server.
+func threeVoters(t *testing.T) (*node, *node, *node) {
+	srv := qlogtest.StartServer(t)
+	voters := []string{"election-0", "election-1", "election-2"}
+	return startNode(t, srv.Connect(t), voters[0], voters),
+		startNode(t, srv.Connect(t), voters[1], voters),
+		startNode(t, srv.Connect(t), voters[2], voters)
+}
+
 // TestResignHandsOverInTheSameRevision: a waiting candidate leads from
 // the revision of the resignation, on another replica: in the log it leads
 // at the very moment the leader resigned. The bound (within 100
@@ -131,11 +140,7 @@ func waitingCampaign(t testing.TB, ctx context.Context, url, candidate, ttl, wai
 // the benchmark, and only a generous 500 ms is asserted here, since a
 // loaded machine under the race detector stalls for longer than 100 ms.
 func TestResignHandsOverInTheSameRevision(t *testing.T) {
-	srv := qlogtest.StartServer(t)
-	voters := []string{"election-0", "election-1", "election-2"}
-	a := startNode(t, srv.Connect(t), voters[0], voters)
-	b := startNode(t, srv.Connect(t), voters[1], voters)
-	startNode(t, srv.Connect(t), voters[2], voters)
+	a, b, _ := threeVoters(t)
 	ua, ub := a.url+"/v1/elections/handover", b.url+"/v1/elections/handover"
 
 	tok := expect(t, call(t, "POST", ua+"/campaign", campaignBody("c1", "30s")), 200).num("token")
@@ -168,11 +173,7 @@ func TestResignHandsOverInTheSameRevision(t *testing.T) {
 // when the service decided; the waiter's client hearing of it is only
 // required within a generous TTL + 3 s of wall-clock time.
 func TestCrashedLeaderIsReplaced(t *testing.T) {
-	srv := qlogtest.StartServer(t)
-	voters := []string{"election-0", "election-1", "election-2"}
-	a := startNode(t, srv.Connect(t), voters[0], voters)
-	b := startNode(t, srv.Connect(t), voters[1], voters)
-	startNode(t, srv.Connect(t), voters[2], voters)
+	a, b, _ := threeVoters(t)
 	ua, ub := a.url+"/v1/elections/crash", b.url+"/v1/elections/crash"
 
 	tok := expect(t, call(t, "POST", ua+"/campaign", campaignBody("c1", "1s")), 200).num("token")

@@ -200,23 +200,18 @@ type sseEvent struct {
 	id, event, data string
 }
 
-// readEvents reads n events from a stream.
-func readEvents(t testing.TB, body *bufio.Reader, n int) []sseEvent {
-	t.Helper()
-	var out []sseEvent
+// nextEvent reads a stream up to the end of its next event.
+func nextEvent(body *bufio.Reader) (sseEvent, error) {
 	var cur sseEvent
-	for len(out) < n {
+	for {
 		line, err := body.ReadString('\n')
 		if err != nil {
-			t.Fatalf("reading events: %v (have %d of %d: %v)", err, len(out), n, out)
+			return sseEvent{}, err
 		}
 		line = strings.TrimRight(line, "\n")
 		switch {
-		case line == "":
-			if cur.event != "" {
-				out = append(out, cur)
-			}
-			cur = sseEvent{}
+		case line == "" && cur.event != "":
+			return cur, nil
 		case strings.HasPrefix(line, "id: "):
 			cur.id = line[4:]
 		case strings.HasPrefix(line, "event: "):
@@ -224,6 +219,19 @@ func readEvents(t testing.TB, body *bufio.Reader, n int) []sseEvent {
 		case strings.HasPrefix(line, "data: "):
 			cur.data = line[6:]
 		}
+	}
+}
+
+// readEvents reads n events from a stream.
+func readEvents(t testing.TB, body *bufio.Reader, n int) []sseEvent {
+	t.Helper()
+	var out []sseEvent
+	for len(out) < n {
+		ev, err := nextEvent(body)
+		if err != nil {
+			t.Fatalf("reading events: %v (have %d of %d: %v)", err, len(out), n, out)
+		}
+		out = append(out, ev)
 	}
 	return out
 }

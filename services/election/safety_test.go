@@ -290,29 +290,14 @@ func observe(t *testing.T, ctx context.Context, url string) []sseEvent {
 			continue
 		}
 		br := bufio.NewReader(res.Body)
-		var cur sseEvent
 		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				break
+			ev, err := nextEvent(br)
+			if err != nil || ev.event == "error" || ev.event == "shutdown" {
+				break // the stream ended: resume
 			}
-			line = strings.TrimRight(line, "\n")
-			switch {
-			case line == "" && cur.event != "":
-				if cur.event == "error" || cur.event == "shutdown" {
-					break
-				}
-				out = append(out, cur)
-				if cur.id != "" {
-					last = cur.id
-				}
-				cur = sseEvent{}
-			case strings.HasPrefix(line, "id: "):
-				cur.id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				cur.event = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				cur.data = line[6:]
+			out = append(out, ev)
+			if ev.id != "" {
+				last = ev.id
 			}
 		}
 		res.Body.Close()
