@@ -341,7 +341,10 @@ func (s *Store) revoke(l *lease, ev *events) {
 }
 
 func (l *lease) view() *Lease {
-	return &Lease{ID: l.ID, TTL: l.TTL, ExpiresAt: l.ExpiresAt, Instances: slices.Sorted(maps.Keys(l.Instances))}
+	// [] rather than null for a lease without instances, as lists are
+	// everywhere else in the API.
+	ids := append([]string{}, slices.Sorted(maps.Keys(l.Instances))...)
+	return &Lease{ID: l.ID, TTL: l.TTL, ExpiresAt: l.ExpiresAt, Instances: ids}
 }
 
 // report applies probe results from the replica that runs the checks.

@@ -52,10 +52,13 @@ func ValidateService(name string) error {
 }
 
 // ValidateID checks an instance ID: 1 to 128 of A-Z, a-z, 0-9, '.', '_',
-// ':' and '-', so that it is safe in a URL path.
+// ':' and '-', so that it is safe in a URL path. That rules out "." and
+// "..": URL resolution (RFC 3986 section 5.2.4, as curl and proxies apply
+// it) removes them, so /v1/services/web/instances/.. would reach
+// /v1/services/web/ instead.
 func ValidateID(id string) error {
-	if !instanceID.MatchString(id) {
-		return fault.New(fault.Invalid, "instance id %q: want 1 to %d of A-Z, a-z, 0-9, '.', '_', ':' and '-'", id, MaxIDBytes)
+	if !instanceID.MatchString(id) || id == "." || id == ".." {
+		return fault.New(fault.Invalid, "instance id %q: want 1 to %d of A-Z, a-z, 0-9, '.', '_', ':' and '-', other than . and ..", id, MaxIDBytes)
 	}
 	return nil
 }
@@ -162,7 +165,9 @@ func (c *Check) normalize(allowLocal bool) error {
 	if err != nil {
 		return fault.New(fault.Invalid, "check.tcp %q: want host:port", c.TCP)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	// Atoi takes a sign too; the dialer would look "+80" up as a service
+	// name and never connect.
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '+' {
 		return fault.New(fault.Invalid, "check.tcp %q: bad port", c.TCP)
 	}
 	return validateHost(host, "check.tcp host", allowLocal)
