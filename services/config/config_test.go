@@ -42,7 +42,7 @@ func startNode(t testing.TB, nc *nats.Conn, id string, voters []string, retain i
 	t.Cleanup(func() { srv.Close(); rep.Close() })
 	e2eRan.Store(strings.SplitN(t.Name(), "/", 2)[0], true)
 	if _, fuzzing := t.(*testing.F); !fuzzing { // a fuzz coordinator may run no input itself
-		expectValidated(t, srv.Listener.Addr().String())
+		contract().ExpectValidated(t, srv.Listener.Addr().String())
 	}
 	return &node{url: srv.URL, rep: rep}
 }

@@ -3,40 +3,35 @@ package config_test
 // This file checks api/openapi.json against the service as implemented:
 //
 //   - every request the end-to-end tests make goes through client, whose
-//     transport validates the request and the response against the
-//     document with kin-openapi (status, headers and body; for a watch,
-//     status and headers, then every server-sent event as it is read);
+//     transport (platform/web/openapitest) validates the request and the
+//     response against the document with kin-openapi (status, headers and
+//     body; for a watch, status and headers, then every server-sent event
+//     as it is read);
 //   - the chi route list is pinned in testdata/routes.golden (go test
 //     -update rewrites it) and every route must be an operation of the
 //     document, and every operation a route.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
-	"github.com/go-chi/chi/v5"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/openapitest"
 	"github.com/stewardhq/steward/services/config"
 )
 
@@ -44,8 +39,8 @@ var update = flag.Bool("update", false, "rewrite testdata/routes.golden from the
 
 // client is the HTTP client of every test in this package: it validates
 // each exchange against the OpenAPI document and fails the request (the
-// caller sees an error) when either side does not match.
-var client = &http.Client{Transport: &validatingTransport{base: http.DefaultTransport, strictRequests: true}}
+// caller sees an error) when either side does not match. TestMain makes it.
+var client *http.Client
 
 // e2eTests are the tests whose exchanges must all have been validated; when
 // all of them ran, TestMain also requires a minimum number of validations.
@@ -61,8 +56,10 @@ const minValidated = 100
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	client = &http.Client{Transport: contract().Transport(http.DefaultTransport, true)}
+	fuzzClient = &http.Client{Transport: contract().Transport(http.DefaultTransport, false), Timeout: time.Minute}
 	code := m.Run()
-	n, events := spec().validated.Load(), spec().events.Load()
+	n, events := contract().Validated(), contract().Events()
 	ran := 0
 	for _, name := range e2eTests {
 		if _, ok := e2eRan.Load(name); ok {
@@ -72,7 +69,7 @@ func TestMain(m *testing.M) {
 	if ran > 0 {
 		fmt.Fprintf(os.Stderr, "openapi: %d requests and responses validated against api/openapi.json, %d watch events\n", n, events)
 		if testing.Verbose() {
-			for _, s := range spec().unexercised() {
+			for _, s := range contract().Unexercised() {
 				fmt.Fprintf(os.Stderr, "openapi: documented but not exercised: %s\n", s)
 			}
 		}
@@ -142,62 +139,21 @@ func clampNumbers(v any) any {
 	return v
 }
 
-// specValidator holds the loaded document and what was validated.
-type specValidator struct {
-	doc    *openapi3.T
-	router routers.Router
-	// kvItem is /v1/kv/{key}, routed by hand (see route).
-	kvItem *openapi3.PathItem
-
-	validated atomic.Int64 // request/response pairs
-	events    atomic.Int64 // server-sent events
-
-	mu       sync.Mutex
-	perHost  map[string]int64    // validations by server, to attribute them to a node
-	failures map[string][]string // failures by server
-	seen     map[string]bool     // "METHOD /template STATUS"
-}
-
-var (
-	specOnce sync.Once
-	specVal  *specValidator
-	specErr  error
-)
-
-// spec loads and validates api/openapi.json once.
-func spec() *specValidator {
-	specOnce.Do(func() {
-		data, err := os.ReadFile("api/openapi.json")
-		if err != nil {
-			specErr = err
-			return
-		}
-		loader := openapi3.NewLoader()
-		doc, err := loader.LoadFromData(data)
-		if err != nil {
-			specErr = fmt.Errorf("load api/openapi.json: %w", err)
-			return
-		}
-		if err := doc.Validate(loader.Context); err != nil {
-			specErr = fmt.Errorf("api/openapi.json is not a valid OpenAPI document: %w", err)
-			return
-		}
-		router, err := gorillamux.NewRouter(doc)
-		if err != nil {
-			specErr = err
-			return
-		}
-		specVal = &specValidator{doc: doc, router: router, kvItem: doc.Paths.Value("/v1/kv/{key}"),
-			perHost: map[string]int64{}, failures: map[string][]string{}, seen: map[string]bool{}}
-		if specVal.kvItem == nil {
-			specErr = errors.New("api/openapi.json has no /v1/kv/{key}")
-		}
-	})
-	if specErr != nil {
-		panic(specErr)
+// contract loads api/openapi.json once, with the service's own routing
+// and watch events (see route and checkEvent).
+var contract = sync.OnceValue(func() *openapitest.Contract {
+	c, err := openapitest.Load("api/openapi.json")
+	if err != nil {
+		panic(err)
 	}
-	return specVal
-}
+	kvItem := c.Doc.Paths.Value("/v1/kv/{key}")
+	if kvItem == nil {
+		panic("api/openapi.json has no /v1/kv/{key}")
+	}
+	c.Route = func(req *http.Request) (*routers.Route, map[string]string, error) { return route(c, kvItem, req) }
+	c.Event = func(event, id, data string) error { return checkEvent(c, event, id, data) }
+	return c
+})
 
 // route finds the operation for req.
 //
@@ -205,294 +161,54 @@ func spec() *specValidator {
 // cannot match (a template parameter is one segment). So a path under
 // /v1/kv/ is routed by hand, as chi does with /v1/kv/*: the operation is
 // that of /v1/kv/{key} for the method, and the key parameter is the whole
-// rest of the path. Every other path goes through kin-openapi's gorillamux
-// router.
-func (v *specValidator) route(req *http.Request) (*routers.Route, map[string]string, error) {
+// rest of the path. Every other path goes through the document's router.
+func route(c *openapitest.Contract, kvItem *openapi3.PathItem, req *http.Request) (*routers.Route, map[string]string, error) {
 	if rest, ok := strings.CutPrefix(req.URL.Path, "/v1/kv/"); ok {
-		op := v.kvItem.GetOperation(req.Method)
+		op := kvItem.GetOperation(req.Method)
 		if op == nil {
 			return nil, nil, routers.ErrMethodNotAllowed
 		}
-		return &routers.Route{Spec: v.doc, Path: "/v1/kv/{key}", PathItem: v.kvItem, Method: req.Method, Operation: op},
+		return &routers.Route{Spec: c.Doc, Path: "/v1/kv/{key}", PathItem: kvItem, Method: req.Method, Operation: op},
 			map[string]string{"key": rest}, nil
 	}
-	return v.router.FindRoute(req)
+	return c.FindRoute(req)
 }
 
-// fallbackRoute is a synthetic operation for requests no operation
-// matches: the document says they get 405 (known path, other method) or
-// 404 (unknown path) problems.
-func (v *specValidator) fallbackRoute(req *http.Request, status string, response string) *routers.Route {
-	responses := openapi3.NewResponses()
-	responses.Delete("default")
-	responses.Set(status, &openapi3.ResponseRef{Value: v.doc.Components.Responses[response].Value})
-	return &routers.Route{Spec: v.doc, Path: req.URL.Path, Method: req.Method,
-		Operation: &openapi3.Operation{Responses: responses}, PathItem: &openapi3.PathItem{}}
-}
-
-// check validates one exchange. body is the response body; for a stream
-// it is nil and only the status and headers are checked.
-func (v *specValidator) check(req *http.Request, reqBody []byte, res *http.Response, body []byte, stream bool, strictRequests bool) error {
-	ctx := context.Background()
-	vreq := req.Clone(ctx)
-	vreq.Body = io.NopCloser(bytes.NewReader(reqBody))
-	vreq.ContentLength = int64(len(reqBody))
-	// The service reads a body without Content-Type as JSON, and the
-	// document says so; kin-openapi needs the media type spelled out.
-	if len(reqBody) > 0 && vreq.Header.Get("Content-Type") == "" {
-		vreq.Header.Set("Content-Type", "application/json")
-	}
-
-	route, params, err := v.route(vreq)
-	template := ""
-	var reqErr error
-	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{SkipSettingDefaults: true, MultiError: true}}
-	switch {
-	case errors.Is(err, routers.ErrMethodNotAllowed):
-		in.Route = v.fallbackRoute(vreq, "405", "MethodNotAllowed")
-		template = "(method not allowed)"
-	case errors.Is(err, routers.ErrPathNotFound):
-		in.Route = v.fallbackRoute(vreq, "404", "NoRoute")
-		template = "(no route)"
-	case err != nil:
-		return fmt.Errorf("openapi: find route for %s %s: %w", req.Method, req.URL, err)
-	default:
-		template = route.Path
-		// A request the document calls invalid must be refused with a
-		// 4xx; a valid one may still get a 4xx (some rules, such as key
-		// segments, are only in descriptions).
-		if strictRequests {
-			reqErr = openapi3filter.ValidateRequest(ctx, in)
-		}
-		if reqErr != nil && (res.StatusCode < 400 || res.StatusCode >= 500) {
-			return fmt.Errorf("openapi: %s %s is invalid per the document (%v) but was answered %d", req.Method, req.URL, reqErr, res.StatusCode)
-		}
-	}
-
-	out := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: in,
-		Status:                 res.StatusCode,
-		Header:                 res.Header,
-		Options: &openapi3filter.Options{
-			IncludeResponseStatus: true,   // an undocumented status is an error
-			ExcludeResponseBody:   stream, // a stream's headers are checked here, its events as they are read
-			MultiError:            true,
-		},
-	}
-	out.SetBodyBytes(body)
-	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
-		return fmt.Errorf("openapi: response to %s %s (%d %s) does not match the document: %w\nbody: %.500s",
-			req.Method, req.URL, res.StatusCode, res.Header.Get("Content-Type"), err, body)
-	}
-	if (template == "(method not allowed)" && res.StatusCode != 405) || (template == "(no route)" && res.StatusCode != 404) {
-		return fmt.Errorf("openapi: %s %s matches no operation of the document but was answered %d", req.Method, req.URL, res.StatusCode)
-	}
-	v.validated.Add(1)
-	v.mu.Lock()
-	v.perHost[req.URL.Host]++
-	v.seen[fmt.Sprintf("%s %s %d", req.Method, template, res.StatusCode)] = true
-	v.mu.Unlock()
-	return nil
-}
-
-func (v *specValidator) fail(host, msg string) {
-	v.mu.Lock()
-	v.failures[host] = append(v.failures[host], msg)
-	v.mu.Unlock()
-}
-
-// unexercised lists documented operation responses no test produced.
-func (v *specValidator) unexercised() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var out []string
-	for path, item := range v.doc.Paths.Map() {
-		for method, op := range item.Operations() {
-			for status := range op.Responses.Map() {
-				if k := fmt.Sprintf("%s %s %s", method, path, status); !v.seen[k] {
-					out = append(out, k)
-				}
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// expectValidated fails t at cleanup if no exchange with the server at
-// host was validated, or if a watch event did not validate.
-func expectValidated(t testing.TB, host string) {
-	t.Cleanup(func() {
-		v := spec()
-		v.mu.Lock()
-		n, fails := v.perHost[host], v.failures[host]
-		v.mu.Unlock()
-		for _, f := range fails {
-			t.Error(f)
-		}
-		if n == 0 {
-			t.Errorf("no exchange with %s was validated against the OpenAPI document", host)
-		}
-	})
-}
-
-// validatingTransport validates every exchange it carries; see check.
-type validatingTransport struct {
-	base http.RoundTripper
-	// strictRequests: a request the document calls invalid must get a 4xx.
-	strictRequests bool
-}
-
-func (vt *validatingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	var reqBody []byte
-	send := req.Clone(req.Context())
-	if req.Body != nil && req.Body != http.NoBody {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		reqBody = b
-		send.Body = io.NopCloser(bytes.NewReader(b))
-		send.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	}
-	res, err := vt.base.RoundTrip(send)
+// checkEvent checks one watch event: put and delete carry an id (the
+// revision) and WatchEventData whose entry is at that revision; error
+// carries WatchErrorData; shutdown carries {}.
+func checkEvent(c *openapitest.Contract, event, id, data string) error {
+	v, err := decodeJSON([]byte(data))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("openapi: watch event %q data %q is not JSON: %v", event, data, err)
 	}
-	v := spec()
-	if res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		if err := v.check(req, reqBody, res, nil, true, vt.strictRequests); err != nil {
-			res.Body.Close()
-			return nil, err
-		}
-		res.Body = &sseValidator{ReadCloser: res.Body, v: v, host: req.URL.Host}
-		return res, nil
-	}
-	body, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	res.Body = io.NopCloser(bytes.NewReader(body))
-	if err := v.check(req, reqBody, res, body, false, vt.strictRequests); err != nil {
-		return nil, err
-	}
-	return res, nil
-}
-
-// sseValidator passes a watch stream through and validates each complete
-// event against the document: put and delete carry an id (the revision)
-// and WatchEventData whose entry is at that revision; error carries
-// WatchErrorData; shutdown carries {}.
-type sseValidator struct {
-	io.ReadCloser
-	v    *specValidator
-	host string
-
-	line            []byte
-	id, event, data string
-	hasID, hasData  bool
-	err             error
-}
-
-func (s *sseValidator) Read(p []byte) (int, error) {
-	n, err := s.ReadCloser.Read(p)
-	for _, b := range p[:n] {
-		if b != '\n' {
-			s.line = append(s.line, b)
-			continue
-		}
-		s.processLine(string(s.line))
-		s.line = s.line[:0]
-	}
-	if s.err != nil && err == nil {
-		err = s.err
-	}
-	return n, err
-}
-
-func (s *sseValidator) processLine(line string) {
-	switch {
-	case line == "":
-		if s.event != "" || s.hasData || s.hasID {
-			if err := s.validateEvent(); err != nil && s.err == nil {
-				s.err = err
-				s.v.fail(s.host, err.Error())
-			}
-		}
-		s.id, s.event, s.data, s.hasID, s.hasData = "", "", "", false, false
-	case strings.HasPrefix(line, ":"):
-	case strings.HasPrefix(line, "id: "):
-		s.id, s.hasID = line[4:], true
-	case strings.HasPrefix(line, "event: "):
-		s.event = line[7:]
-	case strings.HasPrefix(line, "data: "):
-		s.data, s.hasData = line[6:], true
-	default:
-		if s.err == nil {
-			s.err = fmt.Errorf("openapi: watch stream line %q is not a comment, id, event or data field", line)
-			s.v.fail(s.host, s.err.Error())
-		}
-	}
-}
-
-func (s *sseValidator) validateEvent() error {
-	data, err := decodeJSON([]byte(s.data))
-	if err != nil {
-		return fmt.Errorf("openapi: watch event %q data %q is not JSON: %v", s.event, s.data, err)
-	}
-	schemas := s.v.doc.Components.Schemas
-	var schema *openapi3.Schema
-	switch s.event {
+	var schema string
+	switch event {
 	case "put", "delete":
-		rev, err := strconv.ParseInt(s.id, 10, 64)
+		rev, err := strconv.ParseInt(id, 10, 64)
 		if err != nil || rev <= 0 {
-			return fmt.Errorf("openapi: watch event %q has id %q, want a revision", s.event, s.id)
+			return fmt.Errorf("openapi: watch event %q has id %q, want a revision", event, id)
 		}
-		schema = schemas["WatchEventData"].Value
-		if m, ok := data.(map[string]any); ok {
-			if e, ok := m["entry"].(map[string]any); ok && e["modRevision"] != json.Number(s.id) {
+		schema = "WatchEventData"
+		if m, ok := v.(map[string]any); ok {
+			if e, ok := m["entry"].(map[string]any); ok && e["modRevision"] != json.Number(id) {
 				return fmt.Errorf("openapi: watch event id %d but entry.modRevision %v", rev, e["modRevision"])
 			}
 		}
 	case "error":
-		schema = schemas["WatchErrorData"].Value
+		schema = "WatchErrorData"
 	case "shutdown":
-		if s.data != "{}" {
-			return fmt.Errorf("openapi: shutdown event data %q, want {}", s.data)
+		if data != "{}" {
+			return fmt.Errorf("openapi: shutdown event data %q, want {}", data)
 		}
-		s.v.events.Add(1)
 		return nil
 	default:
-		return fmt.Errorf("openapi: undocumented watch event %q", s.event)
+		return fmt.Errorf("openapi: undocumented watch event %q", event)
 	}
-	if err := schema.VisitJSON(data, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
-		return fmt.Errorf("openapi: watch event %q data does not match the document: %v\ndata: %s", s.event, err, s.data)
+	if err := c.VisitSchema(schema, v); err != nil {
+		return fmt.Errorf("openapi: watch event %q data does not match the document: %v\ndata: %s", event, err, data)
 	}
-	s.v.events.Add(1)
 	return nil
-}
-
-// routeLines walks the service's chi router: "METHOD PATTERN", sorted.
-func routeLines(t *testing.T) []string {
-	t.Helper()
-	h := config.NewServer(nil, nil, nil)
-	routes, ok := h.(chi.Routes)
-	if !ok {
-		t.Fatalf("NewServer returned a %T, not a chi.Routes", h)
-	}
-	var lines []string
-	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		lines = append(lines, method+" "+route)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(lines)
-	return lines
 }
 
 // openAPIPath maps a chi pattern to the document's path template.
@@ -504,55 +220,13 @@ func openAPIPath(pattern string) string {
 }
 
 func TestRoutesGolden(t *testing.T) {
-	lines := routeLines(t)
-	got := strings.Join(lines, "\n") + "\n"
-	const golden = "testdata/routes.golden"
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestRoutesGolden -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("routes changed; update api/openapi.json, then run go test -run TestRoutesGolden -update\ngot:\n%s\nwant:\n%s", got, want)
-	}
-
-	// Every golden route is an operation of the document...
-	doc := spec().doc
-	inGolden := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(want))
-	for sc.Scan() {
-		method, pattern, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			t.Fatalf("bad golden line %q", sc.Text())
-		}
-		path := openAPIPath(pattern)
-		inGolden[method+" "+path] = true
-		item := doc.Paths.Value(path)
-		if item == nil || item.GetOperation(method) == nil {
-			t.Errorf("route %s %s is not in api/openapi.json as %s %s", method, pattern, method, path)
-		}
-	}
-	// ...and every operation of the document is a route.
-	for path, item := range doc.Paths.Map() {
-		for method := range item.Operations() {
-			if !inGolden[method+" "+path] {
-				t.Errorf("api/openapi.json documents %s %s, which the router does not serve", method, path)
-			}
-		}
-	}
+	contract().RoutesGolden(t, config.NewServer(nil, nil, nil), "testdata/routes.golden", *update, openAPIPath)
 }
 
 // TestValidatorRejects proves the validator is not vacuous: responses and
 // requests that break the document are refused.
 func TestValidatorRejects(t *testing.T) {
-	v := spec()
+	v := contract()
 	mk := func(method, url string, status int, ctype, body string, hdr ...string) (*http.Request, *http.Response) {
 		req, _ := http.NewRequest(method, "http://example.test"+url, nil)
 		h := http.Header{}
@@ -581,7 +255,7 @@ func TestValidatorRejects(t *testing.T) {
 	}
 	for _, c := range good {
 		req, res := mk(c.method, c.url, c.status, "application/json", c.body, c.hdr...)
-		if err := v.check(req, nil, res, []byte(c.body), false, true); err != nil {
+		if err := v.Check(req, nil, res, []byte(c.body), true); err != nil {
 			t.Errorf("a valid exchange was refused: %v", err)
 		}
 	}
@@ -604,24 +278,22 @@ func TestValidatorRejects(t *testing.T) {
 	}
 	for _, c := range bad {
 		req, res := mk(c.method, c.url, c.status, c.ctype, c.body, c.hdr...)
-		if err := v.check(req, nil, res, []byte(c.body), false, true); err == nil {
+		if err := v.Check(req, nil, res, []byte(c.body), true); err == nil {
 			t.Errorf("%s: the validator accepted it", c.name)
 		}
 	}
 	// An invalid request body: the txn schema refuses unknown fields.
 	req, res := mk("POST", "/v1/txn", 200, "application/json", `{"succeeded":true,"results":[],"revision":7}`)
 	req.Header.Set("Content-Type", "application/json")
-	if err := v.check(req, []byte(`{"bogus":1}`), res, []byte(`{"succeeded":true,"results":[],"revision":7}`), false, true); err == nil {
+	if err := v.Check(req, []byte(`{"bogus":1}`), res, []byte(`{"succeeded":true,"results":[],"revision":7}`), true); err == nil {
 		t.Error("an invalid txn body answered 200 was accepted")
 	}
 	// And a watch event that breaks WatchEventData.
-	s := &sseValidator{ReadCloser: io.NopCloser(strings.NewReader("id: 3\nevent: put\ndata: {\"entry\":{\"key\":\"/a\"}}\n\n")), v: v, host: "example.test"}
+	s := v.Stream("example.test", io.NopCloser(strings.NewReader("id: 3\nevent: put\ndata: {\"entry\":{\"key\":\"/a\"}}\n\n")))
 	if _, err := io.ReadAll(s); err == nil {
 		t.Error("a watch event without the entry's revisions was accepted")
 	}
-	v.mu.Lock()
-	delete(v.failures, "example.test")
-	v.mu.Unlock()
+	v.Failures("example.test")
 }
 
 // TestAPIEdgeCases exercises the statuses and routes the other end-to-end

@@ -140,7 +140,7 @@ func threeVoters(t *testing.T) (*node, *node, *node) {
 // the benchmark, and only a generous 500 ms is asserted here, since a
 // loaded machine under the race detector stalls for longer than 100 ms.
 func TestResignHandsOverInTheSameRevision(t *testing.T) {
-	a, b, _ := threeVoters(t)
+	a, b, c := threeVoters(t)
 	ua, ub := a.url+"/v1/elections/handover", b.url+"/v1/elections/handover"
 
 	tok := expect(t, call(t, "POST", ua+"/campaign", campaignBody("c1", "30s")), 200).num("token")
@@ -158,6 +158,9 @@ func TestResignHandsOverInTheSameRevision(t *testing.T) {
 	if w.r.str("leader") != "c2" || w.r.num("token") != revision(t, r) {
 		t.Fatalf("waiting campaign = %s, want c2 with token %d", w.r.raw, revision(t, r))
 	}
+	if l := expect(t, call(t, "GET", c.url+"/v1/elections/handover", ""), 200); l.num("token") != w.r.num("token") {
+		t.Fatalf("the third replica reads %s", l.raw)
+	}
 	if took := w.at.Sub(sent); took > 500*time.Millisecond {
 		t.Fatalf("the waiting candidate heard of its win %s after the resignation was sent", took)
 	} else {
@@ -173,7 +176,7 @@ func TestResignHandsOverInTheSameRevision(t *testing.T) {
 // when the service decided; the waiter's client hearing of it is only
 // required within a generous TTL + 3 s of wall-clock time.
 func TestCrashedLeaderIsReplaced(t *testing.T) {
-	a, b, _ := threeVoters(t)
+	a, b, c := threeVoters(t)
 	ua, ub := a.url+"/v1/elections/crash", b.url+"/v1/elections/crash"
 
 	tok := expect(t, call(t, "POST", ua+"/campaign", campaignBody("c1", "1s")), 200).num("token")
@@ -200,6 +203,9 @@ func TestCrashedLeaderIsReplaced(t *testing.T) {
 		t.Fatalf("the waiting candidate heard of its win %s after the last renewal was sent", heard)
 	}
 	expect(t, call(t, "POST", ua+"/renew", tokenBody("c1", tok)), 409)
+	if l := expect(t, call(t, "GET", c.url+"/v1/elections/crash", ""), 200); l.str("leader") != "c2" {
+		t.Fatalf("the third replica reads %s", l.raw)
+	}
 }
 
 func TestQueueIsFIFOAndWaitsEnd(t *testing.T) {

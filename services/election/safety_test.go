@@ -125,13 +125,15 @@ func TestSafetyUnderFaults(t *testing.T) {
 
 	for i := range 5 {
 		id := fmt.Sprintf("cand-%d", i)
-		tr := &pausable{base: &http.Transport{}}
+		// The candidates' exchanges (the Go client's) are validated too.
+		base := &http.Transport{}
+		tr := &pausable{base: contractDoc.Transport(base, true)}
 		urls := []string{nodes[i%3].url, nodes[(i+1)%3].url, nodes[(i+2)%3].url}
 		cd := &candidate{id: id, tr: tr, c: client.New(urls, &http.Client{Transport: tr})}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer tr.base.(*http.Transport).CloseIdleConnections()
+			defer base.CloseIdleConnections()
 			runCandidate(ctx, t, cd, name, ttl, configURL, plain, rec, uint64(i))
 		}()
 	}
