@@ -155,18 +155,6 @@ func conditions(r *http.Request, c *kv.Command) error {
 	return err
 }
 
-// maxLimit caps ?limit= on lists and history.
-const maxLimit = 1000
-
-// limitQuery reads ?limit=, def when absent, capped at maxLimit.
-func limitQuery(r *http.Request, def int64) (int64, error) {
-	limit, ok, err := qloghttp.Int64Query(r, "limit", 1)
-	if !ok {
-		limit = def
-	}
-	return min(limit, maxLimit), err
-}
-
 func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) error {
 	qloghttp.SetRevision(w, rev)
 	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, e.ModRevision))
@@ -325,7 +313,7 @@ func (s *server) handleList() http.HandlerFunc {
 		if err := kv.ValidatePrefix(prefix); err != nil {
 			return err
 		}
-		limit, err := limitQuery(r, 100)
+		limit, err := qloghttp.Limit(r, 100)
 		if err != nil {
 			return err
 		}
@@ -410,7 +398,7 @@ func (s *server) handleHistory() http.HandlerFunc {
 		if err := kv.ValidateKey(key); err != nil {
 			return err
 		}
-		limit, err := limitQuery(r, 50)
+		limit, err := qloghttp.Limit(r, 50)
 		if err != nil {
 			return err
 		}

@@ -386,19 +386,12 @@ func (s *server) handleGet() http.HandlerFunc {
 	})
 }
 
-// maxLimit caps ?limit= on the list.
-const maxLimit = 1000
-
 func (s *server) handleList() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		limit, ok, err := qloghttp.Int64Query(r, "limit", 1)
+		limit, err := qloghttp.Limit(r, 100)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			limit = 100
-		}
-		limit = min(limit, maxLimit)
 		after := r.URL.Query().Get("after")
 		if after != "" {
 			if err := lease.ValidateName(after); err != nil {

@@ -143,6 +143,19 @@ func Int64Query(r *http.Request, name string, min int64) (int64, bool, error) {
 	return n, true, nil
 }
 
+// MaxLimit caps ?limit= on lists.
+const MaxLimit = 1000
+
+// Limit reads a list's ?limit= (at least 1), def when absent, capped at
+// MaxLimit.
+func Limit(r *http.Request, def int64) (int64, error) {
+	limit, ok, err := Int64Query(r, "limit", 1)
+	if !ok {
+		limit = def
+	}
+	return min(limit, MaxLimit), err
+}
+
 // Consistency reads ?consistency=linearizable|serializable.
 func Consistency(r *http.Request) (qlog.Consistency, error) {
 	c, err := qlog.ParseConsistency(r.URL.Query().Get("consistency"))
