@@ -92,10 +92,9 @@ type Leadership struct {
 	token     int64
 	value     json.RawMessage
 
-	done     chan struct{} // closed when the leadership ended (err says why)
-	stop     chan struct{} // closed by Resign to stop the renewals
-	finished chan struct{} // closed when the renewal goroutine returned
-	stopOnce sync.Once
+	done     chan struct{}      // closed when the leadership ended (err says why)
+	halt     context.CancelFunc // stops the renewals (Resign), a renewal in flight too
+	finished chan struct{}      // closed when the renewal goroutine returned
 
 	mu       sync.Mutex
 	err      error
@@ -173,8 +172,7 @@ func (c *Client) Campaign(ctx context.Context, name, candidate string, opts Opti
 		switch {
 		case err == nil:
 			l := &Leadership{c: c, name: name, candidate: candidate, ttl: opts.TTL, term: won.Term, token: won.Token,
-				value: won.Value, deadline: sent.Add(opts.TTL),
-				done: make(chan struct{}), stop: make(chan struct{}), finished: make(chan struct{})}
+				value: won.Value, deadline: sent.Add(opts.TTL), done: make(chan struct{}), finished: make(chan struct{})}
 			if time.Since(sent) > opts.TTL/3 {
 				// It waited in line: the lease began at the handover, some
 				// time after sent, so sent+TTL says little. A renewal now
@@ -188,7 +186,9 @@ func (c *Client) Campaign(ctx context.Context, name, candidate string, opts Opti
 					}
 				}
 			}
-			go l.run(ctx)
+			rctx, halt := context.WithCancel(ctx)
+			l.halt = halt
+			go l.run(ctx, rctx)
 			return l, nil
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
@@ -196,7 +196,14 @@ func (c *Client) Campaign(ctx context.Context, name, candidate string, opts Opti
 			if opts.NoWait {
 				return nil, fmt.Errorf("%w: %s", ErrTaken, se.Detail)
 			}
-			backoff.reset() // the wait ended: campaign again at once
+			if time.Since(sent) > time.Second {
+				backoff.reset() // the wait ended: campaign again at once
+				continue
+			}
+			// Refused at once (the line is full): do not hammer.
+			if err := backoff.sleep(ctx); err != nil {
+				return nil, err
+			}
 		case errors.As(err, &se) && se.Status < 500:
 			return nil, err
 		default:
@@ -211,7 +218,7 @@ func (c *Client) Campaign(ctx context.Context, name, candidate string, opts Opti
 // which elects the first candidate in line in the same revision. Done is
 // closed when it returns.
 func (l *Leadership) Resign(ctx context.Context) error {
-	l.stopOnce.Do(func() { close(l.stop) })
+	l.halt()
 	<-l.finished
 	return l.resign(ctx)
 }
@@ -224,35 +231,36 @@ func (l *Leadership) resign(ctx context.Context) error {
 	return err
 }
 
-// run renews every TTL/3 until the leadership ends.
-func (l *Leadership) run(ctx context.Context) {
+// run renews every TTL/3 until the leadership ends: ctx is the
+// campaign's (its end resigns), rctx ends with it or when Resign halts
+// the renewals.
+func (l *Leadership) run(ctx, rctx context.Context) {
 	defer close(l.finished)
 	timer := time.NewTimer(l.ttl / 3)
 	defer timer.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			// The caller is done leading: let the next candidate lead now
-			// rather than after the TTL.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(l.ttl, 5*time.Second))
-			_ = l.resign(rctx)
-			cancel()
-			l.end(ErrResigned)
-			return
-		case <-l.stop:
+		case <-rctx.Done():
+			if ctx.Err() != nil {
+				// The caller is done leading: let the next candidate lead
+				// now rather than after the TTL.
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(l.ttl, 5*time.Second))
+				_ = l.resign(sctx)
+				cancel()
+			}
 			l.end(ErrResigned)
 			return
 		case <-timer.C:
 		}
 		sent := time.Now()
-		err := l.renew(ctx, l.Deadline())
+		err := l.renew(rctx, l.Deadline())
 		switch {
 		case err == nil:
 			// Every TTL/3 from the last renewal's sending, however long it
 			// took to confirm: two more tries fit before the deadline.
 			timer.Reset(time.Until(sent.Add(l.ttl / 3)))
-		case ctx.Err() != nil:
-			timer.Reset(0) // resign above
+		case rctx.Err() != nil:
+			timer.Reset(0) // ended: see above
 		case errors.Is(err, ErrNotLeader):
 			l.end(err)
 			return
