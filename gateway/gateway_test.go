@@ -140,6 +140,7 @@ func TestInstanceKilledMidLoad(t *testing.T) {
 	waitFor(t, 10*time.Second, "three instances", func() bool { return len(spread(t, g.url+"/s/web/", 30)) == 3 })
 
 	var getErrors, posts, postFailures atomic.Int64
+	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -166,12 +167,16 @@ func TestInstanceKilledMidLoad(t *testing.T) {
 					continue
 				}
 				res, err := httpClient.Get(g.url + "/s/web/item")
-				if err != nil || res.StatusCode != 200 {
+				if err != nil {
 					getErrors.Add(1)
-				}
-				if err == nil {
-					io.Copy(io.Discard, res.Body)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					b, _ := io.ReadAll(res.Body)
 					res.Body.Close()
+					if res.StatusCode != 200 {
+						getErrors.Add(1)
+						firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", res.StatusCode, b))
+					}
 				}
 			}
 		}()
@@ -186,7 +191,7 @@ func TestInstanceKilledMidLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if n := getErrors.Load(); n != 0 {
-		t.Errorf("%d GETs failed while an instance died, want 0", n)
+		t.Errorf("%d GETs failed while an instance died, want 0; first: %v", n, firstErr.Load())
 	}
 	seen := map[string]int{}
 	for _, u := range ups {

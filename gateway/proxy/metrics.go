@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "steward_gateway_retries_total",
 			Help: "Attempts retried on another instance, by service."}, []string{"service"}),
 		circuit: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "steward_gateway_circuit_open_total",
-			Help: "Requests refused at once by a service's circuit breaker, by service and limit (requests, pending)."}, []string{"service", "limit"}),
+			Help: "Requests refused at once by a service's circuit breaker, and retries refused by its budget, by service and limit (requests, pending, retry-budget)."}, []string{"service", "limit"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.retries, m.circuit)

@@ -145,6 +145,7 @@ type exchange struct {
 	body     *bodyReader
 	upstream *balancer.Endpoint
 	tries    int
+	budgeted int64 // retries taken from the budget
 }
 
 type exchangeKey struct{}
@@ -289,10 +290,9 @@ func pickVersion(split []route.Split, pool *balancer.Pool) string {
 	if len(split) == 0 {
 		return ""
 	}
-	present := pool.Versions()
 	total := 0
 	for _, s := range split {
-		if containsString(present, s.Version) {
+		if pool.HasVersion(s.Version) {
 			total += s.Weight
 		}
 	}
@@ -301,7 +301,7 @@ func pickVersion(split []route.Split, pool *balancer.Pool) string {
 	}
 	n := rand.IntN(total)
 	for _, s := range split {
-		if !containsString(present, s.Version) {
+		if !pool.HasVersion(s.Version) {
 			continue
 		}
 		if n < s.Weight {
@@ -310,15 +310,6 @@ func pickVersion(split []route.Split, pool *balancer.Pool) string {
 		n -= s.Weight
 	}
 	return ""
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func hashKey(r *http.Request, lb *route.LoadBalancer) string {

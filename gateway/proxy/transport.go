@@ -26,6 +26,7 @@ type balancing Proxy
 func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(b)
 	x := req.Context().Value(exchangeKey{}).(*exchange)
+	defer func() { x.svc.retrying.Add(-x.budgeted); x.budgeted = 0 }()
 	var tried [4]*balancer.Endpoint
 	exclude := tried[:0]
 	for attempt := 0; ; attempt++ {
@@ -44,7 +45,7 @@ func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.URL.Host = ep.HostPort()
 		resp, err, latency, cancel := p.try(out, x, ep)
 		failed := err != nil || resp.StatusCode >= 500
-		if attempt < x.retries && p.retryable(x, out, resp, err) && x.svc.retryAllowed(p.cfg.RetryBudget, p.cfg.MinRetries) {
+		if attempt < x.retries && p.retryable(x, out, resp, err) && p.budget(x, err) {
 			if resp != nil {
 				_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 				_ = resp.Body.Close()
@@ -53,8 +54,6 @@ func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 			ep.Done(latency, true)
 			exclude = append(exclude, ep)
 			p.m.retry(x.route.Service)
-			// The retry counts against the budget until it is answered.
-			defer x.svc.retrying.Add(-1)
 			continue
 		}
 		if err != nil {
@@ -104,6 +103,22 @@ func (p *Proxy) try(out *http.Request, x *exchange, ep *balancer.Endpoint) (*htt
 		err = context.DeadlineExceeded // the per-try timeout fired
 	}
 	return resp, err, latency, cancel
+}
+
+// budget decides whether a retry may go ahead. A connection that was never
+// made costs the upstreams nothing, so retrying it elsewhere amplifies no
+// load and needs no budget; any other retry takes one from the service's
+// budget, given back when the retry is answered.
+func (p *Proxy) budget(x *exchange, err error) bool {
+	if err != nil && connectFailure(err) {
+		return true
+	}
+	if !x.svc.retryAllowed(p.cfg.RetryBudget, p.cfg.MinRetries) {
+		p.m.overflow(x.route.Service, "retry-budget")
+		return false
+	}
+	x.budgeted++
+	return true
 }
 
 // retryable: a connection that was never made can be retried for any

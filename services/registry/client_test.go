@@ -46,7 +46,7 @@ func TestClientWatchSurvivesRestart(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the set with a", func() bool { return last() == "a" })
 	n.stop()
-	n = startNodeAt(t, nc, testSettings("registry-0", nil), addr)
+	startNodeAt(t, nc, testSettings("registry-0", nil), addr)
 	if _, err := c.Register(context.Background(), "web", "b", catalog.Registration{Address: "10.0.0.2", Port: 80}); err != nil {
 		t.Fatal(err)
 	}
