@@ -183,7 +183,11 @@ func printRegistryLoad(out io.Writer, cfg config, rep *hbReport, err error) {
 	t.add("instances that left passing while heartbeating", count(rep.wrong), "target 0", verdict(rep.wrong == 0))
 	t.add("  seen critical by the watchers", count(rep.wrongWatch), "", "")
 	t.add("  a heartbeat's answer: statusSince moved (or not passing, or held)", count(rep.wrongAnswer), "", "")
-	t.add("  the final listing: statusSince moved, not passing, held or gone", count(rep.wrongList), "", "")
+	if rep.listErr != nil {
+		t.add("  the final listing: statusSince moved, not passing, held or gone", "—", fmt.Sprintf("FAILED: %v", rep.listErr), "")
+	} else {
+		t.add("  the final listing: statusSince moved, not passing, held or gone", count(rep.wrongList), "", "")
+	}
 	t.add("services the guard protected", count(len(rep.protected)), strings.Join(rep.protected, " "), "")
 	t.write(out)
 	fmt.Fprintf(out, "  (a watch stream is level-based: a flip undone within milliseconds may be coalesced away before the stream\n"+
