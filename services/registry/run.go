@@ -30,6 +30,11 @@ const ServiceName = "registry"
 // SelfService is the name Steward's registry registers itself under.
 const SelfService = "steward-registry"
 
+// expiryEvery is how often a replica looks for due deadlines: with the
+// TTL grace (catalog.Grace, at most 500 ms) a missed TTL turns critical
+// within TTL + 1 s.
+const expiryEvery = 250 * time.Millisecond
+
 // maxBatchBytes is the log's group-commit bound.
 const maxBatchBytes = 1 << 20
 
@@ -109,7 +114,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 	for _, run := range []func(){
 		func() { <-left },
 		func() {
-			r.Log.RunExpiry(bctx, 500*time.Millisecond, func(now time.Time) [][]byte { return r.Store.DueExpiries(now, guard) })
+			r.Log.RunExpiry(bctx, expiryEvery, func(now time.Time) [][]byte { return r.Store.DueExpiries(now, guard) })
 		},
 		func() { checker.Run(bctx) },
 		func() { logGuard(bctx, r.Log, logger) },

@@ -103,7 +103,14 @@ func TestTTLExpiry(t *testing.T) {
 	if got := m.status("web", "a"); got != Passing {
 		t.Fatalf("status after the raced expiry = %q, want passing", got)
 	}
-	m.advance(10 * time.Second)
+	// A heartbeat a little late, within the grace, still counts.
+	m.advance(10*time.Second + Grace(10*time.Second) - time.Millisecond)
+	m.expireDue()
+	if got := m.status("web", "a"); got != Passing {
+		t.Fatalf("status within the grace after the TTL = %q, want passing", got)
+	}
+	m.apply(Command{Op: "heartbeat", Service: "web", ID: "a"})
+	m.advance(10*time.Second + Grace(10*time.Second))
 	m.expireDue()
 	if got := m.status("web", "a"); got != Critical {
 		t.Fatalf("status after a missed TTL = %q, want critical", got)
