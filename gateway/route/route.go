@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"slices"
@@ -108,6 +109,9 @@ var (
 	routeName   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
+// maxSplitWeight bounds a split entry's weight.
+const maxSplitWeight = 1_000_000
+
 // SelfService is the gateway's own service name: no route may target it.
 const SelfService = "steward-gateway"
 
@@ -119,7 +123,8 @@ func Parse(name string, doc []byte) (*Route, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fault.New(fault.Invalid, "route %q: %v", name, err)
 	}
-	if dec.More() {
+	// More would miss a stray '}' or ']': only the end of input will do.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fault.New(fault.Invalid, "route %q: trailing data after the document", name)
 	}
 	r.Name = name
@@ -139,6 +144,10 @@ func (r *Route) Validate() error {
 	}
 	if !strings.HasPrefix(r.Match.PathPrefix, "/") {
 		return bad("match.pathPrefix %q must start with '/'", r.Match.PathPrefix)
+	}
+	if h := r.Match.Host; hostOnly(h) != h {
+		// Matches compares the request's host without its port.
+		return bad("match.host %q: a host name without a port", h)
 	}
 	for name := range r.Match.Headers {
 		if name == "" || http.CanonicalHeaderKey(name) == "" {
@@ -191,6 +200,10 @@ func (r *Route) Validate() error {
 		for _, s := range r.Split {
 			if s.Version == "" || s.Weight < 0 || seen[s.Version] {
 				return bad("split: every entry needs a distinct version and a non-negative weight")
+			}
+			if s.Weight > maxSplitWeight {
+				// Bounded so that no sum of weights overflows.
+				return bad("split: a weight is at most %d", maxSplitWeight)
 			}
 			seen[s.Version] = true
 			total += s.Weight
