@@ -42,7 +42,7 @@ func serviceLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// servedReplica is config.Serve running on a loopback port.
+// servedReplica is a service's Serve running on a loopback port.
 type servedReplica struct {
 	url  string
 	stop context.CancelFunc
@@ -53,6 +53,18 @@ type servedReplica struct {
 // serveReplica runs config.Serve for s on 127.0.0.1:0 with its own NATS
 // connection and waits until /readyz answers 200.
 func serveReplica(ctx context.Context, ns *natsServer, s configsvc.Settings, logger *slog.Logger) (*servedReplica, error) {
+	r, err := serveOn(ctx, ns, func(ctx context.Context, ln net.Listener, nc *nats.Conn) error {
+		return configsvc.Serve(ctx, s, ln, nc, nil, logger)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: %w", s.ReplicaID, err)
+	}
+	return r, nil
+}
+
+// serveOn runs a service's serve on 127.0.0.1:0 with its own NATS
+// connection and waits until /readyz answers 200.
+func serveOn(ctx context.Context, ns *natsServer, serve func(ctx context.Context, ln net.Listener, nc *nats.Conn) error) (*servedReplica, error) {
 	nc, err := ns.connect()
 	if err != nil {
 		return nil, err
@@ -64,15 +76,15 @@ func serveReplica(ctx context.Context, ns *natsServer, s configsvc.Settings, log
 	}
 	sctx, stop := context.WithCancel(ctx)
 	r := &servedReplica{url: "http://" + ln.Addr().String(), stop: stop, done: make(chan error, 1), nc: nc}
-	go func() { r.done <- configsvc.Serve(sctx, s, ln, nc, nil, logger) }()
+	go func() { r.done <- serve(sctx, ln, nc) }()
 	if err := waitReady(ctx, r.url, r.done); err != nil {
 		r.close()
-		return nil, fmt.Errorf("replica %s: %w", s.ReplicaID, err)
+		return nil, err
 	}
 	return r, nil
 }
 
-// close stops the replica and waits for config.Serve to return.
+// close stops the replica and waits for its Serve to return.
 func (r *servedReplica) close() error {
 	r.stop()
 	err := <-r.done

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -105,24 +106,15 @@ func (c *crashable) crash() {
 }
 
 func measureSteward(ctx context.Context, log *slog.Logger, ns *natsServer, cfg config, out *electionSamples) error {
-	nc, err := ns.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	url := "http://" + ln.Addr().String()
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
 	s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000, ShutdownTimeout: 4 * time.Second}
-	go func() { done <- election.Serve(sctx, s, ln, nc, nil, serviceLogger(os.Stderr)) }()
-	defer func() { stop(); <-done }()
-	if err := waitReady(ctx, url, done); err != nil {
-		return err
+	r, err := serveOn(ctx, ns, func(ctx context.Context, ln net.Listener, nc *nats.Conn) error {
+		return election.Serve(ctx, s, ln, nc, nil, serviceLogger(os.Stderr))
+	})
+	if err != nil {
+		return fmt.Errorf("election replica: %w", err)
 	}
+	defer r.close()
+	url := r.url
 	tr := &http.Transport{MaxIdleConnsPerHost: 8}
 	defer tr.CloseIdleConnections()
 	opts := electionclient.Options{TTL: cfg.electionTTL}
