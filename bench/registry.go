@@ -156,7 +156,7 @@ func printRegistryLoad(out io.Writer, cfg config, rep *hbReport, err error) {
 		fmt.Fprintf(out, "  FAILED: %v\n", err)
 		return
 	}
-	fmt.Fprintf(out, "  3 voters (registry.Serve, the documented defaults: expiry every 500ms, self-registration, access log off),\n"+
+	fmt.Fprintf(out, "  3 voters (registry.Serve, the documented defaults: expiry every 250ms, TTL grace TTL/20 (100–500ms), self-registration, access log off),\n"+
 		"  each in its own child process, on one NATS server in this process (mode %s: %s).\n"+
 		"  %s instances in %d services, each with a %s TTL check, heartbeating (PUT .../heartbeat) every %s on its own\n"+
 		"  schedule, the schedules spread evenly (%s heartbeats/s); instance i talks to replica i mod 3, through one\n"+

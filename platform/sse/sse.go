@@ -63,6 +63,12 @@ func (s Stream) Serve(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	heartbeat := time.NewTicker(every)
 	defer heartbeat.Stop()
+	// A watcher is woken by every entry the replica applies, whatever
+	// its filter; the flush (a syscall) is only made when something was
+	// written.
+	cw := &countingWriter{w: w}
+	w2 := io.Writer(cw)
+	flushed := int64(0)
 	for {
 		changed := s.Watch.Changed()
 		evs, err := s.Watch.TryNextRevision()
@@ -73,23 +79,26 @@ func (s Stream) Serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if evs != nil {
-			if err := s.Revision(w, evs); err != nil {
+			if err := s.Revision(w2, evs); err != nil {
 				return // the client went away
 			}
 			continue // more may be held: write them before one flush
 		}
 		if s.Idle != nil {
-			if err := s.Idle(w); err != nil {
+			if err := s.Idle(w2); err != nil {
 				return
 			}
 		}
-		if err := rc.Flush(); err != nil {
-			return
+		if cw.n != flushed {
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			flushed = cw.n
 		}
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			_, _ = fmt.Fprint(w, ": heartbeat\n\n")
+			_, _ = fmt.Fprint(w2, ": heartbeat\n\n")
 		case <-ctx.Done():
 			return
 		case <-web.Stopping(ctx):
@@ -148,4 +157,16 @@ func ResumeFrom(r *http.Request, param string, def int64) (int64, error) {
 		return n, nil
 	}
 	return def, nil
+}
+
+// countingWriter counts what a stream wrote, to know whether to flush.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

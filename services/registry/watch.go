@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"maps"
@@ -39,7 +40,6 @@ func (s *server) handleWatch() http.HandlerFunc {
 		}
 		seen-- // the last revision the client has
 		st := &setStream{service: svc, filter: f, instances: map[string]catalog.Instance{}}
-		var watch *qlog.Watch
 		err = s.log.Read(r.Context(), qlog.Serializable, func(rev int64) error {
 			list, modRev := s.store.Instances(svc, catalog.Filter{})
 			for _, inst := range list {
@@ -48,10 +48,14 @@ func (s *server) handleWatch() http.HandlerFunc {
 			st.protected = s.store.Protected(svc)
 			st.rev = rev
 			st.dirty = modRev > seen || seen <= 0
-			var err error
-			watch, err = s.log.Watch(rev+1, func(ev qlog.Event) bool { return ev.Key == svc })
-			return err
+			return nil
 		})
+		if err != nil {
+			return err
+		}
+		// Outside the read (a Read may not call back into the log): the
+		// watch replays whatever was applied after the set was taken.
+		watch, err := s.log.Watch(st.rev+1, func(ev qlog.Event) bool { return ev.Key == svc })
 		if err != nil {
 			return err
 		}
@@ -68,6 +72,9 @@ type setStream struct {
 	protected bool
 	rev       int64
 	dirty     bool
+	// last is what the previous event said, to skip sending a filtered
+	// set that a change to instances outside the filter left as it was.
+	last []byte
 }
 
 // apply folds one revision's events into the set; flush writes it.
@@ -108,6 +115,17 @@ func (st *setStream) flush(w io.Writer) error {
 			set.Instances = append(set.Instances, inst)
 		}
 	}
+	content, err := json.Marshal(struct {
+		P bool
+		I []catalog.Instance
+	}{set.Protected, set.Instances})
+	if err != nil {
+		return err
+	}
+	if st.last != nil && bytes.Equal(content, st.last) {
+		return nil
+	}
+	st.last = content
 	data, err := json.Marshal(set)
 	if err != nil {
 		return err
