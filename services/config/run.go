@@ -16,7 +16,6 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/config/kv"
-	"github.com/stewardhq/steward/services/registry/catalog"
 	"github.com/stewardhq/steward/services/registry/client"
 )
 
@@ -92,16 +91,14 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		r.Log.RunExpiry(ectx, 500*time.Millisecond, r.Store.DueExpiries)
 	}()
 	if s.RegistryURL != "" {
-		host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+		self, err := client.NewReplica(s.RegistryURL, s.AdvertiseAddr, ln.Addr(), SelfService, s.ReplicaID)
 		if err != nil {
 			return err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reg := &client.Client{BaseURL: s.RegistryURL}
-			reg.Announce(ectx, SelfService, s.ReplicaID, catalog.Registration{Address: host, Port: port,
-				Metadata: map[string]string{"replica": s.ReplicaID}}, logger)
+			self.Announce(ectx, logger)
 		}()
 	}
 	if r.history != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/election/lease"
-	"github.com/stewardhq/steward/services/registry/catalog"
 	"github.com/stewardhq/steward/services/registry/client"
 )
 
@@ -95,16 +94,14 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		r.RunExpiry(ectx)
 	}()
 	if s.RegistryURL != "" {
-		host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+		self, err := client.NewReplica(s.RegistryURL, s.AdvertiseAddr, ln.Addr(), SelfService, s.ReplicaID)
 		if err != nil {
 			return err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reg := &client.Client{BaseURL: s.RegistryURL}
-			reg.Announce(ectx, SelfService, s.ReplicaID, catalog.Registration{Address: host, Port: port,
-				Metadata: map[string]string{"replica": s.ReplicaID}}, logger)
+			self.Announce(ectx, logger)
 		}()
 	}
 	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)

@@ -95,7 +95,8 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		return err
 	}
 	defer r.Close()
-	host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+	// The registry announces itself to itself, over its own API.
+	self, err := client.NewReplica(client.LocalURL(ln.Addr()), s.AdvertiseAddr, ln.Addr(), SelfService, s.ReplicaID)
 	if err != nil {
 		return err
 	}
@@ -110,7 +111,6 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 	checker := &health.Checker{Log: r.Log, Store: r.Store, ReplicaID: s.ReplicaID, Presence: presence,
 		Prober: health.NewProber(s.AllowLocal, s.ReplicaID), Guard: guard, Concurrency: s.CheckConcurrency,
 		Logger: logger, Registerer: r.Registry}
-	self := &client.Client{BaseURL: client.LocalURL(ln.Addr())}
 	for _, run := range []func(){
 		func() { <-left },
 		func() {
@@ -118,10 +118,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		},
 		func() { checker.Run(bctx) },
 		func() { logGuard(bctx, r.Log, logger) },
-		func() {
-			self.Announce(bctx, SelfService, s.ReplicaID, catalog.Registration{Address: host, Port: port,
-				Metadata: map[string]string{"replica": s.ReplicaID}}, logger)
-		},
+		func() { self.Announce(bctx, logger) },
 	} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()

@@ -1,10 +1,14 @@
 package client
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+
+	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
 // Advertised returns the address a process listening on ln registers
@@ -46,4 +50,27 @@ func hostAddress() string {
 func LocalURL(ln net.Addr) string {
 	_, port, _ := net.SplitHostPort(ln.String())
 	return "http://127.0.0.1:" + port
+}
+
+// Replica is a Steward replica announcing itself in the registry.
+type Replica struct {
+	client       *Client
+	service, id  string
+	registration catalog.Registration
+}
+
+// NewReplica prepares the announcement of replica id of service, listening
+// on ln, to the registry at registryURL (see Advertised for advertise).
+func NewReplica(registryURL, advertise string, ln net.Addr, service, id string) (*Replica, error) {
+	host, port, err := Advertised(advertise, ln)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{client: &Client{BaseURL: registryURL}, service: service, id: id,
+		registration: catalog.Registration{Address: host, Port: port, Metadata: map[string]string{"replica": id}}}, nil
+}
+
+// Announce keeps the replica registered until ctx ends (Client.Announce).
+func (r *Replica) Announce(ctx context.Context, logger *slog.Logger) {
+	r.client.Announce(ctx, r.service, r.id, r.registration, logger)
 }
