@@ -15,30 +15,11 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/wire"
 )
 
 // Duration is a time.Duration written as "10s" in JSON.
-type Duration time.Duration
-
-// MarshalJSON writes the duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"10s\"")
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: want a duration such as \"10s\"", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// Std returns the time.Duration.
-func (d Duration) Std() time.Duration { return time.Duration(d) }
+type Duration = wire.Duration
 
 // Route is one route document.
 type Route struct {

@@ -6,9 +6,9 @@
 package catalog
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
+
+	"github.com/stewardhq/steward/platform/wire"
 )
 
 // AwaitingFirstCheck is the output of an actively checked instance that
@@ -28,29 +28,8 @@ const (
 // Valid reports whether s is one of the three statuses.
 func (s Status) Valid() bool { return s == Passing || s == Warning || s == Critical }
 
-// Duration is a time.Duration written as Go's duration string ("10s") in
-// JSON, as clients write it.
-type Duration time.Duration
-
-// MarshalJSON writes the duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads a duration string such as "10s" or "1m30s".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"10s\"")
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: want a duration such as \"10s\"", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// Std returns the time.Duration.
-func (d Duration) Std() time.Duration { return time.Duration(d) }
+// Duration is a time.Duration written as "10s" in JSON.
+type Duration = wire.Duration
 
 // Check is how an instance's health is known: exactly one of TTL (the
 // instance heartbeats), HTTP or TCP (the registry probes it).
