@@ -33,9 +33,15 @@ type Settings struct {
 	MaxEjectedShare float64       `envconfig:"GATEWAY_MAX_EJECTED_SHARE" default:"0.5"`
 	// SignalsEvery is how often per-service load signals go to the
 	// scaler (POST /v1/metrics on steward-scaler); 0 turns them off.
-	SignalsEvery    time.Duration  `envconfig:"GATEWAY_SIGNALS_EVERY" default:"5s"`
+	SignalsEvery time.Duration `envconfig:"GATEWAY_SIGNALS_EVERY" default:"5s"`
+	// PprofAddr, if set, serves net/http/pprof on its own listener there
+	// (profiling under load, as make bench does); keep it on loopback.
+	PprofAddr       string         `envconfig:"GATEWAY_PPROF_ADDR"`
 	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
 }
+
+// Logging says how the process logs (launch.Settings).
+func (s Settings) Logging() (logging.Format, slog.Level) { return s.LogFormat, s.LogLevel }

@@ -30,3 +30,6 @@ type Settings struct {
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
 }
+
+// Logging says how the process logs (launch.Settings).
+func (s Settings) Logging() (logging.Format, slog.Level) { return s.LogFormat, s.LogLevel }

@@ -65,3 +65,6 @@ func (s Settings) guard() *catalog.Guard {
 	}
 	return &catalog.Guard{MinInstances: s.GuardMinInstances, Share: s.GuardShare}
 }
+
+// Logging says how the process logs (launch.Settings).
+func (s Settings) Logging() (logging.Format, slog.Level) { return s.LogFormat, s.LogLevel }

@@ -2,31 +2,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/stewardhq/steward/platform/envconf"
-	"github.com/stewardhq/steward/platform/logging"
+	"github.com/stewardhq/steward/platform/launch"
 	"github.com/stewardhq/steward/services/config"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "steward-config:", err)
-		stop()
-		os.Exit(1)
-	}
-}
-
-func run(ctx context.Context) error {
-	var s config.Settings
-	if err := envconf.Load(&s); err != nil {
-		return err
-	}
-	return config.Run(ctx, s, logging.New(os.Stderr, s.LogFormat, s.LogLevel))
-}
+func main() { launch.Main("steward-config", config.Run) }
