@@ -44,6 +44,12 @@ func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		out.URL.Host = ep.HostPort()
 		resp, err, latency, cancel := p.try(out, x, ep)
+		if err == errPending {
+			// The gateway's own limit, per service: the instance saw
+			// nothing (no Start, so no Done), and another would be
+			// refused the same.
+			return nil, err
+		}
 		failed := err != nil || resp.StatusCode >= 500
 		if attempt < x.retries && p.retryable(x, out, resp, err) && p.budget(x, err) {
 			if resp != nil {
