@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -56,6 +57,16 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 	bctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
+	if s.PprofAddr != "" {
+		var lc net.ListenConfig
+		pln, err := lc.Listen(ctx, "tcp", s.PprofAddr)
+		if err != nil {
+			return fmt.Errorf("listen for pprof on %s: %w", s.PprofAddr, err)
+		}
+		logger.Info("pprof listening", "addr", pln.Addr().String())
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = web.Serve(bctx, pln, pprofHandler(), logger, time.Second) }()
+	}
 	for _, run := range []func(){
 		func() { disc.Run(bctx) },
 		func() { src.Run(bctx) },
@@ -87,6 +98,18 @@ func NewHandler(px *proxy.Proxy, src *routesource.Source, reg *prometheus.Regist
 			px.ServeHTTP(w, r)
 		}
 	})
+}
+
+// pprofHandler serves net/http/pprof's endpoints, on a listener of their
+// own so that they never share the proxy's address.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // pickURL returns the base URL of a passing instance of service.
