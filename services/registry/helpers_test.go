@@ -180,7 +180,10 @@ type sseEvent struct {
 	data    []byte
 }
 
-// stream reads a watch stream's events on a channel until the test ends.
+// stream opens a watch through httpClient's transport and delivers its
+// events on a channel, closed when the stream ends, until the test ends.
+// The transport checks each event as it is read (watchEvents); one that
+// fails ends the stream and fails t.
 func stream(t testing.TB, url string, hdr ...string) <-chan sseEvent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -188,18 +191,26 @@ func stream(t testing.TB, url string, hdr ...string) <-chan sseEvent {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	// Not httpClient itself: its timeout would cut the stream.
+	res, err := (&http.Client{Transport: httpClient.Transport}).Do(req)
 	if err != nil {
 		cancel()
-		t.Fatal(err)
+		t.Fatalf("watch %s: %v", url, err)
 	}
-	if res.StatusCode != 200 {
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		res.Body.Close()
 		cancel()
-		t.Fatalf("watch %s = %d", url, res.StatusCode)
+		t.Fatalf("watch %s = %d %s, want an event stream", url, res.StatusCode, res.Header.Get("Content-Type"))
 	}
 	out := make(chan sseEvent, 1024)
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		for _, f := range contract.Failures(req.URL.Host) {
+			t.Errorf("watch %s: %s", url, f)
+		}
+	})
 	go func() {
 		defer close(done)
 		defer close(out)
@@ -212,7 +223,11 @@ func stream(t testing.TB, url string, hdr ...string) <-chan sseEvent {
 			switch {
 			case line == "":
 				if ev.typ != "" {
-					out <- ev
+					select {
+					case out <- ev:
+					case <-ctx.Done():
+						return
+					}
 				}
 				ev = sseEvent{}
 			case strings.HasPrefix(line, "id: "):

@@ -12,10 +12,17 @@ import (
 // TestMain fails the package if a test leaves a goroutine behind: every
 // replica's checker, expiry, presence and announcer must stop with it.
 func TestMain(m *testing.M) {
+	var err error
+	if contract, err = loadContract(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	httpClient.Transport = contract.Transport(http.DefaultTransport, true)
+	fuzzClient.Transport = contract.Transport(http.DefaultTransport, false)
 	code := m.Run()
-	// Idle keep-alive connections of the clients outlive the tests.
+	// Idle keep-alive connections of the clients (all http.DefaultTransport's)
+	// outlive the tests.
 	httpClient.CloseIdleConnections()
-	http.DefaultClient.CloseIdleConnections()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

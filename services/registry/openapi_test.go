@@ -1,13 +1,13 @@
 package registry_test
 
-// This file checks api/openapi.json against the service as implemented:
+// This file checks api/openapi.json against the service as implemented,
+// with platform/web/openapitest:
 //
 //   - every exchange the package's tests make through httpClient (the
-//     client of call) goes through validatingTransport, which validates the
-//     request and the response against the document with kin-openapi
-//     (status, headers, body; a request the document calls invalid must get
-//     a 4xx); watch streams opened with watchStream are validated event by
-//     event as they are read;
+//     client of call and stream) or fuzzClient is validated against the
+//     document with kin-openapi (status, headers, body; through
+//     httpClient, a request the document calls invalid must get a 4xx),
+//     and every event of a watch stream as it is read (watchEvents);
 //   - TestOpenAPIContract exercises every operation of the document on a
 //     replica run as the service runs (registry.Serve) and fails if one is
 //     never exercised;
@@ -16,11 +16,9 @@ package registry_test
 //     operation of the document and every operation a route.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,415 +27,86 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
-	"github.com/go-chi/chi/v5"
-
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/openapitest"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/routes.golden from the router")
 
-func init() {
-	openapi3filter.RegisterBodyDecoder("application/problem+json", openapi3filter.JSONBodyDecoder)
-	httpClient.Transport = &validatingTransport{base: http.DefaultTransport, strict: true}
-}
+// contract is api/openapi.json; TestMain loads it and makes httpClient and
+// fuzzClient validate every exchange against it.
+var contract *openapitest.Contract
 
-// contract is api/openapi.json, loaded once, and what was checked against it.
-type contract struct {
-	doc    *openapi3.T
-	router routers.Router
-
-	mu        sync.Mutex
-	validated map[string]int             // exchanges, by server
-	events    map[string]int             // server-sent events, by server
-	seen      map[string]map[string]bool // by server: "METHOD /template STATUS"
-}
-
-var (
-	contractOnce sync.Once
-	contractDoc  *contract
-	contractErr  error
-)
-
-// spec loads and validates api/openapi.json once.
-func spec() (*contract, error) {
-	contractOnce.Do(func() {
-		data, err := os.ReadFile("api/openapi.json")
-		if err != nil {
-			contractErr = err
-			return
-		}
-		loader := openapi3.NewLoader()
-		doc, err := loader.LoadFromData(data)
-		if err != nil {
-			contractErr = fmt.Errorf("load api/openapi.json: %w", err)
-			return
-		}
-		if err := doc.Validate(loader.Context); err != nil {
-			contractErr = fmt.Errorf("api/openapi.json is not a valid OpenAPI document: %w", err)
-			return
-		}
-		router, err := gorillamux.NewRouter(doc)
-		if err != nil {
-			contractErr = err
-			return
-		}
-		contractDoc = &contract{doc: doc, router: router,
-			validated: map[string]int{}, events: map[string]int{}, seen: map[string]map[string]bool{}}
-	})
-	return contractDoc, contractErr
-}
-
-func mustSpec(t testing.TB) *contract {
-	t.Helper()
-	c, err := spec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// fallbackRoute is a synthetic operation for requests no operation
-// matches: the document says they get 405 (known path, other method) or
-// 404 (unknown path) problems.
-func (c *contract) fallbackRoute(req *http.Request, status, response string) *routers.Route {
-	responses := openapi3.NewResponses()
-	responses.Delete("default")
-	responses.Set(status, &openapi3.ResponseRef{Value: c.doc.Components.Responses[response].Value})
-	return &routers.Route{Spec: c.doc, Path: req.URL.Path, Method: req.Method,
-		Operation: &openapi3.Operation{Responses: responses}, PathItem: &openapi3.PathItem{}}
-}
-
-// check validates one exchange. body is the response body; for a stream
-// it is nil and only the status and headers are checked. strict: a request
-// the document calls invalid must have been refused with a 4xx.
-func (c *contract) check(req *http.Request, reqBody []byte, res *http.Response, body []byte, stream, strict bool) error {
-	ctx := context.Background()
-	vreq := req.Clone(ctx)
-	vreq.Body = io.NopCloser(bytes.NewReader(reqBody))
-	vreq.ContentLength = int64(len(reqBody))
-	// The service reads a body without Content-Type as JSON, as the
-	// document says; kin-openapi needs the media type spelled out.
-	if len(reqBody) > 0 && vreq.Header.Get("Content-Type") == "" {
-		vreq.Header.Set("Content-Type", "application/json")
-	}
-	route, params, err := c.router.FindRoute(vreq)
-	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{SkipSettingDefaults: true, MultiError: true}}
-	var template string
-	switch {
-	case errors.Is(err, routers.ErrMethodNotAllowed):
-		in.Route, template = c.fallbackRoute(vreq, "405", "MethodNotAllowed"), "(method not allowed)"
-	case errors.Is(err, routers.ErrPathNotFound):
-		in.Route, template = c.fallbackRoute(vreq, "404", "NoRoute"), "(no route)"
-	case err != nil:
-		return fmt.Errorf("openapi: find route for %s %s: %w", req.Method, req.URL, err)
-	default:
-		template = route.Path
-		if strict {
-			// A valid request may still get a 4xx (some rules, such as
-			// local addresses, are only in descriptions).
-			if reqErr := openapi3filter.ValidateRequest(ctx, in); reqErr != nil && (res.StatusCode < 400 || res.StatusCode >= 500) {
-				return fmt.Errorf("openapi: %s %s is invalid per the document (%v) but was answered %d", req.Method, req.URL, reqErr, res.StatusCode)
-			}
-		}
-	}
-	out := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: in,
-		Status:                 res.StatusCode,
-		Header:                 res.Header,
-		Options: &openapi3filter.Options{
-			IncludeResponseStatus: true,   // an undocumented status is an error
-			ExcludeResponseBody:   stream, // a stream's events are checked as they are read
-			MultiError:            true,
-		},
-	}
-	out.SetBodyBytes(body)
-	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
-		return fmt.Errorf("openapi: response to %s %s (%d %s) does not match the document: %w\nbody: %.500s",
-			req.Method, req.URL, res.StatusCode, res.Header.Get("Content-Type"), err, body)
-	}
-	if (template == "(method not allowed)" && res.StatusCode != 405) || (template == "(no route)" && res.StatusCode != 404) {
-		return fmt.Errorf("openapi: %s %s matches no operation of the document but was answered %d", req.Method, req.URL, res.StatusCode)
-	}
-	c.mu.Lock()
-	c.validated[req.URL.Host]++
-	if c.seen[req.URL.Host] == nil {
-		c.seen[req.URL.Host] = map[string]bool{}
-	}
-	c.seen[req.URL.Host][fmt.Sprintf("%s %s %d", req.Method, template, res.StatusCode)] = true
-	c.mu.Unlock()
-	return nil
-}
-
-// event counts a validated server-sent event from host.
-func (c *contract) event(host string) {
-	c.mu.Lock()
-	c.events[host]++
-	c.mu.Unlock()
-}
-
-// coverage reports, over the exchanges with hosts, how many exchanges and
-// events were validated, which documented operations were never exercised
-// and which documented responses were never produced ("METHOD /path
-// STATUS").
-func (c *contract) coverage(hosts ...string) (validated, events int, missingOps, missingResponses []string, responses int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	seen := map[string]bool{}
-	for _, h := range hosts {
-		validated += c.validated[h]
-		events += c.events[h]
-		for k := range c.seen[h] {
-			seen[k] = true
-		}
-	}
-	for path, item := range c.doc.Paths.Map() {
-		for method, op := range item.Operations() {
-			exercised := false
-			for status := range op.Responses.Map() {
-				responses++
-				if seen[fmt.Sprintf("%s %s %s", method, path, status)] {
-					exercised = true
-				} else {
-					missingResponses = append(missingResponses, fmt.Sprintf("%s %s %s", method, path, status))
-				}
-			}
-			if !exercised {
-				missingOps = append(missingOps, method+" "+path)
-			}
-		}
-	}
-	sort.Strings(missingOps)
-	sort.Strings(missingResponses)
-	return validated, events, missingOps, missingResponses, responses
-}
-
-// validatingTransport validates every exchange it carries; see check. A
-// mismatch is the request's error.
-type validatingTransport struct {
-	base http.RoundTripper
-	// strict: a request the document calls invalid must get a 4xx.
-	strict bool
-}
-
-func (vt *validatingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c, err := spec()
+// loadContract loads api/openapi.json with the watch's event checks.
+func loadContract() (*openapitest.Contract, error) {
+	c, err := openapitest.Load("api/openapi.json")
 	if err != nil {
 		return nil, err
 	}
-	var reqBody []byte
-	send := req.Clone(req.Context())
-	if req.Body != nil && req.Body != http.NoBody {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		reqBody = b
-		send.Body = io.NopCloser(bytes.NewReader(b))
-		send.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	}
-	res, err := vt.base.RoundTrip(send)
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		if err := c.check(req, reqBody, res, nil, true, vt.strict); err != nil {
-			res.Body.Close()
-			return nil, err
-		}
-		res.Body = newSSEValidator(c, req, res.Body)
-		return res, nil
-	}
-	body, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	res.Body = io.NopCloser(bytes.NewReader(body))
-	if err := c.check(req, reqBody, res, body, false, vt.strict); err != nil {
-		return nil, err
-	}
-	return res, nil
+	c.StreamEvents = func(req *http.Request) func(event, id, data string) error { return watchEvents(c, req) }
+	return c, nil
 }
 
-// sseValidator passes a watch stream through and validates each complete
-// event as it is read: instances carries an id (its revision) and an
-// InstanceSet of the watched service at that revision, sorted by id,
-// whose instances pass the stream's filters, at a revision above the
-// stream's previous event; error carries WatchErrorData; shutdown
-// carries {}. Events that validate are sent on out, if set.
-type sseValidator struct {
-	io.ReadCloser
-	c       *contract
-	host    string
-	service string
-	filter  catalog.Filter
-	out     chan<- sseEvent
-	done    <-chan struct{} // stops a send on out
-
-	line    []byte
-	ev      sseEvent
-	hasData bool
-	lastRev int64
-	err     error
-}
-
-func newSSEValidator(c *contract, req *http.Request, body io.ReadCloser) *sseValidator {
+// watchEvents checks the events of the watch req opened: instances
+// carries an id (its revision) and an InstanceSet of the watched service
+// at that revision, sorted by id, whose instances pass the stream's
+// filters, at a revision above the stream's previous event; error carries
+// WatchErrorData; shutdown carries {}.
+func watchEvents(c *openapitest.Contract, req *http.Request) func(event, id, data string) error {
 	q := req.URL.Query()
-	svc := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/v1/services/"), "/watch")
-	return &sseValidator{ReadCloser: body, c: c, host: req.URL.Host, service: svc, done: req.Context().Done(),
-		filter: catalog.Filter{Status: catalog.Status(q.Get("status")), Tag: q.Get("tag"), Zone: q.Get("zone")}}
-}
-
-func (s *sseValidator) Read(p []byte) (int, error) {
-	n, err := s.ReadCloser.Read(p)
-	for _, b := range p[:n] {
-		if b != '\n' {
-			s.line = append(s.line, b)
-			continue
+	service := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/v1/services/"), "/watch")
+	filter := catalog.Filter{Status: catalog.Status(q.Get("status")), Tag: q.Get("tag"), Zone: q.Get("zone")}
+	var lastRev int64
+	return func(event, id, data string) error {
+		var v any
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			return fmt.Errorf("openapi: watch event %q data %q is not JSON: %v", event, data, err)
 		}
-		s.processLine(string(s.line))
-		s.line = s.line[:0]
-	}
-	if s.err != nil {
-		return n, s.err
-	}
-	return n, err
-}
-
-func (s *sseValidator) processLine(line string) {
-	switch {
-	case line == "":
-		if s.ev.typ != "" || s.hasData || s.ev.id != "" {
-			if err := s.validateEvent(); err != nil {
-				if s.err == nil {
-					s.err = err
-				}
-			} else if s.out != nil {
-				select {
-				case s.out <- s.ev:
-				case <-s.done:
-				}
+		var schema string
+		switch event {
+		case "instances":
+			schema = "InstanceSet"
+		case "error":
+			schema = "WatchErrorData"
+		case "shutdown":
+			if data != "{}" {
+				return fmt.Errorf("openapi: shutdown event data %q, want {}", data)
 			}
+			return nil
+		default:
+			return fmt.Errorf("openapi: undocumented watch event %q", event)
 		}
-		s.ev, s.hasData = sseEvent{}, false
-	case strings.HasPrefix(line, ":"): // a comment: ': watching', ': heartbeat'
-	case strings.HasPrefix(line, "id: "):
-		s.ev.id = line[4:]
-	case strings.HasPrefix(line, "event: "):
-		s.ev.typ = line[7:]
-	case strings.HasPrefix(line, "data: "):
-		s.ev.data, s.hasData = []byte(line[6:]), true
-	default:
-		if s.err == nil {
-			s.err = fmt.Errorf("openapi: watch stream line %q is not a comment, id, event or data field", line)
+		if err := c.VisitSchema(schema, v); err != nil {
+			return fmt.Errorf("openapi: watch event %q data does not match %s: %v\ndata: %s", event, schema, err, data)
 		}
-	}
-}
-
-func (s *sseValidator) validateEvent() error {
-	var data any
-	if err := json.Unmarshal(s.ev.data, &data); err != nil {
-		return fmt.Errorf("openapi: watch event %q data %q is not JSON: %v", s.ev.typ, s.ev.data, err)
-	}
-	var schema string
-	switch s.ev.typ {
-	case "instances":
-		schema = "InstanceSet"
-	case "error":
-		schema = "WatchErrorData"
-	case "shutdown":
-		if string(s.ev.data) != "{}" {
-			return fmt.Errorf("openapi: shutdown event data %q, want {}", s.ev.data)
+		if event != "instances" {
+			return nil
 		}
-		s.c.event(s.host)
-		return nil
-	default:
-		return fmt.Errorf("openapi: undocumented watch event %q", s.ev.typ)
-	}
-	if err := s.c.doc.Components.Schemas[schema].Value.VisitJSON(data, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
-		return fmt.Errorf("openapi: watch event %q data does not match %s: %v\ndata: %s", s.ev.typ, schema, err, s.ev.data)
-	}
-	if s.ev.typ == "instances" {
 		var set registry.InstanceSet
-		if err := json.Unmarshal(s.ev.data, &set); err != nil {
+		if err := json.Unmarshal([]byte(data), &set); err != nil {
 			return err
 		}
-		if want := strconv.FormatInt(set.Revision, 10); set.Revision > 0 && s.ev.id != want || set.Revision == 0 && s.ev.id != "" {
-			return fmt.Errorf("openapi: instances event id %q at revision %d", s.ev.id, set.Revision)
+		if want := strconv.FormatInt(set.Revision, 10); set.Revision > 0 && id != want || set.Revision == 0 && id != "" {
+			return fmt.Errorf("openapi: instances event id %q at revision %d", id, set.Revision)
 		}
-		if set.Service != s.service || set.Revision <= s.lastRev {
-			return fmt.Errorf("openapi: instances event of %q at revision %d on the stream of %q after revision %d", set.Service, set.Revision, s.service, s.lastRev)
+		if set.Service != service || set.Revision <= lastRev {
+			return fmt.Errorf("openapi: instances event of %q at revision %d on the stream of %q after revision %d", set.Service, set.Revision, service, lastRev)
 		}
-		s.lastRev = set.Revision
+		lastRev = set.Revision
 		for i, inst := range set.Instances {
-			if inst.Service != s.service || !s.filter.Match(&inst) || i > 0 && set.Instances[i-1].ID >= inst.ID {
-				return fmt.Errorf("openapi: instances event %s: instance %s/%s is out of order or does not pass the filter %+v", s.ev.data, inst.Service, inst.ID, s.filter)
+			if inst.Service != service || !filter.Match(&inst) || i > 0 && set.Instances[i-1].ID >= inst.ID {
+				return fmt.Errorf("openapi: instances event %s: instance %s/%s is out of order or does not pass the filter %+v", data, inst.Service, inst.ID, filter)
 			}
 		}
+		return nil
 	}
-	s.c.event(s.host)
-	return nil
-}
-
-// watchStream opens a validated watch: its events, once validated, arrive
-// on the channel, which is closed when the stream ends. A watch event that
-// does not validate fails t.
-func watchStream(t testing.TB, url string, hdr ...string) <-chan sseEvent {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	// httpClient's transport, without its timeout, which would cut the
-	// stream (and wrap the body).
-	res, err := (&http.Client{Transport: httpClient.Transport}).Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("watch %s: %v", url, err)
-	}
-	sv, ok := res.Body.(*sseValidator)
-	if !ok {
-		res.Body.Close()
-		cancel()
-		t.Fatalf("watch %s = %d %s, want a validated event stream", url, res.StatusCode, res.Header.Get("Content-Type"))
-	}
-	out := make(chan sseEvent, 1024)
-	sv.out = out
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(out)
-		defer res.Body.Close()
-		_, _ = io.Copy(io.Discard, sv)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if sv.err != nil {
-			t.Errorf("watch %s: %v", url, sv.err)
-		}
-	})
-	return out
 }
 
 // waitSet reads instances events until one satisfies ok.
@@ -462,72 +131,14 @@ func noEvent(t testing.TB, events <-chan sseEvent, d time.Duration) {
 	}
 }
 
-// routeLines walks the service's chi router: "METHOD PATTERN", sorted.
-func routeLines(t *testing.T) []string {
-	t.Helper()
-	h := registry.NewServer(nil, nil, false, nil, nil)
-	routes, ok := h.(chi.Routes)
-	if !ok {
-		t.Fatalf("NewServer returned a %T, not a chi.Routes", h)
-	}
-	var lines []string
-	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		lines = append(lines, method+" "+route)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(lines)
-	return lines
-}
-
 func TestRoutesGolden(t *testing.T) {
-	got := strings.Join(routeLines(t), "\n") + "\n"
-	const golden = "testdata/routes.golden"
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestRoutesGolden -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("routes changed; update api/openapi.json, then run go test -run TestRoutesGolden -update\ngot:\n%s\nwant:\n%s", got, want)
-	}
-	// Every golden route is an operation of the document...
-	doc := mustSpec(t).doc
-	inGolden := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(want))
-	for sc.Scan() {
-		method, path, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			t.Fatalf("bad golden line %q", sc.Text())
-		}
-		inGolden[method+" "+path] = true
-		if item := doc.Paths.Value(path); item == nil || item.GetOperation(method) == nil {
-			t.Errorf("route %s %s is not in api/openapi.json", method, path)
-		}
-	}
-	// ...and every operation of the document is a route.
-	for path, item := range doc.Paths.Map() {
-		for method := range item.Operations() {
-			if !inGolden[method+" "+path] {
-				t.Errorf("api/openapi.json documents %s %s, which the router does not serve", method, path)
-			}
-		}
-	}
+	contract.RoutesGolden(t, registry.NewServer(nil, nil, false, nil, nil), "testdata/routes.golden", *update, nil)
 }
 
 // TestValidatorRejects proves the validator is not vacuous: exchanges and
 // watch events that break the document are refused.
 func TestValidatorRejects(t *testing.T) {
-	c := mustSpec(t)
+	c := contract
 	const host = "validator.test"
 	mk := func(method, path string, status int, ctype string, hdr ...string) (*http.Request, *http.Response) {
 		req, _ := http.NewRequest(method, "http://"+host+path, nil)
@@ -558,7 +169,7 @@ func TestValidatorRejects(t *testing.T) {
 	}
 	for _, g := range good {
 		req, res := mk(g.method, g.path, g.status, "application/json")
-		if err := c.check(req, nil, res, []byte(g.body), false, true); err != nil {
+		if err := c.Check(req, nil, res, []byte(g.body), true); err != nil {
 			t.Errorf("a valid exchange was refused: %v", err)
 		}
 	}
@@ -591,7 +202,7 @@ func TestValidatorRejects(t *testing.T) {
 	}
 	for _, b := range bad {
 		req, res := mk(b.method, b.path, b.status, b.ctype, b.hdr...)
-		if err := c.check(req, nil, res, []byte(b.body), false, true); err == nil {
+		if err := c.Check(req, nil, res, []byte(b.body), true); err == nil {
 			t.Errorf("%s: the validator accepted it", b.name)
 		}
 	}
@@ -607,12 +218,12 @@ func TestValidatorRejects(t *testing.T) {
 	} {
 		req, res := mk("PUT", "/v1/services/web/instances/a", 200, "application/json")
 		req.Header.Set("Content-Type", "application/json")
-		if err := c.check(req, []byte(body), res, []byte(inst), false, true); err == nil {
+		if err := c.Check(req, []byte(body), res, []byte(inst), true); err == nil {
 			t.Errorf("registration %s answered 200 was accepted", body)
 		}
 	}
 	// Watch events that break InstanceSet or the stream's rules.
-	for _, stream := range []string{
+	for _, events := range []string{
 		"id: 3\nevent: instances\ndata: {\"service\":\"web\",\"revision\":3,\"protected\":false,\"instances\":null}\n\n",
 		"id: 4\nevent: instances\ndata: {\"service\":\"web\",\"revision\":3,\"protected\":false,\"instances\":[]}\n\n",
 		"id: 3\nevent: instances\ndata: {\"service\":\"api\",\"revision\":3,\"protected\":false,\"instances\":[]}\n\n",
@@ -623,19 +234,17 @@ func TestValidatorRejects(t *testing.T) {
 		"retry: 10\n\n",
 	} {
 		req, _ := http.NewRequest("GET", "http://"+host+"/v1/services/web/watch?status=passing", nil)
-		sv := newSSEValidator(c, req, io.NopCloser(strings.NewReader(stream)))
-		if _, err := io.ReadAll(sv); err == nil {
-			t.Errorf("watch stream %q was accepted", stream)
+		if _, err := io.ReadAll(c.StreamFor(req, io.NopCloser(strings.NewReader(events)))); err == nil {
+			t.Errorf("watch stream %q was accepted", events)
 		}
 	}
+	c.Failures(host)
 }
 
 // TestOpenAPIContract exercises every operation of the document, and the
 // statuses a test can provoke, on a replica run as the service runs; every
-// exchange is validated by httpClient's transport and every watch event by
-// watchStream.
+// exchange is validated by httpClient's transport, watch events included.
 func TestOpenAPIContract(t *testing.T) {
-	c := mustSpec(t)
 	n := startNode(t, qlogtest.StartServer(t).Connect(t), testSettings("registry-0", nil))
 	hosts := []string{strings.TrimPrefix(n.url, "http://")}
 	inst := func(svc, id string) string { return n.url + "/v1/services/" + svc + "/instances/" + id }
@@ -832,11 +441,11 @@ func TestOpenAPIContract(t *testing.T) {
 
 	t.Run("watch", func(t *testing.T) {
 		w := n.url + "/v1/services/watched/watch"
-		all := watchStream(t, w)
+		all := stream(t, w)
 		waitSet(t, all, func(s registry.InstanceSet) bool { return len(s.Instances) == 0 })
 		expect(t, call(t, "PUT", inst("watched", "a"), `{"address":"10.0.4.1","port":80,"tags":["blue"]}`), 200)
 		waitSet(t, all, func(s registry.InstanceSet) bool { return ids(s.Instances) == "a" })
-		blue := watchStream(t, w+"?status=passing&tag=blue")
+		blue := stream(t, w+"?status=passing&tag=blue")
 		waitSet(t, blue, func(s registry.InstanceSet) bool { return ids(s.Instances) == "a" })
 		expect(t, call(t, "PUT", inst("watched", "b"), `{"address":"10.0.4.2","port":80,"zone":"z"}`), 200)
 		_, seenAB := waitSet(t, all, func(s registry.InstanceSet) bool { return ids(s.Instances) == "a,b" })
@@ -844,7 +453,7 @@ func TestOpenAPIContract(t *testing.T) {
 		noEvent(t, blue, 300*time.Millisecond)
 
 		// Resuming where the client was: nothing until the next change.
-		resumed := watchStream(t, w, "Last-Event-ID", seenAB)
+		resumed := stream(t, w, "Last-Event-ID", seenAB)
 		noEvent(t, resumed, 300*time.Millisecond)
 		expect(t, call(t, "DELETE", inst("watched", "a"), ""), 200)
 		expect(t, call(t, "DELETE", inst("watched", "b"), ""), 200)
@@ -852,8 +461,8 @@ func TestOpenAPIContract(t *testing.T) {
 		// Resuming after every instance left gets the empty set at once.
 		rev, _ := strconv.ParseInt(seenAB, 10, 64)
 		for _, s := range []<-chan sseEvent{
-			watchStream(t, w, "Last-Event-ID", seenAB),
-			watchStream(t, fmt.Sprintf("%s?fromRevision=%d", w, rev+1)),
+			stream(t, w, "Last-Event-ID", seenAB),
+			stream(t, fmt.Sprintf("%s?fromRevision=%d", w, rev+1)),
 		} {
 			if set, _ := nextSet(t, s, 10*time.Second); len(set.Instances) != 0 {
 				t.Fatalf("resumed after the last instance left: %+v", set)
@@ -869,7 +478,7 @@ func TestOpenAPIContract(t *testing.T) {
 	t.Run("guard", func(t *testing.T) {
 		// Three instances whose TTLs run out together: more than half of
 		// the service failing at once engages the guard.
-		events := watchStream(t, n.url+"/v1/services/guarded/watch")
+		events := stream(t, n.url+"/v1/services/guarded/watch")
 		for _, id := range []string{"g1", "g2", "g3"} {
 			expect(t, call(t, "PUT", inst("guarded", id), `{"address":"10.0.5.1","port":80,"check":{"ttl":"1s"}}`), 200)
 		}
@@ -986,7 +595,7 @@ func TestOpenAPIContract(t *testing.T) {
 	t.Run("shutdown", func(t *testing.T) {
 		// A watch open when the server shuts down ends with a shutdown
 		// event.
-		events := watchStream(t, n.url+"/v1/services/web/watch")
+		events := stream(t, n.url+"/v1/services/web/watch")
 		nextSet(t, events, 10*time.Second)
 		n.stop()
 		for ev := range events {
@@ -997,15 +606,15 @@ func TestOpenAPIContract(t *testing.T) {
 		t.Fatal("the stream ended without a shutdown event")
 	})
 
-	validated, events, missingOps, missingResponses, responses := c.coverage(hosts...)
-	for _, op := range missingOps {
+	cov := contract.Coverage(hosts...)
+	for _, op := range cov.UnexercisedOps {
 		t.Errorf("documented operation %s was never exercised", op)
 	}
-	for _, r := range missingResponses {
+	for _, r := range cov.Unexercised {
 		t.Logf("documented but not exercised: %s", r)
 	}
 	fmt.Fprintf(os.Stderr, "openapi: %d requests and responses validated against api/openapi.json, %d watch events; %d of %d documented responses exercised\n",
-		validated, events, responses-len(missingResponses), responses)
+		cov.Validated, cov.Events, cov.Responses-len(cov.Unexercised), cov.Responses)
 }
 
 // rawCall is call for a goroutine other than the test's: it reports

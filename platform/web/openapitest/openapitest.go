@@ -3,8 +3,9 @@
 // tests make, requests and responses (status, headers, body) with
 // kin-openapi, and every event of a text/event-stream as it is read; a
 // request the document calls invalid must have been refused with a 4xx.
-// RoutesGolden pins a chi router's routes in a golden file and requires
-// them to equal the document's operations.
+// Coverage says, for all servers or some, which documented operations and
+// responses no exchange produced. RoutesGolden pins a chi router's routes
+// in a golden file and requires them to equal the document's operations.
 package openapitest
 
 import (
@@ -19,7 +20,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -41,14 +41,31 @@ type Contract struct {
 	// Event checks one server-sent event of a stream: its type, its id
 	// line ("" when it has none) and its data. Nil accepts every event.
 	Event func(event, id, data string) error
-
-	validated atomic.Int64 // exchanges
-	events    atomic.Int64 // stream events
+	// StreamEvents, if set, makes the event check of one stream from the
+	// request that opened it, in the place of Event: for checks that
+	// depend on the request (its path, its query) or on the stream's
+	// earlier events.
+	StreamEvents func(req *http.Request) func(event, id, data string) error
 
 	mu       sync.Mutex
-	perHost  map[string]int64    // exchanges by server
+	servers  map[string]*server  // what was validated, by server (host:port)
 	failures map[string][]string // stream events that failed, by server
-	seen     map[string]bool     // "METHOD /template STATUS"
+}
+
+// server is what was validated of the exchanges with one server.
+type server struct {
+	exchanges, events int64
+	seen              map[string]bool // "METHOD /template STATUS"
+}
+
+// server returns host's record; c.mu is held.
+func (c *Contract) server(host string) *server {
+	s := c.servers[host]
+	if s == nil {
+		s = &server{seen: map[string]bool{}}
+		c.servers[host] = s
+	}
+	return s
 }
 
 // Load reads and validates the document at path.
@@ -69,7 +86,7 @@ func Load(path string) (*Contract, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Contract{Doc: doc, router: router, perHost: map[string]int64{}, failures: map[string][]string{}, seen: map[string]bool{}}, nil
+	return &Contract{Doc: doc, router: router, servers: map[string]*server{}, failures: map[string][]string{}}, nil
 }
 
 // FindRoute finds the operation for req with the document's paths.
@@ -132,16 +149,17 @@ func (c *Contract) Check(req *http.Request, reqBody []byte, res *http.Response, 
 	if want != 0 && res.StatusCode != want {
 		return fmt.Errorf("openapi: %s %s matches no operation of the document but was answered %d", req.Method, req.URL, res.StatusCode)
 	}
-	c.validated.Add(1)
 	c.mu.Lock()
-	c.perHost[req.URL.Host]++
-	c.seen[fmt.Sprintf("%s %s %d", req.Method, template, res.StatusCode)] = true
+	s := c.server(req.URL.Host)
+	s.exchanges++
+	s.seen[fmt.Sprintf("%s %s %d", req.Method, template, res.StatusCode)] = true
 	c.mu.Unlock()
 	return nil
 }
 
 // Transport returns a RoundTripper that sends requests with base and
 // validates every exchange (Check); a mismatch is the request's error.
+// Its CloseIdleConnections closes base's, so that an http.Client's does.
 func (c *Contract) Transport(base http.RoundTripper, strict bool) http.RoundTripper {
 	return &transport{c: c, base: base, strict: strict}
 }
@@ -174,7 +192,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			res.Body.Close()
 			return nil, err
 		}
-		res.Body = t.c.Stream(req.URL.Host, res.Body)
+		res.Body = t.c.StreamFor(req, res.Body)
 		return res, nil
 	}
 	body, err := io.ReadAll(res.Body)
@@ -189,17 +207,34 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return res, nil
 }
 
+func (t *transport) CloseIdleConnections() {
+	if b, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		b.CloseIdleConnections()
+	}
+}
+
 // Stream passes an event stream from host through and checks each event
 // (Event) as it is read; the first failure is also the reader's error and
 // is recorded for ExpectValidated.
 func (c *Contract) Stream(host string, body io.ReadCloser) io.ReadCloser {
-	return &stream{ReadCloser: body, c: c, host: host}
+	return &stream{ReadCloser: body, c: c, host: host, check: c.Event}
+}
+
+// StreamFor is Stream for the stream req opened: its events are checked
+// with StreamEvents(req), or Event when StreamEvents is nil.
+func (c *Contract) StreamFor(req *http.Request, body io.ReadCloser) io.ReadCloser {
+	check := c.Event
+	if c.StreamEvents != nil {
+		check = c.StreamEvents(req)
+	}
+	return &stream{ReadCloser: body, c: c, host: req.URL.Host, check: check}
 }
 
 type stream struct {
 	io.ReadCloser
 	c               *Contract
 	host            string
+	check           func(event, id, data string) error
 	line            []byte
 	id, event, data string
 	fields          bool
@@ -216,7 +251,7 @@ func (s *stream) Read(p []byte) (int, error) {
 		s.field(string(s.line))
 		s.line = s.line[:0]
 	}
-	if s.err != nil && err == nil {
+	if s.err != nil { // even over io.EOF, which may come with the failing event's last bytes
 		err = s.err
 	}
 	return n, err
@@ -227,11 +262,13 @@ func (s *stream) field(line string) {
 	switch {
 	case line == "":
 		if s.fields {
-			if s.c.Event != nil {
-				err = s.c.Event(s.event, s.id, s.data)
+			if s.check != nil {
+				err = s.check(s.event, s.id, s.data)
 			}
 			if err == nil {
-				s.c.events.Add(1)
+				s.c.mu.Lock()
+				s.c.server(s.host).events++
+				s.c.mu.Unlock()
 			}
 		}
 		s.id, s.event, s.data, s.fields = "", "", "", false
@@ -264,10 +301,10 @@ func (c *Contract) VisitSchema(name string, v any) error {
 }
 
 // Validated is how many exchanges passed; Events how many stream events.
-func (c *Contract) Validated() int64 { return c.validated.Load() }
+func (c *Contract) Validated() int64 { return c.Coverage().Validated }
 
 // Events is how many stream events passed.
-func (c *Contract) Events() int64 { return c.events.Load() }
+func (c *Contract) Events() int64 { return c.Coverage().Events }
 
 // Failures returns the stream events from host that failed, and forgets them.
 func (c *Contract) Failures(host string) []string {
@@ -285,10 +322,7 @@ func (c *Contract) ExpectValidated(t testing.TB, host string) {
 		for _, f := range c.Failures(host) {
 			t.Error(f)
 		}
-		c.mu.Lock()
-		n := c.perHost[host]
-		c.mu.Unlock()
-		if n == 0 {
+		if c.Coverage(host).Validated == 0 {
 			t.Errorf("no exchange with %s was validated against the OpenAPI document", host)
 		}
 	})
@@ -296,21 +330,59 @@ func (c *Contract) ExpectValidated(t testing.TB, host string) {
 
 // Unexercised lists the documented responses (METHOD /path STATUS) no
 // exchange produced.
-func (c *Contract) Unexercised() []string {
+func (c *Contract) Unexercised() []string { return c.Coverage().Unexercised }
+
+// Coverage is what the exchanges with some servers covered.
+type Coverage struct {
+	Validated, Events int64    // exchanges and stream events that passed
+	Responses         int      // documented responses
+	Unexercised       []string // documented responses no exchange produced: "METHOD /path STATUS", sorted
+	UnexercisedOps    []string // operations none of whose documented responses was produced: "METHOD /path", sorted
+}
+
+// Coverage reports on the exchanges with the servers at hosts, or with
+// every server when there are none: a test that must exercise the whole
+// document on its own servers is not helped by other tests' exchanges.
+func (c *Contract) Coverage(hosts ...string) Coverage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
+	if len(hosts) == 0 {
+		for h := range c.servers {
+			hosts = append(hosts, h)
+		}
+	}
+	var cov Coverage
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		s := c.servers[h]
+		if s == nil {
+			continue
+		}
+		cov.Validated += s.exchanges
+		cov.Events += s.events
+		for k := range s.seen {
+			seen[k] = true
+		}
+	}
 	for path, item := range c.Doc.Paths.Map() {
 		for method, op := range item.Operations() {
+			exercised := false
 			for status := range op.Responses.Map() {
-				if k := fmt.Sprintf("%s %s %s", method, path, status); !c.seen[k] {
-					out = append(out, k)
+				cov.Responses++
+				if k := fmt.Sprintf("%s %s %s", method, path, status); seen[k] {
+					exercised = true
+				} else {
+					cov.Unexercised = append(cov.Unexercised, k)
 				}
+			}
+			if !exercised {
+				cov.UnexercisedOps = append(cov.UnexercisedOps, method+" "+path)
 			}
 		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(cov.Unexercised)
+	sort.Strings(cov.UnexercisedOps)
+	return cov
 }
 
 // RoutesGolden compares h's routes ("METHOD PATTERN", sorted; h must be a
