@@ -349,7 +349,12 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		f = fault.Wrap(fault.Timeout, err, "the upstream did not answer in time")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		return // the client went away
+		// The client went away: nobody reads an answer, but the
+		// metrics say so (nginx's 499), not 200.
+		if rec, ok := w.(*recorder); ok {
+			rec.code = statusClientClosed
+		}
+		return
 	default:
 		f = fault.Wrap(fault.BadGateway, err, "the upstream failed: "+err.Error())
 	}
@@ -392,6 +397,10 @@ func (s *serviceState) retryAllowed(budget float64, minRetries int64) bool {
 	}
 	return true
 }
+
+// statusClientClosed is what the metrics record for a request whose
+// client went away before the answer (nginx's 499).
+const statusClientClosed = 499
 
 // recorder remembers the status written; Unwrap lets ReverseProxy's
 // ResponseController reach the connection for flushes and upgrades.

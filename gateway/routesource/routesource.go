@@ -82,7 +82,13 @@ func (s *Source) Run(ctx context.Context) {
 				listed = err == nil
 			}
 			if listed {
-				err = s.watch(ctx, base)
+				var connected bool
+				connected, err = s.watch(ctx, base)
+				if connected {
+					// The last attempt got through: the next failure
+					// is a new one and starts the backoff afresh.
+					backoff = 100 * time.Millisecond
+				}
 				if errors.Is(err, errGone) {
 					listed = false
 				}
@@ -171,30 +177,31 @@ func (s *Source) publish() {
 	s.Apply(route.NewTable(routes))
 }
 
-// watch applies changes from the revision after the last one seen.
-func (s *Source) watch(ctx context.Context, base string) error {
+// watch applies changes from the revision after the last one seen; it
+// reports whether the stream was opened.
+func (s *Source) watch(ctx context.Context, base string) (bool, error) {
 	s.mu.Lock()
 	from := s.revision + 1
 	s.mu.Unlock()
 	q := url.Values{"prefix": {Prefix}, "fromRevision": {strconv.FormatInt(from, 10)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/watch?"+q.Encode(), nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	resp, err := s.client().Do(req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusGone:
-		return errGone
+		return false, errGone
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("routesource: watch: %s", resp.Status)
+		return false, fmt.Errorf("routesource: watch: %s", resp.Status)
 	}
 	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 4 << 20}) {
 		if err != nil {
-			return err
+			return true, err
 		}
 		if ev.Type != "put" && ev.Type != "delete" {
 			continue
@@ -203,7 +210,7 @@ func (s *Source) watch(ctx context.Context, base string) error {
 			Entry kvEntry `json:"entry"`
 		}
 		if err := json.Unmarshal([]byte(ev.Data), &data); err != nil {
-			return fmt.Errorf("routesource: watch event: %w", err)
+			return true, fmt.Errorf("routesource: watch event: %w", err)
 		}
 		s.mu.Lock()
 		name := strings.TrimPrefix(data.Entry.Key, Prefix)
@@ -219,7 +226,7 @@ func (s *Source) watch(ctx context.Context, base string) error {
 		s.publish()
 		s.mu.Unlock()
 	}
-	return errors.New("routesource: watch ended")
+	return true, errors.New("routesource: watch ended")
 }
 
 func (s *Source) get(ctx context.Context, u string, out any) error {
