@@ -63,15 +63,16 @@ type Config struct {
 
 // Proxy is the gateway's handler for proxied requests.
 type Proxy struct {
-	cfg      Config
-	routes   atomic.Pointer[route.Table]
-	rp       *httputil.ReverseProxy
-	upstream http.RoundTripper
-	via      string
-	services sync.Map // service name → *serviceState
-	builtin  sync.Map // service name → *route.Route for /s/{service}
-	limits   *limiters
-	m        *metrics
+	cfg       Config
+	routes    atomic.Pointer[route.Table]
+	rp        *httputil.ReverseProxy
+	upstream  http.RoundTripper
+	via       string
+	viaValues []string // {via}, shared
+	services  sync.Map // service name → *serviceState
+	builtin   sync.Map // service name → *route.Route for /s/{service}
+	limits    *limiters
+	m         *metrics
 }
 
 // New returns a proxy with no configured routes (the built-in ones work).
@@ -95,6 +96,7 @@ func New(cfg Config) *Proxy {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{cfg: cfg, via: "1.1 " + cfg.ID, limits: newLimiters(), m: newMetrics(cfg.Registerer)}
+	p.viaValues = []string{p.via}
 	p.upstream = cfg.Transport
 	if p.upstream == nil {
 		p.upstream = NewTransport()
@@ -130,8 +132,17 @@ func (p *Proxy) SetRoutes(t *route.Table) { p.routes.Store(t) }
 // Routes returns the configured routes.
 func (p *Proxy) Routes() *route.Table { return p.routes.Load() }
 
-// exchange is what the rewrite and the transport know of a request.
+// exchange is what the rewrite and the transport know of a request. It
+// is also the context of the request handed to the ReverseProxy: it wraps
+// the client's request context and answers Value(exchangeKey{}) with
+// itself, which carries it to the rewrite, the transport and the error
+// handler without a context.WithValue per request. It holds the request's
+// recorder and the answer's tracked body too, one allocation for the three.
 type exchange struct {
+	context.Context // the client's request context, once routed
+
+	rec      recorder
+	tracked  trackedBody
 	route    *route.Route
 	svc      *serviceState
 	pool     *balancer.Pool
@@ -150,18 +161,28 @@ type exchange struct {
 
 type exchangeKey struct{}
 
+// Value answers exchangeKey{} with the exchange, anything else from the
+// client's context.
+func (x *exchange) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return x
+	}
+	return x.Context.Value(key)
+}
+
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
-	rt := p.serve(rec, r)
+	x := &exchange{rec: recorder{ResponseWriter: w}}
+	rt := p.serve(x, r)
 	name, svc := "none", "none"
 	if rt != nil {
 		name, svc = rt.Name, rt.Service
 	}
-	p.m.observe(name, svc, rec.status(), time.Since(start))
+	p.m.observe(name, svc, x.rec.status(), time.Since(start))
 }
 
-func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) *route.Route {
+func (p *Proxy) serve(x *exchange, r *http.Request) *route.Route {
+	w := &x.rec
 	if p.looped(r) {
 		p.fail(w, r, fault.New(fault.LoopDetected, "this request already passed through gateway %s", p.cfg.ID))
 		return nil
@@ -189,8 +210,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) *route.Route {
 		p.fail(w, r, fault.New(fault.Unavailable, "service %s has no passing instance", rt.Service))
 		return rt
 	}
-	x := &exchange{route: rt, svc: svc, pool: pool, version: pickVersion(rt.Split, pool),
-		zone: r.Header.Get("X-Steward-Zone"), canRetry: idempotent(r)}
+	x.route, x.svc, x.pool, x.version = rt, svc, pool, pickVersion(rt.Split, pool)
+	x.zone, x.canRetry = r.Header.Get("X-Steward-Zone"), idempotent(r)
 	if x.zone == "" {
 		x.zone = p.cfg.Zone
 	}
@@ -211,7 +232,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) *route.Route {
 			return rt
 		}
 	}
-	ctx := context.WithValue(r.Context(), exchangeKey{}, x)
+	x.Context = r.Context()
+	ctx := context.Context(x)
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout.Std())
@@ -331,7 +353,13 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = x.route.Service
 	pr.Out.URL.Path = x.route.UpstreamPath(pr.In.URL.Path)
 	pr.Out.URL.RawPath = ""
-	pr.Out.Header.Add("Via", p.via)
+	if prior := pr.Out.Header["Via"]; len(prior) > 0 {
+		pr.Out.Header["Via"] = append(prior, p.via)
+	} else {
+		// Shared by every request: its length is its capacity, so
+		// that an append copies it.
+		pr.Out.Header["Via"] = p.viaValues
+	}
 	pr.Out.Header.Del("X-Steward-Zone")
 }
 
@@ -433,17 +461,24 @@ func (r *recorder) status() int {
 }
 
 // bufferPool lends ReverseProxy its 32 KiB copy buffers instead of a new
-// one per response.
+// one per response. It pools pointers to the arrays: a slice put in a
+// sync.Pool would cost an allocation for its header each time.
 type bufferPool struct{ pool sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if buf, ok := b.pool.Get().(*[]byte); ok {
-		return *buf
+	if buf, ok := b.pool.Get().(*[copyBufferSize]byte); ok {
+		return buf[:]
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, copyBufferSize)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.pool.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == copyBufferSize {
+		b.pool.Put((*[copyBufferSize]byte)(buf))
+	}
+}
 
 // Load is a service's load as this gateway sees it, for the scaler.
 type Load struct {

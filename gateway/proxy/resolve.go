@@ -50,11 +50,12 @@ func (p *Proxy) resolve(r *http.Request) *route.Route {
 	path := r.URL.Path
 	if rest, ok := strings.CutPrefix(path, ServicePrefix); ok {
 		name, _, _ := strings.Cut(rest, "/")
-		if !serviceName.MatchString(name) || name == route.SelfService {
-			return nil
-		}
+		// Only a valid name is ever cached: a hit needs no regexp.
 		if rt, ok := p.builtin.Load(name); ok {
 			return rt.(*route.Route)
+		}
+		if !serviceName.MatchString(name) || name == route.SelfService {
+			return nil
 		}
 		rt := &route.Route{Name: "s/" + name, Match: route.Match{PathPrefix: ServicePrefix + name},
 			Service: name, StripPrefix: true, Retry: &route.Retry{Attempts: 2}}

@@ -68,11 +68,14 @@ func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		x.upstream, x.tries = ep, attempt+1
-		done := func() { cancel(); ep.Done(latency, failed) }
+		end := attemptEnd{cancel: cancel, ep: ep, latency: latency, failed: failed}
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-			resp.Body = &upgradedBody{ReadWriteCloser: rwc, done: done}
+			resp.Body = &upgradedBody{ReadWriteCloser: rwc, end: end}
 		} else {
-			resp.Body = &trackedBody{ReadCloser: resp.Body, done: done}
+			// ReverseProxy asks once per exchange and closes the body
+			// before it returns.
+			x.tracked = trackedBody{ReadCloser: resp.Body, end: end}
+			resp.Body = &x.tracked
 		}
 		return resp, nil
 	}
@@ -91,18 +94,24 @@ func (p *Proxy) try(out *http.Request, x *exchange, ep *balancer.Endpoint) (*htt
 	if x.svc.pending.Add(1) > p.cfg.MaxPending {
 		x.svc.pending.Add(-1)
 		p.m.overflow(x.route.Service, "pending")
-		return nil, errPending, 0, func() {}
+		return nil, errPending, 0, noCancel
 	}
-	ctx, cancel := context.WithCancel(out.Context())
+	// Only a per-try timeout needs a context of the attempt's own (and a
+	// copy of the request to carry it); otherwise the attempt runs in
+	// the request's context and has nothing to cancel.
+	cancel, sent := context.CancelFunc(noCancel), out
 	var timer *time.Timer
 	if x.perTry > 0 {
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(out.Context())
+		sent = out.WithContext(ctx)
 		// The per-try timeout bounds the wait for response headers, not
 		// the body: a stream may run as long as the route allows.
 		timer = time.AfterFunc(x.perTry, cancel)
 	}
 	ep.Start()
 	start := time.Now()
-	resp, err := p.upstream.RoundTrip(out.WithContext(ctx))
+	resp, err := p.upstream.RoundTrip(sent)
 	latency := time.Since(start)
 	x.svc.pending.Add(-1)
 	if timer != nil && !timer.Stop() && err != nil && out.Context().Err() == nil {
@@ -154,10 +163,24 @@ func connectFailure(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
+func noCancel() {}
+
+// attemptEnd ends an attempt that was answered, once the proxy is done
+// with the answer's body: it releases the attempt's context and tells the
+// endpoint how it went.
+type attemptEnd struct {
+	cancel  context.CancelFunc
+	ep      *balancer.Endpoint
+	latency time.Duration
+	failed  bool
+}
+
+func (a attemptEnd) done() { a.cancel(); a.ep.Done(a.latency, a.failed) }
+
 // trackedBody ends the attempt when the proxy is done with the body.
 type trackedBody struct {
 	io.ReadCloser
-	done   func()
+	end    attemptEnd
 	closed bool
 }
 
@@ -165,7 +188,7 @@ func (b *trackedBody) Close() error {
 	err := b.ReadCloser.Close()
 	if !b.closed {
 		b.closed = true
-		b.done()
+		b.end.done()
 	}
 	return err
 }
@@ -174,7 +197,7 @@ func (b *trackedBody) Close() error {
 // writes to it, so it must stay an io.ReadWriteCloser.
 type upgradedBody struct {
 	io.ReadWriteCloser
-	done   func()
+	end    attemptEnd
 	closed bool
 }
 
@@ -182,7 +205,7 @@ func (b *upgradedBody) Close() error {
 	err := b.ReadWriteCloser.Close()
 	if !b.closed {
 		b.closed = true
-		b.done()
+		b.end.done()
 	}
 	return err
 }
