@@ -7,4 +7,7 @@ replace (
 	github.com/stewardhq/steward/platform => ../../platform
 )
 
-require github.com/stewardhq/steward/platform v0.0.0-00010101000000-000000000000
+require (
+	github.com/stewardhq/steward/platform v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
+)
