@@ -57,7 +57,7 @@ func gatewayFlags(fs interface {
 	fs.IntVar(&c.gw.loadWorkers, "gateway-load-workers", 64, "gateway: the most requests in flight of a latency run (vegeta's max workers)")
 	fs.IntVar(&c.gw.rate, "gateway-rate", 0, "gateway: requests/s of the latency runs (0: half of nginx's median max RPS)")
 	fs.StringVar(&c.gw.profile, "gateway-profile", "", "gateway: directory to write the CPU and allocation profiles of the gateway and of the tuned ReverseProxy to, each taken during one extra wrk run")
-	fs.StringVar(&c.gw.env, "gateway-env", "", "gateway: extra environment of the steward-gateway process, comma-separated (e.g. GOGC=400)")
+	fs.StringVar(&c.gw.env, "gateway-env", "", "gateway: extra environment of this tree's steward-gateway process (not the baseline's), comma-separated (e.g. GOGC=400)")
 	fs.StringVar(&c.gw.baseline, "gateway-baseline", "", "gateway: path of another steward-gateway binary to measure beside this tree's (before and after a change)")
 	fs.StringVar(&c.gw.caddyVersion, "gateway-caddy-version", "v2.11.9", "gateway: the Caddy built from the Go module proxy (\"\" leaves Caddy out)")
 }
@@ -290,7 +290,7 @@ func measureGateway(ctx context.Context, log *slog.Logger, cfg config, rep *gate
 	}
 	if cfg.gw.baseline != "" && want(gwBaseline) {
 		startGateway(gwBaseline, "Steward gateway, baseline ("+filepath.Base(cfg.gw.baseline)+")", cfg.gw.baseline, "bench-gateway-baseline",
-			splitList(cfg.gw.env), false)
+			nil, false)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
