@@ -108,13 +108,21 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	}
 	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz",
 		e[1] + "/healthz", e[1] + "/readyz", g[1] + "/healthz", g[1] + "/readyz"} {
-		resp, err := http.Get(u)
-		if err != nil {
-			t.Fatalf("GET %s: %v", u, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s = %d, want 200", u, resp.StatusCode)
+		// The embedded NATS server's /healthz answers 503 until JetStream
+		// is current, which may be a moment after the banner.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get(u)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v, status %v; want 200 within 10s", u, err, resp)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	req, _ := http.NewRequest(http.MethodPut, c[1]+"/v1/kv/dev/hello", strings.NewReader(`"world"`))
