@@ -381,14 +381,14 @@ func ensureDebian(ctx context.Context, log *slog.Logger, rep *gatewayReport, com
 	log.Info("gateway: installing a Debian package", "package", pkg)
 	cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", pkg)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if _, err := cmd.CombinedOutput(); err != nil {
 		// A stale package list is the usual reason; refresh it once.
 		if upd, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
 			return fmt.Sprintf("apt-get update failed: %v: %s", uerr, lastLine(upd))
 		}
 		cmd = exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", pkg)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err = cmd.CombinedOutput(); err != nil {
+		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Sprintf("apt-get install %s failed: %v: %s", pkg, err, lastLine(out))
 		}
 	}

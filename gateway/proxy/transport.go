@@ -43,7 +43,7 @@ func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		out.URL.Host = ep.HostPort()
-		resp, err, latency, cancel := p.try(out, x, ep)
+		resp, latency, cancel, err := p.try(out, x, ep)
 		if err == errPending {
 			// The gateway's own limit, per service: the instance saw
 			// nothing (no Start, so no Done), and another would be
@@ -90,11 +90,11 @@ func policy(x *exchange) string {
 
 // try makes one attempt. The returned cancel ends the attempt's context;
 // it must be called once the response body is done with.
-func (p *Proxy) try(out *http.Request, x *exchange, ep *balancer.Endpoint) (*http.Response, error, time.Duration, context.CancelFunc) {
+func (p *Proxy) try(out *http.Request, x *exchange, ep *balancer.Endpoint) (*http.Response, time.Duration, context.CancelFunc, error) {
 	if x.svc.pending.Add(1) > p.cfg.MaxPending {
 		x.svc.pending.Add(-1)
 		p.m.overflow(x.route.Service, "pending")
-		return nil, errPending, 0, noCancel
+		return nil, 0, noCancel, errPending
 	}
 	// Only a per-try timeout needs a context of the attempt's own (and a
 	// copy of the request to carry it); otherwise the attempt runs in
@@ -117,7 +117,7 @@ func (p *Proxy) try(out *http.Request, x *exchange, ep *balancer.Endpoint) (*htt
 	if timer != nil && !timer.Stop() && err != nil && out.Context().Err() == nil {
 		err = context.DeadlineExceeded // the per-try timeout fired
 	}
-	return resp, err, latency, cancel
+	return resp, latency, cancel, err
 }
 
 // budget decides whether a retry may go ahead. A connection that was never

@@ -343,7 +343,7 @@ func TestHotChanges(t *testing.T) {
 	}
 
 	c.del(t, "b")
-	st = f.wait(t, "route b deleted", func(st routesource.Status) bool { return service(st, "b") == "" })
+	f.wait(t, "route b deleted", func(st routesource.Status) bool { return service(st, "b") == "" })
 	if got := f.served("/b/x"); got != "" {
 		t.Fatalf("table still sends /b/x to %q after the delete", got)
 	}
