@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/wire"
 )
@@ -131,8 +133,11 @@ func (r *Route) Validate() error {
 		return bad("match.host %q: a host name without a port", h)
 	}
 	for name := range r.Match.Headers {
-		if name == "" || http.CanonicalHeaderKey(name) == "" {
+		if name == "" {
 			return bad("match.headers: empty header name")
+		}
+		if !httpguts.ValidHeaderFieldName(name) {
+			return bad("match.headers: %q is not a valid header name", name)
 		}
 	}
 	if !serviceName.MatchString(r.Service) {
@@ -171,7 +176,8 @@ func (r *Route) Validate() error {
 		if rl.RPS <= 0 || rl.Burst < 1 {
 			return bad("rateLimit: rps must be positive and burst at least 1")
 		}
-		if rl.Key != "" && rl.Key != "ip" && !strings.HasPrefix(rl.Key, "header:") {
+		name, isHeader := strings.CutPrefix(rl.Key, "header:")
+		if rl.Key != "" && rl.Key != "ip" && (!isHeader || !httpguts.ValidHeaderFieldName(name)) {
 			return bad("rateLimit.key %q: want \"ip\" or \"header:<Name>\"", rl.Key)
 		}
 	}
