@@ -478,17 +478,9 @@ func (s *server) handleGrant() http.HandlerFunc {
 	})
 }
 
-func leaseID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fault.New(fault.Invalid, "lease id %q: want a positive integer", chi.URLParam(r, "id"))
-	}
-	return id, nil
-}
-
 func (s *server) handleKeepalive() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := leaseID(r)
+		id, err := qloghttp.LeaseID(r)
 		if err != nil {
 			return err
 		}
@@ -498,7 +490,7 @@ func (s *server) handleKeepalive() http.HandlerFunc {
 
 func (s *server) handleRevoke() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := leaseID(r)
+		id, err := qloghttp.LeaseID(r)
 		if err != nil {
 			return err
 		}
@@ -519,7 +511,7 @@ func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, s
 
 func (s *server) handleLeaseGet() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := leaseID(r)
+		id, err := qloghttp.LeaseID(r)
 		if err != nil {
 			return err
 		}

@@ -298,17 +298,9 @@ func (s *server) handleGrant() http.HandlerFunc {
 	})
 }
 
-func leaseID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fault.New(fault.Invalid, "lease id %q: want a positive integer", chi.URLParam(r, "id"))
-	}
-	return id, nil
-}
-
 func (s *server) handleKeepalive() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := leaseID(r)
+		id, err := qloghttp.LeaseID(r)
 		if err != nil {
 			return err
 		}
@@ -318,7 +310,7 @@ func (s *server) handleKeepalive() http.HandlerFunc {
 
 func (s *server) handleRevoke() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := leaseID(r)
+		id, err := qloghttp.LeaseID(r)
 		if err != nil {
 			return err
 		}
@@ -339,7 +331,7 @@ func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c catalog.Comma
 
 func (s *server) handleLease() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := leaseID(r)
+		id, err := qloghttp.LeaseID(r)
 		if err != nil {
 			return err
 		}

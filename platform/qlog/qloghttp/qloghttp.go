@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/stewardhq/steward/platform/fault"
@@ -154,6 +155,15 @@ func Limit(r *http.Request, def int64) (int64, error) {
 		limit = def
 	}
 	return min(limit, MaxLimit), err
+}
+
+// LeaseID reads the {id} of a /leases/{id} route: a positive integer.
+func LeaseID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fault.New(fault.Invalid, "lease id %q: want a positive integer", chi.URLParam(r, "id"))
+	}
+	return id, nil
 }
 
 // Consistency reads ?consistency=linearizable|serializable.
