@@ -129,9 +129,6 @@ func NewTransport() *http.Transport {
 // SetRoutes replaces the configured routes atomically.
 func (p *Proxy) SetRoutes(t *route.Table) { p.routes.Store(t) }
 
-// Routes returns the configured routes.
-func (p *Proxy) Routes() *route.Table { return p.routes.Load() }
-
 // exchange is what the rewrite and the transport know of a request. It
 // is also the context of the request handed to the ReverseProxy: it wraps
 // the client's request context and answers Value(exchangeKey{}) with
