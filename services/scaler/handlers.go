@@ -1,0 +1,434 @@
+package scaler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/metrics"
+	"github.com/stewardhq/steward/services/scaler/scalers"
+)
+
+type server struct {
+	qloghttp.Handler
+	log     *qlog.Log
+	machine *scalers.Machine
+	archive DecisionArchive
+	// publish hands pushed samples to every replica's store.
+	publish func([]metrics.Sample) error
+	logger  *slog.Logger
+}
+
+// DecisionArchive reads a scaler's events older than the replicas hold
+// (pgstore.History).
+type DecisionArchive interface {
+	KeyEvents(ctx context.Context, key string, before int64, limit int) ([]qlog.Event, error)
+}
+
+// Limits of request bodies: a spec, a pushed batch of samples, a
+// simulation request with its series.
+const (
+	specBodyLimit     = 256 << 10
+	pushBodyLimit     = 4 << 20
+	simulateBodyLimit = 16 << 20
+)
+
+// maxBatchBytes is the log's group-commit bound; a decision with its
+// inputs is a few KiB.
+const maxBatchBytes = 4 << 20
+
+// maxCommandBytes bounds one encoded command so that it fits a batch.
+const maxCommandBytes = maxBatchBytes - 1<<10
+
+func nameParam(r *http.Request) (string, error) {
+	name := chi.URLParam(r, "name")
+	return name, scalers.ValidateName(name)
+}
+
+// propose sends a client's command with its Idempotency-Key.
+func (s *server) propose(w http.ResponseWriter, r *http.Request, c scalers.Command) (scalers.Result, error) {
+	var out scalers.Result
+	res, err := qloghttp.Propose(r, s.log, c, maxCommandBytes, &out)
+	if err == nil {
+		qloghttp.SetRevision(w, res.Revision)
+	}
+	return out, err
+}
+
+func (s *server) handlePut() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		spec, err := web.Decode[scalers.Spec](w, r, specBodyLimit)
+		if err != nil {
+			return err
+		}
+		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpPut, Name: name, Spec: &spec})
+		if err != nil {
+			return err
+		}
+		switch res.Status {
+		case scalers.Created:
+			return web.Encode(w, http.StatusCreated, res.Scaler)
+		case scalers.Updated:
+			return web.Encode(w, http.StatusOK, res.Scaler)
+		}
+		return qloghttp.ErrIdempotencyReuse(r)
+	})
+}
+
+func (s *server) handleDelete() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpDelete, Name: name})
+		if err != nil {
+			return err
+		}
+		switch res.Status {
+		case scalers.Deleted:
+			return web.Encode(w, http.StatusOK, res.Scaler)
+		case scalers.NotFound:
+			return fault.New(fault.NotFound, "no scaler %s", name)
+		}
+		return qloghttp.ErrIdempotencyReuse(r)
+	})
+}
+
+// read runs fn on the state at the consistency the request asks for
+// (linearizable by default) and sets the revision it reflects.
+func (s *server) read(w http.ResponseWriter, r *http.Request, fn func()) error {
+	c, err := qloghttp.Consistency(r)
+	if err != nil {
+		return err
+	}
+	return s.log.Read(r.Context(), c, func(rev int64) error {
+		fn()
+		qloghttp.SetRevision(w, rev)
+		return nil
+	})
+}
+
+func (s *server) handleGet() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		var sc *scalers.Scaler
+		if err := s.read(w, r, func() { sc = s.machine.Get(name) }); err != nil {
+			return err
+		}
+		if sc == nil {
+			return fault.New(fault.NotFound, "no scaler %s", name)
+		}
+		return web.Encode(w, http.StatusOK, sc)
+	})
+}
+
+// listResponse is GET /v1/scalers's body.
+type listResponse struct {
+	Items []scalers.Scaler `json:"items"`
+	// Next is the name to pass as ?after= for the next page, null on the
+	// last page.
+	Next *string `json:"next"`
+}
+
+func (s *server) handleList() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		limit, err := qloghttp.Limit(r, qloghttp.MaxLimit)
+		if err != nil {
+			return err
+		}
+		after := r.URL.Query().Get("after")
+		var (
+			resp listResponse
+			more bool
+		)
+		if err := s.read(w, r, func() { resp.Items, more = s.machine.List(after, int(limit)) }); err != nil {
+			return err
+		}
+		if more {
+			resp.Next = &resp.Items[len(resp.Items)-1].Name
+		}
+		return web.Encode(w, http.StatusOK, resp)
+	})
+}
+
+// decisionsResponse is GET /v1/scalers/{name}/decisions's body.
+type decisionsResponse struct {
+	Items []scalers.Decision `json:"items"`
+	// Complete is false when older decisions exist than the replicas hold
+	// and no archive (PostgreSQL) was there to read them from.
+	Complete bool `json:"complete"`
+}
+
+func (s *server) handleDecisions() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		limit, err := qloghttp.Limit(r, 20)
+		if err != nil {
+			return err
+		}
+		ds, complete, err := s.decisions(w, r, name, int(limit))
+		if err != nil {
+			return err
+		}
+		return web.Encode(w, http.StatusOK, decisionsResponse{Items: ds, Complete: complete})
+	})
+}
+
+// decisions returns up to limit of a scaler's newest decisions, newest
+// first: those the replicas hold, then older ones from the archive.
+func (s *server) decisions(w http.ResponseWriter, r *http.Request, name string, limit int) ([]scalers.Decision, bool, error) {
+	var (
+		sc       *scalers.Scaler
+		ds       []scalers.Decision
+		complete bool
+	)
+	if err := s.read(w, r, func() {
+		sc = s.machine.Get(name)
+		ds, complete = s.machine.Recent(name, limit)
+	}); err != nil {
+		return nil, false, err
+	}
+	if sc == nil {
+		return nil, false, fault.New(fault.NotFound, "no scaler %s", name)
+	}
+	if ds == nil {
+		ds = []scalers.Decision{}
+	}
+	if len(ds) == limit || complete {
+		return ds, true, nil
+	}
+	if s.archive == nil {
+		return ds, false, nil
+	}
+	before := sc.ModRevision + 1
+	if len(ds) > 0 {
+		before = ds[len(ds)-1].Revision
+	}
+	older, err := s.archived(r.Context(), name, sc.CreateRevision, before, limit-len(ds))
+	if err != nil {
+		return nil, false, err
+	}
+	return append(ds, older...), true, nil
+}
+
+// archived reads up to limit decisions of a scaler from the archive,
+// newest first, with revision in [from, before), joining each with its
+// actuation.
+func (s *server) archived(ctx context.Context, name string, from, before int64, limit int) ([]scalers.Decision, error) {
+	var out []scalers.Decision
+	acts := map[int64]scalers.Actuation{}
+	// Actuations follow their decisions, so reading newest first meets an
+	// actuation before its decision.
+	for len(out) < limit && before > from {
+		evs, err := s.archive.KeyEvents(ctx, name, before, 2*(limit-len(out))+2)
+		if err != nil {
+			return nil, fmt.Errorf("read archived decisions: %w", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, ev := range evs {
+			before = ev.Revision
+			if ev.Revision < from || len(out) == limit {
+				return out, nil
+			}
+			switch ev.Type {
+			case scalers.EventActuation:
+				var a scalers.ActuationEvent
+				if err := json.Unmarshal(ev.Data, &a); err == nil {
+					acts[a.DecisionRevision] = a.Actuation
+				}
+			case scalers.EventDecision:
+				var d scalers.Decision
+				if err := json.Unmarshal(ev.Data, &d); err != nil {
+					return nil, fmt.Errorf("archived decision %d: %w", ev.Revision, err)
+				}
+				if a, ok := acts[d.Revision]; ok {
+					d.Actuation = &a
+				}
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
+}
+
+// simulateRequest is POST /v1/scalers/{name}/simulate's body. Both parts
+// are optional: the spec defaults to the scaler's, the series to the one
+// its recorded decisions saw (their observed values, oldest first).
+type simulateRequest struct {
+	Spec   *scalers.Spec     `json:"spec,omitempty"`
+	Series *autoscale.Series `json:"series,omitempty"`
+}
+
+// Validate bounds the series; the spec is checked with its defaults.
+func (q simulateRequest) Validate() error {
+	if q.Series == nil {
+		return nil
+	}
+	if len(q.Series.Points) > autoscale.MaxSimulationSteps {
+		return fault.New(fault.Invalid, "series.points: at most %d", autoscale.MaxSimulationSteps)
+	}
+	if q.Series.Replicas < 0 || q.Series.Replicas > autoscale.MaxReplicas {
+		return fault.New(fault.Invalid, "series.replicas: want 0 to %d", autoscale.MaxReplicas)
+	}
+	return nil
+}
+
+// simulateResponse is what the simulation decided.
+type simulateResponse struct {
+	Decisions []autoscale.Decision `json:"decisions"`
+	Summary   simulationSummary    `json:"summary"`
+	// Series is the series replayed (the recorded one, when none was
+	// given).
+	Series autoscale.Series `json:"series"`
+}
+
+// simulationSummary sums the decisions up.
+type simulationSummary struct {
+	Decisions     int `json:"decisions"`
+	Changes       int `json:"changes"`
+	MinReplicas   int `json:"minReplicas"`
+	MaxReplicas   int `json:"maxReplicas"`
+	FinalReplicas int `json:"finalReplicas"`
+}
+
+func summarize(ds []autoscale.Decision) simulationSummary {
+	sum := simulationSummary{Decisions: len(ds)}
+	for i, d := range ds {
+		if d.Scale() {
+			sum.Changes++
+		}
+		if i == 0 || d.DesiredReplicas < sum.MinReplicas {
+			sum.MinReplicas = d.DesiredReplicas
+		}
+		sum.MaxReplicas = max(sum.MaxReplicas, d.DesiredReplicas)
+		sum.FinalReplicas = d.DesiredReplicas
+	}
+	return sum
+}
+
+func (s *server) handleSimulate() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		req, err := web.Decode[simulateRequest](w, r, simulateBodyLimit)
+		if err != nil {
+			return err
+		}
+		var spec scalers.Spec
+		if req.Spec != nil {
+			spec = *req.Spec
+			if err := spec.Validate(); err != nil {
+				return err
+			}
+		} else {
+			var sc *scalers.Scaler
+			if err := s.read(w, r, func() {
+				if wk, ok := s.machine.Work(name); ok {
+					sc = &scalers.Scaler{Spec: wk.Spec}
+				}
+			}); err != nil {
+				return err
+			}
+			if sc == nil {
+				return fault.New(fault.NotFound, "no scaler %s: give a spec to simulate", name)
+			}
+			spec = sc.Spec
+		}
+		var series autoscale.Series
+		if req.Series != nil {
+			series = *req.Series
+		} else {
+			ds, _, err := s.decisions(w, r, name, autoscale.MaxSimulationSteps)
+			if err != nil {
+				return err
+			}
+			series = recordedSeries(ds)
+			if len(series.Points) == 0 {
+				return fault.New(fault.Invalid, "scaler %s has recorded no metrics yet: give a series", name)
+			}
+		}
+		decisions, err := autoscale.Simulate(spec.Spec, series)
+		if err != nil {
+			return fault.Wrap(fault.Invalid, err, err.Error())
+		}
+		if decisions == nil {
+			decisions = []autoscale.Decision{}
+		}
+		return web.Encode(w, http.StatusOK, simulateResponse{Decisions: decisions, Summary: summarize(decisions), Series: series})
+	})
+}
+
+// recordedSeries turns decisions (newest first) into the series they saw,
+// oldest first, starting from the first one's replica count.
+func recordedSeries(ds []scalers.Decision) autoscale.Series {
+	var series autoscale.Series
+	for i := len(ds) - 1; i >= 0; i-- {
+		d := ds[i]
+		if len(d.Observed) == 0 {
+			continue
+		}
+		if len(series.Points) == 0 {
+			series.Replicas = d.CurrentReplicas
+		}
+		series.Points = append(series.Points, autoscale.Point{At: d.At, Metrics: d.Observed})
+	}
+	slices.SortStableFunc(series.Points, func(a, b autoscale.Point) int { return a.At.Compare(b.At) })
+	return series
+}
+
+// pushResponse is POST /v1/metrics's body.
+type pushResponse struct {
+	Accepted int `json:"accepted"`
+}
+
+func (s *server) handlePush() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		body, err := web.ReadBody(w, r, pushBodyLimit)
+		if err != nil {
+			return err
+		}
+		var p metrics.Push
+		if err := web.Unmarshal(body, &p); err != nil {
+			return err
+		}
+		now := time.Now()
+		if err := p.Validate(now); err != nil {
+			return err
+		}
+		for i := range p.Samples {
+			if p.Samples[i].Timestamp.IsZero() {
+				p.Samples[i].Timestamp = now
+			}
+		}
+		if err := s.publish(p.Samples); err != nil {
+			return fault.Wrap(fault.Unavailable, err, "cannot hand the samples to the scaler replicas")
+		}
+		return web.Encode(w, http.StatusAccepted, pushResponse{Accepted: len(p.Samples)})
+	})
+}

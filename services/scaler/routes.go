@@ -1,0 +1,57 @@
+// Package scaler is Steward's autoscaler service: scalers (HPA v2 specs
+// with a driver) over HTTP/JSON, replicated through platform/qlog, and a
+// control loop that runs on the elected leader among the replicas. The
+// algorithm is in autoscale, the drivers in driver, the replicated state
+// in scalers, the loop in control and the metrics it reads in metrics;
+// this package is the HTTP API and the process wiring.
+package scaler
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
+	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/scaler/metrics"
+	"github.com/stewardhq/steward/services/scaler/scalers"
+)
+
+//go:embed api/openapi.json
+var openAPIDocument []byte
+
+// NewServer returns the service's HTTP handler. publish hands pushed
+// samples to the replicas; archive (nil without PostgreSQL) holds the
+// decisions older than the replicas keep.
+func NewServer(l *qlog.Log, m *scalers.Machine, archive DecisionArchive, publish func([]metrics.Sample) error, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, archive: archive, publish: publish, logger: logger}
+	return web.NewHandler(web.Options{
+		Service:    ServiceName,
+		Logger:     logger,
+		Ready:      func(context.Context) error { return l.Ready() },
+		Middleware: []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
+		Routes:     s.routes,
+	})
+}
+
+// routes is the whole API.
+func (s *server) routes(r chi.Router) {
+	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPIDocument)
+	})
+	r.Get("/v1/scalers", s.handleList())
+	r.Get("/v1/scalers/{name}", s.handleGet())
+	r.Put("/v1/scalers/{name}", s.handlePut())
+	r.Delete("/v1/scalers/{name}", s.handleDelete())
+	r.Get("/v1/scalers/{name}/decisions", s.handleDecisions())
+	r.Post("/v1/scalers/{name}/simulate", s.handleSimulate())
+	r.Post("/v1/metrics", s.handlePush())
+}

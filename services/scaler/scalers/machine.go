@@ -1,0 +1,376 @@
+package scalers
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/services/scaler/autoscale"
+)
+
+// KeepDecisions is how many decisions of each scaler the replicas hold;
+// older ones are read from the history archive.
+const KeepDecisions = 100
+
+// Machine is the state of every scaler. Apply mutates it; the query
+// methods must be called inside qlog.Log.Read, which excludes Apply.
+type Machine struct {
+	scalers map[string]*record
+	fence   Fence
+	keep    int
+}
+
+// record is one scaler with what only the control loop reads.
+type record struct {
+	Scaler Scaler          `json:"scaler"`
+	State  autoscale.State `json:"state"`
+	// Recent holds the newest decisions, oldest first.
+	Recent []Decision `json:"recent,omitempty"`
+}
+
+// New returns an empty state that holds the newest keep decisions of
+// each scaler (KeepDecisions if keep < 1). Every replica must use the
+// same keep: it shapes the state.
+func New(keep int) *Machine {
+	if keep < 1 {
+		keep = KeepDecisions
+	}
+	return &Machine{scalers: map[string]*record{}, keep: keep}
+}
+
+type applying struct {
+	rev    int64
+	now    time.Time
+	events []qlog.Event
+}
+
+func (a *applying) emit(typ, key string, v any) {
+	var data []byte
+	if v != nil {
+		data, _ = json.Marshal(v)
+	}
+	a.events = append(a.events, qlog.Event{Type: typ, Key: key, Data: data})
+}
+
+// Apply implements qlog.StateMachine.
+func (m *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
+	a := &applying{rev: e.Revision, now: e.Time.UTC()}
+	var c Command
+	var res Result
+	if err := json.Unmarshal(e.Cmd, &c); err != nil {
+		res = Result{Status: Invalid, Detail: "undecodable command"}
+	} else {
+		res = m.apply(a, &c)
+	}
+	out, _ := json.Marshal(res)
+	return out, a.events
+}
+
+func (m *Machine) apply(a *applying, c *Command) Result {
+	switch c.Op {
+	case OpPut:
+		return m.put(a, c)
+	case OpDelete:
+		r := m.scalers[c.Name]
+		if r == nil {
+			return Result{Status: NotFound}
+		}
+		delete(m.scalers, c.Name)
+		a.emit(EventDeleted, c.Name, nil)
+		return Result{Status: Deleted, Scaler: r.view()}
+	case OpLead:
+		prev := m.fence.Token
+		if res, ok := m.admit(c); !ok {
+			return res
+		}
+		if c.Token > prev {
+			m.abandon(a, c)
+		}
+		return Result{Status: Led, Fence: &Fence{Token: m.fence.Token, Replica: m.fence.Replica}}
+	case OpDecide:
+		if res, ok := m.admit(c); !ok {
+			return res
+		}
+		return m.decide(a, c)
+	case OpActuate:
+		if res, ok := m.admit(c); !ok {
+			return res
+		}
+		return m.actuate(a, c)
+	}
+	return Result{Status: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}
+}
+
+// admit checks a leader's command against the fence and raises it. A
+// token equal to the fence passes: a leader sends many commands under
+// one term. Tokens come from one election, so they never repeat across
+// leaders.
+func (m *Machine) admit(c *Command) (Result, bool) {
+	if c.Token < 1 || c.Replica == "" {
+		return Result{Status: Invalid, Detail: "a leader's command needs its replica and a positive token"}, false
+	}
+	if c.Token < m.fence.Token {
+		return Result{Status: Fenced, Fence: &Fence{Token: m.fence.Token, Replica: m.fence.Replica},
+			Detail: fmt.Sprintf("token %d is older than the newest leader's %d (%s)", c.Token, m.fence.Token, m.fence.Replica)}, false
+	}
+	m.fence = Fence{Token: c.Token, Replica: c.Replica}
+	return Result{}, true
+}
+
+func (m *Machine) put(a *applying, c *Command) Result {
+	if c.Spec == nil {
+		return Result{Status: Invalid, Detail: "put without a spec"}
+	}
+	r := m.scalers[c.Name]
+	status := Updated
+	if r == nil {
+		status = Created
+		r = &record{Scaler: Scaler{Name: c.Name, CreateRevision: a.rev,
+			Status: Status{Conditions: []autoscale.Condition{}}}}
+		m.scalers[c.Name] = r
+	}
+	r.Scaler.Spec = *c.Spec
+	r.Scaler.Generation++
+	r.Scaler.ModRevision = a.rev
+	a.emit(EventPut, c.Name, r.view())
+	return Result{Status: status, Scaler: r.view()}
+}
+
+func (m *Machine) decide(a *applying, c *Command) Result {
+	r := m.scalers[c.Name]
+	if r == nil {
+		return Result{Status: NotFound}
+	}
+	if c.Decision == nil || c.State == nil {
+		return Result{Status: Invalid, Detail: "decide without a decision and a state"}
+	}
+	if c.Generation != r.Scaler.Generation {
+		return Result{Status: Stale, Detail: fmt.Sprintf("decided under generation %d, the spec is at %d", c.Generation, r.Scaler.Generation)}
+	}
+	d := *c.Decision
+	d.Revision, d.Generation, d.Leader, d.Token, d.Actuation = a.rev, c.Generation, c.Replica, c.Token, nil
+	r.State = *c.State
+	r.Recent = append(r.Recent, d)
+	if over := len(r.Recent) - m.keep; over > 0 {
+		r.Recent = slices.Delete(r.Recent, 0, over)
+	}
+	st := &r.Scaler.Status
+	st.CurrentReplicas = d.CurrentReplicas
+	st.DesiredReplicas = d.DesiredReplicas
+	st.ObservedGeneration = c.Generation
+	st.Conditions = slices.Clone(d.Conditions)
+	if st.Conditions == nil {
+		st.Conditions = []autoscale.Condition{}
+	}
+	if st.DriverError != "" {
+		// The failure stands until an actuation succeeds.
+		setCondition(&st.Conditions, autoscale.Condition{Type: "AbleToScale", Status: false, Reason: "FailedUpdateScale", Message: st.DriverError})
+	}
+	st.LastDecision = &d
+	a.emit(EventDecision, c.Name, d)
+	return Result{Status: Recorded, Scaler: r.view()}
+}
+
+func (m *Machine) actuate(a *applying, c *Command) Result {
+	r := m.scalers[c.Name]
+	if r == nil {
+		return Result{Status: NotFound}
+	}
+	if c.Actuation == nil {
+		return Result{Status: Invalid, Detail: "actuate without an actuation"}
+	}
+	i := slices.IndexFunc(r.Recent, func(d Decision) bool { return d.Revision == c.DecisionRevision })
+	if i < 0 {
+		return Result{Status: Stale, Detail: fmt.Sprintf("no decision at revision %d", c.DecisionRevision)}
+	}
+	act := *c.Actuation
+	act.Revision, act.At = a.rev, a.now
+	d := &r.Recent[i]
+	d.Actuation = &act
+	st := &r.Scaler.Status
+	if act.Error != "" {
+		st.DriverError = act.Error
+		setCondition(&st.Conditions, autoscale.Condition{Type: "AbleToScale", Status: false, Reason: "FailedUpdateScale", Message: act.Error})
+		// HPA records a scale event only after the update succeeded;
+		// Decide recorded it assuming success, so it is taken back.
+		r.State = withoutEventsAt(r.State, d.At)
+	} else {
+		st.DriverError = ""
+		setCondition(&st.Conditions, autoscale.Condition{Type: "AbleToScale", Status: true, Reason: "SucceededRescale",
+			Message: fmt.Sprintf("the driver set the replica count to %d", act.Replicas)})
+		if act.Result != nil {
+			if act.Result.Previous != act.Result.Replicas {
+				t := a.now
+				st.LastScaleTime = &t
+			}
+			st.CurrentReplicas = act.Result.Replicas
+		}
+	}
+	if st.LastDecision != nil && st.LastDecision.Revision == d.Revision {
+		last := *d
+		st.LastDecision = &last
+	}
+	a.emit(EventActuation, c.Name, ActuationEvent{DecisionRevision: c.DecisionRevision, Actuation: act})
+	return Result{Status: Recorded, Scaler: r.view()}
+}
+
+// abandon settles, at the start of a new term, every scaling decision of
+// an earlier term that has no recorded actuation: its leader was deposed
+// before it recorded what the driver did, and the log will refuse it if
+// it still tries. Decide recorded the scale event assuming success; left
+// there, the event would hold the new leader back by the rate policies
+// for a scale that most likely never happened (and if it did, the new
+// leader reads the count from the driver anyway).
+func (m *Machine) abandon(a *applying, c *Command) {
+	for _, name := range m.Names() {
+		r := m.scalers[name]
+		st := &r.Scaler.Status
+		if st.LastDecision == nil || st.LastDecision.Actuation != nil || !st.LastDecision.Scale() || st.LastDecision.Token >= c.Token {
+			continue
+		}
+		i := slices.IndexFunc(r.Recent, func(d Decision) bool { return d.Revision == st.LastDecision.Revision })
+		act := Actuation{Revision: a.rev, At: a.now, Replicas: st.LastDecision.DesiredReplicas,
+			Error: fmt.Sprintf("abandoned: leader %s (token %d) was deposed before it recorded the driver's answer", st.LastDecision.Leader, st.LastDecision.Token)}
+		r.State = withoutEventsAt(r.State, st.LastDecision.At)
+		last := *st.LastDecision
+		last.Actuation = &act
+		st.LastDecision = &last
+		if i >= 0 {
+			r.Recent[i].Actuation = &act
+		}
+		a.emit(EventActuation, name, ActuationEvent{DecisionRevision: last.Revision, Actuation: act})
+	}
+}
+
+// withoutEventsAt drops the scale events recorded at t.
+func withoutEventsAt(st autoscale.State, t time.Time) autoscale.State {
+	drop := func(evs []autoscale.ScaleEvent) []autoscale.ScaleEvent {
+		return slices.DeleteFunc(slices.Clone(evs), func(e autoscale.ScaleEvent) bool { return e.At.Equal(t) })
+	}
+	st.ScaleUpEvents, st.ScaleDownEvents = drop(st.ScaleUpEvents), drop(st.ScaleDownEvents)
+	return st
+}
+
+func setCondition(cs *[]autoscale.Condition, c autoscale.Condition) {
+	for i := range *cs {
+		if (*cs)[i].Type == c.Type {
+			(*cs)[i] = c
+			return
+		}
+	}
+	*cs = append(*cs, c)
+}
+
+// view returns a copy safe to hand out, without the webhook's secret.
+func (r *record) view() *Scaler {
+	s := r.Scaler
+	s.Spec.Driver.Secret = ""
+	s.Status.Conditions = slices.Clone(s.Status.Conditions)
+	if s.Status.LastDecision != nil {
+		d := *s.Status.LastDecision
+		s.Status.LastDecision = &d
+	}
+	return &s
+}
+
+// Get returns a scaler, nil if there is none.
+func (m *Machine) Get(name string) *Scaler {
+	r := m.scalers[name]
+	if r == nil {
+		return nil
+	}
+	return r.view()
+}
+
+// List returns the scalers in name order, starting after after.
+func (m *Machine) List(after string, limit int) (items []Scaler, more bool) {
+	names := make([]string, 0, len(m.scalers))
+	for n := range m.scalers {
+		if n > after {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if limit > 0 && len(names) > limit {
+		names, more = names[:limit], true
+	}
+	items = make([]Scaler, 0, len(names))
+	for _, n := range names {
+		items = append(items, *m.scalers[n].view())
+	}
+	return items, more
+}
+
+// Names returns every scaler's name, sorted.
+func (m *Machine) Names() []string {
+	names := make([]string, 0, len(m.scalers))
+	for n := range m.scalers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Work is what the control loop needs to decide for one scaler.
+type Work struct {
+	Spec       Spec
+	Generation int64
+	State      autoscale.State
+	Status     Status
+}
+
+// Work returns the control loop's view of a scaler, with the secret.
+func (m *Machine) Work(name string) (Work, bool) {
+	r := m.scalers[name]
+	if r == nil {
+		return Work{}, false
+	}
+	st := r.State
+	return Work{Spec: r.Scaler.Spec, Generation: r.Scaler.Generation, State: st, Status: r.Scaler.Status}, true
+}
+
+// Recent returns up to limit of a scaler's newest decisions, newest
+// first, and whether the replicas hold every decision the scaler made
+// (when false, older ones are in the archive).
+func (m *Machine) Recent(name string, limit int) (ds []Decision, complete bool) {
+	r := m.scalers[name]
+	if r == nil {
+		return nil, true
+	}
+	for i := len(r.Recent) - 1; i >= 0 && len(ds) < limit; i-- {
+		ds = append(ds, r.Recent[i])
+	}
+	return ds, len(r.Recent) < m.keep
+}
+
+// CurrentFence returns the newest leadership the log has seen.
+func (m *Machine) CurrentFence() Fence { return m.fence }
+
+// snapshot is the whole state as written; encoding/json writes map keys
+// sorted, so replicas with equal states write equal bytes.
+type snapshot struct {
+	Fence   Fence              `json:"fence"`
+	Scalers map[string]*record `json:"scalers"`
+}
+
+// Snapshot implements qlog.StateMachine.
+func (m *Machine) Snapshot(w io.Writer) error {
+	return json.NewEncoder(w).Encode(snapshot{Fence: m.fence, Scalers: m.scalers})
+}
+
+// Restore implements qlog.StateMachine.
+func (m *Machine) Restore(r io.Reader) error {
+	var s snapshot
+	if err := json.NewDecoder(r).Decode(&s); err != nil {
+		return fmt.Errorf("restore scalers: %w", err)
+	}
+	if s.Scalers == nil {
+		s.Scalers = map[string]*record{}
+	}
+	m.fence, m.scalers = s.Fence, s.Scalers
+	return nil
+}

@@ -1,0 +1,75 @@
+package scalers
+
+import (
+	"errors"
+
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/services/scaler/autoscale"
+)
+
+// MaxNameBytes bounds a scaler's name.
+const MaxNameBytes = 128
+
+// ValidateName checks a scaler name: 1 to MaxNameBytes of letters,
+// digits, '.', '_' and '-', one URL path segment as it is, other than
+// "." and "..".
+func ValidateName(name string) error {
+	if name == "" || len(name) > MaxNameBytes || name == "." || name == ".." {
+		return fault.New(fault.Invalid, "scaler name: want 1 to %d of letters, digits, '.', '_' and '-', other than . and ..", MaxNameBytes)
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '_' || b == '-') {
+			return fault.New(fault.Invalid, "scaler name %q: only letters, digits, '.', '_' and '-' are allowed", name)
+		}
+	}
+	return nil
+}
+
+// Validate fills the autoscaler's defaults and checks the whole spec
+// (web.Decode calls it). It returns nil or an Invalid fault whose
+// "errors" list names every field in the way, with the
+// autoscale.ValidationError as its cause.
+func (s *Spec) Validate() error {
+	err := s.normalize()
+	if err == nil {
+		return nil
+	}
+	var v autoscale.ValidationError
+	errors.As(err, &v)
+	type fieldProblem struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	}
+	fields := make([]fieldProblem, len(v))
+	for i, e := range v {
+		fields[i] = fieldProblem{e.Field, e.Message}
+	}
+	return fault.Wrap(fault.Invalid, err, "invalid spec: "+v.Error()).With("errors", fields)
+}
+
+// normalize fills the autoscaler's defaults and checks the whole spec,
+// returning nil or an autoscale.ValidationError that names every field
+// in the way.
+func (s *Spec) normalize() error {
+	var errs autoscale.ValidationError
+	if err := catalog.ValidateService(s.Service); err != nil {
+		errs = append(errs, &autoscale.FieldError{Field: "service", Message: err.Error()})
+	}
+	s.Defaults()
+	collect := func(err error) {
+		var v autoscale.ValidationError
+		if errors.As(err, &v) {
+			errs = append(errs, v...)
+		} else if err != nil {
+			errs = append(errs, &autoscale.FieldError{Field: "spec", Message: err.Error()})
+		}
+	}
+	collect(s.Spec.Validate())
+	collect(s.Driver.Validate())
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
