@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/stewardhq/steward/platform/logging"
+)
+
+// Settings are the process's environment variables. PORT and
+// STEWARD_INSTANCE_ID are what the scaler's process driver sets; envconfig
+// reads an unprefixed PORT when STEWARD_PORT is unset.
+type Settings struct {
+	// Port is the port to listen on, on every interface; 0 picks a free one.
+	Port       int    `envconfig:"PORT" default:"0"`
+	InstanceID string `envconfig:"INSTANCE_ID"`
+	// RegistryURL is the registry to announce in; set empty, the app does
+	// not register.
+	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082"`
+	Service     string `envconfig:"DEMO_SERVICE" default:"demo"`
+	// Work is the CPU time one GET / burns (?work= overrides it, up to
+	// maxWork).
+	Work time.Duration `envconfig:"DEMO_WORK" default:"20ms"`
+	// AdvertiseAddr is the host:port registered; empty derives it from the
+	// listener (client.Advertised).
+	AdvertiseAddr string `envconfig:"ADVERTISE_ADDR"`
+	// ShutdownTimeout bounds the drain after leaving the registry: with the
+	// deregistration's 2 s, it fits the process driver's 10 s grace.
+	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"5s"`
+	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
+	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// Logging says how the process logs (launch.Settings).
+func (s Settings) Logging() (logging.Format, slog.Level) { return s.LogFormat, s.LogLevel }
+
+// validate refuses values envconfig accepts but the app cannot use.
+func (s Settings) validate() error {
+	switch {
+	case s.Port < 0 || s.Port > 65535:
+		return fmt.Errorf("invalid PORT=%d: want 0 to 65535", s.Port)
+	case s.Work < 0:
+		return fmt.Errorf("invalid STEWARD_DEMO_WORK=%s: negative", s.Work)
+	case s.Service == "" && s.RegistryURL != "":
+		return fmt.Errorf("STEWARD_DEMO_SERVICE is empty: the app needs a service to register under")
+	}
+	return nil
+}
+
+// instanceID is STEWARD_INSTANCE_ID, else demo-<hostname>-<pid>, which is
+// unique among the processes of one host.
+func (s Settings) instanceID() string {
+	if s.InstanceID != "" {
+		return s.InstanceID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return fmt.Sprintf("demo-%s-%d", host, os.Getpid())
+}
