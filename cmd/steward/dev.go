@@ -25,6 +25,7 @@ import (
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election"
+	"github.com/stewardhq/steward/services/scaler"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/client"
 )
@@ -39,6 +40,7 @@ type devConfig struct {
 	RegistryAddr    envconf.Addr   `envconfig:"REGISTRY_ADDR" default:":8082"`
 	ElectionAddr    envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083"`
 	GatewayAddr     envconf.Addr   `envconfig:"GATEWAY_ADDR" default:":8080"`
+	ScalerAddr      envconf.Addr   `envconfig:"SCALER_ADDR" default:":8084"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
@@ -123,6 +125,10 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("election service: listen on %s (STEWARD_ELECTION_ADDR): %w", cfg.ElectionAddr, err)
 	}
+	scalerLn, err := lc.Listen(ctx, "tcp", string(cfg.ScalerAddr))
+	if err != nil {
+		return fmt.Errorf("scaler service: listen on %s (STEWARD_SCALER_ADDR): %w", cfg.ScalerAddr, err)
+	}
 	// Every service registers itself in the registry under a loopback
 	// address: dev mode is one machine.
 	registryURL := client.LocalURL(registryLn.Addr())
@@ -163,6 +169,16 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	g.Go(func() error {
+		s := scaler.Settings{ReplicaID: "scaler-0", StreamReplicas: 1, SnapshotEvery: 50_000,
+			RegistryURL: registryURL, AdvertiseAddr: advertise(scalerLn),
+			ElectionURLs: []string{client.LocalURL(electionLn.Addr())}, Election: "steward-scaler", LeaseTTL: 10 * time.Second,
+			KeepDecisions: 100, SampleTTL: 30 * time.Second, ShutdownTimeout: cfg.ShutdownTimeout}
+		if err := scaler.Serve(gctx, s, scalerLn, nc, pool, logger.With("service", "scaler")); err != nil {
+			return fmt.Errorf("scaler service: %w", err)
+		}
+		return nil
+	})
 
 	monitor := "off"
 	if a := ns.MonitorAddr(); a != nil {
@@ -174,6 +190,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", dialable(configLn.Addr()))
 	fmt.Fprintf(tw, "  registry\thttp://%s\t/v1/services, /v1/registry/leases, /openapi.json\n", dialable(registryLn.Addr()))
 	fmt.Fprintf(tw, "  election\thttp://%s\t/v1/elections, /openapi.json\n", dialable(electionLn.Addr()))
+	fmt.Fprintf(tw, "  scaler\thttp://%s\t/v1/scalers, /v1/metrics, /openapi.json\n", dialable(scalerLn.Addr()))
 	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)
 	fmt.Fprintf(tw, "  postgres\t%s\t\n", postgres)

@@ -22,6 +22,8 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
+require golang.org/x/net v0.60.0 // indirect
+
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -47,6 +49,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/stewardhq/steward/migrations v0.0.0 // indirect
+	github.com/stewardhq/steward/services/scaler v0.0.0
 	github.com/tmaxmax/go-sse v0.11.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
@@ -55,3 +58,5 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/stewardhq/steward/services/scaler => ../../services/scaler

@@ -47,6 +47,7 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 		"STEWARD_REGISTRY_ADDR=127.0.0.1:0",
 		"STEWARD_GATEWAY_ADDR=127.0.0.1:0",
 		"STEWARD_ELECTION_ADDR=127.0.0.1:0",
+		"STEWARD_SCALER_ADDR=127.0.0.1:0",
 		"STEWARD_LOG_FORMAT=json",
 		"STEWARD_DATABASE_URL=",
 	)
@@ -60,6 +61,7 @@ var (
 	registryURL = regexp.MustCompile(`registry\s+(http://\S+)`)
 	electionURL = regexp.MustCompile(`election\s+(http://\S+)`)
 	gatewayURL  = regexp.MustCompile(`gateway\s+(http://\S+)`)
+	scalerURL   = regexp.MustCompile(`scaler\s+(http://\S+)`)
 )
 
 // TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
@@ -103,11 +105,12 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	r := registryURL.FindStringSubmatch(text)
 	e := electionURL.FindStringSubmatch(text)
 	g := gatewayURL.FindStringSubmatch(text)
-	if m == nil || c == nil || r == nil || e == nil || g == nil {
-		t.Fatalf("banner lacks the NATS monitor, config, registry, election or gateway URL:\n%s", text)
+	sc := scalerURL.FindStringSubmatch(text)
+	if m == nil || c == nil || r == nil || e == nil || g == nil || sc == nil {
+		t.Fatalf("banner lacks the NATS monitor, config, registry, election, gateway or scaler URL:\n%s", text)
 	}
 	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz",
-		e[1] + "/healthz", e[1] + "/readyz", g[1] + "/healthz", g[1] + "/readyz"} {
+		e[1] + "/healthz", e[1] + "/readyz", g[1] + "/healthz", g[1] + "/readyz", sc[1] + "/healthz", sc[1] + "/readyz"} {
 		// The embedded NATS server's /healthz answers 503 until JetStream
 		// is current, which may be a moment after the banner.
 		deadline := time.Now().Add(10 * time.Second)
@@ -137,7 +140,7 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	}
 	resp.Body.Close()
 	// The control plane is discoverable like any service.
-	for _, svc := range []string{"steward-config", "steward-registry", "steward-election", "steward-gateway"} {
+	for _, svc := range []string{"steward-config", "steward-registry", "steward-election", "steward-gateway", "steward-scaler"} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			resp, err := http.Get(r[1] + "/v1/services/" + svc + "/instances?status=passing")
@@ -159,6 +162,12 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	resp, err = http.Get(g[1] + "/v1/kv/dev/hello")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/kv through the gateway = %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	// The scaler's API, through the gateway too.
+	resp, err = http.Get(g[1] + "/v1/scalers")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/scalers through the gateway = %v, %v", resp, err)
 	}
 	resp.Body.Close()
 
