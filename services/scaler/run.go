@@ -89,10 +89,19 @@ func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, lo
 		TTL:       s.LeaseTTL,
 		Registry:  &registry.Client{BaseURL: s.RegistryURL, HTTP: &http.Client{Timeout: 10 * time.Second}},
 		Metrics:   r.Metrics,
-		Scraper:   metrics.NewScraper(nil),
 		Logger:    logger,
 	}
 	return r, nil
+}
+
+// Archive copies the replica's events (decisions and actuations among
+// them) to PostgreSQL until ctx ends; without PostgreSQL it returns at
+// once. Serve runs it.
+func (r *Replica) Archive(ctx context.Context, logger *slog.Logger) error {
+	if r.history == nil {
+		return nil
+	}
+	return r.history.Archive(ctx, r.Log, logger)
 }
 
 // Close closes the replica's log.
@@ -168,9 +177,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 			}
 		}
 	})
-	if r.history != nil {
-		run(func(ctx context.Context) { _ = r.history.Archive(ctx, r.Log, logger) })
-	}
+	run(func(ctx context.Context) { _ = r.Archive(ctx, logger) })
 	if s.RegistryURL != "" {
 		self, err := registry.NewReplica(s.RegistryURL, s.AdvertiseAddr, ln.Addr(), SelfService, s.ReplicaID)
 		if err != nil {

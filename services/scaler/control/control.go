@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -48,7 +49,9 @@ type Loop struct {
 	// Registry lists the instances of the scaled services.
 	Registry *registry.Client
 	Metrics  *metrics.Store
-	Scraper  *metrics.Scraper
+	// ScrapeClient carries the scrapes of instances' metrics (the
+	// Scraper's own client if nil).
+	ScrapeClient *http.Client
 	// NewDriver builds a scaler's driver (driver.New if nil).
 	NewDriver func(driver.Spec, driver.Deps) (driver.Driver, error)
 	Logger    *slog.Logger
@@ -187,6 +190,9 @@ type worker struct {
 	drv    driver.Driver
 	// drvSpec is the spec drv was built from, as JSON.
 	drvSpec []byte
+	// scraper is this scaler's own, so that its counter memory covers
+	// exactly the service's instances.
+	scraper *metrics.Scraper
 }
 
 func (w *worker) stop() { w.cancel() }
@@ -236,13 +242,19 @@ func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) 
 		return w.recordFailure(ctx, work, fmt.Errorf("read the replica count: %w", err))
 	}
 	now := w.now()
-	if w.Scraper != nil {
-		samples, errs := w.Scraper.Scrape(ctx, instances, now)
-		for _, e := range errs {
-			log.Debug("scrape failed", "err", e)
-		}
-		w.Metrics.Add(now, samples...)
+	if w.scraper == nil {
+		w.scraper = metrics.NewScraper(w.ScrapeClient)
 	}
+	samples, errs := w.scraper.Scrape(ctx, instances, now)
+	for _, e := range errs {
+		log.Debug("scrape failed", "err", e)
+	}
+	w.Metrics.Add(now, samples...)
+	keep := make(map[string]bool, len(instances))
+	for _, inst := range instances {
+		keep[inst.ID] = true
+	}
+	w.scraper.Forget(keep)
 	in := autoscale.Input{Now: now, CurrentReplicas: current, Metrics: map[string]autoscale.Observation{}}
 	for _, inst := range instances {
 		in.Instances = append(in.Instances, autoscale.Instance{ID: inst.ID, Ready: inst.Status == catalog.Passing})
