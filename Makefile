@@ -43,6 +43,7 @@ build:
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-registry ./services/registry/cmd/steward-registry
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-election ./services/election/cmd/steward-election
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-gateway ./gateway/cmd/steward-gateway
+	CGO_ENABLED=0 go build -trimpath -o bin/steward-scaler ./services/scaler/cmd/steward-scaler
 	CGO_ENABLED=0 go build -trimpath -o bin/demo-app ./cmd/demo-app
 
 clean:
