@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -241,7 +242,7 @@ func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) 
 	case err != nil:
 		return w.recordFailure(ctx, work, fmt.Errorf("read the replica count: %w", err))
 	}
-	now := w.now()
+	now := notBefore(w.now(), work.State)
 	if w.scraper == nil {
 		w.scraper = metrics.NewScraper(w.ScrapeClient)
 	}
@@ -351,6 +352,27 @@ func (w *worker) now() time.Time {
 		return w.Now()
 	}
 	return time.Now()
+}
+
+// notBefore returns now, or the newest time the state recorded if that
+// is later: Decide's clock must not go backwards, and a new leader's
+// clock may be behind its predecessor's.
+func notBefore(now time.Time, st autoscale.State) time.Time {
+	latest := st.Since
+	for _, r := range st.Recommendations {
+		latest = later(latest, r.At)
+	}
+	for _, e := range append(slices.Clone(st.ScaleUpEvents), st.ScaleDownEvents...) {
+		latest = later(latest, e.At)
+	}
+	return later(now, latest)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // total is an observation's service-wide quantity: its value, or the sum

@@ -121,7 +121,11 @@ func (k *Kubernetes) Current(ctx context.Context) (int, error) {
 	return s.Spec.Replicas, nil
 }
 
-// Scale reads the scale, then merge-patches spec.replicas.
+// Scale reads the scale, then merge-patches spec.replicas with the
+// resourceVersion it read as a precondition: if anyone changed the scale
+// in between (a person, another controller, a deposed scaler leader),
+// the API server refuses the patch with 409 and nothing is overwritten
+// unseen; the next sync reads again and decides afresh.
 func (k *Kubernetes) Scale(ctx context.Context, replicas int, token int64) (Result, error) {
 	if replicas < 0 {
 		return Result{}, fmt.Errorf("kubernetes driver: replicas %d is negative", replicas)
@@ -140,7 +144,10 @@ func (k *Kubernetes) Scale(ctx context.Context, replicas int, token int64) (Resu
 		res.Detail = fmt.Sprintf("%s: already %d (%d running)", k.what, replicas, before.Status.Replicas)
 		return res, nil
 	}
-	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
+	patch, _ := json.Marshal(map[string]any{
+		"metadata": map[string]string{"resourceVersion": before.Metadata.ResourceVersion},
+		"spec":     map[string]int{"replicas": replicas},
+	})
 	after, err := k.call(ctx, http.MethodPatch, patch)
 	if err != nil {
 		return res, err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +27,14 @@ type apiServer struct {
 	mu        sync.Mutex
 	token     string
 	workloads map[string]int
-	patches   []string
+	// versions is each workload's resourceVersion, bumped by every
+	// change; a patch naming another version is a 409, as the API server
+	// answers a failed precondition.
+	versions map[string]int
+	// raceAfterGet: the next GET of a workload is followed by a change by
+	// someone else (another writer between the driver's read and patch).
+	raceAfterGet bool
+	patches      []string
 }
 
 var scalePath = regexp.MustCompile(`^/apis/apps/v1/namespaces/([^/]+)/(deployments|statefulsets)/([^/]+)/scale$`)
@@ -55,8 +63,16 @@ func (a *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status(w, http.StatusNotFound, "NotFound", fmt.Sprintf(`%s.apps "%s" not found`, resource, name))
 		return
 	}
+	if a.versions == nil {
+		a.versions = map[string]int{}
+	}
+	version := a.versions[key] + 1
 	switch r.Method {
 	case http.MethodGet:
+		if a.raceAfterGet {
+			a.raceAfterGet = false
+			defer func() { a.versions[key]++ }()
+		}
 	case http.MethodPatch:
 		if ct := r.Header.Get("Content-Type"); ct != "application/merge-patch+json" {
 			status(w, http.StatusUnsupportedMediaType, "UnsupportedMediaType", fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got %q", ct))
@@ -69,6 +85,9 @@ func (a *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var p struct {
+			Metadata struct {
+				ResourceVersion string `json:"resourceVersion"`
+			} `json:"metadata"`
 			Spec struct {
 				Replicas *int `json:"replicas"`
 			} `json:"spec"`
@@ -77,8 +96,14 @@ func (a *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status(w, http.StatusBadRequest, "BadRequest", "bad patch")
 			return
 		}
+		if v := p.Metadata.ResourceVersion; v != "" && v != strconv.Itoa(version) {
+			status(w, http.StatusConflict, "Conflict", fmt.Sprintf(`Operation cannot be fulfilled on %s.apps %q: the object has been modified; please apply your changes to the latest version and try again`, resource, name))
+			return
+		}
 		replicas = *p.Spec.Replicas
 		a.workloads[key] = replicas
+		a.versions[key]++
+		version++
 	default:
 		status(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "method not allowed")
 		return
@@ -86,7 +111,7 @@ func (a *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	var s driver.Scale
 	s.APIVersion, s.Kind = "autoscaling/v1", "Scale"
-	s.Metadata.Name, s.Metadata.Namespace, s.Metadata.ResourceVersion = name, ns, "12345"
+	s.Metadata.Name, s.Metadata.Namespace, s.Metadata.ResourceVersion = name, ns, strconv.Itoa(version)
 	s.Spec.Replicas = replicas
 	s.Status.Replicas = replicas - 1 // a rollout under way
 	s.Status.Selector = "app=" + name
@@ -158,7 +183,7 @@ func TestKubernetesScaleInCluster(t *testing.T) {
 	if res, err := d.Scale(ctx, 5, 1); err != nil || res.Previous != 5 || res.Replicas != 5 {
 		t.Errorf("Scale(5) again = %+v, %v", res, err)
 	}
-	if got, want := api.recorded(), []string{`{"spec":{"replicas":5}}`}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := api.recorded(), []string{`{"metadata":{"resourceVersion":"1"},"spec":{"replicas":5}}`}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("PATCH bodies = %q, want %q", got, want)
 	}
 
@@ -187,7 +212,7 @@ func TestKubernetesStatefulSetExplicitServer(t *testing.T) {
 	if res, err := d.Scale(t.Context(), 1, 1); err != nil || res.Previous != 3 || res.Replicas != 1 {
 		t.Errorf("Scale(1) = %+v, %v; want 3 → 1", res, err)
 	}
-	if got := api.recorded(); len(got) != 1 || got[0] != `{"spec":{"replicas":1}}` {
+	if got := api.recorded(); len(got) != 1 || got[0] != `{"metadata":{"resourceVersion":"1"},"spec":{"replicas":1}}` {
 		t.Errorf("PATCH bodies = %q", got)
 	}
 }
@@ -247,5 +272,33 @@ func TestKubernetesNotInCluster(t *testing.T) {
 		driver.Deps{ServiceAccountDir: dir, Getenv: func(string) string { return "" }})
 	if err == nil || !strings.Contains(err.Error(), "KUBERNETES_SERVICE_HOST") {
 		t.Errorf("New = %v, want an error naming KUBERNETES_SERVICE_HOST", err)
+	}
+}
+
+// TestKubernetesPreconditionHolds: a change by someone else between the
+// driver's read and its patch (another controller, a person, a deposed
+// scaler leader) makes the API server refuse the patch, so the driver
+// never overwrites a count it did not see; the next call succeeds.
+func TestKubernetesPreconditionHolds(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	api, srv, dir := newCluster(t)
+	d := newKubernetes(t, srv, dir, driver.KubernetesSpec{Name: "web", Namespace: "other"})
+	api.mu.Lock()
+	api.raceAfterGet = true
+	api.mu.Unlock()
+	_, err := d.Scale(ctx, 6, 1)
+	var apiErr *driver.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != 409 || apiErr.Reason != "Conflict" {
+		t.Fatalf("Scale with a change between read and patch = %v, want the API server's 409 Conflict", err)
+	}
+	if n, _ := d.Current(ctx); n == 6 {
+		t.Fatal("the refused patch was applied")
+	}
+	if _, err := d.Scale(ctx, 6, 1); err != nil {
+		t.Fatalf("Scale after re-reading = %v", err)
+	}
+	if n, _ := d.Current(ctx); n != 6 {
+		t.Fatalf("Current() = %d, want 6", n)
 	}
 }
