@@ -330,7 +330,11 @@ func (m *Machine) Work(name string) (Work, bool) {
 		return Work{}, false
 	}
 	st := r.State
-	return Work{Spec: r.Scaler.Spec, Generation: r.Scaler.Generation, State: st, Status: r.Scaler.Status}, true
+	// Apply's setCondition writes conditions in place: the caller reads
+	// its copy outside Apply.
+	status := r.Scaler.Status
+	status.Conditions = slices.Clone(status.Conditions)
+	return Work{Spec: r.Scaler.Spec, Generation: r.Scaler.Generation, State: st, Status: status}, true
 }
 
 // Recent returns up to limit of a scaler's newest decisions, newest
@@ -370,6 +374,12 @@ func (m *Machine) Restore(r io.Reader) error {
 	}
 	if s.Scalers == nil {
 		s.Scalers = map[string]*record{}
+	}
+	for name, rec := range s.Scalers {
+		if rec == nil {
+			// Snapshot never writes one; every query would panic on it.
+			return fmt.Errorf("restore scalers: scaler %q is null", name)
+		}
 	}
 	m.fence, m.scalers = s.Fence, s.Scalers
 	return nil

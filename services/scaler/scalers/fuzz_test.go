@@ -1,0 +1,96 @@
+package scalers_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/scalers"
+)
+
+// fuzzHistory is the state every fuzzed command meets: two scalers, a
+// leader with token 5, a recorded scale of web with no actuation yet
+// (at revision 4) and an actuated one of api.
+func fuzzHistory(t testing.TB) *machine {
+	h := newMachine(t, 3)
+	web, api := webhookSpec("web", 10), webhookSpec("api", 4)
+	h.apply(scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &web})
+	h.apply(scalers.Command{Op: scalers.OpPut, Name: "api", Spec: &api})
+	h.apply(scalers.Command{Op: scalers.OpLead, Replica: "r1", Token: 5})
+	h.apply(decideCmd("web", "r1", 5, 1, h.at, 2, 4))
+	h.apply(decideCmd("api", "r1", 5, 1, h.at, 3, 1))
+	h.apply(actuateCmd("api", "r1", 5, 5, scalers.Actuation{Replicas: 1, Result: &driver.Result{Previous: 3, Replicas: 1}}))
+	return h
+}
+
+// FuzzApply applies an arbitrary command after a fixed history: Apply
+// must not panic on anything the log carries, must answer a decodable
+// result, must answer the same on a replica restored from a snapshot, and
+// the state it leaves must snapshot, restore and snapshot again to the
+// same bytes, with queries that do not panic.
+func FuzzApply(f *testing.F) {
+	seed := func(c scalers.Command) { f.Add([]byte(mustJSON(f, c)), uint16(1)) }
+	spec := webhookSpec("web", 12)
+	seed(scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &spec})
+	seed(scalers.Command{Op: scalers.OpPut, Name: "new", Spec: &spec})
+	seed(scalers.Command{Op: scalers.OpDelete, Name: "api"})
+	seed(scalers.Command{Op: scalers.OpLead, Replica: "r2", Token: 6})
+	seed(scalers.Command{Op: scalers.OpLead, Replica: "r0", Token: 4})
+	seed(decideCmd("web", "r1", 5, 1, t0.Add(time.Minute), 4, 2))
+	seed(decideCmd("api", "r3", 9, 1, t0.Add(time.Minute), 1, 1))
+	seed(decideCmd("web", "r1", 5, 2, t0, 4, 2))
+	seed(actuateCmd("web", "r1", 5, 4, scalers.Actuation{Replicas: 4, Error: "refused"}))
+	seed(actuateCmd("web", "r1", 5, 4, scalers.Actuation{Replicas: 4, Result: &driver.Result{Previous: driver.Unknown, Replicas: 4}}))
+	seed(actuateCmd("web", "r7", 8, 5, scalers.Actuation{Replicas: 1}))
+	for _, s := range []string{
+		`{"op":"decide","name":"web","replica":"r1","token":5,"generation":1,"decision":{},"state":{}}`,
+		`{"op":"decide","name":"web","replica":"r1","token":5,"generation":1,"decision":{"at":"9999-12-31T23:59:59-23:59","conditions":null},"state":{"scaleUpEvents":[{"at":"0000-01-01T00:00:00+23:00"}]}}`,
+		`{"op":"actuate","name":"web","replica":"r1","token":5,"decisionRevision":4,"actuation":{"result":null}}`,
+		`{"op":"put","name":"","spec":{}}`, `{"op":"put","name":"web","spec":null}`,
+		`{"op":"lead","replica":"r1","token":9223372036854775807}`,
+		`{"op":"nope"}`, `{}`, `null`, `[]`, `"x"`, `{"op":"put","spec":{"maxReplicas":1e400}}`, "\x00",
+	} {
+		f.Add([]byte(s), uint16(0))
+		f.Add([]byte(s), uint16(3600))
+	}
+	f.Fuzz(func(t *testing.T, cmd []byte, secs uint16) {
+		h := fuzzHistory(t)
+		other := restored(t, h.snapshot(), 3)
+		e := qlog.Entry{Revision: h.rev + 1, Time: h.at.Add(time.Duration(secs) * time.Second), Proposer: "r9", Cmd: cmd}
+		res, evs := h.m.Apply(e)
+		res2, evs2 := other.Apply(e)
+		var r scalers.Result
+		if err := json.Unmarshal(res, &r); err != nil || r.Status == "" {
+			t.Fatalf("Apply(%q) = %s, not a result: %v", cmd, res, err)
+		}
+		if !bytes.Equal(res, res2) || !reflect.DeepEqual(evs, evs2) {
+			t.Fatalf("restored replica answered %s %v, the other %s %v", res2, evs2, res, evs)
+		}
+		for _, ev := range evs {
+			if ev.Type == "" || ev.Data != nil && !json.Valid(ev.Data) {
+				t.Fatalf("event %+v: no type or data that is not JSON", ev)
+			}
+		}
+		snap := h.snapshot()
+		if s2 := snapshotOf(t, other); !bytes.Equal(snap, s2) {
+			t.Fatalf("snapshots differ after %q:\n%s\n%s", cmd, snap, s2)
+		}
+		again := restored(t, snap, 3)
+		if s3 := snapshotOf(t, again); !bytes.Equal(snap, s3) {
+			t.Fatalf("Snapshot, Restore, Snapshot differs after %q:\n%s\n%s", cmd, snap, s3)
+		}
+		for _, m := range []*scalers.Machine{h.m, again} {
+			m.List("", 0)
+			m.CurrentFence()
+			for _, n := range m.Names() {
+				m.Get(n)
+				m.Work(n)
+				m.Recent(n, 10)
+			}
+		}
+	})
+}
