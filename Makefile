@@ -5,11 +5,17 @@ PKGS     := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 FUZZTIME ?= 10s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run test fuzz bench lint build clean
+.PHONY: run demo test fuzz bench lint build clean
 
 ## run: start every service in one process on an embedded NATS server
 run:
 	go run ./cmd/steward dev
+
+## demo: steward dev, a scaler with the process driver on cmd/demo-app and a
+## load ramp through the gateway, printing the replicas as they scale up and
+## back down (about 3.5 minutes; DEMO_FLAGS=-quick for about 90 s)
+demo: build
+	go run ./cmd/demo-app/ramp -steward bin/steward -app bin/demo-app $(DEMO_FLAGS)
 
 ## test: vet, then every module's tests with the race detector
 test:
