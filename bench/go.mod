@@ -8,6 +8,7 @@ replace (
 	github.com/stewardhq/steward/services/config => ../services/config
 	github.com/stewardhq/steward/services/election => ../services/election
 	github.com/stewardhq/steward/services/registry => ../services/registry
+	github.com/stewardhq/steward/services/scaler => ../services/scaler
 )
 
 require (
@@ -18,6 +19,7 @@ require (
 	github.com/stewardhq/steward/services/config v0.0.0
 	github.com/stewardhq/steward/services/election v0.0.0
 	github.com/stewardhq/steward/services/registry v0.0.0
+	github.com/stewardhq/steward/services/scaler v0.0.0
 	github.com/tsenart/vegeta/v12 v12.13.0
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3

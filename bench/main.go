@@ -15,13 +15,17 @@
 // (section registry; registry-load and registry-reg run its parts alone).
 // Then the election service: failover after a leader crash and handoff
 // after a resignation, beside etcd's concurrency.Election with the same
-// TTL (section election). Last, reverse proxies on one core: max RPS and
+// TTL (section election). Then reverse proxies on one core: max RPS and
 // the latency added at a fixed rate, direct to an upstream, through nginx,
 // Caddy, a plain httputil.ReverseProxy and Steward's gateway, each its own
 // process (section gateway; it installs nginx and wrk with apt-get and
-// builds Caddy from the Go module proxy when missing).
+// builds Caddy from the Go module proxy when missing). Last, the scaler
+// service: the time from a load step to the driver call at sync periods
+// of 1s and 15s, and its replica counts over a compressed 10-minute load
+// series beside autoscale.Simulate, an HPA reference written from the
+// Kubernetes controller and a naive controller (section scaler).
 //
-//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway]
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler]
 //
 // Every number printed is measured in that run. Progress goes to stderr,
 // the tables to stdout.
@@ -94,6 +98,8 @@ type config struct {
 	regDuration  time.Duration
 	// the gateway section
 	gw gatewayConfig
+	// the scaler section
+	scaler scalerConfig
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -107,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.valueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
 	fs.IntVar(&c.coldEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.memEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.memValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -127,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.regStop, "registry-stop", 200, "registry load: instances whose heartbeats stop, for the time to critical")
 	electionFlags(fs, &c)
 	gatewayFlags(fs, &c)
+	scalerFlags(fs, &c.scaler)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -143,7 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	for _, s := range c.only {
-		if !slices.Contains([]string{"election", "gateway", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
+		if !slices.Contains([]string{"election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
 			"registry", "registry-load", "registry-reg"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
@@ -163,6 +170,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"must be positive, -registry-stop between 0 and the instances, -registry-ttl at least 1s")
 	}
 	if err := checkElectionFlags(c); err != nil {
+		return c, err
+	}
+	if err := checkScalerFlags(c.scaler); err != nil {
 		return c, err
 	}
 	return c, checkGatewayFlags(c)
@@ -281,6 +291,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.enabled("gateway") {
 		printGateway(stdout, cfg, runGateway(ctx, log, cfg))
+	}
+	if cfg.enabled("scaler") {
+		printScaler(stdout, cfg, runScaler(ctx, log, cfg))
 	}
 	if err := ctx.Err(); err != nil {
 		return err
