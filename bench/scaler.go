@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -381,8 +380,7 @@ func (h *hookServer) post(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	ts, _ := strconv.ParseInt(r.Header.Get(driver.TimestampHeader), 10, 64)
-	if !hmac.Equal([]byte(r.Header.Get(driver.SignatureHeader)), []byte(driver.Sign([]byte(scalerSecret), ts, body))) {
+	if driver.Verify([]byte(scalerSecret), r.Header, body, time.Now(), time.Minute) != nil {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}

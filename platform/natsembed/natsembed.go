@@ -4,6 +4,7 @@
 package natsembed
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,6 +34,9 @@ type Options struct {
 	ClusterAddr string
 	Routes      []string
 	Logger      *slog.Logger
+	// MaxPayload bounds one message; 0 means 8 MiB (NATS's own default is
+	// 1 MiB).
+	MaxPayload int32
 }
 
 // Start starts a server and waits until it accepts clients.
@@ -43,7 +47,7 @@ func Start(o Options) (*server.Server, error) {
 		StoreDir:   o.Dir,
 		SyncAlways: o.SyncAlways,
 		NoSigs:     true,
-		MaxPayload: 8 << 20,
+		MaxPayload: cmp.Or(o.MaxPayload, 8<<20),
 	}
 	var err error
 	if opts.Host, opts.Port, err = hostPort(o.Addr, "127.0.0.1"); err != nil {

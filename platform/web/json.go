@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/stewardhq/steward/platform/fault"
 )
@@ -123,7 +124,7 @@ func decodeError(err error) error {
 	case errors.As(err, &syn):
 		return fault.New(fault.Invalid, "malformed JSON at byte %d: %v", syn.Offset, syn).With("offset", syn.Offset)
 	case errors.As(err, &typ):
-		field := typ.Field
+		field := jsonPath(typ.Field)
 		if field == "" {
 			field = "(document)"
 		}
@@ -133,6 +134,24 @@ func decodeError(err error) error {
 		// encoding/json reports unknown fields only as a formatted error.
 		return fault.Wrap(fault.Invalid, err, "invalid JSON: "+err.Error())
 	}
+}
+
+// jsonPath turns encoding/json's field path into the path in the
+// document: since Go 1.24 the path names embedded structs by their Go
+// type ("Spec.maxReplicas", "driver.WebhookSpec.maxAttempts"), which are
+// not in the JSON. Steward's JSON names start with a lower-case letter,
+// so a component before the last that starts with an upper-case one is
+// such a struct and is dropped.
+func jsonPath(p string) string {
+	parts := strings.Split(p, ".")
+	out := parts[:0]
+	for i, part := range parts {
+		if i < len(parts)-1 && part != "" && unicode.IsUpper([]rune(part)[0]) {
+			continue
+		}
+		out = append(out, part)
+	}
+	return strings.Join(out, ".")
 }
 
 // classify keeps a validation error's kind if it has one, else makes it Invalid.

@@ -332,3 +332,34 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("server still accepts after shutdown")
 	}
 }
+
+// TestWrongTypeNamesTheJSONPath: the field a wrong-typed value is
+// reported under is its path in the document, not through the Go names
+// of embedded structs (which encoding/json puts in its path since Go
+// 1.24).
+func TestWrongTypeNamesTheJSONPath(t *testing.T) {
+	type Limits struct {
+		Max int `json:"max"`
+	}
+	type Retry struct {
+		Attempts int `json:"attempts"`
+	}
+	type Driver struct {
+		Retry
+	}
+	type Doc struct {
+		Limits
+		Driver Driver `json:"driver"`
+	}
+	for body, want := range map[string]string{
+		`{"max":"ten"}`:                   "max",
+		`{"driver":{"attempts":"three"}}`: "driver.attempts",
+	} {
+		var d Doc
+		err := web.Unmarshal([]byte(body), &d)
+		var f *fault.Error
+		if !errors.As(err, &f) || f.Fields["field"] != want {
+			t.Errorf("Unmarshal(%s) = %v, want field %q", body, err, want)
+		}
+	}
+}

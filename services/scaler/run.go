@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -107,13 +108,19 @@ func (r *Replica) Archive(ctx context.Context, logger *slog.Logger) error {
 // Close closes the replica's log.
 func (r *Replica) Close() error { return r.Log.Close() }
 
-// publish hands samples to every replica through NATS.
+// publish hands samples to every replica through NATS, in as many
+// messages as the server's payload limit needs (1 MiB by default; a push
+// may be 4 MiB).
 func (r *Replica) publish(samples []metrics.Sample) error {
 	b, err := json.Marshal(metrics.Push{Samples: samples})
 	if err != nil {
 		return err
 	}
-	return r.nc.Publish(SamplesSubject, b)
+	if int64(len(b)) <= r.nc.MaxPayload() || len(samples) == 1 {
+		return r.nc.Publish(SamplesSubject, b)
+	}
+	half := len(samples) / 2
+	return errors.Join(r.publish(samples[:half]), r.publish(samples[half:]))
 }
 
 // Subscribe adds the samples any replica publishes to this replica's

@@ -23,6 +23,11 @@ type Input struct {
 	// Metrics holds one observation per spec metric, by name. A metric
 	// without one cannot propose (HPA's failed metric fetch).
 	Metrics map[string]Observation `json:"metrics"`
+	// Owned says the driver owns the replicas (the process driver): nobody
+	// else sets the count, so a count of zero with minReplicas above zero
+	// is where the driver starts, not someone having scaled the service
+	// to zero by hand, and it is brought up to minReplicas.
+	Owned bool `json:"owned,omitempty"`
 }
 
 // Instance is one running copy of the service.
@@ -206,7 +211,7 @@ func Decide(spec Spec, st State, in Input) (Decision, State) {
 	d.ReadyReplicas = v.readyCount
 	minR, maxR := s.minReplicas(), s.MaxReplicas
 	switch {
-	case cur == 0 && minR != 0:
+	case cur == 0 && minR != 0 && !in.Owned:
 		d.Reason = "scaling is disabled since the replica count is zero (scaled to zero by hand)"
 		d.Conditions = []Condition{{Type: "ScalingActive", Status: false, Reason: "ScalingDisabled", Message: d.Reason}}
 	case cur > maxR:

@@ -228,6 +228,16 @@ func TestScaledToZeroByHand(t *testing.T) {
 	}
 }
 
+// TestOwnedStartsFromZero: a driver that owns its replicas starts at
+// zero, which is not a choice anyone made: it is brought up to
+// minReplicas.
+func TestOwnedStartsFromZero(t *testing.T) {
+	d, _ := autoscale.Decide(spec(2, 10, metric("m", autoscale.AverageValue, 100)), warm, autoscale.Input{Now: t0, Owned: true, Metrics: obs("m", value(1000))})
+	if d.DesiredReplicas != 2 {
+		t.Fatalf("Decide() owned at zero = %s, want minReplicas 2", show(d))
+	}
+}
+
 // TestScaleToZero is KEDA's activation over HPA: with minReplicas 0, a
 // service wakes to one replica when a metric rises above its activation,
 // and goes to zero once every metric has stayed at or below its own for

@@ -292,6 +292,10 @@ func activationQuantity(m Metric, obs map[string]Observation, v view) (float64, 
 
 // ceilReplicas rounds a replica count up, saturating at MaxReplicas (HPA
 // clamps to MaxInt32 the same way) so that no float becomes a wild int.
+// A count a few ulps above a whole number is that number: a usage split
+// over instances and summed back (130 over 3 is 43.333… each) comes back
+// as 13.000000000000002, which a plain ceil would make 14 where HPA's
+// milli-unit arithmetic, and the exact value, say 13.
 func ceilReplicas(x float64) int {
 	if !(x < MaxReplicas) { // also catches NaN
 		if math.IsNaN(x) {
@@ -302,5 +306,9 @@ func ceilReplicas(x float64) int {
 	if x <= 0 {
 		return 0
 	}
-	return int(math.Ceil(x))
+	return int(math.Ceil(x - x*floatNoise))
 }
+
+// floatNoise is the relative error ceilReplicas forgives: thousands of
+// ulps, far below any difference a metric can mean.
+const floatNoise = 1e-12

@@ -12,6 +12,13 @@ import (
 // 86 400 steps).
 const MaxSimulationSteps = 100_000
 
+// MaxSimulationWork bounds one Simulate call's instance-steps: the
+// simulation keeps every instance it runs and looks at each at every
+// step, so replicas × steps is its time and replicas its memory. A
+// thousand replicas for half a day at 1 s syncs, or five hundred for the
+// longest series, fit.
+const MaxSimulationWork = 50_000_000
+
 // Series is a metric time series to replay against a spec: the load the
 // service saw, with the replica count left to the simulation.
 type Series struct {
@@ -52,8 +59,12 @@ func Simulate(spec Spec, series Series) ([]Decision, error) {
 	}
 	first, last := series.Points[0].At, series.Points[len(series.Points)-1].At
 	sync := s.SyncPeriod.Std()
-	if steps := last.Sub(first)/sync + 1; steps > MaxSimulationSteps {
+	steps := last.Sub(first)/sync + 1
+	if steps > MaxSimulationSteps {
 		return nil, fmt.Errorf("the series spans %d sync periods of %v; at most %d", steps, sync, MaxSimulationSteps)
+	}
+	if most := max(series.Replicas, s.MaxReplicas); int64(most)*int64(steps) > MaxSimulationWork {
+		return nil, fmt.Errorf("up to %d replicas over %d sync periods is more than a simulation does (%d instance-steps at most)", most, steps, MaxSimulationWork)
 	}
 	type instance struct {
 		id      string

@@ -256,3 +256,32 @@ func golden(t *testing.T, name string, v any) {
 		t.Fatalf("%s differs from the decisions; run go test -update and review the diff", path)
 	}
 }
+
+// TestSimulateExactMultiple: 130 requests a second over 3 replicas at a
+// target of 10 each needs exactly 13, not 14: the load is spread over the
+// instances as samples and summed back, and the float noise of that round
+// trip must not round a whole count up (found by the benchmark's sweep
+// against an HPA reference).
+func TestSimulateExactMultiple(t *testing.T) {
+	s := autoscale.Spec{MaxReplicas: 20, Metrics: []autoscale.Metric{{Name: "rps", Target: autoscale.Target{Type: autoscale.AverageValue, Value: 10}}}}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ds, err := autoscale.Simulate(s, autoscale.Series{Replicas: 3, Points: []autoscale.Point{{At: at, Metrics: map[string]float64{"rps": 130}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Proposal == nil || *ds[0].Proposal != 13 {
+		t.Fatalf("Simulate = %+v, want one decision proposing 13", ds)
+	}
+}
+
+// TestSimulateBoundsWork: a small request asking for billions of
+// replicas is refused before anything is allocated.
+func TestSimulateBoundsWork(t *testing.T) {
+	s := autoscale.Spec{MaxReplicas: 2_000_000_000, Metrics: []autoscale.Metric{{Name: "rps", Target: autoscale.Target{Type: autoscale.AverageValue, Value: 10}}}}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, err := autoscale.Simulate(s, autoscale.Series{Replicas: 1_900_000_000, Points: []autoscale.Point{
+		{At: at, Metrics: map[string]float64{"rps": 1}}, {At: at.Add(time.Minute), Metrics: map[string]float64{"rps": 1}}}})
+	if err == nil || !strings.Contains(err.Error(), "instance-steps") {
+		t.Fatalf("Simulate of 1.9e9 replicas = %v, want refused", err)
+	}
+}

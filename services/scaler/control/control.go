@@ -137,14 +137,21 @@ func (l *Loop) lead(ctx context.Context, lead *elections.Leadership) error {
 		keep := make(map[string]bool, len(names))
 		for _, n := range names {
 			keep[n] = true
-			if workers[n] == nil {
-				w := &worker{leadership: t, name: n}
-				var wctx context.Context
-				wctx, w.cancel = context.WithCancel(lctx)
-				workers[n] = w
-				wg.Add(1)
-				go func() { defer wg.Done(); w.run(wctx) }()
+			if w := workers[n]; w != nil {
+				select {
+				case <-w.exited:
+					// It saw the scaler gone (deleted and put again
+					// within a tick): a new one takes over.
+				default:
+					continue
+				}
 			}
+			w := &worker{leadership: t, name: n, exited: make(chan struct{})}
+			var wctx context.Context
+			wctx, w.cancel = context.WithCancel(lctx)
+			workers[n] = w
+			wg.Add(1)
+			go func() { defer wg.Done(); defer close(w.exited); w.run(wctx) }()
 		}
 		for n, w := range workers {
 			if !keep[n] {
@@ -188,6 +195,8 @@ type worker struct {
 	*leadership
 	name   string
 	cancel context.CancelFunc
+	// exited is closed when run returns.
+	exited chan struct{}
 	drv    driver.Driver
 	// drvSpec is the spec drv was built from, as JSON.
 	drvSpec []byte
@@ -257,6 +266,9 @@ func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) 
 	}
 	w.scraper.Forget(keep)
 	in := autoscale.Input{Now: now, CurrentReplicas: current, Metrics: map[string]autoscale.Observation{}}
+	if o, ok := drv.(interface{ OwnsReplicas() bool }); ok {
+		in.Owned = o.OwnsReplicas()
+	}
 	for _, inst := range instances {
 		in.Instances = append(in.Instances, autoscale.Instance{ID: inst.ID, Ready: inst.Status == catalog.Passing})
 	}
@@ -270,7 +282,7 @@ func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) 
 		observed[m.Name] = total(obs)
 	}
 	d, st := autoscale.Decide(work.Spec.Spec, work.State, in)
-	res, err := w.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: w.name, Generation: work.Generation,
+	res, err := w.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: w.name, Generation: work.Generation, SpecRevision: work.SpecRevision,
 		Decision: &scalers.Decision{Observed: observed, Decision: d}, State: &st})
 	if err != nil {
 		return err
@@ -314,7 +326,7 @@ func (w *worker) recordFailure(ctx context.Context, work scalers.Work, cause err
 	d := autoscale.Decision{At: w.now(), CurrentReplicas: work.Status.CurrentReplicas, DesiredReplicas: work.Status.CurrentReplicas,
 		Reason: "no decision: " + cause.Error(), Error: cause.Error(),
 		Conditions: []autoscale.Condition{{Type: "AbleToScale", Status: false, Reason: "FailedGetScale", Message: cause.Error()}}}
-	_, err := w.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: w.name, Generation: work.Generation,
+	_, err := w.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: w.name, Generation: work.Generation, SpecRevision: work.SpecRevision,
 		Decision: &scalers.Decision{Decision: d}, State: &work.State})
 	return errors.Join(cause, err)
 }

@@ -59,6 +59,11 @@ func NewProcess(spec ProcessSpec, deps Deps) *Process {
 	return &Process{spec: spec, grace: grace, svc: deps.Service, log: deps.Logger.With("driver", TypeProcess, "service", deps.Service)}
 }
 
+// OwnsReplicas says nobody but this driver starts or stops the
+// processes, so zero running is its starting point, not someone's
+// decision to scale the service to zero.
+func (p *Process) OwnsReplicas() bool { return true }
+
 // Current counts the running processes; one that exited on its own is
 // no longer counted.
 func (p *Process) Current(context.Context) (int, error) {

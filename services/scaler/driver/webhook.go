@@ -38,6 +38,29 @@ func Sign(secret []byte, ts int64, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
+// ErrBadSignature is Verify's answer to a request that is not signed with
+// the secret, or whose timestamp is too old or too far ahead.
+var ErrBadSignature = errors.New("webhook: bad or stale signature")
+
+// Verify checks a webhook request as a receiver written in Go should:
+// the X-Steward-Signature over its timestamp and body (compared in
+// constant time), and the timestamp within maxAge of now either way, so
+// that a captured request cannot be replayed later. The body's token is
+// the receiver's to fence on.
+func Verify(secret []byte, h http.Header, body []byte, now time.Time, maxAge time.Duration) error {
+	ts, err := strconv.ParseInt(h.Get(TimestampHeader), 10, 64)
+	if err != nil {
+		return ErrBadSignature
+	}
+	if age := now.Sub(time.Unix(ts, 0)); age > maxAge || age < -maxAge {
+		return ErrBadSignature
+	}
+	if !hmac.Equal([]byte(h.Get(SignatureHeader)), []byte(Sign(secret, ts, body))) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
 // WebhookRequest is the body POSTed to the webhook.
 type WebhookRequest struct {
 	Service  string `json:"service"`

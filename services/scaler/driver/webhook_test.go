@@ -196,3 +196,33 @@ func TestWebhookSecretEnvUnset(t *testing.T) {
 		t.Errorf("New = %v, want an error naming NOPE", err)
 	}
 }
+
+func TestVerify(t *testing.T) {
+	secret, body := []byte("s3cret"), []byte(`{"service":"web","replicas":3,"token":7}`)
+	now := time.Unix(1_800_000_000, 0)
+	signed := func(ts int64, key []byte) http.Header {
+		h := http.Header{}
+		h.Set(driver.TimestampHeader, strconv.FormatInt(ts, 10))
+		h.Set(driver.SignatureHeader, driver.Sign(key, ts, body))
+		return h
+	}
+	for name, tc := range map[string]struct {
+		h    http.Header
+		body []byte
+		ok   bool
+	}{
+		"good":                   {signed(now.Unix(), secret), body, true},
+		"a minute old":           {signed(now.Unix()-59, secret), body, true},
+		"replayed later":         {signed(now.Unix()-120, secret), body, false},
+		"from the future":        {signed(now.Unix()+120, secret), body, false},
+		"other secret":           {signed(now.Unix(), []byte("other")), body, false},
+		"body changed":           {signed(now.Unix(), secret), []byte(`{"service":"web","replicas":30,"token":7}`), false},
+		"no headers":             {http.Header{}, body, false},
+		"timestamp not a number": {http.Header{driver.TimestampHeader: {"soon"}, driver.SignatureHeader: {"sha256=00"}}, body, false},
+	} {
+		err := driver.Verify(secret, tc.h, tc.body, now, time.Minute)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Verify = %v, want ok %v", name, err, tc.ok)
+		}
+	}
+}

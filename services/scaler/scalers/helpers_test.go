@@ -63,6 +63,13 @@ func (h *machine) raw(cmd []byte) ([]byte, []qlog.Event) {
 // apply applies c and decodes its result.
 func (h *machine) apply(c scalers.Command) (scalers.Result, []qlog.Event) {
 	h.t.Helper()
+	if c.Op == scalers.OpDecide && c.SpecRevision == 0 {
+		// A leader sends back the spec revision Work gave it; commands
+		// built without one decide on the spec as it is now.
+		if w, ok := h.m.Work(c.Name); ok {
+			c.SpecRevision = w.SpecRevision
+		}
+	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		h.t.Fatal(err)
@@ -150,4 +157,10 @@ func mustJSON(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// withSpecRevision sets the spec revision a decide names.
+func withSpecRevision(c scalers.Command, rev int64) scalers.Command {
+	c.SpecRevision = rev
+	return c
 }

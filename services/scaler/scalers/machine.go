@@ -148,8 +148,9 @@ func (m *Machine) decide(a *applying, c *Command) Result {
 	if c.Decision == nil || c.State == nil {
 		return Result{Status: Invalid, Detail: "decide without a decision and a state"}
 	}
-	if c.Generation != r.Scaler.Generation {
-		return Result{Status: Stale, Detail: fmt.Sprintf("decided under generation %d, the spec is at %d", c.Generation, r.Scaler.Generation)}
+	if c.Generation != r.Scaler.Generation || c.SpecRevision != r.Scaler.ModRevision {
+		return Result{Status: Stale, Detail: fmt.Sprintf("decided under generation %d (revision %d), the spec is at %d (revision %d)",
+			c.Generation, c.SpecRevision, r.Scaler.Generation, r.Scaler.ModRevision)}
 	}
 	d := *c.Decision
 	d.Revision, d.Generation, d.Leader, d.Token, d.Actuation = a.rev, c.Generation, c.Replica, c.Token, nil
@@ -319,8 +320,10 @@ func (m *Machine) Names() []string {
 type Work struct {
 	Spec       Spec
 	Generation int64
-	State      autoscale.State
-	Status     Status
+	// SpecRevision is the spec's ModRevision; decide sends it back.
+	SpecRevision int64
+	State        autoscale.State
+	Status       Status
 }
 
 // Work returns the control loop's view of a scaler, with the secret.
@@ -334,7 +337,7 @@ func (m *Machine) Work(name string) (Work, bool) {
 	// its copy outside Apply.
 	status := r.Scaler.Status
 	status.Conditions = slices.Clone(status.Conditions)
-	return Work{Spec: r.Scaler.Spec, Generation: r.Scaler.Generation, State: st, Status: status}, true
+	return Work{Spec: r.Scaler.Spec, Generation: r.Scaler.Generation, SpecRevision: r.Scaler.ModRevision, State: st, Status: status}, true
 }
 
 // Recent returns up to limit of a scaler's newest decisions, newest

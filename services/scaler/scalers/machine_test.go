@@ -670,7 +670,7 @@ func TestLogTimeZoneDoesNotMatter(t *testing.T) {
 	cmds := []scalers.Command{
 		{Op: scalers.OpPut, Name: "web", Spec: &spec},
 		{Op: scalers.OpLead, Replica: "r1", Token: 1},
-		decideCmd("web", "r1", 1, 1, t0, 2, 4),
+		withSpecRevision(decideCmd("web", "r1", 1, 1, t0, 2, 4), 1),
 		actuateCmd("web", "r1", 1, 3, scalers.Actuation{Replicas: 4, Result: &driver.Result{Previous: 2, Replicas: 4}}),
 	}
 	snap := func(loc *time.Location) []byte {
@@ -717,12 +717,12 @@ func TestAbandonInNameOrder(t *testing.T) {
 // old scaler), so it must be refused as stale; the generation alone
 // cannot tell the two scalers apart.
 func TestDecisionFromBeforeARecreateIsStale(t *testing.T) {
-	t.Skip("known bug, reported: decide compares the generation only, which restarts at 1 when a scaler is re-created")
 	h := newMachine(t, 0)
 	old := webhookSpec("web", 10)
 	h.must(scalers.Created, scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &old})
 	w, _ := h.m.Work("web")
 	inFlight := decideCmd("web", "r1", 1, w.Generation, h.at, 2, 6)
+	inFlight.SpecRevision = w.SpecRevision
 
 	h.must(scalers.Deleted, scalers.Command{Op: scalers.OpDelete, Name: "web"})
 	other := webhookSpec("checkout", 3)

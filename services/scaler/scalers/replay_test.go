@@ -87,7 +87,7 @@ func scenario(t testing.TB) ([]qlog.Entry, map[string]int) {
 				web.MaxReplicas = 8
 				apply(scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &web})
 			}
-			res := apply(scalers.Command{Op: scalers.OpDecide, Name: name, Replica: leader, Token: token, Generation: w.Generation,
+			res := apply(scalers.Command{Op: scalers.OpDecide, Name: name, Replica: leader, Token: token, Generation: w.Generation, SpecRevision: w.SpecRevision,
 				Decision: &scalers.Decision{Observed: map[string]float64{w.Spec.Metrics[0].Name: load}, Decision: d}, State: &st})
 			if res.Status != scalers.Recorded || !d.Scale() {
 				continue

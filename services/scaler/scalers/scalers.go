@@ -101,10 +101,13 @@ type Command struct {
 	// lead, decide, actuate: the leader and its token.
 	Replica string `json:"replica,omitempty"`
 	Token   int64  `json:"token,omitempty"`
-	// decide
-	Generation int64            `json:"generation,omitempty"`
-	Decision   *Decision        `json:"decision,omitempty"`
-	State      *autoscale.State `json:"state,omitempty"`
+	// decide: the spec the leader decided under, as Work gave it. The
+	// generation restarts at 1 when a scaler is deleted and put again;
+	// SpecRevision (the spec's ModRevision) tells the two apart.
+	Generation   int64            `json:"generation,omitempty"`
+	SpecRevision int64            `json:"specRevision,omitempty"`
+	Decision     *Decision        `json:"decision,omitempty"`
+	State        *autoscale.State `json:"state,omitempty"`
 	// actuate: the decision's revision and what the driver did.
 	DecisionRevision int64      `json:"decisionRevision,omitempty"`
 	Actuation        *Actuation `json:"actuation,omitempty"`
@@ -129,9 +132,9 @@ const (
 	// Fenced: the command's token is older than the fence.
 	Fenced   = "fenced"
 	NotFound = "notFound"
-	// Stale: the decision was made under a spec generation that is no
-	// longer current, or the actuation names a decision that is not the
-	// scaler's last.
+	// Stale: the decision was made under a spec that is no longer
+	// current, or the actuation names a decision the replicas no longer
+	// hold.
 	Stale   = "stale"
 	Invalid = "invalid"
 )
