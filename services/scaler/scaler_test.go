@@ -191,3 +191,24 @@ func TestDriverErrorInStatus(t *testing.T) {
 	waitFor(t, 15*time.Second, "a scale to 3 after the receiver recovered", func() bool { r, _ := rc.snapshot(); return r == 3 })
 	waitFor(t, 5*time.Second, "the error to clear", func() bool { return getScaler(t, n.url, "web").Status.DriverError == "" })
 }
+
+// TestUnreadableCountInStatus: a driver that cannot read the replica
+// count (the webhook's endpoint is gone) makes no decision, and the
+// status says why with HPA's condition.
+func TestUnreadableCountInStatus(t *testing.T) {
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	rc := startReceiver(t)
+	rc.srv.Close()
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
+	var sc scalers.Scaler
+	waitFor(t, 15*time.Second, "a decision that says why none was made", func() bool {
+		sc = getScaler(t, n.url, "web")
+		return sc.Status.LastDecision != nil
+	})
+	d := sc.Status.LastDecision
+	i := slices.IndexFunc(sc.Status.Conditions, func(c autoscale.Condition) bool { return c.Type == "AbleToScale" })
+	if d.Error == "" || !strings.Contains(d.Error, "read the replica count") || i < 0 || sc.Status.Conditions[i].Status || sc.Status.Conditions[i].Reason != "FailedGetScale" {
+		t.Fatalf("status = %+v, want the read failure in the decision and AbleToScale false FailedGetScale", sc.Status)
+	}
+}

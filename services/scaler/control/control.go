@@ -236,11 +236,11 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) error {
 	drv, err := w.driver(work.Spec)
 	if err != nil {
-		return w.recordFailure(ctx, work, fmt.Errorf("driver: %w", err))
+		return w.recordFailure(ctx, work, "AbleToScale", "FailedGetScale", fmt.Errorf("driver: %w", err))
 	}
 	instances, _, err := w.Registry.Instances(ctx, work.Spec.Service, registry.Query{})
 	if err != nil {
-		return fmt.Errorf("list instances of %s: %w", work.Spec.Service, err)
+		return w.recordFailure(ctx, work, "ScalingActive", "FailedGetInstances", fmt.Errorf("list the instances of %s in the registry: %w", work.Spec.Service, err))
 	}
 	current, err := drv.Current(ctx)
 	switch {
@@ -249,7 +249,7 @@ func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) 
 		// count is the best there is.
 		current = len(instances)
 	case err != nil:
-		return w.recordFailure(ctx, work, fmt.Errorf("read the replica count: %w", err))
+		return w.recordFailure(ctx, work, "AbleToScale", "FailedGetScale", fmt.Errorf("read the replica count: %w", err))
 	}
 	now := notBefore(w.now(), work.State)
 	if w.scraper == nil {
@@ -321,11 +321,12 @@ func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) 
 }
 
 // recordFailure records a decision that could not be made (the driver
-// could not be built or read), so that the status says why.
-func (w *worker) recordFailure(ctx context.Context, work scalers.Work, cause error) error {
-	d := autoscale.Decision{At: w.now(), CurrentReplicas: work.Status.CurrentReplicas, DesiredReplicas: work.Status.CurrentReplicas,
+// could not be built or read, the registry could not be asked), so that
+// the status says why, with HPA's condition for it.
+func (w *worker) recordFailure(ctx context.Context, work scalers.Work, condition, reason string, cause error) error {
+	d := autoscale.Decision{At: notBefore(w.now(), work.State), CurrentReplicas: work.Status.CurrentReplicas, DesiredReplicas: work.Status.CurrentReplicas,
 		Reason: "no decision: " + cause.Error(), Error: cause.Error(),
-		Conditions: []autoscale.Condition{{Type: "AbleToScale", Status: false, Reason: "FailedGetScale", Message: cause.Error()}}}
+		Conditions: []autoscale.Condition{{Type: condition, Status: false, Reason: reason, Message: cause.Error()}}}
 	_, err := w.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: w.name, Generation: work.Generation, SpecRevision: work.SpecRevision,
 		Decision: &scalers.Decision{Decision: d}, State: &work.State})
 	return errors.Join(cause, err)
