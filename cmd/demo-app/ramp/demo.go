@@ -36,7 +36,7 @@ func demo(ctx context.Context, o options, phases []phase, out io.Writer) (err er
 	fmt.Fprintf(out, "steward dev is up: gateway %s, registry %s, scaler %s\n", dev.gateway, dev.registry, dev.scaler)
 	fmt.Fprintf(out, "  its log (and the demo app's output): %s\n", dev.logPath)
 	a := newAPI(dev.registry, dev.scaler)
-	rep := &report{api: a, out: out, phases: phases, work: o.work, seen: map[int64]bool{}}
+	rep := &report{api: a, out: out, phases: phases, work: o.work, seen: map[int64]bool{}, seenUsage: map[string]float64{}}
 	// Whatever happens from here, steward dev is stopped and the demo
 	// app's processes are looked for.
 	defer func() { err = errors.Join(err, rep.shutdown(dev, o.app)) }()
@@ -73,6 +73,10 @@ type report struct {
 	// backDown: at the last look the scaler had scaled up and was back
 	// at minReplicas, and the registry had only that many passing.
 	backDown bool
+	// seenUsage is the highest usage the scaler's decisions showed per
+	// metric: the proof that each source (the gateway's signals, the
+	// scrape) reached it.
+	seenUsage map[string]float64
 }
 
 // scaleEvent is one actuation that changed the replica count.
@@ -225,6 +229,11 @@ func (r *report) line(ctx context.Context, now time.Time, span time.Duration, ra
 		r.maxSeen = max(r.maxSeen, s.CurrentReplicas)
 		if d := s.LastDecision; d != nil {
 			reason = d.Reason
+			for _, m := range d.Metrics {
+				if m.Error == "" {
+					r.seenUsage[m.Name] = max(r.seenUsage[m.Name], m.Usage)
+				}
+			}
 		}
 		if s.DriverError != r.driverErr {
 			if s.DriverError != "" {
@@ -323,6 +332,8 @@ func (r *report) summary(gen *loadGen) {
 		}
 		fmt.Fprintf(r.out, "    %4.0fs  %3g → %3g rps: %s\n", start.Seconds(), prev.rate, p.rate, found)
 	}
+	fmt.Fprintf(r.out, "  highest usage per replica the scaler saw: gateway_rps %.1f (the gateway's signal, every 5 s), process_cpu_seconds_total:rate %.2f (scraped)\n",
+		r.seenUsage["gateway_rps"], r.seenUsage["process_cpu_seconds_total:rate"])
 	back := "not back"
 	if last := len(r.phases) - 1; len(r.starts) > last { // the load stopped
 		stop, _ := r.phaseSpan(last)
@@ -349,6 +360,11 @@ func (r *report) verdict() error {
 	}
 	if !r.backDown {
 		errs = append(errs, fmt.Errorf("the scaler did not come back down to %d replica", minReplicas))
+	}
+	for _, m := range []string{"gateway_rps", "process_cpu_seconds_total:rate"} {
+		if r.seenUsage[m] <= 0 {
+			errs = append(errs, fmt.Errorf("the scaler never saw %s above zero under load", m))
+		}
 	}
 	if len(errs) > 0 {
 		fmt.Fprintf(r.out, "\nthe scaler's last decisions (GET /v1/scalers/%s/decisions?limit=5):\n%s\n", scalerName, r.api.rawDecisions(context.Background(), 5))
