@@ -53,7 +53,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 			return err
 		}
 		qloghttp.SetRevision(w, s.log.Revision())
-		sse.Stream{Watch: &primed{Source: watch, first: first}, Revision: sse.WriteRevision}.Serve(w, r)
+		sse.Stream{Watch: &sse.Primed{Source: watch, First: first}, Revision: sse.WriteRevision}.Serve(w, r)
 		return nil
 	})
 }
@@ -65,18 +65,4 @@ func startEvent(name string, cur *lease.Leadership, rev int64) qlog.Event {
 	}
 	data, _ := json.Marshal(cur)
 	return qlog.Event{Revision: rev, Type: eventCurrent, Key: name, Data: data}
-}
-
-// primed is a watch that yields some events of its own first.
-type primed struct {
-	sse.Source
-	first []qlog.Event
-}
-
-func (p *primed) TryNextRevision() ([]qlog.Event, error) {
-	if first := p.first; first != nil {
-		p.first = nil
-		return first, nil
-	}
-	return p.Source.TryNextRevision()
 }

@@ -41,7 +41,7 @@ var (
 
 func TestMain(m *testing.M) {
 	var err error
-	if contractDoc, err = openapitest.Load("api/openapi.json"); err != nil {
+	if contractDoc, err = loadContract(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	baseTransport.CloseIdleConnections()
 	if n := contractDoc.Validated(); n > 0 {
-		fmt.Fprintf(os.Stderr, "openapi: %d exchanges validated against api/openapi.json\n", n)
+		fmt.Fprintf(os.Stderr, "openapi: %d exchanges and %d watch events validated against api/openapi.json\n", n, contractDoc.Events())
 		if testing.Verbose() {
 			for _, s := range contractDoc.Unexercised() {
 				fmt.Fprintln(os.Stderr, "openapi: documented but not exercised:", s)

@@ -53,5 +53,6 @@ func (s *server) routes(r chi.Router) {
 	r.Delete("/v1/scalers/{name}", s.handleDelete())
 	r.Get("/v1/scalers/{name}/decisions", s.handleDecisions())
 	r.Post("/v1/scalers/{name}/simulate", s.handleSimulate())
+	r.Get("/v1/scalers/{name}/watch", s.handleWatch())
 	r.Post("/v1/metrics", s.handlePush())
 }
