@@ -110,16 +110,6 @@ func statusError(res kv.Result) error {
 	return fmt.Errorf("unexpected store status %q", res.Status)
 }
 
-// parseETag accepts "N" and N.
-func parseETag(v string) (int64, error) {
-	v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
-	n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fault.New(fault.Invalid, "If-Match %q: want a quoted modRevision such as \"42\"", v)
-	}
-	return n, nil
-}
-
 func parseFence(v string) (*kv.Fence, error) {
 	if v == "" {
 		return nil, nil
@@ -137,18 +127,9 @@ func parseFence(v string) (*kv.Fence, error) {
 
 // conditions reads If-Match, If-None-Match and X-Steward-Fence into c.
 func conditions(r *http.Request, c *kv.Command) error {
-	if v := r.Header.Get("If-Match"); v != "" {
-		n, err := parseETag(v)
-		if err != nil {
-			return err
-		}
-		c.IfMatch = &n
-	}
-	if v := r.Header.Get("If-None-Match"); v != "" {
-		if strings.TrimSpace(v) != "*" {
-			return fault.New(fault.Invalid, "If-None-Match supports only *")
-		}
-		c.IfNoneMatch = true
+	var err error
+	if c.IfMatch, c.IfNoneMatch, err = qloghttp.Preconditions(r); err != nil {
+		return err
 	}
 	f, err := parseFence(r.Header.Get("X-Steward-Fence"))
 	c.Fence = f
@@ -157,7 +138,7 @@ func conditions(r *http.Request, c *kv.Command) error {
 
 func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) error {
 	qloghttp.SetRevision(w, rev)
-	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, e.ModRevision))
+	qloghttp.SetETag(w, e.ModRevision)
 	return web.Encode(w, http.StatusOK, e)
 }
 

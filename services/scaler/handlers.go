@@ -72,22 +72,40 @@ func (s *server) handlePut() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		ifMatch, ifNoneMatch, err := qloghttp.Preconditions(r)
+		if err != nil {
+			return err
+		}
 		spec, err := web.Decode[scalers.Spec](w, r, specBodyLimit)
 		if err != nil {
 			return err
 		}
-		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpPut, Name: name, Spec: &spec})
+		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpPut, Name: name, Spec: &spec, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch})
 		if err != nil {
 			return err
 		}
 		switch res.Status {
 		case scalers.Created:
+			qloghttp.SetETag(w, res.Scaler.ModRevision)
 			return web.Encode(w, http.StatusCreated, res.Scaler)
 		case scalers.Updated:
+			qloghttp.SetETag(w, res.Scaler.ModRevision)
 			return web.Encode(w, http.StatusOK, res.Scaler)
+		case scalers.PreconditionFailed:
+			return preconditionFailed(res)
 		}
 		return qloghttp.ErrIdempotencyReuse(r)
 	})
+}
+
+// preconditionFailed is a 412 that says the scaler's modRevision, if it
+// exists, so a client can read again and retry.
+func preconditionFailed(res scalers.Result) error {
+	f := fault.New(fault.PreconditionFailed, "%s", res.Detail)
+	if res.Scaler != nil {
+		f = f.With("modRevision", res.Scaler.ModRevision)
+	}
+	return f
 }
 
 func (s *server) handleDelete() http.HandlerFunc {
@@ -96,7 +114,14 @@ func (s *server) handleDelete() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpDelete, Name: name})
+		ifMatch, ifNoneMatch, err := qloghttp.Preconditions(r)
+		if err != nil {
+			return err
+		}
+		if ifNoneMatch {
+			return fault.New(fault.Invalid, "If-None-Match: * means create-only; a delete takes If-Match")
+		}
+		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpDelete, Name: name, IfMatch: ifMatch})
 		if err != nil {
 			return err
 		}
@@ -105,6 +130,8 @@ func (s *server) handleDelete() http.HandlerFunc {
 			return web.Encode(w, http.StatusOK, res.Scaler)
 		case scalers.NotFound:
 			return fault.New(fault.NotFound, "no scaler %s", name)
+		case scalers.PreconditionFailed:
+			return preconditionFailed(res)
 		}
 		return qloghttp.ErrIdempotencyReuse(r)
 	})
@@ -137,6 +164,7 @@ func (s *server) handleGet() http.HandlerFunc {
 		if sc == nil {
 			return fault.New(fault.NotFound, "no scaler %s", name)
 		}
+		qloghttp.SetETag(w, sc.ModRevision)
 		return web.Encode(w, http.StatusOK, sc)
 	})
 }

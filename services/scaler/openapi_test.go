@@ -65,6 +65,7 @@ func TestContractRejects(t *testing.T) {
 		h.Set("X-Steward-Revision", "7")
 		h.Set("X-Request-Id", "r1")
 		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("ETag", `"3"`)
 		return req, &http.Response{StatusCode: status, Header: h}
 	}
 	req, res := mk("GET", "/v1/scalers/web", 200, "application/json")

@@ -212,3 +212,42 @@ func TestUnreadableCountInStatus(t *testing.T) {
 		t.Fatalf("status = %+v, want the read failure in the decision and AbleToScale false FailedGetScale", sc.Status)
 	}
 }
+
+// TestConditionalWrites: If-None-Match: * creates only; If-Match names
+// the modRevision (the ETag GET and PUT answer) a put or delete expects,
+// and a stale one is 412 with the current modRevision and changes
+// nothing — read-modify-write without lost updates.
+func TestConditionalWrites(t *testing.T) {
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	n.cut.Store(true) // no leader: only these requests write
+	rc := startReceiver(t)
+	u := n.url + "/v1/scalers/web"
+	created := expect(t, call(t, "PUT", u, specFor(rc, "web", ""), "If-None-Match", "*"), 201)
+	etag := created.header.Get("ETag")
+	if etag != fmt.Sprintf(`"%d"`, decode[scalers.Scaler](t, created).ModRevision) {
+		t.Fatalf("ETag = %q, want the modRevision quoted", etag)
+	}
+	again := expect(t, call(t, "PUT", u, specFor(rc, "web", ""), "If-None-Match", "*"), 412)
+	if again.body["modRevision"] == nil {
+		t.Fatalf("412 without modRevision: %s", again.raw)
+	}
+	if got := call(t, "GET", u, "").header.Get("ETag"); got != etag {
+		t.Fatalf("GET ETag = %q, want %q", got, etag)
+	}
+	updated := expect(t, call(t, "PUT", u, specFor(rc, "web", ""), "If-Match", etag), 200)
+	if updated.header.Get("ETag") == etag {
+		t.Fatal("an update kept the ETag")
+	}
+	before := call(t, "GET", u, "").raw
+	expect(t, call(t, "PUT", u, specFor(rc, "web", ""), "If-Match", etag), 412)                          // stale
+	expect(t, call(t, "DELETE", u, "", "If-Match", etag), 412)                                           // stale
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/other", specFor(rc, "web", ""), "If-Match", `"1"`), 412) // absent
+	expect(t, call(t, "PUT", u, specFor(rc, "web", ""), "If-Match", "soon"), 400)
+	expect(t, call(t, "DELETE", u, "", "If-None-Match", "*"), 400)
+	if after := call(t, "GET", u, "").raw; after != before {
+		t.Fatalf("a refused write changed the scaler:\n%s\n%s", before, after)
+	}
+	expect(t, call(t, "DELETE", u, "", "If-Match", updated.header.Get("ETag")), 200)
+	expect(t, call(t, "GET", u, ""), 404)
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -210,4 +211,31 @@ func WaitEvent(r *http.Request, l *qlog.Log, from int64, wait time.Duration, fil
 		}
 	}()
 	_, _ = watch.Next(ctx)
+}
+
+// Preconditions reads a conditional write's If-Match ("<modRevision>",
+// quoted or not, also weak) and If-None-Match (only *, create-only): the
+// same conventions in every service.
+func Preconditions(r *http.Request) (ifMatch *int64, ifNoneMatch bool, err error) {
+	if v := r.Header.Get("If-Match"); v != "" {
+		t := strings.TrimPrefix(strings.TrimSpace(v), "W/")
+		n, err := strconv.ParseInt(strings.Trim(t, `"`), 10, 64)
+		if err != nil || n < 0 {
+			return nil, false, fault.New(fault.Invalid, "If-Match %q: want a quoted modRevision such as \"42\"", v)
+		}
+		ifMatch = &n
+	}
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		if strings.TrimSpace(v) != "*" {
+			return nil, false, fault.New(fault.Invalid, "If-None-Match supports only *")
+		}
+		ifNoneMatch = true
+	}
+	return ifMatch, ifNoneMatch, nil
+}
+
+// SetETag sets the ETag of a resource at modRevision, the value its
+// If-Match takes.
+func SetETag(w http.ResponseWriter, modRevision int64) {
+	w.Header().Set("ETag", `"`+strconv.FormatInt(modRevision, 10)+`"`)
 }

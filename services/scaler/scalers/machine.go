@@ -72,6 +72,12 @@ func (m *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 
 func (m *Machine) apply(a *applying, c *Command) Result {
 	switch c.Op {
+	case OpPut, OpDelete:
+		if res, ok := m.preconditions(c); !ok {
+			return res
+		}
+	}
+	switch c.Op {
 	case OpPut:
 		return m.put(a, c)
 	case OpDelete:
@@ -103,6 +109,25 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		return m.actuate(a, c)
 	}
 	return Result{Status: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}
+}
+
+// preconditions checks a put's or delete's If-Match and If-None-Match
+// against the scaler as it is at apply time.
+func (m *Machine) preconditions(c *Command) (Result, bool) {
+	r := m.scalers[c.Name]
+	var cur *Scaler
+	if r != nil {
+		cur = r.view()
+	}
+	switch {
+	case c.IfNoneMatch && r != nil:
+		return Result{Status: PreconditionFailed, Scaler: cur, Detail: fmt.Sprintf("scaler %s exists (modRevision %d)", c.Name, r.Scaler.ModRevision)}, false
+	case c.IfMatch != nil && r == nil:
+		return Result{Status: PreconditionFailed, Detail: fmt.Sprintf("scaler %s does not exist", c.Name)}, false
+	case c.IfMatch != nil && *c.IfMatch != r.Scaler.ModRevision:
+		return Result{Status: PreconditionFailed, Scaler: cur, Detail: fmt.Sprintf("scaler %s is at modRevision %d, not %d", c.Name, r.Scaler.ModRevision, *c.IfMatch)}, false
+	}
+	return Result{}, true
 }
 
 // admit checks a leader's command against the fence and raises it. A

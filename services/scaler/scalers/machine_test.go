@@ -729,3 +729,33 @@ func TestDecisionFromBeforeARecreateIsStale(t *testing.T) {
 	h.must(scalers.Created, scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &other})
 	h.must(scalers.Stale, inFlight)
 }
+
+// TestPreconditions: If-None-Match and If-Match are checked at apply
+// time; a failed one changes nothing and names the scaler as it is.
+func TestPreconditions(t *testing.T) {
+	h := newMachine(t, 0)
+	spec := webhookSpec("web", 10)
+	res, _ := h.must(scalers.Created, scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &spec, IfNoneMatch: true})
+	mod := res.Scaler.ModRevision
+	stale := mod - 1
+	missing := int64(7)
+	before := h.snapshot()
+	for name, c := range map[string]scalers.Command{
+		"create-only on an existing scaler": {Op: scalers.OpPut, Name: "web", Spec: &spec, IfNoneMatch: true},
+		"put with a stale revision":         {Op: scalers.OpPut, Name: "web", Spec: &spec, IfMatch: &stale},
+		"delete with a stale revision":      {Op: scalers.OpDelete, Name: "web", IfMatch: &stale},
+		"put matching a missing scaler":     {Op: scalers.OpPut, Name: "nope", Spec: &spec, IfMatch: &missing},
+	} {
+		res, evs := h.apply(c)
+		if res.Status != scalers.PreconditionFailed || len(evs) != 0 {
+			t.Errorf("%s: %s with %d events, want preconditionFailed and none", name, res.Status, len(evs))
+		}
+		if c.Name == "web" && (res.Scaler == nil || res.Scaler.ModRevision != mod) {
+			t.Errorf("%s: result scaler %+v, want the current one", name, res.Scaler)
+		}
+	}
+	if !bytes.Equal(before, h.snapshot()) {
+		t.Fatal("a failed precondition changed the state")
+	}
+	h.must(scalers.Updated, scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &spec, IfMatch: &mod})
+}

@@ -98,6 +98,10 @@ type Command struct {
 	Name string `json:"name,omitempty"`
 	// put
 	Spec *Spec `json:"spec,omitempty"`
+	// put, delete: If-Match (the scaler's ModRevision) and If-None-Match:
+	// * (only if there is none), checked at apply time.
+	IfMatch     *int64 `json:"ifMatch,omitempty"`
+	IfNoneMatch bool   `json:"ifNoneMatch,omitempty"`
 	// lead, decide, actuate: the leader and its token.
 	Replica string `json:"replica,omitempty"`
 	Token   int64  `json:"token,omitempty"`
@@ -135,8 +139,11 @@ const (
 	// Stale: the decision was made under a spec that is no longer
 	// current, or the actuation names a decision the replicas no longer
 	// hold.
-	Stale   = "stale"
-	Invalid = "invalid"
+	Stale = "stale"
+	// PreconditionFailed: IfMatch or IfNoneMatch did not hold; Scaler is
+	// the scaler as it is, if any.
+	PreconditionFailed = "preconditionFailed"
+	Invalid            = "invalid"
 )
 
 // Result is what Apply answers a command.
