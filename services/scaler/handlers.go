@@ -157,6 +157,16 @@ func (s *server) handleGet() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		index, wait, blocking, err := qloghttp.Blocking(r)
+		if err != nil {
+			return err
+		}
+		if blocking {
+			// Consul's blocking query: answer once anything about the
+			// scaler (spec, decision, actuation, deletion) was applied
+			// after index, or when the wait ends.
+			qloghttp.WaitEvent(r, s.log, index+1, wait, func(ev qlog.Event) bool { return ev.Key == name })
+		}
 		var sc *scalers.Scaler
 		if err := s.read(w, r, func() { sc = s.machine.Get(name) }); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -250,4 +251,37 @@ func TestConditionalWrites(t *testing.T) {
 	}
 	expect(t, call(t, "DELETE", u, "", "If-Match", updated.header.Get("ETag")), 200)
 	expect(t, call(t, "GET", u, ""), 404)
+}
+
+// TestBlockingGet: GET with ?index= waits until something about the
+// scaler is applied after index (here, the leader's next decision) and
+// answers at once when something already was; X-Steward-Revision is the
+// next index.
+func TestBlockingGet(t *testing.T) {
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	rc := startReceiver(t)
+	u := n.url + "/v1/scalers/web"
+	expect(t, call(t, "PUT", u, specFor(rc, "web", `,"syncPeriod":"1s"`)), 201)
+	first := expect(t, call(t, "GET", u, ""), 200)
+	idx := first.header.Get("X-Steward-Revision")
+	start := time.Now()
+	next := expect(t, call(t, "GET", u+"?index="+idx+"&wait=10s", ""), 200)
+	got, _ := strconv.ParseInt(next.header.Get("X-Steward-Revision"), 10, 64)
+	want, _ := strconv.ParseInt(idx, 10, 64)
+	if got <= want {
+		t.Fatalf("blocking GET answered at revision %d, want after %d", got, want)
+	}
+	if d := decode[scalers.Scaler](t, next).Status.LastDecision; d == nil || d.Revision <= want {
+		t.Fatalf("blocking GET answered without a newer decision: %+v", d)
+	}
+	t.Logf("woken by the next decision after %s", time.Since(start).Round(time.Millisecond))
+	// An index already passed answers at once, not after the wait.
+	quick := time.Now()
+	expect(t, call(t, "GET", u+"?index=1&wait=1m", ""), 200)
+	if time.Since(quick) > 30*time.Second {
+		t.Fatal("a blocking GET on a passed index waited")
+	}
+	expect(t, call(t, "GET", u+"?index=-1", ""), 400)
+	expect(t, call(t, "GET", u+"?index=1&wait=forever", ""), 400)
 }
