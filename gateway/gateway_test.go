@@ -82,8 +82,9 @@ func spread(t *testing.T, url string, n int, hdr ...string) map[string]int {
 
 func TestBalancingPolicies(t *testing.T) {
 	p := startPlane(t)
+	var ups []*upstream
 	for i, w := range []int{1, 2, 3} {
-		startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{Weight: w})
+		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{Weight: w}))
 	}
 	g := startGateway(t, p)
 	putRoute(t, p, "rr", `{"match":{"pathPrefix":"/rr/"},"service":"web","stripPrefix":true,"loadBalancer":{"policy":"round-robin"}}`)
@@ -123,8 +124,14 @@ func TestBalancingPolicies(t *testing.T) {
 	if len(users) != 3 {
 		t.Errorf("ring-hash over 300 users = %v, want all three instances", users)
 	}
-	if got := spread(t, g.url+"/ewma/x", 300); len(got) != 3 {
-		t.Errorf("peak-ewma = %v, want all three instances used", got)
+	// Peak EWMA follows latency: an instance 20 ms slower than the others
+	// gets well under its share (about 40 of 300 here; random picks would
+	// give it about 100). (Which of two equally fast instances wins
+	// is up to a single slow answer under a loaded machine, which peak
+	// EWMA remembers for its decay time: no assertion there.)
+	ups[2].delay.Store(int64(20 * time.Millisecond))
+	if got := spread(t, g.url+"/ewma/x", 300); got["w2"] >= 60 {
+		t.Errorf("peak-ewma = %v, want the slow w2 well under its share of 100", got)
 	}
 }
 

@@ -103,7 +103,8 @@ type upstream struct {
 	id      string
 	srv     *httptest.Server
 	hits    atomic.Int64
-	fail    atomic.Bool // answer 500
+	fail    atomic.Bool  // answer 500
+	delay   atomic.Int64 // nanoseconds to wait before answering
 	mu      sync.Mutex
 	posts   map[string]int // POST bodies seen
 	handler http.Handler   // extra routes (SSE, WebSocket)
@@ -115,6 +116,9 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u.hits.Add(1)
+	if d := time.Duration(u.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
 	if r.Method == http.MethodPost {
 		b, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
