@@ -170,20 +170,3 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-// Primed is a Source that yields First before its own events: the state a
-// stream starts from, so that an observer never has to read and watch
-// separately.
-type Primed struct {
-	Source
-	First []qlog.Event
-}
-
-// TryNextRevision implements Source.
-func (p *Primed) TryNextRevision() ([]qlog.Event, error) {
-	if first := p.First; first != nil {
-		p.First = nil
-		return first, nil
-	}
-	return p.Source.TryNextRevision()
-}

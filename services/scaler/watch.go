@@ -33,32 +33,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		from, err := sse.ResumeFrom(r, "fromRevision", 0)
-		if err != nil {
-			return err
-		}
-		var first []qlog.Event
-		if from == 0 {
-			var (
-				cur *scalers.Scaler
-				rev int64
-			)
-			if err := s.log.Read(r.Context(), qlog.Linearizable, func(revision int64) error {
-				cur, rev = s.machine.Get(name), revision
-				return nil
-			}); err != nil {
-				return err
-			}
-			first = []qlog.Event{startEvent(name, cur, rev)}
-			from = rev + 1
-		}
-		watch, err := s.log.Watch(from, func(ev qlog.Event) bool { return ev.Key == name })
-		if err != nil {
-			return err
-		}
-		qloghttp.SetRevision(w, s.log.Revision())
-		sse.Stream{Watch: &sse.Primed{Source: watch, First: first}, Revision: writeRevision}.Serve(w, r)
-		return nil
+		return qloghttp.WatchKey(w, r, s.log, name, func(rev int64) qlog.Event { return startEvent(name, s.machine.Get(name), rev) }, writeRevision)
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/sse"
 	"github.com/stewardhq/steward/platform/web"
 )
 
@@ -238,4 +240,51 @@ func Preconditions(r *http.Request) (ifMatch *int64, ifNoneMatch bool, err error
 // If-Match takes.
 func SetETag(w http.ResponseWriter, modRevision int64) {
 	w.Header().Set("ETag", `"`+strconv.FormatInt(modRevision, 10)+`"`)
+}
+
+// WatchKey serves a stream of one key's events, id = revision. A stream
+// with a resume point (Last-Event-ID or ?fromRevision=) sends only what
+// came after it; one without begins with start(revision), the key's state
+// as it is at a linearizable revision (start runs inside Log.Read), so
+// an observer never has to read and watch separately. write writes one
+// revision's events (sse.WriteRevision if nil). A start older than the
+// replica holds answers 410 with compactRevision.
+func WatchKey(w http.ResponseWriter, r *http.Request, l *qlog.Log, key string, start func(revision int64) qlog.Event, write func(io.Writer, []qlog.Event) error) error {
+	from, err := sse.ResumeFrom(r, "fromRevision", 0)
+	if err != nil {
+		return err
+	}
+	var first []qlog.Event
+	if from == 0 {
+		if err := l.Read(r.Context(), qlog.Linearizable, func(revision int64) error {
+			first, from = []qlog.Event{start(revision)}, revision+1
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	watch, err := l.Watch(from, func(ev qlog.Event) bool { return ev.Key == key })
+	if err != nil {
+		return err
+	}
+	if write == nil {
+		write = sse.WriteRevision
+	}
+	SetRevision(w, l.Revision())
+	sse.Stream{Watch: &primed{Source: watch, first: first}, Revision: write}.Serve(w, r)
+	return nil
+}
+
+// primed is a watch that yields some events of its own first.
+type primed struct {
+	sse.Source
+	first []qlog.Event
+}
+
+func (p *primed) TryNextRevision() ([]qlog.Event, error) {
+	if first := p.first; first != nil {
+		p.first = nil
+		return first, nil
+	}
+	return p.Source.TryNextRevision()
 }
