@@ -8,12 +8,9 @@ package election_test
 // document's operations.
 
 import (
-	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -31,37 +28,8 @@ func loadContract() (*openapitest.Contract, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Event = func(event, id, data string) error {
-		if id != "" {
-			if rev, err := strconv.ParseInt(id, 10, 64); err != nil || rev < 1 {
-				return fmt.Errorf("openapi: event %q has id %q, want a revision", event, id)
-			}
-		}
-		var schema string
-		switch event {
-		case "current", "elected", "resigned", "expired":
-			schema = "Leadership"
-		case "vacant":
-			schema = "Vacant"
-		case "error":
-			schema = "WatchErrorData"
-		case "shutdown":
-			if data != "{}" {
-				return fmt.Errorf("openapi: shutdown event data %q, want {}", data)
-			}
-			return nil
-		default:
-			return fmt.Errorf("openapi: undocumented watch event %q", event)
-		}
-		var v any
-		if err := json.Unmarshal([]byte(data), &v); err != nil {
-			return fmt.Errorf("openapi: event %q data %q is not JSON: %v", event, data, err)
-		}
-		if err := c.VisitSchema(schema, v); err != nil {
-			return fmt.Errorf("openapi: event %q data does not match %s: %v\ndata: %s", event, schema, err, data)
-		}
-		return nil
-	}
+	c.Event = c.EventSchemas(map[string]string{"current": "Leadership", "elected": "Leadership", "resigned": "Leadership",
+		"expired": "Leadership", "vacant": "Vacant", "error": "WatchErrorData"})
 	return c, nil
 }
 

@@ -8,12 +8,9 @@ package scaler_test
 // operations.
 
 import (
-	"encoding/json"
 	"flag"
-	"fmt"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -135,31 +132,7 @@ func loadContract() (*openapitest.Contract, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Event = func(event, id, data string) error {
-		if id != "" {
-			if rev, err := strconv.ParseInt(id, 10, 64); err != nil || rev < 1 {
-				return fmt.Errorf("openapi: event %q has id %q, want a revision", event, id)
-			}
-		}
-		schema := map[string]string{"current": "Scaler", "put": "Scaler", "absent": "NameOnly", "deleted": "NameOnly",
-			"decision": "Decision", "actuation": "ActuationEvent", "error": "WatchErrorData"}[event]
-		switch {
-		case event == "shutdown":
-			if data != "{}" {
-				return fmt.Errorf("openapi: shutdown event data %q, want {}", data)
-			}
-			return nil
-		case schema == "":
-			return fmt.Errorf("openapi: undocumented watch event %q", event)
-		}
-		var v any
-		if err := json.Unmarshal([]byte(data), &v); err != nil {
-			return fmt.Errorf("openapi: event %q data %q is not JSON: %v", event, data, err)
-		}
-		if err := c.VisitSchema(schema, v); err != nil {
-			return fmt.Errorf("openapi: event %q data does not match %s: %v\ndata: %s", event, schema, err, data)
-		}
-		return nil
-	}
+	c.Event = c.EventSchemas(map[string]string{"current": "Scaler", "put": "Scaler", "absent": "NameOnly", "deleted": "NameOnly",
+		"decision": "Decision", "actuation": "ActuationEvent", "error": "WatchErrorData"})
 	return c, nil
 }

@@ -12,12 +12,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -440,5 +442,37 @@ func (c *Contract) RoutesGolden(t *testing.T, h http.Handler, golden string, upd
 				t.Errorf("the document has %s %s, which the router does not serve", method, path)
 			}
 		}
+	}
+}
+
+// EventSchemas returns an Event check for a watch whose event types each
+// carry one schema's data (schemas maps the type to the schema's name):
+// an id, when there is one, is a revision (a positive integer); shutdown
+// carries {}; a type not in schemas is undocumented.
+func (c *Contract) EventSchemas(schemas map[string]string) func(event, id, data string) error {
+	return func(event, id, data string) error {
+		if id != "" {
+			if rev, err := strconv.ParseInt(id, 10, 64); err != nil || rev < 1 {
+				return fmt.Errorf("openapi: event %q has id %q, want a revision", event, id)
+			}
+		}
+		if event == "shutdown" {
+			if data != "{}" {
+				return fmt.Errorf("openapi: shutdown event data %q, want {}", data)
+			}
+			return nil
+		}
+		schema, ok := schemas[event]
+		if !ok {
+			return fmt.Errorf("openapi: undocumented watch event %q", event)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			return fmt.Errorf("openapi: event %q data %q is not JSON: %v", event, data, err)
+		}
+		if err := c.VisitSchema(schema, v); err != nil {
+			return fmt.Errorf("openapi: event %q data does not match %s: %v\ndata: %s", event, schema, err, data)
+		}
+		return nil
 	}
 }
