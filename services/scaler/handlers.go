@@ -386,11 +386,7 @@ func (s *server) handleSimulate() http.HandlerFunc {
 			}
 		} else {
 			var sc *scalers.Scaler
-			if err := s.read(w, r, func() {
-				if wk, ok := s.machine.Work(name); ok {
-					sc = &scalers.Scaler{Spec: wk.Spec}
-				}
-			}); err != nil {
+			if err := s.read(w, r, func() { sc = s.machine.Get(name) }); err != nil {
 				return err
 			}
 			if sc == nil {

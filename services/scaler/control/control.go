@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -375,8 +374,10 @@ func notBefore(now time.Time, st autoscale.State) time.Time {
 	for _, r := range st.Recommendations {
 		latest = later(latest, r.At)
 	}
-	for _, e := range append(slices.Clone(st.ScaleUpEvents), st.ScaleDownEvents...) {
-		latest = later(latest, e.At)
+	for _, evs := range [][]autoscale.ScaleEvent{st.ScaleUpEvents, st.ScaleDownEvents} {
+		for _, e := range evs {
+			latest = later(latest, e.At)
+		}
 	}
 	return later(now, latest)
 }
