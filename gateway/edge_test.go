@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
@@ -76,7 +77,7 @@ func TestSmuggling(t *testing.T) {
 	p := startPlane(t)
 	u := startUpstream(t, p, "web", "w-1", catalog.Registration{})
 	g := startGateway(t, p)
-	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/s/web/x"); return c == 200 })
+	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/s/web/x"); return c == 200 })
 	addr := strings.TrimPrefix(g.url, "http://")
 	smuggled := "GET /s/web/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 	tests := []struct {

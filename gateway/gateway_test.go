@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
@@ -49,7 +50,7 @@ func TestServiceRoute(t *testing.T) {
 func TestControlPlane(t *testing.T) {
 	p := startPlane(t)
 	g := startGateway(t, p)
-	waitFor(t, 10*time.Second, "config reachable through the gateway", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "config reachable through the gateway", func() bool {
 		req, _ := http.NewRequest(http.MethodPut, g.url+"/v1/kv/through/gateway", strings.NewReader(`"yes"`))
 		res, err := httpClient.Do(req)
 		if err != nil {
@@ -90,7 +91,7 @@ func TestBalancingPolicies(t *testing.T) {
 	putRoute(t, p, "rr", `{"match":{"pathPrefix":"/rr/"},"service":"web","stripPrefix":true,"loadBalancer":{"policy":"round-robin"}}`)
 	putRoute(t, p, "ring", `{"match":{"pathPrefix":"/ring/"},"service":"web","loadBalancer":{"policy":"ring-hash","hashHeader":"X-User"}}`)
 	putRoute(t, p, "ewma", `{"match":{"pathPrefix":"/ewma/"},"service":"web","loadBalancer":{"policy":"peak-ewma"}}`)
-	waitFor(t, 10*time.Second, "routes loaded", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "routes loaded", func() bool {
 		c1, _, _ := get(t, g.url+"/rr/x")
 		c2, _, _ := get(t, g.url+"/ring/x")
 		c3, _, _ := get(t, g.url+"/ewma/x")
@@ -144,7 +145,7 @@ func TestInstanceKilledMidLoad(t *testing.T) {
 		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{}))
 	}
 	g := startGateway(t, p)
-	waitFor(t, 10*time.Second, "three instances", func() bool { return len(spread(t, g.url+"/s/web/", 30)) == 3 })
+	webtest.WaitFor(t, 10*time.Second, "three instances", func() bool { return len(spread(t, g.url+"/s/web/", 30)) == 3 })
 
 	var getErrors, posts, postFailures atomic.Int64
 	var firstErr atomic.Value
@@ -223,7 +224,7 @@ func TestOutlierEjectionAndReturn(t *testing.T) {
 	bad.fail.Store(true)
 	g := startGateway(t, p, func(s *gateway.Settings) { s.BaseEjection = time.Second })
 	putRoute(t, p, "noretry", `{"match":{"pathPrefix":"/nr/"},"service":"web","loadBalancer":{"policy":"round-robin"}}`)
-	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/nr/x"); return c == 200 || c == 500 })
+	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/nr/x"); return c == 200 || c == 500 })
 	for range 20 {
 		get(t, g.url+"/nr/x")
 	}
@@ -237,7 +238,7 @@ func TestOutlierEjectionAndReturn(t *testing.T) {
 		t.Fatalf("the ejected instance got %d requests", bad.hits.Load()-before)
 	}
 	bad.fail.Store(false)
-	waitFor(t, 10*time.Second, "the instance back after its ejection", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "the instance back after its ejection", func() bool {
 		get(t, g.url+"/nr/x")
 		return bad.hits.Load() > before
 	})
@@ -250,7 +251,7 @@ func TestCanarySplit(t *testing.T) {
 	startUpstream(t, p, "web", "canary", catalog.Registration{Version: "1.1"})
 	g := startGateway(t, p)
 	putRoute(t, p, "split", `{"match":{"pathPrefix":"/app/"},"service":"web","split":[{"version":"1.0","weight":90},{"version":"1.1","weight":10}]}`)
-	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/app/x"); return c == 200 })
+	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/app/x"); return c == 200 })
 	const n = 10_000
 	got := spread(t, g.url+"/app/x", n)
 	share := float64(got["canary"]) / n
@@ -266,16 +267,16 @@ func TestRouteHotReload(t *testing.T) {
 	startUpstream(t, p, "beta", "b-1", catalog.Registration{})
 	g := startGateway(t, p)
 	putRoute(t, p, "api", `{"match":{"pathPrefix":"/api/"},"service":"alpha","stripPrefix":true}`)
-	waitFor(t, 10*time.Second, "route to alpha", func() bool { _, _, inst := get(t, g.url+"/api/x"); return inst == "a-1" })
+	webtest.WaitFor(t, 10*time.Second, "route to alpha", func() bool { _, _, inst := get(t, g.url+"/api/x"); return inst == "a-1" })
 	putRoute(t, p, "api", `{"match":{"pathPrefix":"/api/"},"service":"beta","rewritePrefix":"/v2/"}`)
-	waitFor(t, 10*time.Second, "route to beta", func() bool { _, _, inst := get(t, g.url+"/api/x"); return inst == "b-1" })
+	webtest.WaitFor(t, 10*time.Second, "route to beta", func() bool { _, _, inst := get(t, g.url+"/api/x"); return inst == "b-1" })
 	if _, body, _ := get(t, g.url+"/api/x"); !strings.HasPrefix(body, "b-1 /v2/x") {
 		t.Fatalf("rewritten path = %q, want /v2/x", body)
 	}
 	// A bad document is rejected and the route's previous version stays.
 	putRoute(t, p, "api", `{"match":{"pathPrefix":"/api/"},"service":"gamma","loadBalancer":{"policy":"random"}}`)
 	putRoute(t, p, "loop", `{"match":{"pathPrefix":"/loop/"},"service":"steward-gateway"}`)
-	waitFor(t, 10*time.Second, "rejections reported", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "rejections reported", func() bool {
 		_, body, _ := get(t, g.url+"/gateway/routes")
 		return strings.Contains(body, `"name":"api","revision"`) && strings.Contains(body, "the gateway itself")
 	})
@@ -310,7 +311,7 @@ func TestRateLimit(t *testing.T) {
 	startUpstream(t, p, "web", "w", catalog.Registration{})
 	g := startGateway(t, p)
 	putRoute(t, p, "limited", `{"match":{"pathPrefix":"/lim/"},"service":"web","rateLimit":{"rps":1,"burst":3,"key":"header:X-Key"}}`)
-	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/lim/x", "X-Key", "warmup"); return c == 200 })
+	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/lim/x", "X-Key", "warmup"); return c == 200 })
 	codes := map[int]int{}
 	for range 5 {
 		c, _, _ := get(t, g.url+"/lim/x", "X-Key", "k1")

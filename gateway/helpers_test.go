@@ -17,6 +17,7 @@ import (
 
 	"github.com/stewardhq/steward/gateway"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
@@ -31,44 +32,17 @@ type plane struct {
 	reg      *client.Client
 }
 
-func serveOn(t testing.TB, run func(ctx context.Context, ln net.Listener) error) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve %s: %v", ln.Addr(), err)
-		}
-	})
-	url := "http://" + ln.Addr().String()
-	waitFor(t, 30*time.Second, url+" ready", func() bool {
-		res, err := http.Get(url + "/readyz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == 200
-	})
-	return url
-}
-
 func startPlane(t testing.TB) *plane {
 	t.Helper()
 	srv := qlogtest.StartServer(t)
 	quiet := slog.New(slog.DiscardHandler)
 	p := &plane{}
-	p.registry = serveOn(t, func(ctx context.Context, ln net.Listener) error {
+	p.registry = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, AllowLocal: true,
 			GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, ShutdownTimeout: time.Second}
 		return registry.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)
 	})
-	p.config = serveOn(t, func(ctx context.Context, ln net.Listener) error {
+	p.config = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RetainRevisions: 1000,
 			ShutdownTimeout: time.Second, RegistryURL: p.registry}
 		return config.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)
@@ -91,7 +65,7 @@ func startGateway(t testing.TB, p *plane, tweak ...func(*gateway.Settings)) *gw 
 	for _, f := range tweak {
 		f(&s)
 	}
-	url := serveOn(t, func(ctx context.Context, ln net.Listener) error {
+	url := webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		return gateway.Serve(ctx, s, ln, slog.New(slog.DiscardHandler))
 	})
 	return &gw{url: url, id: s.ID}
@@ -146,17 +120,6 @@ func startUpstream(t testing.TB, p *plane, service, id string, reg catalog.Regis
 		t.Fatal(err)
 	}
 	return u
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

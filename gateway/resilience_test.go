@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
@@ -120,7 +121,7 @@ func metric(t *testing.T, g *gw, series string) float64 {
 // force, without sending a request through them.
 func waitRoutes(t *testing.T, g *gw, names ...string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("routes %v in force", names), func() bool {
+	webtest.WaitFor(t, 10*time.Second, fmt.Sprintf("routes %v in force", names), func() bool {
 		_, body, _ := get(t, g.url+"/gateway/routes")
 		var st struct {
 			Routes []struct{ Name string } `json:"routes"`
@@ -227,11 +228,11 @@ func TestRetryBudget(t *testing.T) {
 			codes <- status(t, g.url+"/b/x")
 		}()
 	}
-	waitFor(t, 20*time.Second, "every first attempt at an instance", func() bool { return first.arrived.Load() == n })
+	webtest.WaitFor(t, 20*time.Second, "every first attempt at an instance", func() bool { return first.arrived.Load() == n })
 	first.release()
 	// Each request is now either answered (its retry refused) or has its
 	// retry held at an instance.
-	waitFor(t, 20*time.Second, "every request answered or retrying", func() bool {
+	webtest.WaitFor(t, 20*time.Second, "every request answered or retrying", func() bool {
 		return done.Load()+retries.arrived.Load() == n
 	})
 	held := retries.arrived.Load()
@@ -372,7 +373,7 @@ func TestCircuitBreakerMaxRequests(t *testing.T) {
 	for range 2 {
 		go func() { codes <- status(t, g.url+"/s/web/slow") }()
 	}
-	waitFor(t, 10*time.Second, "two requests in flight", func() bool { return stuck.arrived.Load() == 2 })
+	webtest.WaitFor(t, 10*time.Second, "two requests in flight", func() bool { return stuck.arrived.Load() == 2 })
 	req, _ := http.NewRequest(http.MethodGet, g.url+"/s/web/x", nil)
 	res, body, prob := fetch(t, req)
 	if res.StatusCode != 503 || prob == nil || prob.Status != 503 || !strings.Contains(prob.Detail, "2 requests in flight") {
@@ -415,7 +416,7 @@ func TestCircuitBreakerMaxPending(t *testing.T) {
 
 	held := make(chan int, 1)
 	go func() { held <- status(t, g.url+"/s/web/held") }()
-	waitFor(t, 10*time.Second, "one attempt waiting for headers", func() bool { return stuck.arrived.Load() == 1 })
+	webtest.WaitFor(t, 10*time.Second, "one attempt waiting for headers", func() bool { return stuck.arrived.Load() == 1 })
 	const refused = 10
 	for range refused {
 		req, _ := http.NewRequest(http.MethodGet, g.url+"/s/web/x", nil)
@@ -472,7 +473,7 @@ func TestZonePreference(t *testing.T) {
 	if err := p.reg.Deregister(context.Background(), "web", "b1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b1 gone from the pool", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "b1 gone from the pool", func() bool {
 		return metric(t, g, `steward_gateway_upstream_instances{service="web"}`) == 2
 	})
 	before := b1.hits.Load()
@@ -529,12 +530,12 @@ func TestDeregisteredInstance(t *testing.T) {
 	startInstance(t, p, "web", "stays", catalog.Registration{}, nil)
 	leaves := startInstance(t, p, "web", "leaves", catalog.Registration{}, nil)
 	g := startGateway(t, p)
-	waitFor(t, 10*time.Second, "both instances used", func() bool { return len(spread(t, g.url+"/s/web/x", 10)) == 2 })
+	webtest.WaitFor(t, 10*time.Second, "both instances used", func() bool { return len(spread(t, g.url+"/s/web/x", 10)) == 2 })
 
 	if err := p.reg.Deregister(context.Background(), "web", "leaves"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the instance gone from the pool", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "the instance gone from the pool", func() bool {
 		return metric(t, g, `steward_gateway_upstream_instances{service="web"}`) == 1
 	})
 	before := leaves.hits.Load()
@@ -560,7 +561,7 @@ func TestForwardedAndHopByHop(t *testing.T) {
 		fmt.Fprint(w, "ok")
 	})
 	g := startGateway(t, p)
-	waitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/s/web/x"); return c == 200 })
+	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/s/web/x"); return c == 200 })
 
 	c, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
 	if err != nil {

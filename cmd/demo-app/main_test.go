@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
 	"github.com/stewardhq/steward/services/registry/client"
@@ -63,7 +64,7 @@ func startRegistry(t *testing.T) string {
 		}
 	})
 	url := "http://" + ln.Addr().String()
-	waitFor(t, 30*time.Second, "the registry to be ready", func() bool {
+	webtest.WaitFor(t, 30*time.Second, "the registry to be ready", func() bool {
 		res, err := httpClient.Get(url + "/readyz")
 		if err != nil {
 			return false
@@ -119,7 +120,7 @@ func startApp(t *testing.T, id string, env ...string) *app {
 		}
 		httpClient.CloseIdleConnections()
 	})
-	waitFor(t, 10*time.Second, "the app to answer /healthz", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "the app to answer /healthz", func() bool {
 		res, err := httpClient.Get(a.url + "/healthz")
 		if err != nil {
 			return false
@@ -140,7 +141,7 @@ func TestRegistersServesAndLeaves(t *testing.T) {
 	a := startApp(t, "demo-1", "STEWARD_REGISTRY_URL="+regURL, "STEWARD_DEMO_SERVICE=demo-e2e", "STEWARD_DEMO_WORK=1ms")
 
 	var inst catalog.Instance
-	waitFor(t, 10*time.Second, "demo-1 passing in the registry", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "demo-1 passing in the registry", func() bool {
 		list, _, err := rc.Instances(context.Background(), "demo-e2e", client.Query{Status: catalog.Passing})
 		if err != nil || len(list) != 1 {
 			return false
@@ -192,11 +193,11 @@ func TestRegistersServesAndLeaves(t *testing.T) {
 		r.status = getJSONErr(a.url+"/?work=1s", &r.body)
 		slow <- r
 	}()
-	waitFor(t, 5*time.Second, "the slow request in flight", func() bool { return scrape(t, a.url)["demo_in_flight"] == 1 })
+	webtest.WaitFor(t, 5*time.Second, "the slow request in flight", func() bool { return scrape(t, a.url)["demo_in_flight"] == 1 })
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "demo-1 to leave the registry", func() bool {
+	webtest.WaitFor(t, 5*time.Second, "demo-1 to leave the registry", func() bool {
 		list, _, err := rc.Instances(context.Background(), "demo-e2e", client.Query{})
 		return err == nil && len(list) == 0
 	})
@@ -314,18 +315,6 @@ func getJSONErr(url string, v any) int {
 		return -1
 	}
 	return res.StatusCode
-}
-
-// waitFor polls cond until it holds or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // syncBuffer is a child's output, written by exec's copying goroutines

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry/catalog"
 	"github.com/stewardhq/steward/services/registry/client"
 )
@@ -44,13 +45,13 @@ func TestClientWatchSurvivesRestart(t *testing.T) {
 	if _, err := c.Register(context.Background(), "web", "a", catalog.Registration{Address: "10.0.0.1", Port: 80}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the set with a", func() bool { return last() == "a" })
+	webtest.WaitFor(t, 5*time.Second, "the set with a", func() bool { return last() == "a" })
 	n.stop()
 	startNodeAt(t, nc, testSettings("registry-0", nil), addr)
 	if _, err := c.Register(context.Background(), "web", "b", catalog.Registration{Address: "10.0.0.2", Port: 80}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the set with a and b after the restart", func() bool { return last() == "a,b" })
+	webtest.WaitFor(t, 10*time.Second, "the set with a and b after the restart", func() bool { return last() == "a,b" })
 	list, idx, err := c.Instances(context.Background(), "web", client.Query{})
 	if err != nil || ids(list) != "a,b" || idx == 0 {
 		t.Fatalf("Instances = %s, %d, %v", ids(list), idx, err)
@@ -68,11 +69,11 @@ func TestAnnounce(t *testing.T) {
 		defer close(done)
 		c.Announce(ctx, "worker", "w-1", catalog.Registration{Address: "10.0.0.1", Port: 80}, slog.New(slog.DiscardHandler))
 	}()
-	waitFor(t, 5*time.Second, "announced", func() bool { return statusOf(t, n.url, "worker", "w-1") == catalog.Passing })
+	webtest.WaitFor(t, 5*time.Second, "announced", func() bool { return statusOf(t, n.url, "worker", "w-1") == catalog.Passing })
 	// Deregistered behind its back (an operator, or deregisterAfter
 	// after an outage): it registers again.
 	expect(t, call(t, "DELETE", n.url+"/v1/services/worker/instances/w-1", ""), 200)
-	waitFor(t, 10*time.Second, "announced again", func() bool { return statusOf(t, n.url, "worker", "w-1") == catalog.Passing })
+	webtest.WaitFor(t, 10*time.Second, "announced again", func() bool { return statusOf(t, n.url, "worker", "w-1") == catalog.Passing })
 	cancel()
 	<-done
 	if s := statusOf(t, n.url, "worker", "w-1"); s != "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 )
 
 // TestFaults: no acknowledged registration is lost when a voter dies, when
@@ -39,7 +40,7 @@ func TestFaults(t *testing.T) {
 	// NATS restarts under the two survivors.
 	srv.Stop()
 	srv.Start()
-	waitFor(t, 30*time.Second, "a registration after the NATS restart", func() bool {
+	webtest.WaitFor(t, 30*time.Second, "a registration after the NATS restart", func() bool {
 		r := call(t, "PUT", fmt.Sprintf("%s/v1/services/web/instances/i%d", nodes["registry-0"].url, acked), `{"address":"10.0.0.1","port":80}`)
 		return r.status == 200
 	})
@@ -47,7 +48,7 @@ func TestFaults(t *testing.T) {
 	// The dead voter comes back and catches up.
 	nodes["registry-2"] = startNode(t, srv.Connect(t), testSettings("registry-2", voters))
 	for _, id := range voters {
-		waitFor(t, 30*time.Second, id+" holding every acknowledged registration", func() bool {
+		webtest.WaitFor(t, 30*time.Second, id+" holding every acknowledged registration", func() bool {
 			return len(instances(t, nodes[id].url, "web", "?consistency=serializable")) == acked
 		})
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
@@ -72,7 +73,7 @@ func startNodeAt(t testing.TB, nc *nats.Conn, s registry.Settings, addr string) 
 		}
 	}
 	t.Cleanup(n.stop)
-	waitFor(t, 30*time.Second, "replica "+s.ReplicaID+" ready", func() bool {
+	webtest.WaitFor(t, 30*time.Second, "replica "+s.ReplicaID+" ready", func() bool {
 		res, err := httpClient.Get(n.url + "/readyz")
 		if err != nil {
 			return false
@@ -81,18 +82,6 @@ func startNodeAt(t testing.TB, nc *nats.Conn, s registry.Settings, addr string) 
 		return res.StatusCode == 200
 	})
 	return n
-}
-
-// waitFor polls cond until it holds or fails the test after d.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 type resp struct {

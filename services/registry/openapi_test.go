@@ -34,6 +34,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/openapitest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
@@ -286,9 +287,9 @@ func TestOpenAPIContract(t *testing.T) {
 		if got.Status != catalog.Critical || got.Output != catalog.AwaitingFirstCheck || got.Weight != 10 || got.Check == nil || got.Check.Interval.Std() != time.Second {
 			t.Fatalf("registered %+v", got)
 		}
-		waitFor(t, 20*time.Second, "web-1's first probe", func() bool { return statusOf(t, n.url, "web", "web-1") == catalog.Passing })
+		webtest.WaitFor(t, 20*time.Second, "web-1's first probe", func() bool { return statusOf(t, n.url, "web", "web-1") == catalog.Passing })
 		expect(t, call(t, "PUT", inst("web", "web-2"), fmt.Sprintf(`{"address":"web-2.internal.example","port":9090,"zone":"eu-1b","check":{"tcp":%q,"interval":"1s"}}`, target.Listener.Addr())), 200)
-		waitFor(t, 20*time.Second, "web-2's first probe", func() bool { return statusOf(t, n.url, "web", "web-2") == catalog.Passing })
+		webtest.WaitFor(t, 20*time.Second, "web-2's first probe", func() bool { return statusOf(t, n.url, "web", "web-2") == catalog.Passing })
 		r := expect(t, call(t, "PUT", inst("web", "web-3"), `{"address":"10.0.3.9","port":80,"tags":["blue"],"check":{"ttl":"1h","deregisterAfter":"1m"}}`), 200)
 		if got := r.instance(t); got.Status != catalog.Passing || got.Weight != 1 || len(got.Tags) != 1 || got.Metadata == nil {
 			t.Fatalf("registered %s", r.raw)

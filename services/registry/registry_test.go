@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
@@ -69,7 +70,7 @@ func TestRegisterListDeregister(t *testing.T) {
 // TestSelfRegistration: the registry is discoverable like anything else.
 func TestSelfRegistration(t *testing.T) {
 	n := startNode(t, qlogtest.StartServer(t).Connect(t), testSettings("registry-7", nil))
-	waitFor(t, 10*time.Second, "steward-registry registered", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "steward-registry registered", func() bool {
 		list := instances(t, n.url, registry.SelfService, "?status=passing")
 		return len(list) == 1 && list[0].ID == "registry-7" && fmt.Sprintf("http://%s:%d", list[0].Address, list[0].Port) == n.url
 	})
@@ -91,7 +92,7 @@ func TestHeartbeatExpiry(t *testing.T) {
 			t.Fatalf("status while heartbeating = %q", s)
 		}
 	}
-	waitFor(t, 10*time.Second, "critical", func() bool { return statusOf(t, n.url, "api", "x") == catalog.Critical })
+	webtest.WaitFor(t, 10*time.Second, "critical", func() bool { return statusOf(t, n.url, "api", "x") == catalog.Critical })
 	if late := time.Since(last) - ttl; late > time.Second {
 		t.Fatalf("critical %s after the TTL ran out, want within 1s", late)
 	}
@@ -104,7 +105,7 @@ func TestHeartbeatExpiry(t *testing.T) {
 	if inst := expect(t, call(t, "GET", n.url+"/v1/services/api/instances/x", ""), 200).instance(t); inst.Status != catalog.Warning || inst.Output != "queue deep" {
 		t.Fatalf("after a warning heartbeat: %s %q", inst.Status, inst.Output)
 	}
-	waitFor(t, 10*time.Second, "deregistered after 2s critical", func() bool { return statusOf(t, n.url, "api", "x") == "" })
+	webtest.WaitFor(t, 10*time.Second, "deregistered after 2s critical", func() bool { return statusOf(t, n.url, "api", "x") == "" })
 	expect(t, call(t, "PUT", n.url+"/v1/services/api/instances/x/heartbeat", ""), 404)
 }
 
@@ -166,20 +167,20 @@ func TestActiveChecks(t *testing.T) {
 	tcpAddr := tcp.Addr().String()
 	expect(t, call(t, "PUT", n.url+"/v1/services/db/instances/t", fmt.Sprintf(`{"address":"127.0.0.1","port":5432,"check":{"tcp":%q,"interval":"1s","timeout":"500ms"}}`, tcpAddr)), 200)
 
-	waitFor(t, 10*time.Second, "http check passing", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Passing })
-	waitFor(t, 10*time.Second, "tcp check passing", func() bool { return statusOf(t, n.url, "db", "t") == catalog.Passing })
+	webtest.WaitFor(t, 10*time.Second, "http check passing", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Passing })
+	webtest.WaitFor(t, 10*time.Second, "tcp check passing", func() bool { return statusOf(t, n.url, "db", "t") == catalog.Passing })
 
 	tg.healthy.Store(false)
-	waitFor(t, 10*time.Second, "http check critical", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Critical })
+	webtest.WaitFor(t, 10*time.Second, "http check critical", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Critical })
 	inst := expect(t, call(t, "GET", n.url+"/v1/services/web/instances/h", ""), 200).instance(t)
 	if !strings.Contains(inst.Output, "503") {
 		t.Fatalf("output = %q, want the 503", inst.Output)
 	}
 	tg.healthy.Store(true)
-	waitFor(t, 10*time.Second, "http check passing again", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Passing })
+	webtest.WaitFor(t, 10*time.Second, "http check passing again", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Passing })
 
 	tcp.Close()
-	waitFor(t, 10*time.Second, "tcp check critical", func() bool { return statusOf(t, n.url, "db", "t") == catalog.Critical })
+	webtest.WaitFor(t, 10*time.Second, "tcp check critical", func() bool { return statusOf(t, n.url, "db", "t") == catalog.Critical })
 	again, err := net.Listen("tcp", tcpAddr)
 	if err != nil {
 		t.Skipf("could not listen on %s again: %v", tcpAddr, err)
@@ -194,7 +195,7 @@ func TestActiveChecks(t *testing.T) {
 			c.Close()
 		}
 	}()
-	waitFor(t, 10*time.Second, "tcp check passing again", func() bool { return statusOf(t, n.url, "db", "t") == catalog.Passing })
+	webtest.WaitFor(t, 10*time.Second, "tcp check passing again", func() bool { return statusOf(t, n.url, "db", "t") == catalog.Passing })
 }
 
 // TestChecksOnlyWriteChanges: steady probes write nothing to the log.
@@ -202,7 +203,7 @@ func TestChecksOnlyWriteChanges(t *testing.T) {
 	n := startNode(t, qlogtest.StartServer(t).Connect(t), testSettings("registry-0", nil))
 	tg := newTarget(t)
 	expect(t, call(t, "PUT", n.url+"/v1/services/web/instances/h", fmt.Sprintf(`{"address":"127.0.0.1","port":1,"check":{"http":%q,"interval":"1s","timeout":"500ms"}}`, tg.srv.URL)), 200)
-	waitFor(t, 10*time.Second, "passing", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Passing })
+	webtest.WaitFor(t, 10*time.Second, "passing", func() bool { return statusOf(t, n.url, "web", "h") == catalog.Passing })
 	idx := expect(t, call(t, "GET", n.url+"/v1/services/web/instances", ""), 200).header.Get(registry.IndexHeader)
 	tg.probedBy()
 	time.Sleep(3500 * time.Millisecond)
@@ -238,7 +239,7 @@ func TestCheckHandover(t *testing.T) {
 		expect(t, call(t, "PUT", fmt.Sprintf("%s/v1/services/web/instances/i%d", nodes[i%3].url, i),
 			fmt.Sprintf(`{"address":"127.0.0.1","port":1,"check":{"http":%q,"interval":"1s","timeout":"500ms"}}`, tg.srv.URL)), 200)
 	}
-	waitFor(t, 15*time.Second, "all passing", func() bool {
+	webtest.WaitFor(t, 15*time.Second, "all passing", func() bool {
 		return len(instances(t, nodes[0].url, "web", "?status=passing")) == checks
 	})
 	// Let presence settle, then watch who probes what.
@@ -282,7 +283,7 @@ func TestCheckHandover(t *testing.T) {
 	moved := map[int]bool{}
 	// Silence is noticed after three presence intervals (600ms here),
 	// then the next reconcile (500ms) starts the probes at once.
-	waitFor(t, 5*time.Second, "the dead replica's checks probed elsewhere", func() bool {
+	webtest.WaitFor(t, 5*time.Second, "the dead replica's checks probed elsewhere", func() bool {
 		for i, tg := range targets {
 			if owner[i] != victim {
 				continue
@@ -304,7 +305,7 @@ func TestCheckHandover(t *testing.T) {
 			tg.healthy.Store(false)
 		}
 	}
-	waitFor(t, 10*time.Second, "moved checks turn critical", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "moved checks turn critical", func() bool {
 		return len(instances(t, survivor.url, "web", "?status=critical")) == perReplica[victim]
 	})
 }
@@ -472,7 +473,7 @@ func TestLeaseBoundRegistration(t *testing.T) {
 		t.Fatalf("instances while the lease is kept alive = %q", got)
 	}
 	// The process "dies": no more keepalives.
-	waitFor(t, 10*time.Second, "lease-bound instances gone", func() bool { return len(instances(t, n.url, "web", "")) == 0 })
+	webtest.WaitFor(t, 10*time.Second, "lease-bound instances gone", func() bool { return len(instances(t, n.url, "web", "")) == 0 })
 	expect(t, call(t, "GET", fmt.Sprintf("%s/v1/registry/leases/%d", n.url, l.ID), ""), 404)
 }
 
@@ -566,7 +567,7 @@ func TestRestartKeepsCatalog(t *testing.T) {
 	if got := ids(instances(t, n.url, "web", "")); got != "a,b" {
 		t.Fatalf("after restart: %q", got)
 	}
-	waitFor(t, 10*time.Second, "a's TTL expiring after the restart", func() bool { return statusOf(t, n.url, "web", "a") == catalog.Critical })
+	webtest.WaitFor(t, 10*time.Second, "a's TTL expiring after the restart", func() bool { return statusOf(t, n.url, "web", "a") == catalog.Critical })
 	if s := statusOf(t, n.url, "web", "b"); s != catalog.Passing {
 		t.Fatalf("b = %q, want passing (no check)", s)
 	}
@@ -584,11 +585,11 @@ func TestGuardActiveChecks(t *testing.T) {
 		expect(t, call(t, "PUT", fmt.Sprintf("%s/v1/services/web/instances/i%d", n.url, i),
 			fmt.Sprintf(`{"address":"127.0.0.1","port":1,"check":{"http":%q,"interval":"1s","timeout":"500ms"}}`, tg.srv.URL)), 200)
 	}
-	waitFor(t, 10*time.Second, "all passing", func() bool { return len(instances(t, n.url, "web", "?status=passing")) == 4 })
+	webtest.WaitFor(t, 10*time.Second, "all passing", func() bool { return len(instances(t, n.url, "web", "?status=passing")) == 4 })
 	for _, tg := range targets {
 		tg.healthy.Store(false)
 	}
-	waitFor(t, 10*time.Second, "all four held", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "all four held", func() bool {
 		held := 0
 		for _, inst := range instances(t, n.url, "web", "") {
 			if inst.Held != nil && inst.Status == catalog.Passing {
@@ -601,7 +602,7 @@ func TestGuardActiveChecks(t *testing.T) {
 	// and the two still down turn critical.
 	targets[0].healthy.Store(true)
 	targets[1].healthy.Store(true)
-	waitFor(t, 10*time.Second, "the guard lifting", func() bool {
+	webtest.WaitFor(t, 10*time.Second, "the guard lifting", func() bool {
 		return ids(instances(t, n.url, "web", "?status=critical")) == "i2,i3"
 	})
 	var services []catalog.Service

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
@@ -42,7 +43,7 @@ func TestFailoverMidScale(t *testing.T) {
 	any := nodes["scaler-0"]
 	expect(t, call(t, "PUT", any.url+"/v1/scalers/web", specFor(rc, "web", "")), 201)
 	var old *node
-	waitFor(t, 15*time.Second, "a leader's first decision", func() bool {
+	webtest.WaitFor(t, 15*time.Second, "a leader's first decision", func() bool {
 		d := getScaler(t, any.url, "web").Status.LastDecision
 		if d != nil {
 			old = nodes[d.Leader]
@@ -76,7 +77,7 @@ func TestFailoverMidScale(t *testing.T) {
 	old.cut.Store(true)
 	cutAt := time.Now()
 	var next *node
-	waitFor(t, 20*time.Second, "a new leader to scale to 5", func() bool {
+	webtest.WaitFor(t, 20*time.Second, "a new leader to scale to 5", func() bool {
 		r, calls := rc.snapshot()
 		if r != 5 || len(calls) == 0 {
 			return false
@@ -138,14 +139,14 @@ func TestNATSRestart(t *testing.T) {
 	rc := startReceiver(t)
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), 201)
 	push(t, n.url, "web", 45)
-	waitFor(t, 15*time.Second, "a scale to 5", func() bool { r, _ := rc.snapshot(); return r == 5 })
+	webtest.WaitFor(t, 15*time.Second, "a scale to 5", func() bool { r, _ := rc.snapshot(); return r == 5 })
 
 	p.nats.Stop()
 	time.Sleep(time.Second)
 	p.nats.Start()
 
 	// Pushes during recovery may find no NATS yet (503); keep pushing.
-	waitFor(t, 60*time.Second, "a scale down to 2 after the restart", func() bool {
+	webtest.WaitFor(t, 60*time.Second, "a scale down to 2 after the restart", func() bool {
 		if r, err := do(t.Context(), "POST", n.url+"/v1/metrics",
 			`{"samples":[{"service":"web","instance":"gateway-test","name":"gateway_rps","value":15}]}`); err != nil || r.status != 202 {
 			return false

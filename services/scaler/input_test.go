@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/scalers"
 )
@@ -131,7 +132,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		"metrics":[{"name":"gateway_rps","target":{"type":"averageValue","value":10}}],
 		"driver":{"type":"webhook","url":%q,"secret":"s3cret","readCurrent":true}}`, rc.srv.URL)
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/base", base), 201)
-	waitFor(t, 15*time.Second, "the first decision", func() bool { return getScaler(t, n.url, "base").Status.ObservedGeneration == 1 })
+	webtest.WaitFor(t, 15*time.Second, "the first decision", func() bool { return getScaler(t, n.url, "base").Status.ObservedGeneration == 1 })
 	n.cut.Store(true)
 	before := readScalerState(t, n.url)
 
@@ -376,7 +377,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		_, ok := n.rep.Metrics.Observe(time.Now(), "canary", autoscale.Metric{Name: name, Target: autoscale.Target{Type: autoscale.Value, Value: 1}}, nil)
 		return ok
 	}
-	waitFor(t, 5*time.Second, "the marker sample", func() bool { return observe("marker_total") })
+	webtest.WaitFor(t, 5*time.Second, "the marker sample", func() bool { return observe("marker_total") })
 	if observe("canary_total") {
 		t.Error("a sample of a refused batch reached the store")
 	}
@@ -506,7 +507,7 @@ func TestSimulateRecorded(t *testing.T) {
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
 	push(t, n.url, "web", 45)
 	var recorded []scalers.Decision
-	waitFor(t, 15*time.Second, "3 decisions that observed the load", func() bool {
+	webtest.WaitFor(t, 15*time.Second, "3 decisions that observed the load", func() bool {
 		recorded = decode[struct {
 			Items []scalers.Decision `json:"items"`
 		}](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/decisions?limit=1000", ""), 200)).Items

@@ -23,6 +23,7 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/openapitest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/election"
 	elections "github.com/stewardhq/steward/services/election/client"
 	"github.com/stewardhq/steward/services/registry"
@@ -68,35 +69,6 @@ func TestMain(m *testing.M) {
 
 var quiet = slog.New(slog.DiscardHandler)
 
-// serveOn runs a server on a loopback listener until the test ends and
-// returns its base URL once it is ready.
-func serveOn(t testing.TB, run func(ctx context.Context, ln net.Listener) error) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve %s: %v", ln.Addr(), err)
-		}
-	})
-	url := "http://" + ln.Addr().String()
-	waitFor(t, 30*time.Second, url+" ready", func() bool {
-		res, err := http.Get(url + "/readyz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == 200
-	})
-	return url
-}
-
 // plane is the rest of Steward a scaler needs: NATS, a registry and an
 // election service, each real and on loopback.
 type plane struct {
@@ -108,12 +80,12 @@ type plane struct {
 func startPlane(t testing.TB) *plane {
 	t.Helper()
 	p := &plane{nats: qlogtest.StartServer(t)}
-	p.registry = serveOn(t, func(ctx context.Context, ln net.Listener) error {
+	p.registry = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, AllowLocal: true,
 			GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, ShutdownTimeout: time.Second}
 		return registry.Serve(ctx, s, ln, p.nats.Connect(t), nil, quiet)
 	})
-	p.election = serveOn(t, func(ctx context.Context, ln net.Listener) error {
+	p.election = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 100_000, ShutdownTimeout: time.Second}
 		return election.Serve(ctx, s, ln, p.nats.Connect(t), nil, quiet)
 	})
@@ -277,15 +249,4 @@ func decode[T any](t testing.TB, r resp) T {
 		t.Fatalf("decode %T: %v: %s", v, err, r.raw)
 	}
 	return v
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

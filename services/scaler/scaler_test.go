@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
 	"github.com/stewardhq/steward/services/scaler/scalers"
@@ -129,8 +130,8 @@ func TestScalesUpAndDown(t *testing.T) {
 	}
 	// 45 requests a second over one replica at 10 each: 5 replicas.
 	push(t, n.url, "web", 45)
-	waitFor(t, 15*time.Second, "a scale to 5", func() bool { r, _ := rc.snapshot(); return r == 5 })
-	waitFor(t, 5*time.Second, "the status to show 5", func() bool { return getScaler(t, n.url, "web").Status.CurrentReplicas == 5 })
+	webtest.WaitFor(t, 15*time.Second, "a scale to 5", func() bool { r, _ := rc.snapshot(); return r == 5 })
+	webtest.WaitFor(t, 5*time.Second, "the status to show 5", func() bool { return getScaler(t, n.url, "web").Status.CurrentReplicas == 5 })
 	sc := getScaler(t, n.url, "web")
 	d := sc.Status.LastDecision
 	if d == nil || d.Token < 1 || d.Leader != "scaler-0" {
@@ -156,7 +157,7 @@ func TestScalesUpAndDown(t *testing.T) {
 	// Load falls: back to 2 (15 rps over 5 replicas is 0.3 of target;
 	// proposal ceil(5 × 0.3) = 2).
 	push(t, n.url, "web", 15)
-	waitFor(t, 15*time.Second, "a scale down to 2", func() bool { r, _ := rc.snapshot(); return r == 2 })
+	webtest.WaitFor(t, 15*time.Second, "a scale down to 2", func() bool { r, _ := rc.snapshot(); return r == 2 })
 	_, calls := rc.snapshot()
 	for _, c := range calls {
 		if !c.Accepted || c.Token != calls[0].Token {
@@ -176,7 +177,7 @@ func TestDriverErrorInStatus(t *testing.T) {
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
 	push(t, n.url, "web", 30)
 	var sc scalers.Scaler
-	waitFor(t, 15*time.Second, "the driver error in the status", func() bool {
+	webtest.WaitFor(t, 15*time.Second, "the driver error in the status", func() bool {
 		sc = getScaler(t, n.url, "web")
 		return sc.Status.DriverError != ""
 	})
@@ -189,8 +190,8 @@ func TestDriverErrorInStatus(t *testing.T) {
 	}
 	// The receiver recovers: the next sync scales, and the error clears.
 	rc.setFail(0)
-	waitFor(t, 15*time.Second, "a scale to 3 after the receiver recovered", func() bool { r, _ := rc.snapshot(); return r == 3 })
-	waitFor(t, 5*time.Second, "the error to clear", func() bool { return getScaler(t, n.url, "web").Status.DriverError == "" })
+	webtest.WaitFor(t, 15*time.Second, "a scale to 3 after the receiver recovered", func() bool { r, _ := rc.snapshot(); return r == 3 })
+	webtest.WaitFor(t, 5*time.Second, "the error to clear", func() bool { return getScaler(t, n.url, "web").Status.DriverError == "" })
 }
 
 // TestUnreadableCountInStatus: a driver that cannot read the replica
@@ -203,7 +204,7 @@ func TestUnreadableCountInStatus(t *testing.T) {
 	rc.srv.Close()
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
 	var sc scalers.Scaler
-	waitFor(t, 15*time.Second, "a decision that says why none was made", func() bool {
+	webtest.WaitFor(t, 15*time.Second, "a decision that says why none was made", func() bool {
 		sc = getScaler(t, n.url, "web")
 		return sc.Status.LastDecision != nil
 	})

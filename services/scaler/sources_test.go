@@ -14,6 +14,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/platform/pgstore/pgtest"
+	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry/catalog"
 	registry "github.com/stewardhq/steward/services/registry/client"
 )
@@ -57,7 +58,7 @@ func TestScrapedMetrics(t *testing.T) {
 		"metrics":[{"name":"queue_depth","target":{"type":"averageValue","value":10}}],
 		"driver":{"type":"webhook","url":"` + rc.srv.URL + `","secret":"s3cret","readCurrent":true}}`
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/jobs", spec), 201)
-	waitFor(t, 15*time.Second, "a scale to 6 on the scraped queue depth", func() bool { r, _ := rc.snapshot(); return r == 6 })
+	webtest.WaitFor(t, 15*time.Second, "a scale to 6 on the scraped queue depth", func() bool { r, _ := rc.snapshot(); return r == 6 })
 	d := getScaler(t, n.url, "jobs").Status.LastDecision
 	if d == nil || len(d.Metrics) != 1 || d.Metrics[0].Usage != 30 || d.Metrics[0].Ready != 2 {
 		t.Fatalf("last decision = %+v, want queue_depth usage 30 over 2 ready instances", d)
@@ -82,8 +83,8 @@ func TestDecisionsFromPostgres(t *testing.T) {
 	rc := startReceiver(t)
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), 201)
 	push(t, n.url, "web", 45)
-	waitFor(t, 15*time.Second, "a scale to 5", func() bool { r, _ := rc.snapshot(); return r == 5 })
-	waitFor(t, 15*time.Second, "10 decisions", func() bool { return len(decisions(t, n.url, "web")) >= 10 })
+	webtest.WaitFor(t, 15*time.Second, "a scale to 5", func() bool { r, _ := rc.snapshot(); return r == 5 })
+	webtest.WaitFor(t, 15*time.Second, "10 decisions", func() bool { return len(decisions(t, n.url, "web")) >= 10 })
 	var ds []scalersDecision
 	for _, d := range decisions(t, n.url, "web") {
 		ds = append(ds, scalersDecision{d.Revision, d.DesiredReplicas, d.Actuation != nil})
