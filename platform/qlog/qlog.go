@@ -146,6 +146,11 @@ var (
 	// events it had not read were dropped from the buffer. The watcher can
 	// resume from its last revision + 1 if that is still held.
 	ErrWatchLagged = errors.New("qlog: watcher fell behind and was cut off")
+	// ErrUnavailable wraps a transient condition of NATS or JetStream (no
+	// stream leader, a timed-out API request, JetStream temporarily
+	// unavailable) that stopped an operation before it took effect. The
+	// operation had no effect and can be retried at once.
+	ErrUnavailable = errors.New("qlog: NATS JetStream is unavailable")
 )
 
 // CompactedError is returned when a watch or history read asks for a
