@@ -5,7 +5,7 @@ PKGS     := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 FUZZTIME ?= 10s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run demo test fuzz bench lint build clean
+.PHONY: run demo test fuzz bench lint build chaos clean
 
 ## run: start every service in one process on an embedded NATS server
 run:
@@ -51,6 +51,14 @@ build:
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-gateway ./gateway/cmd/steward-gateway
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-scaler ./services/scaler/cmd/steward-scaler
 	CGO_ENABLED=0 go build -trimpath -o bin/demo-app ./cmd/demo-app
+
+## chaos: the fault suite (chaos/, needs root): 3 nodes in network namespaces,
+## each with a NATS server and a replica of every service, 2 gateways, clients
+## with checkers and a nemesis; a table of the run at the end, exit 1 on any
+## violation or HTTP 500. CHAOS_DURATION (default 4m), CHAOS_SEED, CHAOS_FAULTS
+chaos: build
+	CGO_ENABLED=0 go build -trimpath -o bin/nats-server github.com/nats-io/nats-server/v2
+	go run ./chaos
 
 clean:
 	rm -rf bin .steward

@@ -1,0 +1,28 @@
+module github.com/stewardhq/steward/chaos
+
+go 1.26.0
+
+replace (
+	github.com/stewardhq/steward/migrations => ../migrations
+	github.com/stewardhq/steward/platform => ../platform
+	github.com/stewardhq/steward/services/config => ../services/config
+	github.com/stewardhq/steward/services/election => ../services/election
+	github.com/stewardhq/steward/services/registry => ../services/registry
+	github.com/stewardhq/steward/services/scaler => ../services/scaler
+)
+
+require (
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/nats-io/nats.go v1.55.0
+)
+
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/klauspost/compress v1.20.0 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+)
