@@ -55,7 +55,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger) error {
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	served := make(chan error, 1)
-	go func() { served <- web.Serve(serveCtx, ln, h, logger, s.ShutdownTimeout) }()
+	go func() { served <- web.Serve(serveCtx, ln, h, logger, s.ShutdownTimeout, web.Limits{}) }()
 	logger.Info("demo app listening", "addr", ln.Addr().String(), "service", s.Service, "work", s.Work)
 
 	announceCtx, stopAnnouncing := context.WithCancel(ctx)

@@ -23,11 +23,12 @@ import (
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/pgstore"
+	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election"
-	"github.com/stewardhq/steward/services/scaler"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/client"
+	"github.com/stewardhq/steward/services/scaler"
 )
 
 // devConfig is `steward dev`'s environment.
@@ -44,6 +45,8 @@ type devConfig struct {
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+	// Limits apply to every service's listener and the gateway's.
+	web.Limits
 }
 
 // runDev starts the embedded NATS server (JetStream, fsync on every write),
@@ -137,7 +140,8 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	g.Go(func() error {
 		s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 50_000,
 			AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 64,
-			PresenceInterval: time.Second, AdvertiseAddr: advertise(registryLn), ShutdownTimeout: cfg.ShutdownTimeout}
+			PresenceInterval: time.Second, AdvertiseAddr: advertise(registryLn), ShutdownTimeout: cfg.ShutdownTimeout,
+			Limits: cfg.Limits}
 		if err := registry.Serve(gctx, s, registryLn, nc, pool, logger.With("service", "registry")); err != nil {
 			return fmt.Errorf("registry service: %w", err)
 		}
@@ -146,7 +150,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	g.Go(func() error {
 		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 50_000,
 			RetainRevisions: 10_000, ShutdownTimeout: cfg.ShutdownTimeout,
-			RegistryURL: registryURL, AdvertiseAddr: advertise(configLn)}
+			RegistryURL: registryURL, AdvertiseAddr: advertise(configLn), Limits: cfg.Limits}
 		if err := config.Serve(gctx, s, configLn, nc, pool, logger.With("service", "config")); err != nil {
 			return fmt.Errorf("config service: %w", err)
 		}
@@ -155,7 +159,8 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	g.Go(func() error {
 		s := gateway.Settings{ID: "gateway-0", RegistryURL: registryURL, ConfigURL: client.LocalURL(configLn.Addr()),
 			MaxRequests: 1024, MaxPending: 1024, EjectAfter: 5, BaseEjection: 30 * time.Second, MaxEjectedShare: 0.5,
-			SignalsEvery: 5 * time.Second, AdvertiseAddr: advertise(gatewayLn), ShutdownTimeout: cfg.ShutdownTimeout}
+			SignalsEvery: 5 * time.Second, AdvertiseAddr: advertise(gatewayLn), ShutdownTimeout: cfg.ShutdownTimeout,
+			Limits: cfg.Limits}
 		if err := gateway.Serve(gctx, s, gatewayLn, logger.With("service", "gateway")); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
@@ -163,7 +168,8 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	})
 	g.Go(func() error {
 		s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000,
-			ShutdownTimeout: cfg.ShutdownTimeout, RegistryURL: registryURL, AdvertiseAddr: advertise(electionLn)}
+			ShutdownTimeout: cfg.ShutdownTimeout, RegistryURL: registryURL, AdvertiseAddr: advertise(electionLn),
+			Limits: cfg.Limits}
 		if err := election.Serve(gctx, s, electionLn, nc, pool, logger.With("service", "election")); err != nil {
 			return fmt.Errorf("election service: %w", err)
 		}
@@ -173,7 +179,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		s := scaler.Settings{ReplicaID: "scaler-0", StreamReplicas: 1, SnapshotEvery: 50_000,
 			RegistryURL: registryURL, AdvertiseAddr: advertise(scalerLn),
 			ElectionURLs: []string{client.LocalURL(electionLn.Addr())}, Election: "steward-scaler", LeaseTTL: 10 * time.Second,
-			KeepDecisions: 100, SampleTTL: 30 * time.Second, ShutdownTimeout: cfg.ShutdownTimeout}
+			KeepDecisions: 100, SampleTTL: 30 * time.Second, ShutdownTimeout: cfg.ShutdownTimeout, Limits: cfg.Limits}
 		if err := scaler.Serve(gctx, s, scalerLn, nc, pool, logger.With("service", "scaler")); err != nil {
 			return fmt.Errorf("scaler service: %w", err)
 		}

@@ -30,6 +30,7 @@ const (
 	TooManyRequests                // a rate limit refused it: 429
 	BadGateway                     // an upstream failed or answered nonsense: 502
 	LoopDetected                   // a proxy saw its own request come back: 508
+	ClientClosed                   // the client went away before the answer: nginx's 499
 )
 
 var kindNames = [...]string{
@@ -49,6 +50,7 @@ var kindNames = [...]string{
 	TooManyRequests:    "too-many-requests",
 	BadGateway:         "bad-gateway",
 	LoopDetected:       "loop-detected",
+	ClientClosed:       "client-closed",
 }
 
 // String returns the kind's slug, used as the last segment of a problem type URI.

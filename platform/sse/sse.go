@@ -40,9 +40,22 @@ type Stream struct {
 }
 
 // Serve writes the stream until the client goes away, the watch fails or
-// the server stops. Errors after the stream started are sent as an `error`
-// event, because the status line is gone by then.
-func (s Stream) Serve(w http.ResponseWriter, r *http.Request) {
+// the server stops. It holds one of the client's slots for long-lived
+// requests (web.Hold) while it runs, and returns an error only when it
+// could not take one, before anything was written. Errors after the
+// stream started are sent as an `error` event, because the status line is
+// gone by then.
+func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
+	release, err := web.Hold(r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	s.stream(w, r)
+	return nil
+}
+
+func (s Stream) stream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

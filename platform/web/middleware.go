@@ -23,7 +23,8 @@ type ctxKey int
 const (
 	requestIDKey ctxKey = iota
 	traceparentKey
-	stoppingKey
+	servingKey
+	connKey
 )
 
 // RequestIDHeader carries the request ID in and out.
@@ -167,12 +168,15 @@ func observe(logger *slog.Logger, m *metrics, quietRoutes []string) func(http.Ha
 				code := strconv.Itoa(status)
 				m.requests.WithLabelValues(route, r.Method, code).Inc()
 				m.duration.WithLabelValues(route, r.Method, code).Observe(elapsed.Seconds())
-				level := slog.LevelInfo
-				if quiet[route] && status < 400 {
+				level := LogLevel(status)
+				switch {
+				case quiet[route] && status < 400:
 					level = slog.LevelDebug
-				}
-				if status >= 500 {
-					level = slog.LevelError
+				case route == readyRoute && status == http.StatusServiceUnavailable:
+					// A replica that is starting or catching up says so
+					// to every probe: expected, and not an operator's
+					// concern until it lasts (the qlog logs why).
+					level = slog.LevelInfo
 				}
 				logger.LogAttrs(r.Context(), level, "request",
 					slog.String("method", r.Method),

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -75,21 +76,43 @@ func statusOf(k fault.Kind) int {
 		return http.StatusBadGateway
 	case fault.LoopDetected:
 		return http.StatusLoopDetected
+	case fault.ClientClosed:
+		return StatusClientClosed
 	default:
 		return http.StatusInternalServerError
 	}
 }
 
+// StatusClientClosed is the status of a request whose client went away
+// before it was answered (nginx's 499): nobody reads the answer, but the
+// access log and the metrics say what happened rather than 500 or 504.
+const StatusClientClosed = 499
+
+// kindOf is err's kind as r's client sees it: fault.KindOf, except that a
+// failure that followed from the client going away (the request's
+// context canceled, and the error that cancellation or a wait it cut
+// short) is ClientClosed.
+func kindOf(r *http.Request, err error) fault.Kind {
+	kind := fault.KindOf(err)
+	if errors.Is(r.Context().Err(), context.Canceled) && (errors.Is(err, context.Canceled) || kind == fault.Timeout) {
+		return fault.ClientClosed
+	}
+	return kind
+}
+
 // ProblemFor builds the problem document for err. Internal errors never
 // leak their message to the client; they are logged by Error instead.
 func ProblemFor(r *http.Request, err error) Problem {
-	kind := fault.KindOf(err)
+	kind := kindOf(r, err)
 	p := Problem{
 		Type:     "urn:steward:problem:" + kind.String(),
 		Status:   statusOf(kind),
 		Instance: r.URL.Path,
 	}
 	p.Title = http.StatusText(p.Status)
+	if kind == fault.ClientClosed {
+		p.Title = "Client Closed Request"
+	}
 	var fe *fault.Error
 	if errors.As(err, &fe) && kind != fault.Internal {
 		p.Detail = fe.Detail
@@ -113,15 +136,39 @@ func ProblemFor(r *http.Request, err error) Problem {
 	return p
 }
 
-// Error answers err as problem+json. 5xx answers are logged with the cause.
+// Error answers err as problem+json. 5xx answers are logged with the
+// cause, at the level LogLevel gives their status. A 503 or 429 tells the
+// client when to come back (Retry-After: 1) unless the handler already
+// said.
 func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	p := ProblemFor(r, err)
 	if p.Status >= 500 && logger != nil {
-		logger.ErrorContext(r.Context(), "request failed",
+		logger.Log(r.Context(), LogLevel(p.Status), "request failed",
 			"method", r.Method, "path", r.URL.Path, "status", p.Status,
 			"request_id", RequestID(r.Context()), "err", err)
 	}
+	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests {
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
+	}
 	WriteProblem(w, p)
+}
+
+// LogLevel is how loudly an answer of this status is logged. ERROR is kept
+// for what an operator must act on: a 500 is a bug, a 508 a routing loop.
+// 502, 503 and 504 are conditions that pass by themselves and that clients
+// retry (a replica starting or catching up, NATS electing a stream leader,
+// an upstream down): WARN. Everything else, a client that went away
+// included, is INFO.
+func LogLevel(status int) slog.Level {
+	switch {
+	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
+		return slog.LevelWarn
+	case status >= 500:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }
 
 // WriteProblem writes p with its status and the problem media type.

@@ -70,7 +70,7 @@ func NewHandler(o Options) http.Handler {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_ = Encode(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	r.Get("/readyz", func(w http.ResponseWriter, req *http.Request) {
+	r.Get(readyRoute, func(w http.ResponseWriter, req *http.Request) {
 		if o.Ready != nil {
 			if err := o.Ready(req.Context()); err != nil {
 				Error(w, req, nil, fault.Wrap(fault.Unavailable, err, "not ready: "+err.Error()))
@@ -86,35 +86,93 @@ func NewHandler(o Options) http.Handler {
 	return r
 }
 
+// readyRoute is the readiness probe's route.
+const readyRoute = "/readyz"
+
 // Stopping returns a channel that is closed when the server that serves
 // this request begins to shut down. Long-lived handlers (watch streams,
 // blocking reads) select on it to end cleanly so shutdown can drain them;
 // ordinary requests just finish. Outside a served request it never closes.
 func Stopping(ctx context.Context) <-chan struct{} {
-	ch, _ := ctx.Value(stoppingKey).(chan struct{})
-	return ch
+	if st, _ := ctx.Value(servingKey).(*serving); st != nil {
+		return st.stopping
+	}
+	return nil
+}
+
+// serving is what Serve puts in every request's context: the shutdown
+// signal and the server's limits.
+type serving struct {
+	stopping chan struct{}
+	holds    *holds
+	trusted  Proxies
+}
+
+// Limits bound what clients can make a server hold. Every service's
+// Settings embed them, so each reads the same STEWARD_* variables; a zero
+// field takes its default.
+type Limits struct {
+	// WatchesPerClient bounds the long-lived requests (watch streams,
+	// blocking queries, candidates waiting in line) one client may hold
+	// open on this server at once; one more is refused with 429 (see
+	// Hold). 0 means 256.
+	WatchesPerClient int `envconfig:"MAX_WATCHES_PER_CLIENT" default:"256"`
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers, and IdleTimeout how long a kept-alive
+	// connection may wait for the next request; 0 means 10s and 2m.
+	// There is no read or write timeout on a whole request: it would cut
+	// watch streams and blocking queries, which last minutes by design.
+	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"10s"`
+	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"2m"`
+	// TrustedProxies are proxies (Steward's gateways, a load balancer)
+	// whose X-Forwarded-For names the client a request is counted
+	// against; empty trusts none, so every client behind a proxy counts
+	// as the proxy.
+	TrustedProxies Proxies `envconfig:"TRUSTED_PROXIES"`
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.WatchesPerClient <= 0 {
+		l.WatchesPerClient = 256
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 2 * time.Minute
+	}
+	return l
 }
 
 // Serve serves h on ln until ctx is done, then shuts down gracefully: it
 // stops accepting, signals Stopping to long-lived handlers, and waits up to
 // drain for in-flight requests before closing what is left. It returns nil
-// after a clean shutdown.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration) error {
-	stopping := make(chan struct{})
+// after a clean shutdown. Every request, before h sees it, is checked for
+// ambiguous framing (see framedConn).
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits) error {
+	limits = limits.withDefaults()
+	st := &serving{stopping: make(chan struct{}), holds: newHolds(limits.WatchesPerClient), trusted: limits.TrustedProxies}
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           refuseAmbiguousFraming(h),
+		ReadHeaderTimeout: limits.ReadHeaderTimeout,
+		IdleTimeout:       limits.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
+		// Every request reaches the handler, OPTIONS * included, so
+		// that the handler counts a connection's requests as they came
+		// (refuseAmbiguousFraming).
+		DisableGeneralOptionsHandler: true,
 		BaseContext: func(net.Listener) context.Context {
-			return context.WithValue(context.Background(), stoppingKey, stopping)
+			return context.WithValue(context.Background(), servingKey, st)
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey, c)
 		},
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(func() { close(stopping) })
+	srv.RegisterOnShutdown(func() { close(st.stopping) })
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(framedListener{ln}) }()
 
 	select {
 	case err := <-errc:
@@ -139,12 +197,12 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 }
 
 // ListenAndServe listens on addr and calls Serve.
-func ListenAndServe(ctx context.Context, addr string, h http.Handler, logger *slog.Logger, drain time.Duration) error {
+func ListenAndServe(ctx context.Context, addr string, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	logger.Info("listening", "addr", ln.Addr().String())
-	return Serve(ctx, ln, h, logger, drain)
+	return Serve(ctx, ln, h, logger, drain, limits)
 }

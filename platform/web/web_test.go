@@ -286,7 +286,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- web.Serve(ctx, ln, h, slog.New(slog.DiscardHandler), 5*time.Second) }()
+	go func() { served <- web.Serve(ctx, ln, h, slog.New(slog.DiscardHandler), 5*time.Second, web.Limits{}) }()
 
 	base := "http://" + ln.Addr().String()
 	client := &http.Client{Transport: &http.Transport{}}

@@ -108,7 +108,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 			_ = r.history.Archive(ectx, r.Log, logger)
 		}()
 	}
-	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)
+	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits)
 }
 
 // Run is the standalone process: it connects to NATS and, if configured,

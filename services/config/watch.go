@@ -46,7 +46,6 @@ func (s *server) handleWatch() http.HandlerFunc {
 			return err
 		}
 		qloghttp.SetRevision(w, s.log.Revision())
-		sse.Stream{Watch: watch, Revision: sse.WriteRevision}.Serve(w, r)
-		return nil
+		return sse.Stream{Watch: watch, Revision: sse.WriteRevision}.Serve(w, r)
 	})
 }

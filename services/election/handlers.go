@@ -156,6 +156,15 @@ func (s *server) handleCampaign() http.HandlerFunc {
 				return fault.New(fault.Invalid, "wait=%q: want a duration up to %s", v, qloghttp.MaxWait)
 			}
 		}
+		if wait > 0 {
+			// A candidate that may wait in line holds the request as a
+			// watch does; refused before it joins the line.
+			release, err := web.Hold(r)
+			if err != nil {
+				return err
+			}
+			defer release()
+		}
 		req, err := web.Decode[campaignRequest](w, r, bodyLimit)
 		if err != nil {
 			return err

@@ -104,7 +104,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 			self.Announce(ectx, logger)
 		}()
 	}
-	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)
+	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits)
 }
 
 // Run is the standalone process: it connects to NATS and, if configured,

@@ -219,7 +219,9 @@ func (s *server) blockingRead(w http.ResponseWriter, r *http.Request, filter fun
 	}
 	if blocking && idx <= index {
 		// Nothing the filter cares about changed up to rev.
-		qloghttp.WaitEvent(r, s.log, max(index, rev)+1, wait, filter)
+		if err := qloghttp.WaitEvent(r, s.log, max(index, rev)+1, wait, filter); err != nil {
+			return err
+		}
 		if err := run(qlog.Serializable); err != nil {
 			return err
 		}

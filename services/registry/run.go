@@ -123,7 +123,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}
-	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)
+	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits)
 }
 
 // logGuard logs every service the guard protects or releases, so that an

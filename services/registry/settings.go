@@ -12,6 +12,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
+	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
@@ -42,6 +43,10 @@ type Settings struct {
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+
+	// Limits bound what clients can make the server hold: watches and
+	// blocking queries per client, time to send headers, idle keep-alive.
+	web.Limits
 }
 
 // voters returns the voter set, defaulting to this replica alone.

@@ -59,8 +59,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		sse.Stream{Watch: watch, Revision: st.apply, Idle: st.flush}.Serve(w, r)
-		return nil
+		return sse.Stream{Watch: watch, Revision: st.apply, Idle: st.flush}.Serve(w, r)
 	})
 }
 

@@ -165,7 +165,9 @@ func (s *server) handleGet() http.HandlerFunc {
 			// Consul's blocking query: answer once anything about the
 			// scaler (spec, decision, actuation, deletion) was applied
 			// after index, or when the wait ends.
-			qloghttp.WaitEvent(r, s.log, index+1, wait, func(ev qlog.Event) bool { return ev.Key == name })
+			if err := qloghttp.WaitEvent(r, s.log, index+1, wait, func(ev qlog.Event) bool { return ev.Key == name }); err != nil {
+				return err
+			}
 		}
 		var sc *scalers.Scaler
 		if err := s.read(w, r, func() { sc = s.machine.Get(name) }); err != nil {

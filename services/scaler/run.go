@@ -192,7 +192,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool
 		}
 		run(func(ctx context.Context) { self.Announce(ctx, logger) })
 	}
-	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout)
+	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits)
 }
 
 // Run is the standalone process: it connects to NATS and, if configured,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
+	"github.com/stewardhq/steward/platform/web"
 )
 
 // Settings are the service's STEWARD_* environment variables.
@@ -34,6 +35,10 @@ type Settings struct {
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+
+	// Limits bound what clients can make the server hold: watches and
+	// blocking queries per client, time to send headers, idle keep-alive.
+	web.Limits
 }
 
 // Logging says how the process logs (launch.Settings).

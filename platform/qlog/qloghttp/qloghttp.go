@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
@@ -51,6 +53,10 @@ func RevisionMiddleware(l *qlog.Log) func(http.Handler) http.Handler {
 }
 
 // Classify maps log errors to fault kinds; everything else passes through.
+// The order matters: an unknown outcome stays one (504, retry with the
+// same Idempotency-Key) whatever NATS error it carries, since the write
+// may have happened; a transient NATS or JetStream condition had no effect
+// (503 with Retry-After: the client may simply retry).
 func Classify(err error) error {
 	var (
 		ce *qlog.CompactedError
@@ -61,10 +67,47 @@ func Classify(err error) error {
 		return fault.Wrap(fault.Gone, err, fmt.Sprintf("revision %d is compacted", ce.Requested)).With("compactRevision", ce.CompactRevision)
 	case errors.As(err, &fe), errors.Is(err, qlog.ErrClosed), errors.Is(err, qlog.ErrNotReady):
 		return fault.Wrap(fault.Unavailable, err, "this replica is not serving: "+err.Error())
-	case errors.Is(err, qlog.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
-		return fault.Wrap(fault.Timeout, err, "the write was not confirmed in time; retry with the same Idempotency-Key")
+	case errors.Is(err, qlog.ErrUnknownOutcome):
+		return fault.Wrap(fault.Timeout, err, unknownOutcome)
+	case Transient(err):
+		return fault.Wrap(fault.Unavailable, err, "NATS JetStream is unavailable for the moment; nothing was done, retry")
+	case errors.Is(err, context.DeadlineExceeded):
+		return fault.Wrap(fault.Timeout, err, unknownOutcome)
 	}
 	return err
+}
+
+const unknownOutcome = "the write was not confirmed in time; retry with the same Idempotency-Key"
+
+// jsUnavailable is JetStream's API error 10008, "JetStream system
+// temporarily unavailable": the meta leader or a stream leader is being
+// elected.
+const jsUnavailable = 10008
+
+// Transient reports whether err is a NATS or JetStream condition that
+// passes by itself and stopped the operation before it took effect:
+// qlog.ErrUnavailable, or one of the raw errors the log may still let
+// through (a request that timed out or found no responder, a JetStream
+// API request without an answer or answered 10008, a connection that is
+// reconnecting or closed).
+func Transient(err error) bool {
+	switch {
+	case errors.Is(err, qlog.ErrUnavailable),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, jetstream.ErrNoStreamResponse):
+		return true
+	}
+	var je jetstream.JetStreamError
+	if errors.As(err, &je) && je.APIError() != nil && je.APIError().ErrorCode == jsUnavailable {
+		return true
+	}
+	var ne nats.JetStreamError
+	return errors.As(err, &ne) && ne.APIError() != nil && ne.APIError().ErrorCode == jsUnavailable
 }
 
 // Handler adapts handlers that return their failure.
@@ -197,13 +240,20 @@ func Blocking(r *http.Request) (index int64, wait time.Duration, ok bool, err er
 // WaitEvent blocks until an event that filter accepts is applied at a
 // revision of at least from, the wait ends, the client goes away or the
 // server stops. The caller then answers what it reads: a timeout is not an
-// error for a blocking read.
-func WaitEvent(r *http.Request, l *qlog.Log, from int64, wait time.Duration, filter func(qlog.Event) bool) {
+// error for a blocking read. The wait holds one of the client's slots for
+// long-lived requests (web.Hold); the error is the refusal when the
+// client holds all of them already.
+func WaitEvent(r *http.Request, l *qlog.Log, from int64, wait time.Duration, filter func(qlog.Event) bool) error {
+	release, err := web.Hold(r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	watch, err := l.Watch(from, filter)
 	if err != nil {
-		return
+		return nil
 	}
 	go func() {
 		select {
@@ -213,6 +263,7 @@ func WaitEvent(r *http.Request, l *qlog.Log, from int64, wait time.Duration, fil
 		}
 	}()
 	_, _ = watch.Next(ctx)
+	return nil
 }
 
 // Preconditions reads a conditional write's If-Match ("<modRevision>",
@@ -271,8 +322,7 @@ func WatchKey(w http.ResponseWriter, r *http.Request, l *qlog.Log, key string, s
 		write = sse.WriteRevision
 	}
 	SetRevision(w, l.Revision())
-	sse.Stream{Watch: &primed{Source: watch, first: first}, Revision: write}.Serve(w, r)
-	return nil
+	return sse.Stream{Watch: &primed{Source: watch, first: first}, Revision: write}.Serve(w, r)
 }
 
 // primed is a watch that yields some events of its own first.

@@ -1,12 +1,20 @@
 // Package webtest holds what tests of Steward's HTTP services share:
-// serving a real server on a loopback port for the length of a test, and
-// waiting for a condition with a deadline.
+// serving a real server on a loopback port for the length of a test,
+// waiting for a condition with a deadline, reading what was logged, and
+// sending what only a raw connection can send.
 package webtest
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 )
@@ -51,5 +59,70 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Logs is a logger's output kept for a test to read: every record as the
+// JSON handler writes it, decoded.
+type Logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Logger returns a logger that writes to l at every level.
+func (l *Logs) Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// Records returns the records written so far whose msg is msg (every
+// record if msg is empty).
+func (l *Logs) Records(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for line := range bytes.Lines(l.buf.Bytes()) {
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) == nil && (msg == "" || rec["msg"] == msg) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// AmbiguousFraming sends to the server at addr (host:port), on a
+// connection of its own, a request to path with both Content-Length and
+// Transfer-Encoding, and fails the test unless it is answered 400
+// problem+json and the server then closes the connection (RFC 9112 §6.3).
+func AmbiguousFraming(t testing.TB, addr, method, path string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", method, path, addr); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("%s %s with Content-Length and Transfer-Encoding: %v", method, path, err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || res.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("%s %s with Content-Length and Transfer-Encoding = %d %s %s, want 400 problem+json",
+			method, path, res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	if b, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after answering an ambiguous request the connection is still open (read %q, %v), want it closed", b, err)
 	}
 }
