@@ -2,30 +2,339 @@ package main
 
 import (
 	"context"
-	"io"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
 )
 
 // faultRecord is one fault the nemesis injected.
 type faultRecord struct {
-	Kind    string
-	Target  string
-	Start   time.Time
-	Healed  time.Time
-	End     time.Time // the end of its recovery window
+	Kind   string
+	Target string
+	Start  time.Time
+	Healed time.Time
+	End    time.Time // the end of its recovery window
+	// Recovered: every replica of every service ready and a config write
+	// acknowledged through every config replica after the heal, before End.
+	Recovered bool
+	Note      string
 }
 
-var faultList = []string{}
+// A fault injects itself and returns what it hit and how to heal it. It
+// holds (stays injected) until the heal is called; inject itself may take
+// time (a rolling restart does its whole work there and heals nothing).
+type fault struct {
+	kind   string
+	inject func(ctx context.Context, s *suite, rng *rand.Rand) (target string, heal func(context.Context) string, err error)
+}
 
-func faultKinds() []string { return faultList }
+// Hold times: how long each fault stays before it is healed.
+const (
+	holdShort     = 6 * time.Second
+	holdLong      = 12 * time.Second
+	recoveryLimit = 45 * time.Second
+	quietBetween  = 3 * time.Second
+)
 
-func knownFault(f string) bool {
-	for _, k := range faultList {
-		if k == f {
+var faults = []fault{
+	{"kill-replica", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		p := s.randomReplica(rng)
+		p.kill()
+		return p.name, func(context.Context) string { p.restart(); return "" }, sleepOr(ctx, holdShort)
+	}},
+	{"pause-replica", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		p := s.randomReplica(rng)
+		p.pause()
+		return p.name, func(context.Context) string { p.resume(); return "" }, sleepOr(ctx, holdLong)
+	}},
+	{"kill-nats", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		p := s.c.role("nats")[rng.IntN(s.c.nodes())]
+		p.kill()
+		return p.name, func(context.Context) string { p.restart(); return "" }, sleepOr(ctx, holdLong)
+	}},
+	{"pause-stream-leader", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		leader, err := s.c.streamLeader(ctx, configStream)
+		if err != nil {
+			return "", nil, fmt.Errorf("find the leader of %s: %w", configStream, err)
+		}
+		p := s.c.role("nats")[leader]
+		p.pause()
+		return p.name + " (leader of " + configStream + ")", func(context.Context) string { p.resume(); return "" }, sleepOr(ctx, holdLong)
+	}},
+	{"partition-minority", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		// A node that does not lead the config stream, if one is known.
+		leader, _ := s.c.streamLeader(ctx, configStream)
+		i := rng.IntN(s.c.nodes())
+		if i == leader {
+			i = (i + 1) % s.c.nodes()
+		}
+		return s.isolate(ctx, i, "")
+	}},
+	{"partition-leader", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		leader, err := s.c.streamLeader(ctx, configStream)
+		if err != nil {
+			return "", nil, fmt.Errorf("find the leader of %s: %w", configStream, err)
+		}
+		return s.isolate(ctx, leader, " (leader of "+configStream+", in the minority)")
+	}},
+	{"partition-bridge", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		b := rng.IntN(s.c.nodes())
+		x, y := (b+1)%s.c.nodes(), (b+2)%s.c.nodes()
+		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
+		if err := errors.Join(s.c.net.cut(ctx, x, y), s.c.net.cut(ctx, y, x)); err != nil {
+			return "", heal, err
+		}
+		return fmt.Sprintf("n%d sees n%d and n%d, which do not see each other", b, x, y), heal, sleepOr(ctx, holdLong)
+	}},
+	{"netem-loss", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		i := rng.IntN(s.c.nodes())
+		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
+		if err := s.c.net.netem(ctx, i, "loss", "20%"); err != nil {
+			return "", heal, err
+		}
+		return fmt.Sprintf("n%d: 20%% loss both ways", i), heal, sleepOr(ctx, holdLong)
+	}},
+	{"netem-delay", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		i := rng.IntN(s.c.nodes())
+		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
+		if err := s.c.net.netem(ctx, i, "delay", "100ms", "50ms"); err != nil {
+			return "", heal, err
+		}
+		return fmt.Sprintf("n%d: 100±50 ms each way", i), heal, sleepOr(ctx, holdLong)
+	}},
+	{"rolling-restart", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		role := serviceRoles[rng.IntN(len(serviceRoles))]
+		for _, p := range s.c.role(role) {
+			p.term(10 * time.Second)
+			deadline := time.Now().Add(30 * time.Second)
+			for !s.c.ready(ctx, role, p.node) {
+				if time.Now().After(deadline) {
+					return role, nil, fmt.Errorf("%s not ready 30 s after its restart", p.name)
+				}
+				if !sleepCtx(ctx, 100*time.Millisecond) {
+					return role, nil, ctx.Err()
+				}
+			}
+		}
+		return "every " + role + " replica in turn", nil, nil
+	}},
+	{"disk-full", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+		fill := filepath.Join(s.c.diskDir, "chaos-fill")
+		heal := func(ctx context.Context) string { return s.freeDisk(ctx, fill) }
+		n, err := fillDisk(fill)
+		if err != nil {
+			return "", heal, err
+		}
+		return fmt.Sprintf("n%d's JetStream store (%s tmpfs, %d MiB written to fill it)", diskNode, diskNodeSize, n>>20), heal, sleepOr(ctx, holdLong)
+	}},
+}
+
+// configStream is the config service's JetStream stream.
+const configStream = "STEWARD_CONFIG"
+
+func faultKinds() []string {
+	var out []string
+	for _, f := range faults {
+		out = append(out, f.kind)
+	}
+	return out
+}
+
+func knownFault(kind string) bool { return slices.Contains(faultKinds(), kind) }
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// sleepOr holds a fault for d; it ends early (with ctx's error) when the
+// run is interrupted.
+func sleepOr(ctx context.Context, d time.Duration) error {
+	if !sleepCtx(ctx, d) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// randomReplica picks one replica of one service.
+func (s *suite) randomReplica(rng *rand.Rand) *proc {
+	role := serviceRoles[rng.IntN(len(serviceRoles))]
+	return s.c.role(role)[rng.IntN(s.c.nodes())]
+}
+
+// isolate cuts node i off from every other node.
+func (s *suite) isolate(ctx context.Context, i int, what string) (string, func(context.Context) string, error) {
+	heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
+	var others []int
+	for j := range s.c.nodes() {
+		if j != i {
+			others = append(others, j)
+		}
+	}
+	if err := s.c.net.cut(ctx, i, others...); err != nil {
+		return "", heal, err
+	}
+	return fmt.Sprintf("n%d alone%s", i, what), heal, sleepOr(ctx, holdLong)
+}
+
+// fillDisk writes zeros to path until the file system is full (bounded by
+// 1 GiB) and returns how much it wrote.
+func fillDisk(path string) (int64, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for n < 1<<30 {
+		m, err := f.Write(buf)
+		n += int64(m)
+		if err != nil {
+			return n, nil // ENOSPC: full
+		}
+	}
+	return n, errors.New("the disk node's store did not fill after 1 GiB")
+}
+
+// freeDisk removes the fill, then waits for the disk node's NATS to have
+// JetStream again; if it does not within 20 s, it restarts that NATS
+// server and says so.
+func (s *suite) freeDisk(ctx context.Context, fill string) string {
+	if err := os.Remove(fill); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err.Error()
+	}
+	url := fmt.Sprintf("http://%s:%d/healthz?js-enabled-only=true", s.c.net.nodes[diskNode], natsMonitorPort)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _, err := s.c.get(ctx, url, time.Second); err == nil && code == http.StatusOK {
+			return ""
+		}
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			return ""
+		}
+	}
+	p := s.c.role("nats")[diskNode]
+	p.kill()
+	p.restart()
+	return fmt.Sprintf("JetStream on n%d was still unhealthy 20 s after the disk was freed; nats-%d restarted", diskNode, diskNode)
+}
+
+// nemesis runs faults one at a time, in a shuffled cycle over the kinds
+// enabled, until ctx ends: inject, hold, heal, wait for recovery, rest.
+func (s *suite) nemesis(ctx context.Context, cfg *configWorkload) {
+	rng := rand.New(rand.NewPCG(uint64(s.o.seed), 0xfa17))
+	var kinds []fault
+	for _, f := range faults {
+		if len(s.o.faults) == 0 || slices.Contains(s.o.faults, f.kind) {
+			kinds = append(kinds, f)
+		}
+	}
+	// A quiet start: the baseline the first fault is measured against.
+	if !sleepCtx(ctx, 5*time.Second) {
+		return
+	}
+	for ctx.Err() == nil {
+		rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
+		for _, f := range kinds {
+			if ctx.Err() != nil {
+				return
+			}
+			s.inject(ctx, f, rng, cfg)
+			if !sleepCtx(ctx, quietBetween) {
+				return
+			}
+		}
+	}
+}
+
+// inject runs one fault to its end. Healing happens even when ctx ended.
+func (s *suite) inject(ctx context.Context, f fault, rng *rand.Rand, cfg *configWorkload) {
+	rec := faultRecord{Kind: f.kind, Start: time.Now()}
+	s.logf("nemesis: %s ...", f.kind)
+	target, heal, err := f.inject(ctx, s, rng)
+	rec.Target = target
+	if err != nil && ctx.Err() == nil {
+		rec.Note = "inject: " + err.Error()
+		s.logf("nemesis: %s: %v", f.kind, err)
+	}
+	if heal != nil {
+		if note := heal(context.WithoutCancel(ctx)); note != "" {
+			rec.Note = joinNote(rec.Note, note)
+			s.logf("nemesis: %s heal: %s", f.kind, note)
+		}
+	}
+	rec.Healed = time.Now()
+	rec.Recovered = s.waitRecovered(ctx, rec.Healed, cfg)
+	rec.End = time.Now()
+	s.logf("nemesis: %s on %s: healed after %s, recovered: %v in %s", f.kind, target,
+		rec.Healed.Sub(rec.Start).Round(time.Millisecond), rec.Recovered, rec.End.Sub(rec.Healed).Round(time.Millisecond))
+	s.mu.Lock()
+	s.faults = append(s.faults, rec)
+	s.mu.Unlock()
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// waitRecovered waits until every replica is ready and every config
+// replica acknowledged a write sent after healed, up to recoveryLimit.
+func (s *suite) waitRecovered(ctx context.Context, healed time.Time, cfg *configWorkload) bool {
+	deadline := healed.Add(recoveryLimit)
+	for time.Now().Before(deadline) {
+		if cfg.recoveredAll(healed) && s.c.allReady(ctx) {
 			return true
+		}
+		if !sleepCtx(ctx, 200*time.Millisecond) {
+			return false
 		}
 	}
 	return false
 }
 
-func (s *suite) run(ctx context.Context, out io.Writer) error { return s.smoke(ctx) }
+// recoveredAll reports whether every config replica acknowledged a write
+// sent after t.
+func (w *configWorkload) recoveredAll(t time.Time) bool {
+	for node := range w.s.c.nodes() {
+		if _, ok := w.firstAckAfter(node, t); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// firstAckAfter is when node first acknowledged a write sent at or after t.
+func (w *configWorkload) firstAckAfter(node int, t time.Time) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.writeAcks[node] {
+		if !a.call.Before(t) {
+			return a.ret, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// healAll undoes whatever a fault may have left (after an interrupted
+// hold): partitions, qdiscs, paused and held-down processes, the disk fill.
+func (s *suite) healAll(ctx context.Context) {
+	_ = s.c.net.heal(ctx)
+	for _, p := range s.c.procs {
+		p.resume()
+		p.restart()
+	}
+	if s.c.diskDir != "" {
+		_ = os.Remove(filepath.Join(s.c.diskDir, "chaos-fill"))
+	}
+}

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -176,4 +179,51 @@ func exitNames(exits []exitRecord) []string {
 		out = append(out, e.Proc+" ("+e.Status+")")
 	}
 	return out
+}
+
+// run runs the workloads and the nemesis for the run's duration, heals
+// everything, lets the cluster recover, checks, and prints the table. It
+// fails on any violation or any HTTP 500.
+func (s *suite) run(ctx context.Context, out io.Writer) error {
+	res := &result{started: s.start}
+	wctx, stopWorkloads := context.WithCancel(ctx)
+	defer stopWorkloads()
+	var wg sync.WaitGroup
+	cfg := newConfigWorkload(s)
+	cfg.run(wctx, &wg)
+
+	nctx, stopNemesis := context.WithTimeout(ctx, s.o.duration)
+	s.nemesis(nctx, cfg)
+	stopNemesis()
+	stopWorkloads()
+	wg.Wait()
+	res.duration = time.Since(s.start)
+	s.healAll(context.WithoutCancel(ctx))
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.logf("workloads stopped after %s; waiting for every replica to be ready", res.duration.Round(time.Second))
+	readyBy := time.Now().Add(60 * time.Second)
+	for !s.c.allReady(ctx) && time.Now().Before(readyBy) && sleepCtx(ctx, 500*time.Millisecond) {
+	}
+
+	cfg.finalReads(ctx)
+	cfgLine := cfg.check(s.o.runDir)
+	cfg.compareReplicas(ctx, &cfgLine)
+	res.workloads = append(res.workloads, workloadLine{"config", cfgLine})
+
+	s.mu.Lock()
+	slices.SortFunc(s.acks, func(a, b time.Time) int { return a.Compare(b) })
+	res.faults = slices.Clone(s.faults)
+	res.errors500 = slices.Clone(s.errors500)
+	s.mu.Unlock()
+	res.exits = s.c.unexpectedExits()
+	for _, l := range res.workloads {
+		res.violations += l.Violations
+	}
+	res.save(out, s, cfg)
+	if res.violations > 0 || len(res.errors500) > 0 {
+		return fmt.Errorf("%d violations, %d HTTP 500s (table above, logs in %s)", res.violations, len(res.errors500), filepath.Join(s.o.runDir, "logs"))
+	}
+	return nil
 }

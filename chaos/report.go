@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// ack records an acknowledged config write, for the stall measurements.
+func (s *suite) ack(at time.Time) {
+	s.mu.Lock()
+	s.acks = append(s.acks, at)
+	s.mu.Unlock()
+}
+
+// stall is the longest time within [from, to] in which no config write was
+// acknowledged.
+func (s *suite) stall(from, to time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(s.acks, from, func(a, t time.Time) int { return a.Compare(t) })
+	prev, worst := from, time.Duration(0)
+	for ; i < len(s.acks) && !s.acks[i].After(to); i++ {
+		worst = max(worst, s.acks[i].Sub(prev))
+		prev = s.acks[i]
+	}
+	return max(worst, to.Sub(prev))
+}
+
+// recovery is the time from a fault's heal until every config replica
+// acknowledged a write sent after it; ok is false if one never did within
+// the fault's recovery window.
+func (s *suite) recovery(cfg *configWorkload, f faultRecord) (time.Duration, bool) {
+	var worst time.Duration
+	for node := range s.c.nodes() {
+		at, ok := cfg.firstAckAfter(node, f.Healed)
+		if !ok || at.After(f.End) {
+			return f.End.Sub(f.Healed), false
+		}
+		worst = max(worst, at.Sub(f.Healed))
+	}
+	return worst, true
+}
+
+// workloadLine is one workload's row.
+type workloadLine struct {
+	name string
+	counts
+}
+
+// result is what the run found.
+type result struct {
+	started    time.Time
+	duration   time.Duration
+	workloads  []workloadLine
+	faults     []faultRecord
+	errors500  []serverError
+	exits      []exitRecord
+	violations int
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+
+// write prints the table.
+func (r *result) write(w io.Writer, s *suite, cfg *configWorkload) {
+	fmt.Fprintf(w, "Steward chaos run %s, workloads and nemesis for %s, seed %d\nrun directory %s\n\n",
+		r.started.UTC().Format(time.RFC3339), r.duration.Round(time.Second), s.o.seed, s.o.runDir)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\toperations\tok\tfailed\tunknown\tviolations\t")
+	for _, l := range r.workloads {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", l.name, l.Ops, l.OK, l.Failed, l.Unknown, l.Violations)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "fault\tcount\tstall worst\tstall median\trecovery worst\trecovery median\tnot recovered\t")
+	for _, kind := range faultKinds() {
+		var stalls, recs []time.Duration
+		failed := 0
+		for _, f := range r.faults {
+			if f.Kind != kind {
+				continue
+			}
+			stalls = append(stalls, s.stall(f.Start, f.End))
+			d, ok := s.recovery(cfg, f)
+			if !ok {
+				failed++
+			}
+			recs = append(recs, d)
+		}
+		if len(stalls) == 0 {
+			fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t\n", kind)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t\n", kind, len(stalls), ms(slices.Max(stalls)), ms(median(stalls)), ms(slices.Max(recs)), ms(median(recs)), failed)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "faults in order (start, kind, target, held, recovery):\n")
+	for _, f := range r.faults {
+		d, ok := s.recovery(cfg, f)
+		rec := ms(d)
+		if !ok {
+			rec = "not within " + ms(d)
+		}
+		fmt.Fprintf(w, "  +%-8s %-20s %-55s held %-7s stall %-7s recovery %s", ms(f.Start.Sub(r.started)), f.Kind, f.Target, ms(f.Healed.Sub(f.Start)), ms(s.stall(f.Start, f.End)), rec)
+		if f.Note != "" {
+			fmt.Fprintf(w, "  [%s]", f.Note)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "HTTP 500 responses seen by clients: %d\n", len(r.errors500))
+	for _, e := range r.errors500 {
+		fmt.Fprintf(w, "  +%s %s %s: %s\n", ms(e.At.Sub(r.started)), e.Method, e.URL, strings.TrimSpace(e.Body))
+	}
+	fmt.Fprintf(w, "processes that exited on their own (restarted by the harness): %d\n", len(r.exits))
+	for _, e := range r.exits {
+		fmt.Fprintf(w, "  +%s %s: %s: %s\n", ms(e.At.Sub(r.started)), e.Proc, e.Status, lastLine(e.Tail))
+	}
+	for _, l := range r.workloads {
+		for _, n := range l.Notes {
+			fmt.Fprintf(w, "%s: %s\n", l.name, n)
+		}
+	}
+	verdict := "PASS"
+	if r.violations > 0 || len(r.errors500) > 0 {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "\n%s: %d violations, %d HTTP 500s\n", verdict, r.violations, len(r.errors500))
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// save writes the table to the run directory and to out.
+func (r *result) save(out io.Writer, s *suite, cfg *configWorkload) {
+	var b strings.Builder
+	r.write(&b, s, cfg)
+	path := filepath.Join(s.o.runDir, "table.txt")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		s.logf("write %s: %v", path, err)
+	}
+	fmt.Fprint(out, "\n"+b.String())
+	fmt.Fprintf(out, "(saved in %s)\n", path)
+}
