@@ -56,10 +56,7 @@ func runColdStart(ctx context.Context, log *slog.Logger, cfg config) (*coldRepor
 	if err != nil {
 		return nil, err
 	}
-	store, err := qlog.NewObjectStoreSnapshots(ctx, js, coldService, 1, 2)
-	if err != nil {
-		return nil, err
-	}
+	store := qlog.NewObjectStoreSnapshots(js, coldService, 1, 2)
 	// Snapshots only when asked, and nothing trimmed, so that the replay
 	// measurement below still finds every entry in the stream.
 	withStore := func(c *qlog.Config) { c.Snapshots, c.SnapshotEvery = store, 1<<40 }
@@ -131,9 +128,7 @@ func coldOpen(ctx context.Context, log *slog.Logger, ns *natsServer, tune qlogTu
 		if err != nil {
 			return 0, err
 		}
-		if cfg.Snapshots, err = qlog.NewObjectStoreSnapshots(ctx, js, coldService, 1, 2); err != nil {
-			return 0, err
-		}
+		cfg.Snapshots = qlog.NewObjectStoreSnapshots(js, coldService, 1, 2)
 	}
 	sm := qlogtest.NewRegisters()
 	start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,8 @@ const (
 	rowQ3xNOne    = "q3xN-one"
 	rowQLin       = "qlin"
 	rowQSer       = "qser"
+	rowQLin3x1    = "qlin3x1"
+	rowQLin3      = "qlin3"
 	rowEPut1      = "eput1"
 	rowEPutN      = "eputN"
 	rowELin       = "elin"
@@ -172,7 +175,7 @@ func runMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*modeRe
 					return err
 				}
 				measureRow(key, "qlog", name, workers, fn)
-				if key != rowQLin && key != rowQSer {
+				if !slices.Contains([]string{rowQLin, rowQSer, rowQLin3x1, rowQLin3}, key) {
 					rep.rows[len(rep.rows)-1].note = g.batching(ctx)
 				}
 				return nil
@@ -200,6 +203,8 @@ func runMode(ctx context.Context, log *slog.Logger, cfg config, m mode) (*modeRe
 				{rowQ3xNOne, "p3xnone", fmt.Sprintf("Propose, 3 voters, %d proposers all on r0", n), 3, n, puts(false)},
 				{rowQLin, "readlin", fmt.Sprintf("Read linearizable, %d readers, 1 voter", n), 1, n, reads(qlog.Linearizable)},
 				{rowQSer, "readser", fmt.Sprintf("Read serializable, %d readers, 1 voter", n), 1, n, reads(qlog.Serializable)},
+				{rowQLin3x1, "readlin3x1", "Read linearizable, 1 reader, 3 voters (on r0)", 3, 1, reads(qlog.Linearizable)},
+				{rowQLin3, "readlin3", fmt.Sprintf("Read linearizable, %d readers, 3 voters (on r0)", n), 3, n, reads(qlog.Linearizable)},
 			} {
 				if err := qlogRow(r.key, r.service, r.name, r.voters, r.workers, r.build); err != nil {
 					return nil, fmt.Errorf("qlog %s: %w", r.name, err)

@@ -167,6 +167,11 @@ type Log struct {
 
 	failed atomic.Pointer[FailedError]
 	ready  atomic.Bool
+	// started is set once Open's background work is done and the
+	// replica's goroutines run; until then waitingFor says what it waits
+	// for.
+	started    atomic.Bool
+	waitingFor atomic.Pointer[string]
 	// catchUp is the stream's last sequence when the replica started; it is
 	// ready once it applied that far.
 	catchUp uint64
@@ -184,10 +189,14 @@ type Log struct {
 	wg     sync.WaitGroup
 }
 
-// Open opens the replica: it creates or updates the stream, restores the
-// newest valid snapshot, and starts applying the stream from there. It
-// returns at once; Ready reports when the replica has caught up, and
-// WaitReady waits for it.
+// Open opens the replica and returns at once: creating or updating the
+// stream, restoring the newest valid snapshot and learning how far the
+// stream goes happen in the background, each retried with backoff while
+// NATS, JetStream or the snapshot store cannot answer yet (a fresh
+// cluster still electing leaders, a restarting database), until they
+// succeed or Close is called. Ready says what the replica is waiting for,
+// and reports nil once it has caught up; WaitReady waits for that. Open
+// returns an error only for a configuration that can never work.
 func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -196,20 +205,6 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qlog: jetstream: %w", err)
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamName(cfg.Service),
-		Description: "Steward " + cfg.Service + " log (platform/qlog)",
-		Subjects:    []string{logSubject(cfg.Service)},
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.StreamReplicas,
-		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  max(cfg.DedupeWindow, 2*time.Minute),
-		MaxMsgSize:  int32(cfg.MaxBatchBytes + 1<<20),
-		AllowDirect: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("qlog: create stream %s: %w", StreamName(cfg.Service), err)
-	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	lctx, cancel := context.WithCancel(context.Background())
@@ -217,7 +212,6 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 		cfg:       cfg,
 		logger:    cfg.Logger.With("service", cfg.Service, "replica", cfg.ReplicaID),
 		js:        js,
-		stream:    stream,
 		sm:        sm,
 		quorum:    len(cfg.Voters)/2 + 1,
 		voter:     slices.Contains(cfg.Voters, cfg.ReplicaID),
@@ -233,39 +227,108 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 	}
 	l.progress = newProgressTracker(l)
 	l.reads = newReadIndex(l)
+	l.waitingFor.Store(new("the stream"))
+	l.goRun("start", l.start)
+	return l, nil
+}
 
-	if err := l.restore(ctx); err != nil {
-		cancel()
-		return nil, err
+// start does what Open promised in the background, then starts the
+// replica's goroutines.
+func (l *Log) start(ctx context.Context) {
+	err := l.retry(ctx, "the stream "+StreamName(l.cfg.Service), func(ctx context.Context) error {
+		stream, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        StreamName(l.cfg.Service),
+			Description: "Steward " + l.cfg.Service + " log (platform/qlog)",
+			Subjects:    []string{logSubject(l.cfg.Service)},
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.cfg.StreamReplicas,
+			Retention:   jetstream.LimitsPolicy,
+			Duplicates:  max(l.cfg.DedupeWindow, 2*time.Minute),
+			MaxMsgSize:  int32(l.cfg.MaxBatchBytes + 1<<20),
+			AllowDirect: true,
+		})
+		l.stream = stream
+		return err
+	})
+	if err == nil {
+		err = l.retry(ctx, "the newest snapshot", l.restore)
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("qlog: stream info: %w", err)
+	if err == nil {
+		// The stream leader's last sequence, not STREAM.INFO's: a member
+		// answers that with its own, possibly older, state while the
+		// group has no leader, and a voter's catch-up point bounds what
+		// it tells readers (see readIndex).
+		err = l.retry(ctx, "the stream leader's last sequence", func(ctx context.Context) error {
+			seq, err := l.reads.leaderLastSeq(ctx)
+			l.catchUp = seq
+			return err
+		})
 	}
-	l.catchUp = info.State.LastSeq
-	if first := info.State.FirstSeq; l.seq+1 < first {
-		cancel()
-		return nil, fmt.Errorf("qlog: the stream starts at sequence %d but the newest usable snapshot ends at %d; "+
-			"the entries between were trimmed", first, l.seq)
+	if err == nil {
+		err = l.retry(ctx, "the stream's first sequence", func(ctx context.Context) error {
+			info, err := l.stream.Info(ctx)
+			if err == nil && l.seq+1 < info.State.FirstSeq {
+				l.fail(fmt.Sprintf("the stream starts at sequence %d but the newest usable snapshot ends at %d; "+
+					"the entries between were trimmed", info.State.FirstSeq, l.seq))
+			}
+			return err
+		})
 	}
-	if err := l.progress.start(); err != nil {
-		cancel()
-		return nil, err
+	if err == nil {
+		err = l.retry(ctx, "NATS subscriptions", func(context.Context) error {
+			if err := l.progress.start(); err != nil {
+				return err
+			}
+			if err := l.reads.start(); err != nil {
+				l.progress.stop()
+				return err
+			}
+			return nil
+		})
+	}
+	if err != nil || l.failed.Load() != nil {
+		return // closed, or fail-stopped
 	}
 	// Logged before the apply loop starts: after that, l.rev and l.seq
 	// belong to it.
 	l.logger.Info("qlog replica opened", "revision", l.rev, "seq", l.seq, "catch_up_to", l.catchUp,
-		"voters", cfg.Voters, "voter", l.voter, "quorum", l.quorum)
+		"voters", l.cfg.Voters, "voter", l.voter, "quorum", l.quorum)
 	l.goRun("apply", l.applyLoop)
 	l.goRun("batcher", l.batchLoop)
 	l.goRun("read-index", l.reads.loop)
 	l.goRun("progress", l.progress.publishLoop)
-	if cfg.Snapshots != nil {
+	if l.cfg.Snapshots != nil {
 		l.goRun("snapshotter", l.snapshotLoop)
 	}
+	l.waitingFor.Store(nil)
+	l.started.Store(true)
 	l.markReadyIfCaughtUp()
-	return l, nil
+}
+
+// retry calls fn until it succeeds or ctx ends, with a fresh 10-second
+// deadline per attempt and a backoff from 100 ms to 5 s between them.
+// Ready names what it waits for and the last error meanwhile.
+func (l *Log) retry(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		l.waitingFor.Store(new(fmt.Sprintf("%s (attempt %d: %v)", what, attempt, err)))
+		l.logger.Warn("qlog start: waiting for "+what, "attempt", attempt, "retry_in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 func (l *Log) goRun(name string, fn func(ctx context.Context)) {
@@ -280,8 +343,9 @@ func (l *Log) goRun(name string, fn func(ctx context.Context)) {
 // Close stops the replica's goroutines. Pending proposals fail with ErrClosed.
 func (l *Log) Close() error {
 	l.cancel()
-	l.progress.stop()
 	l.wg.Wait()
+	l.progress.stop()
+	l.reads.stop()
 	l.failPending(ErrClosed)
 	return nil
 }
@@ -304,6 +368,13 @@ func (l *Log) Ready() error {
 	}
 	if l.ctx.Err() != nil {
 		return ErrClosed
+	}
+	if !l.started.Load() {
+		what := "starting"
+		if w := l.waitingFor.Load(); w != nil {
+			what = "waiting for " + *w
+		}
+		return fmt.Errorf("%w: %s", ErrNotReady, what)
 	}
 	if !l.ready.Load() {
 		l.mu.RLock()
@@ -372,6 +443,17 @@ func (l *Log) err() error {
 	}
 	if l.ctx.Err() != nil {
 		return ErrClosed
+	}
+	return nil
+}
+
+// serving is err, and ErrNotReady while Open's background work goes on.
+func (l *Log) serving() error {
+	if err := l.err(); err != nil {
+		return err
+	}
+	if !l.started.Load() {
+		return l.Ready()
 	}
 	return nil
 }

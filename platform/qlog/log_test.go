@@ -227,9 +227,5 @@ func snapshotStore(t *testing.T, nc *nats.Conn) *qlog.ObjectStoreSnapshots {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := qlog.NewObjectStoreSnapshots(context.Background(), js, "test", 1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
+	return qlog.NewObjectStoreSnapshots(js, "test", 1, 3)
 }

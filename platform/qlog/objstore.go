@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,28 +17,46 @@ import (
 
 // ObjectStoreSnapshots keeps snapshots in a JetStream object store bucket
 // (STEWARD_<SERVICE>_SNAPSHOTS): the zero-dependency store of dev mode.
+// The bucket is created (or updated) on first use, so that a replica
+// starting while JetStream cannot answer yet retries there, with the rest
+// of its start.
 type ObjectStoreSnapshots struct {
+	js      jetstream.JetStream
+	service string
+	replica int
+	keep    int
+
+	mu    sync.Mutex
 	store jetstream.ObjectStore
-	keep  int
 }
 
 // maxSnapshotBytes bounds what a store will load back.
 const maxSnapshotBytes = 4 << 30
 
-// NewObjectStoreSnapshots opens (creating if needed) the bucket for service
-// with the given number of stream replicas; the newest keep snapshots are
-// kept.
-func NewObjectStoreSnapshots(ctx context.Context, js jetstream.JetStream, service string, replicas, keep int) (*ObjectStoreSnapshots, error) {
-	store, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      StreamName(service) + "_SNAPSHOTS",
-		Description: "Steward " + service + " snapshots (platform/qlog)",
+// NewObjectStoreSnapshots keeps the snapshots of service in a bucket with
+// the given number of stream replicas; the newest keep snapshots are kept.
+func NewObjectStoreSnapshots(js jetstream.JetStream, service string, replicas, keep int) *ObjectStoreSnapshots {
+	return &ObjectStoreSnapshots{js: js, service: service, replica: max(replicas, 1), keep: max(keep, 2)}
+}
+
+// bucket returns the bucket, creating it on the first call that succeeds.
+func (o *ObjectStoreSnapshots) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.store != nil {
+		return o.store, nil
+	}
+	store, err := o.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      StreamName(o.service) + "_SNAPSHOTS",
+		Description: "Steward " + o.service + " snapshots (platform/qlog)",
 		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
+		Replicas:    o.replica,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("qlog: snapshot bucket: %w", err)
 	}
-	return &ObjectStoreSnapshots{store: store, keep: max(keep, 2)}, nil
+	o.store = store
+	return store, nil
 }
 
 func objectName(rev int64, replica string) string {
@@ -57,7 +76,11 @@ func (o *ObjectStoreSnapshots) SaveSnapshot(ctx context.Context, s Snapshot) err
 			"created":  s.Created.UTC().Format(time.RFC3339Nano),
 		},
 	}
-	if _, err := o.store.Put(ctx, meta, bytes.NewReader(s.Data)); err != nil {
+	store, err := o.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := store.Put(ctx, meta, bytes.NewReader(s.Data)); err != nil {
 		return err
 	}
 	infos, err := o.list(ctx)
@@ -65,7 +88,7 @@ func (o *ObjectStoreSnapshots) SaveSnapshot(ctx context.Context, s Snapshot) err
 		return err
 	}
 	for _, info := range infos[min(o.keep, len(infos)):] {
-		if err := o.store.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		if err := store.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			return err
 		}
 	}
@@ -74,7 +97,11 @@ func (o *ObjectStoreSnapshots) SaveSnapshot(ctx context.Context, s Snapshot) err
 
 // list returns the bucket's snapshots newest first.
 func (o *ObjectStoreSnapshots) list(ctx context.Context) ([]*jetstream.ObjectInfo, error) {
-	infos, err := o.store.List(ctx)
+	store, err := o.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := store.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
 	}
@@ -104,7 +131,11 @@ func (o *ObjectStoreSnapshots) NewestSnapshots(ctx context.Context, service stri
 		seq, _ := strconv.ParseUint(m["seq"], 10, 64)
 		sum, _ := hex.DecodeString(m["checksum"])
 		created, _ := time.Parse(time.RFC3339Nano, m["created"])
-		obj, err := o.store.Get(ctx, info.Name)
+		store, err := o.bucket(ctx)
+		if err != nil {
+			return nil, err
+		}
+		obj, err := store.Get(ctx, info.Name)
 		if err != nil {
 			return nil, err
 		}

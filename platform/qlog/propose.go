@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -23,7 +27,30 @@ type proposal struct {
 	entry wireEntry
 	size  int
 	done  chan outcome // buffered; exactly one send, by whoever takes it from pending
+	// stored is closed once the publish of the proposal's batch ended:
+	// storeErr is nil when JetStream acknowledged the message (see
+	// Propose for why that matters), else why it was not.
+	stored   chan struct{}
+	storeErr error
+	// state settles a race between the publisher and a caller that gives
+	// up: whoever moves it from queued first decides whether the proposal
+	// is ever sent.
+	state atomic.Int32
 }
+
+const (
+	proposalQueued    = iota
+	proposalClaimed   // the publisher took it into a batch it sends
+	proposalAbandoned // its caller gave up before that: never sent
+)
+
+// claim takes the proposal into a batch about to be sent; false if its
+// caller already gave up on it.
+func (p *proposal) claim() bool { return p.state.CompareAndSwap(proposalQueued, proposalClaimed) }
+
+// abandon gives up on a proposal that was never sent; false if the
+// publisher already took it.
+func (p *proposal) abandon() bool { return p.state.CompareAndSwap(proposalQueued, proposalAbandoned) }
 
 type outcome struct {
 	res Result
@@ -32,9 +59,16 @@ type outcome struct {
 }
 
 // Propose appends cmd (a JSON document) to the log and returns its result
-// once a majority of voters applied it and this replica has its result.
+// once JetStream acknowledged the message that carries it, a majority of
+// voters applied it and this replica has its result.
+//
+// Waiting for JetStream's acknowledgement, not only for the voters, is what
+// makes linearizable reads see every acknowledged write (see Log.Read): in
+// a cluster the voters' consumers may deliver a message from a follower
+// that stored it before the stream leader did, and the acknowledgement is
+// sent by the stream leader only after it stored the message.
 func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Result, error) {
-	if err := l.err(); err != nil {
+	if err := l.serving(); err != nil {
 		return Result{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.ProposeTimeout)
@@ -43,8 +77,9 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Res
 		return Result{}, errors.New("qlog: a command must be a JSON document")
 	}
 	p := &proposal{
-		id:   l.nonce + "." + strconv.FormatUint(l.nextID.Add(1), 36),
-		done: make(chan outcome, 1),
+		id:     l.nonce + "." + strconv.FormatUint(l.nextID.Add(1), 36),
+		done:   make(chan outcome, 1),
+		stored: make(chan struct{}),
 		size: len(cmd) + len(opts.IdempotencyKey) + 64,
 	}
 	p.entry = wireEntry{ID: p.id, Proposer: l.cfg.ReplicaID, Time: l.cfg.Clock().UnixNano(), Key: opts.IdempotencyKey, Cmd: cmd}
@@ -59,7 +94,7 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Res
 	case l.proposals <- p:
 	case <-ctx.Done():
 		l.takePending(p.id)
-		return Result{}, ctx.Err()
+		return Result{}, fmt.Errorf("%w: the log's queue stayed full until the request ended: %w", ErrUnavailable, ctx.Err())
 	case <-l.ctx.Done():
 		l.takePending(p.id)
 		return Result{}, ErrClosed
@@ -70,12 +105,25 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Res
 	case out = <-p.done:
 	case <-ctx.Done():
 		if l.takePending(p.id) != nil {
-			return Result{}, fmt.Errorf("%w: %v", ErrUnknownOutcome, ctx.Err())
+			if p.abandon() {
+				return Result{}, fmt.Errorf("%w: the proposal was still queued when the request ended, and never sent: %w", ErrUnavailable, ctx.Err())
+			}
+			return Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
 		}
 		out = <-p.done // it was being delivered as we gave up
 	}
 	if out.err != nil {
 		return Result{}, out.err
+	}
+	select {
+	case <-p.stored:
+		if p.storeErr != nil {
+			// Applied here, so it is in the stream, but the stream leader
+			// never said so: the outcome is only known once a read says it.
+			return Result{}, fmt.Errorf("%w: applied, but JetStream's acknowledgement never came: %v", ErrUnknownOutcome, p.storeErr)
+		}
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("%w: waiting for JetStream's acknowledgement: %v", ErrUnknownOutcome, ctx.Err())
 	}
 	if err := l.progress.waitQuorum(ctx, out.rev); err != nil {
 		return Result{}, err
@@ -183,7 +231,18 @@ func (l *Log) fill(batch []*proposal, size int, linger time.Duration) ([]*propos
 // retry after a lost acknowledgement is dropped by JetStream's duplicate
 // window instead of stored twice. It gives up when every proposal in the
 // batch has been abandoned or after a minute.
+//
+// A proposal whose caller gave up before its batch was encoded is left
+// out (see proposal.claim), and a batch that JetStream refused outright on
+// every attempt (an API error, no responders, no connection to send on)
+// fails with ErrUnavailable: it was never stored, so retrying is safe
+// without an idempotency key. Any attempt whose fate is unknown (a timeout)
+// makes the batch's failure ErrUnknownOutcome.
 func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
+	batch = slices.DeleteFunc(batch, func(p *proposal) bool { return !p.claim() })
+	if len(batch) == 0 {
+		return
+	}
 	wb := wireBatch{Entries: make([]wireEntry, len(batch))}
 	for i, p := range batch {
 		wb.Entries[i] = p.entry
@@ -197,17 +256,31 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 	err := enc.Encode(wb)
 	data := buf.Bytes()
 	if err != nil {
-		l.failBatch(batch, fmt.Errorf("qlog: encode batch: %w", err))
+		err = fmt.Errorf("qlog: encode batch: %w", err)
+		l.markStored(batch, err)
+		l.failBatch(batch, err)
 		return
 	}
 	deadline := time.Now().Add(time.Minute)
 	backoff := 20 * time.Millisecond
+	maybeStored := false
 	for attempt := 1; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = l.js.Publish(pctx, logSubject(l.cfg.Service), data, jetstream.WithMsgID(msgID))
-		cancel()
-		if err == nil {
-			return // the apply loop delivers each result
+		if l.cfg.Conn.Status() != nats.CONNECTED {
+			// Sent now, the message would wait in the client's reconnect
+			// buffer and its fate would be unknown; not sent, it is not.
+			err = fmt.Errorf("not connected to NATS (%v)", l.cfg.Conn.Status())
+		} else {
+			// Short attempts: a stream whose leader was lost answers nothing
+			// until NATS elects another, and the first attempt after that
+			// should not wait out an attempt sent before it.
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = l.js.Publish(pctx, logSubject(l.cfg.Service), data, jetstream.WithMsgID(msgID))
+			cancel()
+			if err == nil {
+				l.markStored(batch, nil)
+				return // the apply loop delivers each result
+			}
+			maybeStored = maybeStored || !refused(err)
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) || !l.anyPending(batch) {
 			break
@@ -217,9 +290,30 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
+		backoff = min(2*backoff, 250*time.Millisecond)
 	}
-	l.failBatch(batch, fmt.Errorf("%w: publish: %v", ErrUnknownOutcome, err))
+	l.markStored(batch, err)
+	if maybeStored {
+		l.failBatch(batch, fmt.Errorf("%w: publish: %v", ErrUnknownOutcome, err))
+	} else {
+		l.failBatch(batch, fmt.Errorf("%w: publish: %v", ErrUnavailable, err))
+	}
+}
+
+// refused reports whether a publish error means the message was not
+// stored: JetStream answered with an error, or nobody could answer.
+func refused(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// markStored ends the wait of every proposal in batch for JetStream's
+// acknowledgement: err is nil if it came.
+func (l *Log) markStored(batch []*proposal, err error) {
+	for _, p := range batch {
+		p.storeErr = err
+		close(p.stored)
+	}
 }
 
 func (l *Log) anyPending(batch []*proposal) bool {

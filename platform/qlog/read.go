@@ -1,12 +1,17 @@
 package qlog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -16,7 +21,7 @@ import (
 // references to mutable state after it returns, and must not call back
 // into the Log.
 func (l *Log) Read(ctx context.Context, c Consistency, fn func(revision int64) error) error {
-	if err := l.err(); err != nil {
+	if err := l.serving(); err != nil {
 		return err
 	}
 	if c == Linearizable {
@@ -55,14 +60,49 @@ func (l *Log) waitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
-// readIndex learns the stream's last sequence for linearizable reads, one
-// request for all the readers that arrived while the previous request was
-// out (etcd's ReadIndex batching). A reader only joins a request that
-// starts after it arrived, so the index covers every write acknowledged
-// before the read began.
+// readIndex learns, for linearizable reads, a stream sequence at or past
+// every write acknowledged before the read began: one round for all the
+// readers that arrived while the previous round was out (etcd's ReadIndex
+// batching). A reader only joins a round that starts after it arrived.
+//
+// A round asks two sources at once and takes the larger answer:
+//
+//   - the stream leader's last sequence (leaderLastSeq). A write is
+//     acknowledged only after the stream leader acknowledged its message,
+//     which it does after storing it (Propose); a NATS server takes the
+//     leadership of a stream only after it applied every entry committed
+//     before (its first entry as leader is applied first), so the leader
+//     that answers has every acknowledged write.
+//   - the applied sequence of a majority of the voters, asked afresh
+//     (voterIndex). A write is acknowledged only after a majority of voters
+//     applied it, and any two majorities share a voter, so one of the
+//     answers is at or past it. A voter answers only once it caught up
+//     with the stream as it was when it started, so a voter that restarted
+//     does not answer with less than it applied before.
+//
+// Either source alone covers every acknowledged write in the common case;
+// each also covers a fault the other does not. A stream leader cut off
+// from the other NATS servers keeps answering as leader until it notices
+// (seconds), without the writes acknowledged by its successor; the voters
+// a reader can reach while its NATS server is cut off are never a
+// majority, so such a read waits and fails instead of answering stale.
 type readIndex struct {
 	l    *Log
 	reqs chan chan indexResult
+
+	// Voter confirmation: requests go out on steward.<service>.readindex
+	// with a reply subject under inbox, one suffix per round.
+	inbox string
+	subs  []*nats.Subscription
+
+	mu     sync.Mutex
+	rounds map[uint64]chan voterAnswer // rounds waiting for voters' answers
+}
+
+// voterAnswer is a voter's reply to a read-index request.
+type voterAnswer struct {
+	Replica string `json:"replica"`
+	Seq     uint64 `json:"seq"`
 }
 
 type indexResult struct {
@@ -71,7 +111,64 @@ type indexResult struct {
 }
 
 func newReadIndex(l *Log) *readIndex {
-	return &readIndex{l: l, reqs: make(chan chan indexResult, 4096)}
+	return &readIndex{l: l, reqs: make(chan chan indexResult, 4096), inbox: nats.NewInbox(),
+		rounds: map[uint64]chan voterAnswer{}}
+}
+
+func readIndexSubject(service string) string { return "steward." + service + ".readindex" }
+
+// start subscribes to the replies to this replica's rounds and, on a
+// voter, to the other replicas' requests.
+func (r *readIndex) start() error {
+	sub, err := r.l.cfg.Conn.Subscribe(r.inbox+".*", r.receive)
+	if err != nil {
+		return fmt.Errorf("qlog: subscribe to read-index replies: %w", err)
+	}
+	r.subs = append(r.subs, sub)
+	if r.l.voter {
+		sub, err := r.l.cfg.Conn.Subscribe(readIndexSubject(r.l.cfg.Service), r.answer)
+		if err != nil {
+			r.stop()
+			return fmt.Errorf("qlog: subscribe to read-index requests: %w", err)
+		}
+		r.subs = append(r.subs, sub)
+	}
+	return nil
+}
+
+func (r *readIndex) stop() {
+	for _, s := range r.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// answer tells a reader how far this voter applied, once it is ready (a
+// replica that is still replaying may be behind what it applied before it
+// restarted).
+func (r *readIndex) answer(m *nats.Msg) {
+	if m.Reply == "" || r.l.Ready() != nil {
+		return
+	}
+	r.l.mu.RLock()
+	seq := r.l.seq
+	r.l.mu.RUnlock()
+	data, _ := json.Marshal(voterAnswer{Replica: r.l.cfg.ReplicaID, Seq: seq})
+	_ = m.Respond(data)
+}
+
+func (r *readIndex) receive(m *nats.Msg) {
+	round, err := strconv.ParseUint(m.Subject[len(r.inbox)+1:], 10, 64)
+	var a voterAnswer
+	if err != nil || json.Unmarshal(m.Data, &a) != nil {
+		return
+	}
+	r.mu.Lock()
+	ch := r.rounds[round]
+	r.mu.Unlock()
+	select {
+	case ch <- a: // nil when the round is over: never ready
+	default:
+	}
 }
 
 func (r *readIndex) index(ctx context.Context) (uint64, error) {
@@ -91,10 +188,21 @@ func (r *readIndex) index(ctx context.Context) (uint64, error) {
 	}
 }
 
+// roundsInFlight bounds the read-index rounds out at once. Readers that
+// arrive while rounds are out start the next one at once if a slot is
+// free, so that a round's round trips do not queue the readers behind it.
+const roundsInFlight = 4
+
 // loop serves index requests in rounds and, when idle, checks the stream
 // every two seconds so that a stream that vanished or went backwards
 // fail-stops the replica even when nobody reads.
 func (r *readIndex) loop(ctx context.Context) {
+	var (
+		round uint64
+		slots = make(chan struct{}, roundsInFlight)
+		wg    sync.WaitGroup
+	)
+	defer wg.Wait()
 	watchdog := time.NewTicker(2 * time.Second)
 	defer watchdog.Stop()
 	for {
@@ -105,6 +213,13 @@ func (r *readIndex) loop(ctx context.Context) {
 		case ch := <-r.reqs:
 			waiting = append(waiting, ch)
 		case <-watchdog.C:
+			_, _ = r.lastSeq(ctx)
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
 	drain:
 		for {
@@ -115,11 +230,88 @@ func (r *readIndex) loop(ctx context.Context) {
 				break drain
 			}
 		}
-		seq, err := r.lastSeq(ctx)
-		for _, ch := range waiting {
-			ch <- indexResult{seq, err}
+		round++
+		this := round
+		wg.Go(func() {
+			defer func() { <-slots }()
+			res := r.round(ctx, this)
+			for _, ch := range waiting {
+				ch <- res
+			}
+		})
+		watchdog.Reset(2 * time.Second)
+	}
+}
+
+// round asks the stream leader and a majority of voters at once.
+func (r *readIndex) round(ctx context.Context, round uint64) indexResult {
+	var (
+		wg             sync.WaitGroup
+		leader, voters uint64
+		lerr, verr     error
+	)
+	wg.Go(func() { leader, lerr = r.lastSeq(ctx) })
+	voters, verr = r.voterIndex(ctx, round)
+	wg.Wait()
+	if err := cmp.Or(lerr, verr); err != nil {
+		return indexResult{err: err}
+	}
+	return indexResult{seq: max(leader, voters)}
+}
+
+// voterIndex returns the largest applied sequence among the answers of a
+// majority of voters (this replica's own included when it is a ready
+// voter), asked after the round began.
+func (r *readIndex) voterIndex(ctx context.Context, round uint64) (uint64, error) {
+	l := r.l
+	got := map[string]uint64{}
+	if l.voter && l.Ready() == nil {
+		l.mu.RLock()
+		got[l.cfg.ReplicaID] = l.seq
+		l.mu.RUnlock()
+	}
+	if len(got) >= l.quorum {
+		return got[l.cfg.ReplicaID], nil // a single voter: itself
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	answers := make(chan voterAnswer, 2*len(l.cfg.Voters))
+	r.mu.Lock()
+	r.rounds[round] = answers
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.rounds, round)
+		r.mu.Unlock()
+	}()
+	reply := r.inbox + "." + strconv.FormatUint(round, 10)
+	ask := func() {
+		if err := l.cfg.Conn.PublishRequest(readIndexSubject(l.cfg.Service), reply, nil); err != nil {
+			l.logger.Debug("qlog read-index request failed", "err", err)
 		}
 	}
+	ask()
+	// Core NATS drops messages across a reconnect: ask again now and then.
+	again := time.NewTicker(250 * time.Millisecond)
+	defer again.Stop()
+	for len(got) < l.quorum {
+		select {
+		case a := <-answers:
+			if slices.Contains(l.cfg.Voters, a.Replica) {
+				got[a.Replica] = a.Seq
+			}
+		case <-again.C:
+			ask()
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: read index: %d of %d voters answered, %d needed: %w",
+				ErrUnavailable, len(got), len(l.cfg.Voters), l.quorum, ctx.Err())
+		}
+	}
+	var idx uint64
+	for _, s := range got {
+		idx = max(idx, s)
+	}
+	return idx, nil
 }
 
 func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
@@ -134,7 +326,7 @@ func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
 			r.l.fail(fmt.Sprintf("stream %s disappeared", StreamName(r.l.cfg.Service)))
 			return 0, r.l.err()
 		}
-		return 0, fmt.Errorf("qlog: read index: %w", err)
+		return 0, fmt.Errorf("%w: read index: %w", ErrUnavailable, err)
 	}
 	if last >= applied {
 		return last, nil
@@ -154,7 +346,7 @@ func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("qlog: read index: %w", err)
+		return 0, fmt.Errorf("%w: read index: %w", ErrUnavailable, err)
 	}
 	r.l.fail(fmt.Sprintf("stream sequence went backwards: the stream ends at %d but this replica applied %d", last, applied))
 	return 0, r.l.err()

@@ -192,7 +192,7 @@ func (l *Log) TakeSnapshot(ctx context.Context) (int64, error) {
 	if l.cfg.Snapshots == nil {
 		return 0, errors.New("qlog: no snapshot store configured")
 	}
-	if err := l.err(); err != nil {
+	if err := l.serving(); err != nil {
 		return 0, err
 	}
 	// The snapshot begins under the read lock (applies wait, reads go on):

@@ -72,7 +72,7 @@ type Watch struct {
 // next revision". A from older than the replica holds fails with a
 // *CompactedError before anything is delivered.
 func (l *Log) Watch(from int64, filter func(Event) bool) (*Watch, error) {
-	if err := l.err(); err != nil {
+	if err := l.serving(); err != nil {
 		return nil, err
 	}
 	l.mu.RLock()

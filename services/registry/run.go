@@ -12,12 +12,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/registry/catalog"
 	"github.com/stewardhq/steward/services/registry/client"
@@ -49,17 +48,9 @@ type Replica struct {
 // Open opens a replica on nc. Snapshots go to PostgreSQL when pool is set,
 // else to the JetStream object store.
 func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica, error) {
-	var snaps qlog.SnapshotStore
-	if pool != nil {
-		snaps = pgstore.NewSnapshots(pool, 3)
-	} else {
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return nil, err
-		}
-		if snaps, err = qlog.NewObjectStoreSnapshots(ctx, js, ServiceName, s.StreamReplicas, 3); err != nil {
-			return nil, err
-		}
+	snaps, err := qlogsvc.Snapshots(ctx, nc, pool, ServiceName, s.StreamReplicas)
+	if err != nil {
+		return nil, err
 	}
 	store := catalog.New()
 	l, err := qlog.Open(ctx, qlog.Config{
@@ -157,24 +148,11 @@ func logGuard(ctx context.Context, l *qlog.Log, logger *slog.Logger) {
 // Run is the standalone process: it connects to NATS and, if configured,
 // PostgreSQL, then serves.
 func Run(ctx context.Context, s Settings, logger *slog.Logger) error {
-	nc, err := nats.Connect(s.NATSURL, nats.Name("steward-registry-"+s.ReplicaID),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+	p, err := qlogsvc.Start(ctx, "steward-registry-"+s.ReplicaID, s.NATSURL, s.DatabaseURL, string(s.Addr), logger)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", s.NATSURL, err)
+		return err
 	}
-	defer nc.Close()
-	var pool *pgxpool.Pool
-	if s.DatabaseURL != "" {
-		if pool, err = pgstore.Open(ctx, s.DatabaseURL, logger); err != nil {
-			return err
-		}
-		defer pool.Close()
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", string(s.Addr))
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.Addr, err)
-	}
-	logger.Info("registry service listening", "addr", ln.Addr().String(), "replica", s.ReplicaID)
-	return Serve(ctx, s, ln, nc, pool, logger)
+	defer p.Close()
+	logger.Info("registry service listening", "addr", p.Listener.Addr().String(), "replica", s.ReplicaID)
+	return Serve(ctx, s, p.Listener, p.NC, p.Pool, logger)
 }

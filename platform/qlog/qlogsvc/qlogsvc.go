@@ -49,7 +49,7 @@ func Snapshots(ctx context.Context, nc *nats.Conn, pool *pgxpool.Pool, service s
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return qlog.NewObjectStoreSnapshots(ctx, js, service, streamReplicas, snapshotsKept)
+	return qlog.NewObjectStoreSnapshots(js, service, streamReplicas, snapshotsKept), nil
 }
 
 // Process is what a standalone replica runs on.
@@ -59,21 +59,48 @@ type Process struct {
 	Listener net.Listener
 }
 
-// Start connects to NATS at natsURL (reconnecting forever, so a NATS
-// restart is a pause, not a crash), to PostgreSQL when databaseURL is set
-// (applying migrations), and listens on addr. name names the NATS
-// connection, e.g. steward-config-config-0.
-func Start(ctx context.Context, name, natsURL, databaseURL, addr string, logger *slog.Logger) (*Process, error) {
+// Connect dials NATS at natsURL (comma-separated servers) as a replica
+// should: reconnecting forever, so that a NATS restart is a pause and not
+// a crash, and pinging every second, so that a server that stopped
+// answering without closing the connection (paused, cut off by a
+// partition) is left for another within about two seconds instead of
+// NATS's default of minutes.
+func Connect(natsURL, name string) (*nats.Conn, error) {
 	nc, err := nats.Connect(natsURL, nats.Name(name),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true),
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2))
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
 	}
+	return nc, nil
+}
+
+// Start connects to NATS at natsURL, to PostgreSQL when databaseURL is set
+// (applying migrations; retried with backoff while the database cannot be
+// reached, until ctx ends), and listens on addr. name names the NATS
+// connection, e.g. steward-config-config-0.
+func Start(ctx context.Context, name, natsURL, databaseURL, addr string, logger *slog.Logger) (*Process, error) {
+	nc, err := Connect(natsURL, name)
+	if err != nil {
+		return nil, err
+	}
 	p := &Process{NC: nc}
 	if databaseURL != "" {
-		if p.Pool, err = pgstore.Open(ctx, databaseURL, logger); err != nil {
-			p.Close()
-			return nil, err
+		backoff := 250 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			if p.Pool, err = pgstore.Open(ctx, databaseURL, logger); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				p.Close()
+				return nil, err
+			}
+			logger.Warn("waiting for PostgreSQL", "attempt", attempt, "retry_in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
 	var lc net.ListenConfig
