@@ -85,7 +85,7 @@ func TestBalancingPolicies(t *testing.T) {
 	p := startPlane(t)
 	var ups []*upstream
 	for i, w := range []int{1, 2, 3} {
-		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{Weight: w}))
+		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{Weight: new(w)}))
 	}
 	g := startGateway(t, p)
 	putRoute(t, p, "rr", `{"match":{"pathPrefix":"/rr/"},"service":"web","stripPrefix":true,"loadBalancer":{"policy":"round-robin"}}`)

@@ -170,7 +170,7 @@ func FuzzRegister(f *testing.F) {
 		// Deregister at once: fuzzed checks should not be probed.
 		fuzzExchange(t, fuzzClient, jsonRequest(t, "DELETE", u, nil))
 		got := catalog.Registration{Address: inst.Address, Port: inst.Port, Tags: inst.Tags, Metadata: inst.Metadata,
-			Zone: inst.Zone, Version: inst.Version, Weight: inst.Weight, Check: inst.Check}
+			Zone: inst.Zone, Version: inst.Version, Weight: &inst.Weight, Check: inst.Check}
 		if g, w := mustJSON(t, got), mustJSON(t, want); !bytes.Equal(g, w) {
 			t.Fatalf("registered %s, want %s", g, w)
 		}

@@ -317,6 +317,7 @@ func TestOpenAPIContract(t *testing.T) {
 			{"no port", "bad", `{"address":"10.0.0.1"}`},
 			{"port 0", "bad", `{"address":"10.0.0.1","port":0}`},
 			{"port 65536", "bad", `{"address":"10.0.0.1","port":65536}`},
+			{"weight 0", "bad", `{"address":"10.0.0.1","port":80,"weight":0}`},
 			{"weight 1001", "bad", `{"address":"10.0.0.1","port":80,"weight":1001}`},
 			{"weight -1", "bad", `{"address":"10.0.0.1","port":80,"weight":-1}`},
 			{"bad address", "bad", `{"address":"not an address","port":80}`},

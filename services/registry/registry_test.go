@@ -503,6 +503,7 @@ func TestBadInput(t *testing.T) {
 		{"no address", "PUT", "/v1/services/web/instances/a", `{"port":80}`, 400},
 		{"port 0", "PUT", "/v1/services/web/instances/a", `{"address":"10.0.0.1","port":0}`, 400},
 		{"port too big", "PUT", "/v1/services/web/instances/a", `{"address":"10.0.0.1","port":70000}`, 400},
+		{"weight zero", "PUT", "/v1/services/web/instances/a", `{"address":"10.0.0.1","port":80,"weight":0}`, 400},
 		{"weight too big", "PUT", "/v1/services/web/instances/a", `{"address":"10.0.0.1","port":80,"weight":1001}`, 400},
 		{"weight negative", "PUT", "/v1/services/web/instances/a", `{"address":"10.0.0.1","port":80,"weight":-1}`, 400},
 		{"weight string", "PUT", "/v1/services/web/instances/a", `{"address":"10.0.0.1","port":80,"weight":"5"}`, 400},

@@ -66,8 +66,10 @@ type Registration struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 	Zone     string            `json:"zone,omitempty"`
 	Version  string            `json:"version,omitempty"`
-	Weight   int               `json:"weight,omitempty"`
-	Check    *Check            `json:"check,omitempty"`
+	// Weight is nil when the registration names none (1, once
+	// normalized); an explicit 0 is refused, as the API document says.
+	Weight *int   `json:"weight,omitempty"`
+	Check  *Check `json:"check,omitempty"`
 }
 
 // Instance is one registered instance as clients see it.

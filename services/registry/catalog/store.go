@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -67,6 +66,16 @@ func New() *Store {
 
 func ttlKey(svc, id string) string  { return "ttl/" + svc + "/" + id }
 func reapKey(svc, id string) string { return "reap/" + svc + "/" + id }
+// weightOf is a registration's weight. Normalize fills it in before a
+// register command is proposed, so the log holds none without it; 1
+// keeps Apply total all the same.
+func weightOf(r *Registration) int {
+	if r.Weight == nil {
+		return 1
+	}
+	return *r.Weight
+}
+
 func leaseKey(id int64) string      { return "lease/" + strconv.FormatInt(id, 10) }
 
 // Apply implements qlog.StateMachine.
@@ -179,7 +188,7 @@ func (s *Store) register(c *Command, ev *events) Result {
 	inst := &Instance{
 		Service: c.Service, ID: c.ID, Address: r.Address, Port: r.Port,
 		Tags: slices.Clone(r.Tags), Metadata: maps.Clone(r.Metadata), Zone: r.Zone, Version: r.Version,
-		Weight: cmp.Or(r.Weight, 1), Check: r.Check, Lease: c.Lease,
+		Weight: weightOf(r), Check: r.Check, Lease: c.Lease,
 		CreateRevision: s.rev, ModRevision: s.rev,
 	}
 	if inst.Tags == nil {

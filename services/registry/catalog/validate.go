@@ -63,10 +63,11 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// Normalize validates r and fills in defaults (weight 1, check interval and
-// timeout). Unless allowLocal, addresses that reach the registry's own host
-// or cloud metadata (loopback, link-local, unspecified, metadata names) are
-// refused: a check target is a request the registry makes.
+// Normalize validates r and fills in defaults (weight 1 when absent, check
+// interval and timeout). Unless allowLocal, addresses that reach the
+// registry's own host or cloud metadata (loopback, link-local,
+// unspecified, metadata names) are refused: a check target is a request
+// the registry makes.
 func (r *Registration) Normalize(allowLocal bool) error {
 	if err := validateHost(r.Address, "address", allowLocal); err != nil {
 		return err
@@ -74,11 +75,11 @@ func (r *Registration) Normalize(allowLocal bool) error {
 	if r.Port < 1 || r.Port > 65535 {
 		return fault.New(fault.Invalid, "port %d: want 1 to 65535", r.Port)
 	}
-	if r.Weight == 0 {
-		r.Weight = 1
+	if r.Weight == nil {
+		r.Weight = new(1)
 	}
-	if r.Weight < MinWeight || r.Weight > MaxWeight {
-		return fault.New(fault.Invalid, "weight %d: want %d to %d", r.Weight, MinWeight, MaxWeight)
+	if w := *r.Weight; w < MinWeight || w > MaxWeight {
+		return fault.New(fault.Invalid, "weight %d: want %d to %d (or none for 1)", w, MinWeight, MaxWeight)
 	}
 	if len(r.Tags) > MaxTags {
 		return fault.New(fault.Invalid, "%d tags: at most %d", len(r.Tags), MaxTags)
