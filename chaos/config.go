@@ -162,11 +162,24 @@ type counts struct {
 	Notes                                []string
 }
 
-func (c *counts) add(o counts) {
-	c.Ops += o.Ops
-	c.OK += o.OK
-	c.Failed += o.Failed
-	c.Unknown += o.Unknown
+// count adds one call: it took effect, or its outcome is unknown, or it
+// failed.
+func (c *counts) count(ok, unknown bool) {
+	c.Ops++
+	switch {
+	case ok:
+		c.OK++
+	case unknown:
+		c.Unknown++
+	default:
+		c.Failed++
+	}
+}
+
+// tally counts a call by its reply: not ok and without a definite answer
+// is unknown.
+func (c *counts) tally(r reply, ok bool) {
+	c.count(ok, !ok && !r.definite() && !r.refused)
 }
 
 func newConfigWorkload(s *suite) *configWorkload {
@@ -181,18 +194,10 @@ func (w *configWorkload) record(client int, in kvInput, call, ret int64, out kvO
 	w.ops = append(w.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 }
 
-func (w *configWorkload) tally(ok, failed, unknown bool) {
+func (w *configWorkload) tally(ok, unknown bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.counts.Ops++
-	switch {
-	case ok:
-		w.counts.OK++
-	case unknown:
-		w.counts.Unknown++
-	case failed:
-		w.counts.Failed++
-	}
+	w.counts.count(ok, unknown)
 }
 
 // run starts the clients; they stop when ctx ends.
@@ -270,18 +275,18 @@ func (w *configWorkload) get(ctx context.Context, client, node int, key string) 
 		var e entry
 		if err := json.Unmarshal(r.body, &e); err != nil {
 			w.s.logf("config: get %s: undecodable body %q", key, r.body)
-			w.tally(false, true, false)
+			w.tally(false, false)
 			return seen{}, false, false
 		}
 		w.record(client, in, call, ret, kvOutput{Value: e.str(), Exists: true, Rev: e.ModRevision})
-		w.tally(true, false, false)
+		w.tally(true, false)
 		return seen{value: e.str(), rev: e.ModRevision}, true, true
 	case r.err == nil && r.status == http.StatusNotFound:
 		w.record(client, in, call, ret, kvOutput{})
-		w.tally(true, false, false)
+		w.tally(true, false)
 		return seen{}, false, true
 	}
-	w.tally(false, true, false)
+	w.tally(false, false)
 	return seen{}, false, false
 }
 
@@ -301,7 +306,7 @@ func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev 
 		var e entry
 		_ = json.Unmarshal(r.body, &e)
 		w.record(client, in, call, ret, kvOutput{OK: true, Rev: e.ModRevision})
-		w.tally(true, false, false)
+		w.tally(true, false)
 		at := time.Now()
 		w.s.ack(at)
 		w.mu.Lock()
@@ -313,16 +318,16 @@ func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev 
 		}
 		_ = json.Unmarshal(r.body, &p)
 		w.record(client, in, call, ret, kvOutput{Rev: p.ModRevision})
-		w.tally(false, true, false)
+		w.tally(false, false)
 	case r.refused || (r.err == nil && r.status < 500):
 		// Never sent, or refused before it was proposed: no effect.
 		if r.err == nil {
 			w.s.logf("config: %s %s on n%d: %d %s", in.Op, in.Key, in.Node, r.status, r.body)
 		}
-		w.tally(false, true, false)
+		w.tally(false, false)
 	default:
 		w.record(client, in, call, -1, kvOutput{Unknown: true})
-		w.tally(false, false, true)
+		w.tally(false, true)
 	}
 }
 

@@ -91,21 +91,23 @@ var faults = []fault{
 		}
 		return fmt.Sprintf("n%d sees n%d and n%d, which do not see each other", b, x, y), heal, sleepOr(ctx, holdLong)
 	}},
-	{"netem-loss", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"net-loss", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		i := rng.IntN(s.c.nodes())
 		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
-		if err := s.c.net.netem(ctx, i, "loss", "20%"); err != nil {
+		what, err := s.c.net.loss(ctx, i, 20)
+		if err != nil {
 			return "", heal, err
 		}
-		return fmt.Sprintf("n%d: 20%% loss both ways", i), heal, sleepOr(ctx, holdLong)
+		return fmt.Sprintf("n%d: %s", i, what), heal, sleepOr(ctx, holdLong)
 	}},
-	{"netem-delay", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"net-slow", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		i := rng.IntN(s.c.nodes())
 		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
-		if err := s.c.net.netem(ctx, i, "delay", "100ms", "50ms"); err != nil {
+		what, err := s.c.net.slow(ctx, i)
+		if err != nil {
 			return "", heal, err
 		}
-		return fmt.Sprintf("n%d: 100±50 ms each way", i), heal, sleepOr(ctx, holdLong)
+		return fmt.Sprintf("n%d: %s", i, what), heal, sleepOr(ctx, holdLong)
 	}},
 	{"rolling-restart", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		role := serviceRoles[rng.IntN(len(serviceRoles))]
@@ -228,8 +230,10 @@ func (s *suite) freeDisk(ctx context.Context, fill string) string {
 }
 
 // nemesis runs faults one at a time, in a shuffled cycle over the kinds
-// enabled, until ctx ends: inject, hold, heal, wait for recovery, rest.
-func (s *suite) nemesis(ctx context.Context, cfg *configWorkload) {
+// enabled, starting none after until (the fault under way finishes its
+// hold and recovery): inject, hold, heal, wait for recovery, rest. It
+// stops at once when ctx ends (Ctrl-C), healing first.
+func (s *suite) nemesis(ctx context.Context, until time.Time, cfg *configWorkload) {
 	rng := rand.New(rand.NewPCG(uint64(s.o.seed), 0xfa17))
 	var kinds []fault
 	for _, f := range faults {
@@ -241,10 +245,10 @@ func (s *suite) nemesis(ctx context.Context, cfg *configWorkload) {
 	if !sleepCtx(ctx, 5*time.Second) {
 		return
 	}
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && time.Now().Before(until) {
 		rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 		for _, f := range kinds {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !time.Now().Before(until) {
 				return
 			}
 			s.inject(ctx, f, rng, cfg)
@@ -259,8 +263,14 @@ func (s *suite) nemesis(ctx context.Context, cfg *configWorkload) {
 func (s *suite) inject(ctx context.Context, f fault, rng *rand.Rand, cfg *configWorkload) {
 	rec := faultRecord{Kind: f.kind, Start: time.Now()}
 	s.logf("nemesis: %s ...", f.kind)
+	s.mu.Lock()
+	s.current = &faultRecord{Kind: f.kind, Start: rec.Start}
+	s.mu.Unlock()
 	target, heal, err := f.inject(ctx, s, rng)
 	rec.Target = target
+	s.mu.Lock()
+	s.current.Target = target
+	s.mu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		rec.Note = "inject: " + err.Error()
 		s.logf("nemesis: %s: %v", f.kind, err)
@@ -278,6 +288,7 @@ func (s *suite) inject(ctx context.Context, f fault, rng *rand.Rand, cfg *config
 		rec.Healed.Sub(rec.Start).Round(time.Millisecond), rec.Recovered, rec.End.Sub(rec.Healed).Round(time.Millisecond))
 	s.mu.Lock()
 	s.faults = append(s.faults, rec)
+	s.current = nil
 	s.mu.Unlock()
 }
 

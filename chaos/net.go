@@ -35,6 +35,9 @@ type network struct {
 	subnet   netip.Prefix
 	bridgeIP netip.Addr
 	nodes    []netip.Addr
+	// netem reports whether this kernel has the netem qdisc; without it,
+	// loss is an iptables random drop and delay a tbf rate limit.
+	netem bool
 }
 
 func nsName(i int) string   { return nsPrefix + strconv.Itoa(i) }
@@ -184,6 +187,10 @@ func setupNetwork(ctx context.Context, nodes int) (*network, error) {
 			return n, err
 		}
 	}
+	if _, err := sh(ctx, "tc", "qdisc", "add", "dev", vethName(0), "root", "netem", "delay", "1ms"); err == nil {
+		n.netem = true
+		_, _ = sh(ctx, "tc", "qdisc", "del", "dev", vethName(0), "root")
+	}
 	return n, nil
 }
 
@@ -227,12 +234,38 @@ func (n *network) heal(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// netem degrades node i's link both ways (e.g. "loss", "20%" or "delay",
-// "100ms", "50ms").
-func (n *network) netem(ctx context.Context, i int, spec ...string) error {
-	if _, err := inNS(ctx, i, "tc", append([]string{"qdisc", "replace", "dev", nodeIfName, "root", "netem"}, spec...)...); err != nil {
+// qdisc puts a root qdisc on both ends of node i's link.
+func (n *network) qdisc(ctx context.Context, i int, spec ...string) error {
+	if _, err := inNS(ctx, i, "tc", append([]string{"qdisc", "replace", "dev", nodeIfName, "root"}, spec...)...); err != nil {
 		return err
 	}
-	_, err := sh(ctx, "tc", append([]string{"qdisc", "replace", "dev", vethName(i), "root", "netem"}, spec...)...)
+	_, err := sh(ctx, "tc", append([]string{"qdisc", "replace", "dev", vethName(i), "root"}, spec...)...)
 	return err
+}
+
+// loss drops a share of node i's packets both ways (pct, e.g. 20): netem
+// where the kernel has it, else an iptables random drop inside the node
+// (its loopback spared). It returns what it did.
+func (n *network) loss(ctx context.Context, i, pct int) (string, error) {
+	if n.netem {
+		return fmt.Sprintf("netem loss %d%% both ways", pct), n.qdisc(ctx, i, "netem", "loss", fmt.Sprintf("%d%%", pct))
+	}
+	p := fmt.Sprintf("%.2f", float64(pct)/100)
+	for _, rule := range [][]string{{"INPUT", "!", "-i", "lo"}, {"OUTPUT", "!", "-o", "lo"}} {
+		args := append([]string{"-w", "-A"}, rule...)
+		args = append(args, "-m", "statistic", "--mode", "random", "--probability", p, "-j", "DROP")
+		if _, err := inNS(ctx, i, "iptables", args...); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("iptables random drop of %d%% both ways (no netem in this kernel)", pct), nil
+}
+
+// slow delays node i's packets both ways: netem delay where the kernel
+// has it, else a tbf rate limit (a narrow link whose queue delays).
+func (n *network) slow(ctx context.Context, i int) (string, error) {
+	if n.netem {
+		return "netem delay 100ms ±50ms both ways", n.qdisc(ctx, i, "netem", "delay", "100ms", "50ms")
+	}
+	return "tbf 2mbit, 300ms queue, both ways (no netem in this kernel)", n.qdisc(ctx, i, "tbf", "rate", "2mbit", "burst", "32kb", "latency", "300ms")
 }

@@ -47,6 +47,22 @@ func (s *suite) recovery(cfg *configWorkload, f faultRecord) (time.Duration, boo
 	return worst, true
 }
 
+// faultAt names the fault under way at t (from its start to the end of its
+// recovery window), or says none was.
+func (s *suite) faultAt(t time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.faults {
+		if !t.Before(f.Start) && !t.After(f.End) {
+			return fmt.Sprintf("during %s on %s, +%s into it", f.Kind, f.Target, ms(t.Sub(f.Start)))
+		}
+	}
+	if s.current != nil && !t.Before(s.current.Start) {
+		return fmt.Sprintf("during %s on %s, +%s into it", s.current.Kind, s.current.Target, ms(t.Sub(s.current.Start)))
+	}
+	return "no fault under way"
+}
+
 // workloadLine is one workload's row.
 type workloadLine struct {
 	name string

@@ -28,6 +28,7 @@ type suite struct {
 	rng       *rand.Rand
 	errors500 []serverError
 	faults    []faultRecord
+	current   *faultRecord // the fault under way, until it is in faults
 	acks      []time.Time // every acknowledged config write, in order of acknowledgement
 }
 
@@ -192,9 +193,7 @@ func (s *suite) run(ctx context.Context, out io.Writer) error {
 	cfg := newConfigWorkload(s)
 	cfg.run(wctx, &wg)
 
-	nctx, stopNemesis := context.WithTimeout(ctx, s.o.duration)
-	s.nemesis(nctx, cfg)
-	stopNemesis()
+	s.nemesis(ctx, s.start.Add(s.o.duration), cfg)
 	stopWorkloads()
 	wg.Wait()
 	res.duration = time.Since(s.start)
