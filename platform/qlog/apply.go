@@ -102,6 +102,7 @@ func (l *Log) applyLoop(ctx context.Context) {
 		// A gap in the middle of a consumer's deliveries is a delivery lost
 		// on the way (a reconnect): a new consumer from the next sequence
 		// fetches it again.
+		l.metrics.consumers.Inc()
 		l.logger.Warn("qlog consumer interrupted; replacing it", "err", err, "from_seq", start, "backoff", backoff)
 		select {
 		case <-ctx.Done():

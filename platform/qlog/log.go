@@ -183,6 +183,10 @@ type Log struct {
 
 	progress *progressTracker
 	reads    *readIndex
+	metrics  *logMetrics
+	// streamLast is the stream's last sequence as the stream leader last
+	// told (for the apply-lag metric).
+	streamLast atomic.Uint64
 
 	ctx    context.Context // cancelled by Close; owned by the Log's goroutines
 	cancel context.CancelFunc
@@ -227,6 +231,7 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 	}
 	l.progress = newProgressTracker(l)
 	l.reads = newReadIndex(l)
+	l.metrics = newLogMetrics(l)
 	l.waitingFor.Store(new("the stream"))
 	l.goRun("start", l.start)
 	return l, nil

@@ -80,7 +80,7 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Res
 		id:     l.nonce + "." + strconv.FormatUint(l.nextID.Add(1), 36),
 		done:   make(chan outcome, 1),
 		stored: make(chan struct{}),
-		size: len(cmd) + len(opts.IdempotencyKey) + 64,
+		size:   len(cmd) + len(opts.IdempotencyKey) + 64,
 	}
 	p.entry = wireEntry{ID: p.id, Proposer: l.cfg.ReplicaID, Time: l.cfg.Clock().UnixNano(), Key: opts.IdempotencyKey, Cmd: cmd}
 	if p.size > l.cfg.MaxBatchBytes {
@@ -125,9 +125,11 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Res
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("%w: waiting for JetStream's acknowledgement: %v", ErrUnknownOutcome, ctx.Err())
 	}
+	waitStart := time.Now()
 	if err := l.progress.waitQuorum(ctx, out.rev); err != nil {
 		return Result{}, err
 	}
+	l.metrics.quorumWait.Observe(time.Since(waitStart).Seconds())
 	return out.res, nil
 }
 
@@ -261,7 +263,10 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 		l.failBatch(batch, err)
 		return
 	}
-	deadline := time.Now().Add(time.Minute)
+	l.metrics.batchEntries.Observe(float64(len(batch)))
+	l.metrics.batchBytes.Observe(float64(len(data)))
+	began := time.Now()
+	deadline := began.Add(time.Minute)
 	backoff := 20 * time.Millisecond
 	maybeStored := false
 	for attempt := 1; ; attempt++ {
@@ -277,6 +282,7 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 			_, err = l.js.Publish(pctx, logSubject(l.cfg.Service), data, jetstream.WithMsgID(msgID))
 			cancel()
 			if err == nil {
+				l.metrics.publish.Observe(time.Since(began).Seconds())
 				l.markStored(batch, nil)
 				return // the apply loop delivers each result
 			}
@@ -293,6 +299,7 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 		backoff = min(2*backoff, 250*time.Millisecond)
 	}
 	l.markStored(batch, err)
+	l.metrics.publishErrs.WithLabelValues(map[bool]string{true: "unknown", false: "refused"}[maybeStored]).Inc()
 	if maybeStored {
 		l.failBatch(batch, fmt.Errorf("%w: publish: %v", ErrUnknownOutcome, err))
 	} else {

@@ -234,7 +234,12 @@ func (r *readIndex) loop(ctx context.Context) {
 		this := round
 		wg.Go(func() {
 			defer func() { <-slots }()
+			began := time.Now()
 			res := r.round(ctx, this)
+			r.l.metrics.readIndex.Observe(time.Since(began).Seconds())
+			if res.err != nil {
+				r.l.metrics.readErrs.Inc()
+			}
 			for _, ch := range waiting {
 				ch <- res
 			}
@@ -393,5 +398,16 @@ func (r *readIndex) leaderLastSeq(ctx context.Context) (uint64, error) {
 	case resp.Message == nil:
 		return 0, errors.New("message get: empty answer")
 	}
+	r.noteLast(resp.Message.Seq)
 	return resp.Message.Seq, nil
+}
+
+// noteLast records the stream's last sequence for the apply-lag metric.
+func (r *readIndex) noteLast(seq uint64) {
+	for {
+		old := r.l.streamLast.Load()
+		if seq <= old || r.l.streamLast.CompareAndSwap(old, seq) {
+			return
+		}
+	}
 }

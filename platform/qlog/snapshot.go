@@ -228,6 +228,7 @@ func (l *Log) TakeSnapshot(ctx context.Context) (int64, error) {
 		l.lastSnap, l.snapBytesAt, l.lastSnapSize = s.Revision, bytesAt, uint64(len(s.Data))
 	}
 	l.mu.Unlock()
+	l.metrics.snapshots.Observe(time.Since(start).Seconds())
 	l.logger.Info("qlog snapshot saved", "revision", s.Revision, "seq", s.Seq, "bytes", len(s.Data), "took", time.Since(start))
 	if r := l.cfg.RetainEntries; r > 0 && s.Seq > r {
 		if err := l.stream.Purge(ctx, jetstream.WithPurgeSequence(s.Seq-r)); err != nil {
