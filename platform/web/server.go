@@ -29,6 +29,9 @@ type Options struct {
 	// Registry receives the HTTP metrics and is served on /metrics. Nil
 	// makes a fresh registry with the Go and process collectors.
 	Registry *prometheus.Registry
+	// Collectors are the service's own metrics beyond HTTP (its log's
+	// health, say), registered on Registry.
+	Collectors []prometheus.Collector
 	// Ready reports whether the service can serve: nil when it is caught up
 	// with its log, else why not. Nil Ready means always ready.
 	Ready func(ctx context.Context) error
@@ -55,6 +58,7 @@ func NewHandler(o Options) http.Handler {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	reg.MustRegister(o.Collectors...)
 	logger = logger.With("service", o.Service)
 
 	r := chi.NewRouter()

@@ -304,6 +304,9 @@ func TestAPIEdgeCases(t *testing.T) {
 	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
 		expect(t, call(t, "GET", n.url+p, ""), 200)
 	}
+	if r := call(t, "GET", n.url+"/metrics", ""); !strings.Contains(r.raw, `steward_qlog_apply_lag{replica="config-0",service="config"}`) {
+		t.Fatalf("/metrics has no log metrics: %.300s", r.raw)
+	}
 	if r := call(t, "GET", n.url+"/openapi.json", ""); !strings.Contains(r.raw, `"/v1/kv/{key}"`) {
 		t.Fatalf("/openapi.json is not the document: %.200s", r.raw)
 	}

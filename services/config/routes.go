@@ -1,7 +1,6 @@
 package config
 
 import (
-	"context"
 	_ "embed"
 	"log/slog"
 	"net/http"
@@ -25,15 +24,7 @@ func NewServer(l *qlog.Log, store *kv.Store, logger *slog.Logger) http.Handler {
 
 func newServer(l *qlog.Log, store *kv.Store, archive historyArchive, logger *slog.Logger) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, archive: archive, logger: logger}
-	return web.NewHandler(web.Options{
-		Service: ServiceName,
-		Logger:  logger,
-		Ready:   func(context.Context) error { return l.Ready() },
-		// Every answer says which revision it reflects; handlers that know
-		// a more precise one overwrite this.
-		Middleware: []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
-		Routes:     s.routes,
-	})
+	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, s.routes))
 }
 
 // routes is the whole API.

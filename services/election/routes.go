@@ -1,7 +1,6 @@
 package election
 
 import (
-	"context"
 	_ "embed"
 	"log/slog"
 	"net/http"
@@ -23,15 +22,7 @@ func NewServer(l *qlog.Log, m *lease.Machine, logger *slog.Logger) http.Handler 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, logger: logger}
-	return web.NewHandler(web.Options{
-		Service: ServiceName,
-		Logger:  logger,
-		Ready:   func(context.Context) error { return l.Ready() },
-		// Every answer says which revision it reflects; handlers that know
-		// a more precise one overwrite this.
-		Middleware: []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
-		Routes:     s.routes,
-	})
+	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, s.routes))
 }
 
 // routes is the whole API.

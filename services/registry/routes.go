@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"context"
 	_ "embed"
 	"log/slog"
 	"net/http"
@@ -22,15 +21,10 @@ var openAPIDocument []byte
 // addresses (dev mode); the service's metrics go to reg (nil: a fresh one).
 func NewServer(l *qlog.Log, store *catalog.Store, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, allowLocal: allowLocal}
-	return web.NewHandler(web.Options{
-		Service:     ServiceName,
-		Logger:      logger,
-		Registry:    reg,
-		Ready:       func(context.Context) error { return l.Ready() },
-		Middleware:  []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
-		QuietRoutes: []string{"/v1/services/{service}/instances/{id}/heartbeat", "/v1/registry/leases/{id}/keepalive"},
-		Routes:      s.routes,
-	})
+	o := qloghttp.ServerOptions(ServiceName, l, logger, s.routes)
+	o.Registry = reg
+	o.QuietRoutes = []string{"/v1/services/{service}/instances/{id}/heartbeat", "/v1/registry/leases/{id}/keepalive"}
+	return web.NewHandler(o)
 }
 
 // routes is the whole API.

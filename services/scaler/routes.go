@@ -7,7 +7,6 @@
 package scaler
 
 import (
-	"context"
 	_ "embed"
 	"log/slog"
 	"net/http"
@@ -32,13 +31,7 @@ func NewServer(l *qlog.Log, m *scalers.Machine, archive DecisionArchive, publish
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, archive: archive, publish: publish, logger: logger}
-	return web.NewHandler(web.Options{
-		Service:    ServiceName,
-		Logger:     logger,
-		Ready:      func(context.Context) error { return l.Ready() },
-		Middleware: []func(http.Handler) http.Handler{qloghttp.RevisionMiddleware(l)},
-		Routes:     s.routes,
-	})
+	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, s.routes))
 }
 
 // routes is the whole API.

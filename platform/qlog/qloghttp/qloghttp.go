@@ -20,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
@@ -337,4 +338,20 @@ func (p *primed) TryNextRevision() ([]qlog.Event, error) {
 		return first, nil
 	}
 	return p.Source.TryNextRevision()
+}
+
+// ServerOptions are the web options every service on a log shares: ready
+// when the log is, the revision on every answer, and the log's metrics on
+// /metrics. The service adds its routes and anything of its own.
+func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, routes func(chi.Router)) web.Options {
+	return web.Options{
+		Service:    service,
+		Logger:     logger,
+		Ready:      func(context.Context) error { return l.Ready() },
+		Collectors: []prometheus.Collector{l.Collector()},
+		// Every answer says which revision it reflects; handlers that know
+		// a more precise one overwrite this.
+		Middleware: []func(http.Handler) http.Handler{RevisionMiddleware(l)},
+		Routes:     routes,
+	}
 }
