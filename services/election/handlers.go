@@ -3,6 +3,8 @@ package election
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,6 +175,7 @@ func (s *server) handleCampaign() http.HandlerFunc {
 		c := lease.Command{Op: "campaign", Name: name, Candidate: req.Candidate, TTL: ttl, Value: compactValue(req.Value)}
 		if wait > 0 {
 			c.Hold = holdFor(ttl)
+			c.Waiter = waiterName(r)
 		}
 		res, rev, err := s.propose(w, r, c)
 		if err != nil {
@@ -190,6 +193,18 @@ func (s *server) handleCampaign() http.HandlerFunc {
 		}
 		return qloghttp.ErrIdempotencyReuse(r)
 	})
+}
+
+// waiterName names a waiting campaign request: by its Idempotency-Key when
+// it has one (a retry is the same request, and the log answers it with
+// the first one's place), else at random.
+func waiterName(r *http.Request) string {
+	if k := r.Header.Get("Idempotency-Key"); k != "" {
+		return "key:" + k
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func leaderName(l *lease.Leadership) string {
@@ -232,7 +247,7 @@ func (s *server) await(w http.ResponseWriter, r *http.Request, c lease.Command, 
 		if err != nil {
 			// Cut off (lagged or the replica stopped): a keep says where
 			// the candidate stands, and a fresh watch goes on from there.
-			res, rev, kerr := s.proposeOwn(r.Context(), lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate})
+			res, rev, kerr := s.proposeOwn(r.Context(), lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter})
 			if kerr != nil {
 				return errors.Join(err, kerr)
 			}
@@ -263,7 +278,7 @@ func (s *server) await(w http.ResponseWriter, r *http.Request, c lease.Command, 
 			// lapses meanwhile); waiting on it longer would only stop this
 			// request from seeing the watch and its own deadline.
 			kctx, kcancel := context.WithTimeout(r.Context(), c.Hold)
-			res, rev, err := s.proposeOwn(kctx, lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate})
+			res, rev, err := s.proposeOwn(kctx, lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter})
 			kcancel()
 			switch {
 			case r.Context().Err() != nil:
@@ -302,7 +317,7 @@ func (s *server) standing(w http.ResponseWriter, c lease.Command, res lease.Resu
 func (s *server) giveUp(w http.ResponseWriter, r *http.Request, c lease.Command) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	res, rev, err := s.proposeOwn(ctx, lease.Command{Op: "withdraw", Name: c.Name, Candidate: c.Candidate})
+	res, rev, err := s.proposeOwn(ctx, lease.Command{Op: "withdraw", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter})
 	if err != nil {
 		return err
 	}

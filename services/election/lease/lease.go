@@ -56,6 +56,13 @@ type Command struct {
 	// (the waiting request's heartbeat), so a waiter whose request died
 	// leaves the line on its own.
 	Hold time.Duration `json:"hold,omitempty"`
+	// Waiter names the waiting request a campaign with Hold, a keep and a
+	// withdraw are about. A leadership won from the line remembers it, so
+	// that a keep or withdraw of one request never takes a leadership the
+	// same candidate won through another request for its own (a request
+	// that gave up would resign it). Empty matches empty: entries written
+	// before waiters were named behave as they did.
+	Waiter string `json:"waiter,omitempty"`
 	// Since is an expire's precondition: the deadline of Candidate's place
 	// (or of the leader's lease, when Candidate is empty) was not renewed
 	// after this revision.

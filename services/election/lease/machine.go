@@ -35,8 +35,9 @@ type holder struct {
 	Token     int64           `json:"token"`
 	Value     json.RawMessage `json:"value,omitempty"`
 	TTL       time.Duration   `json:"ttl"`
-	ExpiresAt int64           `json:"expiresAt"` // Unix nanoseconds of log time
-	Renewed   int64           `json:"renewed"`   // revision of the win or the last renewal
+	ExpiresAt int64           `json:"expiresAt"`        // Unix nanoseconds of log time
+	Renewed   int64           `json:"renewed"`          // revision of the win or the last renewal
+	Waiter    string          `json:"waiter,omitempty"` // the waiting request it was won through
 }
 
 type waiter struct {
@@ -44,8 +45,9 @@ type waiter struct {
 	Value     json.RawMessage `json:"value,omitempty"`
 	TTL       time.Duration   `json:"ttl"`
 	Hold      time.Duration   `json:"hold"`
-	HeldUntil int64           `json:"heldUntil"` // Unix nanoseconds of log time
-	Renewed   int64           `json:"renewed"`   // revision of the campaign or the last keep
+	HeldUntil int64           `json:"heldUntil"`        // Unix nanoseconds of log time
+	Renewed   int64           `json:"renewed"`          // revision of the campaign or the last keep
+	Waiter    string          `json:"waiter,omitempty"` // the request waiting in this place
 }
 
 // New returns an empty state.
@@ -125,11 +127,11 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		m.endLeadership(a, c.Name, el, EventResigned)
 		return Result{Status: Resigned, Leader: m.view(c.Name, el)}
 	case "keep", "withdraw":
-		if el.Leader != nil && el.Leader.Candidate == c.Candidate {
-			// It won while its request was waiting: tell the request.
+		if el.Leader != nil && el.Leader.Candidate == c.Candidate && el.Leader.Waiter == c.Waiter {
+			// It won while this request was waiting: tell the request.
 			return Result{Status: Elected, Leader: m.view(c.Name, el)}
 		}
-		i := slices.IndexFunc(el.Queue, func(w *waiter) bool { return w.Candidate == c.Candidate })
+		i := slices.IndexFunc(el.Queue, func(w *waiter) bool { return w.Candidate == c.Candidate && w.Waiter == c.Waiter })
 		if i < 0 {
 			return Result{Status: Absent, Leader: m.view(c.Name, el)}
 		}
@@ -170,7 +172,7 @@ func (m *Machine) campaign(a *applying, c *Command, el *election) Result {
 	switch {
 	case el.Leader == nil:
 		// settle leaves no line without a leader, so nobody is passed over.
-		m.elect(a, c.Name, el, c.Candidate, c.Value, c.TTL)
+		m.elect(a, c.Name, el, &waiter{Candidate: c.Candidate, Value: c.Value, TTL: c.TTL, Waiter: c.Waiter})
 		return Result{Status: Elected, Leader: m.view(c.Name, el)}
 	case el.Leader.Candidate == c.Candidate:
 		// A campaign by the holder (a retry whose answer was lost) is a
@@ -183,7 +185,7 @@ func (m *Machine) campaign(a *applying, c *Command, el *election) Result {
 	case c.Hold <= 0:
 		return Result{Status: Taken, Leader: m.view(c.Name, el)}
 	}
-	w := &waiter{Candidate: c.Candidate, Value: c.Value, TTL: c.TTL, Hold: c.Hold, HeldUntil: a.now + int64(c.Hold), Renewed: a.rev}
+	w := &waiter{Candidate: c.Candidate, Value: c.Value, TTL: c.TTL, Hold: c.Hold, HeldUntil: a.now + int64(c.Hold), Renewed: a.rev, Waiter: c.Waiter}
 	i := slices.IndexFunc(el.Queue, func(q *waiter) bool { return q.Candidate == c.Candidate })
 	switch {
 	case i >= 0:
@@ -223,13 +225,14 @@ func (m *Machine) endLeadership(a *applying, name string, el *election, typ stri
 	if len(el.Queue) > 0 {
 		w := el.Queue[0]
 		m.removeWaiter(name, el, 0)
-		m.elect(a, name, el, w.Candidate, w.Value, w.TTL)
+		m.elect(a, name, el, w)
 	}
 }
 
-func (m *Machine) elect(a *applying, name string, el *election, candidate string, value json.RawMessage, ttl time.Duration) {
+// elect makes w's candidate the leader, remembering which request won.
+func (m *Machine) elect(a *applying, name string, el *election, w *waiter) {
 	el.Term++
-	el.Leader = &holder{Candidate: candidate, Token: a.rev, Value: value, TTL: ttl, ExpiresAt: a.now + int64(ttl), Renewed: a.rev}
+	el.Leader = &holder{Candidate: w.Candidate, Token: a.rev, Value: w.Value, TTL: w.TTL, ExpiresAt: a.now + int64(w.TTL), Renewed: a.rev, Waiter: w.Waiter}
 	m.deadlines.Set(leaderID(name), time.Unix(0, el.Leader.ExpiresAt), a.rev)
 	a.event(EventElected, name, m.view(name, el))
 }

@@ -30,7 +30,7 @@ type step struct {
 }
 
 // parseStep reads "<at> <op> <name> [candidate] [key=value ...]" or
-// "<at> due". Keys: ttl, hold, token, since, value.
+// "<at> due". Keys: ttl, hold, token, since, value, waiter.
 func parseStep(line string) (step, error) {
 	f := strings.Fields(line)
 	if len(f) < 2 {
@@ -76,6 +76,8 @@ func parseStep(line string) (step, error) {
 			}
 		case "value":
 			s.cmd.Value = json.RawMessage(v)
+		case "waiter":
+			s.cmd.Waiter = v
 		default:
 			return step{}, fmt.Errorf("unknown key %q", k)
 		}
