@@ -7,10 +7,12 @@ import (
 )
 
 // poolCollector reports each upstream service's pool as the balancer sees
-// it, at scrape time: nothing is counted on the request path for it.
+// it, and what the gateway holds of the registry, at scrape time: nothing
+// is counted on the request path for it.
 type poolCollector struct {
 	disc                                   *discovery.Discovery
 	endpoints, ejected, inFlight, ewmaDesc *prometheus.Desc
+	listed, watches                        *prometheus.Desc
 }
 
 func newPoolCollector(disc *discovery.Discovery) *poolCollector {
@@ -19,6 +21,8 @@ func newPoolCollector(disc *discovery.Discovery) *poolCollector {
 		ejected:   prometheus.NewDesc("steward_gateway_upstream_ejected", "Instances of a service ejected by outlier detection.", []string{"service"}, nil),
 		inFlight:  prometheus.NewDesc("steward_gateway_upstream_in_flight", "Requests in flight to a service's instances.", []string{"service"}, nil),
 		ewmaDesc:  prometheus.NewDesc("steward_gateway_upstream_latency_ewma_seconds", "Mean of the instances' peak-EWMA latency.", []string{"service"}, nil),
+		listed:    prometheus.NewDesc("steward_gateway_registry_services", "Services the registry lists, the only ones /s/ routes to.", nil, nil),
+		watches:   prometheus.NewDesc("steward_gateway_registry_watches", "Registry watches open, one per listed service in use.", nil, nil),
 	}
 }
 
@@ -27,10 +31,15 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ejected
 	ch <- c.inFlight
 	ch <- c.ewmaDesc
+	ch <- c.listed
+	ch <- c.watches
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	for svc, pool := range c.disc.Pools() {
+	pools := c.disc.Pools()
+	ch <- prometheus.MustNewConstMetric(c.listed, prometheus.GaugeValue, float64(c.disc.Listed()))
+	ch <- prometheus.MustNewConstMetric(c.watches, prometheus.GaugeValue, float64(len(pools)))
+	for svc, pool := range pools {
 		eps := pool.Endpoints()
 		var ejected, inFlight int64
 		var ewma float64

@@ -79,17 +79,21 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}
-	return web.Serve(ctx, ln, NewHandler(px, src, reg, logger), logger, s.ShutdownTimeout, s.Limits)
+	return web.Serve(ctx, ln, NewHandler(px, src, disc, reg, logger), logger, s.ShutdownTimeout, s.Limits)
 }
 
 // NewHandler serves the gateway's own endpoints (/healthz, /readyz,
 // /metrics, /gateway/routes) and proxies everything else. The proxied
 // path skips the web middleware: the proxy keeps its own metrics, and an
-// access log line per proxied request is the upstream's job.
-func NewHandler(px *proxy.Proxy, src *routesource.Source, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
-	own := web.NewHandler(web.Options{Service: "gateway", Logger: logger, Registry: reg, Routes: func(r chi.Router) {
-		r.Get("/gateway/routes", func(w http.ResponseWriter, _ *http.Request) { _ = web.Encode(w, http.StatusOK, src.Status()) })
-	}})
+// access log line per proxied request is the upstream's job. The gateway
+// is ready once it has the registry's service list: before, it could only
+// answer 404 to every /s/ request.
+func NewHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discovery, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+	own := web.NewHandler(web.Options{Service: "gateway", Logger: logger, Registry: reg,
+		Ready: func(context.Context) error { return disc.Ready() },
+		Routes: func(r chi.Router) {
+			r.Get("/gateway/routes", func(w http.ResponseWriter, _ *http.Request) { _ = web.Encode(w, http.StatusOK, src.Status()) })
+		}})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz", "/readyz", "/metrics", "/gateway/routes":

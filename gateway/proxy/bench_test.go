@@ -22,6 +22,8 @@ type pools map[string]*balancer.Pool
 
 func (p pools) Pool(_ context.Context, service string) *balancer.Pool { return p[service] }
 
+func (p pools) Known(_ context.Context, service string) bool { _, ok := p[service]; return ok }
+
 // discard is a ResponseWriter that keeps nothing but the header map,
 // cleared between requests, so that the benchmark counts the proxy's
 // allocations and not a recorder's.

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,9 +29,11 @@ import (
 	"github.com/stewardhq/steward/platform/web"
 )
 
-// Pools gives the balancer pool of a service (discovery.Discovery).
+// Pools gives the balancer pool of a service (discovery.Discovery), and
+// says whether the registry lists a service at all.
 type Pools interface {
 	Pool(ctx context.Context, service string) *balancer.Pool
+	Known(ctx context.Context, service string) bool
 }
 
 // Config configures a Proxy.
@@ -194,6 +197,17 @@ func (p *Proxy) serve(x *exchange, r *http.Request) *route.Route {
 		p.fail(w, r, fault.New(fault.TooManyRequests, "route %s allows %g requests a second", rt.Name, rl.RPS))
 		return rt
 	}
+	if longLived(r, rt) {
+		// A stream or a blocking query holds a goroutine and two
+		// connections for minutes: one client gets as many as any
+		// Steward server gives it (web.Hold).
+		release, err := web.Hold(r)
+		if err != nil {
+			p.fail(w, r, err)
+			return rt
+		}
+		defer release()
+	}
 	svc := p.service(rt.Service)
 	if !svc.admit(p.cfg.MaxRequests) {
 		svc.release()
@@ -238,6 +252,17 @@ func (p *Proxy) serve(x *exchange, r *http.Request) *route.Route {
 	}
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 	return rt
+}
+
+// longLived reports whether r is, by its form, a request that lasts:
+// an event stream, a protocol upgrade (WebSocket), or a blocking query or
+// waiting campaign on Steward's own API.
+func longLived(r *http.Request, rt *route.Route) bool {
+	if r.Header.Get("Upgrade") != "" || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		return true
+	}
+	q := r.URL.RawQuery
+	return (strings.Contains(q, "index=") || strings.Contains(q, "wait=")) && slices.Contains(controlRoutes, rt)
 }
 
 // looped reports whether r already passed through this gateway.
@@ -377,7 +402,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away: nobody reads an answer, but the
 		// metrics say so (nginx's 499), not 200.
 		if rec, ok := w.(*recorder); ok {
-			rec.code = statusClientClosed
+			rec.code = web.StatusClientClosed
 		}
 		return
 	default:
@@ -422,10 +447,6 @@ func (s *serviceState) retryAllowed(budget float64, minRetries int64) bool {
 	}
 	return true
 }
-
-// statusClientClosed is what the metrics record for a request whose
-// client went away before the answer (nginx's 499).
-const statusClientClosed = 499
 
 // recorder remembers the status written; Unwrap lets ReverseProxy's
 // ResponseController reach the connection for flushes and upgrades.

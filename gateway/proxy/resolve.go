@@ -50,6 +50,11 @@ func (p *Proxy) resolve(r *http.Request) *route.Route {
 	path := r.URL.Path
 	if rest, ok := strings.CutPrefix(path, ServicePrefix); ok {
 		name, _, _ := strings.Cut(rest, "/")
+		// Only a service the registry lists is routed, so a name made
+		// up by a client costs a map lookup and a 404, nothing kept.
+		if !p.cfg.Pools.Known(r.Context(), name) {
+			return nil
+		}
 		// Only a valid name is ever cached: a hit needs no regexp.
 		if rt, ok := p.builtin.Load(name); ok {
 			return rt.(*route.Route)

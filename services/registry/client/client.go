@@ -117,8 +117,8 @@ type Query struct {
 	Wait   time.Duration
 }
 
-// Instances lists a service's instances and the list's index.
-func (c *Client) Instances(ctx context.Context, service string, q Query) ([]catalog.Instance, int64, error) {
+// values is q as query parameters.
+func (q Query) values() url.Values {
 	v := url.Values{}
 	if q.Status != "" {
 		v.Set("status", string(q.Status))
@@ -135,17 +135,38 @@ func (c *Client) Instances(ctx context.Context, service string, q Query) ([]cata
 			v.Set("wait", q.Wait.String())
 		}
 	}
-	path := "/v1/services/" + url.PathEscape(service) + "/instances"
-	if len(v) > 0 {
+	return v
+}
+
+// list GETs path with q and decodes the list into out; it returns the
+// list's index.
+func (c *Client) list(ctx context.Context, path string, q Query, out any) (int64, error) {
+	if v := q.values(); len(v) > 0 {
 		path += "?" + v.Encode()
 	}
-	var out []catalog.Instance
-	h, err := c.do(ctx, http.MethodGet, path, nil, &out)
+	h, err := c.do(ctx, http.MethodGet, path, nil, out)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	idx, _ := strconv.ParseInt(h.Get("X-Steward-Index"), 10, 64)
-	return out, idx, nil
+	return idx, nil
+}
+
+// Instances lists a service's instances and the list's index.
+func (c *Client) Instances(ctx context.Context, service string, q Query) ([]catalog.Instance, int64, error) {
+	var out []catalog.Instance
+	idx, err := c.list(ctx, "/v1/services/"+url.PathEscape(service)+"/instances", q, &out)
+	return out, idx, err
+}
+
+// Services lists every service that has an instance, and the list's
+// index: the revision of the last change to any service. With q.Index
+// and q.Wait it is a blocking query that answers once the list's index
+// passes q.Index (the filters of q do not apply).
+func (c *Client) Services(ctx context.Context, q Query) ([]catalog.Service, int64, error) {
+	var out []catalog.Service
+	idx, err := c.list(ctx, "/v1/services", Query{Index: q.Index, Wait: q.Wait}, &out)
+	return out, idx, err
 }
 
 // AnnounceTTL is the TTL check Announce registers with; it heartbeats at a

@@ -23,18 +23,9 @@ const maxSetBytes = 64 << 20
 // Last-Event-ID, backing off from 100 ms to 5 s; since every event is the
 // whole set, a reconnect can never leave a gap. It returns ctx's error.
 func (c *Client) Watch(ctx context.Context, service string, q Query, fn func(catalog.InstanceSet)) error {
-	v := url.Values{}
-	if q.Status != "" {
-		v.Set("status", string(q.Status))
-	}
-	if q.Tag != "" {
-		v.Set("tag", q.Tag)
-	}
-	if q.Zone != "" {
-		v.Set("zone", q.Zone)
-	}
+	q.Index, q.Wait = 0, 0
 	u := strings.TrimSuffix(c.BaseURL, "/") + "/v1/services/" + url.PathEscape(service) + "/watch"
-	if len(v) > 0 {
+	if v := q.values(); len(v) > 0 {
 		u += "?" + v.Encode()
 	}
 	lastID := ""
