@@ -25,11 +25,12 @@ type faultRecord struct {
 	Note      string
 }
 
-// A fault injects itself and returns what it hit and how to heal it. It
-// holds (stays injected) until the heal is called; inject itself may take
-// time (a rolling restart does its whole work there and heals nothing).
+// A fault injects itself and returns what it hit and how to heal it; the
+// nemesis holds it for hold, then heals. A rolling restart is all inject
+// (hold 0, nothing to heal); it names its target first with s.target.
 type fault struct {
 	kind   string
+	hold   time.Duration
 	inject func(ctx context.Context, s *suite, rng *rand.Rand) (target string, heal func(context.Context) string, err error)
 }
 
@@ -42,31 +43,31 @@ const (
 )
 
 var faults = []fault{
-	{"kill-replica", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"kill-replica", holdShort, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		p := s.randomReplica(rng)
 		p.kill()
-		return p.name, func(context.Context) string { p.restart(); return "" }, sleepOr(ctx, holdShort)
+		return p.name, func(context.Context) string { p.restart(); return "" }, nil
 	}},
-	{"pause-replica", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"pause-replica", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		p := s.randomReplica(rng)
 		p.pause()
-		return p.name, func(context.Context) string { p.resume(); return "" }, sleepOr(ctx, holdLong)
+		return p.name, func(context.Context) string { p.resume(); return "" }, nil
 	}},
-	{"kill-nats", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"kill-nats", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		p := s.c.role("nats")[rng.IntN(s.c.nodes())]
 		p.kill()
-		return p.name, func(context.Context) string { p.restart(); return "" }, sleepOr(ctx, holdLong)
+		return p.name, func(context.Context) string { p.restart(); return "" }, nil
 	}},
-	{"pause-stream-leader", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"pause-stream-leader", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		leader, err := s.c.streamLeader(ctx, configStream)
 		if err != nil {
 			return "", nil, fmt.Errorf("find the leader of %s: %w", configStream, err)
 		}
 		p := s.c.role("nats")[leader]
 		p.pause()
-		return p.name + " (leader of " + configStream + ")", func(context.Context) string { p.resume(); return "" }, sleepOr(ctx, holdLong)
+		return p.name + " (leader of " + configStream + ")", func(context.Context) string { p.resume(); return "" }, nil
 	}},
-	{"partition-minority", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"partition-minority", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		// A node that does not lead the config stream, if one is known.
 		leader, _ := s.c.streamLeader(ctx, configStream)
 		i := rng.IntN(s.c.nodes())
@@ -75,42 +76,43 @@ var faults = []fault{
 		}
 		return s.isolate(ctx, i, "")
 	}},
-	{"partition-leader", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"partition-leader", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		leader, err := s.c.streamLeader(ctx, configStream)
 		if err != nil {
 			return "", nil, fmt.Errorf("find the leader of %s: %w", configStream, err)
 		}
 		return s.isolate(ctx, leader, " (leader of "+configStream+", in the minority)")
 	}},
-	{"partition-bridge", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"partition-bridge", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		b := rng.IntN(s.c.nodes())
 		x, y := (b+1)%s.c.nodes(), (b+2)%s.c.nodes()
 		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
 		if err := errors.Join(s.c.net.cut(ctx, x, y), s.c.net.cut(ctx, y, x)); err != nil {
 			return "", heal, err
 		}
-		return fmt.Sprintf("n%d sees n%d and n%d, which do not see each other", b, x, y), heal, sleepOr(ctx, holdLong)
+		return fmt.Sprintf("n%d sees n%d and n%d, which do not see each other", b, x, y), heal, nil
 	}},
-	{"net-loss", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"net-loss", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		i := rng.IntN(s.c.nodes())
 		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
 		what, err := s.c.net.loss(ctx, i, 20)
 		if err != nil {
 			return "", heal, err
 		}
-		return fmt.Sprintf("n%d: %s", i, what), heal, sleepOr(ctx, holdLong)
+		return fmt.Sprintf("n%d: %s", i, what), heal, nil
 	}},
-	{"net-slow", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"net-slow", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		i := rng.IntN(s.c.nodes())
 		heal := func(ctx context.Context) string { return errString(s.c.net.heal(ctx)) }
 		what, err := s.c.net.slow(ctx, i)
 		if err != nil {
 			return "", heal, err
 		}
-		return fmt.Sprintf("n%d: %s", i, what), heal, sleepOr(ctx, holdLong)
+		return fmt.Sprintf("n%d: %s", i, what), heal, nil
 	}},
-	{"rolling-restart", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"rolling-restart", 0, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		role := serviceRoles[rng.IntN(len(serviceRoles))]
+		s.target("every " + role + " replica in turn")
 		for _, p := range s.c.role(role) {
 			p.term(10 * time.Second)
 			deadline := time.Now().Add(30 * time.Second)
@@ -125,14 +127,14 @@ var faults = []fault{
 		}
 		return "every " + role + " replica in turn", nil, nil
 	}},
-	{"disk-full", func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
+	{"disk-full", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		fill := filepath.Join(s.c.diskDir, "chaos-fill")
 		heal := func(ctx context.Context) string { return s.freeDisk(ctx, fill) }
 		n, err := fillDisk(fill)
 		if err != nil {
 			return "", heal, err
 		}
-		return fmt.Sprintf("n%d's JetStream store (%s tmpfs, %d MiB written to fill it)", diskNode, diskNodeSize, n>>20), heal, sleepOr(ctx, holdLong)
+		return fmt.Sprintf("n%d's JetStream store (%s tmpfs, %d MiB written to fill it)", diskNode, diskNodeSize, n>>20), heal, nil
 	}},
 }
 
@@ -156,15 +158,6 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// sleepOr holds a fault for d; it ends early (with ctx's error) when the
-// run is interrupted.
-func sleepOr(ctx context.Context, d time.Duration) error {
-	if !sleepCtx(ctx, d) {
-		return ctx.Err()
-	}
-	return nil
-}
-
 // randomReplica picks one replica of one service.
 func (s *suite) randomReplica(rng *rand.Rand) *proc {
 	role := serviceRoles[rng.IntN(len(serviceRoles))]
@@ -183,7 +176,7 @@ func (s *suite) isolate(ctx context.Context, i int, what string) (string, func(c
 	if err := s.c.net.cut(ctx, i, others...); err != nil {
 		return "", heal, err
 	}
-	return fmt.Sprintf("n%d alone%s", i, what), heal, sleepOr(ctx, holdLong)
+	return fmt.Sprintf("n%d alone%s", i, what), heal, nil
 }
 
 // fillDisk writes zeros to path until the file system is full (bounded by
@@ -267,13 +260,13 @@ func (s *suite) inject(ctx context.Context, f fault, rng *rand.Rand, cfg *config
 	s.current = &faultRecord{Kind: f.kind, Start: rec.Start}
 	s.mu.Unlock()
 	target, heal, err := f.inject(ctx, s, rng)
+	s.target(target)
 	rec.Target = target
-	s.mu.Lock()
-	s.current.Target = target
-	s.mu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		rec.Note = "inject: " + err.Error()
 		s.logf("nemesis: %s: %v", f.kind, err)
+	} else if err == nil {
+		sleepCtx(ctx, f.hold)
 	}
 	if heal != nil {
 		if note := heal(context.WithoutCancel(ctx)); note != "" {
@@ -290,6 +283,15 @@ func (s *suite) inject(ctx context.Context, f fault, rng *rand.Rand, cfg *config
 	s.faults = append(s.faults, rec)
 	s.current = nil
 	s.mu.Unlock()
+}
+
+// target names what the fault under way hit.
+func (s *suite) target(t string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current != nil && t != "" {
+		s.current.Target = t
+	}
 }
 
 func joinNote(a, b string) string {

@@ -60,6 +60,11 @@ func (s *suite) faultAt(t time.Time) string {
 	if s.current != nil && !t.Before(s.current.Start) {
 		return fmt.Sprintf("during %s on %s, +%s into it", s.current.Kind, s.current.Target, ms(t.Sub(s.current.Start)))
 	}
+	for i := len(s.faults) - 1; i >= 0; i-- {
+		if f := s.faults[i]; t.After(f.End) && t.Sub(f.Healed) < 15*time.Second {
+			return fmt.Sprintf("no fault under way; %s on %s healed %s before", f.Kind, f.Target, ms(t.Sub(f.Healed)))
+		}
+	}
 	return "no fault under way"
 }
 

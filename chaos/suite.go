@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -25,11 +24,10 @@ type suite struct {
 	start time.Time // the history's zero
 
 	mu        sync.Mutex
-	rng       *rand.Rand
 	errors500 []serverError
 	faults    []faultRecord
 	current   *faultRecord // the fault under way, until it is in faults
-	acks      []time.Time // every acknowledged config write, in order of acknowledgement
+	acks      []time.Time  // every acknowledged config write, in order of acknowledgement
 }
 
 // serverError is a 500 a client saw.
@@ -41,15 +39,7 @@ type serverError struct {
 }
 
 func newSuite(c *cluster, o options, logf func(string, ...any)) *suite {
-	return &suite{c: c, o: o, logf: logf, start: time.Now(), rng: rand.New(rand.NewPCG(uint64(o.seed), 0x5eed))}
-}
-
-// intn is a shared random number, for choices that need no reproducible
-// order across goroutines.
-func (s *suite) intn(n int) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rng.IntN(n)
+	return &suite{c: c, o: o, logf: logf, start: time.Now()}
 }
 
 // reply is what a client call came back with. err is set when no response
@@ -186,17 +176,40 @@ func exitNames(exits []exitRecord) []string {
 // everything, lets the cluster recover, checks, and prints the table. It
 // fails on any violation or any HTTP 500.
 func (s *suite) run(ctx context.Context, out io.Writer) error {
-	res := &result{started: s.start}
+	res := &result{}
 	wctx, stopWorkloads := context.WithCancel(ctx)
 	defer stopWorkloads()
 	var wg sync.WaitGroup
 	cfg := newConfigWorkload(s)
+	elect := newElectionWorkload(s)
+	reg := newRegistryWorkload(s)
+	gw, err := newGatewayWorkload(s)
+	if err != nil {
+		return fmt.Errorf("gateway upstreams: %w", err)
+	}
+	defer gw.close()
+	sc, err := newScalerWorkload(s)
+	if err != nil {
+		return fmt.Errorf("webhook receiver: %w", err)
+	}
+	defer sc.close()
+	if err := gw.register(ctx); err != nil {
+		return err
+	}
+	if err := sc.setup(ctx); err != nil {
+		return err
+	}
+	s.start = time.Now()
 	cfg.run(wctx, &wg)
+	elect.run(wctx, &wg)
+	reg.run(wctx, &wg)
+	gw.run(wctx, &wg)
+	sc.run(wctx, &wg)
 
 	s.nemesis(ctx, s.start.Add(s.o.duration), cfg)
 	stopWorkloads()
 	wg.Wait()
-	res.duration = time.Since(s.start)
+	res.started, res.duration = s.start, time.Since(s.start)
 	s.healAll(context.WithoutCancel(ctx))
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -209,7 +222,13 @@ func (s *suite) run(ctx context.Context, out io.Writer) error {
 	cfg.finalReads(ctx)
 	cfgLine := cfg.check(s.o.runDir)
 	cfg.compareReplicas(ctx, &cfgLine)
-	res.workloads = append(res.workloads, workloadLine{"config", cfgLine})
+	res.workloads = append(res.workloads,
+		workloadLine{"config", cfgLine},
+		workloadLine{"election", elect.check(s.o.runDir)},
+		workloadLine{"gateway", gw.check()},
+		workloadLine{"registry", reg.check(ctx)},
+		workloadLine{"scaler", sc.check(ctx)},
+	)
 
 	s.mu.Lock()
 	slices.SortFunc(s.acks, func(a, b time.Time) int { return a.Compare(b) })
