@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stewardhq/steward/platform/web/webtest"
 )
 
 // binary is the steward program built once for the end-to-end tests, which
@@ -64,21 +68,28 @@ var (
 	scalerURL   = regexp.MustCompile(`scaler\s+(http://\S+)`)
 )
 
-// TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
-// banner, checks the embedded NATS answers, then sends SIGINT and expects a
-// clean exit (status 0) within 5 seconds.
-func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
-	cmd := devCommand(t)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
+// dev is a `steward dev` process started by a test, with the addresses
+// its banner printed.
+type dev struct {
+	cmd                                                      *exec.Cmd
+	stderr                                                   *bytes.Buffer
+	monitor, config, registry, election, gateway, scaler string
+}
+
+// startDev runs `steward dev` with env added and waits for its ready
+// banner; the process is killed when the test ends if it still runs.
+func startDev(t *testing.T, env ...string) *dev {
+	t.Helper()
+	d := &dev{cmd: devCommand(t, env...), stderr: &bytes.Buffer{}}
+	d.cmd.Stderr = d.stderr
+	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
 
 	banner := make(chan string, 1)
 	go func() {
@@ -95,7 +106,7 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	select {
 	case text = <-banner:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("steward dev printed no ready banner in 60s; stderr:\n%s", stderr.String())
+		t.Fatalf("steward dev printed no ready banner in 60s; stderr:\n%s", d.stderr.String())
 	}
 	if !strings.Contains(text, "ready") || !strings.Contains(text, "fsync on every write") {
 		t.Fatalf("banner = %q, want ready with fsync on every write", text)
@@ -109,8 +120,14 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	if m == nil || c == nil || r == nil || e == nil || g == nil || sc == nil {
 		t.Fatalf("banner lacks the NATS monitor, config, registry, election, gateway or scaler URL:\n%s", text)
 	}
-	for _, u := range []string{m[1], c[1] + "/healthz", c[1] + "/readyz", r[1] + "/healthz", r[1] + "/readyz",
-		e[1] + "/healthz", e[1] + "/readyz", g[1] + "/healthz", g[1] + "/readyz", sc[1] + "/healthz", sc[1] + "/readyz"} {
+	d.monitor, d.config, d.registry, d.election, d.gateway, d.scaler = m[1], c[1], r[1], e[1], g[1], sc[1]
+	return d
+}
+
+// waitReady waits until every URL answers 200.
+func waitReady(t *testing.T, urls ...string) {
+	t.Helper()
+	for _, u := range urls {
 		// The embedded NATS server's /healthz answers 503 until JetStream
 		// is current, which may be a moment after the banner.
 		deadline := time.Now().Add(10 * time.Second)
@@ -128,13 +145,23 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPut, c[1]+"/v1/kv/dev/hello", strings.NewReader(`"world"`))
+}
+
+// TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
+// banner, checks the embedded NATS answers, then sends SIGINT and expects a
+// clean exit (status 0) within 5 seconds.
+func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
+	d := startDev(t)
+	cmd, stderr := d.cmd, d.stderr
+	waitReady(t, d.monitor, d.config+"/healthz", d.config+"/readyz", d.registry+"/healthz", d.registry+"/readyz",
+		d.election+"/healthz", d.election+"/readyz", d.gateway+"/healthz", d.gateway+"/readyz", d.scaler+"/healthz", d.scaler+"/readyz")
+	req, _ := http.NewRequest(http.MethodPut, d.config+"/v1/kv/dev/hello", strings.NewReader(`"world"`))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("PUT through steward dev = %v, %v", resp, err)
 	}
 	resp.Body.Close()
-	resp, err = http.Post(e[1]+"/v1/elections/dev/campaign", "application/json", strings.NewReader(`{"candidate":"me","ttl":"10s"}`))
+	resp, err = http.Post(d.election+"/v1/elections/dev/campaign", "application/json", strings.NewReader(`{"candidate":"me","ttl":"10s"}`))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("campaign through steward dev = %v, %v", resp, err)
 	}
@@ -143,7 +170,7 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 	for _, svc := range []string{"steward-config", "steward-registry", "steward-election", "steward-gateway", "steward-scaler"} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			resp, err := http.Get(r[1] + "/v1/services/" + svc + "/instances?status=passing")
+			resp, err := http.Get(d.registry + "/v1/services/" + svc + "/instances?status=passing")
 			var list []map[string]any
 			if err == nil {
 				_ = json.NewDecoder(resp.Body).Decode(&list)
@@ -159,13 +186,13 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 		}
 	}
 	// One address serves all of Steward.
-	resp, err = http.Get(g[1] + "/v1/kv/dev/hello")
+	resp, err = http.Get(d.gateway + "/v1/kv/dev/hello")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/kv through the gateway = %v, %v", resp, err)
 	}
 	resp.Body.Close()
 	// The scaler's API, through the gateway too.
-	resp, err = http.Get(g[1] + "/v1/scalers")
+	resp, err = http.Get(d.gateway + "/v1/scalers")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/scalers through the gateway = %v, %v", resp, err)
 	}
@@ -186,6 +213,61 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 		t.Fatalf("steward dev did not exit within 5s of SIGINT")
 	}
 	t.Logf("exited %v after SIGINT", time.Since(start).Round(time.Millisecond))
+}
+
+// TestDevLimitsOnEveryListener: STEWARD_MAX_WATCHES_PER_CLIENT bounds
+// the watches and blocking queries one client holds on each service (429
+// problem+json with Retry-After past it), and every listener, the
+// gateway's too, refuses a request with both Content-Length and
+// Transfer-Encoding with 400 and closes the connection.
+func TestDevLimitsOnEveryListener(t *testing.T) {
+	const limit = 2
+	d := startDev(t, fmt.Sprintf("STEWARD_MAX_WATCHES_PER_CLIENT=%d", limit))
+	waitReady(t, d.config+"/readyz", d.registry+"/readyz", d.election+"/readyz", d.scaler+"/readyz", d.gateway+"/readyz")
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	open := func(method, url, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	refused := func(res *http.Response) {
+		t.Helper()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" ||
+			res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), fmt.Sprintf(`"limit":%d`, limit)) {
+			t.Fatalf("%s %s = %d (Retry-After %q) %s, want 429 problem+json with the limit",
+				res.Request.Method, res.Request.URL, res.StatusCode, res.Header.Get("Retry-After"), b)
+		}
+	}
+	for _, watch := range []string{
+		d.config + "/v1/watch?prefix=/",
+		d.registry + "/v1/services/steward-registry/watch",
+		d.election + "/v1/elections/dev/watch",
+		d.scaler + "/v1/scalers/dev/watch",
+	} {
+		for range limit {
+			if res := open(http.MethodGet, watch, ""); res.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s = %d", watch, res.StatusCode)
+			}
+		}
+		refused(open(http.MethodGet, watch, ""))
+	}
+	// Blocking queries and a waiting campaign take from the same slots.
+	refused(open(http.MethodGet, d.config+"/v1/kv/dev/none?index=1&wait=10s", ""))
+	refused(open(http.MethodGet, d.registry+"/v1/services?index=1000000&wait=10s", ""))
+	refused(open(http.MethodGet, d.scaler+"/v1/scalers/dev?index=1000000&wait=10s", ""))
+	refused(open(http.MethodPost, d.election+"/v1/elections/dev/campaign?wait=10s", `{"candidate":"me","ttl":"10s"}`))
+
+	for _, base := range []string{d.config, d.registry, d.election, d.scaler, d.gateway} {
+		webtest.AmbiguousFraming(t, strings.TrimPrefix(base, "http://"), http.MethodPost, "/v1/kv/dev/x")
+	}
 }
 
 // TestInvalidSettingExitsWithOneLine checks that a bad STEWARD_* value

@@ -614,3 +614,25 @@ func TestGuardActiveChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchesPerClient: a client holds at most WatchesPerClient watches
+// and blocking queries on a replica; past that, each is 429 problem+json
+// with Retry-After, as the document says (the contract checks it).
+func TestWatchesPerClient(t *testing.T) {
+	s := testSettings("registry-0", nil)
+	s.WatchesPerClient = 2
+	n := startNode(t, qlogtest.StartServer(t).Connect(t), s)
+	expect(t, call(t, "PUT", n.url+"/v1/services/web/instances/web-1", `{"address":"10.0.0.1","port":80}`), 200)
+	w := n.url + "/v1/services/web/watch"
+	for range 2 {
+		nextSet(t, stream(t, w), 10*time.Second)
+	}
+	for _, u := range []string{w, n.url + "/v1/services?index=1000000&wait=10s", n.url + "/v1/services/web/instances?index=1000000&wait=10s"} {
+		r := expect(t, call(t, "GET", u, ""), 429)
+		if r.header.Get("Retry-After") != "1" || !strings.Contains(string(r.raw), `"limit":2`) {
+			t.Fatalf("GET %s = %v %s, want Retry-After: 1 and the limit", u, r.header, r.raw)
+		}
+	}
+	// What is not held is not limited.
+	expect(t, call(t, "GET", n.url+"/v1/services/web/instances", ""), 200)
+}
