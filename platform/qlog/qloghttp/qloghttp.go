@@ -344,14 +344,17 @@ func (p *primed) TryNextRevision() ([]qlog.Event, error) {
 // when the log is, the revision on every answer, and the log's metrics on
 // /metrics. The service adds its routes and anything of its own.
 func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, routes func(chi.Router)) web.Options {
-	return web.Options{
-		Service:    service,
-		Logger:     logger,
-		Ready:      func(context.Context) error { return l.Ready() },
-		Collectors: []prometheus.Collector{l.Collector()},
+	o := web.Options{
+		Service: service,
+		Logger:  logger,
+		Ready:   func(context.Context) error { return l.Ready() },
 		// Every answer says which revision it reflects; handlers that know
 		// a more precise one overwrite this.
 		Middleware: []func(http.Handler) http.Handler{RevisionMiddleware(l)},
 		Routes:     routes,
 	}
+	if l != nil { // nil only to list the routes
+		o.Collectors = []prometheus.Collector{l.Collector()}
+	}
+	return o
 }
