@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -149,8 +151,13 @@ func (r *result) write(w io.Writer, s *suite, cfg *configWorkload) {
 	fmt.Fprintln(w)
 
 	fmt.Fprintf(w, "HTTP 500 responses seen by clients: %d\n", len(r.errors500))
+	causes := s.serverCauses(r.errors500)
 	for _, e := range r.errors500 {
-		fmt.Fprintf(w, "  +%s %s %s: %s\n", ms(e.At.Sub(r.started)), e.Method, e.URL, strings.TrimSpace(e.Body))
+		fmt.Fprintf(w, "  +%s %s %s: %s", ms(e.At.Sub(r.started)), e.Method, e.URL, strings.TrimSpace(e.Body))
+		if c := causes[requestID(e.Body)]; c != "" {
+			fmt.Fprintf(w, " [server log: %s]", c)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "processes that exited on their own (restarted by the harness): %d\n", len(r.exits))
 	for _, e := range r.exits {
@@ -166,6 +173,56 @@ func (r *result) write(w io.Writer, s *suite, cfg *configWorkload) {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(w, "\n%s: %d violations, %d HTTP 500s\n", verdict, r.violations, len(r.errors500))
+}
+
+// requestID is a problem document's requestId.
+func requestID(body string) string {
+	var p struct {
+		RequestID string `json:"requestId"`
+	}
+	_ = json.Unmarshal([]byte(body), &p)
+	return p.RequestID
+}
+
+// serverCauses finds, in the processes' logs, the error each 500's request
+// failed with (its "request failed" line), by request id.
+func (s *suite) serverCauses(errs []serverError) map[string]string {
+	want := map[string]bool{}
+	for _, e := range errs {
+		if id := requestID(e.Body); id != "" {
+			want[id] = true
+		}
+	}
+	out := map[string]string{}
+	if len(want) == 0 {
+		return out
+	}
+	for _, p := range s.c.procs {
+		f, err := os.Open(p.logPath)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.Contains(line, `msg="request failed"`) {
+				continue
+			}
+			_, rest, ok := strings.Cut(line, "request_id=")
+			if !ok {
+				continue
+			}
+			id, _, _ := strings.Cut(rest, " ")
+			if want[id] {
+				if _, errText, ok := strings.Cut(line, " err="); ok {
+					out[id] = p.name + ": " + strings.Trim(errText, `"`)
+				}
+			}
+		}
+		f.Close()
+	}
+	return out
 }
 
 func lastLine(s string) string {
