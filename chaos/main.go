@@ -138,6 +138,20 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	}
 	logf("run directory %s, seed %d, duration %s", o.runDir, o.seed, o.duration)
 
+	// One run at a time on a machine: runs share the names of the
+	// namespaces, the bridge and the databases, and each start removes
+	// what it takes for a crashed run's leftovers. The lock goes with the
+	// process, however it ends.
+	lockPath := filepath.Join(os.TempDir(), "stw-chaos.lock")
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("another chaos run holds %s (one run at a time per machine): %w", lockPath, err)
+	}
+
 	// Teardown must run even after Ctrl-C, so it gets its own context.
 	cleanCtx := context.WithoutCancel(ctx)
 	cleanupLeftovers(ctx, logf)
