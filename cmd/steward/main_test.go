@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -224,7 +225,10 @@ func TestDevLimitsOnEveryListener(t *testing.T) {
 	const limit = 2
 	d := startDev(t, fmt.Sprintf("STEWARD_MAX_WATCHES_PER_CLIENT=%d", limit))
 	waitReady(t, d.config+"/readyz", d.registry+"/readyz", d.election+"/readyz", d.scaler+"/readyz", d.gateway+"/readyz")
-	client := &http.Client{Transport: &http.Transport{}}
+	// Steward's own components watch each other from 127.0.0.1; the
+	// test is a client of its own, from 127.0.0.2.
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
 	defer client.CloseIdleConnections()
 	open := func(method, url, body string) *http.Response {
 		t.Helper()
