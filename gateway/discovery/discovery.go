@@ -40,6 +40,12 @@ type Discovery struct {
 	// ListWait is how long one blocking query on the service list waits
 	// for a change. 0 means 5m, the registry's longest.
 	ListWait time.Duration
+	// ListEvery is the least time between two reads of the service list.
+	// The list's index moves with every change to any instance, so on a
+	// busy registry the query would answer at once, again and again;
+	// waiting gathers those changes into one read. 0 means 500ms, the
+	// longest a new service waits to be routed.
+	ListEvery time.Duration
 
 	mu       sync.RWMutex
 	ctx      context.Context // Run's; nil before Run
@@ -115,14 +121,15 @@ func (d *Discovery) stop(name string) {
 // blocking query that answers at each change, retried with backoff while
 // the registry cannot be reached.
 func (d *Discovery) followList(ctx context.Context) {
-	wait := cmpOr(d.ListWait, 5*time.Minute)
+	wait, every := cmpOr(d.ListWait, 5*time.Minute), cmpOr(d.ListEvery, 500*time.Millisecond)
 	var index int64
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// A connection that died without a word must not hold the
 		// query forever: give the registry its wait and a margin.
 		qctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
-		list, next, err := d.Registry.Services(qctx, client.Query{Index: index, Wait: wait})
+		next := time.After(every)
+		list, at, err := d.Registry.Services(qctx, client.Query{Index: index, Wait: wait})
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -136,13 +143,17 @@ func (d *Discovery) followList(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		if next < index {
+		if at < index {
 			// The registry's index went back (a replica behind the
 			// last one asked, or a restored one): start over.
-			next = 0
+			at = 0
 		}
-		index = next
+		index = at
 		d.setKnown(list)
+		select {
+		case <-ctx.Done():
+		case <-next:
+		}
 	}
 }
 
