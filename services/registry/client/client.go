@@ -176,12 +176,14 @@ const AnnounceTTL = 10 * time.Second
 // Announce registers the instance with a TTL check and heartbeats until ctx
 // ends, then deregisters it. It registers again when the registry forgot
 // the instance (deregistered after a long outage) and retries while the
-// registry is unreachable; it returns only when ctx ends.
+// registry is unreachable or not ready, from 100 ms and doubling up to the
+// heartbeat interval, so that a registry starting beside the process lists
+// it as soon as it can; it returns only when ctx ends.
 func (c *Client) Announce(ctx context.Context, service, id string, reg catalog.Registration, logger *slog.Logger) {
 	reg.Check = &catalog.Check{TTL: catalog.Duration(AnnounceTTL), DeregisterAfter: catalog.Duration(time.Minute)}
 	registered := false
-	tick := time.NewTicker(AnnounceTTL / 3)
-	defer tick.Stop()
+	const every = AnnounceTTL / 3
+	retry := 100 * time.Millisecond
 	for {
 		var err error
 		if registered {
@@ -196,8 +198,14 @@ func (c *Client) Announce(ctx context.Context, service, id string, reg catalog.R
 				logger.Info("registered in the service registry", "service", service, "id", id, "address", reg.Address, "port", reg.Port)
 			}
 		}
-		if err != nil && ctx.Err() == nil {
-			logger.Warn("service registry announcement failed", "service", service, "err", err)
+		next := every
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Warn("service registry announcement failed", "service", service, "err", err, "retry_in", retry)
+			}
+			next, retry = retry, min(2*retry, every)
+		} else {
+			retry = 100 * time.Millisecond
 		}
 		select {
 		case <-ctx.Done():
@@ -207,7 +215,7 @@ func (c *Client) Announce(ctx context.Context, service, id string, reg catalog.R
 				cancel()
 			}
 			return
-		case <-tick.C:
+		case <-time.After(next):
 		}
 	}
 }
