@@ -66,6 +66,12 @@ func openFloor(ctx context.Context, s *natsServer, valueSize, inFlight int) (*fl
 	if err != nil {
 		return nil, err
 	}
+	return newFloor(ctx, nc, 1, valueSize, inFlight)
+}
+
+// newFloor creates the raw stream with the given replicas on nc's server
+// (or cluster); the floor owns nc from here, even on error.
+func newFloor(ctx context.Context, nc *nats.Conn, replicas, valueSize, inFlight int) (*floor, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(inFlight),
 		jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
@@ -76,7 +82,7 @@ func openFloor(ctx context.Context, s *natsServer, valueSize, inFlight int) (*fl
 		Name:     rawStream,
 		Subjects: []string{rawSubject},
 		Storage:  jetstream.FileStorage,
-		Replicas: 1,
+		Replicas: replicas,
 	})
 	if err != nil {
 		nc.Close()

@@ -23,9 +23,13 @@
 // service: the time from a load step to the driver call at sync periods
 // of 1s and 15s, and its replica counts over a compressed 10-minute load
 // series beside autoscale.Simulate, an HPA reference written from the
-// Kubernetes controller and a naive controller (section scaler).
+// Kubernetes controller and a naive controller (section scaler). Section
+// cluster runs qlog as a clustered deployment does: three NATS servers,
+// R3 streams, three voters, with every server fsyncing every write (mode
+// A) and with NATS's default interval fsync (mode B), beside JetStream
+// publishes to an R3 stream.
 //
-//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler]
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster]
 //
 // Every number printed is measured in that run. Progress goes to stderr,
 // the tables to stdout.
@@ -57,6 +61,8 @@ func main() {
 		err = runConfigChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == registryChildCommand:
 		err = runRegistryChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == natsChildCommand:
+		err = runNATSChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
@@ -100,6 +106,8 @@ type config struct {
 	gw gatewayConfig
 	// the scaler section
 	scaler scalerConfig
+	// the cluster section
+	clusterServers string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -113,7 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.valueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
 	fs.IntVar(&c.coldEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.memEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.memValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -134,6 +142,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	electionFlags(fs, &c)
 	gatewayFlags(fs, &c)
 	scalerFlags(fs, &c.scaler)
+	fs.StringVar(&c.clusterServers, "cluster-servers", serversChild, "cluster: where the 3 NATS servers run, "+serversChild+" (each its own process) or "+serversInProc+" (in this process)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -150,10 +159,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	for _, s := range c.only {
-		if !slices.Contains([]string{"election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
+		if !slices.Contains([]string{"cluster", "election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
 			"registry", "registry-load", "registry-reg"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
+	}
+	if c.clusterServers != serversChild && c.clusterServers != serversInProc {
+		return c, fmt.Errorf("-cluster-servers: %q (want %s or %s)", c.clusterServers, serversChild, serversInProc)
 	}
 	if c.runs < 1 || c.clients < 1 || c.duration <= 0 || c.coldEntries < 1 || c.memEntries < 1 || c.proposers < 1 {
 		return c, fmt.Errorf("-runs, -clients, -duration, -cold-entries, -mem-entries and -fill-proposers must be positive")
@@ -225,6 +237,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			printMode(stdout, cfg, rep)
 		}
+	}
+	if cfg.enabled("cluster") {
+		printCluster(stdout, cfg, runCluster(ctx, log, cfg))
 	}
 	// A failure here is printed in the table, like a failed row, rather
 	// than losing what was measured before it.

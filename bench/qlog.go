@@ -70,6 +70,13 @@ type group struct {
 }
 
 func openGroup(ctx context.Context, log *slog.Logger, s *natsServer, service string, n int, tune qlogTuning, more func(*qlog.Config)) (*group, error) {
+	return openGroupOn(ctx, log, func(int) (*nats.Conn, error) { return s.connect() }, service, n, tune, more)
+}
+
+// openGroupOn is openGroup with replica i connected by connect(i), to put
+// the replicas on different servers of a cluster.
+func openGroupOn(ctx context.Context, log *slog.Logger, connect func(i int) (*nats.Conn, error), service string, n int,
+	tune qlogTuning, more func(*qlog.Config)) (*group, error) {
 	var voters []string
 	for i := range n {
 		voters = append(voters, "r"+strconv.Itoa(i))
@@ -77,8 +84,8 @@ func openGroup(ctx context.Context, log *slog.Logger, s *natsServer, service str
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	g := &group{service: service}
-	for _, id := range voters {
-		nc, err := s.connect()
+	for i, id := range voters {
+		nc, err := connect(i)
 		if err != nil {
 			g.close()
 			return nil, err
