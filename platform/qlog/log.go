@@ -240,7 +240,11 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 // start does what Open promised in the background, then starts the
 // replica's goroutines.
 func (l *Log) start(ctx context.Context) {
-	err := l.retry(ctx, "the stream "+StreamName(l.cfg.Service), func(ctx context.Context) error {
+	// Short attempts for NATS requests: three replicas creating one R3
+	// stream at once on a fresh cluster saw their first 10-second attempt
+	// time out while the stream was being created; the next finds it.
+	const natsAttempt = 3 * time.Second
+	err := l.retry(ctx, "the stream "+StreamName(l.cfg.Service), natsAttempt, func(ctx context.Context) error {
 		stream, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:        StreamName(l.cfg.Service),
 			Description: "Steward " + l.cfg.Service + " log (platform/qlog)",
@@ -256,21 +260,21 @@ func (l *Log) start(ctx context.Context) {
 		return err
 	})
 	if err == nil {
-		err = l.retry(ctx, "the newest snapshot", l.restore)
+		err = l.retry(ctx, "the newest snapshot", 5*time.Minute, l.restore)
 	}
 	if err == nil {
 		// The stream leader's last sequence, not STREAM.INFO's: a member
 		// answers that with its own, possibly older, state while the
 		// group has no leader, and a voter's catch-up point bounds what
 		// it tells readers (see readIndex).
-		err = l.retry(ctx, "the stream leader's last sequence", func(ctx context.Context) error {
+		err = l.retry(ctx, "the stream leader's last sequence", natsAttempt, func(ctx context.Context) error {
 			seq, err := l.reads.leaderLastSeq(ctx)
 			l.catchUp = seq
 			return err
 		})
 	}
 	if err == nil {
-		err = l.retry(ctx, "the stream's first sequence", func(ctx context.Context) error {
+		err = l.retry(ctx, "the stream's first sequence", natsAttempt, func(ctx context.Context) error {
 			info, err := l.stream.Info(ctx)
 			if err == nil && l.seq+1 < info.State.FirstSeq {
 				l.fail(fmt.Sprintf("the stream starts at sequence %d but the newest usable snapshot ends at %d; "+
@@ -280,7 +284,7 @@ func (l *Log) start(ctx context.Context) {
 		})
 	}
 	if err == nil {
-		err = l.retry(ctx, "NATS subscriptions", func(context.Context) error {
+		err = l.retry(ctx, "NATS subscriptions", natsAttempt, func(context.Context) error {
 			if err := l.progress.start(); err != nil {
 				return err
 			}
@@ -310,13 +314,13 @@ func (l *Log) start(ctx context.Context) {
 	l.markReadyIfCaughtUp()
 }
 
-// retry calls fn until it succeeds or ctx ends, with a fresh 10-second
-// deadline per attempt and a backoff from 100 ms to 5 s between them.
-// Ready names what it waits for and the last error meanwhile.
-func (l *Log) retry(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+// retry calls fn until it succeeds or ctx ends, with a fresh deadline of
+// attempt per attempt and a backoff from 100 ms to 5 s between them. Ready
+// names what it waits for and the last error meanwhile.
+func (l *Log) retry(ctx context.Context, what string, attempt time.Duration, fn func(ctx context.Context) error) error {
 	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	for n := 1; ; n++ {
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		err := fn(actx)
 		cancel()
 		if err == nil {
@@ -325,8 +329,8 @@ func (l *Log) retry(ctx context.Context, what string, fn func(ctx context.Contex
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		l.waitingFor.Store(new(fmt.Sprintf("%s (attempt %d: %v)", what, attempt, err)))
-		l.logger.Warn("qlog start: waiting for "+what, "attempt", attempt, "retry_in", backoff, "err", err)
+		l.waitingFor.Store(new(fmt.Sprintf("%s (attempt %d: %v)", what, n, err)))
+		l.logger.Warn("qlog start: waiting for "+what, "attempt", n, "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
