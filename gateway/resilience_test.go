@@ -104,13 +104,7 @@ func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 // metric reads one series from the gateway's /metrics; 0 when absent.
 func metric(t *testing.T, g *gw, series string) float64 {
 	t.Helper()
-	return metricAt(t, g.url, series)
-}
-
-// metricAt is metric for any Steward server at url.
-func metricAt(t *testing.T, url, series string) float64 {
-	t.Helper()
-	_, body, _ := get(t, url+"/metrics")
+	_, body, _ := get(t, g.url+"/metrics")
 	for line := range strings.Lines(body) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)

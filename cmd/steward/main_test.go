@@ -186,12 +186,9 @@ func TestDevStartsAndStopsOnInterrupt(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	// One address serves all of Steward.
-	resp, err = http.Get(d.gateway + "/v1/kv/dev/hello")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/kv through the gateway = %v, %v", resp, err)
-	}
-	resp.Body.Close()
+	// One address serves all of Steward, each service once the gateway
+	// read it in the registry's list (within about half a second).
+	waitReady(t, d.gateway+"/v1/kv/dev/hello")
 	// The scaler's API, through the gateway too.
 	resp, err = http.Get(d.gateway + "/v1/scalers")
 	if err != nil || resp.StatusCode != http.StatusOK {
