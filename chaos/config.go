@@ -25,9 +25,13 @@ import (
 // replica must hold the same listing at the same revision.
 const (
 	configClients = 10
-	configKeys    = 8
-	configPrefix  = "/chaos/kv/"
-	opTimeout     = 8 * time.Second
+	// configKeys is the number of keys per 4 minutes of run: porcupine's
+	// memory grows with the square of the operations on one key (a 30 m
+	// run on 8 keys took 15 GB), so a longer run spreads over more keys
+	// and each key sees about as many operations as in a 4 m run.
+	configKeys   = 8
+	configPrefix = "/chaos/kv/"
+	opTimeout    = 8 * time.Second
 	// finalClient is the client id of the reads after the run.
 	finalClient = 1000
 )
@@ -144,7 +148,8 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 
 // configWorkload records the history.
 type configWorkload struct {
-	s *suite
+	s    *suite
+	keys int
 
 	mu     sync.Mutex
 	ops    []porcupine.Operation
@@ -183,7 +188,8 @@ func (c *counts) tally(r reply, ok bool) {
 }
 
 func newConfigWorkload(s *suite) *configWorkload {
-	return &configWorkload{s: s, writeAcks: make([][]ackRecord, s.c.nodes())}
+	keys := configKeys * max(1, int((s.o.duration+2*time.Minute)/(4*time.Minute)))
+	return &configWorkload{s: s, keys: keys, writeAcks: make([][]ackRecord, s.c.nodes())}
 }
 
 func (w *configWorkload) now() int64 { return int64(time.Since(w.s.start)) }
@@ -227,7 +233,7 @@ func (w *configWorkload) client(ctx context.Context, id int) {
 	rng := rand.New(rand.NewPCG(uint64(w.s.o.seed), uint64(id)))
 	last := map[string]seen{}
 	for n := 0; ctx.Err() == nil; n++ {
-		key := configPrefix + "k" + strconv.Itoa(rng.IntN(configKeys))
+		key := configPrefix + "k" + strconv.Itoa(rng.IntN(w.keys))
 		node := id % w.s.c.nodes()
 		value := fmt.Sprintf("c%d-%d", id, n)
 		switch p := rng.IntN(100); {
@@ -341,7 +347,7 @@ func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev 
 // tried up to 5 times).
 func (w *configWorkload) finalReads(ctx context.Context) {
 	for node := range w.s.c.nodes() {
-		for k := range configKeys {
+		for k := range w.keys {
 			key := configPrefix + "k" + strconv.Itoa(k)
 			for range 5 {
 				if _, _, answered := w.get(ctx, finalClient+node, node, key); answered || !sleepCtx(ctx, time.Second) {

@@ -210,6 +210,8 @@ func (w *scalerWorkload) check(ctx context.Context) counts {
 		since = since.Add(5 * time.Second)
 	}
 	accepted := map[tr]int{}
+	retries := map[tr]int{} // accepted within 5 s of the same call: the driver's retry of a call whose answer was late
+	lastAt := map[tr]time.Time{}
 	refused := 0
 	for _, call := range w.calls {
 		if call.At.Before(since) {
@@ -220,7 +222,12 @@ func (w *scalerWorkload) check(ctx context.Context) counts {
 			c.Notes = append(c.Notes, fmt.Sprintf("the receiver refused a call at %s: %s", call.At.Format("15:04:05.000"), call.Why))
 			continue
 		}
-		accepted[tr{call.Token, call.Replicas}]++
+		k := tr{call.Token, call.Replicas}
+		accepted[k]++
+		if at, ok := lastAt[k]; ok && call.At.Sub(at) < 5*time.Second {
+			retries[k]++
+		}
+		lastAt[k] = call.At
 	}
 	if w.badSigs > 0 {
 		c.Violations += w.badSigs
@@ -239,7 +246,11 @@ func (w *scalerWorkload) check(ctx context.Context) counts {
 			c.Notes = append(c.Notes, fmt.Sprintf("an actuation to %d replicas under token %d has no recorded decision", k.replicas, k.token))
 		case n > rec:
 			c.Violations++
-			c.Notes = append(c.Notes, fmt.Sprintf("DOUBLE ACTUATION: %d replicas under token %d (%s) carried out %d times for %d recorded decisions", k.replicas, k.token, tokens[k.token], n, rec))
+			why := ""
+			if retries[k] > 0 {
+				why = fmt.Sprintf(" (%d of the calls came within 5 s of the same call: the driver retried a call the receiver had carried out, whose answer came late; the body carries no decision id to tell a retry from a new decision)", retries[k])
+			}
+			c.Notes = append(c.Notes, fmt.Sprintf("DOUBLE ACTUATION: %d replicas under token %d (%s) carried out %d times for %d recorded decisions%s", k.replicas, k.token, tokens[k.token], n, rec, why))
 		}
 	}
 	c.Notes = append(c.Notes, fmt.Sprintf("%d decisions read (%d scaling), %d webhook calls accepted, %d refused, %d leader tokens",
