@@ -236,23 +236,31 @@ func (w *configWorkload) client(ctx context.Context, id int) {
 		key := configPrefix + "k" + strconv.Itoa(rng.IntN(w.keys))
 		node := id % w.s.c.nodes()
 		value := fmt.Sprintf("c%d-%d", id, n)
+		answered := true
 		switch p := rng.IntN(100); {
 		case p < 40:
-			if v, ok, _ := w.get(ctx, id, node, key); ok {
+			var v seen
+			var ok bool
+			if v, ok, answered = w.get(ctx, id, node, key); ok {
 				last[key] = v
 			}
 		case p < 75:
-			w.write(ctx, id, kvInput{Op: "put", Key: key, Value: value, Node: node}, 0)
+			answered = w.write(ctx, id, kvInput{Op: "put", Key: key, Value: value, Node: node}, 0)
 		default:
 			v, ok := last[key]
 			if !ok {
-				if v, ok, _ = w.get(ctx, id, node, key); !ok {
-					continue
+				if v, ok, answered = w.get(ctx, id, node, key); !ok {
+					break
 				}
 				last[key] = v
 			}
-			w.write(ctx, id, kvInput{Op: "cas", Key: key, Value: value, Expect: v.value, Node: node}, v.rev)
+			answered = w.write(ctx, id, kvInput{Op: "cas", Key: key, Value: value, Expect: v.value, Node: node}, v.rev)
 			delete(last, key)
+		}
+		if !answered {
+			// A replica that refuses at once (not ready, cut off) is not
+			// asked again in a tight loop.
+			sleepCtx(ctx, 50*time.Millisecond)
 		}
 	}
 }
@@ -301,8 +309,9 @@ func (w *configWorkload) get(ctx context.Context, client, node int, key string) 
 	return seen{}, false, false
 }
 
-// write sends a put or a cas (with If-Match: "rev").
-func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev int64) {
+// write sends a put or a cas (with If-Match: "rev"); it reports whether
+// the replica answered it (200, or 412 for a cas).
+func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev int64) bool {
 	var hdr map[string]string
 	if in.Op == "cas" {
 		hdr = map[string]string{"If-Match": strconv.Quote(strconv.FormatInt(rev, 10))}
@@ -323,6 +332,7 @@ func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev 
 		w.mu.Lock()
 		w.writeAcks[in.Node] = append(w.writeAcks[in.Node], ackRecord{call: callT, ret: at})
 		w.mu.Unlock()
+		return true
 	case r.err == nil && r.status == http.StatusPreconditionFailed && in.Op == "cas":
 		var p struct {
 			ModRevision int64 `json:"modRevision"`
@@ -330,6 +340,7 @@ func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev 
 		_ = json.Unmarshal(r.body, &p)
 		w.record(client, in, call, ret, kvOutput{Rev: p.ModRevision})
 		w.tally(false, false)
+		return true
 	case r.refused || (r.err == nil && r.status < 500):
 		// Never sent, or refused before it was proposed: no effect.
 		if r.err == nil {
@@ -340,6 +351,7 @@ func (w *configWorkload) write(ctx context.Context, client int, in kvInput, rev 
 		w.record(client, in, call, -1, kvOutput{Unknown: true})
 		w.tally(false, true)
 	}
+	return false
 }
 
 // finalReads reads every key linearizably from every replica, into the
