@@ -103,6 +103,7 @@ func (l *Log) applyLoop(ctx context.Context) {
 		// on the way (a reconnect): a new consumer from the next sequence
 		// fetches it again.
 		l.metrics.consumers.Inc()
+		l.noteStall()
 		l.logger.Warn("qlog consumer interrupted; replacing it", "err", err, "from_seq", start, "backoff", backoff)
 		select {
 		case <-ctx.Done():

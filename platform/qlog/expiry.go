@@ -119,6 +119,11 @@ func (l *Log) RunExpiry(ctx context.Context, interval time.Duration, due func(no
 			return
 		case <-tick.C:
 		}
+		if l.stalledWithin(l.cfg.ExpiryGrace) {
+			// Renewals may not have been written during the stall: give
+			// their clients the grace to renew before expiring anyone.
+			continue
+		}
 		var cmds [][]byte
 		if err := l.Read(ctx, Serializable, func(int64) error {
 			cmds = due(l.cfg.Clock())
@@ -127,7 +132,12 @@ func (l *Log) RunExpiry(ctx context.Context, interval time.Duration, due func(no
 			continue // not ready or failed: nothing to propose from
 		}
 		for _, c := range cmds {
-			if _, err := l.Propose(ctx, c, ProposeOptions{}); err != nil && ctx.Err() == nil {
+			// A short deadline: an expiry still queued when it passes is
+			// never sent, rather than landing after the clients renewed.
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := l.Propose(pctx, c, ProposeOptions{})
+			cancel()
+			if err != nil && ctx.Err() == nil {
 				l.logger.Warn("qlog expiry proposal failed", "err", err)
 			}
 		}

@@ -63,6 +63,13 @@ type Config struct {
 	// deadline, so that a lost quorum answers ErrUnknownOutcome instead of
 	// blocking forever.
 	ProposeTimeout time.Duration
+	// ExpiryGrace is how long RunExpiry proposes nothing after this
+	// replica saw the log unable to take writes (a proposal that failed,
+	// or took over two seconds; a replaced consumer; a failed read
+	// index), so that clients whose renewals could not be written during
+	// the outage renew before their deadlines, which passed meanwhile, are
+	// acted on. Zero means 5 s.
+	ExpiryGrace time.Duration
 	// Clock stamps proposals; nil means time.Now.
 	Clock  func() time.Time
 	Logger *slog.Logger
@@ -115,6 +122,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ProposeTimeout <= 0 {
 		c.ProposeTimeout = 30 * time.Second
+	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = 5 * time.Second
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
@@ -187,6 +197,9 @@ type Log struct {
 	// streamLast is the stream's last sequence as the stream leader last
 	// told (for the apply-lag metric).
 	streamLast atomic.Uint64
+	// lastStall is when (Unix nanoseconds, local clock) the replica last
+	// saw the log unable to take writes; see Config.ExpiryGrace.
+	lastStall atomic.Int64
 
 	ctx    context.Context // cancelled by Close; owned by the Log's goroutines
 	cancel context.CancelFunc
@@ -465,4 +478,13 @@ func (l *Log) serving() error {
 		return l.Ready()
 	}
 	return nil
+}
+
+// noteStall records that the log could not take writes just now.
+func (l *Log) noteStall() { l.lastStall.Store(time.Now().UnixNano()) }
+
+// stalledWithin reports whether the replica saw a stall within d.
+func (l *Log) stalledWithin(d time.Duration) bool {
+	last := l.lastStall.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < d
 }

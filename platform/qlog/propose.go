@@ -67,10 +67,16 @@ type outcome struct {
 // a cluster the voters' consumers may deliver a message from a follower
 // that stored it before the stream leader did, and the acknowledgement is
 // sent by the stream leader only after it stored the message.
-func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (Result, error) {
+func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res Result, err error) {
 	if err := l.serving(); err != nil {
 		return Result{}, err
 	}
+	began := time.Now()
+	defer func() {
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || time.Since(began) > 2*time.Second {
+			l.noteStall()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.ProposeTimeout)
 	defer cancel()
 	if !json.Valid(cmd) {

@@ -240,6 +240,7 @@ func (r *readIndex) loop(ctx context.Context) {
 			r.l.metrics.readIndex.Observe(time.Since(began).Seconds())
 			if res.err != nil {
 				r.l.metrics.readErrs.Inc()
+				r.l.noteStall()
 			}
 			for _, ch := range waiting {
 				ch <- res
