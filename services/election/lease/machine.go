@@ -118,6 +118,9 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		}
 		el.Leader.ExpiresAt = a.now + int64(el.Leader.TTL)
 		el.Leader.Renewed = a.rev
+		// A renewal comes from a client that knows it leads: no waiting
+		// request that gave up may take the leadership for its own now.
+		el.Leader.Waiter = ""
 		m.deadlines.Set(leaderID(c.Name), time.Unix(0, el.Leader.ExpiresAt), a.rev)
 		return Result{Status: Renewed, Leader: m.view(c.Name, el)}
 	case "resign":
@@ -176,7 +179,11 @@ func (m *Machine) campaign(a *applying, c *Command, el *election) Result {
 		return Result{Status: Elected, Leader: m.view(c.Name, el)}
 	case el.Leader.Candidate == c.Candidate:
 		// A campaign by the holder (a retry whose answer was lost) is a
-		// renewal with the TTL it asks for; the token stays.
+		// renewal with the TTL it asks for; the token stays. This request
+		// now answers for the leadership: an earlier waiting request of
+		// the same candidate that gave up must not resign what this one
+		// is about to tell its client it holds.
+		el.Leader.Waiter = c.Waiter
 		el.Leader.TTL = c.TTL
 		el.Leader.ExpiresAt = a.now + int64(c.TTL)
 		el.Leader.Renewed = a.rev
