@@ -33,6 +33,7 @@ type webhookCall struct {
 	At       time.Time
 	Token    int64
 	Replicas int
+	Key      string // the driver's Idempotency-Key: the same on its retries of one call
 	Accepted bool   // false: refused (an older token than one already accepted, or a bad signature)
 	Why      string // why it was refused
 }
@@ -73,7 +74,7 @@ func (w *scalerWorkload) receive(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := readAll(r.Body)
-	call := webhookCall{At: time.Now()}
+	call := webhookCall{At: time.Now(), Key: r.Header.Get("Idempotency-Key")}
 	var req driver.WebhookRequest
 	switch {
 	case driver.Verify([]byte(scalerSecret), r.Header, body, time.Now(), 5*time.Minute) != nil:
@@ -210,8 +211,8 @@ func (w *scalerWorkload) check(ctx context.Context) counts {
 		since = since.Add(5 * time.Second)
 	}
 	accepted := map[tr]int{}
-	retries := map[tr]int{} // accepted within 5 s of the same call: the driver's retry of a call whose answer was late
-	lastAt := map[tr]time.Time{}
+	retries := map[tr]int{} // the driver's retries (same Idempotency-Key) of a call it had carried out
+	seen := map[string]bool{}
 	refused := 0
 	for _, call := range w.calls {
 		if call.At.Before(since) {
@@ -223,11 +224,15 @@ func (w *scalerWorkload) check(ctx context.Context) counts {
 			continue
 		}
 		k := tr{call.Token, call.Replicas}
-		accepted[k]++
-		if at, ok := lastAt[k]; ok && call.At.Sub(at) < 5*time.Second {
+		// A receiver deduplicates on the Idempotency-Key, as one should:
+		// a retry of a call it carried out (whose answer was lost) is the
+		// same actuation, not another.
+		if call.Key != "" && seen[call.Key] {
 			retries[k]++
+			continue
 		}
-		lastAt[k] = call.At
+		seen[call.Key] = call.Key != ""
+		accepted[k]++
 	}
 	if w.badSigs > 0 {
 		c.Violations += w.badSigs
@@ -248,7 +253,7 @@ func (w *scalerWorkload) check(ctx context.Context) counts {
 			c.Violations++
 			why := ""
 			if retries[k] > 0 {
-				why = fmt.Sprintf(" (%d of the calls came within 5 s of the same call: the driver retried a call the receiver had carried out, whose answer came late; the body carries no decision id to tell a retry from a new decision)", retries[k])
+				why = fmt.Sprintf(" (besides %d retries with an Idempotency-Key already seen, not counted)", retries[k])
 			}
 			c.Notes = append(c.Notes, fmt.Sprintf("DOUBLE ACTUATION: %d replicas under token %d (%s) carried out %d times for %d recorded decisions%s", k.replicas, k.token, tokens[k.token], n, rec, why))
 		}

@@ -81,6 +81,8 @@ type Webhook struct {
 	timeout time.Duration
 	fence   fence
 	scaleM  sync.Mutex // serialises Scale
+	calls   uint64     // Scale calls so far, under scaleM: part of each call's Idempotency-Key
+	nonce   string     // this driver's incarnation, the rest of the key
 
 	mu    sync.Mutex
 	acked int // the last acknowledged count, or Unknown
@@ -99,6 +101,7 @@ func NewWebhook(spec WebhookSpec, deps Deps) (*Webhook, error) {
 		spec: spec, secret: []byte(secret), svc: deps.Service, client: deps.HTTPClient, now: time.Now,
 		log:     deps.Logger.With("driver", TypeWebhook, "service", deps.Service),
 		backoff: spec.Backoff.Std(), tries: spec.MaxAttempts, timeout: spec.Timeout.Std(), acked: Unknown,
+		nonce: strconv.FormatInt(time.Now().UnixNano(), 36),
 	}
 	if w.client == nil {
 		w.client = &http.Client{}
@@ -129,7 +132,7 @@ func (w *Webhook) Current(ctx context.Context) (int, error) {
 	var out struct {
 		Replicas *int `json:"replicas"`
 	}
-	body, err := w.do(ctx, http.MethodGet, nil)
+	body, err := w.do(ctx, http.MethodGet, nil, "")
 	if err != nil {
 		return 0, err
 	}
@@ -163,7 +166,12 @@ func (w *Webhook) Scale(ctx context.Context, replicas int, token int64) (Result,
 		w.mu.Unlock()
 	}
 	body, _ := json.Marshal(WebhookRequest{Service: w.svc, Replicas: replicas, Token: token})
-	if _, err := w.do(ctx, http.MethodPost, body); err != nil {
+	// Every attempt of one call carries the same key, so a receiver can
+	// tell the driver's retry of a call whose answer was lost (and which
+	// it may have carried out) from a new decision to the same count.
+	w.calls++
+	key := fmt.Sprintf("%d-%s-%d", token, w.nonce, w.calls)
+	if _, err := w.do(ctx, http.MethodPost, body, key); err != nil {
 		return Result{Previous: prev, Replicas: prev}, err
 	}
 	w.mu.Lock()
@@ -179,11 +187,11 @@ func (w *Webhook) Close() error {
 }
 
 // do sends one signed request, retrying, and returns the 2xx body.
-func (w *Webhook) do(ctx context.Context, method string, body []byte) ([]byte, error) {
+func (w *Webhook) do(ctx context.Context, method string, body []byte, idempotencyKey string) ([]byte, error) {
 	delay := w.backoff
 	var last error
 	for attempt := 1; ; attempt++ {
-		out, retry, err := w.once(ctx, method, body)
+		out, retry, err := w.once(ctx, method, body, idempotencyKey)
 		if err == nil {
 			return out, nil
 		}
@@ -204,7 +212,7 @@ func (w *Webhook) do(ctx context.Context, method string, body []byte) ([]byte, e
 }
 
 // once sends one attempt, signed afresh so its timestamp is current.
-func (w *Webhook) once(ctx context.Context, method string, body []byte) (out []byte, retry bool, err error) {
+func (w *Webhook) once(ctx context.Context, method string, body []byte, idempotencyKey string) (out []byte, retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, w.spec.URL, bytes.NewReader(body))
@@ -215,6 +223,9 @@ func (w *Webhook) once(ctx context.Context, method string, body []byte) (out []b
 	req.Header.Set(TimestampHeader, strconv.FormatInt(ts, 10))
 	req.Header.Set(SignatureHeader, Sign(w.secret, ts, body))
 	req.Header.Set("Accept", "application/json")
+	if idempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", idempotencyKey)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

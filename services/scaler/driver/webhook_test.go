@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ type receiver struct {
 
 	mu       sync.Mutex
 	attempts int
+	keys     []string // Idempotency-Key of every POST attempt
 	bodies   []driver.WebhookRequest
 	replicas int
 }
@@ -50,6 +52,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc.attempts++
+	rc.keys = append(rc.keys, r.Header.Get("Idempotency-Key"))
 	if rc.attempts <= rc.failFirst {
 		http.Error(w, "not now", rc.failStatus)
 		return
@@ -119,6 +122,15 @@ func TestWebhookRetriesUntilAcknowledged(t *testing.T) {
 	}
 	if res, err := d.Scale(ctx, 2, 7); err != nil || res.Previous != 4 || res.Replicas != 2 {
 		t.Errorf("Scale(2) = %+v, %v; want 4 → 2", res, err)
+	}
+	// The three attempts of the first call share one Idempotency-Key, so a
+	// receiver can tell a retry from a new decision; the second call has
+	// its own.
+	rc.mu.Lock()
+	keys := slices.Clone(rc.keys)
+	rc.mu.Unlock()
+	if len(keys) != 4 || keys[0] == "" || keys[1] != keys[0] || keys[2] != keys[0] || keys[3] == keys[0] || keys[3] == "" {
+		t.Errorf("Idempotency-Keys of the attempts = %q; want three alike, then a new one", keys)
 	}
 }
 
