@@ -46,10 +46,14 @@ func hostAddress() string {
 	return "127.0.0.1"
 }
 
-// LocalURL is the http:// URL that reaches a listener from the same host.
+// LocalURL is the http:// URL that reaches a listener from the same host:
+// its own address when it listens on one, else loopback.
 func LocalURL(ln net.Addr) string {
-	_, port, _ := net.SplitHostPort(ln.String())
-	return "http://127.0.0.1:" + port
+	host, port, _ := net.SplitHostPort(ln.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // Replica is a Steward replica announcing itself in the registry.
