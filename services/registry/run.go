@@ -61,8 +61,11 @@ func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, lo
 		StreamReplicas: s.StreamReplicas,
 		Snapshots:      snaps,
 		SnapshotEvery:  s.SnapshotEvery,
-		MaxBatchBytes:  maxBatchBytes,
-		Logger:         logger,
+		// Without it the stream was never trimmed: about 35 GB a day at
+		// the 2,000 heartbeats a second of the registry's benchmark.
+		RetainEntries: 10_000,
+		MaxBatchBytes: maxBatchBytes,
+		Logger:        logger,
 	}, store)
 	if err != nil {
 		return nil, err
