@@ -119,7 +119,10 @@ func (n *node) start() {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); rep.RunExpiry(sctx) }()
-	go func() { defer wg.Done(); _ = web.Serve(sctx, ln, rep.Handler, quiet, 100*time.Millisecond, web.Limits{}) }()
+	go func() {
+		defer wg.Done()
+		_ = web.Serve(sctx, ln, rep.Handler, quiet, 100*time.Millisecond, web.Limits{})
+	}()
 	n.mu.Lock()
 	n.stop = func() { rep.Close(); stop(); wg.Wait() }
 	n.mu.Unlock()

@@ -169,7 +169,10 @@ func startNode(t testing.TB, p *plane, id string, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { defer wg.Done(); _ = web.Serve(sctx, ln, rep.Handler, quiet, 100*time.Millisecond, web.Limits{}) }()
+	go func() {
+		defer wg.Done()
+		_ = web.Serve(sctx, ln, rep.Handler, quiet, 100*time.Millisecond, web.Limits{})
+	}()
 	n.stop = func() { stop(); wg.Wait(); _ = sub.Unsubscribe(); rep.Close() }
 	t.Cleanup(n.kill)
 	if _, fuzzing := t.(*testing.F); !fuzzing {

@@ -66,6 +66,7 @@ func New() *Store {
 
 func ttlKey(svc, id string) string  { return "ttl/" + svc + "/" + id }
 func reapKey(svc, id string) string { return "reap/" + svc + "/" + id }
+
 // weightOf is a registration's weight. Normalize fills it in before a
 // register command is proposed, so the log holds none without it; 1
 // keeps Apply total all the same.
@@ -76,7 +77,7 @@ func weightOf(r *Registration) int {
 	return *r.Weight
 }
 
-func leaseKey(id int64) string      { return "lease/" + strconv.FormatInt(id, 10) }
+func leaseKey(id int64) string { return "lease/" + strconv.FormatInt(id, 10) }
 
 // Apply implements qlog.StateMachine.
 func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
