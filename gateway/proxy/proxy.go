@@ -411,8 +411,12 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	p.fail(w, r, f)
 }
 
+// fail answers err. The proxied path runs outside web's middleware (an
+// access log line per proxied request is the upstream's job), so the
+// request gets its ID here, only on this path: the client's X-Request-Id,
+// or a new one, in the log line, the problem and the answer's header.
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
-	web.Error(w, r, p.cfg.Logger, err)
+	web.Error(w, web.WithRequestID(w, r), p.cfg.Logger, err)
 }
 
 // serviceState is a service's circuit breaker and retry budget.

@@ -32,13 +32,14 @@ func (f *Format) UnmarshalText(b []byte) error {
 	}
 }
 
-// New returns a logger writing to w in format at level.
+// New returns a logger writing to w in format at level. No key appears
+// twice on one of its lines, however many layers add it (see unique).
 func New(w io.Writer, format Format, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == Text || (format == Auto && isTerminal(w)) {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(&unique{inner: slog.NewTextHandler(w, opts)})
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(&unique{inner: slog.NewJSONHandler(w, opts)})
 }
 
 func isTerminal(w io.Writer) bool {

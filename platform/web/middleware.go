@@ -43,17 +43,30 @@ func Traceparent(ctx context.Context) string {
 	return s
 }
 
-// withRequestID echoes a client's X-Request-Id when it is short and
-// printable, else makes a new one, and puts it in the context.
+// withRequestID gives every request an ID (WithRequestID) before the
+// handlers and the request log see it.
 func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
-			id = newRequestID()
-		}
-		w.Header().Set(RequestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, WithRequestID(w, r))
 	})
+}
+
+// WithRequestID returns r with a request ID in its context, and sets it on
+// the answer's X-Request-Id: the client's X-Request-Id when it is short and
+// printable, else a new one. A request that has one already is returned as
+// it is. Every handler of NewHandler gets it from the middleware; a handler
+// outside that middleware (the gateway's proxied path) calls it before it
+// logs about a request, so that the line carries the ID the client sees.
+func WithRequestID(w http.ResponseWriter, r *http.Request) *http.Request {
+	if RequestID(r.Context()) != "" {
+		return r
+	}
+	id := r.Header.Get(RequestIDHeader)
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header().Set(RequestIDHeader, id)
+	return r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
 }
 
 func validRequestID(id string) bool {

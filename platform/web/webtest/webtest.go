@@ -17,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stewardhq/steward/platform/logging"
+	"github.com/stewardhq/steward/platform/logging/logtest"
 )
 
 // ServeOn runs run on a fresh loopback listener until the test ends (its
@@ -69,9 +72,41 @@ type Logs struct {
 	buf bytes.Buffer
 }
 
-// Logger returns a logger that writes to l at every level.
+// Logger returns a logger that writes to l at every level, built as every
+// Steward process builds its own (logging.New).
 func (l *Logs) Logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return logging.New(l, logging.JSON, slog.LevelDebug)
+}
+
+// Strict returns every record written so far, decoded strictly: an error
+// names the first line that is not one JSON object or repeats a key.
+func (l *Logs) Strict() ([]map[string]any, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return logtest.Lines(l.buf.Bytes())
+}
+
+// RequestLines returns the records whose msg is msg, failing the test when
+// anything logged is not one JSON object or repeats a key (Strict), or when
+// one of those records has a request_id that is not in ids: the IDs its
+// clients were answered with.
+func (l *Logs) RequestLines(t testing.TB, msg string, ids map[string]bool) []map[string]any {
+	t.Helper()
+	recs, err := l.Strict()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, rec := range recs {
+		if rec["msg"] != msg {
+			continue
+		}
+		out = append(out, rec)
+		if id, _ := rec["request_id"].(string); !ids[id] {
+			t.Errorf("request_id %q is not an id a client was answered with: %v", id, rec)
+		}
+	}
+	return out
 }
 
 func (l *Logs) Write(p []byte) (int, error) {
