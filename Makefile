@@ -44,7 +44,7 @@ lint:
 ## build: static binaries into bin/
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 go build -trimpath -o bin/steward ./cmd/steward
+	CGO_ENABLED=0 go build -trimpath -buildvcs=true -o bin/steward ./cmd/steward
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-config ./services/config/cmd/steward-config
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-registry ./services/registry/cmd/steward-registry
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-election ./services/election/cmd/steward-election

@@ -38,10 +38,9 @@ const (
 )
 
 // roleCommand is the one place that says how a Steward role is started:
-// the program and its arguments. (Today each role is its own binary; one
-// `steward <role>` binary would change only this function.)
+// the program and its arguments, `steward <role>` as an operator runs it.
 func roleCommand(binDir, role string) (string, []string) {
-	return filepath.Join(binDir, "steward-"+role), nil
+	return filepath.Join(binDir, "steward"), []string{role}
 }
 
 // cluster is the system under test: the network, NATS, every replica and

@@ -16,32 +16,32 @@ import (
 
 // Settings are the gateway's STEWARD_* environment variables.
 type Settings struct {
-	Addr envconf.Addr `envconfig:"GATEWAY_ADDR" default:":8080"`
+	Addr envconf.Addr `envconfig:"GATEWAY_ADDR" default:":8080" desc:"listen address of the gateway"`
 	// ID names this gateway (Via headers, its registry instance).
-	ID string `envconfig:"GATEWAY_ID" default:"gateway-0"`
+	ID string `envconfig:"GATEWAY_ID" default:"gateway-0" desc:"this gateway's name (Via header, registry instance)"`
 	// RegistryURL is where instances are learnt; ConfigURL is where the
 	// route documents are read (empty: steward-config found through the
 	// registry).
-	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082"`
-	ConfigURL   string `envconfig:"CONFIG_URL"`
-	Zone        string `envconfig:"GATEWAY_ZONE"`
+	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082" desc:"registry instances are learnt from; the gateway registers itself there"`
+	ConfigURL   string `envconfig:"CONFIG_URL" desc:"config service read for route documents (empty: steward-config from the registry)"`
+	Zone        string `envconfig:"GATEWAY_ZONE" desc:"zone preferred while it has instances"`
 	// Circuit breaking per service.
-	MaxRequests int64 `envconfig:"GATEWAY_MAX_REQUESTS" default:"1024"`
-	MaxPending  int64 `envconfig:"GATEWAY_MAX_PENDING" default:"1024"`
+	MaxRequests int64 `envconfig:"GATEWAY_MAX_REQUESTS" default:"1024" desc:"requests in flight per service; one more is 503"`
+	MaxPending  int64 `envconfig:"GATEWAY_MAX_PENDING" default:"1024" desc:"requests waiting for headers per service; one more is 503"`
 	// Outlier detection.
-	EjectAfter      int           `envconfig:"GATEWAY_EJECT_AFTER" default:"5"`
-	BaseEjection    time.Duration `envconfig:"GATEWAY_BASE_EJECTION" default:"30s"`
-	MaxEjectedShare float64       `envconfig:"GATEWAY_MAX_EJECTED_SHARE" default:"0.5"`
+	EjectAfter      int           `envconfig:"GATEWAY_EJECT_AFTER" default:"5" desc:"consecutive 5xx or connection failures that eject an instance"`
+	BaseEjection    time.Duration `envconfig:"GATEWAY_BASE_EJECTION" default:"30s" desc:"first ejection time, longer each time"`
+	MaxEjectedShare float64       `envconfig:"GATEWAY_MAX_EJECTED_SHARE" default:"0.5" desc:"most of a service's instances ejected at once"`
 	// SignalsEvery is how often per-service load signals go to the
 	// scaler (POST /v1/metrics on steward-scaler); 0 turns them off.
-	SignalsEvery time.Duration `envconfig:"GATEWAY_SIGNALS_EVERY" default:"5s"`
+	SignalsEvery time.Duration `envconfig:"GATEWAY_SIGNALS_EVERY" default:"5s" desc:"how often load signals go to the scaler (0: off)"`
 	// PprofAddr, if set, serves net/http/pprof on its own listener there
 	// (profiling under load, as make bench does); keep it on loopback.
-	PprofAddr       string         `envconfig:"GATEWAY_PPROF_ADDR"`
-	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR"`
-	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
-	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
-	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+	PprofAddr       string         `envconfig:"GATEWAY_PPROF_ADDR" desc:"serve net/http/pprof on this address (keep it on loopback)"`
+	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR" desc:"host:port registered in the registry (empty: from the listener)"`
+	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests may drain at shutdown"`
+	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto" desc:"log format: json, text or auto (text on a terminal)"`
+	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info" desc:"lowest level logged: debug, info, warn, error"`
 
 	// Limits bound what clients can make the server hold: watches and
 	// blocking queries per client, time to send headers, idle keep-alive.

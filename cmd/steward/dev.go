@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -33,21 +34,24 @@ import (
 
 // devConfig is `steward dev`'s environment.
 type devConfig struct {
-	DataDir         string         `envconfig:"DATA_DIR" default:".steward"`
-	NATSAddr        envconf.Addr   `envconfig:"DEV_NATS_ADDR" default:"127.0.0.1:4223"`
-	NATSMonitorAddr envconf.Addr   `envconfig:"DEV_NATS_MONITOR_ADDR" default:"127.0.0.1:8222"`
-	DatabaseURL     string         `envconfig:"DATABASE_URL"`
-	ConfigAddr      envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081"`
-	RegistryAddr    envconf.Addr   `envconfig:"REGISTRY_ADDR" default:":8082"`
-	ElectionAddr    envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083"`
-	GatewayAddr     envconf.Addr   `envconfig:"GATEWAY_ADDR" default:":8080"`
-	ScalerAddr      envconf.Addr   `envconfig:"SCALER_ADDR" default:":8084"`
-	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s"`
-	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto"`
-	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info"`
+	DataDir         string         `envconfig:"DATA_DIR" default:".steward" desc:"directory of the embedded NATS server's JetStream files"`
+	NATSAddr        envconf.Addr   `envconfig:"DEV_NATS_ADDR" default:"127.0.0.1:4223" desc:"client address of the embedded NATS server"`
+	NATSMonitorAddr envconf.Addr   `envconfig:"DEV_NATS_MONITOR_ADDR" default:"127.0.0.1:8222" desc:"monitoring address of the embedded NATS server"`
+	DatabaseURL     string         `envconfig:"DATABASE_URL" desc:"PostgreSQL for snapshots and history (empty: none)"`
+	ConfigAddr      envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081" desc:"listen address of the config service"`
+	RegistryAddr    envconf.Addr   `envconfig:"REGISTRY_ADDR" default:":8082" desc:"listen address of the registry"`
+	ElectionAddr    envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083" desc:"listen address of the election service"`
+	GatewayAddr     envconf.Addr   `envconfig:"GATEWAY_ADDR" default:":8080" desc:"listen address of the gateway"`
+	ScalerAddr      envconf.Addr   `envconfig:"SCALER_ADDR" default:":8084" desc:"listen address of the scaler"`
+	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s" desc:"how long in-flight requests may drain at shutdown"`
+	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto" desc:"log format: json, text or auto (text on a terminal)"`
+	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info" desc:"lowest level logged: debug, info, warn, error"`
 	// Limits apply to every service's listener and the gateway's.
 	web.Limits
 }
+
+// devSettings are the settings `steward dev` reads, for --help.
+func devSettings() []any { return []any{new(devConfig)} }
 
 // runDev starts the embedded NATS server (JetStream, fsync on every write),
 // connects PostgreSQL when STEWARD_DATABASE_URL is set, prints where
@@ -191,7 +195,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		monitor = fmt.Sprintf("http://%s/healthz", a)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "steward dev (version %s): ready, Ctrl-C to stop\n", version)
+	fmt.Fprintf(tw, "steward dev (%s): ready, Ctrl-C to stop\n", strings.TrimPrefix(versionLine(), "steward "))
 	fmt.Fprintf(tw, "  gateway\thttp://%s\t/s/{service}/..., all of /v1 (Steward's API), routes from /steward/gateway/routes/\n", dialable(gatewayLn.Addr()))
 	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", dialable(configLn.Addr()))
 	fmt.Fprintf(tw, "  registry\thttp://%s\t/v1/services, /v1/registry/leases, /openapi.json\n", dialable(registryLn.Addr()))

@@ -72,8 +72,8 @@ var (
 // dev is a `steward dev` process started by a test, with the addresses
 // its banner printed.
 type dev struct {
-	cmd                                                      *exec.Cmd
-	stderr                                                   *bytes.Buffer
+	cmd                                                  *exec.Cmd
+	stderr                                               *bytes.Buffer
 	monitor, config, registry, election, gateway, scaler string
 }
 
@@ -300,8 +300,18 @@ func TestInvalidSettingExitsWithOneLine(t *testing.T) {
 }
 
 func TestUnknownCommand(t *testing.T) {
-	out, err := exec.Command(binary, "frobnicate").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `unknown command "frobnicate"`) {
-		t.Fatalf("steward frobnicate = %v, %q; want an error naming the command", err, out)
+	cmd := exec.Command(binary, "frobnicate")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("steward frobnicate: err = %v, want exit status 2", err)
+	}
+	if !strings.Contains(stderr.String(), `unknown command "frobnicate"`) || !strings.Contains(stderr.String(), "usage: steward") {
+		t.Fatalf("stderr = %q, want the unknown command named and the usage", stderr.String())
+	}
+	if stdout.Len() != 0 {
+		t.Fatalf("stdout = %q, want nothing", stdout.String())
 	}
 }

@@ -52,3 +52,26 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestUsageListsEveryVariableOnce(t *testing.T) {
+	type other struct {
+		Replicas int    `envconfig:"REPLICAS" default:"3" desc:"not this one: REPLICAS is listed from spec"`
+		Zone     string `envconfig:"ZONE" desc:"the zone"`
+	}
+	var b strings.Builder
+	if err := envconf.Usage(&b, &spec{}, &other{}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"STEWARD_ADDR", ":8081", "STEWARD_DRAIN", "5s", "STEWARD_ZONE", "the zone"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Usage = %q, want it to contain %q", out, want)
+		}
+	}
+	if n := strings.Count(out, "STEWARD_REPLICAS"); n != 1 {
+		t.Errorf("Usage lists STEWARD_REPLICAS %d times, want once:\n%s", n, out)
+	}
+	if strings.Contains(out, "not this one") {
+		t.Errorf("Usage took REPLICAS from the second spec:\n%s", out)
+	}
+}
