@@ -15,8 +15,8 @@ import (
 
 // TestErrorLogLines: the gateway's error path (a routing loop, an upstream
 // that refuses connections) logs lines with no key twice, each carrying the
-// request ID the client was answered with: its own X-Request-Id, or one the
-// gateway made.
+// request ID the client was answered with (its own X-Request-Id, or one the
+// gateway made) and the path the client asked for.
 func TestErrorLogLines(t *testing.T) {
 	p := startPlane(t)
 	var logs webtest.Logs
@@ -62,7 +62,13 @@ func TestErrorLogLines(t *testing.T) {
 		ids[got] = true
 	}
 
-	if n := len(logs.RequestLines(t, "request failed", ids)); n != 4 {
-		t.Errorf("%d request failed lines, want 4", n)
+	lines := logs.RequestLines(t, "request failed", ids)
+	for _, rec := range lines {
+		if rec["path"] != "/s/web/x" {
+			t.Errorf("path %v, want the client's /s/web/x: %v", rec["path"], rec)
+		}
+	}
+	if len(lines) != 4 {
+		t.Errorf("%d request failed lines, want 4", len(lines))
 	}
 }

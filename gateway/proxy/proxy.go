@@ -156,7 +156,8 @@ type exchange struct {
 	body     *bodyReader
 	upstream *balancer.Endpoint
 	tries    int
-	budgeted int64 // retries taken from the budget
+	budgeted int64  // retries taken from the budget
+	path     string // the client's path (the upstream's is rewritten), for error lines
 }
 
 type exchangeKey struct{}
@@ -222,6 +223,7 @@ func (p *Proxy) serve(x *exchange, r *http.Request) *route.Route {
 		return rt
 	}
 	x.route, x.svc, x.pool, x.version = rt, svc, pool, pickVersion(rt.Split, pool)
+	x.path = r.URL.Path
 	x.zone, x.canRetry = r.Header.Get("X-Steward-Zone"), idempotent(r)
 	if x.zone == "" {
 		x.zone = p.cfg.Zone
@@ -407,6 +409,14 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	default:
 		f = fault.Wrap(fault.BadGateway, err, "the upstream failed: "+err.Error())
+	}
+	if x != nil && x.path != "" && x.path != r.URL.Path {
+		// r is the request sent upstream; the line names the path the
+		// client asked for, as every other gateway line does.
+		in, u := *r, *r.URL
+		u.Path, u.RawPath = x.path, ""
+		in.URL = &u
+		r = &in
 	}
 	p.fail(w, r, f)
 }
