@@ -50,7 +50,7 @@ func TestRoleHelpListsItsSettings(t *testing.T) {
 		"election": {"STEWARD_ELECTION_ADDR  *:8083", "STEWARD_VOTERS", "STEWARD_REPLICA_ID  *election-0"},
 		"scaler":   {"STEWARD_SCALER_ADDR  *:8084", "STEWARD_ELECTION_URLS", "STEWARD_SCALER_LEASE_TTL  *10s"},
 		"migrate":  {"STEWARD_DATABASE_URL"},
-		"dev":      {"STEWARD_DEV_NATS_ADDR  *127.0.0.1:4223", "STEWARD_DATA_DIR  *.steward"},
+		"dev":      {"STEWARD_DEV_NATS_ADDR  *127.0.0.1:4223", "STEWARD_DATA_DIR  *.steward", "STEWARD_SHUTDOWN_TIMEOUT  *4s", "STEWARD_GATEWAY_MAX_REQUESTS  *1024", "STEWARD_REGISTRY_GUARD_SHARE", "STEWARD_CONFIG_RETAIN_REVISIONS"},
 	} {
 		for _, args := range [][]string{{role, "--help"}, {role, "-h"}, {"help", role}} {
 			out, err := exec.Command(binary, args...).Output()
@@ -68,6 +68,20 @@ func TestRoleHelpListsItsSettings(t *testing.T) {
 					t.Errorf("steward %s: %s has no meaning", strings.Join(args, " "), f[0])
 				}
 			}
+		}
+	}
+}
+
+// TestDevHelpOmitsWhatDevSets checks that steward dev --help does not
+// offer the roles' variables dev overrides.
+func TestDevHelpOmitsWhatDevSets(t *testing.T) {
+	out, err := exec.Command(binary, "dev", "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"STEWARD_NATS_URL", "STEWARD_REPLICA_ID", "STEWARD_VOTERS", "STEWARD_REGISTRY_ALLOW_LOCAL"} {
+		if regexp.MustCompile(`(?m)^` + v + `\s`).Match(out) {
+			t.Errorf("steward dev --help lists %s, which dev sets itself:\n%s", v, out)
 		}
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/pgstore"
-	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
@@ -32,34 +31,57 @@ import (
 	"github.com/stewardhq/steward/services/scaler"
 )
 
-// devConfig is `steward dev`'s environment.
+// devConfig is what `steward dev` reads beside each role's own settings:
+// the embedded NATS server, the data directory, and each role's listen
+// address (the same variables the roles read).
 type devConfig struct {
 	DataDir         string         `envconfig:"DATA_DIR" default:".steward" desc:"directory of the embedded NATS server's JetStream files"`
 	NATSAddr        envconf.Addr   `envconfig:"DEV_NATS_ADDR" default:"127.0.0.1:4223" desc:"client address of the embedded NATS server"`
 	NATSMonitorAddr envconf.Addr   `envconfig:"DEV_NATS_MONITOR_ADDR" default:"127.0.0.1:8222" desc:"monitoring address of the embedded NATS server"`
 	DatabaseURL     string         `envconfig:"DATABASE_URL" desc:"PostgreSQL for snapshots and history (empty: none)"`
-	ConfigAddr      envconf.Addr   `envconfig:"CONFIG_ADDR" default:":8081" desc:"listen address of the config service"`
-	RegistryAddr    envconf.Addr   `envconfig:"REGISTRY_ADDR" default:":8082" desc:"listen address of the registry"`
-	ElectionAddr    envconf.Addr   `envconfig:"ELECTION_ADDR" default:":8083" desc:"listen address of the election service"`
-	GatewayAddr     envconf.Addr   `envconfig:"GATEWAY_ADDR" default:":8080" desc:"listen address of the gateway"`
-	ScalerAddr      envconf.Addr   `envconfig:"SCALER_ADDR" default:":8084" desc:"listen address of the scaler"`
 	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"4s" desc:"how long in-flight requests may drain at shutdown"`
 	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto" desc:"log format: json, text or auto (text on a terminal)"`
 	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info" desc:"lowest level logged: debug, info, warn, error"`
-	// Limits apply to every service's listener and the gateway's.
-	web.Limits
 }
 
-// devSettings are the settings `steward dev` reads, for --help.
-func devSettings() []any { return []any{new(devConfig)} }
+// devRoles is every role's settings, read from the environment exactly as
+// `steward <role>` reads them; dev then overrides only what one process
+// on one machine must set (devOverridden).
+type devRoles struct {
+	config   config.Settings
+	registry registry.Settings
+	election election.Settings
+	scaler   scaler.Settings
+	gateway  gateway.Settings
+}
+
+func (r *devRoles) specs() []any {
+	return []any{&r.config, &r.registry, &r.election, &r.scaler, &r.gateway}
+}
+
+// devOverridden are the roles' variables dev sets itself, so --help does
+// not offer them: the NATS server is embedded, each service is its only
+// replica, the roles find each other on loopback.
+var devOverridden = []string{"NATS_URL", "REPLICA_ID", "VOTERS", "STREAM_REPLICAS",
+	"REGISTRY_URL", "CONFIG_URL", "ELECTION_URLS", "ADVERTISE_ADDR", "REGISTRY_ALLOW_LOCAL"}
+
+// devSettings are the settings `steward dev` reads, for --help: its own,
+// then each role's, less the ones it overrides.
+func devSettings() []any {
+	var r devRoles
+	return append([]any{new(devConfig)}, r.specs()...)
+}
 
 // runDev starts the embedded NATS server (JetStream, fsync on every write),
 // connects PostgreSQL when STEWARD_DATABASE_URL is set, prints where
 // everything listens, and runs until ctx is cancelled.
 func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	var cfg devConfig
-	if err := envconf.Load(&cfg); err != nil {
-		return err
+	var roles devRoles
+	for _, spec := range append([]any{&cfg}, roles.specs()...) {
+		if err := envconf.Load(spec); err != nil {
+			return err
+		}
 	}
 	logger := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 
@@ -116,75 +138,83 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	// Every service listens before the banner is printed, so the banner
 	// tells the truth and a port clash fails at once.
 	var lc net.ListenConfig
-	configLn, err := lc.Listen(ctx, "tcp", string(cfg.ConfigAddr))
+	configLn, err := lc.Listen(ctx, "tcp", string(roles.config.Addr))
 	if err != nil {
-		return fmt.Errorf("config service: listen on %s (STEWARD_CONFIG_ADDR): %w", cfg.ConfigAddr, err)
+		return fmt.Errorf("config service: listen on %s (STEWARD_CONFIG_ADDR): %w", roles.config.Addr, err)
 	}
-	registryLn, err := lc.Listen(ctx, "tcp", string(cfg.RegistryAddr))
+	registryLn, err := lc.Listen(ctx, "tcp", string(roles.registry.Addr))
 	if err != nil {
-		return fmt.Errorf("registry service: listen on %s (STEWARD_REGISTRY_ADDR): %w", cfg.RegistryAddr, err)
+		return fmt.Errorf("registry service: listen on %s (STEWARD_REGISTRY_ADDR): %w", roles.registry.Addr, err)
 	}
-	gatewayLn, err := lc.Listen(ctx, "tcp", string(cfg.GatewayAddr))
+	gatewayLn, err := lc.Listen(ctx, "tcp", string(roles.gateway.Addr))
 	if err != nil {
-		return fmt.Errorf("gateway: listen on %s (STEWARD_GATEWAY_ADDR): %w", cfg.GatewayAddr, err)
+		return fmt.Errorf("gateway: listen on %s (STEWARD_GATEWAY_ADDR): %w", roles.gateway.Addr, err)
 	}
-	electionLn, err := lc.Listen(ctx, "tcp", string(cfg.ElectionAddr))
+	electionLn, err := lc.Listen(ctx, "tcp", string(roles.election.Addr))
 	if err != nil {
-		return fmt.Errorf("election service: listen on %s (STEWARD_ELECTION_ADDR): %w", cfg.ElectionAddr, err)
+		return fmt.Errorf("election service: listen on %s (STEWARD_ELECTION_ADDR): %w", roles.election.Addr, err)
 	}
-	scalerLn, err := lc.Listen(ctx, "tcp", string(cfg.ScalerAddr))
+	scalerLn, err := lc.Listen(ctx, "tcp", string(roles.scaler.Addr))
 	if err != nil {
-		return fmt.Errorf("scaler service: listen on %s (STEWARD_SCALER_ADDR): %w", cfg.ScalerAddr, err)
+		return fmt.Errorf("scaler service: listen on %s (STEWARD_SCALER_ADDR): %w", roles.scaler.Addr, err)
 	}
 	// Every service registers itself in the registry under a loopback
 	// address: dev mode is one machine.
 	registryURL := client.LocalURL(registryLn.Addr())
 	advertise := func(ln net.Listener) string { return client.LocalURL(ln.Addr())[len("http://"):] }
+	electionURL := client.LocalURL(electionLn.Addr())
+	configURL := client.LocalURL(configLn.Addr())
+
+	// What dev sets, the same for every service: it is the only replica
+	// of its stream on the embedded server, and registers itself on
+	// loopback.
+	rs := &roles.registry
+	rs.ReplicaID, rs.Voters, rs.StreamReplicas = "registry-0", nil, 1
+	rs.NATSURL, rs.DatabaseURL, rs.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
+	rs.AllowLocal, rs.AdvertiseAddr = true, advertise(registryLn)
+	cs := &roles.config
+	cs.ReplicaID, cs.Voters, cs.StreamReplicas = "config-0", nil, 1
+	cs.NATSURL, cs.DatabaseURL, cs.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
+	cs.RegistryURL, cs.AdvertiseAddr = registryURL, advertise(configLn)
+	es := &roles.election
+	es.ReplicaID, es.Voters, es.StreamReplicas = "election-0", nil, 1
+	es.NATSURL, es.DatabaseURL, es.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
+	es.RegistryURL, es.AdvertiseAddr = registryURL, advertise(electionLn)
+	ss := &roles.scaler
+	ss.ReplicaID, ss.Voters, ss.StreamReplicas = "scaler-0", nil, 1
+	ss.NATSURL, ss.DatabaseURL, ss.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
+	ss.RegistryURL, ss.AdvertiseAddr, ss.ElectionURLs = registryURL, advertise(scalerLn), []string{electionURL}
+	gs := &roles.gateway
+	gs.RegistryURL, gs.ConfigURL, gs.AdvertiseAddr = registryURL, configURL, advertise(gatewayLn)
+	gs.ShutdownTimeout = cfg.ShutdownTimeout
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 50_000,
-			AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 64,
-			PresenceInterval: time.Second, AdvertiseAddr: advertise(registryLn), ShutdownTimeout: cfg.ShutdownTimeout,
-			Limits: cfg.Limits}
-		if err := registry.Serve(gctx, s, registryLn, nc, pool, logger.With("service", "registry")); err != nil {
+		if err := registry.Serve(gctx, *rs, registryLn, nc, pool, logger.With("service", "registry")); err != nil {
 			return fmt.Errorf("registry service: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 50_000,
-			RetainRevisions: 10_000, ShutdownTimeout: cfg.ShutdownTimeout,
-			RegistryURL: registryURL, AdvertiseAddr: advertise(configLn), Limits: cfg.Limits}
-		if err := config.Serve(gctx, s, configLn, nc, pool, logger.With("service", "config")); err != nil {
+		if err := config.Serve(gctx, *cs, configLn, nc, pool, logger.With("service", "config")); err != nil {
 			return fmt.Errorf("config service: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		s := gateway.Settings{ID: "gateway-0", RegistryURL: registryURL, ConfigURL: client.LocalURL(configLn.Addr()),
-			MaxRequests: 1024, MaxPending: 1024, EjectAfter: 5, BaseEjection: 30 * time.Second, MaxEjectedShare: 0.5,
-			SignalsEvery: 5 * time.Second, AdvertiseAddr: advertise(gatewayLn), ShutdownTimeout: cfg.ShutdownTimeout,
-			Limits: cfg.Limits}
-		if err := gateway.Serve(gctx, s, gatewayLn, logger.With("service", "gateway")); err != nil {
+		if err := gateway.Serve(gctx, *gs, gatewayLn, logger.With("service", "gateway")); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000,
-			ShutdownTimeout: cfg.ShutdownTimeout, RegistryURL: registryURL, AdvertiseAddr: advertise(electionLn),
-			Limits: cfg.Limits}
-		if err := election.Serve(gctx, s, electionLn, nc, pool, logger.With("service", "election")); err != nil {
+		if err := election.Serve(gctx, *es, electionLn, nc, pool, logger.With("service", "election")); err != nil {
 			return fmt.Errorf("election service: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		s := scaler.Settings{ReplicaID: "scaler-0", StreamReplicas: 1, SnapshotEvery: 50_000,
-			RegistryURL: registryURL, AdvertiseAddr: advertise(scalerLn),
-			ElectionURLs: []string{client.LocalURL(electionLn.Addr())}, Election: "steward-scaler", LeaseTTL: 10 * time.Second,
-			KeepDecisions: 100, SampleTTL: 30 * time.Second, ShutdownTimeout: cfg.ShutdownTimeout, Limits: cfg.Limits}
-		if err := scaler.Serve(gctx, s, scalerLn, nc, pool, logger.With("service", "scaler")); err != nil {
+		if err := scaler.Serve(gctx, *ss, scalerLn, nc, pool, logger.With("service", "scaler")); err != nil {
 			return fmt.Errorf("scaler service: %w", err)
 		}
 		return nil

@@ -52,7 +52,9 @@ type command struct {
 	// settings are the structs whose STEWARD_* variables the command
 	// reads, for --help.
 	settings []any
-	run      func(ctx context.Context, stdout, stderr io.Writer) error
+	// overridden are variables of settings the command sets itself.
+	overridden []string
+	run        func(ctx context.Context, stdout, stderr io.Writer) error
 }
 
 // role is a command that runs one service as its own binary does
@@ -72,7 +74,7 @@ func role[S launch.Settings](name, summary string, serve func(context.Context, S
 func commands() []command {
 	return []command{
 		{name: "dev", summary: "run every service in one process on an embedded NATS server",
-			settings: devSettings(), run: runDev},
+			settings: devSettings(), overridden: devOverridden, run: runDev},
 		role("config", "run a replica of the configuration service", config.Run),
 		role("registry", "run a replica of the service registry", registry.Run),
 		role("election", "run a replica of the leader-election service", election.Run),
@@ -137,7 +139,7 @@ func help(w io.Writer, c command) error {
 		return nil
 	}
 	fmt.Fprintln(w, "\nSettings:")
-	return envconf.Usage(w, c.settings...)
+	return envconf.UsageExcept(w, c.overridden, c.settings...)
 }
 
 // version is set at build time with -ldflags "-X main.version=..."; by

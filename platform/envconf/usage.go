@@ -14,10 +14,17 @@ import (
 // Usage writes a table of the STEWARD_* variables the specs read: name,
 // default and meaning (the field's desc tag). A variable read by more
 // than one spec is listed once, as the first spec declares it.
-func Usage(w io.Writer, specs ...any) error {
+func Usage(w io.Writer, specs ...any) error { return UsageExcept(w, nil, specs...) }
+
+// UsageExcept is Usage without the variables named in except (without
+// the STEWARD_ prefix): those a caller sets itself.
+func UsageExcept(w io.Writer, except []string, specs ...any) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
 	seen := make(map[string]bool)
+	for _, k := range except {
+		seen[Prefix+"_"+k] = true
+	}
 	for _, spec := range specs {
 		var buf bytes.Buffer
 		// One line per variable, fields separated by a unit separator:
