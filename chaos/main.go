@@ -31,7 +31,7 @@ import (
 // options are the suite's CHAOS_* settings.
 type options struct {
 	duration time.Duration // CHAOS_DURATION: how long workloads and nemesis run
-	binDir   string        // CHAOS_BIN: steward-* and nats-server
+	binDir   string        // CHAOS_BIN: steward and nats-server
 	runDir   string        // CHAOS_RUN_DIR: where logs and the table go
 	adminURL string        // STEWARD_TEST_DATABASE_URL: PostgreSQL to create the database on
 	seed     int64         // CHAOS_SEED: the nemesis's and clients' randomness
@@ -123,7 +123,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: it creates network namespaces, iptables rules, qdiscs and a tmpfs")
 	}
-	for _, bin := range []string{"nats-server", "steward-config", "steward-registry", "steward-election", "steward-scaler", "steward-gateway"} {
+	for _, bin := range []string{"nats-server", "steward"} {
 		if _, err := os.Stat(filepath.Join(o.binDir, bin)); err != nil {
 			return fmt.Errorf("%s: %w (make chaos builds it)", bin, err)
 		}
