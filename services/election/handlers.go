@@ -328,7 +328,7 @@ func (s *server) giveUp(w http.ResponseWriter, r *http.Request, c lease.Command)
 		}
 		// The client went away and will never learn its token: let the
 		// next candidate have the election now rather than after a TTL.
-		if _, _, err := s.proposeOwn(ctx, lease.Command{Op: "resign", Name: c.Name, Candidate: c.Candidate, Token: res.Leader.Token}); err != nil {
+		if _, _, err := s.proposeOwn(ctx, lease.Command{Op: "resign", Name: c.Name, Candidate: c.Candidate, Token: res.Leader.Token, Waiter: c.Waiter}); err != nil {
 			s.logger.Warn("could not resign a leadership won after its client went away", "election", c.Name, "candidate", c.Candidate, "err", err)
 		}
 		return r.Context().Err()

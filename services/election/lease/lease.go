@@ -56,8 +56,8 @@ type Command struct {
 	// (the waiting request's heartbeat), so a waiter whose request died
 	// leaves the line on its own.
 	Hold time.Duration `json:"hold,omitempty"`
-	// Waiter names the waiting request a campaign with Hold, a keep and a
-	// withdraw are about. A leadership won from the line remembers it, so
+	// Waiter names the waiting request a campaign with Hold, a keep, a
+	// withdraw and a resign by a request that gave up are about. A leadership won from the line remembers it, so
 	// that a keep or withdraw of one request never takes a leadership the
 	// same candidate won through another request for its own (a request
 	// that gave up would resign it). Empty matches empty: entries written

@@ -127,6 +127,12 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		if !leads(el, c.Candidate, c.Token) {
 			return m.notLeader(c.Name, el)
 		}
+		if c.Waiter != "" && el.Leader.Waiter != c.Waiter {
+			// A waiting request giving up a leadership its client never
+			// learnt of; another request (or a renewal) has answered for
+			// it since, so it is not this request's to give up.
+			return m.notLeader(c.Name, el)
+		}
 		m.endLeadership(a, c.Name, el, EventResigned)
 		return Result{Status: Resigned, Leader: m.view(c.Name, el)}
 	case "keep", "withdraw":
