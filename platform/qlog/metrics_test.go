@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
@@ -53,20 +54,16 @@ func TestMetrics(t *testing.T) {
 
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return metric(t, reg, name).GetGauge().GetValue()
 }
 
 func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	return metric(t, reg, name).GetHistogram().GetSampleCount()
+}
+
+// metric gathers reg and returns the first series of the family name.
+func metric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -74,11 +71,11 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			return mf.GetMetric()[0]
 		}
 	}
 	t.Fatalf("no metric %s", name)
-	return 0
+	return nil
 }
 
 // TestOpenWaitsForJetStream: a replica opened while NATS is down does not
