@@ -147,20 +147,16 @@ type Log struct {
 	logger *slog.Logger
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	sm     StateMachine
 	quorum int
 	voter  bool
 	nonce  string // distinguishes this incarnation's proposal IDs
 
-	// mu guards the applied state: sm, the fields below, the dedupe table
-	// and the event ring. Apply holds it for writing, reads for reading.
-	mu       sync.RWMutex
-	seq      uint64    // last applied stream sequence
-	rev      int64     // last applied revision
-	logTime  time.Time // largest entry time applied
-	chain    chainHash
-	dedupe   dedupeTable
-	ring     eventRing
+	// mu guards the applied state: the core (with the state machine) and
+	// the fields below. Apply holds it for writing, reads for reading.
+	mu sync.RWMutex
+	// core is the replicated bookkeeping the apply loop feeds; its
+	// position (seq, rev) is read throughout the package.
+	core
 	applied  chan struct{} // closed and replaced after each applied message
 	lastSnap int64         // revision of the last snapshot taken
 	snapKick chan struct{}
@@ -229,13 +225,11 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 		cfg:       cfg,
 		logger:    cfg.Logger.With("service", cfg.Service, "replica", cfg.ReplicaID),
 		js:        js,
-		sm:        sm,
+		core:      newCore(sm, cfg.WatchBuffer, cfg.DedupeWindow),
 		quorum:    len(cfg.Voters)/2 + 1,
 		voter:     slices.Contains(cfg.Voters, cfg.ReplicaID),
 		nonce:     hex.EncodeToString(b[:]),
 		applied:   make(chan struct{}),
-		ring:      newEventRing(cfg.WatchBuffer),
-		dedupe:    newDedupeTable(),
 		proposals: make(chan *proposal, 4096),
 		snapKick:  make(chan struct{}, 1),
 		pending:   make(map[string]*proposal),

@@ -1,12 +1,7 @@
 package qlog
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,76 +41,31 @@ type snapshotHeader struct {
 	Dedupe   []dedupeRecord `json:"dedupe"`
 }
 
-// Snapshot data layout: 4-byte big-endian header length, the JSON header,
-// then the state machine's own snapshot bytes.
-//
-// beginSnapshotLocked starts a snapshot of the applied state; the caller
-// holds l.mu (for reading at least). The header is captured now. A
-// SnapshotViewer only takes its view now, and finish writes the view with
-// no lock held, while Apply goes on; any other state machine writes its
-// whole state now, under the caller's lock, and finish only seals the
-// bytes. Either way the bytes are the same.
+// beginSnapshotLocked starts a snapshot of the applied state (see
+// core.beginSnapshot); the caller holds l.mu (for reading at least).
 func (l *Log) beginSnapshotLocked() (finish func() (Snapshot, error), err error) {
-	h := snapshotHeader{Revision: l.rev, Seq: l.seq, LogTime: l.logTime.UnixNano(),
-		Chain: hex.EncodeToString(l.chain[:]), Dedupe: l.dedupe.records()}
-	hdr, err := json.Marshal(h)
+	// The last snapshot's size is a good guess of this one's: growing a
+	// large buffer by doubling clears and copies it again and again.
+	seal, err := l.beginSnapshot(int(l.lastSnapSize) + int(l.lastSnapSize/8))
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	// The last snapshot's size is a good guess of this one's: growing a
-	// large buffer by doubling clears and copies it again and again.
-	buf.Grow(int(l.lastSnapSize) + int(l.lastSnapSize/8) + len(hdr) + 4)
-	_ = binary.Write(&buf, binary.BigEndian, uint32(len(hdr)))
-	buf.Write(hdr)
-	body := func(io.Writer) error { return nil }
-	if v, ok := l.sm.(SnapshotViewer); ok {
-		body = v.SnapshotView()
-	} else if err := l.sm.Snapshot(&buf); err != nil {
-		return nil, fmt.Errorf("state machine snapshot: %w", err)
-	}
 	s := Snapshot{Service: l.cfg.Service, Replica: l.cfg.ReplicaID, Revision: l.rev, Seq: l.seq, Created: l.cfg.Clock()}
 	return func() (Snapshot, error) {
-		if err := body(&buf); err != nil {
-			return Snapshot{}, fmt.Errorf("state machine snapshot: %w", err)
+		data, sum, err := seal()
+		if err != nil {
+			return Snapshot{}, err
 		}
-		sum := sha256.Sum256(buf.Bytes())
-		s.Data, s.Checksum = buf.Bytes(), sum[:]
+		s.Data, s.Checksum = data, sum
 		return s, nil
 	}, nil
 }
 
 // restoreLocked verifies s and loads it into the log and the state machine.
 func (l *Log) restoreLocked(s Snapshot) error {
-	sum := sha256.Sum256(s.Data)
-	if !bytes.Equal(sum[:], s.Checksum) {
-		return errors.New("checksum mismatch")
+	if err := l.core.restore(s.Data, s.Checksum); err != nil {
+		return err
 	}
-	if len(s.Data) < 4 {
-		return errors.New("truncated header")
-	}
-	n := binary.BigEndian.Uint32(s.Data)
-	if uint64(n)+4 > uint64(len(s.Data)) {
-		return errors.New("truncated header")
-	}
-	var h snapshotHeader
-	if err := json.Unmarshal(s.Data[4:4+n], &h); err != nil {
-		return fmt.Errorf("header: %w", err)
-	}
-	chain, err := hex.DecodeString(h.Chain)
-	if err != nil || len(chain) != len(chainHash{}) {
-		return errors.New("header: bad chain hash")
-	}
-	if err := l.sm.Restore(bytes.NewReader(s.Data[4+n:])); err != nil {
-		return fmt.Errorf("state machine restore: %w", err)
-	}
-	l.rev, l.seq, l.logTime = h.Revision, h.Seq, time.Unix(0, h.LogTime)
-	copy(l.chain[:], chain)
-	l.dedupe = newDedupeTable()
-	for _, r := range h.Dedupe {
-		l.dedupe.put(r.Key, r)
-	}
-	l.ring.reset(l.rev)
 	l.lastSnap = l.rev
 	return nil
 }

@@ -77,17 +77,11 @@ func (l *Log) Watch(from int64, filter func(Event) bool) (*Watch, error) {
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	w := &Watch{l: l, from: from, filter: filter}
-	switch {
-	case from <= 0:
-		w.pos = l.ring.nextPos()
-		w.from = l.rev + 1
-	case from < l.ring.heldFrom:
-		return nil, &CompactedError{Requested: from, CompactRevision: l.ring.heldFrom}
-	default:
-		w.pos = l.ring.search(from)
+	pos, first, err := l.watchFrom(from)
+	if err != nil {
+		return nil, err
 	}
-	return w, nil
+	return &Watch{l: l, pos: pos, from: first, filter: filter}, nil
 }
 
 // CompactRevision returns the oldest revision a watch can start from.
@@ -142,19 +136,10 @@ func (w *Watch) take(wholeRevision bool) ([]Event, <-chan struct{}, error) {
 	if err := l.err(); err != nil {
 		return nil, nil, err
 	}
-	if w.pos < l.ring.firstPos {
-		return nil, nil, ErrWatchLagged
-	}
-	var out []Event
-	for w.pos < l.ring.nextPos() {
-		ev := l.ring.at(w.pos)
-		if len(out) > 0 && (!wholeRevision || ev.Revision != out[0].Revision) {
-			break
-		}
-		w.pos++
-		if ev.Revision >= w.from && (w.filter == nil || w.filter(ev)) {
-			out = append(out, ev)
-		}
+	out, next, err := l.events(w.pos, w.from, w.filter, wholeRevision)
+	w.pos = next
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(out) > 0 {
 		return out, nil, nil
