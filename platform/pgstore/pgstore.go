@@ -100,13 +100,16 @@ func withMigrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger, f
 	}
 	defer m.Close()
 	m.Log = migrateLogger{logger}
-	go func() {
-		<-ctx.Done()
+	// Asks golang-migrate to stop after the current migration if ctx ends
+	// meanwhile. An AfterFunc, not a goroutine waiting on ctx.Done(), which
+	// outlived every call (forever for a context that never ends).
+	stop := context.AfterFunc(ctx, func() {
 		select {
 		case m.GracefulStop <- true:
 		default:
 		}
-	}()
+	})
+	defer stop()
 	return fn(m)
 }
 

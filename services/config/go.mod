@@ -14,6 +14,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/stewardhq/steward/platform v0.0.0
 	github.com/stewardhq/steward/services/registry v0.0.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (

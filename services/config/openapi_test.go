@@ -29,6 +29,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+	"go.uber.org/goleak"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/openapitest"
@@ -77,6 +78,16 @@ func TestMain(m *testing.M) {
 	if code == 0 && ran == len(e2eTests) && n < minValidated {
 		fmt.Fprintf(os.Stderr, "FAIL: only %d responses were validated against the OpenAPI document, want at least %d\n", n, minValidated)
 		code = 1
+	}
+	// A test that leaves a goroutine behind (a replica's log, server,
+	// expiry or watch loop) fails the package. The clients' idle keep-alive
+	// connections (http.DefaultTransport's) outlive the tests by design.
+	client.CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
