@@ -1,10 +1,13 @@
 // Package control is the scaler's reconcile loop. Every replica runs it;
-// it campaigns in the election service and only the leader reconciles.
-// For each scaler, once per sync period, the leader reads the driver's
-// replica count, the service's instances from the registry and the
-// metrics, calls autoscale.Decide, records the decision in the log under
-// its fencing token and, when the decision scales, calls the driver with
-// that token and records what the driver did.
+// it campaigns in the election service and only the leader reconciles,
+// as a Kubernetes controller does: a work queue of scaler names, fed by
+// the log's put and deleted events and by each scaler's sync period, and
+// workers that Reconcile one name at a time. Reconcile reads the
+// driver's replica count, the service's instances from the registry and
+// the metrics (observe), calls autoscale.Decide (decide), records the
+// decision in the log under the term's fencing token (record) and, when
+// the decision scales, calls the driver with that token and records what
+// the driver did (actuate).
 //
 // Fencing, in three layers. The log refuses a decision or an actuation
 // whose token is older than the newest leader's (scalers.Machine), so a
@@ -90,17 +93,53 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 }
 
-// leadership is what the workers of one term share.
-type leadership struct {
+// Reconciliation is driven by a work queue of scaler names, as a
+// Kubernetes controller's is: a name is queued when the scaler is put or
+// deleted (the log's events), when its sync period has passed since its
+// last reconcile, and after an error with a backoff of its own.
+const (
+	// workers is how many scalers are reconciled at once; the queue
+	// never hands one scaler to two of them.
+	workers = 8
+	// retryBase and retryLimit bound the backoff after a failed
+	// reconcile; a scaler is retried no later than its sync period.
+	retryBase  = 100 * time.Millisecond
+	retryLimit = 5 * time.Minute
+)
+
+// term is one leadership: its token and what its workers share.
+type term struct {
 	*Loop
 	token int64
 	done  <-chan struct{}
-	// depose ends the term early: the log refused this token.
+	// depose ends the term early: the log refused this token, or
+	// cannot be watched.
 	depose context.CancelCauseFunc
+	queue  *queue
+
+	mu sync.Mutex
+	// targets holds what the term keeps per scaler between reconciles;
+	// a target's fields are only touched by the worker holding its name.
+	targets map[string]*target
+}
+
+// target is what a term keeps for one scaler between its reconciles.
+type target struct {
+	drv driver.Driver
+	// drvSpec is the spec drv was built from, as JSON.
+	drvSpec []byte
+	// scraper is this scaler's own, so that its counter memory covers
+	// exactly the service's instances.
+	scraper *metrics.Scraper
 }
 
 // errFenced ends a term whose token the log refused.
 var errFenced = errors.New("the log has seen a newer leader")
+
+func newTerm(l *Loop, token int64, done <-chan struct{}, depose context.CancelCauseFunc) *term {
+	return &term{Loop: l, token: token, done: done, depose: depose,
+		queue: newQueue(retryBase, retryLimit), targets: map[string]*target{}}
+}
 
 // lead reconciles every scaler until the leadership ends.
 func (l *Loop) lead(ctx context.Context, lead *elections.Leadership) error {
@@ -113,62 +152,263 @@ func (l *Loop) lead(ctx context.Context, lead *elections.Leadership) error {
 		case <-lctx.Done():
 		}
 	}()
-	t := &leadership{Loop: l, token: lead.Token(), done: lctx.Done(), depose: depose}
+	t := newTerm(l, lead.Token(), lctx.Done(), depose)
 	// The first command of a term raises the fence, so the previous
 	// leader's late commands are refused from here on, and it waits for
 	// this replica to have applied everything ordered before it.
 	if _, err := t.propose(lctx, scalers.Command{Op: scalers.OpLead}); err != nil {
 		return err
 	}
-	workers := map[string]*worker{}
 	var wg sync.WaitGroup
-	defer func() {
-		for _, w := range workers {
-			w.stop()
-		}
-		wg.Wait()
-	}()
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
+	for range workers {
+		wg.Go(func() { t.work(lctx) })
+	}
+	// follow returns when the term ends, or ends it: a log that cannot
+	// be watched leaves nothing to reconcile from.
+	depose(t.follow(lctx))
+	t.queue.ShutDown()
+	wg.Wait()
+	t.closeAll()
+	return context.Cause(lctx)
+}
+
+// follow queues every scaler, then each one the log says was put or
+// deleted, until ctx ends or the log fails. A watch that fell behind is
+// started again, and everything queued again: level-based, a missed
+// event costs one reconcile, never a scaler forgotten.
+func (t *term) follow(ctx context.Context) error {
 	for {
+		// The watch starts before the listing, so that nothing put in
+		// between is missed.
+		w, err := t.Log.Watch(0, func(ev qlog.Event) bool { return ev.Type == scalers.EventPut || ev.Type == scalers.EventDeleted })
+		if err != nil {
+			return fmt.Errorf("watch the scalers: %w", err)
+		}
 		var names []string
-		_ = l.Log.Read(lctx, qlog.Serializable, func(int64) error { names = l.Machine.Names(); return nil })
-		keep := make(map[string]bool, len(names))
+		if err := t.Log.Read(ctx, qlog.Serializable, func(int64) error { names = t.Machine.Names(); return nil }); err != nil {
+			return fmt.Errorf("list the scalers: %w", err)
+		}
 		for _, n := range names {
-			keep[n] = true
-			if w := workers[n]; w != nil {
-				select {
-				case <-w.exited:
-					// It saw the scaler gone (deleted and put again
-					// within a tick): a new one takes over.
-				default:
-					continue
-				}
-			}
-			w := &worker{leadership: t, name: n, exited: make(chan struct{})}
-			var wctx context.Context
-			wctx, w.cancel = context.WithCancel(lctx)
-			workers[n] = w
-			wg.Add(1)
-			go func() { defer wg.Done(); defer close(w.exited); w.run(wctx) }()
+			t.queue.Add(n)
 		}
-		for n, w := range workers {
-			if !keep[n] {
-				w.stop()
-				delete(workers, n)
+		for {
+			evs, err := w.NextRevision(ctx)
+			if errors.Is(err, qlog.ErrWatchLagged) {
+				break
 			}
-		}
-		select {
-		case <-lctx.Done():
-			return context.Cause(lctx)
-		case <-tick.C:
+			if err != nil {
+				return fmt.Errorf("watch the scalers: %w", err)
+			}
+			for _, ev := range evs {
+				t.queue.Add(ev.Key)
+			}
 		}
 	}
 }
 
+// work reconciles the scalers the queue hands it until the queue shuts
+// down. It is the one place a failed reconcile is logged.
+func (t *term) work(ctx context.Context) {
+	for {
+		name, ok := t.queue.Get()
+		if !ok {
+			return
+		}
+		after, err := t.Reconcile(ctx, name)
+		if err != nil {
+			if ctx.Err() == nil {
+				t.Logger.Warn("scaler reconcile failed", "scaler", name, "token", t.token, "err", err)
+			}
+			// Of the two delays the earlier wins: the backoff, but
+			// never longer than the sync period.
+			t.queue.AddRateLimited(name)
+		} else {
+			t.queue.Forget(name)
+		}
+		if after > 0 {
+			t.queue.AddAfter(name, after)
+		}
+		t.queue.Done(name)
+	}
+}
+
+// Reconcile makes one decision for the named scaler and carries it out:
+// observe (the driver's count, the registry's instances, the metrics),
+// decide, record the decision under the term's token and, when it was
+// recorded and scales, actuate. requeueAfter is the scaler's sync
+// period, or 0 when it is gone. An observation that fails is recorded
+// as a decision that could not be made, with HPA's condition for it, and
+// returned.
+func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Duration, err error) {
+	var (
+		work scalers.Work
+		ok   bool
+	)
+	if err := t.Log.Read(ctx, qlog.Serializable, func(int64) error { work, ok = t.Machine.Work(name); return nil }); err != nil {
+		return 0, fmt.Errorf("read the scaler: %w", err)
+	}
+	if !ok {
+		t.forget(name)
+		return 0, nil
+	}
+	requeueAfter = time.Duration(work.Spec.SyncPeriod)
+	if requeueAfter <= 0 {
+		requeueAfter = autoscale.DefaultSyncPeriod
+	}
+	tg := t.target(name)
+	obs, err := t.observe(ctx, tg, name, work)
+	if oe, ok := errors.AsType[*observeError](err); ok {
+		return requeueAfter, t.recordFailure(ctx, name, work, oe)
+	}
+	if err != nil {
+		return requeueAfter, err
+	}
+	d, st := decide(work, obs)
+	rev, err := t.record(ctx, name, work, obs, d, st)
+	if err != nil || rev == 0 || !d.Scale() {
+		return requeueAfter, err
+	}
+	return requeueAfter, t.actuate(ctx, obs.drv, name, work.Spec.Service, d, rev)
+}
+
+// observation is what a decision is made from.
+type observation struct {
+	drv driver.Driver
+	in  autoscale.Input
+	// observed is each metric's service-wide quantity, recorded with
+	// the decision.
+	observed map[string]float64
+}
+
+// observeError is an observation that failed, with the HPA condition
+// that says so in the status.
+type observeError struct {
+	condition, reason string
+	err               error
+}
+
+func (e *observeError) Error() string { return e.err.Error() }
+func (e *observeError) Unwrap() error { return e.err }
+
+// observe reads the scaler's driver, its service's instances in the
+// registry and their metrics.
+func (t *term) observe(ctx context.Context, tg *target, name string, work scalers.Work) (observation, error) {
+	drv, err := t.driver(tg, name, work.Spec)
+	if err != nil {
+		return observation{}, &observeError{"AbleToScale", "FailedGetScale", fmt.Errorf("driver: %w", err)}
+	}
+	instances, _, err := t.Registry.Instances(ctx, work.Spec.Service, registry.Query{})
+	if err != nil {
+		return observation{}, &observeError{"ScalingActive", "FailedGetInstances", fmt.Errorf("list the instances of %s in the registry: %w", work.Spec.Service, err)}
+	}
+	current, err := drv.Current(ctx)
+	switch {
+	case errors.Is(err, driver.ErrUnknown):
+		// A webhook that has not been acknowledged yet: the registry's
+		// count is the best there is.
+		current = len(instances)
+	case err != nil:
+		return observation{}, &observeError{"AbleToScale", "FailedGetScale", fmt.Errorf("read the replica count: %w", err)}
+	}
+	now := notBefore(t.now(), work.State)
+	if tg.scraper == nil {
+		tg.scraper = metrics.NewScraper(t.ScrapeClient)
+	}
+	samples, errs := tg.scraper.Scrape(ctx, instances, now)
+	// A failed scrape is not a failed observation: that instance's
+	// metrics are missing, and Decide works with what there is.
+	for _, e := range errs {
+		t.Logger.Debug("scrape failed", "scaler", name, "err", e)
+	}
+	t.Metrics.Add(now, samples...)
+	keep := make(map[string]bool, len(instances))
+	for _, inst := range instances {
+		keep[inst.ID] = true
+	}
+	tg.scraper.Forget(keep)
+	obs := observation{drv: drv, observed: map[string]float64{},
+		in: autoscale.Input{Now: now, CurrentReplicas: current, Metrics: map[string]autoscale.Observation{}}}
+	if o, ok := drv.(interface{ OwnsReplicas() bool }); ok {
+		obs.in.Owned = o.OwnsReplicas()
+	}
+	for _, inst := range instances {
+		obs.in.Instances = append(obs.in.Instances, autoscale.Instance{ID: inst.ID, Ready: inst.Status == catalog.Passing})
+	}
+	for _, m := range work.Spec.Metrics {
+		o, ok := t.Metrics.Observe(now, work.Spec.Service, m, instances)
+		if !ok {
+			continue
+		}
+		obs.in.Metrics[m.Name] = o
+		obs.observed[m.Name] = total(o)
+	}
+	return obs, nil
+}
+
+// decide is the pure step: the decision and the state it leaves.
+func decide(work scalers.Work, obs observation) (autoscale.Decision, autoscale.State) {
+	return autoscale.Decide(work.Spec.Spec, work.State, obs.in)
+}
+
+// record records the decision under the term's token and returns its
+// revision, or 0 when the log did not record it: the spec changed since
+// it was read (stale) or the scaler is gone, and the next reconcile
+// decides afresh.
+func (t *term) record(ctx context.Context, name string, work scalers.Work, obs observation, d autoscale.Decision, st autoscale.State) (int64, error) {
+	res, err := t.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: name, Generation: work.Generation, SpecRevision: work.SpecRevision,
+		Decision: &scalers.Decision{Observed: obs.observed, Decision: d}, State: &st})
+	if err != nil {
+		return 0, err
+	}
+	t.Logger.Debug("decided", "scaler", name, "token", t.token, "status", res.Status, "current", d.CurrentReplicas, "desired", d.DesiredReplicas, "reason", d.Reason)
+	if res.Status != scalers.Recorded || res.Scaler == nil || res.Scaler.Status.LastDecision == nil {
+		return 0, nil
+	}
+	return res.Scaler.Status.LastDecision.Revision, nil
+}
+
+// actuate calls the driver to carry out the decision recorded at rev,
+// while the term lasts, and records what the driver did.
+func (t *term) actuate(ctx context.Context, drv driver.Driver, name, service string, d autoscale.Decision, rev int64) error {
+	select {
+	case <-t.done:
+		return context.Cause(ctx)
+	default:
+	}
+	if t.BeforeScale != nil {
+		t.BeforeScale(name, t.token)
+	}
+	act := scalers.Actuation{Replicas: d.DesiredReplicas}
+	r, err := drv.Scale(ctx, d.DesiredReplicas, t.token)
+	if err != nil {
+		act.Error = err.Error()
+		err = fmt.Errorf("scale to %d: %w", d.DesiredReplicas, err)
+	} else {
+		act.Result = &r
+		t.Logger.Info("scaled", "scaler", name, "token", t.token, "service", service, "from", r.Previous, "to", r.Replicas, "reason", d.Reason)
+	}
+	// Record the outcome even if the term just ended: the log refuses it
+	// then, and the successor reads the count from the driver.
+	_, perr := t.propose(context.WithoutCancel(ctx), scalers.Command{Op: scalers.OpActuate, Name: name, DecisionRevision: rev, Actuation: &act})
+	return errors.Join(err, perr)
+}
+
+// recordFailure records a decision that could not be made (the driver
+// could not be built or read, the registry could not be asked), so that
+// the status says why, and returns the cause with any error recording
+// it.
+func (t *term) recordFailure(ctx context.Context, name string, work scalers.Work, cause *observeError) error {
+	d := autoscale.Decision{At: notBefore(t.now(), work.State), CurrentReplicas: work.Status.CurrentReplicas, DesiredReplicas: work.Status.CurrentReplicas,
+		Reason: "no decision: " + cause.Error(), Error: cause.Error(),
+		Conditions: []autoscale.Condition{{Type: cause.condition, Status: false, Reason: cause.reason, Message: cause.Error()}}}
+	_, err := t.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: name, Generation: work.Generation, SpecRevision: work.SpecRevision,
+		Decision: &scalers.Decision{Decision: d}, State: &work.State})
+	return errors.Join(cause, err)
+}
+
 // propose sends a leader's command under this term's token and decodes
 // the result; a fenced result deposes the term.
-func (t *leadership) propose(ctx context.Context, c scalers.Command) (scalers.Result, error) {
+func (t *term) propose(ctx context.Context, c scalers.Command) (scalers.Result, error) {
 	c.Replica, c.Token = t.Replica, t.token
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -189,179 +429,73 @@ func (t *leadership) propose(ctx context.Context, c scalers.Command) (scalers.Re
 	return out, nil
 }
 
-// worker reconciles one scaler for one term.
-type worker struct {
-	*leadership
-	name   string
-	cancel context.CancelFunc
-	// exited is closed when run returns.
-	exited chan struct{}
-	drv    driver.Driver
-	// drvSpec is the spec drv was built from, as JSON.
-	drvSpec []byte
-	// scraper is this scaler's own, so that its counter memory covers
-	// exactly the service's instances.
-	scraper *metrics.Scraper
+// target returns the named scaler's target, made if new.
+func (t *term) target(name string) *target {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tg := t.targets[name]
+	if tg == nil {
+		tg = &target{}
+		t.targets[name] = tg
+	}
+	return tg
 }
 
-func (w *worker) stop() { w.cancel() }
-
-func (w *worker) run(ctx context.Context) {
-	defer w.closeDriver()
-	log := w.Logger.With("scaler", w.name, "token", w.token)
-	for {
-		var (
-			work scalers.Work
-			ok   bool
-		)
-		_ = w.Log.Read(ctx, qlog.Serializable, func(int64) error { work, ok = w.Machine.Work(w.name); return nil })
-		if !ok {
-			return
-		}
-		if err := w.sync(ctx, log, work); err != nil && ctx.Err() == nil {
-			log.Warn("scaler sync failed", "err", err)
-		}
-		period := time.Duration(work.Spec.SyncPeriod)
-		if period <= 0 {
-			period = autoscale.DefaultSyncPeriod
-		}
-		if !sleep(ctx, period) {
-			return
-		}
+// forget closes and drops what the term kept for a scaler that is gone.
+func (t *term) forget(name string) {
+	t.mu.Lock()
+	tg := t.targets[name]
+	delete(t.targets, name)
+	t.mu.Unlock()
+	if tg != nil {
+		t.closeDriver(tg, name)
 	}
 }
 
-// sync makes one decision and carries it out.
-func (w *worker) sync(ctx context.Context, log *slog.Logger, work scalers.Work) error {
-	drv, err := w.driver(work.Spec)
-	if err != nil {
-		return w.recordFailure(ctx, work, "AbleToScale", "FailedGetScale", fmt.Errorf("driver: %w", err))
+// closeAll closes every driver of the term, once its workers are done.
+func (t *term) closeAll() {
+	t.mu.Lock()
+	targets := t.targets
+	t.targets = map[string]*target{}
+	t.mu.Unlock()
+	for name, tg := range targets {
+		t.closeDriver(tg, name)
 	}
-	instances, _, err := w.Registry.Instances(ctx, work.Spec.Service, registry.Query{})
-	if err != nil {
-		return w.recordFailure(ctx, work, "ScalingActive", "FailedGetInstances", fmt.Errorf("list the instances of %s in the registry: %w", work.Spec.Service, err))
-	}
-	current, err := drv.Current(ctx)
-	switch {
-	case errors.Is(err, driver.ErrUnknown):
-		// A webhook that has not been acknowledged yet: the registry's
-		// count is the best there is.
-		current = len(instances)
-	case err != nil:
-		return w.recordFailure(ctx, work, "AbleToScale", "FailedGetScale", fmt.Errorf("read the replica count: %w", err))
-	}
-	now := notBefore(w.now(), work.State)
-	if w.scraper == nil {
-		w.scraper = metrics.NewScraper(w.ScrapeClient)
-	}
-	samples, errs := w.scraper.Scrape(ctx, instances, now)
-	for _, e := range errs {
-		log.Debug("scrape failed", "err", e)
-	}
-	w.Metrics.Add(now, samples...)
-	keep := make(map[string]bool, len(instances))
-	for _, inst := range instances {
-		keep[inst.ID] = true
-	}
-	w.scraper.Forget(keep)
-	in := autoscale.Input{Now: now, CurrentReplicas: current, Metrics: map[string]autoscale.Observation{}}
-	if o, ok := drv.(interface{ OwnsReplicas() bool }); ok {
-		in.Owned = o.OwnsReplicas()
-	}
-	for _, inst := range instances {
-		in.Instances = append(in.Instances, autoscale.Instance{ID: inst.ID, Ready: inst.Status == catalog.Passing})
-	}
-	observed := map[string]float64{}
-	for _, m := range work.Spec.Metrics {
-		obs, ok := w.Metrics.Observe(now, work.Spec.Service, m, instances)
-		if !ok {
-			continue
-		}
-		in.Metrics[m.Name] = obs
-		observed[m.Name] = total(obs)
-	}
-	d, st := autoscale.Decide(work.Spec.Spec, work.State, in)
-	res, err := w.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: w.name, Generation: work.Generation, SpecRevision: work.SpecRevision,
-		Decision: &scalers.Decision{Observed: observed, Decision: d}, State: &st})
-	if err != nil {
-		return err
-	}
-	log.Debug("decided", "status", res.Status, "current", d.CurrentReplicas, "desired", d.DesiredReplicas, "reason", d.Reason)
-	if res.Status != scalers.Recorded || res.Scaler == nil || res.Scaler.Status.LastDecision == nil {
-		// Stale (the spec changed) or deleted: the next sync decides
-		// afresh.
-		return nil
-	}
-	if !d.Scale() {
-		return nil
-	}
-	rev := res.Scaler.Status.LastDecision.Revision
-	select {
-	case <-w.done:
-		return context.Cause(ctx)
-	default:
-	}
-	if w.BeforeScale != nil {
-		w.BeforeScale(w.name, w.token)
-	}
-	act := scalers.Actuation{Replicas: d.DesiredReplicas}
-	r, err := drv.Scale(ctx, d.DesiredReplicas, w.token)
-	if err != nil {
-		act.Error = err.Error()
-		log.Warn("driver call failed", "replicas", d.DesiredReplicas, "err", err)
-	} else {
-		act.Result = &r
-		log.Info("scaled", "service", work.Spec.Service, "from", r.Previous, "to", r.Replicas, "reason", d.Reason)
-	}
-	// Record the outcome even if the term just ended: the log refuses it
-	// then, and the successor reads the count from the driver.
-	_, perr := w.propose(context.WithoutCancel(ctx), scalers.Command{Op: scalers.OpActuate, Name: w.name, DecisionRevision: rev, Actuation: &act})
-	return errors.Join(err, perr)
-}
-
-// recordFailure records a decision that could not be made (the driver
-// could not be built or read, the registry could not be asked), so that
-// the status says why, with HPA's condition for it.
-func (w *worker) recordFailure(ctx context.Context, work scalers.Work, condition, reason string, cause error) error {
-	d := autoscale.Decision{At: notBefore(w.now(), work.State), CurrentReplicas: work.Status.CurrentReplicas, DesiredReplicas: work.Status.CurrentReplicas,
-		Reason: "no decision: " + cause.Error(), Error: cause.Error(),
-		Conditions: []autoscale.Condition{{Type: condition, Status: false, Reason: reason, Message: cause.Error()}}}
-	_, err := w.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: w.name, Generation: work.Generation, SpecRevision: work.SpecRevision,
-		Decision: &scalers.Decision{Decision: d}, State: &work.State})
-	return errors.Join(cause, err)
 }
 
 // driver returns the scaler's driver, built again when its spec changed.
-func (w *worker) driver(spec scalers.Spec) (driver.Driver, error) {
+func (t *term) driver(tg *target, name string, spec scalers.Spec) (driver.Driver, error) {
 	b, _ := json.Marshal(spec.Driver)
-	if w.drv != nil && string(b) == string(w.drvSpec) {
-		return w.drv, nil
+	if tg.drv != nil && string(b) == string(tg.drvSpec) {
+		return tg.drv, nil
 	}
-	w.closeDriver()
-	newDriver := w.NewDriver
+	t.closeDriver(tg, name)
+	newDriver := t.NewDriver
 	if newDriver == nil {
 		newDriver = driver.New
 	}
-	d, err := newDriver(spec.Driver, driver.Deps{Service: spec.Service, Logger: w.Logger.With("scaler", w.name)})
+	d, err := newDriver(spec.Driver, driver.Deps{Service: spec.Service, Logger: t.Logger.With("scaler", name)})
 	if err != nil {
 		return nil, err
 	}
-	w.drv, w.drvSpec = d, b
+	tg.drv, tg.drvSpec = d, b
 	return d, nil
 }
 
-func (w *worker) closeDriver() {
-	if c, ok := w.drv.(interface{ Close() error }); ok {
+// closeDriver closes tg's driver. A close that fails is logged: the
+// scaler is gone or its driver replaced, and no caller could do more.
+func (t *term) closeDriver(tg *target, name string) {
+	if c, ok := tg.drv.(interface{ Close() error }); ok {
 		if err := c.Close(); err != nil {
-			w.Logger.Warn("closing a driver failed", "scaler", w.name, "err", err)
+			t.Logger.Warn("closing a driver failed", "scaler", name, "err", err)
 		}
 	}
-	w.drv, w.drvSpec = nil, nil
+	tg.drv, tg.drvSpec = nil, nil
 }
 
-func (w *worker) now() time.Time {
-	if w.Now != nil {
-		return w.Now()
+func (t *term) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
 	}
 	return time.Now()
 }
