@@ -55,26 +55,10 @@ func keyParam(r *http.Request) (string, error) {
 	return key, kv.ValidateKey(key)
 }
 
-// propose sends a command and decodes the store's result.
-func (s *server) propose(r *http.Request, c kv.Command) (kv.Result, int64, error) {
-	var out kv.Result
-	res, err := qloghttp.Propose(r, s.log, c, maxCommandBytes, &out)
-	return out, res.Revision, err
-}
-
-// commit proposes c. It sets the revision the command was applied at and
-// turns a store result other than OK into an error; the caller writes the
-// success.
+// commit proposes c, sets the revision it was applied at and answers a
+// refused command's fault; the caller writes the success.
 func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (kv.Result, int64, error) {
-	res, rev, err := s.propose(r, c)
-	if err != nil {
-		return res, rev, err
-	}
-	qloghttp.SetRevision(w, rev)
-	if res.Status != kv.OK {
-		return res, rev, statusError(res)
-	}
-	return res, rev, nil
+	return qloghttp.Commit[kv.Result](w, r, s.log, c, maxCommandBytes)
 }
 
 // commitEntry commits a put or delete and answers the entry it returns.
@@ -87,27 +71,6 @@ func (s *server) commitEntry(w http.ResponseWriter, r *http.Request, c kv.Comman
 		return qloghttp.ErrIdempotencyReuse(r)
 	}
 	return writeEntry(w, rev, res.Entry)
-}
-
-// statusError turns a non-OK store result into a fault.
-func statusError(res kv.Result) error {
-	switch res.Status {
-	case kv.NotFound:
-		return fault.New(fault.NotFound, "key not found")
-	case kv.PreconditionFailed:
-		f := fault.New(fault.PreconditionFailed, "precondition failed: %s", res.Detail)
-		if res.Entry != nil {
-			f = f.With("modRevision", res.Entry.ModRevision)
-		}
-		return f
-	case kv.Fenced:
-		return fault.New(fault.Conflict, "%s", res.Detail).With("fenceToken", res.FenceToken)
-	case kv.LeaseNotFound:
-		return fault.New(fault.NotFound, "%s", res.Detail)
-	case kv.Invalid:
-		return fault.New(fault.Invalid, "%s", res.Detail)
-	}
-	return fmt.Errorf("unexpected store status %q", res.Status)
 }
 
 func parseFence(v string) (*kv.Fence, error) {

@@ -102,15 +102,10 @@ type listResponse struct {
 	Next     *string            `json:"next"`
 }
 
-// propose sends a command with the request's Idempotency-Key and decodes
-// the machine's result; it sets the revision the command was applied at.
-func (s *server) propose(w http.ResponseWriter, r *http.Request, c lease.Command) (lease.Result, int64, error) {
-	var out lease.Result
-	res, err := qloghttp.Propose(r, s.log, c, maxCommandBytes, &out)
-	if err == nil {
-		qloghttp.SetRevision(w, res.Revision)
-	}
-	return out, res.Revision, err
+// commit sends a command with the request's Idempotency-Key, sets the
+// revision it was applied at and answers a refused command's fault.
+func (s *server) commit(w http.ResponseWriter, r *http.Request, c lease.Command) (lease.Result, int64, error) {
+	return qloghttp.Commit[lease.Result](w, r, s.log, c, maxCommandBytes)
 }
 
 // proposeOwn sends a command the service makes on its own behalf (a
@@ -132,7 +127,9 @@ func (s *server) proposeOwn(ctx context.Context, c lease.Command) (lease.Result,
 	return out, res.Revision, nil
 }
 
-// conflict is a 409 that names the leadership in the way, if any.
+// conflict is a 409 that names the leadership in the way, if any: the
+// answer to a wait that ended without a win, which the machine did not
+// refuse.
 func conflict(l *lease.Leadership, format string, args ...any) error {
 	f := fault.New(fault.Conflict, format, args...)
 	if l != nil {
@@ -177,17 +174,13 @@ func (s *server) handleCampaign() http.HandlerFunc {
 			c.Hold = holdFor(ttl)
 			c.Waiter = waiterName(r)
 		}
-		res, rev, err := s.propose(w, r, c)
+		res, rev, err := s.commit(w, r, c)
 		if err != nil {
 			return err
 		}
 		switch res.Status {
 		case lease.Elected:
 			return writeLeadership(w, rev, res.Leader)
-		case lease.Taken:
-			return conflict(res.Leader, "election %s is led by %s", name, leaderName(res.Leader))
-		case lease.QueueFull:
-			return conflict(res.Leader, "election %s is led by %s and its line is full: %s", name, leaderName(res.Leader), res.Detail)
 		case lease.Queued:
 			return s.await(w, r, c, rev, wait)
 		}
@@ -286,7 +279,8 @@ func (s *server) await(w http.ResponseWriter, r *http.Request, c lease.Command, 
 			case err != nil && s.log.Ready() != nil:
 				return err // this replica stopped serving
 			case err != nil:
-				s.logger.Debug("a waiting candidate's keep failed; waiting on", "election", c.Name, "candidate", c.Candidate, "err", err)
+				s.logger.Debug("a waiting candidate's keep failed; waiting on", "election", c.Name, "candidate", c.Candidate,
+					"request_id", web.RequestID(r.Context()), "err", err)
 				continue
 			}
 			if done, err := s.standing(w, c, res, rev); done {
@@ -329,7 +323,8 @@ func (s *server) giveUp(w http.ResponseWriter, r *http.Request, c lease.Command)
 		// The client went away and will never learn its token: let the
 		// next candidate have the election now rather than after a TTL.
 		if _, _, err := s.proposeOwn(ctx, lease.Command{Op: "resign", Name: c.Name, Candidate: c.Candidate, Token: res.Leader.Token, Waiter: c.Waiter}); err != nil {
-			s.logger.Warn("could not resign a leadership won after its client went away", "election", c.Name, "candidate", c.Candidate, "err", err)
+			s.logger.Warn("could not resign a leadership won after its client went away", "election", c.Name, "candidate", c.Candidate,
+				"request_id", web.RequestID(r.Context()), "err", err)
 		}
 		return r.Context().Err()
 	}
@@ -339,8 +334,8 @@ func (s *server) giveUp(w http.ResponseWriter, r *http.Request, c lease.Command)
 	return conflict(res.Leader, "election %s is still led by %s; the wait ended", c.Name, leaderName(res.Leader))
 }
 
-// tokenOp proposes a renew or resign from the request body and answers
-// 409 when that token does not lead. It returns the command it proposed.
+// tokenOp proposes a renew or resign from the request body; the machine
+// refuses a token that does not lead. It returns the command it proposed.
 func (s *server) tokenOp(w http.ResponseWriter, r *http.Request, op string) (lease.Command, lease.Result, int64, error) {
 	name, err := nameParam(r)
 	if err != nil {
@@ -351,10 +346,7 @@ func (s *server) tokenOp(w http.ResponseWriter, r *http.Request, op string) (lea
 		return lease.Command{}, lease.Result{}, 0, err
 	}
 	c := lease.Command{Op: op, Name: name, Candidate: req.Candidate, Token: req.Token}
-	res, rev, err := s.propose(w, r, c)
-	if err == nil && res.Status == lease.NotLeader {
-		err = conflict(res.Leader, "candidate %s with token %d does not lead %s", req.Candidate, req.Token, name)
-	}
+	res, rev, err := s.commit(w, r, c)
 	return c, res, rev, err
 }
 

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 
@@ -32,31 +31,10 @@ const (
 	maxCommandBytes = 128 << 10
 )
 
-// commit proposes c and turns an outcome other than OK into an error.
+// commit proposes c and answers a refused command's fault.
 func (s *server) commit(w http.ResponseWriter, r *http.Request, c catalog.Command) (catalog.Result, error) {
-	var res catalog.Result
-	qr, err := qloghttp.Propose(r, s.log, c, maxCommandBytes, &res)
-	if err != nil {
-		return res, err
-	}
-	qloghttp.SetRevision(w, qr.Revision)
-	if res.Outcome != catalog.OK {
-		return res, outcomeError(res)
-	}
-	return res, nil
-}
-
-// outcomeError turns a catalog outcome into a fault.
-func outcomeError(res catalog.Result) error {
-	switch res.Outcome {
-	case catalog.NotFound, catalog.LeaseNotFound:
-		return fault.New(fault.NotFound, "%s", res.Detail)
-	case catalog.Conflict:
-		return fault.New(fault.Conflict, "%s", res.Detail)
-	case catalog.Invalid:
-		return fault.New(fault.Invalid, "%s", res.Detail)
-	}
-	return fmt.Errorf("unexpected catalog outcome %q: %s", res.Outcome, res.Detail)
+	res, _, err := qloghttp.Commit[catalog.Result](w, r, s.log, c, maxCommandBytes)
+	return res, err
 }
 
 // instanceParams reads and checks {service} and {id}.

@@ -56,14 +56,11 @@ func nameParam(r *http.Request) (string, error) {
 	return name, scalers.ValidateName(name)
 }
 
-// propose sends a client's command with its Idempotency-Key.
-func (s *server) propose(w http.ResponseWriter, r *http.Request, c scalers.Command) (scalers.Result, error) {
-	var out scalers.Result
-	res, err := qloghttp.Propose(r, s.log, c, maxCommandBytes, &out)
-	if err == nil {
-		qloghttp.SetRevision(w, res.Revision)
-	}
-	return out, err
+// commit proposes c, sets the revision it was applied at and answers a
+// refused command's fault.
+func (s *server) commit(w http.ResponseWriter, r *http.Request, c scalers.Command) (scalers.Result, error) {
+	res, _, err := qloghttp.Commit[scalers.Result](w, r, s.log, c, maxCommandBytes)
+	return res, err
 }
 
 func (s *server) handlePut() http.HandlerFunc {
@@ -80,7 +77,7 @@ func (s *server) handlePut() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpPut, Name: name, Spec: &spec, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch})
+		res, err := s.commit(w, r, scalers.Command{Op: scalers.OpPut, Name: name, Spec: &spec, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch})
 		if err != nil {
 			return err
 		}
@@ -91,21 +88,9 @@ func (s *server) handlePut() http.HandlerFunc {
 		case scalers.Updated:
 			qloghttp.SetETag(w, res.Scaler.ModRevision)
 			return web.Encode(w, http.StatusOK, res.Scaler)
-		case scalers.PreconditionFailed:
-			return preconditionFailed(res)
 		}
 		return qloghttp.ErrIdempotencyReuse(r)
 	})
-}
-
-// preconditionFailed is a 412 that says the scaler's modRevision, if it
-// exists, so a client can read again and retry.
-func preconditionFailed(res scalers.Result) error {
-	f := fault.New(fault.PreconditionFailed, "%s", res.Detail)
-	if res.Scaler != nil {
-		f = f.With("modRevision", res.Scaler.ModRevision)
-	}
-	return f
 }
 
 func (s *server) handleDelete() http.HandlerFunc {
@@ -121,19 +106,14 @@ func (s *server) handleDelete() http.HandlerFunc {
 		if ifNoneMatch {
 			return fault.New(fault.Invalid, "If-None-Match: * means create-only; a delete takes If-Match")
 		}
-		res, err := s.propose(w, r, scalers.Command{Op: scalers.OpDelete, Name: name, IfMatch: ifMatch})
+		res, err := s.commit(w, r, scalers.Command{Op: scalers.OpDelete, Name: name, IfMatch: ifMatch})
 		if err != nil {
 			return err
 		}
-		switch res.Status {
-		case scalers.Deleted:
-			return web.Encode(w, http.StatusOK, res.Scaler)
-		case scalers.NotFound:
-			return fault.New(fault.NotFound, "no scaler %s", name)
-		case scalers.PreconditionFailed:
-			return preconditionFailed(res)
+		if res.Status != scalers.Deleted {
+			return qloghttp.ErrIdempotencyReuse(r)
 		}
-		return qloghttp.ErrIdempotencyReuse(r)
+		return web.Encode(w, http.StatusOK, res.Scaler)
 	})
 }
 

@@ -58,7 +58,11 @@ func RevisionMiddleware(l *qlog.Log) func(http.Handler) http.Handler {
 // same Idempotency-Key) whatever NATS error it carries, since the write
 // may have happened; a transient NATS or JetStream condition had no effect
 // (503 with Retry-After: the client may simply retry).
-func Classify(err error) error {
+func Classify(err error) error { return classify(err, unknownOutcome) }
+
+// classify is Classify with the words for an operation that ran out of
+// time: a write's outcome is unknown, a read merely did not complete.
+func classify(err error, timedOut string) error {
 	var (
 		ce *qlog.CompactedError
 		fe *qlog.FailedError
@@ -69,16 +73,24 @@ func Classify(err error) error {
 	case errors.As(err, &fe), errors.Is(err, qlog.ErrClosed), errors.Is(err, qlog.ErrNotReady):
 		return fault.Wrap(fault.Unavailable, err, "this replica is not serving: "+err.Error())
 	case errors.Is(err, qlog.ErrUnknownOutcome):
-		return fault.Wrap(fault.Timeout, err, unknownOutcome)
+		return fault.Wrap(fault.Timeout, err, timedOut)
 	case Transient(err):
 		return fault.Wrap(fault.Unavailable, err, "NATS JetStream is unavailable for the moment; nothing was done, retry")
 	case errors.Is(err, context.DeadlineExceeded):
-		return fault.Wrap(fault.Timeout, err, unknownOutcome)
+		return fault.Wrap(fault.Timeout, err, timedOut)
 	}
 	return err
 }
 
-const unknownOutcome = "the write was not confirmed in time; retry with the same Idempotency-Key"
+const (
+	unknownOutcome = "the write was not confirmed in time; retry with the same Idempotency-Key"
+	readTimedOut   = "the read did not complete in time; nothing was changed, retry"
+)
+
+// readOnly reports whether r's method changes nothing.
+func readOnly(r *http.Request) bool {
+	return r.Method == http.MethodGet || r.Method == http.MethodHead
+}
 
 // jsUnavailable is JetStream's API error 10008, "JetStream system
 // temporarily unavailable": the meta leader or a stream leader is being
@@ -128,7 +140,7 @@ func (h Handler) Handle(fn func(http.ResponseWriter, *http.Request) error) http.
 		if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
 			// The answer was already on its way (the client went away
 			// while it was written): there is no one to tell.
-			h.Logger.Debug("response failed after it started", "path", r.URL.Path, "err", err)
+			h.Logger.Debug("response failed after it started", "path", r.URL.Path, "request_id", web.RequestID(r.Context()), "err", err)
 			return
 		}
 		h.Fail(w, r, err)
@@ -140,7 +152,11 @@ func (h Handler) Fail(w http.ResponseWriter, r *http.Request, err error) {
 	if w.Header().Get(RevisionHeader) == "" {
 		SetRevision(w, h.Log.Revision())
 	}
-	web.Error(w, r, h.Logger, Classify(err))
+	timedOut := unknownOutcome
+	if readOnly(r) {
+		timedOut = readTimedOut
+	}
+	web.Error(w, r, h.Logger, classify(err, timedOut))
 }
 
 // Propose encodes cmd as the log carries it (JSON without HTML escaping,
@@ -169,6 +185,27 @@ func Propose(r *http.Request, l *qlog.Log, cmd any, maxBytes int, out any) (qlog
 		return res, fmt.Errorf("decode result: %w", err)
 	}
 	return res, nil
+}
+
+// Refusable is a state machine's result that says whether the command was
+// refused, as envelope.Problem does.
+type Refusable interface {
+	Err() error
+}
+
+// Commit proposes cmd as Propose does, sets the revision it was applied
+// at, and answers the fault a refused command's result carries: the one
+// place a state machine's refusal becomes an error, which Handler.Fail
+// answers as problem+json. The result is returned refused or not, for a
+// caller that tells more about a refusal.
+func Commit[R Refusable](w http.ResponseWriter, r *http.Request, l *qlog.Log, cmd any, maxBytes int) (R, int64, error) {
+	var out R
+	res, err := Propose(r, l, cmd, maxBytes, &out)
+	if err != nil {
+		return out, res.Revision, err
+	}
+	SetRevision(w, res.Revision)
+	return out, res.Revision, out.Err()
 }
 
 // ErrIdempotencyReuse answers a retry whose Idempotency-Key was first used

@@ -16,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web"
@@ -156,4 +158,57 @@ func lines(recs []map[string]any, path string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// TestFailWording: a request that ran out of time is told what that means
+// for it: a write's outcome is unknown, a read merely did not complete.
+func TestFailWording(t *testing.T) {
+	tests := []struct {
+		method string
+		err    error
+		want   string
+	}{
+		{http.MethodGet, context.DeadlineExceeded, "the read did not complete in time"},
+		{http.MethodHead, fmt.Errorf("read index: %w", qlog.ErrUnknownOutcome), "the read did not complete in time"},
+		{http.MethodPut, context.DeadlineExceeded, "the write was not confirmed in time"},
+		{http.MethodPost, fmt.Errorf("%w: publish", qlog.ErrUnknownOutcome), "the write was not confirmed in time"},
+		{http.MethodDelete, context.DeadlineExceeded, "the write was not confirmed in time"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, "/x", nil)
+			rec := httptest.NewRecorder()
+			qloghttp.SetRevision(rec, 1)
+			qloghttp.Handler{Logger: slog.New(slog.DiscardHandler)}.Fail(rec, req, tc.err)
+			if rec.Code != http.StatusGatewayTimeout || !strings.Contains(rec.Body.String(), tc.want) {
+				t.Errorf("Fail(%s, %v) = %d %s, want 504 saying %q", tc.method, tc.err, rec.Code, rec.Body, tc.want)
+			}
+		})
+	}
+}
+
+// TestFailRefusal: a state machine's refusal (envelope.Problem.Err) is
+// answered with its kind's status and its detail.
+func TestFailRefusal(t *testing.T) {
+	tests := []struct {
+		kind   fault.Kind
+		status int
+	}{
+		{fault.Invalid, http.StatusBadRequest},
+		{fault.NotFound, http.StatusNotFound},
+		{fault.Conflict, http.StatusConflict},
+		{fault.PreconditionFailed, http.StatusPreconditionFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPut, "/x", nil)
+			rec := httptest.NewRecorder()
+			qloghttp.SetRevision(rec, 1)
+			err := envelope.Refuse(tc.kind, "refused at revision %d", 1).Err()
+			qloghttp.Handler{Logger: slog.New(slog.DiscardHandler)}.Fail(rec, req, err)
+			if rec.Code != tc.status || !strings.Contains(rec.Body.String(), "refused at revision 1") || !strings.Contains(rec.Body.String(), tc.kind.String()) {
+				t.Errorf("Fail(%v) = %d %s, want %d with the detail and the kind", tc.kind, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
 }

@@ -7,6 +7,8 @@ package kv
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 )
 
 // Entry is one version of a key as clients see it.
@@ -87,7 +89,8 @@ type DeleteOp struct {
 }
 
 // Status is the outcome class of a command. Failed preconditions are
-// applied no-ops whose status says why.
+// applied no-ops whose status says why, and whose fault (envelope.Problem)
+// says how a client sees it.
 type Status string
 
 // Statuses.
@@ -112,8 +115,19 @@ type Result struct {
 	// Lease is a lease after grant or keepalive.
 	Lease *Lease `json:"lease,omitempty"`
 	// FenceToken is the highest token seen for the fence that refused a write.
-	FenceToken int64  `json:"fenceToken,omitempty"`
-	Detail     string `json:"detail,omitempty"`
+	FenceToken int64 `json:"fenceToken,omitempty"`
+	envelope.Problem
+}
+
+// Err is the fault of a refused command, with what a client needs to try
+// again: the modRevision a failed precondition found, the fencing token
+// that refused a write.
+func (r Result) Err() error {
+	fields := map[string]any{"fenceToken": r.FenceToken}
+	if r.Entry != nil {
+		fields["modRevision"] = r.Entry.ModRevision
+	}
+	return r.ErrWith(fields)
 }
 
 // TxnResult is the outcome of a transaction.

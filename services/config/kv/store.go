@@ -13,7 +13,9 @@ import (
 
 	"github.com/google/btree"
 
+	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 )
 
 // DefaultRetainRevisions is how many revisions of history are kept for
@@ -111,15 +113,12 @@ func (s *Store) current(key string) (*record, *Entry) {
 func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	s.rev, s.now = e.Revision, e.Time
 	s.compact()
-	var c Command
-	var res Result
 	var events []qlog.Event
-	if err := json.Unmarshal(e.Cmd, &c); err != nil {
-		res = Result{Status: Invalid, Detail: "undecodable command"}
-	} else {
-		res, events = s.apply(&c)
-	}
-	out, _ := json.Marshal(res)
+	out := envelope.Apply(e.Cmd, func(c *Command) Result {
+		var res Result
+		res, events = s.apply(c)
+		return res
+	}, func(p envelope.Problem) Result { return Result{Status: Invalid, Problem: p} })
 	return out, events
 }
 
@@ -127,7 +126,7 @@ func (s *Store) apply(c *Command) (Result, []qlog.Event) {
 	if c.Fence != nil {
 		if high := s.fences[c.Fence.Name]; c.Fence.Token < high {
 			return Result{Status: Fenced, FenceToken: high,
-				Detail: fmt.Sprintf("fencing token %d for %q is stale; %d was seen", c.Fence.Token, c.Fence.Name, high)}, nil
+				Problem: envelope.Refuse(fault.Conflict, "fencing token %d for %q is stale; %d was seen", c.Fence.Token, c.Fence.Name, high)}, nil
 		}
 		s.fences[c.Fence.Name] = c.Fence.Token
 	}
@@ -140,13 +139,13 @@ func (s *Store) apply(c *Command) (Result, []qlog.Event) {
 		}
 		e, prev, ok := s.put(c.Key, c.Value, c.Lease, &ev)
 		if !ok {
-			return Result{Status: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.Lease)}, nil
+			return Result{Status: LeaseNotFound, Problem: envelope.Refuse(fault.NotFound, "lease %d does not exist", c.Lease)}, nil
 		}
 		return Result{Status: OK, Entry: e, Prev: prev}, ev
 	case "delete":
 		_, cur := s.current(c.Key)
 		if cur == nil {
-			return Result{Status: NotFound}, nil
+			return Result{Status: NotFound, Problem: envelope.Refuse(fault.NotFound, "key %s not found", c.Key)}, nil
 		}
 		if r, ok := checkConditions(c, cur); !ok {
 			return r, nil
@@ -158,16 +157,16 @@ func (s *Store) apply(c *Command) (Result, []qlog.Event) {
 		return Result{Status: OK, Deleted: n}, ev
 	case "txn":
 		if c.Txn == nil {
-			return Result{Status: Invalid, Detail: "txn without body"}, nil
+			return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "txn without body")}, nil
 		}
 		tr, status := s.txn(c.Txn, &ev)
 		if status != OK {
-			return Result{Status: status, Txn: tr}, nil
+			return Result{Status: status, Txn: tr, Problem: envelope.Refuse(fault.NotFound, "a put of the transaction names a lease that does not exist")}, nil
 		}
 		return Result{Status: OK, Txn: tr}, ev
 	case "grant":
 		if c.TTL <= 0 {
-			return Result{Status: Invalid, Detail: "lease TTL must be positive"}, nil
+			return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "lease TTL must be positive")}, nil
 		}
 		l := &lease{ID: s.rev, TTL: c.TTL, ExpiresAt: s.now.Add(c.TTL), Renewed: s.rev, Keys: map[string]struct{}{}}
 		s.leases[l.ID] = l
@@ -176,7 +175,7 @@ func (s *Store) apply(c *Command) (Result, []qlog.Event) {
 	case "keepalive":
 		l := s.leases[c.ID]
 		if l == nil {
-			return Result{Status: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.ID)}, nil
+			return Result{Status: LeaseNotFound, Problem: envelope.Refuse(fault.NotFound, "lease %d does not exist", c.ID)}, nil
 		}
 		l.ExpiresAt, l.Renewed = s.now.Add(l.TTL), s.rev
 		s.ttl.Set(leaseKey(l.ID), l.ExpiresAt, s.rev)
@@ -184,7 +183,7 @@ func (s *Store) apply(c *Command) (Result, []qlog.Event) {
 	case "revoke":
 		l := s.leases[c.ID]
 		if l == nil {
-			return Result{Status: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.ID)}, nil
+			return Result{Status: LeaseNotFound, Problem: envelope.Refuse(fault.NotFound, "lease %d does not exist", c.ID)}, nil
 		}
 		view := l.view()
 		s.revoke(l, &ev)
@@ -192,13 +191,13 @@ func (s *Store) apply(c *Command) (Result, []qlog.Event) {
 	case "expire":
 		l := s.leases[c.ID]
 		if l == nil || !s.ttl.Expired(leaseKey(c.ID), c.Since, s.now) {
-			return Result{Status: PreconditionFailed, Detail: "lease was renewed, revoked or is not yet due"}, nil
+			return Result{Status: PreconditionFailed, Problem: envelope.Refuse(fault.PreconditionFailed, "lease was renewed, revoked or is not yet due")}, nil
 		}
 		view := l.view()
 		s.revoke(l, &ev)
 		return Result{Status: OK, Lease: view, Deleted: int64(len(view.Keys))}, ev
 	default:
-		return Result{Status: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}, nil
+		return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "unknown op %q", c.Op)}, nil
 	}
 }
 
@@ -206,15 +205,15 @@ func leaseKey(id int64) string { return strconv.FormatInt(id, 10) }
 
 func checkConditions(c *Command, cur *Entry) (Result, bool) {
 	if c.IfNoneMatch && cur != nil {
-		return Result{Status: PreconditionFailed, Entry: cur, Detail: "key exists"}, false
+		return Result{Status: PreconditionFailed, Entry: cur, Problem: envelope.Refuse(fault.PreconditionFailed, "precondition failed: key exists")}, false
 	}
 	if c.IfMatch != nil {
 		if cur == nil {
-			return Result{Status: PreconditionFailed, Detail: "key does not exist"}, false
+			return Result{Status: PreconditionFailed, Problem: envelope.Refuse(fault.PreconditionFailed, "precondition failed: key does not exist")}, false
 		}
 		if cur.ModRevision != *c.IfMatch {
 			return Result{Status: PreconditionFailed, Entry: cur,
-				Detail: fmt.Sprintf("modRevision is %d, not %d", cur.ModRevision, *c.IfMatch)}, false
+				Problem: envelope.Refuse(fault.PreconditionFailed, "precondition failed: modRevision is %d, not %d", cur.ModRevision, *c.IfMatch)}, false
 		}
 	}
 	return Result{}, true

@@ -24,6 +24,8 @@ package lease
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 )
 
 // Limits on what a command may carry, checked by the service before it
@@ -70,7 +72,9 @@ type Command struct {
 }
 
 // Status is the outcome class of a command. A command whose precondition
-// fails is an applied no-op whose status says why.
+// fails is an applied no-op whose status says why, and whose fault
+// (envelope.Problem) says how a client sees it: taken, queueFull,
+// notLeader and absent are conflicts, noop a failed precondition.
 type Status string
 
 // Statuses.
@@ -110,9 +114,13 @@ type Result struct {
 	// for taken, queued and notLeader, the next one for resigned.
 	Leader *Leadership `json:"leader,omitempty"`
 	// Position is a queued candidate's place in line, 1 first.
-	Position int    `json:"position,omitempty"`
-	Detail   string `json:"detail,omitempty"`
+	Position int `json:"position,omitempty"`
+	envelope.Problem
 }
+
+// Err is the fault of a refused command, naming the leadership in the way,
+// if anyone leads.
+func (r Result) Err() error { return r.ErrWith(map[string]any{"leader": r.Leader}) }
 
 // Leadership is one leader's term as clients see it.
 type Leadership struct {

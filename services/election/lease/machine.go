@@ -8,7 +8,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 )
 
 // Machine is the state of every election. Apply mutates it; the query
@@ -71,14 +73,8 @@ type applying struct {
 // Apply implements qlog.StateMachine.
 func (m *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	a := &applying{rev: e.Revision, now: e.Time.UnixNano()}
-	var c Command
-	var res Result
-	if err := json.Unmarshal(e.Cmd, &c); err != nil {
-		res = Result{Status: Invalid, Detail: "undecodable command"}
-	} else {
-		res = m.apply(a, &c)
-	}
-	out, _ := json.Marshal(res)
+	out := envelope.Apply(e.Cmd, func(c *Command) Result { return m.apply(a, c) },
+		func(p envelope.Problem) Result { return Result{Status: Invalid, Problem: p} })
 	return out, a.events
 }
 
@@ -104,7 +100,7 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		due := m.deadlines.Expired(id, c.Since, time.Unix(0, a.now))
 		m.settle(a, c.Name, el)
 		if !due {
-			return Result{Status: Noop}
+			return noop(c)
 		}
 		return Result{Status: Expired, Leader: m.view(c.Name, el)}
 	}
@@ -114,7 +110,7 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		return m.campaign(a, c, el)
 	case "renew":
 		if !leads(el, c.Candidate, c.Token) {
-			return m.notLeader(c.Name, el)
+			return m.notLeader(c, el)
 		}
 		el.Leader.ExpiresAt = a.now + int64(el.Leader.TTL)
 		el.Leader.Renewed = a.rev
@@ -125,13 +121,13 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		return Result{Status: Renewed, Leader: m.view(c.Name, el)}
 	case "resign":
 		if !leads(el, c.Candidate, c.Token) {
-			return m.notLeader(c.Name, el)
+			return m.notLeader(c, el)
 		}
 		if c.Waiter != "" && el.Leader.Waiter != c.Waiter {
 			// A waiting request giving up a leadership its client never
 			// learnt of; another request (or a renewal) has answered for
 			// it since, so it is not this request's to give up.
-			return m.notLeader(c.Name, el)
+			return m.notLeader(c, el)
 		}
 		m.endLeadership(a, c.Name, el, EventResigned)
 		return Result{Status: Resigned, Leader: m.view(c.Name, el)}
@@ -142,7 +138,7 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		}
 		i := slices.IndexFunc(el.Queue, func(w *waiter) bool { return w.Candidate == c.Candidate && w.Waiter == c.Waiter })
 		if i < 0 {
-			return Result{Status: Absent, Leader: m.view(c.Name, el)}
+			return absent(c, m.view(c.Name, el))
 		}
 		if c.Op == "withdraw" {
 			m.removeWaiter(c.Name, el, i)
@@ -153,28 +149,49 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		m.deadlines.Set(waiterID(c.Name, w.Candidate), time.Unix(0, w.HeldUntil), a.rev)
 		return Result{Status: Queued, Leader: m.view(c.Name, el), Position: i + 1}
 	}
-	return Result{Status: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}
+	return unknownOp(c)
 }
 
 // unknown answers a command on an election that has no record.
 func (m *Machine) unknown(c *Command) Result {
 	switch c.Op {
 	case "renew", "resign":
-		return Result{Status: NotLeader}
+		return notLeader(c, nil)
 	case "keep", "withdraw":
-		return Result{Status: Absent}
+		return absent(c, nil)
 	case "expire":
-		return Result{Status: Noop}
+		return noop(c)
 	}
-	return Result{Status: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}
+	return unknownOp(c)
+}
+
+// The refusals, each with the fault a client sees and words that name the
+// command's election and candidate.
+
+func unknownOp(c *Command) Result {
+	return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "unknown op %q", c.Op)}
+}
+
+func notLeader(c *Command, l *Leadership) Result {
+	return Result{Status: NotLeader, Leader: l,
+		Problem: envelope.Refuse(fault.Conflict, "candidate %s with token %d does not lead %s", c.Candidate, c.Token, c.Name)}
+}
+
+func absent(c *Command, l *Leadership) Result {
+	return Result{Status: Absent, Leader: l,
+		Problem: envelope.Refuse(fault.Conflict, "candidate %s has no place in line for %s", c.Candidate, c.Name)}
+}
+
+func noop(c *Command) Result {
+	return Result{Status: Noop, Problem: envelope.Refuse(fault.PreconditionFailed, "nothing of election %s was due", c.Name)}
 }
 
 func leads(el *election, candidate string, token int64) bool {
 	return el.Leader != nil && el.Leader.Candidate == candidate && el.Leader.Token == token
 }
 
-func (m *Machine) notLeader(name string, el *election) Result {
-	return Result{Status: NotLeader, Leader: m.view(name, el)}
+func (m *Machine) notLeader(c *Command, el *election) Result {
+	return notLeader(c, m.view(c.Name, el))
 }
 
 func (m *Machine) campaign(a *applying, c *Command, el *election) Result {
@@ -196,7 +213,8 @@ func (m *Machine) campaign(a *applying, c *Command, el *election) Result {
 		m.deadlines.Set(leaderID(c.Name), time.Unix(0, el.Leader.ExpiresAt), a.rev)
 		return Result{Status: Elected, Leader: m.view(c.Name, el)}
 	case c.Hold <= 0:
-		return Result{Status: Taken, Leader: m.view(c.Name, el)}
+		return Result{Status: Taken, Leader: m.view(c.Name, el),
+			Problem: envelope.Refuse(fault.Conflict, "election %s is led by %s", c.Name, el.Leader.Candidate)}
 	}
 	w := &waiter{Candidate: c.Candidate, Value: c.Value, TTL: c.TTL, Hold: c.Hold, HeldUntil: a.now + int64(c.Hold), Renewed: a.rev, Waiter: c.Waiter}
 	i := slices.IndexFunc(el.Queue, func(q *waiter) bool { return q.Candidate == c.Candidate })
@@ -204,7 +222,8 @@ func (m *Machine) campaign(a *applying, c *Command, el *election) Result {
 	case i >= 0:
 		el.Queue[i] = w // a repeated campaign keeps its place
 	case len(el.Queue) >= MaxQueue:
-		return Result{Status: QueueFull, Leader: m.view(c.Name, el), Detail: fmt.Sprintf("%d candidates already wait", len(el.Queue))}
+		return Result{Status: QueueFull, Leader: m.view(c.Name, el),
+			Problem: envelope.Refuse(fault.Conflict, "election %s is led by %s and its line is full: %d candidates already wait", c.Name, el.Leader.Candidate, len(el.Queue))}
 	default:
 		el.Queue = append(el.Queue, w)
 		i = len(el.Queue) - 1

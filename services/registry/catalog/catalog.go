@@ -8,6 +8,7 @@ package catalog
 import (
 	"time"
 
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 	"github.com/stewardhq/steward/platform/wire"
 )
 
@@ -177,7 +178,8 @@ type Item struct {
 }
 
 // Outcome is the class of a command's result. Failed preconditions are
-// applied no-ops whose outcome says why.
+// applied no-ops whose outcome says why, and whose fault (envelope.Problem)
+// says how a client sees it.
 type Outcome string
 
 // Outcomes.
@@ -196,8 +198,8 @@ type Result struct {
 	Instance *Instance `json:"instance,omitempty"`
 	Lease    *Lease    `json:"lease,omitempty"`
 	// Applied counts the items of a batch that took effect.
-	Applied int    `json:"applied,omitempty"`
-	Detail  string `json:"detail,omitempty"`
+	Applied int `json:"applied,omitempty"`
+	envelope.Problem
 }
 
 // Event types; an event's key is the service name.

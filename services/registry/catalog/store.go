@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 )
 
 // Store is the catalog's state. Apply mutates it; the query methods must
@@ -82,18 +84,12 @@ func leaseKey(id int64) string { return "lease/" + strconv.FormatInt(id, 10) }
 // Apply implements qlog.StateMachine.
 func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	s.rev, s.now = e.Revision, e.Time.UTC()
-	var c Command
-	var res Result
 	var ev events
-	if err := json.Unmarshal(e.Cmd, &c); err != nil {
-		res = Result{Outcome: Invalid, Detail: "undecodable command"}
-	} else {
-		res = s.apply(&c, &ev)
-	}
+	out := envelope.Apply(e.Cmd, func(c *Command) Result { return s.apply(c, &ev) },
+		func(p envelope.Problem) Result { return Result{Outcome: Invalid, Problem: p} })
 	if len(ev.list) > 0 {
 		s.lastChange = s.rev
 	}
-	out, _ := json.Marshal(res)
 	return out, ev.list
 }
 
@@ -112,7 +108,7 @@ func (s *Store) apply(c *Command, ev *events) Result {
 	case "deregister":
 		svc, inst := s.lookup(c.Service, c.ID)
 		if inst == nil {
-			return Result{Outcome: NotFound, Detail: fmt.Sprintf("instance %s/%s is not registered", c.Service, c.ID)}
+			return Result{Outcome: NotFound, Problem: envelope.Refuse(fault.NotFound, "instance %s/%s is not registered", c.Service, c.ID)}
 		}
 		gone := *inst
 		s.remove(svc, inst, ev)
@@ -128,13 +124,13 @@ func (s *Store) apply(c *Command, ev *events) Result {
 	case "clear":
 		svc := s.services[c.Service]
 		if svc == nil {
-			return Result{Outcome: NotFound, Detail: fmt.Sprintf("service %q has no instances", c.Service)}
+			return Result{Outcome: NotFound, Problem: envelope.Refuse(fault.NotFound, "service %q has no instances", c.Service)}
 		}
 		s.lift(svc, ev)
 		return Result{Outcome: OK}
 	case "grant":
 		if c.TTL <= 0 {
-			return Result{Outcome: Invalid, Detail: "lease TTL must be positive"}
+			return Result{Outcome: Invalid, Problem: envelope.Refuse(fault.Invalid, "lease TTL must be positive")}
 		}
 		l := &lease{ID: s.rev, TTL: c.TTL, ExpiresAt: s.now.Add(c.TTL.Std()), Instances: map[string]struct{}{}}
 		s.leases[l.ID] = l
@@ -143,7 +139,7 @@ func (s *Store) apply(c *Command, ev *events) Result {
 	case "keepalive":
 		l := s.leases[c.Lease]
 		if l == nil {
-			return Result{Outcome: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.Lease)}
+			return Result{Outcome: LeaseNotFound, Problem: envelope.Refuse(fault.NotFound, "lease %d does not exist", c.Lease)}
 		}
 		l.ExpiresAt = s.now.Add(l.TTL.Std())
 		s.deadlines.Set(leaseKey(l.ID), l.ExpiresAt, s.rev)
@@ -151,16 +147,16 @@ func (s *Store) apply(c *Command, ev *events) Result {
 	case "revoke", "expireLease":
 		l := s.leases[c.Lease]
 		if l == nil {
-			return Result{Outcome: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.Lease)}
+			return Result{Outcome: LeaseNotFound, Problem: envelope.Refuse(fault.NotFound, "lease %d does not exist", c.Lease)}
 		}
 		if c.Op == "expireLease" && !s.deadlines.Expired(leaseKey(l.ID), c.Since, s.now) {
-			return Result{Outcome: NotDue, Detail: "lease was renewed or is not yet due"}
+			return Result{Outcome: NotDue, Problem: envelope.Refuse(fault.PreconditionFailed, "lease was renewed or is not yet due")}
 		}
 		view := l.view()
 		s.revoke(l, ev)
 		return Result{Outcome: OK, Lease: view, Applied: len(view.Instances)}
 	default:
-		return Result{Outcome: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}
+		return Result{Outcome: Invalid, Problem: envelope.Refuse(fault.Invalid, "unknown op %q", c.Op)}
 	}
 }
 
@@ -175,10 +171,10 @@ func (s *Store) lookup(svcName, id string) (*service, *Instance) {
 func (s *Store) register(c *Command, ev *events) Result {
 	r := c.Register
 	if r == nil || c.Service == "" || c.ID == "" {
-		return Result{Outcome: Invalid, Detail: "register needs service, id and registration"}
+		return Result{Outcome: Invalid, Problem: envelope.Refuse(fault.Invalid, "register needs service, id and registration")}
 	}
 	if c.Lease != 0 && s.leases[c.Lease] == nil {
-		return Result{Outcome: LeaseNotFound, Detail: fmt.Sprintf("lease %d does not exist", c.Lease)}
+		return Result{Outcome: LeaseNotFound, Problem: envelope.Refuse(fault.NotFound, "lease %d does not exist", c.Lease)}
 	}
 	svc := s.services[c.Service]
 	if svc == nil {
@@ -265,10 +261,10 @@ func sameCheck(a, b *Check) bool {
 func (s *Store) heartbeat(c *Command, ev *events) Result {
 	svc, inst := s.lookup(c.Service, c.ID)
 	if inst == nil {
-		return Result{Outcome: NotFound, Detail: fmt.Sprintf("instance %s/%s is not registered", c.Service, c.ID)}
+		return Result{Outcome: NotFound, Problem: envelope.Refuse(fault.NotFound, "instance %s/%s is not registered", c.Service, c.ID)}
 	}
 	if inst.Check == nil || inst.Check.TTL <= 0 {
-		return Result{Outcome: Conflict, Detail: fmt.Sprintf("instance %s/%s has no TTL check to heartbeat", c.Service, c.ID)}
+		return Result{Outcome: Conflict, Problem: envelope.Refuse(fault.Conflict, "instance %s/%s has no TTL check to heartbeat", c.Service, c.ID)}
 	}
 	rep := Report{Status: Passing}
 	if c.Report != nil {
@@ -278,7 +274,7 @@ func (s *Store) heartbeat(c *Command, ev *events) Result {
 		}
 	}
 	if !rep.Status.Valid() {
-		return Result{Outcome: Invalid, Detail: fmt.Sprintf("status %q: want passing, warning or critical", rep.Status)}
+		return Result{Outcome: Invalid, Problem: envelope.Refuse(fault.Invalid, "status %q: want passing, warning or critical", rep.Status)}
 	}
 	s.deadlines.Set(ttlKey(c.Service, c.ID), s.now.Add(inst.Check.TTL.Std()+Grace(inst.Check.TTL.Std())), s.rev)
 	// The instance's own word is not second-guessed by the guard: it

@@ -8,7 +8,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/envelope"
 	"github.com/stewardhq/steward/services/scaler/autoscale"
 )
 
@@ -59,14 +61,8 @@ func (a *applying) emit(typ, key string, v any) {
 // Apply implements qlog.StateMachine.
 func (m *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	a := &applying{rev: e.Revision, now: e.Time.UTC()}
-	var c Command
-	var res Result
-	if err := json.Unmarshal(e.Cmd, &c); err != nil {
-		res = Result{Status: Invalid, Detail: "undecodable command"}
-	} else {
-		res = m.apply(a, &c)
-	}
-	out, _ := json.Marshal(res)
+	out := envelope.Apply(e.Cmd, func(c *Command) Result { return m.apply(a, c) },
+		func(p envelope.Problem) Result { return Result{Status: Invalid, Problem: p} })
 	return out, a.events
 }
 
@@ -83,7 +79,7 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 	case OpDelete:
 		r := m.scalers[c.Name]
 		if r == nil {
-			return Result{Status: NotFound}
+			return Result{Status: NotFound, Problem: envelope.Refuse(fault.NotFound, "no scaler %s", c.Name)}
 		}
 		delete(m.scalers, c.Name)
 		a.emit(EventDeleted, c.Name, nil)
@@ -108,7 +104,7 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 		}
 		return m.actuate(a, c)
 	}
-	return Result{Status: Invalid, Detail: fmt.Sprintf("unknown op %q", c.Op)}
+	return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "unknown op %q", c.Op)}
 }
 
 // preconditions checks a put's or delete's If-Match and If-None-Match
@@ -121,11 +117,11 @@ func (m *Machine) preconditions(c *Command) (Result, bool) {
 	}
 	switch {
 	case c.IfNoneMatch && r != nil:
-		return Result{Status: PreconditionFailed, Scaler: cur, Detail: fmt.Sprintf("scaler %s exists (modRevision %d)", c.Name, r.Scaler.ModRevision)}, false
+		return Result{Status: PreconditionFailed, Scaler: cur, Problem: envelope.Refuse(fault.PreconditionFailed, "scaler %s exists (modRevision %d)", c.Name, r.Scaler.ModRevision)}, false
 	case c.IfMatch != nil && r == nil:
-		return Result{Status: PreconditionFailed, Detail: fmt.Sprintf("scaler %s does not exist", c.Name)}, false
+		return Result{Status: PreconditionFailed, Problem: envelope.Refuse(fault.PreconditionFailed, "scaler %s does not exist", c.Name)}, false
 	case c.IfMatch != nil && *c.IfMatch != r.Scaler.ModRevision:
-		return Result{Status: PreconditionFailed, Scaler: cur, Detail: fmt.Sprintf("scaler %s is at modRevision %d, not %d", c.Name, r.Scaler.ModRevision, *c.IfMatch)}, false
+		return Result{Status: PreconditionFailed, Scaler: cur, Problem: envelope.Refuse(fault.PreconditionFailed, "scaler %s is at modRevision %d, not %d", c.Name, r.Scaler.ModRevision, *c.IfMatch)}, false
 	}
 	return Result{}, true
 }
@@ -136,11 +132,11 @@ func (m *Machine) preconditions(c *Command) (Result, bool) {
 // leaders.
 func (m *Machine) admit(c *Command) (Result, bool) {
 	if c.Token < 1 || c.Replica == "" {
-		return Result{Status: Invalid, Detail: "a leader's command needs its replica and a positive token"}, false
+		return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "a leader's command needs its replica and a positive token")}, false
 	}
 	if c.Token < m.fence.Token {
 		return Result{Status: Fenced, Fence: &Fence{Token: m.fence.Token, Replica: m.fence.Replica},
-			Detail: fmt.Sprintf("token %d is older than the newest leader's %d (%s)", c.Token, m.fence.Token, m.fence.Replica)}, false
+			Problem: envelope.Refuse(fault.Conflict, "token %d is older than the newest leader's %d (%s)", c.Token, m.fence.Token, m.fence.Replica)}, false
 	}
 	m.fence = Fence{Token: c.Token, Replica: c.Replica}
 	return Result{}, true
@@ -148,7 +144,7 @@ func (m *Machine) admit(c *Command) (Result, bool) {
 
 func (m *Machine) put(a *applying, c *Command) Result {
 	if c.Spec == nil {
-		return Result{Status: Invalid, Detail: "put without a spec"}
+		return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "put without a spec")}
 	}
 	r := m.scalers[c.Name]
 	status := Updated
@@ -168,13 +164,13 @@ func (m *Machine) put(a *applying, c *Command) Result {
 func (m *Machine) decide(a *applying, c *Command) Result {
 	r := m.scalers[c.Name]
 	if r == nil {
-		return Result{Status: NotFound}
+		return Result{Status: NotFound, Problem: envelope.Refuse(fault.NotFound, "no scaler %s", c.Name)}
 	}
 	if c.Decision == nil || c.State == nil {
-		return Result{Status: Invalid, Detail: "decide without a decision and a state"}
+		return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "decide without a decision and a state")}
 	}
 	if c.Generation != r.Scaler.Generation || c.SpecRevision != r.Scaler.ModRevision {
-		return Result{Status: Stale, Detail: fmt.Sprintf("decided under generation %d (revision %d), the spec is at %d (revision %d)",
+		return Result{Status: Stale, Problem: envelope.Refuse(fault.Conflict, "decided under generation %d (revision %d), the spec is at %d (revision %d)",
 			c.Generation, c.SpecRevision, r.Scaler.Generation, r.Scaler.ModRevision)}
 	}
 	d := *c.Decision
@@ -204,14 +200,14 @@ func (m *Machine) decide(a *applying, c *Command) Result {
 func (m *Machine) actuate(a *applying, c *Command) Result {
 	r := m.scalers[c.Name]
 	if r == nil {
-		return Result{Status: NotFound}
+		return Result{Status: NotFound, Problem: envelope.Refuse(fault.NotFound, "no scaler %s", c.Name)}
 	}
 	if c.Actuation == nil {
-		return Result{Status: Invalid, Detail: "actuate without an actuation"}
+		return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "actuate without an actuation")}
 	}
 	i := slices.IndexFunc(r.Recent, func(d Decision) bool { return d.Revision == c.DecisionRevision })
 	if i < 0 {
-		return Result{Status: Stale, Detail: fmt.Sprintf("no decision at revision %d", c.DecisionRevision)}
+		return Result{Status: Stale, Problem: envelope.Refuse(fault.Conflict, "no decision at revision %d", c.DecisionRevision)}
 	}
 	act := *c.Actuation
 	act.Revision, act.At = a.rev, a.now

@@ -9,6 +9,8 @@ package scalers
 import (
 	"time"
 
+	"github.com/stewardhq/steward/platform/qlog/envelope"
+
 	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
 )
@@ -126,7 +128,9 @@ const (
 	OpActuate = "actuate"
 )
 
-// Result statuses.
+// Result statuses. A refused command's result also carries the fault a
+// client sees (envelope.Problem): notFound, preconditionFailed and invalid
+// as they read, fenced and stale as conflicts.
 const (
 	Created  = "created"
 	Updated  = "updated"
@@ -151,7 +155,16 @@ type Result struct {
 	Status string  `json:"status"`
 	Scaler *Scaler `json:"scaler,omitempty"`
 	Fence  *Fence  `json:"fence,omitempty"`
-	Detail string  `json:"detail,omitempty"`
+	envelope.Problem
+}
+
+// Err is the fault of a refused command, with the modRevision of the
+// scaler as it is, if it exists, so a client can read again and retry.
+func (r Result) Err() error {
+	if r.Scaler == nil {
+		return r.Problem.Err()
+	}
+	return r.ErrWith(map[string]any{"modRevision": r.Scaler.ModRevision})
 }
 
 // Event types, with the scaler's name as key. Decision and actuation
