@@ -1,0 +1,194 @@
+package configbench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/stewardhq/steward/bench/internal/harness"
+)
+
+// The config section measures the configuration service (services/config)
+// as its clients see it: config.Serve over real HTTP on a loopback port,
+// in this process, on an embedded NATS server with the mode's durability,
+// beside a single-node embedded etcd through clientv3 with the same
+// workloads. Then (not per mode) the watch fan-out and the memory of a
+// replica holding a million keys, each in a child process.
+
+// Row keys of the config section.
+const (
+	rowCPut1    = "c-put1"
+	rowCPutN    = "c-putN"
+	rowCLin1    = "c-lin1"
+	rowCLinN    = "c-linN"
+	rowCSer1    = "c-ser1"
+	rowCSerN    = "c-serN"
+	rowCPut3N   = "c3-putN"
+	rowCLin3N   = "c3-linN"
+	rowCEGet1   = "ce-lin1"
+	rowCESer1   = "ce-ser1"
+	configGroup = "config"
+)
+
+// configReadKey is the key the config read rows read.
+const configReadKey = "/bench/read"
+
+// RunMode measures the config service and etcd in one durability
+// mode. As in runMode, one server runs at a time.
+func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harness.Mode) (*harness.ModeReport, error) {
+	rep := &harness.ModeReport{Mode: m}
+	before := harness.SampleCPU()
+	defer func() { rep.Load = harness.Load(before, harness.SampleCPU()) }()
+	n := cfg.Clients
+	value := harness.JSONValue(cfg.ValueSize)
+	measureRow := func(key, group, name string, workers int, fn harness.Op) {
+		if !cfg.Rows.MatchString(group + " " + name) {
+			return
+		}
+		log.Info("measuring", "mode", m.ID, "row", group+" "+name)
+		rep.Add(log, harness.Row{Key: key, Group: group, Name: name, Res: harness.Measure(ctx, cfg.Settings, workers, fn)})
+	}
+	wanted := func(group string, names ...string) bool {
+		for _, name := range names {
+			if cfg.Rows.MatchString(group + " " + name) {
+				return true
+			}
+		}
+		return false
+	}
+	logger := harness.ServiceLogger(os.Stderr)
+
+	// One replica, the only voter, on its own NATS server.
+	oneNames := []string{"PUT, 1 client", fmt.Sprintf("PUT, %d clients", n), "GET linearizable, 1 client",
+		fmt.Sprintf("GET linearizable, %d clients", n), "GET serializable, 1 client", fmt.Sprintf("GET serializable, %d clients", n)}
+	if wanted(configGroup, oneNames...) {
+		err := harness.WithNATS(cfg, "config-"+m.ID, m.NATSSync, func(ns *harness.NATSServer) error {
+			r, err := serveReplica(ctx, ns, configSettings("config-0", nil), logger)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			log.Info("config service started", "mode", m.ID, "url", r.URL, "sync_always", m.NATSSync)
+			h := harness.NewHTTPTarget([]string{r.URL}, n)
+			defer h.Close()
+			if err := h.PutKey(ctx, r.URL, configReadKey, value); err != nil {
+				return fmt.Errorf("write the read key: %w", err)
+			}
+			measureRow(rowCPut1, configGroup, oneNames[0], 1, h.Put(value))
+			measureRow(rowCPutN, configGroup, oneNames[1], n, h.Put(value))
+			measureRow(rowCLin1, configGroup, oneNames[2], 1, h.Get(configReadKey, false))
+			measureRow(rowCLinN, configGroup, oneNames[3], n, h.Get(configReadKey, false))
+			measureRow(rowCSer1, configGroup, oneNames[4], 1, h.Get(configReadKey, true))
+			measureRow(rowCSerN, configGroup, oneNames[5], n, h.Get(configReadKey, true))
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("config, 1 voter: %w", err)
+		}
+	}
+
+	// Three replicas, all voters, on one NATS server; clients round-robin.
+	threeNames := []string{fmt.Sprintf("PUT, 3 voters, %d clients spread", n), fmt.Sprintf("GET linearizable, 3 voters, %d clients spread", n)}
+	if wanted(configGroup, threeNames...) {
+		err := harness.WithNATS(cfg, "config3-"+m.ID, m.NATSSync, func(ns *harness.NATSServer) error {
+			voters := []string{"config-0", "config-1", "config-2"}
+			var urls []string
+			for _, id := range voters {
+				r, err := serveReplica(ctx, ns, configSettings(id, voters), logger)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				urls = append(urls, r.URL)
+			}
+			log.Info("config service started, 3 voters", "mode", m.ID, "urls", urls)
+			h := harness.NewHTTPTarget(urls, n)
+			defer h.Close()
+			if err := h.PutKey(ctx, urls[0], configReadKey, value); err != nil {
+				return fmt.Errorf("write the read key: %w", err)
+			}
+			measureRow(rowCPut3N, configGroup, threeNames[0], n, h.Put(value))
+			measureRow(rowCLin3N, configGroup, threeNames[1], n, h.Get(configReadKey, false))
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("config, 3 voters: %w", err)
+		}
+	}
+
+	// etcd, the same workloads through clientv3.
+	etcdNames := []string{"Put, 1 client", fmt.Sprintf("Put, %d clients", n), "Get linearizable, 1 client",
+		fmt.Sprintf("Get linearizable, %d clients", n), "Get serializable, 1 client", fmt.Sprintf("Get serializable, %d clients", n)}
+	if wanted("etcd", etcdNames...) {
+		err := harness.WithEtcd(ctx, log, cfg, "config-etcd", m, func(e *harness.EtcdPeer) error {
+			ev := string(value)
+			if _, err := e.Cli.Put(ctx, harness.ReadKey, ev); err != nil {
+				return fmt.Errorf("etcd: write the read key: %w", err)
+			}
+			measureRow(harness.RowEPut1, "etcd", etcdNames[0], 1, e.Put(ev))
+			measureRow(harness.RowEPutN, "etcd", etcdNames[1], n, e.Put(ev))
+			measureRow(rowCEGet1, "etcd", etcdNames[2], 1, e.Get(harness.ReadKey, false))
+			measureRow(harness.RowELin, "etcd", etcdNames[3], n, e.Get(harness.ReadKey, false))
+			measureRow(rowCESer1, "etcd", etcdNames[4], 1, e.Get(harness.ReadKey, true))
+			measureRow(harness.RowESer, "etcd", etcdNames[5], n, e.Get(harness.ReadKey, true))
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rep, ctx.Err()
+}
+
+// PrintMode prints the config section of one mode: every row, then
+// the service and etcd side by side, then the goals.
+func PrintMode(out io.Writer, cfg harness.Config, rep *harness.ModeReport) {
+	n := cfg.Clients
+	fmt.Fprintf(out, "\n== Config service over HTTP vs etcd, mode %s: %s ==\n\n", rep.Mode.ID, rep.Mode.Title)
+	harness.PrintRows(out, rep)
+	fmt.Fprintf(out, "  %s\n", rep.Load)
+	fmt.Fprintf(out, "  config: config.Serve (documented default settings, qlog's default group commit, access log off) on\n"+
+		"  127.0.0.1 in this process, one embedded NATS server per voter set; one http.Client (keep-alive, up to %d idle\n"+
+		"  conns per host) for all clients; %d-byte JSON values; PUTs write unique keys (/bench/k<n>); GETs read one key.\n"+
+		"  etcd: one node, one clientv3 connection shared by all clients; the same values; Puts write unique keys (k<n>).\n",
+		2*n, cfg.ValueSize)
+
+	fmt.Fprintf(out, "\nside by side (mode %s)\n", rep.Mode.ID)
+	t := harness.NewTable("l rrr rrr r")
+	t.Add("", "config ops/s", "p50", "p99", "etcd ops/s", "p50", "p99", "config/etcd ops/s")
+	line := func(name, ours, theirs string) { rep.AddPair(t, name, ours, theirs) }
+	line("PUT, 1 client", rowCPut1, harness.RowEPut1)
+	line(fmt.Sprintf("PUT, %d clients", n), rowCPutN, harness.RowEPutN)
+	line("GET linearizable, 1 client", rowCLin1, rowCEGet1)
+	line(fmt.Sprintf("GET linearizable, %d clients", n), rowCLinN, harness.RowELin)
+	line("GET serializable, 1 client", rowCSer1, rowCESer1)
+	line(fmt.Sprintf("GET serializable, %d clients", n), rowCSerN, harness.RowESer)
+	line(fmt.Sprintf("PUT, %d clients: config 3 voters spread, etcd 1 node", n), rowCPut3N, harness.RowEPutN)
+	line(fmt.Sprintf("GET linearizable, %d clients: config 3 voters spread, etcd 1 node", n), rowCLin3N, harness.RowELin)
+	t.Write(out)
+
+	fmt.Fprintf(out, "\ngoals (mode %s)\n", rep.Mode.ID)
+	t = harness.NewTable("l r l l")
+	goal := func(name, num, den string) {
+		_, _, failA := rep.Get(num)
+		_, _, failB := rep.Get(den)
+		v, ok := rep.Ratio(num, den)
+		switch {
+		case !ok && (failA || failB):
+			t.Add(name, "—", "target ≥ 1.0×", "not judged: a row failed")
+		case !ok:
+			t.Add(name, "—", "target ≥ 1.0×", "not measured")
+		default:
+			res := harness.Verdict(v >= 1)
+			if failA || failB {
+				res += " (runs that completed; a row failed)"
+			}
+			t.Add(name, fmt.Sprintf("%.2f×", v), "target ≥ 1.0×", res)
+		}
+	}
+	goal(fmt.Sprintf("PUT ops/s, %d clients, 1 voter / etcd Put ops/s", n), rowCPutN, harness.RowEPutN)
+	goal(fmt.Sprintf("GET linearizable ops/s, %d clients, 1 voter / etcd Get ops/s", n), rowCLinN, harness.RowELin)
+	t.Write(out)
+}

@@ -1,0 +1,91 @@
+package configbench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+
+	"github.com/stewardhq/steward/bench/internal/harness"
+	configsvc "github.com/stewardhq/steward/services/config"
+)
+
+// ChildCommand is the subcommand under which bench re-executes itself
+// to run one config service replica (config.Serve) alone in a process (see
+// child.go).
+const ChildCommand = "configchild"
+
+// configSettings are the service's defaults (its envconfig default tags,
+// as a process with no STEWARD_* variables gets them) for one replica;
+// voters nil means the replica alone.
+func configSettings(replicaID string, voters []string) configsvc.Settings {
+	var s configsvc.Settings
+	// A prefix nothing sets: only the default tags apply.
+	if err := envconfig.Process("STEWARD_BENCH_UNSET", &s); err != nil {
+		panic(fmt.Sprintf("config settings defaults: %v", err)) // the tags are constants
+	}
+	s.Addr, s.ReplicaID, s.Voters, s.StreamReplicas = "127.0.0.1:0", replicaID, voters, 1
+	return s
+}
+
+// serveReplica runs config.Serve for s on 127.0.0.1:0 with its own NATS
+// connection and waits until /readyz answers 200.
+func serveReplica(ctx context.Context, ns *harness.NATSServer, s configsvc.Settings, logger *slog.Logger) (*harness.ServedReplica, error) {
+	r, err := harness.ServeOn(ctx, ns, func(ctx context.Context, ln net.Listener, nc *nats.Conn) error {
+		return configsvc.Serve(ctx, s, ln, nc, nil, logger)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: %w", s.ReplicaID, err)
+	}
+	return r, nil
+}
+
+// RunChild is the child process.
+func RunChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(ChildCommand, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "", "NATS server URL")
+	id := fs.String("replica", "config-0", "replica ID (the only voter)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	stopProfile, err := harness.StartCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	logger := harness.ServiceLogger(stderr).With("process", ChildCommand)
+	r, err := serveReplica(ctx, &harness.NATSServer{URL: *url}, configSettings(*id, nil), logger)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	enc := json.NewEncoder(stdout)
+	if err := enc.Encode(map[string]string{"addr": strings.TrimPrefix(r.URL, "http://")}); err != nil {
+		return err
+	}
+	if err := harness.AnswerStats(os.Stdin, enc); err != nil {
+		return err
+	}
+	// stdin closed: the parent is done.
+	if err := r.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// startConfigChild starts a child process serving a config replica on
+// natsURL; with cpuProfile set, the child writes its CPU profile there.
+func startConfigChild(ctx context.Context, natsURL, cpuProfile string) (*harness.ServiceChild, error) {
+	return harness.StartChild(ctx, ChildCommand, "-url", natsURL, "-cpuprofile", cpuProfile)
+}

@@ -1,0 +1,379 @@
+package configbench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stewardhq/steward/bench/internal/harness"
+)
+
+// watchReport is the watch fan-out measurement.
+type watchReport struct {
+	wanted, watchers int    // watchers asked for, and connected
+	fdLimit          uint64 // RLIMIT_NOFILE soft limit in force
+	fdNote           string // why fewer watchers than asked, if so
+	connectTook      time.Duration
+	before, with     harness.ChildStats // the child after runtime.GC: before the watchers, with them connected
+	puts             []watchPut
+}
+
+// watchPut is one PUT and its delivery to every watcher.
+type watchPut struct {
+	putLatency    time.Duration // the PUT's own HTTP round trip
+	revision      int64
+	received      int
+	p50, p99, max time.Duration
+	wrongID       int // events whose id was not the PUT's revision
+}
+
+const fanKey = "/fan/k"
+
+// RunWatchFanout runs a config replica in a child process on a NATS server
+// (fsync on every write, as `steward dev` runs) in this process, connects
+// cfg.watchers SSE watchers of one key to it, then PUTs that key
+// cfg.watchPuts times, a second apart, and times each watcher's receipt of
+// each event from just before the PUT.
+func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) (*watchReport, error) {
+	rep := &watchReport{wanted: cfg.Watchers}
+	soft, err := harness.RaiseFileLimit()
+	rep.fdLimit = soft
+	if err != nil {
+		log.Warn("watch fan-out: could not raise the file descriptor limit", "err", err, "soft_limit", soft)
+		rep.fdNote = err.Error()
+	}
+	// Each watcher takes one descriptor here (and one in the child);
+	// leave room for NATS, its files and the rest.
+	const reserve = 512
+	if avail := int(soft) - reserve; cfg.Watchers > avail {
+		rep.watchers = max(avail, 0)
+		rep.fdNote = fmt.Sprintf("RLIMIT_NOFILE is %d: %d watchers at most (%d descriptors kept for the rest)", soft, rep.watchers, reserve)
+		log.Warn("watch fan-out: too few file descriptors", "soft_limit", soft, "watchers", rep.watchers)
+	} else {
+		rep.watchers = cfg.Watchers
+	}
+	if rep.watchers == 0 {
+		return rep, fmt.Errorf("no file descriptors for watchers: %s", rep.fdNote)
+	}
+
+	dir, err := harness.TempDir(cfg, "watch")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := harness.StartNATS(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Stop()
+	child, err := startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, "watch-child"))
+	if err != nil {
+		return nil, err
+	}
+	defer child.Stop()
+	value := harness.JSONValue(cfg.ValueSize)
+	h := harness.NewHTTPTarget([]string{child.URL}, 1)
+	defer h.Close()
+	// Warm the write path, on another key.
+	for i := range 10 {
+		if err := h.PutKey(ctx, child.URL, "/fan/warm"+strconv.Itoa(i), value); err != nil {
+			return nil, fmt.Errorf("warm-up PUT: %w", err)
+		}
+	}
+	if rep.before, err = child.Stats(true); err != nil {
+		return nil, err
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := newWatchers(rep.watchers, cfg.WatchPuts)
+	start := time.Now()
+	log.Info("watch fan-out: connecting watchers", "watchers", rep.watchers, "url", child.URL)
+	if err := w.connect(wctx, log, child.URL+"/v1/watch?key="+fanKey); err != nil {
+		return nil, err
+	}
+	rep.connectTook = time.Since(start)
+	log.Info("watch fan-out: every watcher received \": watching\"", "watchers", rep.watchers, "took", rep.connectTook.Round(time.Millisecond))
+	if rep.with, err = child.Stats(true); err != nil {
+		return nil, err
+	}
+
+	for p := range cfg.WatchPuts {
+		t0 := time.Now()
+		rev, err := putRevision(ctx, h, child.URL, fanKey, value)
+		if err != nil {
+			return nil, fmt.Errorf("PUT %d: %w", p+1, err)
+		}
+		put := watchPut{putLatency: time.Since(t0), revision: rev}
+		deadline := t0.Add(30 * time.Second)
+		for w.got[p].Load() < int64(rep.watchers) && time.Now().Before(deadline) && w.failed() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		if err := w.failed(); err != nil {
+			return nil, err
+		}
+		put.received, put.wrongID, put.p50, put.p99, put.max = w.latencies(p, t0, rev)
+		rep.puts = append(rep.puts, put)
+		log.Info("watch fan-out: PUT delivered", "put", p+1, "received", put.received, "of", rep.watchers,
+			"p50", put.p50, "p99", put.p99, "max", put.max)
+		if put.received < rep.watchers {
+			log.Warn("watch fan-out: some watchers did not receive the event within 30s", "missing", rep.watchers-put.received)
+		}
+		if p < cfg.WatchPuts-1 {
+			select {
+			case <-time.After(time.Until(t0.Add(time.Second))):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	cancel()
+	w.wait()
+	return rep, nil
+}
+
+// putRevision PUTs key and returns the revision the answer reports.
+func putRevision(ctx context.Context, h *harness.HTTPTarget, base, key string, value []byte) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/kv"+key, bytes.NewReader(value))
+	if err != nil {
+		return 0, err
+	}
+	resp, err := h.Client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("PUT %s: %s", key, resp.Status)
+	}
+	return strconv.ParseInt(resp.Header.Get("X-Steward-Revision"), 10, 64)
+}
+
+// watchers are the SSE streams; recv[p][i] is when watcher i received the
+// event of PUT p (unix ns), id[p][i] that event's id.
+type watchers struct {
+	n    int
+	recv [][]atomic.Int64
+	id   [][]int64
+	got  []atomic.Int64 // per PUT, how many watchers received it
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+}
+
+func newWatchers(n, puts int) *watchers {
+	w := &watchers{n: n, recv: make([][]atomic.Int64, puts), id: make([][]int64, puts),
+		got: make([]atomic.Int64, puts)}
+	for p := range puts {
+		w.recv[p] = make([]atomic.Int64, n)
+		w.id[p] = make([]int64, n)
+	}
+	return w
+}
+
+func (w *watchers) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *watchers) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *watchers) wait() { w.wg.Wait() }
+
+// connect starts every watcher and returns once each has received the
+// server's first line, ": watching", or one failed. At most 128 are
+// connecting at a time, to stay inside the listen backlog.
+func (w *watchers) connect(ctx context.Context, log *slog.Logger, url string) error {
+	tr := &http.Transport{
+		MaxConnsPerHost:    0,
+		DisableCompression: true,
+		DialContext:        (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
+	}
+	client := &http.Client{Transport: tr}
+	connecting := make(chan struct{}, 128)
+	var ready sync.WaitGroup
+	var connected atomic.Int64
+	for i := range w.n {
+		select {
+		case connecting <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := w.failed(); err != nil {
+			return err
+		}
+		ready.Add(1)
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			once := sync.OnceFunc(func() { <-connecting; ready.Done() })
+			defer once()
+			if err := w.watch(ctx, client, url, i, func() { connected.Add(1); once() }); err != nil && ctx.Err() == nil {
+				w.fail(fmt.Errorf("watcher %d: %w", i, err))
+			}
+		}()
+		if (i+1)%(max(w.n/10, 1)) == 0 {
+			log.Info("watch fan-out: connecting", "started", i+1, "connected", connected.Load())
+		}
+	}
+	ready.Wait()
+	if err := w.failed(); err != nil {
+		return err
+	}
+	if c := connected.Load(); c != int64(w.n) {
+		return fmt.Errorf("%d of %d watchers connected", c, w.n)
+	}
+	return nil
+}
+
+// watch is one watcher: it reads the stream line by line and records,
+// for the k-th event, when its last line arrived.
+func (w *watchers) watch(ctx context.Context, client *http.Client, url string, i int, ready func()) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET watch: %s", resp.Status)
+	}
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return fmt.Errorf("read the first line: %w", err)
+	}
+	if string(line) != ": watching\n" {
+		return fmt.Errorf("first line %q, want \": watching\"", line)
+	}
+	ready()
+	k, id := 0, int64(-1)
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case err == bufio.ErrBufferFull: // a long data line: read on
+			for err == bufio.ErrBufferFull {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil {
+				return err
+			}
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case bytes.HasPrefix(line, []byte("id: ")):
+			id, _ = strconv.ParseInt(string(bytes.TrimSpace(line[4:])), 10, 64)
+		case bytes.HasPrefix(line, []byte("event: error")):
+			return fmt.Errorf("the server ended the stream with an error event")
+		case len(line) == 1 && id >= 0: // the blank line ending an event
+			now := time.Now().UnixNano()
+			if k >= len(w.recv) {
+				return fmt.Errorf("event %d (id %d) after the last PUT", k+1, id)
+			}
+			w.id[k][i] = id // before recv: a reader that sees recv sees id
+			w.recv[k][i].Store(now)
+			w.got[k].Add(1)
+			k, id = k+1, -1
+		}
+	}
+}
+
+// latencies returns, for PUT p started at t0 with revision rev, how many
+// watchers received its event and its delivery latencies' percentiles.
+func (w *watchers) latencies(p int, t0 time.Time, rev int64) (received, wrongID int, p50, p99, worst time.Duration) {
+	lat := make([]time.Duration, 0, w.n)
+	for i := range w.n {
+		at := w.recv[p][i].Load()
+		if at == 0 {
+			continue
+		}
+		if w.id[p][i] != rev {
+			wrongID++
+		}
+		lat = append(lat, time.Duration(at-t0.UnixNano()))
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return 0, wrongID, 0, 0, 0
+	}
+	return len(lat), wrongID, harness.Percentile(lat, 0.50), harness.Percentile(lat, 0.99), lat[len(lat)-1]
+}
+
+func PrintWatch(out io.Writer, cfg harness.Config, rep *watchReport, err error) {
+	fmt.Fprintf(out, "\n== Config service: watch fan-out ==\n\n")
+	if rep == nil {
+		fmt.Fprintf(out, "  FAILED: %v\n", err)
+		return
+	}
+	fmt.Fprintf(out, "  %s SSE watchers of one key (GET /v1/watch?key=%s), in this process, one connection each, on one\n"+
+		"  replica in a child process (config.Serve; NATS, fsync on every write, in this process); each watcher connected\n"+
+		"  and received \": watching\" before the PUTs (connecting all took %s); then %d PUTs of a %d-byte value to that\n"+
+		"  key, a second apart. Latency: from just before the PUT until the watcher read the event's last line.\n"+
+		"  RLIMIT_NOFILE soft limit: %d.\n",
+		harness.Count(rep.watchers), fanKey, rep.connectTook.Round(time.Millisecond), len(rep.puts), cfg.ValueSize, rep.fdLimit)
+	if rep.fdNote != "" {
+		fmt.Fprintf(out, "  NOTE: asked for %s watchers: %s\n", harness.Count(rep.wanted), rep.fdNote)
+	}
+	if err != nil {
+		fmt.Fprintf(out, "  FAILED: %v\n", err)
+	}
+	t := harness.NewTable("l r r rrr r")
+	t.Add("", "PUT took", "received", "p50", "p99", "max", "wrong id")
+	var p99s []time.Duration
+	for i, p := range rep.puts {
+		t.Add(fmt.Sprintf("PUT %d (revision %d)", i+1, p.revision), harness.Dur(p.putLatency),
+			fmt.Sprintf("%s/%s", harness.Count(p.received), harness.Count(rep.watchers)), harness.Dur(p.p50), harness.Dur(p.p99), harness.Dur(p.max), harness.Count(p.wrongID))
+		p99s = append(p99s, p.p99)
+	}
+	t.Write(out)
+	if len(p99s) > 0 {
+		slices.Sort(p99s)
+		med := p99s[(len(p99s)-1)/2]
+		complete := true
+		for _, p := range rep.puts {
+			complete = complete && p.received == rep.watchers && p.wrongID == 0
+		}
+		res := harness.Verdict(med < 100*time.Millisecond && complete)
+		if !complete {
+			res += " (some watchers missed an event or got a wrong one)"
+		}
+		t = harness.NewTable("l r l l")
+		t.Add("median of the per-PUT p99s", harness.Dur(med), "target < 100ms", res)
+		t.Write(out)
+	}
+	delta := rep.with.RSS - rep.before.RSS
+	fmt.Fprintf(out, "\n  memory of the child (VmRSS after runtime.GC):\n")
+	t = harness.NewTable("l r r r")
+	t.Add("", "VmRSS", "Go heap in use", "goroutines")
+	t.Add("before the watchers", harness.Mib(rep.before.RSS), harness.Mib(rep.before.HeapInuse), harness.Count(rep.before.Goroutines))
+	t.Add(fmt.Sprintf("with %s watchers connected", harness.Count(rep.watchers)), harness.Mib(rep.with.RSS), harness.Mib(rep.with.HeapInuse), harness.Count(rep.with.Goroutines))
+	t.Add("increase", harness.Mib(delta), harness.Mib(rep.with.HeapInuse-rep.before.HeapInuse), harness.Count(rep.with.Goroutines-rep.before.Goroutines))
+	t.Add("per watcher", fmt.Sprintf("%.1f KiB", float64(delta)/1024/float64(rep.watchers)),
+		fmt.Sprintf("%.1f KiB", float64(rep.with.HeapInuse-rep.before.HeapInuse)/1024/float64(rep.watchers)),
+		fmt.Sprintf("%.1f", float64(rep.with.Goroutines-rep.before.Goroutines)/float64(rep.watchers)))
+	t.Write(out)
+}
