@@ -422,7 +422,6 @@ func Print(out io.Writer, cfg harness.Config, rep *clusterReport) {
 	for _, r := range rep.modes {
 		fmt.Fprintf(out, "\nMode %s: %s\n", r.Mode.ID, r.Mode.Title)
 		harness.PrintRows(out, r)
-		fmt.Fprintf(out, "  %s\n", r.Load)
 	}
 	if len(rep.modes) != 2 {
 		return

@@ -148,7 +148,6 @@ func PrintMode(out io.Writer, cfg harness.Config, rep *harness.ModeReport) {
 	n := cfg.Clients
 	fmt.Fprintf(out, "\n== Config service over HTTP vs etcd, mode %s: %s ==\n\n", rep.Mode.ID, rep.Mode.Title)
 	harness.PrintRows(out, rep)
-	fmt.Fprintf(out, "  %s\n", rep.Load)
 	fmt.Fprintf(out, "  config: config.Serve (documented default settings, qlog's default group commit, access log off) on\n"+
 		"  127.0.0.1 in this process, one embedded NATS server per voter set; one http.Client (keep-alive, up to %d idle\n"+
 		"  conns per host) for all clients; %d-byte JSON values; PUTs write unique keys (/bench/k<n>); GETs read one key.\n"+

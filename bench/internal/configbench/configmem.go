@@ -182,9 +182,7 @@ func loadTxn(ctx context.Context, h *harness.HTTPTarget, base string, body *byte
 }
 
 func PrintMemory(out io.Writer, rep *configMemReport, err error) {
-	fmt.Fprintf(out, "\n== Config service: memory ==\n\n")
-	if rep == nil {
-		fmt.Fprintf(out, "  FAILED: %v\n", err)
+	if !harness.PrintHeading(out, "Config service: memory", rep != nil, err) {
 		return
 	}
 	fmt.Fprintf(out, "  one replica (config.Serve) in a child process, connected over TCP to NATS (fsync off) in this process;\n"+

@@ -324,9 +324,7 @@ func (w *watchers) latencies(p int, t0 time.Time, rev int64) (received, wrongID 
 }
 
 func PrintWatch(out io.Writer, cfg harness.Config, rep *watchReport, err error) {
-	fmt.Fprintf(out, "\n== Config service: watch fan-out ==\n\n")
-	if rep == nil {
-		fmt.Fprintf(out, "  FAILED: %v\n", err)
+	if !harness.PrintHeading(out, "Config service: watch fan-out", rep != nil, err) {
 		return
 	}
 	fmt.Fprintf(out, "  %s SSE watchers of one key (GET /v1/watch?key=%s), in this process, one connection each, on one\n"+

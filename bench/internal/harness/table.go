@@ -11,7 +11,7 @@ import (
 )
 
 // PrintRows prints every row of a report: its median run, the spread of
-// its runs and why it failed, if it did.
+// its runs and why it failed, if it did; then the CPU load while measuring.
 func PrintRows(out io.Writer, rep *ModeReport) {
 	t := NewTable("ll rrr rr l")
 	t.Add("", "", "ops/s", "p50", "p99", "runs: ops/s min–max", "errors", "")
@@ -33,6 +33,7 @@ func PrintRows(out io.Writer, rep *ModeReport) {
 	for _, f := range failures {
 		fmt.Fprintln(out, f)
 	}
+	fmt.Fprintf(out, "  %s\n", rep.Load)
 }
 
 // table is a plain text table; align has one letter per column, l or r,
@@ -154,4 +155,16 @@ func Machine() string {
 		}
 	}
 	return fmt.Sprintf("%s/%s, %d CPUs (%s), %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpu, runtime.Version())
+}
+
+// PrintHeading prints a section's heading and, when the section failed
+// before it measured anything (measured is false), why; it reports whether
+// there is a report to print under it.
+func PrintHeading(out io.Writer, title string, measured bool, err error) bool {
+	fmt.Fprintf(out, "\n== %s ==\n\n", title)
+	if !measured {
+		fmt.Fprintf(out, "  FAILED: %v\n", err)
+		return false
+	}
+	return true
 }

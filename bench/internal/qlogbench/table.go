@@ -15,7 +15,6 @@ func PrintMode(out io.Writer, cfg harness.Config, rep *harness.ModeReport) {
 	n := cfg.Clients
 	fmt.Fprintf(out, "\n== Mode %s: %s ==\n\n", rep.Mode.ID, rep.Mode.Title)
 	harness.PrintRows(out, rep)
-	fmt.Fprintf(out, "  %s\n", rep.Load)
 	fmt.Fprintf(out, "  each qlog row has its own log; each replica and the etcd client have one connection, shared by all\n"+
 		"  their proposers/clients; the 3-voter rows run three replicas (r0, r1, r2) in this process.\n")
 

@@ -149,9 +149,8 @@ func RunRegistration(ctx context.Context, log *slog.Logger, cfg harness.Config, 
 
 // PrintLoad prints the heartbeat load and the detection phase.
 func PrintLoad(out io.Writer, cfg harness.Config, rep *hbReport, err error) {
-	fmt.Fprintf(out, "\n== Service registry: %s instances heartbeating, 3 voters ==\n\n", harness.Count(cfg.RegInstances))
-	if rep == nil {
-		fmt.Fprintf(out, "  FAILED: %v\n", err)
+	title := fmt.Sprintf("Service registry: %s instances heartbeating, 3 voters", harness.Count(cfg.RegInstances))
+	if !harness.PrintHeading(out, title, rep != nil, err) {
 		return
 	}
 	fmt.Fprintf(out, "  3 voters (registry.Serve, the documented defaults: expiry every 250ms, TTL grace TTL/20 (100–500ms), self-registration, access log off),\n"+
@@ -261,7 +260,6 @@ func PrintRegistration(out io.Writer, cfg harness.Config, rep *harness.ModeRepor
 	n := cfg.Clients
 	fmt.Fprintf(out, "\n== Service registry: registration throughput vs Consul-style etcd, mode %s: %s ==\n\n", rep.Mode.ID, rep.Mode.Title)
 	harness.PrintRows(out, rep)
-	fmt.Fprintf(out, "  %s\n", rep.Load)
 	fmt.Fprintf(out, "  registry: 3 voters, each in its own child process, NATS in this process; PUT /v1/services/reg-<n mod %d>/instances/i<n>\n"+
 		"  with {\"address\",\"port\",\"check\":{\"ttl\":\"%s\"}}, a new instance each, one http.Client (keep-alive) for all clients,\n"+
 		"  round-robin over the replicas. etcd: ONE node (the bench's etcd helper starts a single member), in this process,\n"+
