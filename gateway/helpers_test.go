@@ -17,6 +17,7 @@ import (
 
 	"github.com/stewardhq/steward/gateway"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/registry"
@@ -38,13 +39,11 @@ func startPlane(t testing.TB) *plane {
 	quiet := slog.New(slog.DiscardHandler)
 	p := &plane{}
 	p.registry = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
-		s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, AllowLocal: true,
-			GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, ShutdownTimeout: time.Second}
+		s := registry.Settings{AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, Replicated: service.Replicated{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return registry.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)
 	})
 	p.config = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
-		s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RetainRevisions: 1000,
-			ShutdownTimeout: time.Second, RegistryURL: p.registry}
+		s := config.Settings{RetainRevisions: 1000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RegistryURL: p.registry, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return config.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)
 	})
 	p.reg = &client.Client{BaseURL: p.registry}
@@ -61,7 +60,7 @@ func startGateway(t testing.TB, p *plane, tweak ...func(*gateway.Settings)) *gw 
 	t.Helper()
 	s := gateway.Settings{ID: "gateway-test", RegistryURL: p.registry, ConfigURL: p.config,
 		MaxRequests: 1024, MaxPending: 1024, EjectAfter: 5, BaseEjection: 30 * time.Second, MaxEjectedShare: 0.5,
-		ShutdownTimeout: time.Second}
+		Process: service.Process{ShutdownTimeout: time.Second}}
 	for _, f := range tweak {
 		f(&s)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry/catalog"
@@ -22,7 +23,7 @@ func TestErrorLogLines(t *testing.T) {
 	var logs webtest.Logs
 	s := gateway.Settings{ID: "gateway-test", RegistryURL: p.registry, ConfigURL: p.config,
 		MaxRequests: 1024, MaxPending: 1024, EjectAfter: 5, BaseEjection: 30 * time.Second, MaxEjectedShare: 0.5,
-		ShutdownTimeout: time.Second}
+		Process: service.Process{ShutdownTimeout: time.Second}}
 	url := webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		return gateway.Serve(ctx, s, ln, logs.Logger().With("service", "gateway")) // as steward dev does
 	})

@@ -6,12 +6,10 @@
 package gateway
 
 import (
-	"log/slog"
 	"time"
 
 	"github.com/stewardhq/steward/platform/envconf"
-	"github.com/stewardhq/steward/platform/logging"
-	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/platform/service"
 )
 
 // Settings are the gateway's STEWARD_* environment variables.
@@ -37,16 +35,7 @@ type Settings struct {
 	SignalsEvery time.Duration `envconfig:"GATEWAY_SIGNALS_EVERY" default:"5s" desc:"how often load signals go to the scaler (0: off)"`
 	// PprofAddr, if set, serves net/http/pprof on its own listener there
 	// (profiling under load, as make bench does); keep it on loopback.
-	PprofAddr       string         `envconfig:"GATEWAY_PPROF_ADDR" desc:"serve net/http/pprof on this address (keep it on loopback)"`
-	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR" desc:"host:port registered in the registry (empty: from the listener)"`
-	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests may drain at shutdown"`
-	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto" desc:"log format: json, text or auto (text on a terminal)"`
-	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info" desc:"lowest level logged: debug, info, warn, error"`
+	PprofAddr string `envconfig:"GATEWAY_PPROF_ADDR" desc:"serve net/http/pprof on this address (keep it on loopback)"`
 
-	// Limits bound what clients can make the server hold: watches and
-	// blocking queries per client, time to send headers, idle keep-alive.
-	web.Limits
+	service.Process
 }
-
-// Logging says how the process logs (launch.Settings).
-func (s Settings) Logging() (logging.Format, slog.Level) { return s.LogFormat, s.LogLevel }

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
@@ -51,9 +52,7 @@ func startRegistry(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000,
-		AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 4,
-		PresenceInterval: 200 * time.Millisecond, ShutdownTimeout: time.Second}
+	s := registry.Settings{AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 4, PresenceInterval: 200 * time.Millisecond, Replicated: service.Replicated{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- registry.Serve(ctx, s, ln, nc, nil, slog.New(slog.DiscardHandler)) }()

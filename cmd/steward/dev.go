@@ -24,6 +24,7 @@ import (
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/pgstore"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
@@ -57,6 +58,52 @@ type devRoles struct {
 
 func (r *devRoles) specs() []any {
 	return []any{&r.config, &r.registry, &r.election, &r.scaler, &r.gateway}
+}
+
+// devRole is one role as dev runs it: where it listens, what the banner
+// says of it, and its Serve on the settings dev completed.
+type devRole struct {
+	short, name, addrVar, paths string
+	addr                        *envconf.Addr
+	replicated                  *service.Replicated // nil for the gateway
+	process                     *service.Process
+	ln                          net.Listener
+	serve                       func(context.Context, net.Listener, *nats.Conn, *pgxpool.Pool, *slog.Logger) error
+}
+
+// serveOn returns serve on the settings *s as they are when it is called.
+func serveOn[S any](s *S, serve func(context.Context, S, net.Listener, *nats.Conn, *pgxpool.Pool, *slog.Logger) error) func(context.Context, net.Listener, *nats.Conn, *pgxpool.Pool, *slog.Logger) error {
+	return func(ctx context.Context, ln net.Listener, nc *nats.Conn, p *pgxpool.Pool, l *slog.Logger) error {
+		return serve(ctx, *s, ln, nc, p, l)
+	}
+}
+
+// list returns the roles in the order they start and the banner lists
+// them: the gateway first, as the one address most users need.
+func (r *devRoles) list() []*devRole {
+	return []*devRole{
+		{short: "gateway", name: "gateway", addrVar: "GATEWAY_ADDR", addr: &r.gateway.Addr, process: &r.gateway.Process,
+			paths: "/s/{service}/..., all of /v1 (Steward's API), routes from /steward/gateway/routes/",
+			serve: func(ctx context.Context, ln net.Listener, _ *nats.Conn, _ *pgxpool.Pool, l *slog.Logger) error {
+				return gateway.Serve(ctx, r.gateway, ln, l)
+			}},
+		{short: "config", name: "config service", addrVar: "CONFIG_ADDR", addr: &r.config.Addr,
+			replicated: &r.config.Replicated, process: &r.config.Process,
+			paths: "/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json",
+			serve: serveOn(&r.config, config.Serve)},
+		{short: "registry", name: "registry service", addrVar: "REGISTRY_ADDR", addr: &r.registry.Addr,
+			replicated: &r.registry.Replicated, process: &r.registry.Process,
+			paths: "/v1/services, /v1/registry/leases, /openapi.json",
+			serve: serveOn(&r.registry, registry.Serve)},
+		{short: "election", name: "election service", addrVar: "ELECTION_ADDR", addr: &r.election.Addr,
+			replicated: &r.election.Replicated, process: &r.election.Process,
+			paths: "/v1/elections, /openapi.json",
+			serve: serveOn(&r.election, election.Serve)},
+		{short: "scaler", name: "scaler service", addrVar: "SCALER_ADDR", addr: &r.scaler.Addr,
+			replicated: &r.scaler.Replicated, process: &r.scaler.Process,
+			paths: "/v1/scalers, /v1/metrics, /openapi.json",
+			serve: serveOn(&r.scaler, scaler.Serve)},
+	}
 }
 
 // devOverridden are the roles' variables dev sets itself, so --help does
@@ -137,88 +184,41 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 
 	// Every service listens before the banner is printed, so the banner
 	// tells the truth and a port clash fails at once.
+	roleList := roles.list()
+	by := map[string]*devRole{}
 	var lc net.ListenConfig
-	configLn, err := lc.Listen(ctx, "tcp", string(roles.config.Addr))
-	if err != nil {
-		return fmt.Errorf("config service: listen on %s (STEWARD_CONFIG_ADDR): %w", roles.config.Addr, err)
+	for _, r := range roleList {
+		by[r.short] = r
+		if r.ln, err = lc.Listen(ctx, "tcp", string(*r.addr)); err != nil {
+			return fmt.Errorf("%s: listen on %s (STEWARD_%s): %w", r.name, *r.addr, r.addrVar, err)
+		}
 	}
-	registryLn, err := lc.Listen(ctx, "tcp", string(roles.registry.Addr))
-	if err != nil {
-		return fmt.Errorf("registry service: listen on %s (STEWARD_REGISTRY_ADDR): %w", roles.registry.Addr, err)
-	}
-	gatewayLn, err := lc.Listen(ctx, "tcp", string(roles.gateway.Addr))
-	if err != nil {
-		return fmt.Errorf("gateway: listen on %s (STEWARD_GATEWAY_ADDR): %w", roles.gateway.Addr, err)
-	}
-	electionLn, err := lc.Listen(ctx, "tcp", string(roles.election.Addr))
-	if err != nil {
-		return fmt.Errorf("election service: listen on %s (STEWARD_ELECTION_ADDR): %w", roles.election.Addr, err)
-	}
-	scalerLn, err := lc.Listen(ctx, "tcp", string(roles.scaler.Addr))
-	if err != nil {
-		return fmt.Errorf("scaler service: listen on %s (STEWARD_SCALER_ADDR): %w", roles.scaler.Addr, err)
-	}
-	// Every service registers itself in the registry under a loopback
-	// address: dev mode is one machine.
-	registryURL := client.LocalURL(registryLn.Addr())
-	advertise := func(ln net.Listener) string { return client.LocalURL(ln.Addr())[len("http://"):] }
-	electionURL := client.LocalURL(electionLn.Addr())
-	configURL := client.LocalURL(configLn.Addr())
-
 	// What dev sets, the same for every service: it is the only replica
 	// of its stream on the embedded server, and registers itself on
-	// loopback.
-	rs := &roles.registry
-	rs.ReplicaID, rs.Voters, rs.StreamReplicas = "registry-0", nil, 1
-	rs.NATSURL, rs.DatabaseURL, rs.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
-	rs.AllowLocal, rs.AdvertiseAddr = true, advertise(registryLn)
-	cs := &roles.config
-	cs.ReplicaID, cs.Voters, cs.StreamReplicas = "config-0", nil, 1
-	cs.NATSURL, cs.DatabaseURL, cs.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
-	cs.RegistryURL, cs.AdvertiseAddr = registryURL, advertise(configLn)
-	es := &roles.election
-	es.ReplicaID, es.Voters, es.StreamReplicas = "election-0", nil, 1
-	es.NATSURL, es.DatabaseURL, es.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
-	es.RegistryURL, es.AdvertiseAddr = registryURL, advertise(electionLn)
-	ss := &roles.scaler
-	ss.ReplicaID, ss.Voters, ss.StreamReplicas = "scaler-0", nil, 1
-	ss.NATSURL, ss.DatabaseURL, ss.ShutdownTimeout = ns.ClientURL(), cfg.DatabaseURL, cfg.ShutdownTimeout
-	ss.RegistryURL, ss.AdvertiseAddr, ss.ElectionURLs = registryURL, advertise(scalerLn), []string{electionURL}
-	gs := &roles.gateway
-	gs.RegistryURL, gs.ConfigURL, gs.AdvertiseAddr = registryURL, configURL, advertise(gatewayLn)
-	gs.ShutdownTimeout = cfg.ShutdownTimeout
+	// loopback: dev mode is one machine.
+	registryURL := client.LocalURL(by["registry"].ln.Addr())
+	for _, r := range roleList {
+		r.process.AdvertiseAddr = strings.TrimPrefix(client.LocalURL(r.ln.Addr()), "http://")
+		r.process.ShutdownTimeout = cfg.ShutdownTimeout
+		if rs := r.replicated; rs != nil {
+			rs.ReplicaID, rs.Voters, rs.StreamReplicas = r.short+"-0", nil, 1
+			rs.NATSURL, rs.DatabaseURL, rs.RegistryURL = ns.ClientURL(), cfg.DatabaseURL, registryURL
+		}
+	}
+	roles.registry.AllowLocal = true
+	roles.scaler.ElectionURLs = []string{client.LocalURL(by["election"].ln.Addr())}
+	roles.gateway.RegistryURL = registryURL
+	roles.gateway.ConfigURL = client.LocalURL(by["config"].ln.Addr())
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := registry.Serve(gctx, *rs, registryLn, nc, pool, logger.With("service", "registry")); err != nil {
-			return fmt.Errorf("registry service: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := config.Serve(gctx, *cs, configLn, nc, pool, logger.With("service", "config")); err != nil {
-			return fmt.Errorf("config service: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := gateway.Serve(gctx, *gs, gatewayLn, logger.With("service", "gateway")); err != nil {
-			return fmt.Errorf("gateway: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := election.Serve(gctx, *es, electionLn, nc, pool, logger.With("service", "election")); err != nil {
-			return fmt.Errorf("election service: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := scaler.Serve(gctx, *ss, scalerLn, nc, pool, logger.With("service", "scaler")); err != nil {
-			return fmt.Errorf("scaler service: %w", err)
-		}
-		return nil
-	})
+	for _, r := range roleList {
+		g.Go(func() error {
+			if err := r.serve(gctx, r.ln, nc, pool, logger.With("service", r.short)); err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			return nil
+		})
+	}
 
 	monitor := "off"
 	if a := ns.MonitorAddr(); a != nil {
@@ -226,11 +226,9 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "steward dev (%s): ready, Ctrl-C to stop\n", strings.TrimPrefix(versionLine(), "steward "))
-	fmt.Fprintf(tw, "  gateway\thttp://%s\t/s/{service}/..., all of /v1 (Steward's API), routes from /steward/gateway/routes/\n", dialable(gatewayLn.Addr()))
-	fmt.Fprintf(tw, "  config\thttp://%s\t/v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n", dialable(configLn.Addr()))
-	fmt.Fprintf(tw, "  registry\thttp://%s\t/v1/services, /v1/registry/leases, /openapi.json\n", dialable(registryLn.Addr()))
-	fmt.Fprintf(tw, "  election\thttp://%s\t/v1/elections, /openapi.json\n", dialable(electionLn.Addr()))
-	fmt.Fprintf(tw, "  scaler\thttp://%s\t/v1/scalers, /v1/metrics, /openapi.json\n", dialable(scalerLn.Addr()))
+	for _, r := range roleList {
+		fmt.Fprintf(tw, "  %s\thttp://%s\t%s\n", r.short, dialable(r.ln.Addr()), r.paths)
+	}
 	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)
 	fmt.Fprintf(tw, "  postgres\t%s\t\n", postgres)

@@ -139,7 +139,14 @@ func help(w io.Writer, c command) error {
 		return nil
 	}
 	fmt.Fprintln(w, "\nSettings:")
-	return envconf.UsageExcept(w, c.overridden, c.settings...)
+	// The shared settings say <service> where a default depends on the
+	// role (STEWARD_REPLICA_ID: <service>-0); name it.
+	var b strings.Builder
+	if err := envconf.UsageExcept(&b, c.overridden, c.settings...); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, strings.ReplaceAll(b.String(), "<service>", c.name))
+	return err
 }
 
 // version is set at build time with -ldflags "-X main.version=..."; by

@@ -78,7 +78,9 @@ func (c *configService) stop() {
 }
 
 func settings() config.Settings {
-	return config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RetainRevisions: 1000}
+	s := config.Settings{RetainRevisions: 1000}
+	s.ReplicaID, s.StreamReplicas, s.SnapshotEvery = "config-0", 1, 100_000
+	return s
 }
 
 // do sends a request to the config service and returns the revision it

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config"
 )
 
@@ -30,7 +31,7 @@ func startNode(t testing.TB, nc *nats.Conn, id string, voters []string, retain i
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := config.Settings{ReplicaID: id, Voters: voters, StreamReplicas: 1, SnapshotEvery: 100_000, RetainRevisions: retain}
+	s := config.Settings{RetainRevisions: retain, Replicated: service.Replicated{ReplicaID: id, Voters: voters, StreamReplicas: 1, SnapshotEvery: 100_000}}
 	rep, err := config.Open(ctx, s, nc, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Open %s: %v", id, err)
@@ -173,7 +174,7 @@ func TestTxnLeasesFencing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); n.rep.Log.RunExpiry(ctx, 50*time.Millisecond, n.rep.Store.DueExpiries) }()
+	go func() { defer wg.Done(); n.rep.Log.RunExpiry(ctx, 50*time.Millisecond, n.rep.Machine.DueExpiries) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for call(t, "GET", n.url+"/v1/kv/svc/a", "").status != 404 {
 		if time.Now().After(deadline) {

@@ -11,6 +11,7 @@ import (
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/platform/pgstore/pgtest"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config"
 )
 
@@ -32,8 +33,7 @@ func TestHistoryReachesPostgres(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() {
-		served <- config.Serve(ctx, config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 1000,
-			RetainRevisions: 5, ShutdownTimeout: time.Second}, ln, nc, pool, logger)
+		served <- config.Serve(ctx, config.Settings{RetainRevisions: 5, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 1000, Process: service.Process{ShutdownTimeout: time.Second}}}, ln, nc, pool, logger)
 	}()
 	defer func() {
 		cancel()

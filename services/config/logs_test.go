@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/config"
@@ -22,7 +23,7 @@ func TestLogLines(t *testing.T) {
 	var logs webtest.Logs
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RetainRevisions: 1000}
+	s := config.Settings{RetainRevisions: 1000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000}}
 	rep, err := config.Open(ctx, s, qlogtest.StartServer(t).Connect(t), nil, logs.Logger().With("service", "config"))
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config"
 )
 
@@ -17,7 +18,7 @@ import (
 // a new replica with the same ID, and reads every acknowledged write back.
 func TestRestartKeepsAcknowledgedWrites(t *testing.T) {
 	srv := qlogtest.StartServer(t)
-	s := config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 50, RetainRevisions: 1000}
+	s := config.Settings{RetainRevisions: 1000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 50}}
 	open := func() (*config.Replica, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/openapitest"
 	"github.com/stewardhq/steward/services/election"
@@ -84,7 +85,7 @@ type node struct {
 
 func startNode(t testing.TB, nc *nats.Conn, id string, voters []string) *node {
 	t.Helper()
-	n := &node{t: t, nc: nc, s: election.Settings{ReplicaID: id, Voters: voters, StreamReplicas: 1, SnapshotEvery: 100_000}, addr: "127.0.0.1:0"}
+	n := &node{t: t, nc: nc, s: election.Settings{Replicated: service.Replicated{ReplicaID: id, Voters: voters, StreamReplicas: 1, SnapshotEvery: 100_000}}, addr: "127.0.0.1:0"}
 	n.start()
 	t.Cleanup(n.kill)
 	if _, fuzzing := t.(*testing.F); !fuzzing { // a fuzz coordinator may run no input itself

@@ -9,6 +9,7 @@ import (
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/platform/pgstore/pgtest"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/election"
 )
 
@@ -24,7 +25,7 @@ func TestSnapshotsInPostgres(t *testing.T) {
 	}
 	defer pool.Close()
 	srv := qlogtest.StartServer(t)
-	s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 100_000}
+	s := election.Settings{Replicated: service.Replicated{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 100_000}}
 	open := func() (*election.Replica, string) {
 		rep, err := election.Open(ctx, s, srv.Connect(t), pool, quiet)
 		if err != nil {

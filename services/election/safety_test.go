@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election/client"
 )
@@ -261,7 +262,7 @@ func startConfig(t *testing.T) string {
 	nc := qlogtest.StartServer(t).Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := config.Open(ctx, config.Settings{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RetainRevisions: 100_000}, nc, nil, quiet)
+	rep, err := config.Open(ctx, config.Settings{RetainRevisions: 100_000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000}}, nc, nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,36 +5,14 @@
 package election
 
 import (
-	"log/slog"
-	"time"
-
 	"github.com/stewardhq/steward/platform/envconf"
-	"github.com/stewardhq/steward/platform/logging"
-	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/platform/service"
 )
 
-// Settings are the service's STEWARD_* environment variables.
+// Settings are the service's STEWARD_* environment variables: the
+// settings every replicated service shares and its address.
 type Settings struct {
-	Addr           envconf.Addr `envconfig:"ELECTION_ADDR" default:":8083" desc:"listen address of the election service"`
-	NATSURL        string       `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server(s) with JetStream, comma-separated"`
-	ReplicaID      string       `envconfig:"REPLICA_ID" default:"election-0" desc:"this replica's id, unique among the service's replicas"`
-	Voters         []string     `envconfig:"VOTERS" desc:"replica ids of the voters, comma-separated (empty: this replica alone)"`
-	StreamReplicas int          `envconfig:"STREAM_REPLICAS" default:"1" desc:"JetStream replicas of the service's stream"`
-	DatabaseURL    string       `envconfig:"DATABASE_URL" desc:"PostgreSQL for snapshots and history (empty: snapshots in JetStream object storage, no long-term history)"`
-	SnapshotEvery  int64        `envconfig:"SNAPSHOT_EVERY" default:"50000" desc:"log entries between snapshots"`
-	// RegistryURL is where the replica registers itself as
-	// steward-election (empty: it does not); AdvertiseAddr is the
-	// host:port it registers (empty: derived from the listener).
-	RegistryURL     string         `envconfig:"REGISTRY_URL" desc:"registry this process registers itself in (empty: it does not)"`
-	AdvertiseAddr   string         `envconfig:"ADVERTISE_ADDR" desc:"host:port registered in the registry (empty: from the listener)"`
-	ShutdownTimeout time.Duration  `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight requests may drain at shutdown"`
-	LogFormat       logging.Format `envconfig:"LOG_FORMAT" default:"auto" desc:"log format: json, text or auto (text on a terminal)"`
-	LogLevel        slog.Level     `envconfig:"LOG_LEVEL" default:"info" desc:"lowest level logged: debug, info, warn, error"`
+	Addr envconf.Addr `envconfig:"ELECTION_ADDR" default:":8083" desc:"listen address of the election service"`
 
-	// Limits bound what clients can make the server hold: watches and
-	// blocking queries per client, time to send headers, idle keep-alive.
-	web.Limits
+	service.Replicated
 }
-
-// Logging says how the process logs (launch.Settings).
-func (s Settings) Logging() (logging.Format, slog.Level) { return s.LogFormat, s.LogLevel }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
@@ -33,9 +34,7 @@ type node struct {
 // testSettings are the settings the tests run with: local addresses
 // allowed (targets are on loopback) and a fast presence interval.
 func testSettings(id string, voters []string) registry.Settings {
-	return registry.Settings{ReplicaID: id, Voters: voters, StreamReplicas: 1, SnapshotEvery: 100_000,
-		AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16,
-		PresenceInterval: 200 * time.Millisecond, ShutdownTimeout: time.Second}
+	return registry.Settings{AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, Replicated: service.Replicated{ReplicaID: id, Voters: voters, StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
 }
 
 func startNode(t testing.TB, nc *nats.Conn, s registry.Settings) *node {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/openapitest"
 	"github.com/stewardhq/steward/platform/web/webtest"
@@ -81,12 +82,11 @@ func startPlane(t testing.TB) *plane {
 	t.Helper()
 	p := &plane{nats: qlogtest.StartServer(t)}
 	p.registry = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
-		s := registry.Settings{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, AllowLocal: true,
-			GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, ShutdownTimeout: time.Second}
+		s := registry.Settings{AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, Replicated: service.Replicated{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return registry.Serve(ctx, s, ln, p.nats.Connect(t), nil, quiet)
 	})
 	p.election = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
-		s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 100_000, ShutdownTimeout: time.Second}
+		s := election.Settings{Replicated: service.Replicated{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return election.Serve(ctx, s, ln, p.nats.Connect(t), nil, quiet)
 	})
 	return p
@@ -133,9 +133,7 @@ type nodeOptions struct {
 func startNode(t testing.TB, p *plane, id string, o nodeOptions) *node {
 	t.Helper()
 	n := &node{t: t, id: id}
-	s := scaler.Settings{ReplicaID: id, Voters: o.voters, StreamReplicas: 1, SnapshotEvery: 100_000,
-		RegistryURL: p.registry, ElectionURLs: []string{p.election}, Election: "steward-scaler",
-		LeaseTTL: o.leaseTTL, SampleTTL: 30 * time.Second, KeepDecisions: o.keep, ShutdownTimeout: time.Second}
+	s := scaler.Settings{ElectionURLs: []string{p.election}, Election: "steward-scaler", LeaseTTL: o.leaseTTL, SampleTTL: 30 * time.Second, KeepDecisions: o.keep, Replicated: service.Replicated{ReplicaID: id, Voters: o.voters, StreamReplicas: 1, SnapshotEvery: 100_000, RegistryURL: p.registry, Process: service.Process{ShutdownTimeout: time.Second}}}
 	if s.LeaseTTL == 0 {
 		s.LeaseTTL = 2 * time.Second
 	}

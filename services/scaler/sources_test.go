@@ -79,7 +79,7 @@ func TestDecisionsFromPostgres(t *testing.T) {
 	defer pool.Close()
 	p := startPlane(t)
 	n := startNode(t, p, "scaler-0", nodeOptions{pool: pool, keep: 3})
-	go func() { _ = n.rep.Archive(ctx, quiet) }()
+	go func() { _ = n.rep.Archive(ctx) }()
 	rc := startReceiver(t)
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), 201)
 	push(t, n.url, "web", 45)

@@ -27,7 +27,9 @@ func service(t *testing.T) string {
 	nc := qlogtest.StartServer(t).Connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := election.Open(ctx, election.Settings{ReplicaID: "election-0", StreamReplicas: 1}, nc, nil, slog.New(slog.DiscardHandler))
+	var s election.Settings
+	s.ReplicaID, s.StreamReplicas = "election-0", 1
+	rep, err := election.Open(ctx, s, nc, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
@@ -77,4 +78,9 @@ func NewReplica(registryURL, advertise string, ln net.Addr, service, id string) 
 // Announce keeps the replica registered until ctx ends (Client.Announce).
 func (r *Replica) Announce(ctx context.Context, logger *slog.Logger) {
 	r.client.Announce(ctx, r.service, r.id, r.registration, logger)
+}
+
+// SelfAnnouncer is NewReplica as the service skeleton's Spec.Announcer.
+func SelfAnnouncer(registryURL, advertise string, ln net.Addr, name, id string) (service.Announcer, error) {
+	return NewReplica(registryURL, advertise, ln, name, id)
 }

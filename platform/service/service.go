@@ -1,0 +1,213 @@
+// Package service is the skeleton every replicated Steward service is
+// built on: the settings they share (Replicated, Process) and Open, Serve
+// and Run, written once. A service declares only its state machine, its
+// routes, its own background work and its own settings, in a Spec; the
+// skeleton opens the replicated log with its snapshot store, proposes the
+// machine's due expiries, archives history to PostgreSQL, keeps the
+// replica registered in the registry and serves HTTP until its context
+// ends.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"github.com/stewardhq/steward/platform/pgstore"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
+	"github.com/stewardhq/steward/platform/web"
+)
+
+// Spec is what a service declares.
+type Spec[M qlog.StateMachine] struct {
+	// Name names the service: its stream is STEWARD_<NAME>, it registers
+	// itself as steward-<name>, its replicas default to <name>-0.
+	Name string
+	// Machine is the replica's state machine, new and empty.
+	Machine M
+	// MaxBatchBytes is the log's group-commit bound (0: 1 MiB).
+	MaxBatchBytes int
+	// History archives the log's events to PostgreSQL when a database is
+	// configured (Replica.History).
+	History bool
+	// Expiry, if Due is set, proposes what the machine says is due every
+	// Every (qlog.Log.RunExpiry): lease and TTL deadlines.
+	Expiry Expiry
+	// Handler builds the service's HTTP API on the open replica.
+	Handler func(*Replica[M]) (http.Handler, error)
+	// Tasks, if set, is the service's own work beside the API (checks, a
+	// control loop); ctx is the tasks' context, and each task runs until
+	// it ends.
+	Tasks func(ctx context.Context, r *Replica[M], ln net.Listener) ([]Task, error)
+	// Announcer keeps the replica registered in the registry at
+	// Settings.RegistryURL (services/registry/client.SelfAnnouncer); nil
+	// or an empty URL: the replica does not register itself. SelfURL, if
+	// set, is the registry to use when RegistryURL is empty (the registry
+	// registers in itself).
+	Announcer NewAnnouncer
+	SelfURL   func(ln net.Listener) string
+}
+
+// Expiry is a machine's deadline sweep.
+type Expiry struct {
+	Every time.Duration
+	Due   func(now time.Time) [][]byte
+}
+
+// Task is work a service runs while it serves; it returns when ctx ends.
+type Task func(ctx context.Context)
+
+// Announcer keeps one replica registered until ctx ends.
+type Announcer interface {
+	Announce(ctx context.Context, logger *slog.Logger)
+}
+
+// NewAnnouncer returns the Announcer of a replica of service listening on
+// ln, registered at registryURL under advertise (empty: from ln).
+type NewAnnouncer func(registryURL, advertise string, ln net.Addr, service, id string) (Announcer, error)
+
+// defaultMaxBatchBytes is the log's group-commit bound unless a service
+// says otherwise.
+const defaultMaxBatchBytes = 1 << 20
+
+// Replica is one open replica of a service.
+type Replica[M qlog.StateMachine] struct {
+	Log     *qlog.Log
+	Machine M
+	Handler http.Handler
+	// History is the PostgreSQL archive of the log's events; nil without
+	// a database or when the service keeps none.
+	History *pgstore.History
+	// Conn is the replica's NATS connection.
+	Conn *nats.Conn
+	// Settings are the settings it was opened with, ReplicaID filled in.
+	Settings Replicated
+	Logger   *slog.Logger
+	spec     Spec[M]
+}
+
+// Open opens a replica of spec on nc. Snapshots go to PostgreSQL when pool
+// is set, else to the JetStream object store.
+func Open[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica[M], error) {
+	s.ReplicaID = s.replica(spec.Name)
+	snaps, err := qlogsvc.Snapshots(ctx, nc, pool, spec.Name, s.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	batch := spec.MaxBatchBytes
+	if batch == 0 {
+		batch = defaultMaxBatchBytes
+	}
+	l, err := qlog.Open(ctx, qlog.Config{
+		Service:        spec.Name,
+		ReplicaID:      s.ReplicaID,
+		Voters:         qlogsvc.Voters(s.Voters, s.ReplicaID),
+		Conn:           nc,
+		StreamReplicas: s.StreamReplicas,
+		Snapshots:      snaps,
+		SnapshotEvery:  s.SnapshotEvery,
+		RetainEntries:  s.RetainEntries,
+		MaxBatchBytes:  batch,
+		Logger:         logger,
+	}, spec.Machine)
+	if err != nil {
+		return nil, err
+	}
+	r := &Replica[M]{Log: l, Machine: spec.Machine, Conn: nc, Settings: s, Logger: logger, spec: spec}
+	if spec.History && pool != nil {
+		r.History = pgstore.NewHistory(pool, spec.Name)
+	}
+	if r.Handler, err = spec.Handler(r); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close closes the replica's log.
+func (r *Replica[M]) Close() error { return r.Log.Close() }
+
+// RunExpiry proposes the machine's due expiries until ctx ends; Serve
+// runs it. Without an Expiry in the Spec it waits for ctx.
+func (r *Replica[M]) RunExpiry(ctx context.Context) {
+	if e := r.spec.Expiry; e.Due != nil {
+		r.Log.RunExpiry(ctx, e.Every, e.Due)
+		return
+	}
+	<-ctx.Done()
+}
+
+// Archive copies the log's events to PostgreSQL until ctx ends; without
+// a History it returns at once. Serve runs it.
+func (r *Replica[M]) Archive(ctx context.Context) error {
+	if r.History == nil {
+		return nil
+	}
+	return r.History.Archive(ctx, r.Log, r.Logger)
+}
+
+// Serve opens a replica of spec and serves its API on ln until ctx ends,
+// running meanwhile the expiry sweep, the history archive, the
+// self-registration and the service's own tasks. It is the whole
+// service: Run and `steward dev` both call it.
+func Serve[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
+	r, err := Open(ctx, spec, s, nc, pool, logger)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	tctx, stop := context.WithCancel(ctx)
+	defer stop()
+	tasks := []Task{r.RunExpiry, func(ctx context.Context) { _ = r.Archive(ctx) }}
+	if announce, err := r.announcer(ln); err != nil {
+		return err
+	} else if announce != nil {
+		tasks = append(tasks, func(ctx context.Context) { announce.Announce(ctx, logger) })
+	}
+	if spec.Tasks != nil {
+		own, err := spec.Tasks(tctx, r, ln)
+		if err != nil {
+			return err
+		}
+		tasks = append(tasks, own...)
+	}
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	for _, task := range tasks {
+		wg.Go(func() { task(tctx) })
+	}
+	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits)
+}
+
+// announcer returns what keeps the replica registered, nil if nothing.
+func (r *Replica[M]) announcer(ln net.Listener) (Announcer, error) {
+	url := r.Settings.RegistryURL
+	if url == "" && r.spec.SelfURL != nil {
+		url = r.spec.SelfURL(ln)
+	}
+	if url == "" || r.spec.Announcer == nil {
+		return nil, nil
+	}
+	return r.spec.Announcer(url, r.Settings.AdvertiseAddr, ln.Addr(), "steward-"+r.spec.Name, r.Settings.ReplicaID)
+}
+
+// Run is the standalone process: it connects to NATS and, if configured,
+// PostgreSQL, listens on addr, then serves.
+func Run[M qlog.StateMachine](ctx context.Context, spec Spec[M], addr string, s Replicated, logger *slog.Logger) error {
+	s.ReplicaID = s.replica(spec.Name)
+	p, err := qlogsvc.Start(ctx, fmt.Sprintf("steward-%s-%s", spec.Name, s.ReplicaID), s.NATSURL, s.DatabaseURL, addr, logger)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	logger.Info(spec.Name+" service listening", "addr", p.Listener.Addr().String(), "replica", s.ReplicaID)
+	return Serve(ctx, spec, s, p.Listener, p.NC, p.Pool, logger)
+}
