@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/election"
 	electionclient "github.com/stewardhq/steward/services/election/client"
 )
@@ -106,7 +107,7 @@ func (c *crashable) crash() {
 }
 
 func measureSteward(ctx context.Context, log *slog.Logger, ns *harness.NATSServer, cfg harness.Config, out *electionSamples) error {
-	s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000, ShutdownTimeout: 4 * time.Second}
+	s := election.Settings{Replicated: service.Replicated{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000, Process: service.Process{ShutdownTimeout: 4 * time.Second}}}
 	r, err := harness.ServeOn(ctx, ns, func(ctx context.Context, ln net.Listener, nc *nats.Conn) error {
 		return election.Serve(ctx, s, ln, nc, nil, harness.ServiceLogger(os.Stderr))
 	})

@@ -25,6 +25,7 @@ import (
 
 	"github.com/stewardhq/steward/bench/internal/harness"
 	"github.com/stewardhq/steward/bench/internal/registrybench"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/wire"
 	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
@@ -133,7 +134,7 @@ func startScalerPlane(ctx context.Context, ns *harness.NATSServer) (_ *scalerPla
 	}
 	p.stop = append(p.stop, func() { _ = reg.Close() })
 	el, err := harness.ServeOn(ctx, ns, func(ctx context.Context, ln net.Listener, nc *nats.Conn) error {
-		s := election.Settings{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000, ShutdownTimeout: 4 * time.Second}
+		s := election.Settings{Replicated: service.Replicated{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 50_000, Process: service.Process{ShutdownTimeout: 4 * time.Second}}}
 		return election.Serve(ctx, s, ln, nc, nil, logger)
 	})
 	if err != nil {
