@@ -2,6 +2,8 @@ module github.com/stewardhq/steward/platform
 
 go 1.26.0
 
+replace github.com/stewardhq/steward/migrations => ../migrations
+
 require (
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/getkin/kin-openapi v0.153.0
@@ -47,5 +49,3 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace github.com/stewardhq/steward/migrations => ../migrations

@@ -9,6 +9,7 @@ replace (
 	github.com/stewardhq/steward/services/config => ../../services/config
 	github.com/stewardhq/steward/services/election => ../../services/election
 	github.com/stewardhq/steward/services/registry => ../../services/registry
+	github.com/stewardhq/steward/services/scaler => ../../services/scaler
 )
 
 require (
@@ -58,5 +59,3 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace github.com/stewardhq/steward/services/scaler => ../../services/scaler

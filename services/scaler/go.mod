@@ -5,6 +5,7 @@ go 1.26.0
 replace (
 	github.com/stewardhq/steward/migrations => ../../migrations
 	github.com/stewardhq/steward/platform => ../../platform
+	github.com/stewardhq/steward/services/config => ../config
 	github.com/stewardhq/steward/services/election => ../election
 	github.com/stewardhq/steward/services/registry => ../registry
 )
@@ -60,5 +61,3 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace github.com/stewardhq/steward/services/config => ../config
