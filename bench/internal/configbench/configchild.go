@@ -51,15 +51,10 @@ func serveReplica(ctx context.Context, ns *harness.NATSServer, s configsvc.Setti
 
 // RunChild is the child process.
 func RunChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(ChildCommand, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	url := fs.String("url", "", "NATS server URL")
-	id := fs.String("replica", "config-0", "replica ID (the only voter)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	stopProfile, err := harness.StartCPUProfile(*cpuProfile)
+	var id *string
+	url, stopProfile, err := harness.ParseServiceChild(ChildCommand, args, stderr, func(fs *flag.FlagSet) {
+		id = fs.String("replica", "config-0", "replica ID (the only voter)")
+	})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -222,4 +223,23 @@ func RaiseFileLimit() (soft uint64, err error) {
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 	return lim.Cur, nil
+}
+
+// ParseServiceChild parses the command line of a child process that serves
+// a service: the NATS server's URL, the CPU profile to write and what own
+// adds. It starts the profile; the child calls stopProfile as it exits.
+func ParseServiceChild(name string, args []string, stderr io.Writer, own func(*flag.FlagSet)) (natsURL *string, stopProfile func(), err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	natsURL = fs.String("url", "", "NATS server URL")
+	own(fs)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	stopProfile, err = StartCPUProfile(*cpuProfile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return natsURL, stopProfile, nil
 }

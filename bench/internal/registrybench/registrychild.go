@@ -44,16 +44,11 @@ func RegistrySettings(replicaID string, voters []string) registry.Settings {
 
 // RunChild is the child process.
 func RunChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(ChildCommand, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	url := fs.String("url", "", "NATS server URL")
-	id := fs.String("replica", registryVoters[0], "replica ID")
-	voters := fs.String("voters", strings.Join(registryVoters, ","), "the voters, comma-separated")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	stopProfile, err := harness.StartCPUProfile(*cpuProfile)
+	var id, voters *string
+	url, stopProfile, err := harness.ParseServiceChild(ChildCommand, args, stderr, func(fs *flag.FlagSet) {
+		id = fs.String("replica", registryVoters[0], "replica ID")
+		voters = fs.String("voters", strings.Join(registryVoters, ","), "the voters, comma-separated")
+	})
 	if err != nil {
 		return err
 	}
