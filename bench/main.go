@@ -22,7 +22,7 @@
 // builds Caddy from the Go module proxy when missing). Last, the scaler
 // service: the time from a load step to the driver call at sync periods
 // of 1s and 15s, and its replica counts over a compressed 10-minute load
-// series beside autoscale.Simulate, an HPA reference written from the
+// series beside hpa.Simulate, an HPA reference written from the
 // Kubernetes controller and a naive controller (section scaler). Section
 // cluster runs qlog as a clustered deployment does: three NATS servers,
 // R3 streams, three voters, with every server fsyncing every write (mode

@@ -23,7 +23,7 @@ import (
 type server struct {
 	qloghttp.Handler
 	log     *qlog.Log
-	store   *kv.Store
+	store   *kv.Machine
 	archive historyArchive // nil: history only from memory
 	logger  *slog.Logger
 }

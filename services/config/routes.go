@@ -18,11 +18,11 @@ var openAPIDocument []byte
 
 // NewServer returns the service's HTTP handler; history is read from the
 // replica's memory only.
-func NewServer(l *qlog.Log, store *kv.Store, logger *slog.Logger) http.Handler {
+func NewServer(l *qlog.Log, store *kv.Machine, logger *slog.Logger) http.Handler {
 	return newServer(l, store, nil, logger)
 }
 
-func newServer(l *qlog.Log, store *kv.Store, archive historyArchive, logger *slog.Logger) http.Handler {
+func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, archive: archive, logger: logger}
 	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, s.routes))
 }

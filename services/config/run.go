@@ -24,14 +24,14 @@ const expiryEvery = 500 * time.Millisecond
 
 // Replica is one running replica of the service: its log, its key/value
 // machine and its HTTP handler.
-type Replica = service.Replica[*kv.Store]
+type Replica = service.Replica[*kv.Machine]
 
 // Spec declares the service to the skeleton: the key/value machine
 // keeping s.RetainRevisions revisions, lease expiry, the history archive
 // and the API.
-func Spec(s Settings) service.Spec[*kv.Store] {
+func Spec(s Settings) service.Spec[*kv.Machine] {
 	store := kv.New(s.RetainRevisions)
-	return service.Spec[*kv.Store]{
+	return service.Spec[*kv.Machine]{
 		Name:          ServiceName,
 		Machine:       store,
 		MaxBatchBytes: maxBatchBytes,

@@ -1,7 +1,8 @@
 // Package election is Steward's leader-election service: named elections
 // with leases, queued candidates and fencing tokens, over HTTP/JSON,
 // replicated through platform/qlog. The state machine is in lease; this
-// package is the HTTP API and the process wiring; client is the Go client.
+// package is the HTTP API and its declaration to the service skeleton;
+// campaign is the Go client.
 package election
 
 import (

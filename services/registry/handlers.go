@@ -20,7 +20,7 @@ const IndexHeader = "X-Steward-Index"
 type server struct {
 	qloghttp.Handler
 	log        *qlog.Log
-	store      *catalog.Store
+	store      *catalog.Machine
 	allowLocal bool
 }
 

@@ -19,7 +19,7 @@ var openAPIDocument []byte
 
 // NewServer returns the service's HTTP handler. allowLocal accepts local
 // addresses (dev mode); the service's metrics go to reg (nil: a fresh one).
-func NewServer(l *qlog.Log, store *catalog.Store, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+func NewServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, allowLocal: allowLocal}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, s.routes)
 	o.Registry = reg

@@ -34,18 +34,18 @@ const SelfService = "steward-" + ServiceName
 const expiryEvery = 250 * time.Millisecond
 
 // Replica is one running replica: its log, its catalog and its handler.
-type Replica = service.Replica[*catalog.Store]
+type Replica = service.Replica[*catalog.Machine]
 
 // Spec declares the service to the skeleton: the catalog, the expiry of
 // missed TTLs (held back by the guard), the API, and beside it the
 // replica's share of the active checks and the log of the guard engaging
 // and lifting.
-func Spec(s Settings) service.Spec[*catalog.Store] {
+func Spec(s Settings) service.Spec[*catalog.Machine] {
 	store := catalog.New()
 	guard := s.guard()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return service.Spec[*catalog.Store]{
+	return service.Spec[*catalog.Machine]{
 		Name:      ServiceName,
 		Machine:   store,
 		Expiry:    service.Expiry{Every: expiryEvery, Due: func(now time.Time) [][]byte { return store.DueExpiries(now, guard) }},
@@ -73,7 +73,7 @@ func (s Settings) checks(ctx context.Context, r *Replica, guard *catalog.Guard, 
 	if err != nil {
 		return nil, fmt.Errorf("join the checkers: %w", err)
 	}
-	checker := &health.Checker{Log: r.Log, Store: r.Machine, ReplicaID: id, Presence: presence,
+	checker := &health.Checker{Log: r.Log, Machine: r.Machine, ReplicaID: id, Presence: presence,
 		Prober: health.NewProber(s.AllowLocal, id), Guard: guard, Concurrency: s.CheckConcurrency,
 		Logger: r.Logger, Registerer: reg}
 	return func(ctx context.Context) { checker.Run(ctx); <-left }, nil

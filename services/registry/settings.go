@@ -2,7 +2,7 @@
 // themselves with TTL heartbeats or are probed over HTTP and TCP, and
 // clients find the healthy ones by query, blocking query or event stream.
 // The state machine is in catalog, the probing in health; this package is
-// the HTTP API and the process wiring.
+// the HTTP API and its declaration to the service skeleton.
 package registry
 
 import (

@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // decisions returns a scaler's decisions, newest first.
-func decisions(t testing.TB, url, name string) []scalers.Decision {
+func decisions(t testing.TB, url, name string) []ledger.Decision {
 	t.Helper()
 	return decode[struct {
-		Items []scalers.Decision `json:"items"`
+		Items []ledger.Decision `json:"items"`
 	}](t, expect(t, call(t, "GET", url+"/v1/scalers/"+name+"/decisions?limit=1000", ""), 200)).Items
 }
 
@@ -100,7 +100,7 @@ func TestFailoverMidScale(t *testing.T) {
 	// leader's outcome, and no decision of its comes after the new
 	// leader's first.
 	ds := decisions(t, next.url, "web")
-	firstNew := slices.IndexFunc(ds, func(d scalers.Decision) bool { return d.Token == newToken })
+	firstNew := slices.IndexFunc(ds, func(d ledger.Decision) bool { return d.Token == newToken })
 	lastNew := -1
 	for i, d := range ds {
 		if d.Token == newToken {

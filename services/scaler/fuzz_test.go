@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/web"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 // fuzzExchange sends one request and checks what every answer must keep:
@@ -71,7 +71,7 @@ func scalerVersions(t *testing.T, base string) string {
 	if status != 200 {
 		t.Fatalf("list = %d: %s", status, body)
 	}
-	var list struct{ Items []scalers.Scaler }
+	var list struct{ Items []ledger.Scaler }
 	if err := json.Unmarshal(body, &list); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func FuzzPutScaler(f *testing.F) {
 		if status != 201 && status != 200 {
 			t.Fatalf("PUT = %d: %s", status, raw)
 		}
-		var put scalers.Scaler
+		var put ledger.Scaler
 		if err := json.Unmarshal(raw, &put); err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func FuzzPutScaler(f *testing.F) {
 		case sp.Driver.Secret != "":
 			t.Fatalf("the secret is shown: %s", raw)
 		}
-		for _, r := range []*autoscale.Rules{sp.Behavior.ScaleUp, sp.Behavior.ScaleDown} {
+		for _, r := range []*hpa.Rules{sp.Behavior.ScaleUp, sp.Behavior.ScaleDown} {
 			if r.StabilizationWindow == nil || r.SelectPolicy == "" || len(r.Policies) == 0 {
 				t.Fatalf("behavior defaults not filled: %s", raw)
 			}
@@ -187,7 +187,7 @@ func FuzzPutScaler(f *testing.F) {
 		if status != 200 {
 			t.Fatalf("GET after PUT = %d: %s", status, got)
 		}
-		var sc scalers.Scaler
+		var sc ledger.Scaler
 		if err := json.Unmarshal(got, &sc); err != nil {
 			t.Fatal(err)
 		}
@@ -256,8 +256,8 @@ func FuzzPushMetrics(f *testing.F) {
 // has maxReplicas 10 and syncs hourly).
 func simulationCost(body []byte) (int64, bool) {
 	var q struct {
-		Spec   *scalers.Spec
-		Series *autoscale.Series
+		Spec   *ledger.Spec
+		Series *hpa.Series
 	}
 	if web.Unmarshal(body, &q) != nil || q.Series == nil || len(q.Series.Points) == 0 {
 		return 0, false
@@ -266,16 +266,16 @@ func simulationCost(body []byte) (int64, bool) {
 	if q.Spec != nil {
 		maxR, sync = int64(q.Spec.MaxReplicas), q.Spec.SyncPeriod.Std()
 		if sync == 0 {
-			sync = autoscale.DefaultSyncPeriod
+			sync = hpa.DefaultSyncPeriod
 		}
 	}
 	if sync <= 0 {
 		return 0, false
 	}
 	pts := q.Series.Points
-	first, last := slices.MinFunc(pts, func(a, b autoscale.Point) int { return a.At.Compare(b.At) }).At,
-		slices.MaxFunc(pts, func(a, b autoscale.Point) int { return a.At.Compare(b.At) }).At
-	steps := int64(min(last.Sub(first)/sync+1, autoscale.MaxSimulationSteps))
+	first, last := slices.MinFunc(pts, func(a, b hpa.Point) int { return a.At.Compare(b.At) }).At,
+		slices.MaxFunc(pts, func(a, b hpa.Point) int { return a.At.Compare(b.At) }).At
+	steps := int64(min(last.Sub(first)/sync+1, hpa.MaxSimulationSteps))
 	return max(maxR, int64(q.Series.Replicas)) * steps, true
 }
 
@@ -310,7 +310,7 @@ func FuzzSimulate(f *testing.F) {
 	}
 	target := n.url + "/v1/scalers/fuzz/simulate"
 	f.Fuzz(func(t *testing.T, body []byte) {
-		// autoscale.Simulate holds an instance per replica and visits
+		// hpa.Simulate holds an instance per replica and visits
 		// them all at every step: a request for billions of replicas,
 		// which the service takes, exhausts memory. Such inputs are left
 		// out here so that the fuzzer looks for other failures.

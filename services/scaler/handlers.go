@@ -15,15 +15,15 @@ import (
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/web"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 type server struct {
 	qloghttp.Handler
 	log     *qlog.Log
-	machine *scalers.Machine
+	machine *ledger.Machine
 	archive DecisionArchive
 	// publish hands pushed samples to every replica's store.
 	publish func([]metrics.Sample) error
@@ -53,13 +53,13 @@ const maxCommandBytes = maxBatchBytes - 1<<10
 
 func nameParam(r *http.Request) (string, error) {
 	name := chi.URLParam(r, "name")
-	return name, scalers.ValidateName(name)
+	return name, ledger.ValidateName(name)
 }
 
 // commit proposes c, sets the revision it was applied at and answers a
 // refused command's fault.
-func (s *server) commit(w http.ResponseWriter, r *http.Request, c scalers.Command) (scalers.Result, error) {
-	res, _, err := qloghttp.Commit[scalers.Result](w, r, s.log, c, maxCommandBytes)
+func (s *server) commit(w http.ResponseWriter, r *http.Request, c ledger.Command) (ledger.Result, error) {
+	res, _, err := qloghttp.Commit[ledger.Result](w, r, s.log, c, maxCommandBytes)
 	return res, err
 }
 
@@ -73,19 +73,19 @@ func (s *server) handlePut() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		spec, err := web.Decode[scalers.Spec](w, r, specBodyLimit)
+		spec, err := web.Decode[ledger.Spec](w, r, specBodyLimit)
 		if err != nil {
 			return err
 		}
-		res, err := s.commit(w, r, scalers.Command{Op: scalers.OpPut, Name: name, Spec: &spec, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch})
+		res, err := s.commit(w, r, ledger.Command{Op: ledger.OpPut, Name: name, Spec: &spec, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch})
 		if err != nil {
 			return err
 		}
 		switch res.Status {
-		case scalers.Created:
+		case ledger.Created:
 			qloghttp.SetETag(w, res.Scaler.ModRevision)
 			return web.Encode(w, http.StatusCreated, res.Scaler)
-		case scalers.Updated:
+		case ledger.Updated:
 			qloghttp.SetETag(w, res.Scaler.ModRevision)
 			return web.Encode(w, http.StatusOK, res.Scaler)
 		}
@@ -106,11 +106,11 @@ func (s *server) handleDelete() http.HandlerFunc {
 		if ifNoneMatch {
 			return fault.New(fault.Invalid, "If-None-Match: * means create-only; a delete takes If-Match")
 		}
-		res, err := s.commit(w, r, scalers.Command{Op: scalers.OpDelete, Name: name, IfMatch: ifMatch})
+		res, err := s.commit(w, r, ledger.Command{Op: ledger.OpDelete, Name: name, IfMatch: ifMatch})
 		if err != nil {
 			return err
 		}
-		if res.Status != scalers.Deleted {
+		if res.Status != ledger.Deleted {
 			return qloghttp.ErrIdempotencyReuse(r)
 		}
 		return web.Encode(w, http.StatusOK, res.Scaler)
@@ -149,7 +149,7 @@ func (s *server) handleGet() http.HandlerFunc {
 				return err
 			}
 		}
-		var sc *scalers.Scaler
+		var sc *ledger.Scaler
 		if err := s.read(w, r, func() { sc = s.machine.Get(name) }); err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func (s *server) handleGet() http.HandlerFunc {
 
 // listResponse is GET /v1/scalers's body.
 type listResponse struct {
-	Items []scalers.Scaler `json:"items"`
+	Items []ledger.Scaler `json:"items"`
 	// Next is the name to pass as ?after= for the next page, null on the
 	// last page.
 	Next *string `json:"next"`
@@ -192,7 +192,7 @@ func (s *server) handleList() http.HandlerFunc {
 
 // decisionsResponse is GET /v1/scalers/{name}/decisions's body.
 type decisionsResponse struct {
-	Items []scalers.Decision `json:"items"`
+	Items []ledger.Decision `json:"items"`
 	// Complete is false when older decisions exist than the replicas hold
 	// and no archive (PostgreSQL) was there to read them from.
 	Complete bool `json:"complete"`
@@ -218,10 +218,10 @@ func (s *server) handleDecisions() http.HandlerFunc {
 
 // decisions returns up to limit of a scaler's newest decisions, newest
 // first: those the replicas hold, then older ones from the archive.
-func (s *server) decisions(w http.ResponseWriter, r *http.Request, name string, limit int) ([]scalers.Decision, bool, error) {
+func (s *server) decisions(w http.ResponseWriter, r *http.Request, name string, limit int) ([]ledger.Decision, bool, error) {
 	var (
-		sc       *scalers.Scaler
-		ds       []scalers.Decision
+		sc       *ledger.Scaler
+		ds       []ledger.Decision
 		complete bool
 	)
 	if err := s.read(w, r, func() {
@@ -234,7 +234,7 @@ func (s *server) decisions(w http.ResponseWriter, r *http.Request, name string, 
 		return nil, false, fault.New(fault.NotFound, "no scaler %s", name)
 	}
 	if ds == nil {
-		ds = []scalers.Decision{}
+		ds = []ledger.Decision{}
 	}
 	if len(ds) == limit || complete {
 		return ds, true, nil
@@ -256,9 +256,9 @@ func (s *server) decisions(w http.ResponseWriter, r *http.Request, name string, 
 // archived reads up to limit decisions of a scaler from the archive,
 // newest first, with revision in [from, before), joining each with its
 // actuation.
-func (s *server) archived(ctx context.Context, name string, from, before int64, limit int) ([]scalers.Decision, error) {
-	var out []scalers.Decision
-	acts := map[int64]scalers.Actuation{}
+func (s *server) archived(ctx context.Context, name string, from, before int64, limit int) ([]ledger.Decision, error) {
+	var out []ledger.Decision
+	acts := map[int64]ledger.Actuation{}
 	// Actuations follow their decisions, so reading newest first meets an
 	// actuation before its decision.
 	for len(out) < limit && before > from {
@@ -275,13 +275,13 @@ func (s *server) archived(ctx context.Context, name string, from, before int64, 
 				return out, nil
 			}
 			switch ev.Type {
-			case scalers.EventActuation:
-				var a scalers.ActuationEvent
+			case ledger.EventActuation:
+				var a ledger.ActuationEvent
 				if err := json.Unmarshal(ev.Data, &a); err == nil {
 					acts[a.DecisionRevision] = a.Actuation
 				}
-			case scalers.EventDecision:
-				var d scalers.Decision
+			case ledger.EventDecision:
+				var d ledger.Decision
 				if err := json.Unmarshal(ev.Data, &d); err != nil {
 					return nil, fmt.Errorf("archived decision %d: %w", ev.Revision, err)
 				}
@@ -299,8 +299,8 @@ func (s *server) archived(ctx context.Context, name string, from, before int64, 
 // are optional: the spec defaults to the scaler's, the series to the one
 // its recorded decisions saw (their observed values, oldest first).
 type simulateRequest struct {
-	Spec   *scalers.Spec     `json:"spec,omitempty"`
-	Series *autoscale.Series `json:"series,omitempty"`
+	Spec   *ledger.Spec `json:"spec,omitempty"`
+	Series *hpa.Series  `json:"series,omitempty"`
 }
 
 // Validate bounds the series; the spec is checked with its defaults.
@@ -308,22 +308,22 @@ func (q simulateRequest) Validate() error {
 	if q.Series == nil {
 		return nil
 	}
-	if len(q.Series.Points) > autoscale.MaxSimulationSteps {
-		return fault.New(fault.Invalid, "series.points: at most %d", autoscale.MaxSimulationSteps)
+	if len(q.Series.Points) > hpa.MaxSimulationSteps {
+		return fault.New(fault.Invalid, "series.points: at most %d", hpa.MaxSimulationSteps)
 	}
-	if q.Series.Replicas < 0 || q.Series.Replicas > autoscale.MaxReplicas {
-		return fault.New(fault.Invalid, "series.replicas: want 0 to %d", autoscale.MaxReplicas)
+	if q.Series.Replicas < 0 || q.Series.Replicas > hpa.MaxReplicas {
+		return fault.New(fault.Invalid, "series.replicas: want 0 to %d", hpa.MaxReplicas)
 	}
 	return nil
 }
 
 // simulateResponse is what the simulation decided.
 type simulateResponse struct {
-	Decisions []autoscale.Decision `json:"decisions"`
-	Summary   simulationSummary    `json:"summary"`
+	Decisions []hpa.Decision    `json:"decisions"`
+	Summary   simulationSummary `json:"summary"`
 	// Series is the series replayed (the recorded one, when none was
 	// given).
-	Series autoscale.Series `json:"series"`
+	Series hpa.Series `json:"series"`
 }
 
 // simulationSummary sums the decisions up.
@@ -335,7 +335,7 @@ type simulationSummary struct {
 	FinalReplicas int `json:"finalReplicas"`
 }
 
-func summarize(ds []autoscale.Decision) simulationSummary {
+func summarize(ds []hpa.Decision) simulationSummary {
 	sum := simulationSummary{Decisions: len(ds)}
 	for i, d := range ds {
 		if d.Scale() {
@@ -360,14 +360,14 @@ func (s *server) handleSimulate() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var spec scalers.Spec
+		var spec ledger.Spec
 		if req.Spec != nil {
 			spec = *req.Spec
 			if err := spec.Validate(); err != nil {
 				return err
 			}
 		} else {
-			var sc *scalers.Scaler
+			var sc *ledger.Scaler
 			if err := s.read(w, r, func() { sc = s.machine.Get(name) }); err != nil {
 				return err
 			}
@@ -376,11 +376,11 @@ func (s *server) handleSimulate() http.HandlerFunc {
 			}
 			spec = sc.Spec
 		}
-		var series autoscale.Series
+		var series hpa.Series
 		if req.Series != nil {
 			series = *req.Series
 		} else {
-			ds, _, err := s.decisions(w, r, name, autoscale.MaxSimulationSteps)
+			ds, _, err := s.decisions(w, r, name, hpa.MaxSimulationSteps)
 			if err != nil {
 				return err
 			}
@@ -389,12 +389,12 @@ func (s *server) handleSimulate() http.HandlerFunc {
 				return fault.New(fault.Invalid, "scaler %s has recorded no metrics yet: give a series", name)
 			}
 		}
-		decisions, err := autoscale.Simulate(spec.Spec, series)
+		decisions, err := hpa.Simulate(spec.Spec, series)
 		if err != nil {
 			return fault.Wrap(fault.Invalid, err, err.Error())
 		}
 		if decisions == nil {
-			decisions = []autoscale.Decision{}
+			decisions = []hpa.Decision{}
 		}
 		return web.Encode(w, http.StatusOK, simulateResponse{Decisions: decisions, Summary: summarize(decisions), Series: series})
 	})
@@ -402,8 +402,8 @@ func (s *server) handleSimulate() http.HandlerFunc {
 
 // recordedSeries turns decisions (newest first) into the series they saw,
 // oldest first, starting from the first one's replica count.
-func recordedSeries(ds []scalers.Decision) autoscale.Series {
-	var series autoscale.Series
+func recordedSeries(ds []ledger.Decision) hpa.Series {
+	var series hpa.Series
 	for i := len(ds) - 1; i >= 0; i-- {
 		d := ds[i]
 		if len(d.Observed) == 0 {
@@ -412,9 +412,9 @@ func recordedSeries(ds []scalers.Decision) autoscale.Series {
 		if len(series.Points) == 0 {
 			series.Replicas = d.CurrentReplicas
 		}
-		series.Points = append(series.Points, autoscale.Point{At: d.At, Metrics: d.Observed})
+		series.Points = append(series.Points, hpa.Point{At: d.At, Metrics: d.Observed})
 	}
-	slices.SortStableFunc(series.Points, func(a, b autoscale.Point) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(series.Points, func(a, b hpa.Point) int { return a.At.Compare(b.At) })
 	return series
 }
 

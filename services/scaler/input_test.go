@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // problemBody is a problem+json answer as the tests read it.
@@ -137,7 +137,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	before := readScalerState(t, n.url)
 
 	huge := func(size int) string { return `{"service":"` + strings.Repeat("a", size) + `"}` }
-	long := strings.Repeat("a", scalers.MaxNameBytes+1)
+	long := strings.Repeat("a", ledger.MaxNameBytes+1)
 	type tc struct {
 		name, method, path, body string
 		hdr                      []string
@@ -374,7 +374,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	// order, so once a later push is in, an earlier one would be too.
 	expect(t, call(t, "POST", n.url+"/v1/metrics", `{"samples":[{"service":"canary","name":"marker_total","value":1}]}`), http.StatusAccepted)
 	observe := func(name string) bool {
-		_, ok := n.rep.Metrics.Observe(time.Now(), "canary", autoscale.Metric{Name: name, Target: autoscale.Target{Type: autoscale.Value, Value: 1}}, nil)
+		_, ok := n.rep.Metrics.Observe(time.Now(), "canary", hpa.Metric{Name: name, Target: hpa.Target{Type: hpa.Value, Value: 1}}, nil)
 		return ok
 	}
 	webtest.WaitFor(t, 5*time.Second, "the marker sample", func() bool { return observe("marker_total") })
@@ -416,7 +416,7 @@ func TestIdempotencyKeyReuse(t *testing.T) {
 	n := startNode(t, p, "scaler-0", nodeOptions{})
 	body := specWith(nil)
 	first := expect(t, call(t, "PUT", n.url+"/v1/scalers/idem", body, "Idempotency-Key", "k1"), http.StatusCreated)
-	created := decode[scalers.Scaler](t, first)
+	created := decode[ledger.Scaler](t, first)
 	pb := expectProblem(t, call(t, "DELETE", n.url+"/v1/scalers/idem", "", "Idempotency-Key", "k1"), http.StatusConflict)
 	if !strings.Contains(pb.Detail, "k1") {
 		t.Errorf("detail = %q, want it to name the key", pb.Detail)
@@ -431,7 +431,7 @@ func TestIdempotencyKeyReuse(t *testing.T) {
 	}
 	// A new key updates (200, the next generation); a key first used for
 	// a DELETE, sent again with a PUT, is refused and creates nothing.
-	updated := decode[scalers.Scaler](t, expect(t, call(t, "PUT", n.url+"/v1/scalers/idem", specWith(func(s map[string]any) { s["maxReplicas"] = 20 }),
+	updated := decode[ledger.Scaler](t, expect(t, call(t, "PUT", n.url+"/v1/scalers/idem", specWith(func(s map[string]any) { s["maxReplicas"] = 20 }),
 		"Idempotency-Key", "k2"), http.StatusOK))
 	if updated.Generation != 2 || updated.Spec.MaxReplicas != 20 || updated.CreateRevision != created.CreateRevision {
 		t.Fatalf("update = %+v, want generation 2 with maxReplicas 20, created at %d", updated, created.CreateRevision)
@@ -443,11 +443,11 @@ func TestIdempotencyKeyReuse(t *testing.T) {
 
 // simulation is POST simulate's answer.
 type simulation struct {
-	Decisions []autoscale.Decision `json:"decisions"`
+	Decisions []hpa.Decision `json:"decisions"`
 	Summary   struct {
 		Decisions, Changes, MinReplicas, MaxReplicas, FinalReplicas int
 	} `json:"summary"`
-	Series autoscale.Series `json:"series"`
+	Series hpa.Series `json:"series"`
 }
 
 // TestSimulateStep replays a step load through a spec given whole, for a
@@ -506,12 +506,12 @@ func TestSimulateRecorded(t *testing.T) {
 	rc := startReceiver(t)
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
 	push(t, n.url, "web", 45)
-	var recorded []scalers.Decision
+	var recorded []ledger.Decision
 	webtest.WaitFor(t, 15*time.Second, "3 decisions that observed the load", func() bool {
 		recorded = decode[struct {
-			Items []scalers.Decision `json:"items"`
+			Items []ledger.Decision `json:"items"`
 		}](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/decisions?limit=1000", ""), 200)).Items
-		recorded = slices.DeleteFunc(recorded, func(d scalers.Decision) bool { return len(d.Observed) == 0 })
+		recorded = slices.DeleteFunc(recorded, func(d ledger.Decision) bool { return len(d.Observed) == 0 })
 		return len(recorded) >= 3
 	})
 	sim := decode[simulation](t, expect(t, call(t, "POST", n.url+"/v1/scalers/web/simulate", `{}`), 200))

@@ -26,7 +26,7 @@ import (
 	"github.com/stewardhq/steward/platform/web/openapitest"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/election"
-	elections "github.com/stewardhq/steward/services/election/client"
+	"github.com/stewardhq/steward/services/election/campaign"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/scaler"
 )
@@ -147,7 +147,7 @@ func startNode(t testing.TB, p *plane, id string, o nodeOptions) *node {
 	if err := rep.Log.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep.Loop.Elections = elections.New(s.ElectionURLs, &http.Client{Transport: cuttable{n, http.DefaultTransport}})
+	rep.Loop.Elections = campaign.New(s.ElectionURLs, &http.Client{Transport: cuttable{n, http.DefaultTransport}})
 	rep.Loop.BeforeScale = func(name string, token int64) {
 		if f := n.pause.Load(); f != nil {
 			(*f)(name, token)

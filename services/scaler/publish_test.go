@@ -11,8 +11,8 @@ import (
 
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/service"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 // TestPublishSplitsToFitThePayloadLimit: a push may be 4 MiB, a NATS
@@ -55,7 +55,7 @@ func TestPublishSplitsToFitThePayloadLimit(t *testing.T) {
 	for i := range samples {
 		samples[i] = metrics.Sample{Service: "web", Instance: fmt.Sprintf("web-%04d", i), Name: "queue_depth", Value: float64(i), Timestamp: time.Now()}
 	}
-	r := &Replica{Replica: &service.Replica[*scalers.Machine]{Conn: nc}}
+	r := &Replica{Replica: &service.Replica[*ledger.Machine]{Conn: nc}}
 	if err := r.publish(samples); err != nil {
 		t.Fatalf("publish 5000 samples under a 64 KiB limit: %v", err)
 	}

@@ -1,9 +1,10 @@
 // Package scaler is Steward's autoscaler service: scalers (HPA v2 specs
 // with a driver) over HTTP/JSON, replicated through platform/qlog, and a
 // control loop that runs on the elected leader among the replicas. The
-// algorithm is in autoscale, the drivers in driver, the replicated state
-// in scalers, the loop in control and the metrics it reads in metrics;
-// this package is the HTTP API and the process wiring.
+// algorithm (Kubernetes HPA's) is in hpa, the replicated state in ledger,
+// the reconciler in control, the actuators in driver and the samples it
+// reads in metrics; this package is the HTTP API and its declaration to
+// the service skeleton (platform/service).
 package scaler
 
 import (
@@ -16,8 +17,8 @@ import (
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 //go:embed api/openapi.json
@@ -26,7 +27,7 @@ var openAPIDocument []byte
 // NewServer returns the service's HTTP handler. publish hands pushed
 // samples to the replicas; archive (nil without PostgreSQL) holds the
 // decisions older than the replicas keep.
-func NewServer(l *qlog.Log, m *scalers.Machine, archive DecisionArchive, publish func([]metrics.Sample) error, logger *slog.Logger) http.Handler {
+func NewServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish func([]metrics.Sample) error, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

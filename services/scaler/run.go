@@ -14,11 +14,11 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stewardhq/steward/platform/service"
-	elections "github.com/stewardhq/steward/services/election/client"
+	"github.com/stewardhq/steward/services/election/campaign"
 	registry "github.com/stewardhq/steward/services/registry/client"
 	"github.com/stewardhq/steward/services/scaler/control"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 // ServiceName names the log: stream STEWARD_SCALER; replicas register
@@ -32,10 +32,10 @@ const ServiceName = "scaler"
 const SamplesSubject = "steward.scaler.samples"
 
 // Replica is one running replica of the service: the skeleton's replica
-// of the scalers machine, the pushed and scraped samples, and the
+// of the ledger machine, the pushed and scraped samples, and the
 // control loop.
 type Replica struct {
-	*service.Replica[*scalers.Machine]
+	*service.Replica[*ledger.Machine]
 	Metrics *metrics.Store
 	Loop    *control.Loop
 }
@@ -53,24 +53,24 @@ func (s Settings) replicated() service.Replicated {
 }
 
 // spec declares the service to the skeleton and returns the Replica that
-// opening it fills in: the scalers machine, the decision archive, the
+// opening it fills in: the ledger machine, the decision archive, the
 // API, and beside it the control loop (which leads only when elected),
 // the sample subscription and the pruning of old samples.
-func spec(s Settings) (service.Spec[*scalers.Machine], *Replica) {
+func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 	rep := &Replica{Metrics: metrics.NewStore(s.SampleTTL)}
 	registryURL := s.replicated().RegistryURL
-	return service.Spec[*scalers.Machine]{
+	return service.Spec[*ledger.Machine]{
 		Name:          ServiceName,
-		Machine:       scalers.New(s.KeepDecisions),
+		Machine:       ledger.New(s.KeepDecisions),
 		MaxBatchBytes: maxBatchBytes,
 		History:       true,
 		Announcer:     registry.SelfAnnouncer,
-		Handler: func(r *service.Replica[*scalers.Machine]) (http.Handler, error) {
+		Handler: func(r *service.Replica[*ledger.Machine]) (http.Handler, error) {
 			rep.Replica = r
 			rep.Loop = &control.Loop{
 				Log:       r.Log,
 				Machine:   r.Machine,
-				Elections: elections.New(s.ElectionURLs, nil),
+				Elections: campaign.New(s.ElectionURLs, nil),
 				Election:  s.Election,
 				Replica:   r.Settings.ReplicaID,
 				TTL:       s.LeaseTTL,
@@ -85,7 +85,7 @@ func spec(s Settings) (service.Spec[*scalers.Machine], *Replica) {
 			}
 			return NewServer(r.Log, r.Machine, archive, rep.publish, r.Logger), nil
 		},
-		Tasks: func(_ context.Context, r *service.Replica[*scalers.Machine], _ net.Listener) ([]service.Task, error) {
+		Tasks: func(_ context.Context, r *service.Replica[*ledger.Machine], _ net.Listener) ([]service.Task, error) {
 			sub, err := rep.Subscribe(r.Logger)
 			if err != nil {
 				return nil, err

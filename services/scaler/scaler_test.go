@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // receiver is a webhook endpoint as a careful user writes one: it checks
@@ -115,16 +115,16 @@ func push(t testing.TB, url, service string, rps float64) {
 	expect(t, call(t, "POST", url+"/v1/metrics", body), http.StatusAccepted)
 }
 
-func getScaler(t testing.TB, url, name string) scalers.Scaler {
+func getScaler(t testing.TB, url, name string) ledger.Scaler {
 	t.Helper()
-	return decode[scalers.Scaler](t, expect(t, call(t, "GET", url+"/v1/scalers/"+name, ""), 200))
+	return decode[ledger.Scaler](t, expect(t, call(t, "GET", url+"/v1/scalers/"+name, ""), 200))
 }
 
 func TestScalesUpAndDown(t *testing.T) {
 	p := startPlane(t)
 	n := startNode(t, p, "scaler-0", nodeOptions{})
 	rc := startReceiver(t)
-	created := decode[scalers.Scaler](t, expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated))
+	created := decode[ledger.Scaler](t, expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated))
 	if created.Generation != 1 || created.Spec.Tolerance == nil || *created.Spec.Tolerance != 0.1 || created.Spec.Driver.Secret != "" {
 		t.Fatalf("created = %+v, want generation 1, defaults filled, no secret", created)
 	}
@@ -142,10 +142,10 @@ func TestScalesUpAndDown(t *testing.T) {
 	}
 	// The decision that scaled is explained.
 	ds := decode[struct {
-		Items    []scalers.Decision `json:"items"`
-		Complete bool               `json:"complete"`
+		Items    []ledger.Decision `json:"items"`
+		Complete bool              `json:"complete"`
 	}](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/decisions?limit=1000", ""), 200))
-	i := slices.IndexFunc(ds.Items, func(d scalers.Decision) bool { return d.DesiredReplicas == 5 && d.CurrentReplicas == 1 })
+	i := slices.IndexFunc(ds.Items, func(d ledger.Decision) bool { return d.DesiredReplicas == 5 && d.CurrentReplicas == 1 })
 	if i < 0 {
 		t.Fatalf("no decision 1 → 5 among %d", len(ds.Items))
 	}
@@ -176,7 +176,7 @@ func TestDriverErrorInStatus(t *testing.T) {
 	rc.setFail(http.StatusForbidden)
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
 	push(t, n.url, "web", 30)
-	var sc scalers.Scaler
+	var sc ledger.Scaler
 	webtest.WaitFor(t, 15*time.Second, "the driver error in the status", func() bool {
 		sc = getScaler(t, n.url, "web")
 		return sc.Status.DriverError != ""
@@ -184,7 +184,7 @@ func TestDriverErrorInStatus(t *testing.T) {
 	if !strings.Contains(sc.Status.DriverError, "403") {
 		t.Errorf("driverError = %q, want the receiver's 403", sc.Status.DriverError)
 	}
-	i := slices.IndexFunc(sc.Status.Conditions, func(c autoscale.Condition) bool { return c.Type == "AbleToScale" })
+	i := slices.IndexFunc(sc.Status.Conditions, func(c hpa.Condition) bool { return c.Type == "AbleToScale" })
 	if i < 0 || sc.Status.Conditions[i].Status || sc.Status.Conditions[i].Reason != "FailedUpdateScale" {
 		t.Fatalf("conditions = %+v, want AbleToScale false FailedUpdateScale", sc.Status.Conditions)
 	}
@@ -203,13 +203,13 @@ func TestUnreadableCountInStatus(t *testing.T) {
 	rc := startReceiver(t)
 	rc.srv.Close()
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
-	var sc scalers.Scaler
+	var sc ledger.Scaler
 	webtest.WaitFor(t, 15*time.Second, "a decision that says why none was made", func() bool {
 		sc = getScaler(t, n.url, "web")
 		return sc.Status.LastDecision != nil
 	})
 	d := sc.Status.LastDecision
-	i := slices.IndexFunc(sc.Status.Conditions, func(c autoscale.Condition) bool { return c.Type == "AbleToScale" })
+	i := slices.IndexFunc(sc.Status.Conditions, func(c hpa.Condition) bool { return c.Type == "AbleToScale" })
 	if d.Error == "" || !strings.Contains(d.Error, "read the replica count") || i < 0 || sc.Status.Conditions[i].Status || sc.Status.Conditions[i].Reason != "FailedGetScale" {
 		t.Fatalf("status = %+v, want the read failure in the decision and AbleToScale false FailedGetScale", sc.Status)
 	}
@@ -227,7 +227,7 @@ func TestConditionalWrites(t *testing.T) {
 	u := n.url + "/v1/scalers/web"
 	created := expect(t, call(t, "PUT", u, specFor(rc, "web", ""), "If-None-Match", "*"), 201)
 	etag := created.header.Get("ETag")
-	if etag != fmt.Sprintf(`"%d"`, decode[scalers.Scaler](t, created).ModRevision) {
+	if etag != fmt.Sprintf(`"%d"`, decode[ledger.Scaler](t, created).ModRevision) {
 		t.Fatalf("ETag = %q, want the modRevision quoted", etag)
 	}
 	again := expect(t, call(t, "PUT", u, specFor(rc, "web", ""), "If-None-Match", "*"), 412)
@@ -244,8 +244,8 @@ func TestConditionalWrites(t *testing.T) {
 	// The spec and its versions, not the status: a control loop that won
 	// the election before the cut may still record decisions meanwhile.
 	specOf := func() string {
-		sc := decode[scalers.Scaler](t, call(t, "GET", u, ""))
-		sc.Status = scalers.Status{}
+		sc := decode[ledger.Scaler](t, call(t, "GET", u, ""))
+		sc.Status = ledger.Status{}
 		b, _ := json.Marshal(sc)
 		return string(b)
 	}
@@ -281,7 +281,7 @@ func TestBlockingGet(t *testing.T) {
 	if got <= want {
 		t.Fatalf("blocking GET answered at revision %d, want after %d", got, want)
 	}
-	if d := decode[scalers.Scaler](t, next).Status.LastDecision; d == nil || d.Revision <= want {
+	if d := decode[ledger.Scaler](t, next).Status.LastDecision; d == nil || d.Revision <= want {
 		t.Fatalf("blocking GET answered without a newer decision: %+v", d)
 	}
 	t.Logf("woken by the next decision after %s", time.Since(start).Round(time.Millisecond))

@@ -8,7 +8,7 @@ import (
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/sse"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // Watch event types beside the log's put, deleted, decision and
@@ -45,14 +45,14 @@ func writeRevision(w io.Writer, evs []qlog.Event) error {
 	out := make([]qlog.Event, len(evs))
 	for i, ev := range evs {
 		out[i] = ev
-		if ev.Type == scalers.EventDeleted && len(ev.Data) == 0 {
+		if ev.Type == ledger.EventDeleted && len(ev.Data) == 0 {
 			out[i].Data, _ = json.Marshal(map[string]string{"name": ev.Key})
 		}
 	}
 	return sse.WriteRevision(w, out)
 }
 
-func startEvent(name string, cur *scalers.Scaler, rev int64) qlog.Event {
+func startEvent(name string, cur *ledger.Scaler, rev int64) qlog.Event {
 	if cur == nil {
 		data, _ := json.Marshal(map[string]string{"name": name})
 		return qlog.Event{Revision: rev, Type: eventAbsent, Key: name, Data: data}

@@ -10,7 +10,7 @@ import (
 
 	gosse "github.com/tmaxmax/go-sse"
 
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // openWatch opens a scaler's watch (through the validating client) and
@@ -85,19 +85,19 @@ func TestWatch(t *testing.T) {
 	}
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", specFor(rc, "web", "")), http.StatusCreated)
 	put := until(t, evs, "put", nil)
-	var sc scalers.Scaler
+	var sc ledger.Scaler
 	if err := json.Unmarshal([]byte(put.Data), &sc); err != nil || sc.Generation != 1 || sc.Spec.Driver.Secret != "" {
 		t.Fatalf("put event = %s, want generation 1 without the secret", put.Data)
 	}
 	push(t, n.url, "web", 45)
-	var scaled scalers.Decision
+	var scaled ledger.Decision
 	dec := until(t, evs, "decision", func(ev gosse.Event) bool {
 		return json.Unmarshal([]byte(ev.Data), &scaled) == nil && scaled.DesiredReplicas == 5
 	})
 	// Resume right after the decision: the actuation comes next.
 	resumed := openWatch(t, n.url+"/v1/scalers/web/watch", "Last-Event-ID", dec.LastEventID)
 	act := until(t, resumed, "actuation", nil)
-	var a scalers.ActuationEvent
+	var a ledger.ActuationEvent
 	if err := json.Unmarshal([]byte(act.Data), &a); err != nil || a.DecisionRevision != scaled.Revision || a.Result == nil || a.Result.Replicas != 5 {
 		t.Fatalf("actuation event = %s, want the driver's 5 for decision %d", act.Data, scaled.Revision)
 	}

@@ -113,7 +113,7 @@ type GatewayConfig struct {
 //     plateau with a spike, ramp down), run live compressed in time with
 //     the scaler's windows and policy periods compressed alike; the replica
 //     count over time as the receiver saw it, beside the same series, as
-//     pushed, replayed through autoscale.Simulate, through an HPA
+//     pushed, replayed through hpa.Simulate, through an HPA
 //     reference written apart from Steward's autoscale (hparef.go), and
 //     through a naive controller without tolerance, stabilization or
 //     policies.

@@ -30,10 +30,10 @@ import (
 	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/scaler"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 func Flags(fs *flag.FlagSet, c *harness.ScalerConfig) {
@@ -224,7 +224,7 @@ func (p *scalerPlane) push(ctx context.Context, service string, v float64) error
 		{Service: service, Instance: scalerGateway, Name: scalerMetric, Value: v}}}, http.StatusAccepted, nil)
 }
 
-func (p *scalerPlane) put(ctx context.Context, name string, s scalers.Spec) error {
+func (p *scalerPlane) put(ctx context.Context, name string, s ledger.Spec) error {
 	return p.call(ctx, http.MethodPut, "/v1/scalers/"+name, s, http.StatusCreated, nil)
 }
 
@@ -233,9 +233,9 @@ func (p *scalerPlane) remove(ctx context.Context, name string) error {
 }
 
 // decisions returns a scaler's recorded decisions, oldest first.
-func (p *scalerPlane) decisions(ctx context.Context, name string) ([]scalers.Decision, error) {
+func (p *scalerPlane) decisions(ctx context.Context, name string) ([]ledger.Decision, error) {
 	var out struct {
-		Items []scalers.Decision `json:"items"`
+		Items []ledger.Decision `json:"items"`
 	}
 	if err := p.call(ctx, http.MethodGet, "/v1/scalers/"+name+"/decisions?limit=1000", nil, http.StatusOK, &out); err != nil {
 		return nil, err
@@ -253,11 +253,11 @@ func (p *scalerPlane) webhookTo(name string) driver.Spec {
 // stepSpec is the reaction trials' scaler: HPA's defaults (scale up at
 // once by 4 pods or 100 % per 15 s; scale down after 300 s) but for the
 // sync period.
-func stepSpec(p *scalerPlane, name string, sync time.Duration) scalers.Spec {
+func stepSpec(p *scalerPlane, name string, sync time.Duration) ledger.Spec {
 	minR := 1
-	return scalers.Spec{Service: name, Driver: p.webhookTo(name), Spec: autoscale.Spec{
+	return ledger.Spec{Service: name, Driver: p.webhookTo(name), Spec: hpa.Spec{
 		MinReplicas: &minR, MaxReplicas: 10, SyncPeriod: wire.Duration(sync),
-		Metrics: []autoscale.Metric{{Name: scalerMetric, Target: autoscale.Target{Type: autoscale.AverageValue, Value: scalerTarget}}},
+		Metrics: []hpa.Metric{{Name: scalerMetric, Target: hpa.Target{Type: hpa.AverageValue, Value: scalerTarget}}},
 	}}
 }
 
@@ -615,31 +615,31 @@ func seriesLoad(sec float64, rng *rand.Rand) float64 {
 // seriesSpec is the series' scaler: HPA's default behaviour with its
 // windows and policy periods divided by compress, a 1 s sync (HPA's
 // 15 s would leave too few syncs), tolerance 0.1, 1 to 20 replicas.
-func seriesSpec(p *scalerPlane, name string, compress int) scalers.Spec {
+func seriesSpec(p *scalerPlane, name string, compress int) ledger.Spec {
 	scaled := func(sec int) wire.Duration {
 		return wire.Duration(time.Duration(sec) * time.Second / time.Duration(compress))
 	}
 	minR, tol := 1, 0.1
 	upWindow, downWindow := wire.Duration(0), scaled(300)
-	return scalers.Spec{Service: name, Driver: p.webhookTo(name), Spec: autoscale.Spec{
+	return ledger.Spec{Service: name, Driver: p.webhookTo(name), Spec: hpa.Spec{
 		MinReplicas: &minR, MaxReplicas: seriesMaxRepls, Tolerance: &tol, SyncPeriod: wire.Duration(time.Second),
-		Metrics: []autoscale.Metric{{Name: scalerMetric, Target: autoscale.Target{Type: autoscale.AverageValue, Value: scalerTarget}}},
-		Behavior: &autoscale.Behavior{
-			ScaleUp: &autoscale.Rules{StabilizationWindow: &upWindow, SelectPolicy: autoscale.SelectMax, Policies: []autoscale.Policy{
-				{Type: autoscale.Pods, Value: 4, Period: scaled(15)}, {Type: autoscale.Percent, Value: 100, Period: scaled(15)}}},
-			ScaleDown: &autoscale.Rules{StabilizationWindow: &downWindow, SelectPolicy: autoscale.SelectMax, Policies: []autoscale.Policy{
-				{Type: autoscale.Percent, Value: 100, Period: scaled(15)}}},
+		Metrics: []hpa.Metric{{Name: scalerMetric, Target: hpa.Target{Type: hpa.AverageValue, Value: scalerTarget}}},
+		Behavior: &hpa.Behavior{
+			ScaleUp: &hpa.Rules{StabilizationWindow: &upWindow, SelectPolicy: hpa.SelectMax, Policies: []hpa.Policy{
+				{Type: hpa.Pods, Value: 4, Period: scaled(15)}, {Type: hpa.Percent, Value: 100, Period: scaled(15)}}},
+			ScaleDown: &hpa.Rules{StabilizationWindow: &downWindow, SelectPolicy: hpa.SelectMax, Policies: []hpa.Policy{
+				{Type: hpa.Percent, Value: 100, Period: scaled(15)}}},
 		},
 	}}
 }
 
 // hpaSpecOf translates a spec whose every field is set (seriesSpec's)
 // into the reference's terms.
-func hpaSpecOf(s autoscale.Spec) hpaSpec {
-	rules := func(r *autoscale.Rules) hpaRules {
+func hpaSpecOf(s hpa.Spec) hpaSpec {
+	rules := func(r *hpa.Rules) hpaRules {
 		out := hpaRules{window: r.StabilizationWindow.Std(), selectPolicy: string(r.SelectPolicy)}
 		for _, p := range r.Policies {
-			out.policies = append(out.policies, hpaPolicy{percent: p.Type == autoscale.Percent, value: p.Value, period: p.Period.Std()})
+			out.policies = append(out.policies, hpaPolicy{percent: p.Type == hpa.Percent, value: p.Value, period: p.Period.Std()})
 		}
 		return out
 	}
@@ -683,7 +683,7 @@ type seriesRow struct {
 type seriesReport struct {
 	compress      int
 	target, tol   float64
-	points        []autoscale.Point
+	points        []hpa.Point
 	start, end    time.Time
 	grid          []time.Time
 	need          seriesRow
@@ -719,7 +719,7 @@ func runSeries(ctx context.Context, log *slog.Logger, p *scalerPlane, compress i
 	if err := p.push(ctx, name, loads[0]); err != nil {
 		return nil, err
 	}
-	rep.points = append(rep.points, autoscale.Point{At: pre, Metrics: map[string]float64{scalerMetric: loads[0]}})
+	rep.points = append(rep.points, hpa.Point{At: pre, Metrics: map[string]float64{scalerMetric: loads[0]}})
 	if err := p.put(ctx, name, spec); err != nil {
 		return nil, err
 	}
@@ -743,7 +743,7 @@ func runSeries(ctx context.Context, log *slog.Logger, p *scalerPlane, compress i
 		if err := p.push(ctx, name, v); err != nil {
 			return nil, fmt.Errorf("push %d: %w", i, err)
 		}
-		rep.points = append(rep.points, autoscale.Point{At: at, Metrics: map[string]float64{scalerMetric: v}})
+		rep.points = append(rep.points, hpa.Point{At: at, Metrics: map[string]float64{scalerMetric: v}})
 		if i%(n/6) == 0 {
 			log.Info("scaler series", "pushed", i, "of", n+1, "load", v)
 		}
@@ -768,7 +768,7 @@ func runSeries(ctx context.Context, log *slog.Logger, p *scalerPlane, compress i
 
 // analyse replays the pushed series through the models and compares all
 // of them with what the live scaler did.
-func (rep *seriesReport) analyse(spec autoscale.Spec, calls []hookCall, ds []scalers.Decision) error {
+func (rep *seriesReport) analyse(spec hpa.Spec, calls []hookCall, ds []ledger.Decision) error {
 	hs := hpaSpecOf(spec)
 	rep.target, rep.tol = hs.target, hs.tolerance
 	sync := spec.SyncPeriod.Std()
@@ -799,9 +799,9 @@ func (rep *seriesReport) analyse(spec autoscale.Spec, calls []hookCall, ds []sca
 			live.tl.set(c.at.Round(0), c.replicas)
 		}
 	}
-	sim := seriesRow{name: "autoscale.Simulate, same spec and series"}
+	sim := seriesRow{name: "hpa.Simulate, same spec and series"}
 	sim.tl.set(rep.points[0].At, scalerBase)
-	decisions, err := autoscale.Simulate(spec, autoscale.Series{Replicas: scalerBase, Points: rep.points})
+	decisions, err := hpa.Simulate(spec, hpa.Series{Replicas: scalerBase, Points: rep.points})
 	if err != nil {
 		return fmt.Errorf("simulate: %w", err)
 	}
@@ -858,7 +858,7 @@ func (rep *seriesReport) analyse(spec autoscale.Spec, calls []hookCall, ds []sca
 
 // loadAt is the load pushed last at or before t.
 func (rep *seriesReport) loadAt(t time.Time) float64 {
-	i, _ := slices.BinarySearchFunc(rep.points, t, func(p autoscale.Point, t time.Time) int { return p.At.Compare(t) })
+	i, _ := slices.BinarySearchFunc(rep.points, t, func(p hpa.Point, t time.Time) int { return p.At.Compare(t) })
 	if i == len(rep.points) || !rep.points[i].At.Equal(t) {
 		i--
 	}
@@ -922,19 +922,19 @@ type sweepResult struct {
 
 // sweepSingleSync makes one decision for every count from 1 to 20 and
 // every load from 0.1 to 300.0 in steps of 0.1, with no window and no
-// policy in the way, three ways: the reference; autoscale.Decide given the
+// policy in the way, three ways: the reference; hpa.Decide given the
 // load as the service-wide total the live loop observes for a gateway_
-// metric; and autoscale.Simulate given the same load as a one-point
+// metric; and hpa.Simulate given the same load as a one-point
 // series, which spreads it over the instances as per-instance samples.
 func sweepSingleSync() sweepResult {
 	minR, tol := 1, 0.1
 	none := wire.Duration(0)
 	every := wire.Duration(time.Second)
-	spec := autoscale.Spec{MinReplicas: &minR, MaxReplicas: 1000, Tolerance: &tol, SyncPeriod: every,
-		Metrics: []autoscale.Metric{{Name: scalerMetric, Target: autoscale.Target{Type: autoscale.AverageValue, Value: scalerTarget}}},
-		Behavior: &autoscale.Behavior{
-			ScaleUp:   &autoscale.Rules{StabilizationWindow: &none, SelectPolicy: autoscale.SelectMax, Policies: []autoscale.Policy{{Type: autoscale.Percent, Value: 100_000, Period: every}}},
-			ScaleDown: &autoscale.Rules{StabilizationWindow: &none, SelectPolicy: autoscale.SelectMax, Policies: []autoscale.Policy{{Type: autoscale.Percent, Value: 100, Period: every}}},
+	spec := hpa.Spec{MinReplicas: &minR, MaxReplicas: 1000, Tolerance: &tol, SyncPeriod: every,
+		Metrics: []hpa.Metric{{Name: scalerMetric, Target: hpa.Target{Type: hpa.AverageValue, Value: scalerTarget}}},
+		Behavior: &hpa.Behavior{
+			ScaleUp:   &hpa.Rules{StabilizationWindow: &none, SelectPolicy: hpa.SelectMax, Policies: []hpa.Policy{{Type: hpa.Percent, Value: 100_000, Period: every}}},
+			ScaleDown: &hpa.Rules{StabilizationWindow: &none, SelectPolicy: hpa.SelectMax, Policies: []hpa.Policy{{Type: hpa.Percent, Value: 100, Period: every}}},
 		}}
 	hs := hpaSpecOf(spec)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -943,9 +943,9 @@ func sweepSingleSync() sweepResult {
 		for tenths := 1; tenths <= 3000; tenths++ {
 			q := float64(tenths) / 10
 			want := (&hpaRef{spec: hs}).sync(now, cur, q)
-			d, _ := autoscale.Decide(spec, autoscale.State{}, autoscale.Input{Now: now, CurrentReplicas: cur,
-				Metrics: map[string]autoscale.Observation{scalerMetric: {Value: &q}}})
-			sim, err := autoscale.Simulate(spec, autoscale.Series{Replicas: cur, Points: []autoscale.Point{{At: now, Metrics: map[string]float64{scalerMetric: q}}}})
+			d, _ := hpa.Decide(spec, hpa.State{}, hpa.Input{Now: now, CurrentReplicas: cur,
+				Metrics: map[string]hpa.Observation{scalerMetric: {Value: &q}}})
+			sim, err := hpa.Simulate(spec, hpa.Series{Replicas: cur, Points: []hpa.Point{{At: now, Metrics: map[string]float64{scalerMetric: q}}}})
 			r.cases++
 			note := func(n *int, first *string, got int) {
 				*n++
@@ -984,11 +984,11 @@ func Print(out io.Writer, cfg harness.Config, rep *scalerReport) {
 	}
 	w := rep.sweep
 	fmt.Fprintf(out, "\nsingle decisions, no window or policy in the way: every count 1–20 × every load 0.1–300.0 in steps of 0.1\n"+
-		"(%s cases), each decided by the reference, by autoscale.Decide given the load as the service-wide total the live\n"+
-		"loop observes for a gateway_ metric, and by autoscale.Simulate given it as a one-point series\n", harness.Count(w.cases))
+		"(%s cases), each decided by the reference, by hpa.Decide given the load as the service-wide total the live\n"+
+		"loop observes for a gateway_ metric, and by hpa.Simulate given it as a one-point series\n", harness.Count(w.cases))
 	t := harness.NewTable("l r l")
-	t.Add("autoscale.Decide, the total (the live path)", fmt.Sprintf("%d differ from the reference", w.decideOff), w.decideFirst)
-	t.Add("autoscale.Simulate, spread over the instances", fmt.Sprintf("%d differ from the reference", w.simulateOff), w.simulateFirst)
+	t.Add("hpa.Decide, the total (the live path)", fmt.Sprintf("%d differ from the reference", w.decideOff), w.decideFirst)
+	t.Add("hpa.Simulate, spread over the instances", fmt.Sprintf("%d differ from the reference", w.simulateOff), w.simulateFirst)
 	t.Write(out)
 }
 
@@ -1068,7 +1068,7 @@ func printSeries(out io.Writer, rep *scalerReport) {
 		"  (%d pushes, and one of the first load before the scaler is created). Spec: averageValue %g per replica,\n"+
 		"  1 to %d replicas, tolerance 0.1, HPA's default behaviour scaled by 1/%d: scale up at once by 4 pods or 100%% per\n"+
 		"  %s, scale down after a %s window by up to 100%% per %s.\n"+
-		"  The pushed series (times and values) is replayed through autoscale.Simulate (a 1s grid from the first point),\n"+
+		"  The pushed series (times and values) is replayed through hpa.Simulate (a 1s grid from the first point),\n"+
 		"  the reference and the naive controller (on the same grid); the series' pushes fall half a second after the grid's\n"+
 		"  syncs, so the replays see each push 0.5s late, as the live loop, whose phase is arbitrary, does on average.\n"+
 		"  Live: the counts the receiver was POSTed.\n"+

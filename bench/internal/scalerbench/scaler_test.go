@@ -5,17 +5,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 func TestTimelineStats(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
-	point := func(sec, load float64) autoscale.Point {
-		return autoscale.Point{At: at(sec), Metrics: map[string]float64{scalerMetric: load}}
+	point := func(sec, load float64) hpa.Point {
+		return hpa.Point{At: at(sec), Metrics: map[string]float64{scalerMetric: load}}
 	}
 	rep := &seriesReport{start: at(0), end: at(10), target: 10, tol: 0.1,
-		points: []autoscale.Point{point(-1, 20), point(4, 25), point(5, 20)}}
+		points: []hpa.Point{point(-1, 20), point(4, 25), point(5, 20)}}
 	var need, tl timeline
 	need.set(at(0), 2)
 	need.set(at(4), 5)

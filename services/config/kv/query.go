@@ -12,7 +12,7 @@ import (
 
 // Get returns key's entry at revision at (0: the latest). It fails with
 // a *qlog.CompactedError when at is older than retained history.
-func (s *Store) Get(key string, at int64) (*Entry, error) {
+func (s *Machine) Get(key string, at int64) (*Entry, error) {
 	rec, cur := s.current(key)
 	if at <= 0 {
 		return cur, nil
@@ -39,7 +39,7 @@ func (s *Store) Get(key string, at int64) (*Entry, error) {
 // List returns up to limit live entries whose key starts with prefix and
 // sorts after after (exclusive), in key order, and the key to continue
 // from if there are more.
-func (s *Store) List(prefix, after string, limit int) ([]Entry, string) {
+func (s *Machine) List(prefix, after string, limit int) ([]Entry, string) {
 	var out []Entry
 	next := ""
 	pivot := prefix
@@ -66,7 +66,7 @@ func (s *Store) List(prefix, after string, limit int) ([]Entry, string) {
 
 // History returns up to limit versions of key, newest first, with
 // tombstones as entries without a value (Deleted true).
-func (s *Store) History(key string, limit int) ([]HistoryItem, int64) {
+func (s *Machine) History(key string, limit int) ([]HistoryItem, int64) {
 	rec, ok := s.tree.Get(&record{key: key})
 	if !ok {
 		return nil, s.compactRev
@@ -86,10 +86,10 @@ type HistoryItem struct {
 }
 
 // CompactRevision is the oldest revision reads at a revision may ask for.
-func (s *Store) CompactRevision() int64 { return s.compactRev }
+func (s *Machine) CompactRevision() int64 { return s.compactRev }
 
 // LeaseInfo returns a lease with its keys, or nil.
-func (s *Store) LeaseInfo(id int64) *Lease {
+func (s *Machine) LeaseInfo(id int64) *Lease {
 	if l := s.leases[id]; l != nil {
 		return l.view()
 	}
@@ -98,7 +98,7 @@ func (s *Store) LeaseInfo(id int64) *Lease {
 
 // DueExpiries returns expire commands for leases past their deadline at
 // now; qlog.Log.RunExpiry proposes them.
-func (s *Store) DueExpiries(now time.Time) [][]byte {
+func (s *Machine) DueExpiries(now time.Time) [][]byte {
 	var cmds [][]byte
 	for _, d := range s.ttl.Due(now, 256) {
 		id, _ := strconv.ParseInt(d.ID, 10, 64)
@@ -110,7 +110,7 @@ func (s *Store) DueExpiries(now time.Time) [][]byte {
 
 // txn evaluates a transaction against the current state and applies the
 // chosen branch's ops in order, all at one revision.
-func (s *Store) txn(t *Txn, ev *[]qlog.Event) (*TxnResult, Status) {
+func (s *Machine) txn(t *Txn, ev *[]qlog.Event) (*TxnResult, Status) {
 	ok := true
 	for _, c := range t.Compare {
 		if !s.holds(c) {
@@ -159,7 +159,7 @@ func (s *Store) txn(t *Txn, ev *[]qlog.Event) (*TxnResult, Status) {
 
 // holds evaluates one compare against the current state. A missing key has
 // version, createRevision and modRevision 0 and no value, as in etcd.
-func (s *Store) holds(c Compare) bool {
+func (s *Machine) holds(c Compare) bool {
 	_, cur := s.current(c.Key)
 	if c.Target == "value" {
 		if cur == nil {

@@ -63,7 +63,7 @@ func churn(h *harness, rng *rand.Rand, n int) {
 	}
 }
 
-func snapshotBytes(t *testing.T, s *kv.Store) []byte {
+func snapshotBytes(t *testing.T, s *kv.Machine) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := s.Snapshot(&b); err != nil {

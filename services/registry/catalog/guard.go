@@ -17,7 +17,7 @@ import (
 // previous status, the result is held on the instance for all to see, and
 // the service is marked protected. Single failures, and failures spread
 // over longer than a window, pass through.
-func (s *Store) turnCritical(byService map[string][]Item, g *Guard, ev *events) int {
+func (s *Machine) turnCritical(byService map[string][]Item, g *Guard, ev *events) int {
 	n := 0
 	for _, name := range slices.Sorted(maps.Keys(byService)) {
 		svc := s.services[name]
@@ -40,7 +40,7 @@ func (s *Store) turnCritical(byService map[string][]Item, g *Guard, ev *events) 
 
 // overwhelmed reports whether turning items critical would make more than
 // the guard's share of svc's instances fail within a window.
-func (s *Store) overwhelmed(svc *service, items []Item, g Guard) bool {
+func (s *Machine) overwhelmed(svc *service, items []Item, g Guard) bool {
 	total := len(svc.instances)
 	if g.MinInstances <= 0 || total < g.MinInstances {
 		return false
@@ -63,7 +63,7 @@ func (s *Store) overwhelmed(svc *service, items []Item, g Guard) bool {
 }
 
 // protect holds items' results and undoes the recent flips.
-func (s *Store) protect(svc *service, items []Item, g Guard, ev *events) {
+func (s *Machine) protect(svc *service, items []Item, g Guard, ev *events) {
 	for _, it := range items {
 		inst := svc.instances[it.ID]
 		rep := *it.Report
@@ -92,7 +92,7 @@ func (s *Store) protect(svc *service, items []Item, g Guard, ev *events) {
 
 // reconsider lifts a service's protection once the share of held
 // instances falls back to what the guard allows.
-func (s *Store) reconsider(svc *service, ev *events) {
+func (s *Machine) reconsider(svc *service, ev *events) {
 	if !svc.protected {
 		return
 	}
@@ -110,7 +110,7 @@ func (s *Store) reconsider(svc *service, ev *events) {
 }
 
 // lift applies every held result and ends the protection.
-func (s *Store) lift(svc *service, ev *events) {
+func (s *Machine) lift(svc *service, ev *events) {
 	for _, id := range slices.Sorted(maps.Keys(svc.instances)) {
 		inst := svc.instances[id]
 		if inst.Held == nil {
@@ -125,7 +125,7 @@ func (s *Store) lift(svc *service, ev *events) {
 	}
 }
 
-func (s *Store) state(svc *service) ServiceState {
+func (s *Machine) state(svc *service) ServiceState {
 	st := ServiceState{Service: svc.name, Protected: svc.protected, Instances: len(svc.instances)}
 	for _, inst := range svc.instances {
 		if inst.Held != nil {

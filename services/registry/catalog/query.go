@@ -28,7 +28,7 @@ func (f Filter) Match(inst *Instance) bool {
 // instances the last change to any service (Consul's answer too: it may
 // have just lost its last instance, and a blocking client must not wait
 // past that).
-func (s *Store) Instances(name string, f Filter) ([]Instance, int64) {
+func (s *Machine) Instances(name string, f Filter) ([]Instance, int64) {
 	svc := s.services[name]
 	out := []Instance{}
 	if svc == nil {
@@ -43,7 +43,7 @@ func (s *Store) Instances(name string, f Filter) ([]Instance, int64) {
 }
 
 // Instance returns one instance, or nil.
-func (s *Store) Instance(name, id string) *Instance {
+func (s *Machine) Instance(name, id string) *Instance {
 	if _, inst := s.lookup(name, id); inst != nil {
 		out := *inst
 		return &out
@@ -52,17 +52,17 @@ func (s *Store) Instance(name, id string) *Instance {
 }
 
 // Protected reports whether the guard holds results back in a service.
-func (s *Store) Protected(name string) bool {
+func (s *Machine) Protected(name string) bool {
 	svc := s.services[name]
 	return svc != nil && svc.protected
 }
 
 // LastChange is the index of the service list: the revision of the last
 // change to any service, removals included.
-func (s *Store) LastChange() int64 { return s.lastChange }
+func (s *Machine) LastChange() int64 { return s.lastChange }
 
 // Services summarises every service, sorted by name.
-func (s *Store) Services() []Service {
+func (s *Machine) Services() []Service {
 	out := make([]Service, 0, len(s.services))
 	for _, name := range slices.Sorted(maps.Keys(s.services)) {
 		svc := s.services[name]
@@ -83,7 +83,7 @@ func (s *Store) Services() []Service {
 }
 
 // Lease returns a lease, or nil.
-func (s *Store) Lease(id int64) *Lease {
+func (s *Machine) Lease(id int64) *Lease {
 	if l := s.leases[id]; l != nil {
 		return l.view()
 	}
@@ -109,7 +109,7 @@ func (t CheckTask) Key() string { return t.Service + "/" + t.ID }
 // so only the actively checked instances' IDs are sorted: TTL instances,
 // the bulk of a large catalog, are skipped unsorted (10,000 of them in 100
 // services: 1.3 ms a call sorting every ID, 0.2 ms skipping, measured).
-func (s *Store) ActiveChecks() []CheckTask {
+func (s *Machine) ActiveChecks() []CheckTask {
 	var out []CheckTask
 	var ids []string
 	for _, name := range slices.Sorted(maps.Keys(s.services)) {
@@ -140,7 +140,7 @@ const maxBatch = 512
 // DueExpiries returns the commands that expire what is due at now: one
 // batch of TTL expiries (guarded by g), one of reaps, and one command per
 // due lease. For qlog.Log.RunExpiry.
-func (s *Store) DueExpiries(now time.Time, g *Guard) [][]byte {
+func (s *Machine) DueExpiries(now time.Time, g *Guard) [][]byte {
 	var expire, reap []Item
 	var out [][]byte
 	for _, d := range s.deadlines.Due(now, 4*maxBatch) {

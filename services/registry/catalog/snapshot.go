@@ -28,7 +28,7 @@ type snapshotService struct {
 
 // Snapshot implements qlog.StateMachine: one JSON document, every list
 // sorted.
-func (s *Store) Snapshot(w io.Writer) error {
+func (s *Machine) Snapshot(w io.Writer) error {
 	snap := snapshot{LastChange: s.lastChange, Services: []snapshotService{}, Leases: []Lease{}, Deadlines: s.deadlines.Deadlines()}
 	for _, name := range slices.Sorted(maps.Keys(s.services)) {
 		svc := s.services[name]
@@ -45,7 +45,7 @@ func (s *Store) Snapshot(w io.Writer) error {
 }
 
 // Restore implements qlog.StateMachine.
-func (s *Store) Restore(r io.Reader) error {
+func (s *Machine) Restore(r io.Reader) error {
 	var snap snapshot
 	if err := json.NewDecoder(r).Decode(&snap); err != nil {
 		return fmt.Errorf("catalog snapshot: %w", err)

@@ -17,7 +17,7 @@ import (
 // status changes it sees.
 type Checker struct {
 	Log       *qlog.Log
-	Store     *catalog.Store
+	Machine   *catalog.Machine
 	ReplicaID string
 	Presence  *Presence
 	Prober    *Prober
@@ -86,7 +86,7 @@ func (c *Checker) Run(ctx context.Context) {
 	for {
 		var tasks []catalog.CheckTask
 		if err := c.Log.Read(ctx, qlog.Serializable, func(int64) error {
-			tasks = c.Store.ActiveChecks()
+			tasks = c.Machine.ActiveChecks()
 			return nil
 		}); err == nil {
 			c.reconcile(ctx, tasks, running, sem, reports, m, &wg)
@@ -174,7 +174,7 @@ func (c *Checker) run(ctx context.Context, t catalog.CheckTask, sem chan struct{
 func (c *Checker) differs(ctx context.Context, t catalog.CheckTask, rep catalog.Report) bool {
 	var cur *catalog.Instance
 	if err := c.Log.Read(ctx, qlog.Serializable, func(int64) error {
-		cur = c.Store.Instance(t.Service, t.ID)
+		cur = c.Machine.Instance(t.Service, t.ID)
 		return nil
 	}); err != nil || cur == nil || cur.CheckRevision != t.Revision {
 		return false

@@ -4,13 +4,13 @@
 // the log's put and deleted events and by each scaler's sync period, and
 // workers that Reconcile one name at a time. Reconcile reads the
 // driver's replica count, the service's instances from the registry and
-// the metrics (observe), calls autoscale.Decide (decide), records the
+// the metrics (observe), calls hpa.Decide (decide), records the
 // decision in the log under the term's fencing token (record) and, when
 // the decision scales, calls the driver with that token and records what
 // the driver did (actuate).
 //
 // Fencing, in three layers. The log refuses a decision or an actuation
-// whose token is older than the newest leader's (scalers.Machine), so a
+// whose token is older than the newest leader's (ledger.Machine), so a
 // deposed leader cannot record anything once its successor has; a driver
 // is called only after the decision it carries out was recorded, and
 // only while the leadership's Done is open; and the driver refuses a
@@ -31,21 +31,21 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog"
-	elections "github.com/stewardhq/steward/services/election/client"
+	"github.com/stewardhq/steward/services/election/campaign"
 	"github.com/stewardhq/steward/services/registry/catalog"
 	registry "github.com/stewardhq/steward/services/registry/client"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 // Loop is one replica's control loop.
 type Loop struct {
 	Log     *qlog.Log
-	Machine *scalers.Machine
+	Machine *ledger.Machine
 	// Elections campaigns for Election as Replica with lease TTL.
-	Elections *elections.Client
+	Elections *campaign.Client
 	Election  string
 	Replica   string
 	TTL       time.Duration
@@ -74,7 +74,7 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		lead, err := l.Elections.Campaign(ctx, l.Election, l.Replica, elections.Options{TTL: l.TTL, Value: map[string]string{"replica": l.Replica}})
+		lead, err := l.Elections.Campaign(ctx, l.Election, l.Replica, campaign.Options{TTL: l.TTL, Value: map[string]string{"replica": l.Replica}})
 		if err != nil {
 			if ctx.Err() == nil {
 				l.Logger.Warn("scaler campaign failed", "election", l.Election, "err", err)
@@ -142,7 +142,7 @@ func newTerm(l *Loop, token int64, done <-chan struct{}, depose context.CancelCa
 }
 
 // lead reconciles every scaler until the leadership ends.
-func (l *Loop) lead(ctx context.Context, lead *elections.Leadership) error {
+func (l *Loop) lead(ctx context.Context, lead *campaign.Leadership) error {
 	lctx, depose := context.WithCancelCause(ctx)
 	defer depose(nil)
 	go func() {
@@ -156,7 +156,7 @@ func (l *Loop) lead(ctx context.Context, lead *elections.Leadership) error {
 	// The first command of a term raises the fence, so the previous
 	// leader's late commands are refused from here on, and it waits for
 	// this replica to have applied everything ordered before it.
-	if _, err := t.propose(lctx, scalers.Command{Op: scalers.OpLead}); err != nil {
+	if _, err := t.propose(lctx, ledger.Command{Op: ledger.OpLead}); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
@@ -180,7 +180,7 @@ func (t *term) follow(ctx context.Context) error {
 	for {
 		// The watch starts before the listing, so that nothing put in
 		// between is missed.
-		w, err := t.Log.Watch(0, func(ev qlog.Event) bool { return ev.Type == scalers.EventPut || ev.Type == scalers.EventDeleted })
+		w, err := t.Log.Watch(0, func(ev qlog.Event) bool { return ev.Type == ledger.EventPut || ev.Type == ledger.EventDeleted })
 		if err != nil {
 			return fmt.Errorf("watch the scalers: %w", err)
 		}
@@ -241,7 +241,7 @@ func (t *term) work(ctx context.Context) {
 // returned.
 func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Duration, err error) {
 	var (
-		work scalers.Work
+		work ledger.Work
 		ok   bool
 	)
 	if err := t.Log.Read(ctx, qlog.Serializable, func(int64) error { work, ok = t.Machine.Work(name); return nil }); err != nil {
@@ -253,7 +253,7 @@ func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Du
 	}
 	requeueAfter = time.Duration(work.Spec.SyncPeriod)
 	if requeueAfter <= 0 {
-		requeueAfter = autoscale.DefaultSyncPeriod
+		requeueAfter = hpa.DefaultSyncPeriod
 	}
 	tg := t.target(name)
 	obs, err := t.observe(ctx, tg, name, work)
@@ -274,7 +274,7 @@ func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Du
 // observation is what a decision is made from.
 type observation struct {
 	drv driver.Driver
-	in  autoscale.Input
+	in  hpa.Input
 	// observed is each metric's service-wide quantity, recorded with
 	// the decision.
 	observed map[string]float64
@@ -292,7 +292,7 @@ func (e *observeError) Unwrap() error { return e.err }
 
 // observe reads the scaler's driver, its service's instances in the
 // registry and their metrics.
-func (t *term) observe(ctx context.Context, tg *target, name string, work scalers.Work) (observation, error) {
+func (t *term) observe(ctx context.Context, tg *target, name string, work ledger.Work) (observation, error) {
 	drv, err := t.driver(tg, name, work.Spec)
 	if err != nil {
 		return observation{}, &observeError{"AbleToScale", "FailedGetScale", fmt.Errorf("driver: %w", err)}
@@ -327,12 +327,12 @@ func (t *term) observe(ctx context.Context, tg *target, name string, work scaler
 	}
 	tg.scraper.Forget(keep)
 	obs := observation{drv: drv, observed: map[string]float64{},
-		in: autoscale.Input{Now: now, CurrentReplicas: current, Metrics: map[string]autoscale.Observation{}}}
+		in: hpa.Input{Now: now, CurrentReplicas: current, Metrics: map[string]hpa.Observation{}}}
 	if o, ok := drv.(interface{ OwnsReplicas() bool }); ok {
 		obs.in.Owned = o.OwnsReplicas()
 	}
 	for _, inst := range instances {
-		obs.in.Instances = append(obs.in.Instances, autoscale.Instance{ID: inst.ID, Ready: inst.Status == catalog.Passing})
+		obs.in.Instances = append(obs.in.Instances, hpa.Instance{ID: inst.ID, Ready: inst.Status == catalog.Passing})
 	}
 	for _, m := range work.Spec.Metrics {
 		o, ok := t.Metrics.Observe(now, work.Spec.Service, m, instances)
@@ -346,22 +346,22 @@ func (t *term) observe(ctx context.Context, tg *target, name string, work scaler
 }
 
 // decide is the pure step: the decision and the state it leaves.
-func decide(work scalers.Work, obs observation) (autoscale.Decision, autoscale.State) {
-	return autoscale.Decide(work.Spec.Spec, work.State, obs.in)
+func decide(work ledger.Work, obs observation) (hpa.Decision, hpa.State) {
+	return hpa.Decide(work.Spec.Spec, work.State, obs.in)
 }
 
 // record records the decision under the term's token and returns its
 // revision, or 0 when the log did not record it: the spec changed since
 // it was read (stale) or the scaler is gone, and the next reconcile
 // decides afresh.
-func (t *term) record(ctx context.Context, name string, work scalers.Work, obs observation, d autoscale.Decision, st autoscale.State) (int64, error) {
-	res, err := t.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: name, Generation: work.Generation, SpecRevision: work.SpecRevision,
-		Decision: &scalers.Decision{Observed: obs.observed, Decision: d}, State: &st})
+func (t *term) record(ctx context.Context, name string, work ledger.Work, obs observation, d hpa.Decision, st hpa.State) (int64, error) {
+	res, err := t.propose(ctx, ledger.Command{Op: ledger.OpDecide, Name: name, Generation: work.Generation, SpecRevision: work.SpecRevision,
+		Decision: &ledger.Decision{Observed: obs.observed, Decision: d}, State: &st})
 	if err != nil {
 		return 0, err
 	}
 	t.Logger.Debug("decided", "scaler", name, "token", t.token, "status", res.Status, "current", d.CurrentReplicas, "desired", d.DesiredReplicas, "reason", d.Reason)
-	if res.Status != scalers.Recorded || res.Scaler == nil || res.Scaler.Status.LastDecision == nil {
+	if res.Status != ledger.Recorded || res.Scaler == nil || res.Scaler.Status.LastDecision == nil {
 		return 0, nil
 	}
 	return res.Scaler.Status.LastDecision.Revision, nil
@@ -369,7 +369,7 @@ func (t *term) record(ctx context.Context, name string, work scalers.Work, obs o
 
 // actuate calls the driver to carry out the decision recorded at rev,
 // while the term lasts, and records what the driver did.
-func (t *term) actuate(ctx context.Context, drv driver.Driver, name, service string, d autoscale.Decision, rev int64) error {
+func (t *term) actuate(ctx context.Context, drv driver.Driver, name, service string, d hpa.Decision, rev int64) error {
 	select {
 	case <-t.done:
 		return context.Cause(ctx)
@@ -378,7 +378,7 @@ func (t *term) actuate(ctx context.Context, drv driver.Driver, name, service str
 	if t.BeforeScale != nil {
 		t.BeforeScale(name, t.token)
 	}
-	act := scalers.Actuation{Replicas: d.DesiredReplicas}
+	act := ledger.Actuation{Replicas: d.DesiredReplicas}
 	r, err := drv.Scale(ctx, d.DesiredReplicas, t.token)
 	if err != nil {
 		act.Error = err.Error()
@@ -389,7 +389,7 @@ func (t *term) actuate(ctx context.Context, drv driver.Driver, name, service str
 	}
 	// Record the outcome even if the term just ended: the log refuses it
 	// then, and the successor reads the count from the driver.
-	_, perr := t.propose(context.WithoutCancel(ctx), scalers.Command{Op: scalers.OpActuate, Name: name, DecisionRevision: rev, Actuation: &act})
+	_, perr := t.propose(context.WithoutCancel(ctx), ledger.Command{Op: ledger.OpActuate, Name: name, DecisionRevision: rev, Actuation: &act})
 	return errors.Join(err, perr)
 }
 
@@ -397,32 +397,32 @@ func (t *term) actuate(ctx context.Context, drv driver.Driver, name, service str
 // could not be built or read, the registry could not be asked), so that
 // the status says why, and returns the cause with any error recording
 // it.
-func (t *term) recordFailure(ctx context.Context, name string, work scalers.Work, cause *observeError) error {
-	d := autoscale.Decision{At: notBefore(t.now(), work.State), CurrentReplicas: work.Status.CurrentReplicas, DesiredReplicas: work.Status.CurrentReplicas,
+func (t *term) recordFailure(ctx context.Context, name string, work ledger.Work, cause *observeError) error {
+	d := hpa.Decision{At: notBefore(t.now(), work.State), CurrentReplicas: work.Status.CurrentReplicas, DesiredReplicas: work.Status.CurrentReplicas,
 		Reason: "no decision: " + cause.Error(), Error: cause.Error(),
-		Conditions: []autoscale.Condition{{Type: cause.condition, Status: false, Reason: cause.reason, Message: cause.Error()}}}
-	_, err := t.propose(ctx, scalers.Command{Op: scalers.OpDecide, Name: name, Generation: work.Generation, SpecRevision: work.SpecRevision,
-		Decision: &scalers.Decision{Decision: d}, State: &work.State})
+		Conditions: []hpa.Condition{{Type: cause.condition, Status: false, Reason: cause.reason, Message: cause.Error()}}}
+	_, err := t.propose(ctx, ledger.Command{Op: ledger.OpDecide, Name: name, Generation: work.Generation, SpecRevision: work.SpecRevision,
+		Decision: &ledger.Decision{Decision: d}, State: &work.State})
 	return errors.Join(cause, err)
 }
 
 // propose sends a leader's command under this term's token and decodes
 // the result; a fenced result deposes the term.
-func (t *term) propose(ctx context.Context, c scalers.Command) (scalers.Result, error) {
+func (t *term) propose(ctx context.Context, c ledger.Command) (ledger.Result, error) {
 	c.Replica, c.Token = t.Replica, t.token
 	b, err := json.Marshal(c)
 	if err != nil {
-		return scalers.Result{}, err
+		return ledger.Result{}, err
 	}
 	res, err := t.Log.Propose(ctx, b, qlog.ProposeOptions{})
 	if err != nil {
-		return scalers.Result{}, err
+		return ledger.Result{}, err
 	}
-	var out scalers.Result
+	var out ledger.Result
 	if err := json.Unmarshal(res.Value, &out); err != nil {
-		return scalers.Result{}, fmt.Errorf("decode result: %w", err)
+		return ledger.Result{}, fmt.Errorf("decode result: %w", err)
 	}
-	if out.Status == scalers.Fenced {
+	if out.Status == ledger.Fenced {
 		t.depose(errFenced)
 		return out, fmt.Errorf("%w: %s", errFenced, out.Detail)
 	}
@@ -464,7 +464,7 @@ func (t *term) closeAll() {
 }
 
 // driver returns the scaler's driver, built again when its spec changed.
-func (t *term) driver(tg *target, name string, spec scalers.Spec) (driver.Driver, error) {
+func (t *term) driver(tg *target, name string, spec ledger.Spec) (driver.Driver, error) {
 	b, _ := json.Marshal(spec.Driver)
 	if tg.drv != nil && string(b) == string(tg.drvSpec) {
 		return tg.drv, nil
@@ -503,12 +503,12 @@ func (t *term) now() time.Time {
 // notBefore returns now, or the newest time the state recorded if that
 // is later: Decide's clock must not go backwards, and a new leader's
 // clock may be behind its predecessor's.
-func notBefore(now time.Time, st autoscale.State) time.Time {
+func notBefore(now time.Time, st hpa.State) time.Time {
 	latest := st.Since
 	for _, r := range st.Recommendations {
 		latest = later(latest, r.At)
 	}
-	for _, evs := range [][]autoscale.ScaleEvent{st.ScaleUpEvents, st.ScaleDownEvents} {
+	for _, evs := range [][]hpa.ScaleEvent{st.ScaleUpEvents, st.ScaleDownEvents} {
 		for _, e := range evs {
 			latest = later(latest, e.At)
 		}
@@ -525,7 +525,7 @@ func later(a, b time.Time) time.Time {
 
 // total is an observation's service-wide quantity: its value, or the sum
 // of its samples.
-func total(o autoscale.Observation) float64 {
+func total(o hpa.Observation) float64 {
 	if o.Value != nil {
 		return *o.Value
 	}

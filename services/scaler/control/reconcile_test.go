@@ -19,10 +19,10 @@ import (
 	"github.com/stewardhq/steward/platform/wire"
 	registrysvc "github.com/stewardhq/steward/services/registry"
 	registry "github.com/stewardhq/steward/services/registry/client"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
-	"github.com/stewardhq/steward/services/scaler/scalers"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -33,7 +33,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // for).
 type harness struct {
 	log  *qlog.Log
-	m    *scalers.Machine
+	m    *ledger.Machine
 	loop *Loop
 	drv  *recordingDriver
 }
@@ -55,7 +55,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{m: scalers.New(0), drv: &recordingDriver{current: 1}}
+	h := &harness{m: ledger.New(0), drv: &recordingDriver{current: 1}}
 	h.log, err = qlog.Open(ctx, qlog.Config{Service: "scaler", ReplicaID: "r0", Voters: []string{"r0"}, Conn: nc,
 		StreamReplicas: 1, Snapshots: snaps, SnapshotEvery: 100_000, Logger: quiet}, h.m)
 	if err != nil {
@@ -77,14 +77,14 @@ func (h *harness) lead(t *testing.T, l *Loop, token int64) (*term, context.Conte
 	ctx, depose := context.WithCancelCause(context.Background())
 	t.Cleanup(func() { depose(nil) })
 	tm := newTerm(l, token, ctx.Done(), depose)
-	if _, err := tm.propose(ctx, scalers.Command{Op: scalers.OpLead}); err != nil {
+	if _, err := tm.propose(ctx, ledger.Command{Op: ledger.OpLead}); err != nil {
 		t.Fatalf("lead under token %d: %v", token, err)
 	}
 	return tm, ctx
 }
 
 // apply proposes a client's command (a put or a delete).
-func (h *harness) apply(t *testing.T, c scalers.Command) {
+func (h *harness) apply(t *testing.T, c ledger.Command) {
 	t.Helper()
 	b, _ := json.Marshal(c)
 	if _, err := h.log.Propose(context.Background(), b, qlog.ProposeOptions{}); err != nil {
@@ -96,18 +96,18 @@ func (h *harness) apply(t *testing.T, c scalers.Command) {
 // syncing every 200ms.
 func (h *harness) put(t *testing.T, name string) {
 	t.Helper()
-	spec := scalers.Spec{Service: name,
-		Spec: autoscale.Spec{MinReplicas: new(1), MaxReplicas: 10, SyncPeriod: wire.Duration(200 * time.Millisecond),
-			Metrics: []autoscale.Metric{{Name: "gateway_rps", Target: autoscale.Target{Type: autoscale.AverageValue, Value: 10}}}},
+	spec := ledger.Spec{Service: name,
+		Spec: hpa.Spec{MinReplicas: new(1), MaxReplicas: 10, SyncPeriod: wire.Duration(200 * time.Millisecond),
+			Metrics: []hpa.Metric{{Name: "gateway_rps", Target: hpa.Target{Type: hpa.AverageValue, Value: 10}}}},
 		Driver: driver.Spec{Type: driver.TypeWebhook, WebhookSpec: driver.WebhookSpec{URL: "http://127.0.0.1:1/scale", Secret: "s"}}}
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	h.apply(t, scalers.Command{Op: scalers.OpPut, Name: name, Spec: &spec})
+	h.apply(t, ledger.Command{Op: ledger.OpPut, Name: name, Spec: &spec})
 }
 
-func (h *harness) get(name string) *scalers.Scaler {
-	var sc *scalers.Scaler
+func (h *harness) get(name string) *ledger.Scaler {
+	var sc *ledger.Scaler
 	_ = h.log.Read(context.Background(), qlog.Serializable, func(int64) error { sc = h.m.Get(name); return nil })
 	return sc
 }
@@ -197,7 +197,7 @@ func TestReconcileScales(t *testing.T) {
 	}
 
 	// Gone: nothing to requeue, and its driver closed.
-	h.apply(t, scalers.Command{Op: scalers.OpDelete, Name: "web"})
+	h.apply(t, ledger.Command{Op: ledger.OpDelete, Name: "web"})
 	after, err = tm.Reconcile(context.Background(), "web")
 	if err != nil || after != 0 {
 		t.Fatalf("Reconcile(deleted) = %v, %v, want 0, nil", after, err)
@@ -243,7 +243,7 @@ func TestReconcileRecordsFailedObservation(t *testing.T) {
 				t.Fatalf("Reconcile = %v, %v, want 200ms and an error with %q", after, err, tt.message)
 			}
 			st := h.get(name).Status
-			i := slices.IndexFunc(st.Conditions, func(c autoscale.Condition) bool { return c.Type == tt.condition })
+			i := slices.IndexFunc(st.Conditions, func(c hpa.Condition) bool { return c.Type == tt.condition })
 			if st.LastDecision == nil || !strings.Contains(st.LastDecision.Error, tt.message) || i < 0 || st.Conditions[i].Status || st.Conditions[i].Reason != tt.reason {
 				t.Fatalf("status = %+v, want the failure recorded with %s false %s", st, tt.condition, tt.reason)
 			}
@@ -305,7 +305,7 @@ func TestFollowQueuesChanges(t *testing.T) {
 	if _, err := tm.Reconcile(ctx, "b"); err != nil { // a decision: not a change to follow
 		t.Fatal(err)
 	}
-	h.apply(t, scalers.Command{Op: scalers.OpDelete, Name: "a"})
+	h.apply(t, ledger.Command{Op: ledger.OpDelete, Name: "a"})
 	take("a") // deleted
 	if n := tm.queue.Len(); n != 0 {
 		t.Fatalf("%d more keys queued, want none (a decision is no change to follow)", n)

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // Driver changes a service's replica count.
@@ -124,11 +124,11 @@ const (
 
 // Validate reports every problem with the spec, each naming its field as
 // it sits in a scaler spec ("driver.command"), as an
-// autoscale.ValidationError.
+// hpa.ValidationError.
 func (s *Spec) Validate() error {
-	var errs autoscale.ValidationError
+	var errs hpa.ValidationError
 	add := func(field, format string, args ...any) {
-		errs = append(errs, &autoscale.FieldError{Field: "driver." + field, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, &hpa.FieldError{Field: "driver." + field, Message: fmt.Sprintf(format, args...)})
 	}
 	// A field of another type is a mistake worth naming: the scaler would
 	// silently ignore it.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 func TestSpecJSON(t *testing.T) {
@@ -62,7 +62,7 @@ func TestSpecValidate(t *testing.T) {
 			}
 			err := s.Validate()
 			var got []string
-			var verr autoscale.ValidationError
+			var verr hpa.ValidationError
 			if errors.As(err, &verr) {
 				for _, e := range verr {
 					got = append(got, e.Field)

@@ -1,5 +1,5 @@
 // Package metrics gathers the readings the scaler decides on and turns
-// them into autoscale observations.
+// them into hpa observations.
 //
 // Samples come from three places:
 //
@@ -12,7 +12,7 @@
 //     with "gateway_", one sample per replica.
 //
 // A Store keeps the newest sample of each series for a while, and Observe
-// builds the autoscale.Observation of one metric from it: a sum or a max
+// builds the hpa.Observation of one metric from it: a sum or a max
 // over gateway replicas, a service-wide value, or per-instance samples of
 // the instances the registry knows.
 package metrics

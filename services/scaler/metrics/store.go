@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // GatewayPrefix starts the names of the signals gateway replicas send:
@@ -94,7 +94,7 @@ func (s *Store) Prune(now time.Time) {
 //     utilization they are Samples, sorted by instance.
 //   - When both kinds are present, a value target takes the service-wide
 //     sample and the other targets the per-instance ones.
-func (s *Store) Observe(now time.Time, service string, m autoscale.Metric, instances []catalog.Instance) (obs autoscale.Observation, ok bool) {
+func (s *Store) Observe(now time.Time, service string, m hpa.Metric, instances []catalog.Instance) (obs hpa.Observation, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	byInstance := s.series[series{service, m.Name}]
@@ -121,40 +121,40 @@ func (s *Store) Observe(now time.Time, service string, m autoscale.Metric, insta
 			ok = true
 		}
 		if !ok {
-			return autoscale.Observation{}, false
+			return hpa.Observation{}, false
 		}
-		return autoscale.Observation{Value: &agg}, true
+		return hpa.Observation{Value: &agg}, true
 	}
 
 	var wide *float64
 	if x, found := byInstance[""]; found && s.fresh(now, x) {
 		wide = &x.Value
 	}
-	var samples []autoscale.Sample
+	var samples []hpa.Sample
 	for _, inst := range instances {
 		if x, found := byInstance[inst.ID]; found && inst.ID != "" && s.fresh(now, x) {
-			samples = append(samples, autoscale.Sample{Instance: inst.ID, Value: x.Value, Request: x.Request})
+			samples = append(samples, hpa.Sample{Instance: inst.ID, Value: x.Value, Request: x.Request})
 		}
 	}
 	// The registry never lists an ID twice, but a caller's slice might.
-	slices.SortFunc(samples, func(a, b autoscale.Sample) int { return cmp.Compare(a.Instance, b.Instance) })
-	samples = slices.CompactFunc(samples, func(a, b autoscale.Sample) bool { return a.Instance == b.Instance })
+	slices.SortFunc(samples, func(a, b hpa.Sample) int { return cmp.Compare(a.Instance, b.Instance) })
+	samples = slices.CompactFunc(samples, func(a, b hpa.Sample) bool { return a.Instance == b.Instance })
 
 	switch {
-	case m.Target.Type == autoscale.Value && wide != nil:
-		return autoscale.Observation{Value: wide}, true
-	case m.Target.Type == autoscale.Value && len(samples) > 0:
+	case m.Target.Type == hpa.Value && wide != nil:
+		return hpa.Observation{Value: wide}, true
+	case m.Target.Type == hpa.Value && len(samples) > 0:
 		var sum float64
 		for _, x := range samples {
 			sum += x.Value
 		}
-		return autoscale.Observation{Value: &sum}, true
-	case m.Target.Type != autoscale.Value && len(samples) > 0:
-		return autoscale.Observation{Samples: samples}, true
+		return hpa.Observation{Value: &sum}, true
+	case m.Target.Type != hpa.Value && len(samples) > 0:
+		return hpa.Observation{Samples: samples}, true
 	case wide != nil:
-		return autoscale.Observation{Value: wide}, true
+		return hpa.Observation{Value: wide}, true
 	}
-	return autoscale.Observation{}, false
+	return hpa.Observation{}, false
 }
 
 func (s *Store) fresh(now time.Time, x Sample) bool { return now.Sub(x.Timestamp) <= s.ttl }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 	"github.com/stewardhq/steward/services/scaler/metrics"
 )
 
@@ -16,7 +16,7 @@ const ttl = 30 * time.Second
 
 // show renders an observation for comparison: "missing", "value 3" or
 // "samples a=1/0.5 b=2/0.5" (value/request).
-func show(o autoscale.Observation, ok bool) string {
+func show(o hpa.Observation, ok bool) string {
 	switch {
 	case !ok:
 		return "missing"
@@ -32,8 +32,8 @@ func show(o autoscale.Observation, ok bool) string {
 	return strings.Join(parts, " ")
 }
 
-func metric(name string, typ autoscale.TargetType) autoscale.Metric {
-	return autoscale.Metric{Name: name, Target: autoscale.Target{Type: typ, Value: 10}}
+func metric(name string, typ hpa.TargetType) hpa.Metric {
+	return hpa.Metric{Name: name, Target: hpa.Target{Type: typ, Value: 10}}
 }
 
 func registered(ids ...string) []catalog.Instance {
@@ -53,68 +53,68 @@ func TestObserve(t *testing.T) {
 	tests := []struct {
 		name      string
 		samples   []metrics.Sample
-		metric    autoscale.Metric
+		metric    hpa.Metric
 		instances []catalog.Instance
 		later     time.Duration // Observe at t0+later
 		want      string
 	}{
-		{"nothing", nil, metric("queue_depth", autoscale.AverageValue), registered("a"), 0, "missing"},
+		{"nothing", nil, metric("queue_depth", hpa.AverageValue), registered("a"), 0, "missing"},
 
 		{"gateway rate sums over replicas",
 			[]metrics.Sample{s("gw-1", "gateway_requests_per_second", 40, 0, 0), s("gw-2", "gateway_requests_per_second", 60, 0, 5*time.Second)},
-			metric("gateway_requests_per_second", autoscale.AverageValue), registered("a"), 0, "value 100"},
+			metric("gateway_requests_per_second", hpa.AverageValue), registered("a"), 0, "value 100"},
 		{"gateway latency takes the max over replicas",
 			[]metrics.Sample{s("gw-1", "gateway_latency_p95_seconds", 0.2, 0, 0), s("gw-2", "gateway_latency_p95_seconds", 0.7, 0, 0), s("gw-3", "gateway_latency_p95_seconds", 0.1, 0, 0)},
-			metric("gateway_latency_p95_seconds", autoscale.Value), nil, 0, "value 0.7"},
+			metric("gateway_latency_p95_seconds", hpa.Value), nil, 0, "value 0.7"},
 		{"gateway replicas need not be registered instances, and utilization still gets a value",
 			[]metrics.Sample{s("gw-1", "gateway_in_flight", 3, 0, 0), s("gw-2", "gateway_in_flight", 4, 0, 0)},
-			metric("gateway_in_flight", autoscale.Utilization), registered("a"), 0, "value 7"},
+			metric("gateway_in_flight", hpa.Utilization), registered("a"), 0, "value 7"},
 		{"a stale gateway replica no longer counts",
 			[]metrics.Sample{s("gw-1", "gateway_in_flight", 3, 0, ttl), s("gw-2", "gateway_in_flight", 4, 0, ttl+time.Nanosecond)},
-			metric("gateway_in_flight", autoscale.Value), nil, 0, "value 3"},
+			metric("gateway_in_flight", hpa.Value), nil, 0, "value 3"},
 		{"every gateway replica stale",
 			[]metrics.Sample{s("gw-1", "gateway_in_flight", 3, 0, 0)},
-			metric("gateway_in_flight", autoscale.Value), nil, ttl + time.Second, "missing"},
+			metric("gateway_in_flight", hpa.Value), nil, ttl + time.Second, "missing"},
 
 		{"service-wide for a value target",
 			[]metrics.Sample{s("", "queue_depth", 17, 0, 0)},
-			metric("queue_depth", autoscale.Value), registered("a"), 0, "value 17"},
+			metric("queue_depth", hpa.Value), registered("a"), 0, "value 17"},
 		{"service-wide for averageValue, as a total",
 			[]metrics.Sample{s("", "queue_depth", 17, 0, 0)},
-			metric("queue_depth", autoscale.AverageValue), nil, 0, "value 17"},
+			metric("queue_depth", hpa.AverageValue), nil, 0, "value 17"},
 		{"service-wide, stale",
 			[]metrics.Sample{s("", "queue_depth", 17, 0, ttl+time.Second)},
-			metric("queue_depth", autoscale.Value), nil, 0, "missing"},
+			metric("queue_depth", hpa.Value), nil, 0, "missing"},
 
 		{"per-instance samples, sorted, of registered instances only",
 			[]metrics.Sample{s("c", "cpu", 3, 1, 0), s("a", "cpu", 1, 1, 0), s("gone", "cpu", 9, 1, 0), s("b", "cpu", 2, 1, 0)},
-			metric("cpu", autoscale.Utilization), registered("b", "c", "a"), 0, "samples a=1/1 b=2/1 c=3/1"},
+			metric("cpu", hpa.Utilization), registered("b", "c", "a"), 0, "samples a=1/1 b=2/1 c=3/1"},
 		{"per-instance for averageValue, stale ones dropped",
 			[]metrics.Sample{s("a", "queue_depth", 1, 0, 0), s("b", "queue_depth", 2, 0, time.Minute)},
-			metric("queue_depth", autoscale.AverageValue), registered("a", "b"), 0, "samples a=1/0"},
+			metric("queue_depth", hpa.AverageValue), registered("a", "b"), 0, "samples a=1/0"},
 		{"per-instance summed for a value target",
 			[]metrics.Sample{s("a", "queue_depth", 1, 0, 0), s("b", "queue_depth", 2.5, 0, 0), s("gone", "queue_depth", 100, 0, 0)},
-			metric("queue_depth", autoscale.Value), registered("a", "b"), 0, "value 3.5"},
+			metric("queue_depth", hpa.Value), registered("a", "b"), 0, "value 3.5"},
 		{"per-instance, none registered",
 			[]metrics.Sample{s("gone", "queue_depth", 1, 0, 0)},
-			metric("queue_depth", autoscale.AverageValue), registered("a"), 0, "missing"},
+			metric("queue_depth", hpa.AverageValue), registered("a"), 0, "missing"},
 		{"an instance listed twice gives one sample",
 			[]metrics.Sample{s("a", "queue_depth", 1, 0, 0)},
-			metric("queue_depth", autoscale.AverageValue), registered("a", "a"), 0, "samples a=1/0"},
+			metric("queue_depth", hpa.AverageValue), registered("a", "a"), 0, "samples a=1/0"},
 
 		{"both: value takes the service-wide sample",
 			[]metrics.Sample{s("", "queue_depth", 50, 0, 0), s("a", "queue_depth", 1, 0, 0)},
-			metric("queue_depth", autoscale.Value), registered("a"), 0, "value 50"},
+			metric("queue_depth", hpa.Value), registered("a"), 0, "value 50"},
 		{"both: averageValue takes the per-instance samples",
 			[]metrics.Sample{s("", "queue_depth", 50, 0, 0), s("a", "queue_depth", 1, 0, 0)},
-			metric("queue_depth", autoscale.AverageValue), registered("a"), 0, "samples a=1/0"},
+			metric("queue_depth", hpa.AverageValue), registered("a"), 0, "samples a=1/0"},
 		{"both, but no instance registered: the service-wide sample",
 			[]metrics.Sample{s("", "queue_depth", 50, 0, 0), s("gone", "queue_depth", 1, 0, 0)},
-			metric("queue_depth", autoscale.AverageValue), registered("a"), 0, "value 50"},
+			metric("queue_depth", hpa.AverageValue), registered("a"), 0, "value 50"},
 
 		{"another service's samples do not count",
 			[]metrics.Sample{{Service: "api", Instance: "a", Name: "queue_depth", Value: 1, Timestamp: t0}},
-			metric("queue_depth", autoscale.AverageValue), registered("a"), 0, "missing"},
+			metric("queue_depth", hpa.AverageValue), registered("a"), 0, "missing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,7 +129,7 @@ func TestObserve(t *testing.T) {
 
 func TestStoreNewestWins(t *testing.T) {
 	st := metrics.NewStore(ttl)
-	m := metric("queue_depth", autoscale.Value)
+	m := metric("queue_depth", hpa.Value)
 	obs := func(now time.Time) string { return show(st.Observe(now, "web", m, nil)) }
 
 	st.Add(at(0), metrics.Sample{Service: "web", Name: "queue_depth", Value: 1}) // stamped on receipt
@@ -157,7 +157,7 @@ func TestStoreNewestWins(t *testing.T) {
 	// A sample older than ttl on arrival is not kept, so it cannot shadow
 	// nothing and then turn up as fresh to an Observe with an earlier now.
 	st.Add(at(time.Hour), metrics.Sample{Service: "web", Name: "other", Value: 1, Timestamp: at(0)})
-	if got := show(st.Observe(at(0), "web", metric("other", autoscale.Value), nil)); got != "missing" {
+	if got := show(st.Observe(at(0), "web", metric("other", hpa.Value), nil)); got != "missing" {
 		t.Fatalf("a sample stale on arrival: Observe = %s, want missing", got)
 	}
 }
@@ -168,7 +168,7 @@ func TestStorePrune(t *testing.T) {
 		metrics.Sample{Service: "web", Instance: "a", Name: "queue_depth", Value: 1},
 		metrics.Sample{Service: "web", Instance: "b", Name: "queue_depth", Value: 2, Timestamp: at(10 * time.Second)},
 	)
-	m := metric("queue_depth", autoscale.AverageValue)
+	m := metric("queue_depth", hpa.AverageValue)
 	st.Prune(at(ttl + 5*time.Second))
 	// Observe at an earlier time would still see a, had Prune kept it.
 	if got, want := show(st.Observe(at(0), "web", m, registered("a", "b"))), "samples b=2/0"; got != want {
@@ -188,7 +188,7 @@ func TestStorePrune(t *testing.T) {
 // Add, Prune and Observe from many goroutines (for the race detector).
 func TestStoreConcurrent(t *testing.T) {
 	st := metrics.NewStore(ttl)
-	m := metric("queue_depth", autoscale.AverageValue)
+	m := metric("queue_depth", hpa.AverageValue)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

@@ -1,4 +1,4 @@
-// Package client is the Go client of Steward's election service: it
+// Package campaign is the Go client of Steward's election service: it
 // campaigns for an election, waits in line until it wins, renews the
 // lease at TTL/3, and resigns when the caller's context ends.
 //
@@ -20,7 +20,7 @@
 // may have lapsed by this process's clock (the TTL after the request that
 // won or last renewed it was sent), which is never later than the service
 // ends it if clocks run at the same rate; fencing tokens cover the rest.
-package client
+package campaign
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package scalers_test
+package ledger_test
 
 import (
 	"encoding/json"
@@ -10,9 +10,9 @@ import (
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 func TestValidateName(t *testing.T) {
@@ -26,11 +26,11 @@ func TestValidateName(t *testing.T) {
 		{"...", true},
 		{".hidden", true},
 		{"0", true},
-		{strings.Repeat("x", scalers.MaxNameBytes), true},
+		{strings.Repeat("x", ledger.MaxNameBytes), true},
 		{"", false},
 		{".", false},
 		{"..", false},
-		{strings.Repeat("x", scalers.MaxNameBytes+1), false},
+		{strings.Repeat("x", ledger.MaxNameBytes+1), false},
 		{"a/b", false},
 		{"a b", false},
 		{"a%2Fb", false},
@@ -42,7 +42,7 @@ func TestValidateName(t *testing.T) {
 		{"nul\x00", false},
 	}
 	for _, tt := range tests {
-		err := scalers.ValidateName(tt.name)
+		err := ledger.ValidateName(tt.name)
 		if (err == nil) != tt.ok {
 			t.Errorf("ValidateName(%q) = %v, want ok %v", tt.name, err, tt.ok)
 		}
@@ -60,23 +60,23 @@ func TestSpecValidateFillsDefaults(t *testing.T) {
 	if s.MinReplicas == nil || *s.MinReplicas != 1 {
 		t.Errorf("minReplicas = %v, want 1", s.MinReplicas)
 	}
-	if s.Tolerance == nil || *s.Tolerance != autoscale.DefaultTolerance {
-		t.Errorf("tolerance = %v, want %v", s.Tolerance, autoscale.DefaultTolerance)
+	if s.Tolerance == nil || *s.Tolerance != hpa.DefaultTolerance {
+		t.Errorf("tolerance = %v, want %v", s.Tolerance, hpa.DefaultTolerance)
 	}
-	if s.SyncPeriod.Std() != autoscale.DefaultSyncPeriod {
-		t.Errorf("syncPeriod = %v, want %v", s.SyncPeriod.Std(), autoscale.DefaultSyncPeriod)
+	if s.SyncPeriod.Std() != hpa.DefaultSyncPeriod {
+		t.Errorf("syncPeriod = %v, want %v", s.SyncPeriod.Std(), hpa.DefaultSyncPeriod)
 	}
 	b := s.Behavior
 	if b == nil || b.ScaleUp == nil || b.ScaleDown == nil {
 		t.Fatalf("behavior = %+v, want both directions filled", b)
 	}
-	if w := b.ScaleDown.StabilizationWindow; w == nil || w.Std() != autoscale.DefaultScaleDownWindow {
-		t.Errorf("behavior.scaleDown.stabilizationWindow = %v, want %v", w, autoscale.DefaultScaleDownWindow)
+	if w := b.ScaleDown.StabilizationWindow; w == nil || w.Std() != hpa.DefaultScaleDownWindow {
+		t.Errorf("behavior.scaleDown.stabilizationWindow = %v, want %v", w, hpa.DefaultScaleDownWindow)
 	}
 	if w := b.ScaleUp.StabilizationWindow; w == nil || *w != 0 {
 		t.Errorf("behavior.scaleUp.stabilizationWindow = %v, want 0s", w)
 	}
-	if len(b.ScaleUp.Policies) != 2 || len(b.ScaleDown.Policies) != 1 || b.ScaleUp.SelectPolicy != autoscale.SelectMax {
+	if len(b.ScaleUp.Policies) != 2 || len(b.ScaleDown.Policies) != 1 || b.ScaleUp.SelectPolicy != hpa.SelectMax {
 		t.Errorf("behavior = up %+v down %+v, want HPA's default policies", b.ScaleUp, b.ScaleDown)
 	}
 	// The secret is the spec's: Validate neither drops nor shows it.
@@ -91,7 +91,7 @@ func TestSpecValidateFillsDefaults(t *testing.T) {
 	// What the user set explicitly stays, zero included.
 	s = webhookSpec("web", 10)
 	s.MinReplicas = ptr(3)
-	s.Behavior = &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: ptr(wire.Duration(0))}}
+	s.Behavior = &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: ptr(wire.Duration(0))}}
 	if err := s.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
@@ -140,7 +140,7 @@ func problems(t *testing.T, err error) []string {
 
 func TestSpecValidateNamesEveryField(t *testing.T) {
 	s := webhookSpec("Web Shop", 0)
-	s.Metrics = append(s.Metrics, autoscale.Metric{Name: "rps", Target: autoscale.Target{Type: "qps", Value: -1}})
+	s.Metrics = append(s.Metrics, hpa.Metric{Name: "rps", Target: hpa.Target{Type: "qps", Value: -1}})
 	s.Driver.URL = "ftp://hooks.example"
 	s.Driver.Secret = ""
 	s.Driver.Command = []string{"oops"}
@@ -159,41 +159,41 @@ func TestSpecValidateNamesEveryField(t *testing.T) {
 	if !strings.HasPrefix(fe.Detail, "invalid spec: ") || !strings.Contains(fe.Detail, "maxReplicas") || !strings.Contains(fe.Detail, "driver.url") {
 		t.Errorf("detail = %q, want every problem in one line", fe.Detail)
 	}
-	var v autoscale.ValidationError
+	var v hpa.ValidationError
 	if !errors.As(err, &v) || len(v) != len(want) {
-		t.Errorf("cause = %v, want the autoscale.ValidationError of %d problems", v, len(want))
+		t.Errorf("cause = %v, want the hpa.ValidationError of %d problems", v, len(want))
 	}
 }
 
 func TestSpecValidateOneProblem(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(*scalers.Spec)
+		change func(*ledger.Spec)
 		want   string
 	}{
-		{"no service", func(s *scalers.Spec) { s.Service = "" }, "service"},
-		{"upper-case service", func(s *scalers.Spec) { s.Service = "Web" }, "service"},
-		{"service too long", func(s *scalers.Spec) { s.Service = strings.Repeat("a", 64) }, "service"},
-		{"max below min", func(s *scalers.Spec) { s.MinReplicas = ptr(5); s.MaxReplicas = 4 }, "maxReplicas"},
-		{"negative min", func(s *scalers.Spec) { s.MinReplicas = ptr(-1) }, "minReplicas"},
-		{"no metrics", func(s *scalers.Spec) { s.Metrics = nil }, "metrics"},
-		{"scale to zero without activation", func(s *scalers.Spec) { s.MinReplicas = ptr(0) }, "metrics[0].activation"},
-		{"negative tolerance", func(s *scalers.Spec) { s.Tolerance = ptr(-0.1) }, "tolerance"},
-		{"empty scale-up policies", func(s *scalers.Spec) {
-			s.Behavior = &autoscale.Behavior{ScaleUp: &autoscale.Rules{Policies: []autoscale.Policy{}}}
+		{"no service", func(s *ledger.Spec) { s.Service = "" }, "service"},
+		{"upper-case service", func(s *ledger.Spec) { s.Service = "Web" }, "service"},
+		{"service too long", func(s *ledger.Spec) { s.Service = strings.Repeat("a", 64) }, "service"},
+		{"max below min", func(s *ledger.Spec) { s.MinReplicas = ptr(5); s.MaxReplicas = 4 }, "maxReplicas"},
+		{"negative min", func(s *ledger.Spec) { s.MinReplicas = ptr(-1) }, "minReplicas"},
+		{"no metrics", func(s *ledger.Spec) { s.Metrics = nil }, "metrics"},
+		{"scale to zero without activation", func(s *ledger.Spec) { s.MinReplicas = ptr(0) }, "metrics[0].activation"},
+		{"negative tolerance", func(s *ledger.Spec) { s.Tolerance = ptr(-0.1) }, "tolerance"},
+		{"empty scale-up policies", func(s *ledger.Spec) {
+			s.Behavior = &hpa.Behavior{ScaleUp: &hpa.Rules{Policies: []hpa.Policy{}}}
 		}, "behavior.scaleUp.policies"},
-		{"policy period too long", func(s *scalers.Spec) {
-			s.Behavior = &autoscale.Behavior{ScaleDown: &autoscale.Rules{Policies: []autoscale.Policy{
-				{Type: autoscale.Pods, Value: 1, Period: wire.Duration(time.Hour)}}}}
+		{"policy period too long", func(s *ledger.Spec) {
+			s.Behavior = &hpa.Behavior{ScaleDown: &hpa.Rules{Policies: []hpa.Policy{
+				{Type: hpa.Pods, Value: 1, Period: wire.Duration(time.Hour)}}}}
 		}, "behavior.scaleDown.policies[0].period"},
-		{"no driver type", func(s *scalers.Spec) { s.Driver = driver.Spec{} }, "driver.type"},
-		{"unknown driver type", func(s *scalers.Spec) { s.Driver.Type = "ssh" }, "driver.type"},
-		{"webhook without url", func(s *scalers.Spec) { s.Driver.URL = "" }, "driver.url"},
-		{"webhook with secret and secretEnv", func(s *scalers.Spec) { s.Driver.SecretEnv = "HOOK_SECRET" }, "driver.secret"},
-		{"process without command", func(s *scalers.Spec) {
+		{"no driver type", func(s *ledger.Spec) { s.Driver = driver.Spec{} }, "driver.type"},
+		{"unknown driver type", func(s *ledger.Spec) { s.Driver.Type = "ssh" }, "driver.type"},
+		{"webhook without url", func(s *ledger.Spec) { s.Driver.URL = "" }, "driver.url"},
+		{"webhook with secret and secretEnv", func(s *ledger.Spec) { s.Driver.SecretEnv = "HOOK_SECRET" }, "driver.secret"},
+		{"process without command", func(s *ledger.Spec) {
 			s.Driver = driver.Spec{Type: driver.TypeProcess}
 		}, "driver.command"},
-		{"kubernetes without name", func(s *scalers.Spec) {
+		{"kubernetes without name", func(s *ledger.Spec) {
 			s.Driver = driver.Spec{Type: driver.TypeKubernetes}
 		}, "driver.name"},
 	}

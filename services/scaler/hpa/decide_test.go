@@ -1,4 +1,4 @@
-package autoscale_test
+package hpa_test
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // TestAlgorithmDetails is the HPA documentation's "Algorithm details"
@@ -17,13 +17,13 @@ import (
 // controller's replica_calculator.go. Every case starts warm, so the
 // final count shows the metric algorithm alone.
 func TestAlgorithmDetails(t *testing.T) {
-	avg := metric("m", autoscale.AverageValue, 100)
+	avg := metric("m", hpa.AverageValue, 100)
 	tests := []struct {
 		name      string
-		spec      autoscale.Spec
+		spec      hpa.Spec
 		current   int
-		instances []autoscale.Instance
-		obs       map[string]autoscale.Observation
+		instances []hpa.Instance
+		obs       map[string]hpa.Observation
 		want      int  // the proposal from the metrics (HPA's metricDesiredReplicas)
 		within    bool // the metric held by tolerance
 		reversed  bool // the metric held because rebalancing turned around
@@ -31,11 +31,11 @@ func TestAlgorithmDetails(t *testing.T) {
 	}{
 		// "if the current metric value is 200m, and the desired value is
 		// 100m, the number of replicas will be doubled"
-		{name: "200m over a 100m target doubles", spec: spec(1, 10, metric("m", autoscale.AverageValue, 0.1)),
+		{name: "200m over a 100m target doubles", spec: spec(1, 10, metric("m", hpa.AverageValue, 0.1)),
 			current: 1, instances: instances(1, 0), obs: obs("m", samples(0.2)), want: 2},
 		// "If the current value is instead 50m, you'll halve the number
 		// of replicas"
-		{name: "50m over a 100m target halves", spec: spec(1, 10, metric("m", autoscale.AverageValue, 0.1)),
+		{name: "50m over a 100m target halves", spec: spec(1, 10, metric("m", hpa.AverageValue, 0.1)),
 			current: 4, instances: instances(4, 0), obs: obs("m", samples(0.05, 0.05, 0.05, 0.05)), want: 2},
 		// "The control plane skips any scaling action if the ratio is
 		// sufficiently close to 1.0 (within a configurable tolerance, 0.1
@@ -102,37 +102,37 @@ func TestAlgorithmDetails(t *testing.T) {
 			current: 4, instances: instances(2, 0), obs: obs("m", samples(150, 150)), want: 4, reversed: true},
 		// Resource utilization: total usage over total requests, a whole
 		// percentage (GetResourceUtilizationRatio).
-		{name: "utilization is usage over requests", spec: spec(1, 10, metric("cpu", autoscale.Utilization, 50)),
+		{name: "utilization is usage over requests", spec: spec(1, 10, metric("cpu", hpa.Utilization, 50)),
 			// (0.5+0.3)/(0.5+0.5) = 80% → 1.6 → ceil(3.2) = 4.
 			current: 2, instances: instances(2, 0), obs: obs("cpu", usage(0.5, 0.5, 0.3)), want: 4},
-		{name: "utilization truncates to a whole percent", spec: spec(1, 10, metric("cpu", autoscale.Utilization, 30)),
+		{name: "utilization truncates to a whole percent", spec: spec(1, 10, metric("cpu", hpa.Utilization, 30)),
 			// 1/3 = 33.3% is 33%: 33/30 = 1.1 is within tolerance (33.3/30
 			// = 1.11 would have scaled to 4).
 			current: 3, instances: instances(3, 0), obs: obs("cpu", usage(1, 1.0/3, 1.0/3, 1.0/3)), want: 3, within: true},
-		{name: "utilization: missing count as the target when it is above 100%", spec: spec(1, 10, metric("cpu", autoscale.Utilization, 150)),
+		{name: "utilization: missing count as the target when it is above 100%", spec: spec(1, 10, metric("cpu", hpa.Utilization, 150)),
 			// 50% → 0.33; the 3 missing at 150% of their request:
 			// (0.5+4.5)/4 = 125% → 0.83 → ceil(3.33) = 4 = current. At
 			// 100% they would give 87% → 3.
 			current: 4, instances: instances(4, 0), obs: obs("cpu", usage(1, 0.5)), want: 4},
 		// Object and External metrics.
-		{name: "a value is compared whole, times the ready instances", spec: spec(1, 10, metric("queue", autoscale.Value, 100)),
+		{name: "a value is compared whole, times the ready instances", spec: spec(1, 10, metric("queue", hpa.Value, 100)),
 			current: 2, instances: instances(2, 0), obs: obs("queue", value(300)), want: 6},
-		{name: "a value counts only ready instances", spec: spec(1, 10, metric("queue", autoscale.Value, 100)),
+		{name: "a value counts only ready instances", spec: spec(1, 10, metric("queue", hpa.Value, 100)),
 			current: 3, instances: instances(2, 1), obs: obs("queue", value(300)), want: 6},
-		{name: "an averageValue total is divided by the target", spec: spec(1, 20, metric("rps", autoscale.AverageValue, 100)),
+		{name: "an averageValue total is divided by the target", spec: spec(1, 20, metric("rps", hpa.AverageValue, 100)),
 			current: 4, instances: instances(4, 0), obs: obs("rps", value(1000)), want: 10},
 		// "If multiple metrics are specified ... the largest of the
 		// desired replica counts is chosen."
-		{name: "the largest proposal wins", spec: spec(1, 10, metric("cpu", autoscale.Utilization, 50), metric("rps", autoscale.AverageValue, 100)),
+		{name: "the largest proposal wins", spec: spec(1, 10, metric("cpu", hpa.Utilization, 50), metric("rps", hpa.AverageValue, 100)),
 			current: 2, instances: instances(2, 0),
-			obs: map[string]autoscale.Observation{"cpu": usage(1, 0.6, 0.6), "rps": samples(300, 300)}, want: 6},
+			obs: map[string]hpa.Observation{"cpu": usage(1, 0.6, 0.6), "rps": samples(300, 300)}, want: 6},
 		// "If any of these metrics cannot be converted into a desired
 		// replica count ... and a scale down is suggested by the metrics
 		// which can be fetched, scaling is skipped. This means that the
 		// HPA is still capable of scaling up"
-		{name: "a failed metric does not stop a scale-up", spec: spec(1, 10, metric("cpu", autoscale.Utilization, 50), metric("rps", autoscale.AverageValue, 100)),
+		{name: "a failed metric does not stop a scale-up", spec: spec(1, 10, metric("cpu", hpa.Utilization, 50), metric("rps", hpa.AverageValue, 100)),
 			current: 2, instances: instances(2, 0), obs: obs("rps", samples(300, 300)), want: 6},
-		{name: "a failed metric stops a scale-down", spec: spec(1, 10, metric("cpu", autoscale.Utilization, 50), metric("rps", autoscale.AverageValue, 100)),
+		{name: "a failed metric stops a scale-down", spec: spec(1, 10, metric("cpu", hpa.Utilization, 50), metric("rps", hpa.AverageValue, 100)),
 			current: 4, instances: instances(4, 0), obs: obs("rps", samples(10, 10, 10, 10)), want: 4, fails: true},
 		{name: "no metric at all: no action", spec: spec(1, 10, avg),
 			current: 4, instances: instances(4, 0), obs: nil, want: 4, fails: true},
@@ -141,7 +141,7 @@ func TestAlgorithmDetails(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, _ := autoscale.Decide(tt.spec, warm, autoscale.Input{Now: t0, CurrentReplicas: tt.current, Instances: tt.instances, Metrics: tt.obs})
+			d, _ := hpa.Decide(tt.spec, warm, hpa.Input{Now: t0, CurrentReplicas: tt.current, Instances: tt.instances, Metrics: tt.obs})
 			if tt.fails {
 				if d.Error == "" || d.DesiredReplicas != tt.want {
 					t.Fatalf("Decide() = %s, want an error and %d replicas", show(d), tt.want)
@@ -164,7 +164,7 @@ func TestAlgorithmDetails(t *testing.T) {
 }
 
 func TestMissingAndUnreadyExplained(t *testing.T) {
-	d, _ := autoscale.Decide(spec(1, 10, metric("m", autoscale.AverageValue, 100)), warm, autoscale.Input{
+	d, _ := hpa.Decide(spec(1, 10, metric("m", hpa.AverageValue, 100)), warm, hpa.Input{
 		Now: t0, CurrentReplicas: 5, Instances: instances(4, 1), Metrics: obs("m", samples(50, 50, 50)),
 	})
 	m := d.Metrics[0]
@@ -179,10 +179,10 @@ func TestMissingAndUnreadyExplained(t *testing.T) {
 }
 
 func TestBounds(t *testing.T) {
-	avg := metric("m", autoscale.AverageValue, 100)
+	avg := metric("m", hpa.AverageValue, 100)
 	tests := []struct {
 		name       string
-		spec       autoscale.Spec
+		spec       hpa.Spec
 		current    int
 		values     []float64
 		want       int
@@ -197,7 +197,7 @@ func TestBounds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, _ := autoscale.Decide(tt.spec, warm, autoscale.Input{Now: t0, CurrentReplicas: tt.current, Instances: instances(tt.current, 0), Metrics: obs("m", samples(tt.values...))})
+			d, _ := hpa.Decide(tt.spec, warm, hpa.Input{Now: t0, CurrentReplicas: tt.current, Instances: instances(tt.current, 0), Metrics: obs("m", samples(tt.values...))})
 			if d.DesiredReplicas != tt.want {
 				t.Fatalf("Decide().DesiredReplicas = %d, want %d\n%s", d.DesiredReplicas, tt.want, show(d))
 			}
@@ -219,7 +219,7 @@ func TestBounds(t *testing.T) {
 // count of the target is zero": with minReplicas above zero, a count of
 // zero is someone's decision and the autoscaler leaves it.
 func TestScaledToZeroByHand(t *testing.T) {
-	d, st := autoscale.Decide(spec(1, 10, metric("m", autoscale.AverageValue, 100)), warm, autoscale.Input{Now: t0, Metrics: obs("m", value(1000))})
+	d, st := hpa.Decide(spec(1, 10, metric("m", hpa.AverageValue, 100)), warm, hpa.Input{Now: t0, Metrics: obs("m", value(1000))})
 	if d.DesiredReplicas != 0 || d.Scale() || len(st.ScaleUpEvents) != 0 {
 		t.Fatalf("Decide() at zero = %s, want no change", show(d))
 	}
@@ -232,7 +232,7 @@ func TestScaledToZeroByHand(t *testing.T) {
 // zero, which is not a choice anyone made: it is brought up to
 // minReplicas.
 func TestOwnedStartsFromZero(t *testing.T) {
-	d, _ := autoscale.Decide(spec(2, 10, metric("m", autoscale.AverageValue, 100)), warm, autoscale.Input{Now: t0, Owned: true, Metrics: obs("m", value(1000))})
+	d, _ := hpa.Decide(spec(2, 10, metric("m", hpa.AverageValue, 100)), warm, hpa.Input{Now: t0, Owned: true, Metrics: obs("m", value(1000))})
 	if d.DesiredReplicas != 2 {
 		t.Fatalf("Decide() owned at zero = %s, want minReplicas 2", show(d))
 	}
@@ -243,15 +243,15 @@ func TestOwnedStartsFromZero(t *testing.T) {
 // and goes to zero once every metric has stayed at or below its own for
 // the scale-down window.
 func TestScaleToZero(t *testing.T) {
-	queue := metric("queue", autoscale.Value, 10)
+	queue := metric("queue", hpa.Value, 10)
 	queue.Activation = ptr(5.0)
 	noWindow := spec(0, 10, queue)
-	noWindow.Behavior = &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0)}}
+	noWindow.Behavior = &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0)}}
 	tests := []struct {
 		name    string
-		spec    autoscale.Spec
+		spec    hpa.Spec
 		current int
-		obs     map[string]autoscale.Observation
+		obs     map[string]hpa.Observation
 		want    int
 	}{
 		{name: "at zero, below activation: stays", spec: spec(0, 10, queue), current: 0, obs: obs("queue", value(3)), want: 0},
@@ -265,15 +265,15 @@ func TestScaleToZero(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := autoscale.Input{Now: t0, CurrentReplicas: tt.current, Instances: instances(tt.current, 0), Metrics: tt.obs}
+			in := hpa.Input{Now: t0, CurrentReplicas: tt.current, Instances: instances(tt.current, 0), Metrics: tt.obs}
 			if strings.Contains(tt.name, "nothing ready") {
 				in.Instances = instances(0, tt.current)
 			}
 			st := warm
 			if strings.Contains(tt.name, "window holds") {
-				st = autoscale.State{} // a fresh scaler records the current count first
+				st = hpa.State{} // a fresh scaler records the current count first
 			}
-			d, _ := autoscale.Decide(tt.spec, st, in)
+			d, _ := hpa.Decide(tt.spec, st, in)
 			if d.DesiredReplicas != tt.want {
 				t.Fatalf("Decide().DesiredReplicas = %d, want %d\n%s", d.DesiredReplicas, tt.want, show(d))
 			}
@@ -284,15 +284,15 @@ func TestScaleToZero(t *testing.T) {
 // TestScaleToZeroRoundTrip runs a service from busy to idle to zero and
 // back: the scale-down window is KEDA's cooldown.
 func TestScaleToZeroRoundTrip(t *testing.T) {
-	queue := metric("queue", autoscale.Value, 10)
+	queue := metric("queue", hpa.Value, 10)
 	queue.Activation = ptr(0.0)
 	s := spec(0, 10, queue)
-	var st autoscale.State
+	var st hpa.State
 	replicas := 0
 	step := func(at time.Duration, v float64) {
 		t.Helper()
-		var d autoscale.Decision
-		d, st = autoscale.Decide(s, st, autoscale.Input{Now: t0.Add(at), CurrentReplicas: replicas, Instances: instances(replicas, 0), Metrics: obs("queue", value(v))})
+		var d hpa.Decision
+		d, st = hpa.Decide(s, st, hpa.Input{Now: t0.Add(at), CurrentReplicas: replicas, Instances: instances(replicas, 0), Metrics: obs("queue", value(v))})
 		replicas = d.DesiredReplicas
 	}
 	step(0, 50)
@@ -327,13 +327,13 @@ func TestScaleToZeroRoundTrip(t *testing.T) {
 }
 
 func TestInvalidInput(t *testing.T) {
-	s := spec(1, 10, metric("m", autoscale.AverageValue, 100))
-	d, st := autoscale.Decide(s, warm, autoscale.Input{Now: t0, CurrentReplicas: -1})
+	s := spec(1, 10, metric("m", hpa.AverageValue, 100))
+	d, st := hpa.Decide(s, warm, hpa.Input{Now: t0, CurrentReplicas: -1})
 	if d.Error == "" || d.Scale() || !reflect.DeepEqual(st, warm) {
 		t.Fatalf("Decide(currentReplicas -1) = %s, want an error, no change, the state untouched", show(d))
 	}
-	bad := spec(1, 0, metric("m", autoscale.AverageValue, 100))
-	d, _ = autoscale.Decide(bad, warm, autoscale.Input{Now: t0, CurrentReplicas: 3})
+	bad := spec(1, 0, metric("m", hpa.AverageValue, 100))
+	d, _ = hpa.Decide(bad, warm, hpa.Input{Now: t0, CurrentReplicas: 3})
 	if !strings.Contains(d.Error, "maxReplicas must be positive") || d.Scale() {
 		t.Fatalf("Decide(maxReplicas 0) = %s, want the validation error and no change", show(d))
 	}
@@ -342,14 +342,14 @@ func TestInvalidInput(t *testing.T) {
 // TestDecideIsPure: the same arguments give the same decision and state,
 // and the caller's state and spec are not written to.
 func TestDecideIsPure(t *testing.T) {
-	s := spec(1, 10, metric("m", autoscale.AverageValue, 100))
-	st := autoscale.State{Since: t0.Add(-time.Minute), Recommendations: make([]autoscale.Recommendation, 1, 8)}
-	st.Recommendations[0] = autoscale.Recommendation{At: t0.Add(-time.Minute), Replicas: 2}
+	s := spec(1, 10, metric("m", hpa.AverageValue, 100))
+	st := hpa.State{Since: t0.Add(-time.Minute), Recommendations: make([]hpa.Recommendation, 1, 8)}
+	st.Recommendations[0] = hpa.Recommendation{At: t0.Add(-time.Minute), Replicas: 2}
 	before, _ := json.Marshal(st)
 	specBefore, _ := json.Marshal(s)
-	in := autoscale.Input{Now: t0, CurrentReplicas: 2, Instances: instances(2, 0), Metrics: obs("m", samples(300, 300))}
-	d1, st1 := autoscale.Decide(s, st, in)
-	d2, st2 := autoscale.Decide(s, st, in)
+	in := hpa.Input{Now: t0, CurrentReplicas: 2, Instances: instances(2, 0), Metrics: obs("m", samples(300, 300))}
+	d1, st1 := hpa.Decide(s, st, in)
+	d2, st2 := hpa.Decide(s, st, in)
 	if !reflect.DeepEqual(d1, d2) || !reflect.DeepEqual(st1, st2) {
 		t.Fatalf("two calls differ:\n%s\n%s", show(d1), show(d2))
 	}
@@ -360,21 +360,21 @@ func TestDecideIsPure(t *testing.T) {
 	}
 	// The backing array had room: a careless append would have written
 	// the new recommendation into it.
-	if full := st.Recommendations[:2]; full[1] != (autoscale.Recommendation{}) {
+	if full := st.Recommendations[:2]; full[1] != (hpa.Recommendation{}) {
 		t.Fatalf("Decide appended into the caller's array: %v", full)
 	}
 }
 
 func TestDecisionExplains(t *testing.T) {
-	s := spec(1, 10, metric("cpu", autoscale.Utilization, 50), metric("rps", autoscale.AverageValue, 100))
-	d, _ := autoscale.Decide(s, warm, autoscale.Input{Now: t0, CurrentReplicas: 2, Instances: instances(2, 0),
-		Metrics: map[string]autoscale.Observation{"cpu": usage(1, 0.6, 0.6), "rps": samples(1000, 1000)}})
+	s := spec(1, 10, metric("cpu", hpa.Utilization, 50), metric("rps", hpa.AverageValue, 100))
+	d, _ := hpa.Decide(s, warm, hpa.Input{Now: t0, CurrentReplicas: 2, Instances: instances(2, 0),
+		Metrics: map[string]hpa.Observation{"cpu": usage(1, 0.6, 0.6), "rps": samples(1000, 1000)}})
 	// rps proposes ceil(10×2) = 20; the default scale-up policies allow
 	// max(2+4, 2×2) = 6.
 	if d.DesiredReplicas != 6 || *d.Proposal != 20 || d.ProposedBy != "rps" {
 		t.Fatalf("Decide() = %s, want rps proposing 20, capped at 6", show(d))
 	}
-	want := autoscale.Limit{Reason: "ScaleUpLimit", Policy: "behavior.scaleUp.policies[0]", Rule: "4 pods per 15s", Limit: 6}
+	want := hpa.Limit{Reason: "ScaleUpLimit", Policy: "behavior.scaleUp.policies[0]", Rule: "4 pods per 15s", Limit: 6}
 	if *d.Limit != want {
 		t.Errorf("Limit = %+v, want %+v", *d.Limit, want)
 	}
@@ -395,24 +395,24 @@ func TestRejectedObservations(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {
 		name string
-		typ  autoscale.TargetType
-		obs  autoscale.Observation
+		typ  hpa.TargetType
+		obs  hpa.Observation
 		want string
 	}{
-		{name: "NaN sample", typ: autoscale.AverageValue, obs: samples(1, nan), want: `instance "i2": value NaN is not a number at least 0`},
-		{name: "negative sample", typ: autoscale.AverageValue, obs: samples(-1, 1), want: `instance "i1": value -1 is not a number at least 0`},
-		{name: "infinite value", typ: autoscale.Value, obs: value(math.Inf(1)), want: "value +Inf is not a number at least 0"},
-		{name: "samples for a value target", typ: autoscale.Value, obs: samples(1, 1), want: "a value target takes one value, not samples"},
-		{name: "a value for utilization", typ: autoscale.Utilization, obs: value(1), want: "a utilization target takes per-instance samples, not a value"},
-		{name: "samples and a total", typ: autoscale.AverageValue, obs: autoscale.Observation{Value: ptr(1.0), Samples: samples(1).Samples}, want: "give samples or a value, not both"},
-		{name: "utilization without a request", typ: autoscale.Utilization, obs: samples(1, 1), want: `instance "i1": request 0 is not a positive number`},
-		{name: "only unregistered instances", typ: autoscale.AverageValue, obs: autoscale.Observation{Samples: []autoscale.Sample{{Instance: "x", Value: 1}}}, want: "no samples from ready instances"},
-		{name: "a ratio beyond float64", typ: autoscale.Value, obs: value(math.MaxFloat64), want: "usage ratio out of range"},
+		{name: "NaN sample", typ: hpa.AverageValue, obs: samples(1, nan), want: `instance "i2": value NaN is not a number at least 0`},
+		{name: "negative sample", typ: hpa.AverageValue, obs: samples(-1, 1), want: `instance "i1": value -1 is not a number at least 0`},
+		{name: "infinite value", typ: hpa.Value, obs: value(math.Inf(1)), want: "value +Inf is not a number at least 0"},
+		{name: "samples for a value target", typ: hpa.Value, obs: samples(1, 1), want: "a value target takes one value, not samples"},
+		{name: "a value for utilization", typ: hpa.Utilization, obs: value(1), want: "a utilization target takes per-instance samples, not a value"},
+		{name: "samples and a total", typ: hpa.AverageValue, obs: hpa.Observation{Value: ptr(1.0), Samples: samples(1).Samples}, want: "give samples or a value, not both"},
+		{name: "utilization without a request", typ: hpa.Utilization, obs: samples(1, 1), want: `instance "i1": request 0 is not a positive number`},
+		{name: "only unregistered instances", typ: hpa.AverageValue, obs: hpa.Observation{Samples: []hpa.Sample{{Instance: "x", Value: 1}}}, want: "no samples from ready instances"},
+		{name: "a ratio beyond float64", typ: hpa.Value, obs: value(math.MaxFloat64), want: "usage ratio out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := spec(1, 10, metric("m", tt.typ, 0.5))
-			d, _ := autoscale.Decide(s, warm, autoscale.Input{Now: t0, CurrentReplicas: 2, Instances: instances(2, 0), Metrics: obs("m", tt.obs)})
+			d, _ := hpa.Decide(s, warm, hpa.Input{Now: t0, CurrentReplicas: 2, Instances: instances(2, 0), Metrics: obs("m", tt.obs)})
 			if d.Metrics[0].Error != tt.want || d.Scale() || d.Error == "" {
 				t.Fatalf("Decide() = %s, want metric error %q and no change", show(d), tt.want)
 			}
@@ -420,19 +420,19 @@ func TestRejectedObservations(t *testing.T) {
 	}
 }
 
-func obs(name string, o autoscale.Observation) map[string]autoscale.Observation {
-	return map[string]autoscale.Observation{name: o}
+func obs(name string, o hpa.Observation) map[string]hpa.Observation {
+	return map[string]hpa.Observation{name: o}
 }
 
-func withTolerance(s autoscale.Spec, tol float64) autoscale.Spec {
+func withTolerance(s hpa.Spec, tol float64) hpa.Spec {
 	s.Tolerance = &tol
 	return s
 }
 
-func directionTolerances(s autoscale.Spec, up, down float64) autoscale.Spec {
-	s.Behavior = &autoscale.Behavior{
-		ScaleUp:   &autoscale.Rules{Tolerance: &up},
-		ScaleDown: &autoscale.Rules{Tolerance: &down},
+func directionTolerances(s hpa.Spec, up, down float64) hpa.Spec {
+	s.Behavior = &hpa.Behavior{
+		ScaleUp:   &hpa.Rules{Tolerance: &up},
+		ScaleDown: &hpa.Rules{Tolerance: &down},
 	}
 	return s
 }

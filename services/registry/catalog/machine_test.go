@@ -14,7 +14,7 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // machine applies commands to a store with a log clock the test moves.
 type machine struct {
 	t     *testing.T
-	s     *Store
+	s     *Machine
 	rev   int64
 	now   time.Time
 	log   []qlog.Entry
@@ -358,14 +358,14 @@ func TestDeterminism(t *testing.T) {
 	m.apply(Command{Op: "clear", Service: "api"})
 	m.apply(Command{Op: "revoke", Lease: l.ID})
 
-	snap := func(s *Store) []byte {
+	snap := func(s *Machine) []byte {
 		var b bytes.Buffer
 		if err := s.Snapshot(&b); err != nil {
 			t.Fatal(err)
 		}
 		return b.Bytes()
 	}
-	replay := func(entries []qlog.Entry) *Store {
+	replay := func(entries []qlog.Entry) *Machine {
 		s := New()
 		for _, e := range entries {
 			s.Apply(e)

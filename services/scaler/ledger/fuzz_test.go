@@ -1,4 +1,4 @@
-package scalers_test
+package ledger_test
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/services/scaler/driver"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // fuzzHistory is the state every fuzzed command meets: two scalers, a
@@ -18,12 +18,12 @@ import (
 func fuzzHistory(t testing.TB) *machine {
 	h := newMachine(t, 3)
 	web, api := webhookSpec("web", 10), webhookSpec("api", 4)
-	h.apply(scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &web})
-	h.apply(scalers.Command{Op: scalers.OpPut, Name: "api", Spec: &api})
-	h.apply(scalers.Command{Op: scalers.OpLead, Replica: "r1", Token: 5})
+	h.apply(ledger.Command{Op: ledger.OpPut, Name: "web", Spec: &web})
+	h.apply(ledger.Command{Op: ledger.OpPut, Name: "api", Spec: &api})
+	h.apply(ledger.Command{Op: ledger.OpLead, Replica: "r1", Token: 5})
 	h.apply(decideCmd("web", "r1", 5, 1, h.at, 2, 4))
 	h.apply(decideCmd("api", "r1", 5, 1, h.at, 3, 1))
-	h.apply(actuateCmd("api", "r1", 5, 5, scalers.Actuation{Replicas: 1, Result: &driver.Result{Previous: 3, Replicas: 1}}))
+	h.apply(actuateCmd("api", "r1", 5, 5, ledger.Actuation{Replicas: 1, Result: &driver.Result{Previous: 3, Replicas: 1}}))
 	return h
 }
 
@@ -33,19 +33,19 @@ func fuzzHistory(t testing.TB) *machine {
 // the state it leaves must snapshot, restore and snapshot again to the
 // same bytes, with queries that do not panic.
 func FuzzApply(f *testing.F) {
-	seed := func(c scalers.Command) { f.Add([]byte(mustJSON(f, c)), uint16(1)) }
+	seed := func(c ledger.Command) { f.Add([]byte(mustJSON(f, c)), uint16(1)) }
 	spec := webhookSpec("web", 12)
-	seed(scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &spec})
-	seed(scalers.Command{Op: scalers.OpPut, Name: "new", Spec: &spec})
-	seed(scalers.Command{Op: scalers.OpDelete, Name: "api"})
-	seed(scalers.Command{Op: scalers.OpLead, Replica: "r2", Token: 6})
-	seed(scalers.Command{Op: scalers.OpLead, Replica: "r0", Token: 4})
+	seed(ledger.Command{Op: ledger.OpPut, Name: "web", Spec: &spec})
+	seed(ledger.Command{Op: ledger.OpPut, Name: "new", Spec: &spec})
+	seed(ledger.Command{Op: ledger.OpDelete, Name: "api"})
+	seed(ledger.Command{Op: ledger.OpLead, Replica: "r2", Token: 6})
+	seed(ledger.Command{Op: ledger.OpLead, Replica: "r0", Token: 4})
 	seed(decideCmd("web", "r1", 5, 1, t0.Add(time.Minute), 4, 2))
 	seed(decideCmd("api", "r3", 9, 1, t0.Add(time.Minute), 1, 1))
 	seed(decideCmd("web", "r1", 5, 2, t0, 4, 2))
-	seed(actuateCmd("web", "r1", 5, 4, scalers.Actuation{Replicas: 4, Error: "refused"}))
-	seed(actuateCmd("web", "r1", 5, 4, scalers.Actuation{Replicas: 4, Result: &driver.Result{Previous: driver.Unknown, Replicas: 4}}))
-	seed(actuateCmd("web", "r7", 8, 5, scalers.Actuation{Replicas: 1}))
+	seed(actuateCmd("web", "r1", 5, 4, ledger.Actuation{Replicas: 4, Error: "refused"}))
+	seed(actuateCmd("web", "r1", 5, 4, ledger.Actuation{Replicas: 4, Result: &driver.Result{Previous: driver.Unknown, Replicas: 4}}))
+	seed(actuateCmd("web", "r7", 8, 5, ledger.Actuation{Replicas: 1}))
 	for _, s := range []string{
 		`{"op":"decide","name":"web","replica":"r1","token":5,"generation":1,"decision":{},"state":{}}`,
 		`{"op":"decide","name":"web","replica":"r1","token":5,"generation":1,"decision":{"at":"9999-12-31T23:59:59-23:59","conditions":null},"state":{"scaleUpEvents":[{"at":"0000-01-01T00:00:00+23:00"}]}}`,
@@ -63,7 +63,7 @@ func FuzzApply(f *testing.F) {
 		e := qlog.Entry{Revision: h.rev + 1, Time: h.at.Add(time.Duration(secs) * time.Second), Proposer: "r9", Cmd: cmd}
 		res, evs := h.m.Apply(e)
 		res2, evs2 := other.Apply(e)
-		var r scalers.Result
+		var r ledger.Result
 		if err := json.Unmarshal(res, &r); err != nil || r.Status == "" {
 			t.Fatalf("Apply(%q) = %s, not a result: %v", cmd, res, err)
 		}
@@ -83,7 +83,7 @@ func FuzzApply(f *testing.F) {
 		if s3 := snapshotOf(t, again); !bytes.Equal(snap, s3) {
 			t.Fatalf("Snapshot, Restore, Snapshot differs after %q:\n%s\n%s", cmd, snap, s3)
 		}
-		for _, m := range []*scalers.Machine{h.m, again} {
+		for _, m := range []*ledger.Machine{h.m, again} {
 			m.List("", 0)
 			m.CurrentFence()
 			for _, n := range m.Names() {

@@ -1,4 +1,4 @@
-package autoscale_test
+package hpa_test
 
 import (
 	"encoding/json"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // FuzzDecide builds a spec and a run of inputs from the fuzzer's bytes
@@ -32,15 +32,15 @@ func FuzzDecide(f *testing.F) {
 		check := s
 		check.Defaults()
 		valid := check.Validate() == nil
-		st := autoscale.State{}
+		st := hpa.State{}
 		now := t0
 		current := int(r.next() % 12)
 		for step := 0; step < 12 && r.more(); step++ {
 			now = now.Add(time.Duration(r.next()%70) * time.Second)
 			in := fuzzInput(r, s, now, current)
-			d, next := autoscale.Decide(s, st, in)
+			d, next := hpa.Decide(s, st, in)
 
-			if d2, next2 := autoscale.Decide(s, st, in); !reflect.DeepEqual(d, d2) || !reflect.DeepEqual(next, next2) {
+			if d2, next2 := hpa.Decide(s, st, in); !reflect.DeepEqual(d, d2) || !reflect.DeepEqual(next, next2) {
 				t.Fatalf("Decide is not deterministic:\n%s\n%s", show(d), show(d2))
 			}
 			if _, err := json.Marshal(d); err != nil {
@@ -50,11 +50,11 @@ func FuzzDecide(f *testing.F) {
 			if err != nil {
 				t.Fatalf("state does not encode: %v", err)
 			}
-			var decoded autoscale.State
+			var decoded hpa.State
 			if err := json.Unmarshal(b, &decoded); err != nil {
 				t.Fatal(err)
 			}
-			if d3, _ := autoscale.Decide(s, decoded, in); !reflect.DeepEqual(d, d3) {
+			if d3, _ := hpa.Decide(s, decoded, in); !reflect.DeepEqual(d, d3) {
 				t.Fatalf("a state decoded from JSON decides otherwise:\n%s\n%s", show(d), show(d3))
 			}
 
@@ -119,63 +119,63 @@ func (r *byteReader) float() float64 {
 	}
 }
 
-func fuzzSpec(r *byteReader) autoscale.Spec {
+func fuzzSpec(r *byteReader) hpa.Spec {
 	minR := int(r.next()%4) - 0
 	if minR == 3 {
 		minR = 0
 	}
-	s := autoscale.Spec{MinReplicas: &minR, MaxReplicas: int(r.next() % 30)}
+	s := hpa.Spec{MinReplicas: &minR, MaxReplicas: int(r.next() % 30)}
 	tols := []float64{0, 0.05, 0.1, 0.5}
 	s.Tolerance = &tols[r.next()%4]
-	types := []autoscale.TargetType{autoscale.AverageValue, autoscale.Value, autoscale.Utilization}
+	types := []hpa.TargetType{hpa.AverageValue, hpa.Value, hpa.Utilization}
 	for i := range int(r.next()%3) + 1 {
 		m := metric(fmt.Sprintf("m%d", i), types[r.next()%3], float64(r.next()%200)+0.5)
 		if minR == 0 || r.next()%3 == 0 {
 			m.Activation = ptr(float64(r.next() % 20))
 		}
-		if minR == 0 && m.Target.Type == autoscale.Utilization {
-			m.Target.Type = autoscale.Value
+		if minR == 0 && m.Target.Type == hpa.Utilization {
+			m.Target.Type = hpa.Value
 		}
 		s.Metrics = append(s.Metrics, m)
 	}
 	if r.next()%2 == 0 {
-		s.Behavior = &autoscale.Behavior{ScaleUp: fuzzRules(r), ScaleDown: fuzzRules(r)}
+		s.Behavior = &hpa.Behavior{ScaleUp: fuzzRules(r), ScaleDown: fuzzRules(r)}
 	}
 	return s
 }
 
-func fuzzRules(r *byteReader) *autoscale.Rules {
+func fuzzRules(r *byteReader) *hpa.Rules {
 	windows := []time.Duration{0, 30 * time.Second, time.Minute, 5 * time.Minute}
-	selects := []autoscale.SelectPolicy{autoscale.SelectMax, autoscale.SelectMin, autoscale.SelectDisabled, ""}
-	rules := &autoscale.Rules{StabilizationWindow: dur(windows[r.next()%4]), SelectPolicy: selects[r.next()%4]}
+	selects := []hpa.SelectPolicy{hpa.SelectMax, hpa.SelectMin, hpa.SelectDisabled, ""}
+	rules := &hpa.Rules{StabilizationWindow: dur(windows[r.next()%4]), SelectPolicy: selects[r.next()%4]}
 	for range int(r.next() % 3) {
-		typ := autoscale.Pods
+		typ := hpa.Pods
 		if r.next()%2 == 0 {
-			typ = autoscale.Percent
+			typ = hpa.Percent
 		}
-		rules.Policies = append(rules.Policies, autoscale.Policy{Type: typ, Value: int(r.next()%150) + 1,
+		rules.Policies = append(rules.Policies, hpa.Policy{Type: typ, Value: int(r.next()%150) + 1,
 			Period: wire.Duration(time.Duration(r.next()%120+1) * time.Second)})
 	}
 	return rules
 }
 
-func fuzzInput(r *byteReader, s autoscale.Spec, now time.Time, current int) autoscale.Input {
-	in := autoscale.Input{Now: now, CurrentReplicas: current, Metrics: map[string]autoscale.Observation{}}
+func fuzzInput(r *byteReader, s hpa.Spec, now time.Time, current int) hpa.Input {
+	in := hpa.Input{Now: now, CurrentReplicas: current, Metrics: map[string]hpa.Observation{}}
 	n := int(r.next() % 10)
 	mask := r.next()
 	for i := range n {
-		in.Instances = append(in.Instances, autoscale.Instance{ID: fmt.Sprintf("i%d", i%8), Ready: mask&(1<<(i%8)) != 0})
+		in.Instances = append(in.Instances, hpa.Instance{ID: fmt.Sprintf("i%d", i%8), Ready: mask&(1<<(i%8)) != 0})
 	}
 	for _, m := range s.Metrics {
 		switch k := r.next() % 5; {
 		case k == 0: // missing
-		case k == 1 || m.Target.Type == autoscale.Value && k != 4:
+		case k == 1 || m.Target.Type == hpa.Value && k != 4:
 			v := r.float()
-			in.Metrics[m.Name] = autoscale.Observation{Value: &v}
+			in.Metrics[m.Name] = hpa.Observation{Value: &v}
 		default:
-			var o autoscale.Observation
+			var o hpa.Observation
 			for j := range int(r.next() % 10) {
-				o.Samples = append(o.Samples, autoscale.Sample{Instance: fmt.Sprintf("i%d", j%9), Value: r.float(), Request: r.float() / 50})
+				o.Samples = append(o.Samples, hpa.Sample{Instance: fmt.Sprintf("i%d", j%9), Value: r.float(), Request: r.float() / 50})
 			}
 			in.Metrics[m.Name] = o
 		}

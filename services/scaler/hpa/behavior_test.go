@@ -1,4 +1,4 @@
-package autoscale_test
+package hpa_test
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // change is one scaling step: at a time, to a count.
@@ -23,12 +23,12 @@ func (c change) String() string { return fmt.Sprintf("%v→%d", c.at, c.to) }
 // rps total (an averageValue metric with target 100, so the metrics
 // propose ceil(total/100) whatever the count), carries each decision out
 // and returns the changes and the last decision.
-func replay(t *testing.T, s autoscale.Spec, st autoscale.State, replicas int, sync, until time.Duration, total func(at time.Duration) float64) ([]change, autoscale.Decision) {
+func replay(t *testing.T, s hpa.Spec, st hpa.State, replicas int, sync, until time.Duration, total func(at time.Duration) float64) ([]change, hpa.Decision) {
 	t.Helper()
 	var changes []change
-	var d autoscale.Decision
+	var d hpa.Decision
 	for at := time.Duration(0); at <= until; at += sync {
-		d, st = autoscale.Decide(s, st, autoscale.Input{
+		d, st = hpa.Decide(s, st, hpa.Input{
 			Now: t0.Add(at), CurrentReplicas: replicas, Instances: instances(replicas, 0),
 			Metrics: obs("rps", value(total(at))),
 		})
@@ -45,16 +45,16 @@ func replay(t *testing.T, s autoscale.Spec, st autoscale.State, replicas int, sy
 
 func constant(v float64) func(time.Duration) float64 { return func(time.Duration) float64 { return v } }
 
-func rps(minR, maxR int, b *autoscale.Behavior) autoscale.Spec {
-	s := spec(minR, maxR, metric("rps", autoscale.AverageValue, 100))
+func rps(minR, maxR int, b *hpa.Behavior) hpa.Spec {
+	s := spec(minR, maxR, metric("rps", hpa.AverageValue, 100))
 	s.Behavior = b
 	return s
 }
 
-func policies(ps ...autoscale.Policy) []autoscale.Policy { return ps }
+func policies(ps ...hpa.Policy) []hpa.Policy { return ps }
 
-func policy(typ autoscale.PolicyType, v int, period time.Duration) autoscale.Policy {
-	return autoscale.Policy{Type: typ, Value: v, Period: wire.Duration(period)}
+func policy(typ hpa.PolicyType, v int, period time.Duration) hpa.Policy {
+	return hpa.Policy{Type: typ, Value: v, Period: wire.Duration(period)}
 }
 
 // TestScalingBehavior replays the HPA documentation's "Configurable
@@ -63,8 +63,8 @@ func TestScalingBehavior(t *testing.T) {
 	minute := time.Minute
 	tests := []struct {
 		name     string
-		spec     autoscale.Spec
-		state    autoscale.State
+		spec     hpa.Spec
+		state    hpa.State
 		replicas int
 		sync     time.Duration
 		until    time.Duration
@@ -95,8 +95,8 @@ func TestScalingBehavior(t *testing.T) {
 		// replicas will be reduced at a time." (Window 0 s, so the
 		// policies alone set the pace; syncs every 15 s.)
 		{name: "scale down at most 4 pods or 10% per minute",
-			spec: rps(1, 100, &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0),
-				Policies: policies(policy(autoscale.Pods, 4, minute), policy(autoscale.Percent, 10, minute))}}),
+			spec: rps(1, 100, &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0),
+				Policies: policies(policy(hpa.Pods, 4, minute), policy(hpa.Percent, 10, minute))}}),
 			state: warm, replicas: 80, sync: 15 * time.Second, until: 20 * minute, total: constant(1000),
 			want: []change{{0, 72}, {1 * minute, 64}, {2 * minute, 57}, {3 * minute, 51}, {4 * minute, 45}, {5 * minute, 40},
 				{6 * minute, 36}, {7 * minute, 32}, {8 * minute, 28}, {9 * minute, 24}, {10 * minute, 20}, {11 * minute, 16},
@@ -106,8 +106,8 @@ func TestScalingBehavior(t *testing.T) {
 		// policy with a fixed size of 5, and set selectPolicy to
 		// minimum."
 		{name: "selectPolicy Min: 10% or 5 pods, whichever removes fewer",
-			spec: rps(1, 200, &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0), SelectPolicy: autoscale.SelectMin,
-				Policies: policies(policy(autoscale.Percent, 10, minute), policy(autoscale.Pods, 5, minute))}}),
+			spec: rps(1, 200, &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0), SelectPolicy: hpa.SelectMin,
+				Policies: policies(policy(hpa.Percent, 10, minute), policy(hpa.Pods, 5, minute))}}),
 			state: warm, replicas: 100, sync: 15 * time.Second, until: 12 * minute, total: constant(3000),
 			// 5 pods a minute while 10% is more than 5, then 10%
 			// (truncated: 49 → 44.1 → 44).
@@ -116,11 +116,11 @@ func TestScalingBehavior(t *testing.T) {
 				{12 * minute, 36}}},
 		// "Example: disable scale down": "selectPolicy: Disabled".
 		{name: "selectPolicy Disabled: never scales down",
-			spec:  rps(1, 100, &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0), SelectPolicy: autoscale.SelectDisabled}}),
+			spec:  rps(1, 100, &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0), SelectPolicy: hpa.SelectDisabled}}),
 			state: warm, replicas: 10, sync: 15 * time.Second, until: 10 * minute, total: constant(100),
 			want: nil},
 		{name: "scale-up selectPolicy Disabled: never scales up",
-			spec:  rps(1, 100, &autoscale.Behavior{ScaleUp: &autoscale.Rules{SelectPolicy: autoscale.SelectDisabled}}),
+			spec:  rps(1, 100, &hpa.Behavior{ScaleUp: &hpa.Rules{SelectPolicy: hpa.SelectDisabled}}),
 			state: warm, replicas: 2, sync: 15 * time.Second, until: 10 * minute, total: constant(10_000),
 			want: nil},
 		// "Stabilization window": "When the metrics indicate that the
@@ -137,19 +137,19 @@ func TestScalingBehavior(t *testing.T) {
 			want:  []change{{360 * time.Second, 2}}},
 		// "Example: change downscale stabilization window" to 60 s.
 		{name: "a 60s scale-down window",
-			spec:  rps(1, 100, &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(minute)}}),
+			spec:  rps(1, 100, &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(minute)}}),
 			state: warm, replicas: 10, sync: 15 * time.Second, until: 5 * minute,
 			total: func(at time.Duration) float64 { return map[bool]float64{true: 1000, false: 200}[at <= minute] },
 			want:  []change{{120 * time.Second, 2}}},
 		// A scale-up window takes the lowest recommendation: a one-sync
 		// spike does nothing, a sustained rise waits out the window.
 		{name: "a 60s scale-up window ignores a spike",
-			spec:  rps(1, 100, &autoscale.Behavior{ScaleUp: &autoscale.Rules{StabilizationWindow: dur(minute)}}),
+			spec:  rps(1, 100, &hpa.Behavior{ScaleUp: &hpa.Rules{StabilizationWindow: dur(minute)}}),
 			state: warm, replicas: 2, sync: 15 * time.Second, until: 5 * minute,
 			total: func(at time.Duration) float64 { return map[bool]float64{true: 800, false: 200}[at == 2*minute] },
 			want:  nil},
 		{name: "a 60s scale-up window delays a sustained rise",
-			spec:  rps(1, 100, &autoscale.Behavior{ScaleUp: &autoscale.Rules{StabilizationWindow: dur(minute)}}),
+			spec:  rps(1, 100, &hpa.Behavior{ScaleUp: &hpa.Rules{StabilizationWindow: dur(minute)}}),
 			state: warm, replicas: 2, sync: 15 * time.Second, until: 5 * minute,
 			total: func(at time.Duration) float64 { return map[bool]float64{true: 800, false: 200}[at >= 2*minute] },
 			// The last 2 is at 105 s; from 165 s the window holds only 8s.
@@ -158,12 +158,12 @@ func TestScalingBehavior(t *testing.T) {
 		// started records the current count, so it waits one scale-down
 		// window before its first scale-down.
 		{name: "a fresh scaler waits a whole window before scaling down",
-			spec: rps(1, 100, nil), state: autoscale.State{}, replicas: 10, sync: 15 * time.Second, until: 10 * minute, total: constant(200),
+			spec: rps(1, 100, nil), state: hpa.State{}, replicas: 10, sync: 15 * time.Second, until: 10 * minute, total: constant(200),
 			want: []change{{300 * time.Second, 2}}},
 		{name: "scale-down window and policy together",
-			spec: rps(1, 100, &autoscale.Behavior{ScaleDown: &autoscale.Rules{
-				Policies: policies(policy(autoscale.Pods, 1, minute))}}),
-			state: autoscale.State{}, replicas: 4, sync: 15 * time.Second, until: 10 * minute, total: constant(100),
+			spec: rps(1, 100, &hpa.Behavior{ScaleDown: &hpa.Rules{
+				Policies: policies(policy(hpa.Pods, 1, minute))}}),
+			state: hpa.State{}, replicas: 4, sync: 15 * time.Second, until: 10 * minute, total: constant(100),
 			want: []change{{300 * time.Second, 3}, {360 * time.Second, 2}, {420 * time.Second, 1}}},
 		// With nothing recorded in the window, 100% per 15 s lets the
 		// count fall to minReplicas in one step.
@@ -171,7 +171,7 @@ func TestScalingBehavior(t *testing.T) {
 			spec: rps(3, 5, nil), state: warm, replicas: 4, sync: 15 * time.Second, until: time.Minute, total: constant(0),
 			want: []change{{0, 3}}},
 		{name: "without a scale-down window, straight to minReplicas",
-			spec: rps(2, 10, &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0)}}), state: autoscale.State{}, replicas: 6,
+			spec: rps(2, 10, &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0)}}), state: hpa.State{}, replicas: 6,
 			sync: 15 * time.Second, until: time.Minute, total: constant(0),
 			want: []change{{0, 2}}},
 	}
@@ -189,7 +189,7 @@ func TestScalingBehavior(t *testing.T) {
 // policy changed the count.
 func TestBehaviorExplained(t *testing.T) {
 	t.Run("scale-down window", func(t *testing.T) {
-		_, d := replay(t, rps(1, 100, nil), autoscale.State{}, 10, 15*time.Second, time.Minute, constant(200))
+		_, d := replay(t, rps(1, 100, nil), hpa.State{}, 10, 15*time.Second, time.Minute, constant(200))
 		st := d.Stabilization
 		if d.DesiredReplicas != 10 || st == nil || st.Window != "scaleDown" || st.WindowLength.Std() != 5*time.Minute ||
 			st.Recommendation != 2 || st.Stabilized != 10 || st.ScaleDownBound != 10 {
@@ -203,9 +203,9 @@ func TestBehaviorExplained(t *testing.T) {
 		}
 	})
 	t.Run("disabled scale-down", func(t *testing.T) {
-		s := rps(1, 100, &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0), SelectPolicy: autoscale.SelectDisabled}})
+		s := rps(1, 100, &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0), SelectPolicy: hpa.SelectDisabled}})
 		_, d := replay(t, s, warm, 10, 15*time.Second, 0, constant(100))
-		want := autoscale.Limit{Reason: "ScaleDownLimit", Policy: "behavior.scaleDown.selectPolicy", Rule: "Disabled", Limit: 10}
+		want := hpa.Limit{Reason: "ScaleDownLimit", Policy: "behavior.scaleDown.selectPolicy", Rule: "Disabled", Limit: 10}
 		if d.Limit == nil || *d.Limit != want {
 			t.Fatalf("Limit = %+v, want %+v", d.Limit, want)
 		}
@@ -214,10 +214,10 @@ func TestBehaviorExplained(t *testing.T) {
 		}
 	})
 	t.Run("percent policy", func(t *testing.T) {
-		s := rps(1, 100, &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0),
-			Policies: policies(policy(autoscale.Pods, 4, time.Minute), policy(autoscale.Percent, 10, time.Minute))}})
+		s := rps(1, 100, &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0),
+			Policies: policies(policy(hpa.Pods, 4, time.Minute), policy(hpa.Percent, 10, time.Minute))}})
 		_, d := replay(t, s, warm, 80, 15*time.Second, 0, constant(1000))
-		want := autoscale.Limit{Reason: "ScaleDownLimit", Policy: "behavior.scaleDown.policies[1]", Rule: "10% per 1m0s", Limit: 72}
+		want := hpa.Limit{Reason: "ScaleDownLimit", Policy: "behavior.scaleDown.policies[1]", Rule: "10% per 1m0s", Limit: 72}
 		if d.Limit == nil || *d.Limit != want {
 			t.Fatalf("Limit = %+v, want %+v", d.Limit, want)
 		}
@@ -228,12 +228,12 @@ func TestBehaviorExplained(t *testing.T) {
 // can still see.
 func TestStateStaysSmall(t *testing.T) {
 	s := rps(1, 100, nil)
-	var st autoscale.State
+	var st hpa.State
 	replicas := 1
 	for i := range 2000 {
 		load := float64(100 + (i%40)*50) // a saw: up and down all the time
-		var d autoscale.Decision
-		d, st = autoscale.Decide(s, st, autoscale.Input{Now: t0.Add(time.Duration(i) * 15 * time.Second), CurrentReplicas: replicas,
+		var d hpa.Decision
+		d, st = hpa.Decide(s, st, hpa.Input{Now: t0.Add(time.Duration(i) * 15 * time.Second), CurrentReplicas: replicas,
 			Instances: instances(replicas, 0), Metrics: obs("rps", value(load))})
 		replicas = d.DesiredReplicas
 	}

@@ -1,11 +1,11 @@
-package autoscale_test
+package hpa_test
 
 import (
 	"fmt"
 	"time"
 
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -14,40 +14,40 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // nothing that still counts: a single decision then shows the metric
 // algorithm alone, without the initial recommendation HPA records (which
 // holds scale-downs for one window).
-var warm = autoscale.State{Since: t0.Add(-time.Hour)}
+var warm = hpa.State{Since: t0.Add(-time.Hour)}
 
 func ptr[T any](v T) *T { return &v }
 
 func dur(d time.Duration) *wire.Duration { w := wire.Duration(d); return &w }
 
-func metric(name string, typ autoscale.TargetType, target float64) autoscale.Metric {
-	return autoscale.Metric{Name: name, Target: autoscale.Target{Type: typ, Value: target}}
+func metric(name string, typ hpa.TargetType, target float64) hpa.Metric {
+	return hpa.Metric{Name: name, Target: hpa.Target{Type: typ, Value: target}}
 }
 
-func spec(minR, maxR int, metrics ...autoscale.Metric) autoscale.Spec {
-	return autoscale.Spec{MinReplicas: &minR, MaxReplicas: maxR, Metrics: metrics}
+func spec(minR, maxR int, metrics ...hpa.Metric) hpa.Spec {
+	return hpa.Spec{MinReplicas: &minR, MaxReplicas: maxR, Metrics: metrics}
 }
 
 // instances returns ready instances i1..in followed by unready ones.
-func instances(ready, unready int) []autoscale.Instance {
-	var out []autoscale.Instance
+func instances(ready, unready int) []hpa.Instance {
+	var out []hpa.Instance
 	for i := range ready + unready {
-		out = append(out, autoscale.Instance{ID: fmt.Sprintf("i%d", i+1), Ready: i < ready})
+		out = append(out, hpa.Instance{ID: fmt.Sprintf("i%d", i+1), Ready: i < ready})
 	}
 	return out
 }
 
 // samples gives instances i1, i2, ... the values in order.
-func samples(values ...float64) autoscale.Observation {
-	var o autoscale.Observation
+func samples(values ...float64) hpa.Observation {
+	var o hpa.Observation
 	for i, v := range values {
-		o.Samples = append(o.Samples, autoscale.Sample{Instance: fmt.Sprintf("i%d", i+1), Value: v})
+		o.Samples = append(o.Samples, hpa.Sample{Instance: fmt.Sprintf("i%d", i+1), Value: v})
 	}
 	return o
 }
 
 // usage gives instances i1, i2, ... the usage values, each with request.
-func usage(request float64, values ...float64) autoscale.Observation {
+func usage(request float64, values ...float64) hpa.Observation {
 	o := samples(values...)
 	for i := range o.Samples {
 		o.Samples[i].Request = request
@@ -55,7 +55,7 @@ func usage(request float64, values ...float64) autoscale.Observation {
 	return o
 }
 
-func value(v float64) autoscale.Observation { return autoscale.Observation{Value: &v} }
+func value(v float64) hpa.Observation { return hpa.Observation{Value: &v} }
 
 // sameValues repeats v n times.
 func sameValues(n int, v float64) []float64 {

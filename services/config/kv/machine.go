@@ -22,10 +22,10 @@ import (
 // reads at an old revision and for GET /v1/history.
 const DefaultRetainRevisions = 10_000
 
-// Store is the configuration store's state. Apply mutates it; the query
+// Machine is the configuration store's state. Apply mutates it; the query
 // methods (Get, List, History, LeaseInfo) must be called inside
 // qlog.Log.Read, which excludes Apply.
-type Store struct {
+type Machine struct {
 	tree   *btree.BTreeG[*record]
 	leases map[int64]*lease
 	ttl    *qlog.Expiries // lease deadlines, keyed by lease ID
@@ -83,11 +83,11 @@ type lease struct {
 func lessRecord(a, b *record) bool { return a.key < b.key }
 
 // New returns an empty store that keeps retain revisions of history.
-func New(retain int64) *Store {
+func New(retain int64) *Machine {
 	if retain <= 0 {
 		retain = DefaultRetainRevisions
 	}
-	return &Store{
+	return &Machine{
 		tree:   btree.NewG(32, lessRecord),
 		leases: map[int64]*lease{},
 		ttl:    qlog.NewExpiries(),
@@ -97,7 +97,7 @@ func New(retain int64) *Store {
 }
 
 // current returns the key's live entry.
-func (s *Store) current(key string) (*record, *Entry) {
+func (s *Machine) current(key string) (*record, *Entry) {
 	rec, ok := s.tree.Get(&record{key: key})
 	if !ok {
 		return nil, nil
@@ -110,7 +110,7 @@ func (s *Store) current(key string) (*record, *Entry) {
 }
 
 // Apply implements qlog.StateMachine.
-func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
+func (s *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	s.rev, s.now = e.Revision, e.Time
 	s.compact()
 	var events []qlog.Event
@@ -122,7 +122,7 @@ func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	return out, events
 }
 
-func (s *Store) apply(c *Command) (Result, []qlog.Event) {
+func (s *Machine) apply(c *Command) (Result, []qlog.Event) {
 	if c.Fence != nil {
 		if high := s.fences[c.Fence.Name]; c.Fence.Token < high {
 			return Result{Status: Fenced, FenceToken: high,
@@ -221,7 +221,7 @@ func checkConditions(c *Command, cur *Entry) (Result, bool) {
 
 // put writes key at the current revision. It reports false if lease is
 // set and does not exist.
-func (s *Store) put(key string, value json.RawMessage, leaseID int64, ev *[]qlog.Event) (*Entry, *Entry, bool) {
+func (s *Machine) put(key string, value json.RawMessage, leaseID int64, ev *[]qlog.Event) (*Entry, *Entry, bool) {
 	if leaseID != 0 && s.leases[leaseID] == nil {
 		return nil, nil, false
 	}
@@ -250,7 +250,7 @@ func (s *Store) put(key string, value json.RawMessage, leaseID int64, ev *[]qlog
 }
 
 // delete removes a live key and returns its last entry.
-func (s *Store) delete(key string, ev *[]qlog.Event) *Entry {
+func (s *Machine) delete(key string, ev *[]qlog.Event) *Entry {
 	rec, cur := s.current(key)
 	if cur == nil {
 		return nil
@@ -267,7 +267,7 @@ func (s *Store) delete(key string, ev *[]qlog.Event) *Entry {
 	return &prev
 }
 
-func (s *Store) deletePrefix(prefix string, ev *[]qlog.Event) []Entry {
+func (s *Machine) deletePrefix(prefix string, ev *[]qlog.Event) []Entry {
 	var keys []string
 	s.tree.AscendGreaterOrEqual(&record{key: prefix}, func(r *record) bool {
 		if !strings.HasPrefix(r.key, prefix) {
@@ -286,7 +286,7 @@ func (s *Store) deletePrefix(prefix string, ev *[]qlog.Event) []Entry {
 }
 
 // revoke deletes a lease and its keys, in key order.
-func (s *Store) revoke(l *lease, ev *[]qlog.Event) {
+func (s *Machine) revoke(l *lease, ev *[]qlog.Event) {
 	keys := l.sortedKeys()
 	for _, k := range keys {
 		s.delete(k, ev)
@@ -315,7 +315,7 @@ func event(typ string, e Entry, prev *Entry) qlog.Event {
 
 // compact advances the compact revision to keep retain revisions and drops
 // the records of keys deleted before it.
-func (s *Store) compact() {
+func (s *Machine) compact() {
 	s.compactRev = max(s.compactRev, s.rev-s.retain)
 	n := 0
 	for n < len(s.tombstones) && s.tombstones[n].Rev < s.compactRev {
@@ -337,7 +337,7 @@ func (s *Store) compact() {
 // newest version at or below the compact revision. It returns rec itself
 // if nothing is dropped, and nil if only an old tombstone is left, so the
 // key goes entirely.
-func (s *Store) pruned(rec *record) *record {
+func (s *Machine) pruned(rec *record) *record {
 	i := 0
 	for i+1 < len(rec.versions) && rec.versions[i+1].ModRevision <= s.compactRev {
 		i++
@@ -353,7 +353,7 @@ func (s *Store) pruned(rec *record) *record {
 }
 
 // replace makes rec the key's record, or removes the key if rec is nil.
-func (s *Store) replace(key string, rec *record) {
+func (s *Machine) replace(key string, rec *record) {
 	if rec == nil {
 		s.tree.Delete(&record{key: key})
 		return
@@ -385,7 +385,7 @@ type snapshotRecord struct {
 }
 
 // Snapshot implements qlog.StateMachine: line-delimited JSON in key order.
-func (s *Store) Snapshot(w io.Writer) error {
+func (s *Machine) Snapshot(w io.Writer) error {
 	return writeSnapshot(w, s.snapshotHeader(), s.tree)
 }
 
@@ -394,7 +394,7 @@ func (s *Store) Snapshot(w io.Writer) error {
 // and records are immutable) plus copies of the leases, fences and
 // tombstones, which are small. The returned func writes exactly the bytes
 // Snapshot would have written at this moment, while Apply goes on.
-func (s *Store) SnapshotView() func(io.Writer) error {
+func (s *Machine) SnapshotView() func(io.Writer) error {
 	h, tree := s.snapshotHeader(), s.tree.Clone()
 	return func(w io.Writer) error { return writeSnapshot(w, h, tree) }
 }
@@ -403,7 +403,7 @@ func (s *Store) SnapshotView() func(io.Writer) error {
 // mutates in place (the tombstones' backing array, the fences map, the
 // leases and their key sets), so a view's header cannot change under it.
 // The copies keep nil as nil and empty as empty: they encode the same.
-func (s *Store) snapshotHeader() snapshotHeader {
+func (s *Machine) snapshotHeader() snapshotHeader {
 	h := snapshotHeader{Retain: s.retain, CompactRev: s.compactRev, Records: s.tree.Len(),
 		Tombstones: slices.Clone(s.tombstones), Fences: maps.Clone(s.fences)}
 	ids := make([]int64, 0, len(s.leases))
@@ -433,7 +433,7 @@ func writeSnapshot(w io.Writer, h snapshotHeader, tree *btree.BTreeG[*record]) e
 }
 
 // Restore implements qlog.StateMachine.
-func (s *Store) Restore(r io.Reader) error {
+func (s *Machine) Restore(r io.Reader) error {
 	dec := json.NewDecoder(r)
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {

@@ -1,4 +1,4 @@
-package autoscale_test
+package hpa_test
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // TestDefaults: an omitted field takes HPA's default (the "Default
@@ -38,7 +38,7 @@ func TestDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s autoscale.Spec
+			var s hpa.Spec
 			if err := json.Unmarshal([]byte(tt.in), &s); err != nil {
 				t.Fatal(err)
 			}
@@ -94,13 +94,13 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s autoscale.Spec
+			var s hpa.Spec
 			if err := json.Unmarshal([]byte(tt.in), &s); err != nil {
 				t.Fatal(err)
 			}
 			s.Defaults()
 			err := s.Validate()
-			var verr autoscale.ValidationError
+			var verr hpa.ValidationError
 			if !errors.As(err, &verr) {
 				t.Fatalf("Validate() = %v, want a ValidationError", err)
 			}
@@ -116,16 +116,16 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateNeedsDefaults(t *testing.T) {
-	s := spec(1, 2, metric("m", autoscale.Value, 1))
+	s := spec(1, 2, metric("m", hpa.Value, 1))
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "call Defaults before Validate") {
 		t.Fatalf("Validate() before Defaults = %v, want it to say so", err)
 	}
 }
 
 func TestDefaultsLeavesTheCallerAlone(t *testing.T) {
-	up := &autoscale.Rules{SelectPolicy: autoscale.SelectMin}
-	s := spec(1, 2, metric("m", autoscale.Value, 1))
-	s.Behavior = &autoscale.Behavior{ScaleUp: up}
+	up := &hpa.Rules{SelectPolicy: hpa.SelectMin}
+	s := spec(1, 2, metric("m", hpa.Value, 1))
+	s.Behavior = &hpa.Behavior{ScaleUp: up}
 	s.Defaults()
 	if up.Policies != nil || up.StabilizationWindow != nil {
 		t.Fatalf("Defaults wrote into the caller's Rules: %+v", up)

@@ -16,7 +16,7 @@ import (
 // revisions and a log clock that only moves forward.
 type harness struct {
 	t     *testing.T
-	s     *kv.Store
+	s     *kv.Machine
 	rev   int64
 	now   time.Time
 	log   []qlog.Entry
@@ -237,14 +237,14 @@ func TestDeterministicReplay(t *testing.T) {
 		}
 		h.now = h.now.Add(time.Second)
 	}
-	snap := func(s *kv.Store) []byte {
+	snap := func(s *kv.Machine) []byte {
 		var b bytes.Buffer
 		if err := s.Snapshot(&b); err != nil {
 			t.Fatal(err)
 		}
 		return b.Bytes()
 	}
-	replay := func(from *kv.Store, entries []qlog.Entry) *kv.Store {
+	replay := func(from *kv.Machine, entries []qlog.Entry) *kv.Machine {
 		for _, e := range entries {
 			from.Apply(e)
 		}
@@ -259,7 +259,7 @@ func TestDeterministicReplay(t *testing.T) {
 	}
 	replay(c, h.log[150:])
 	want := snap(h.s)
-	for name, s := range map[string]*kv.Store{"a": a, "b": b, "restored": c} {
+	for name, s := range map[string]*kv.Machine{"a": a, "b": b, "restored": c} {
 		if got := snap(s); !bytes.Equal(got, want) {
 			t.Fatalf("replay %s: snapshot differs (%d vs %d bytes)", name, len(got), len(want))
 		}

@@ -1,4 +1,4 @@
-package autoscale_test
+package hpa_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -21,14 +21,14 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // policies' steps, down in one go once the scale-down window has passed.
 // The decisions, as the future POST /simulate returns them, are golden.
 func TestSimulateStep(t *testing.T) {
-	s := spec(1, 20, metric("rps", autoscale.AverageValue, 100))
-	series := autoscale.Series{Replicas: 2, Points: []autoscale.Point{
+	s := spec(1, 20, metric("rps", hpa.AverageValue, 100))
+	series := hpa.Series{Replicas: 2, Points: []hpa.Point{
 		{At: t0, Metrics: map[string]float64{"rps": 200}},
 		{At: t0.Add(time.Minute), Metrics: map[string]float64{"rps": 1000}},
 		{At: t0.Add(6 * time.Minute), Metrics: map[string]float64{"rps": 200}},
 		{At: t0.Add(12 * time.Minute), Metrics: map[string]float64{"rps": 200}},
 	}}
-	ds, err := autoscale.Simulate(s, series)
+	ds, err := hpa.Simulate(s, series)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,9 +60,9 @@ func TestSimulateStep(t *testing.T) {
 // an equivalent Pod just moments later").
 func TestSimulateDoesNotFlap(t *testing.T) {
 	points := noisy(t0, time.Hour, 15*time.Second, 1000, 0.3)
-	s := spec(1, 50, metric("rps", autoscale.AverageValue, 100))
-	series := autoscale.Series{Replicas: 10, Points: points}
-	ds, err := autoscale.Simulate(s, series)
+	s := spec(1, 50, metric("rps", hpa.AverageValue, 100))
+	series := hpa.Series{Replicas: 10, Points: points}
+	ds, err := hpa.Simulate(s, series)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +73,8 @@ func TestSimulateDoesNotFlap(t *testing.T) {
 		t.Errorf("default behaviour: %d changes in an hour of a steady mean, want a few at most (%v)", n, changes(ds))
 	}
 
-	s.Behavior = &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: dur(0)}}
-	ds, err = autoscale.Simulate(s, series)
+	s.Behavior = &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: dur(0)}}
+	ds, err = hpa.Simulate(s, series)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +87,12 @@ func TestSimulateDoesNotFlap(t *testing.T) {
 // for ReadyAfter, and HPA counts them at zero on a scale-up, which damps
 // the second step.
 func TestSimulateReadiness(t *testing.T) {
-	s := spec(1, 50, metric("rps", autoscale.AverageValue, 100))
-	series := autoscale.Series{Replicas: 2, ReadyAfter: wire.Duration(time.Minute), Points: []autoscale.Point{
+	s := spec(1, 50, metric("rps", hpa.AverageValue, 100))
+	series := hpa.Series{Replicas: 2, ReadyAfter: wire.Duration(time.Minute), Points: []hpa.Point{
 		{At: t0, Metrics: map[string]float64{"rps": 1200}},
 		{At: t0.Add(2 * time.Minute), Metrics: map[string]float64{"rps": 1200}},
 	}}
-	ds, err := autoscale.Simulate(s, series)
+	ds, err := hpa.Simulate(s, series)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +111,9 @@ func TestSimulateReadiness(t *testing.T) {
 // the load passes the activation, wakes to one, grows, and goes back to
 // zero after the scale-down window.
 func TestSimulateWakesFromZero(t *testing.T) {
-	m := metric("rps", autoscale.AverageValue, 100)
+	m := metric("rps", hpa.AverageValue, 100)
 	m.Activation = ptr(0.0)
-	ds, err := autoscale.Simulate(spec(0, 10, m), autoscale.Series{Replicas: 0, Points: []autoscale.Point{
+	ds, err := hpa.Simulate(spec(0, 10, m), hpa.Series{Replicas: 0, Points: []hpa.Point{
 		{At: t0, Metrics: map[string]float64{"rps": 0}},
 		{At: t0.Add(time.Minute), Metrics: map[string]float64{"rps": 300}},
 		{At: t0.Add(2 * time.Minute), Metrics: map[string]float64{"rps": 0}},
@@ -129,17 +129,17 @@ func TestSimulateWakesFromZero(t *testing.T) {
 }
 
 func TestSimulateIsDeterministic(t *testing.T) {
-	s := spec(1, 50, metric("rps", autoscale.AverageValue, 100), metric("cpu", autoscale.Utilization, 60))
-	series := autoscale.Series{Replicas: 3, ReadyAfter: wire.Duration(30 * time.Second), Requests: map[string]float64{"cpu": 0.5},
+	s := spec(1, 50, metric("rps", hpa.AverageValue, 100), metric("cpu", hpa.Utilization, 60))
+	series := hpa.Series{Replicas: 3, ReadyAfter: wire.Duration(30 * time.Second), Requests: map[string]float64{"cpu": 0.5},
 		Points: noisy(t0, 30*time.Minute, 10*time.Second, 900, 0.5)}
 	for i := range series.Points {
 		series.Points[i].Metrics["cpu"] = series.Points[i].Metrics["rps"] / 1000
 	}
-	a, err := autoscale.Simulate(s, series)
+	a, err := hpa.Simulate(s, series)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := autoscale.Simulate(s, series)
+	b, _ := hpa.Simulate(s, series)
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	if !bytes.Equal(ja, jb) {
@@ -148,26 +148,26 @@ func TestSimulateIsDeterministic(t *testing.T) {
 }
 
 func TestSimulateRejects(t *testing.T) {
-	s := spec(1, 5, metric("cpu", autoscale.Utilization, 50))
-	one := []autoscale.Point{{At: t0, Metrics: map[string]float64{"cpu": 1}}}
+	s := spec(1, 5, metric("cpu", hpa.Utilization, 50))
+	one := []hpa.Point{{At: t0, Metrics: map[string]float64{"cpu": 1}}}
 	tests := []struct {
 		name   string
-		spec   autoscale.Spec
-		series autoscale.Series
+		spec   hpa.Spec
+		series hpa.Series
 		want   string
 	}{
-		{name: "invalid spec", spec: spec(1, 0, metric("cpu", autoscale.Utilization, 50)), series: autoscale.Series{Points: one}, want: "maxReplicas must be positive"},
-		{name: "no points", spec: s, series: autoscale.Series{Requests: map[string]float64{"cpu": 1}}, want: "points: must list at least one point"},
-		{name: "points out of order", spec: s, series: autoscale.Series{Requests: map[string]float64{"cpu": 1}, Points: []autoscale.Point{{At: t0}, {At: t0.Add(-time.Second)}}},
+		{name: "invalid spec", spec: spec(1, 0, metric("cpu", hpa.Utilization, 50)), series: hpa.Series{Points: one}, want: "maxReplicas must be positive"},
+		{name: "no points", spec: s, series: hpa.Series{Requests: map[string]float64{"cpu": 1}}, want: "points: must list at least one point"},
+		{name: "points out of order", spec: s, series: hpa.Series{Requests: map[string]float64{"cpu": 1}, Points: []hpa.Point{{At: t0}, {At: t0.Add(-time.Second)}}},
 			want: "points[1].at: is before points[0].at"},
-		{name: "utilization without a request", spec: s, series: autoscale.Series{Points: one}, want: "requests.cpu: a utilization metric needs a positive per-instance request"},
-		{name: "replicas above max", spec: s, series: autoscale.Series{Replicas: 6, Requests: map[string]float64{"cpu": 1}, Points: one}, want: "replicas: must be between 0 and maxReplicas (5)"},
-		{name: "too long", spec: s, series: autoscale.Series{Requests: map[string]float64{"cpu": 1}, Points: []autoscale.Point{{At: t0}, {At: t0.Add(1000 * time.Hour)}}},
+		{name: "utilization without a request", spec: s, series: hpa.Series{Points: one}, want: "requests.cpu: a utilization metric needs a positive per-instance request"},
+		{name: "replicas above max", spec: s, series: hpa.Series{Replicas: 6, Requests: map[string]float64{"cpu": 1}, Points: one}, want: "replicas: must be between 0 and maxReplicas (5)"},
+		{name: "too long", spec: s, series: hpa.Series{Requests: map[string]float64{"cpu": 1}, Points: []hpa.Point{{At: t0}, {At: t0.Add(1000 * time.Hour)}}},
 			want: "the series spans 240001 sync periods of 15s; at most 100000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := autoscale.Simulate(tt.spec, tt.series)
+			_, err := hpa.Simulate(tt.spec, tt.series)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Simulate() = %v, want %q", err, tt.want)
 			}
@@ -177,18 +177,18 @@ func TestSimulateRejects(t *testing.T) {
 
 // noisy is a steady mean with deterministic noise of ±amp around it (a
 // linear congruential generator, so the series is the same everywhere).
-func noisy(start time.Time, span, step time.Duration, mean, amp float64) []autoscale.Point {
-	var pts []autoscale.Point
+func noisy(start time.Time, span, step time.Duration, mean, amp float64) []hpa.Point {
+	var pts []hpa.Point
 	x := uint32(12345)
 	for at := time.Duration(0); at <= span; at += step {
 		x = x*1664525 + 1013904223
 		u := float64(x>>8)/float64(1<<24)*2 - 1 // in [-1, 1)
-		pts = append(pts, autoscale.Point{At: start.Add(at), Metrics: map[string]float64{"rps": mean * (1 + amp*u)}})
+		pts = append(pts, hpa.Point{At: start.Add(at), Metrics: map[string]float64{"rps": mean * (1 + amp*u)}})
 	}
 	return pts
 }
 
-func changes(ds []autoscale.Decision) []change {
+func changes(ds []hpa.Decision) []change {
 	var out []change
 	for _, d := range ds {
 		if d.Scale() {
@@ -201,7 +201,7 @@ func changes(ds []autoscale.Decision) []change {
 // flaps counts the changes that undo the direction of the change before
 // them less than within after it: down then soon up, or up then soon
 // down.
-func flaps(ds []autoscale.Decision, within time.Duration) int {
+func flaps(ds []hpa.Decision, within time.Duration) int {
 	n, last := 0, 0
 	var lastAt time.Time
 	for _, d := range ds {
@@ -263,9 +263,9 @@ func golden(t *testing.T, name string, v any) {
 // trip must not round a whole count up (found by the benchmark's sweep
 // against an HPA reference).
 func TestSimulateExactMultiple(t *testing.T) {
-	s := autoscale.Spec{MaxReplicas: 20, Metrics: []autoscale.Metric{{Name: "rps", Target: autoscale.Target{Type: autoscale.AverageValue, Value: 10}}}}
+	s := hpa.Spec{MaxReplicas: 20, Metrics: []hpa.Metric{{Name: "rps", Target: hpa.Target{Type: hpa.AverageValue, Value: 10}}}}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	ds, err := autoscale.Simulate(s, autoscale.Series{Replicas: 3, Points: []autoscale.Point{{At: at, Metrics: map[string]float64{"rps": 130}}}})
+	ds, err := hpa.Simulate(s, hpa.Series{Replicas: 3, Points: []hpa.Point{{At: at, Metrics: map[string]float64{"rps": 130}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,9 +277,9 @@ func TestSimulateExactMultiple(t *testing.T) {
 // TestSimulateBoundsWork: a small request asking for billions of
 // replicas is refused before anything is allocated.
 func TestSimulateBoundsWork(t *testing.T) {
-	s := autoscale.Spec{MaxReplicas: 2_000_000_000, Metrics: []autoscale.Metric{{Name: "rps", Target: autoscale.Target{Type: autoscale.AverageValue, Value: 10}}}}
+	s := hpa.Spec{MaxReplicas: 2_000_000_000, Metrics: []hpa.Metric{{Name: "rps", Target: hpa.Target{Type: hpa.AverageValue, Value: 10}}}}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	_, err := autoscale.Simulate(s, autoscale.Series{Replicas: 1_900_000_000, Points: []autoscale.Point{
+	_, err := hpa.Simulate(s, hpa.Series{Replicas: 1_900_000_000, Points: []hpa.Point{
 		{At: at, Metrics: map[string]float64{"rps": 1}}, {At: at.Add(time.Minute), Metrics: map[string]float64{"rps": 1}}}})
 	if err == nil || !strings.Contains(err.Error(), "instance-steps") {
 		t.Fatalf("Simulate of 1.9e9 replicas = %v, want refused", err)

@@ -1,4 +1,4 @@
-// Package autoscale is the scaler's algorithm: Kubernetes' Horizontal Pod
+// Package hpa is the scaler's algorithm: Kubernetes' Horizontal Pod
 // Autoscaler (autoscaling/v2) as one pure function, Decide, with KEDA's
 // activation threshold for scaling to and from zero.
 //
@@ -55,4 +55,4 @@
 // The HPA source this follows is kubernetes/pkg/controller/podautoscaler
 // (horizontal.go, replica_calculator.go); comments name the function a
 // step mirrors where the correspondence is not obvious.
-package autoscale
+package hpa

@@ -14,9 +14,9 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/envelope"
 )
 
-// Store is the catalog's state. Apply mutates it; the query methods must
+// Machine is the catalog's state. Apply mutates it; the query methods must
 // be called inside qlog.Log.Read, which excludes Apply.
-type Store struct {
+type Machine struct {
 	services map[string]*service
 	leases   map[int64]*lease
 	// deadlines holds every deterministic timer, keyed by kind:
@@ -62,8 +62,8 @@ type lease struct {
 }
 
 // New returns an empty catalog.
-func New() *Store {
-	return &Store{services: map[string]*service{}, leases: map[int64]*lease{}, deadlines: qlog.NewExpiries()}
+func New() *Machine {
+	return &Machine{services: map[string]*service{}, leases: map[int64]*lease{}, deadlines: qlog.NewExpiries()}
 }
 
 func ttlKey(svc, id string) string  { return "ttl/" + svc + "/" + id }
@@ -82,7 +82,7 @@ func weightOf(r *Registration) int {
 func leaseKey(id int64) string { return "lease/" + strconv.FormatInt(id, 10) }
 
 // Apply implements qlog.StateMachine.
-func (s *Store) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
+func (s *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 	s.rev, s.now = e.Revision, e.Time.UTC()
 	var ev events
 	out := envelope.Apply(e.Cmd, func(c *Command) Result { return s.apply(c, &ev) },
@@ -101,7 +101,7 @@ func (ev *events) add(typ, svc string, data any) {
 	ev.list = append(ev.list, qlog.Event{Type: typ, Key: svc, Data: b})
 }
 
-func (s *Store) apply(c *Command, ev *events) Result {
+func (s *Machine) apply(c *Command, ev *events) Result {
 	switch c.Op {
 	case "register":
 		return s.register(c, ev)
@@ -160,7 +160,7 @@ func (s *Store) apply(c *Command, ev *events) Result {
 	}
 }
 
-func (s *Store) lookup(svcName, id string) (*service, *Instance) {
+func (s *Machine) lookup(svcName, id string) (*service, *Instance) {
 	svc := s.services[svcName]
 	if svc == nil {
 		return nil, nil
@@ -168,7 +168,7 @@ func (s *Store) lookup(svcName, id string) (*service, *Instance) {
 	return svc, svc.instances[id]
 }
 
-func (s *Store) register(c *Command, ev *events) Result {
+func (s *Machine) register(c *Command, ev *events) Result {
 	r := c.Register
 	if r == nil || c.Service == "" || c.ID == "" {
 		return Result{Outcome: Invalid, Problem: envelope.Refuse(fault.Invalid, "register needs service, id and registration")}
@@ -258,7 +258,7 @@ func sameCheck(a, b *Check) bool {
 	return *a == *b
 }
 
-func (s *Store) heartbeat(c *Command, ev *events) Result {
+func (s *Machine) heartbeat(c *Command, ev *events) Result {
 	svc, inst := s.lookup(c.Service, c.ID)
 	if inst == nil {
 		return Result{Outcome: NotFound, Problem: envelope.Refuse(fault.NotFound, "instance %s/%s is not registered", c.Service, c.ID)}
@@ -289,7 +289,7 @@ func (s *Store) heartbeat(c *Command, ev *events) Result {
 
 // setStatus applies a report at once and clears a held result. It reports
 // whether anything visible changed.
-func (s *Store) setStatus(inst *Instance, rep Report) bool {
+func (s *Machine) setStatus(inst *Instance, rep Report) bool {
 	changed := inst.Held != nil || inst.Status != rep.Status || inst.Output != rep.Output
 	inst.Held = nil
 	if inst.Status != rep.Status {
@@ -305,7 +305,7 @@ func (s *Store) setStatus(inst *Instance, rep Report) bool {
 
 // armReap starts or stops the deregisterAfter timer: it runs while the
 // instance is critical, from the moment it turned critical.
-func (s *Store) armReap(inst *Instance) {
+func (s *Machine) armReap(inst *Instance) {
 	key := reapKey(inst.Service, inst.ID)
 	if inst.Status != Critical || inst.Check == nil || inst.Check.DeregisterAfter <= 0 {
 		s.deadlines.Remove(key)
@@ -317,13 +317,13 @@ func (s *Store) armReap(inst *Instance) {
 
 // changed stamps inst and its service with this revision and emits the
 // instance's event.
-func (s *Store) changed(svc *service, inst *Instance, ev *events) {
+func (s *Machine) changed(svc *service, inst *Instance, ev *events) {
 	inst.ModRevision, svc.modRev = s.rev, s.rev
 	ev.add(EventInstance, svc.name, inst)
 }
 
 // remove deregisters inst.
-func (s *Store) remove(svc *service, inst *Instance, ev *events) {
+func (s *Machine) remove(svc *service, inst *Instance, ev *events) {
 	delete(svc.instances, inst.ID)
 	delete(svc.flips, inst.ID)
 	s.deadlines.Remove(ttlKey(svc.name, inst.ID))
@@ -347,7 +347,7 @@ func (s *Store) remove(svc *service, inst *Instance, ev *events) {
 }
 
 // revoke deregisters a lease's instances, in sorted order, and forgets it.
-func (s *Store) revoke(l *lease, ev *events) {
+func (s *Machine) revoke(l *lease, ev *events) {
 	for _, key := range slices.Sorted(maps.Keys(l.Instances)) {
 		name, id, _ := strings.Cut(key, "/")
 		if svc, inst := s.lookup(name, id); inst != nil {
@@ -366,7 +366,7 @@ func (l *lease) view() *Lease {
 }
 
 // report applies probe results from the replica that runs the checks.
-func (s *Store) report(c *Command, ev *events) Result {
+func (s *Machine) report(c *Command, ev *events) Result {
 	critical := map[string][]Item{}
 	applied := 0
 	for _, it := range c.Items {
@@ -393,7 +393,7 @@ func (s *Store) report(c *Command, ev *events) Result {
 }
 
 // touched returns the services a batch names.
-func (s *Store) touched(items []Item) map[string]bool {
+func (s *Machine) touched(items []Item) map[string]bool {
 	out := map[string]bool{}
 	for _, it := range items {
 		out[it.Service] = true
@@ -402,7 +402,7 @@ func (s *Store) touched(items []Item) map[string]bool {
 }
 
 // expire turns instances whose TTL ran out critical.
-func (s *Store) expire(c *Command, ev *events) Result {
+func (s *Machine) expire(c *Command, ev *events) Result {
 	critical := map[string][]Item{}
 	for _, it := range c.Items {
 		_, inst := s.lookup(it.Service, it.ID)
@@ -422,7 +422,7 @@ func (s *Store) expire(c *Command, ev *events) Result {
 }
 
 // reap deregisters instances that stayed critical for deregisterAfter.
-func (s *Store) reap(c *Command, ev *events) Result {
+func (s *Machine) reap(c *Command, ev *events) Result {
 	n := 0
 	for _, it := range c.Items {
 		svc, inst := s.lookup(it.Service, it.ID)

@@ -1,4 +1,4 @@
-package scalers_test
+package ledger_test
 
 import (
 	"bytes"
@@ -10,9 +10,9 @@ import (
 
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/wire"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // replayKeep is small so that trimming the recent decisions is part of
@@ -20,7 +20,7 @@ import (
 const replayKeep = 5
 
 // scenario builds one log as leaders would propose it: two scalers decided
-// by autoscale.Decide over a load series, each scaling decision followed
+// by hpa.Decide over a load series, each scaling decision followed
 // by its actuation (one of them failing), a spec update that makes a
 // decision in flight stale, a change of leader that abandons an
 // unactuated scale and fences the old leader's late answer, a delete and
@@ -30,32 +30,32 @@ const replayKeep = 5
 func scenario(t testing.TB) ([]qlog.Entry, map[string]int) {
 	h := newMachine(t, replayKeep)
 	tally := map[string]int{}
-	count := func(res scalers.Result, evs []qlog.Event) scalers.Result {
+	count := func(res ledger.Result, evs []qlog.Event) ledger.Result {
 		tally[res.Status]++
 		for _, ev := range evs {
 			tally["event "+ev.Type]++
-			var a scalers.ActuationEvent
-			if ev.Type == scalers.EventActuation && json.Unmarshal(ev.Data, &a) == nil && a.Error != "" {
+			var a ledger.ActuationEvent
+			if ev.Type == ledger.EventActuation && json.Unmarshal(ev.Data, &a) == nil && a.Error != "" {
 				tally["failed actuation"]++
 			}
 		}
 		return res
 	}
-	apply := func(c scalers.Command) scalers.Result { return count(h.apply(c)) }
+	apply := func(c ledger.Command) ledger.Result { return count(h.apply(c)) }
 
 	web := webhookSpec("web", 10)
-	web.Behavior = &autoscale.Behavior{ScaleDown: &autoscale.Rules{StabilizationWindow: ptr(wire.Duration(30 * time.Second))}}
-	api := scalers.Spec{
+	web.Behavior = &hpa.Behavior{ScaleDown: &hpa.Rules{StabilizationWindow: ptr(wire.Duration(30 * time.Second))}}
+	api := ledger.Spec{
 		Service: "api",
-		Spec: autoscale.Spec{MinReplicas: ptr(2), MaxReplicas: 6, Metrics: []autoscale.Metric{
-			{Name: "queue", Target: autoscale.Target{Type: autoscale.Value, Value: 10}},
+		Spec: hpa.Spec{MinReplicas: ptr(2), MaxReplicas: 6, Metrics: []hpa.Metric{
+			{Name: "queue", Target: hpa.Target{Type: hpa.Value, Value: 10}},
 		}},
 		Driver: driver.Spec{Type: driver.TypeProcess, ProcessSpec: driver.ProcessSpec{Command: []string{"api", "--port=0"}}},
 	}
-	apply(scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &web})
-	apply(scalers.Command{Op: scalers.OpPut, Name: "api", Spec: &api})
+	apply(ledger.Command{Op: ledger.OpPut, Name: "web", Spec: &web})
+	apply(ledger.Command{Op: ledger.OpPut, Name: "api", Spec: &api})
 	leader, token := "r1", int64(1)
-	apply(scalers.Command{Op: scalers.OpLead, Replica: leader, Token: token})
+	apply(ledger.Command{Op: ledger.OpLead, Replica: leader, Token: token})
 
 	webLoad := []float64{80, 350, 900, 1200, 1300, 1100, 600, 200, 90, 60, 50, 400, 900, 900, 300, 100, 50, 40, 40, 30, 30, 20}
 	apiQueue := []float64{5, 30, 60, 60, 25, 10, 8, 2, 0, 0, 50, 70, 20, 10, 10, 5, 5, 5, 5, 5, 5, 5}
@@ -69,27 +69,27 @@ func scenario(t testing.TB) ([]qlog.Entry, map[string]int) {
 				continue
 			}
 			cur := current[name]
-			in := autoscale.Input{Now: h.at, CurrentReplicas: cur, Metrics: map[string]autoscale.Observation{}}
+			in := hpa.Input{Now: h.at, CurrentReplicas: cur, Metrics: map[string]hpa.Observation{}}
 			for i := range cur {
-				in.Instances = append(in.Instances, autoscale.Instance{ID: fmt.Sprintf("%s-%d", name, i), Ready: true})
+				in.Instances = append(in.Instances, hpa.Instance{ID: fmt.Sprintf("%s-%d", name, i), Ready: true})
 			}
 			load := webLoad[step]
 			if name == "api" {
 				load = apiQueue[step]
 			}
-			in.Metrics[w.Spec.Metrics[0].Name] = autoscale.Observation{Value: ptr(load)}
-			d, st := autoscale.Decide(w.Spec.Spec, w.State, in)
+			in.Metrics[w.Spec.Metrics[0].Name] = hpa.Observation{Value: ptr(load)}
+			d, st := hpa.Decide(w.Spec.Spec, w.State, in)
 			if d.Error != "" {
 				t.Fatalf("step %d %s: Decide failed: %s", step, name, d.Error)
 			}
 			if name == "web" && step == 6 {
 				// The spec changes while the leader decides.
 				web.MaxReplicas = 8
-				apply(scalers.Command{Op: scalers.OpPut, Name: "web", Spec: &web})
+				apply(ledger.Command{Op: ledger.OpPut, Name: "web", Spec: &web})
 			}
-			res := apply(scalers.Command{Op: scalers.OpDecide, Name: name, Replica: leader, Token: token, Generation: w.Generation, SpecRevision: w.SpecRevision,
-				Decision: &scalers.Decision{Observed: map[string]float64{w.Spec.Metrics[0].Name: load}, Decision: d}, State: &st})
-			if res.Status != scalers.Recorded || !d.Scale() {
+			res := apply(ledger.Command{Op: ledger.OpDecide, Name: name, Replica: leader, Token: token, Generation: w.Generation, SpecRevision: w.SpecRevision,
+				Decision: &ledger.Decision{Observed: map[string]float64{w.Spec.Metrics[0].Name: load}, Decision: d}, State: &st})
+			if res.Status != ledger.Recorded || !d.Scale() {
 				continue
 			}
 			if d.DesiredReplicas > cur {
@@ -101,13 +101,13 @@ func scenario(t testing.TB) ([]qlog.Entry, map[string]int) {
 			if name == "web" && step >= 12 && token == 1 {
 				// The leader is deposed between its decision and the
 				// driver's answer.
-				apply(scalers.Command{Op: scalers.OpLead, Replica: "r2", Token: 2})
-				apply(actuateCmd(name, leader, token, rev, scalers.Actuation{Replicas: d.DesiredReplicas,
+				apply(ledger.Command{Op: ledger.OpLead, Replica: "r2", Token: 2})
+				apply(actuateCmd(name, leader, token, rev, ledger.Actuation{Replicas: d.DesiredReplicas,
 					Result: &driver.Result{Previous: cur, Replicas: d.DesiredReplicas}}))
 				leader, token = "r2", 2
 				continue
 			}
-			act := scalers.Actuation{Replicas: d.DesiredReplicas}
+			act := ledger.Actuation{Replicas: d.DesiredReplicas}
 			if name == "web" && tally["failed actuation"] == 0 {
 				act.Error = "webhook answered 503"
 			} else {
@@ -119,14 +119,14 @@ func scenario(t testing.TB) ([]qlog.Entry, map[string]int) {
 		switch step {
 		case 8:
 			out, evs := h.raw([]byte(`{"op":"decide","name":"web"`))
-			var res scalers.Result
+			var res ledger.Result
 			_ = json.Unmarshal(out, &res)
 			count(res, evs)
-			apply(scalers.Command{Op: "scale", Name: "web"})
+			apply(ledger.Command{Op: "scale", Name: "web"})
 		case 15:
-			apply(scalers.Command{Op: scalers.OpDelete, Name: "api"})
+			apply(ledger.Command{Op: ledger.OpDelete, Name: "api"})
 		case 18:
-			apply(scalers.Command{Op: scalers.OpPut, Name: "api", Spec: &api})
+			apply(ledger.Command{Op: ledger.OpPut, Name: "api", Spec: &api})
 			current["api"] = 2
 		}
 	}
@@ -136,16 +136,16 @@ func scenario(t testing.TB) ([]qlog.Entry, map[string]int) {
 func TestScenarioCoversTheMachine(t *testing.T) {
 	_, tally := scenario(t)
 	for _, what := range []string{
-		scalers.Created, scalers.Updated, scalers.Deleted, scalers.Led, scalers.Recorded, scalers.Stale,
-		scalers.Fenced, scalers.Invalid, "scale up", "scale down", "failed actuation",
-		"event " + scalers.EventPut, "event " + scalers.EventDeleted, "event " + scalers.EventDecision, "event " + scalers.EventActuation,
+		ledger.Created, ledger.Updated, ledger.Deleted, ledger.Led, ledger.Recorded, ledger.Stale,
+		ledger.Fenced, ledger.Invalid, "scale up", "scale down", "failed actuation",
+		"event " + ledger.EventPut, "event " + ledger.EventDeleted, "event " + ledger.EventDecision, "event " + ledger.EventActuation,
 	} {
 		if tally[what] == 0 {
 			t.Errorf("the scenario never produces %q: %v", what, tally)
 		}
 	}
-	if tally["event "+scalers.EventDecision] <= replayKeep {
-		t.Errorf("the scenario records %d decisions, too few to trim to %d", tally["event "+scalers.EventDecision], replayKeep)
+	if tally["event "+ledger.EventDecision] <= replayKeep {
+		t.Errorf("the scenario records %d decisions, too few to trim to %d", tally["event "+ledger.EventDecision], replayKeep)
 	}
 	if tally["failed actuation"] < 2 {
 		t.Errorf("the scenario has %d failed actuations, want the driver's and the abandoned one", tally["failed actuation"])
@@ -158,7 +158,7 @@ func TestScenarioCoversTheMachine(t *testing.T) {
 // byte-identical snapshots (STYLE habit 4).
 func TestReplayIsDeterministic(t *testing.T) {
 	entries, _ := scenario(t)
-	a, b := scalers.New(replayKeep), scalers.New(replayKeep)
+	a, b := ledger.New(replayKeep), ledger.New(replayKeep)
 	type outcome struct {
 		res []byte
 		evs []qlog.Event

@@ -1,11 +1,11 @@
-package scalers
+package ledger
 
 import (
 	"errors"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // MaxNameBytes bounds a scaler's name.
@@ -30,13 +30,13 @@ func ValidateName(name string) error {
 // Validate fills the autoscaler's defaults and checks the whole spec
 // (web.Decode calls it). It returns nil or an Invalid fault whose
 // "errors" list names every field in the way, with the
-// autoscale.ValidationError as its cause.
+// hpa.ValidationError as its cause.
 func (s *Spec) Validate() error {
 	err := s.normalize()
 	if err == nil {
 		return nil
 	}
-	var v autoscale.ValidationError
+	var v hpa.ValidationError
 	errors.As(err, &v)
 	type fieldProblem struct {
 		Field   string `json:"field"`
@@ -50,20 +50,20 @@ func (s *Spec) Validate() error {
 }
 
 // normalize fills the autoscaler's defaults and checks the whole spec,
-// returning nil or an autoscale.ValidationError that names every field
+// returning nil or an hpa.ValidationError that names every field
 // in the way.
 func (s *Spec) normalize() error {
-	var errs autoscale.ValidationError
+	var errs hpa.ValidationError
 	if err := catalog.ValidateService(s.Service); err != nil {
-		errs = append(errs, &autoscale.FieldError{Field: "service", Message: err.Error()})
+		errs = append(errs, &hpa.FieldError{Field: "service", Message: err.Error()})
 	}
 	s.Defaults()
 	collect := func(err error) {
-		var v autoscale.ValidationError
+		var v hpa.ValidationError
 		if errors.As(err, &v) {
 			errs = append(errs, v...)
 		} else if err != nil {
-			errs = append(errs, &autoscale.FieldError{Field: "spec", Message: err.Error()})
+			errs = append(errs, &hpa.FieldError{Field: "spec", Message: err.Error()})
 		}
 	}
 	collect(s.Spec.Validate())

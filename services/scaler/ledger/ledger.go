@@ -1,25 +1,25 @@
-// Package scalers is the scaler service's replicated state: every
-// scaler's spec, its status, the autoscale.State its decisions left, the
+// Package ledger is the scaler service's replicated state: every
+// scaler's spec, its status, the hpa.State its decisions left, the
 // newest decisions, and the fence that keeps a deposed leader's decisions
 // and actuations out of the log. It is a qlog state machine: Apply is
 // deterministic and does no I/O; the control loop (package control) does
 // the measuring and the driver calls and proposes what it decided.
-package scalers
+package ledger
 
 import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog/envelope"
 
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // Spec is what PUT /v1/scalers/{name} takes: the service to scale, the
 // autoscaler (HPA v2's fields, flat) and the driver that acts.
 type Spec struct {
 	Service string `json:"service"`
-	autoscale.Spec
+	hpa.Spec
 	Driver driver.Spec `json:"driver"`
 }
 
@@ -49,9 +49,9 @@ type Status struct {
 	// count.
 	LastScaleTime *time.Time `json:"lastScaleTime,omitempty"`
 	// ObservedGeneration is the spec generation of the last decision.
-	ObservedGeneration int64                 `json:"observedGeneration,omitempty"`
-	Conditions         []autoscale.Condition `json:"conditions"`
-	LastDecision       *Decision             `json:"lastDecision,omitempty"`
+	ObservedGeneration int64           `json:"observedGeneration,omitempty"`
+	Conditions         []hpa.Condition `json:"conditions"`
+	LastDecision       *Decision       `json:"lastDecision,omitempty"`
 	// DriverError is the last actuation's error, cleared by the next
 	// actuation that succeeds.
 	DriverError string `json:"driverError,omitempty"`
@@ -70,7 +70,7 @@ type Decision struct {
 	// (a value, or the total over instances): one point of the series
 	// simulate replays when asked to use the recorded one.
 	Observed map[string]float64 `json:"observed,omitempty"`
-	autoscale.Decision
+	hpa.Decision
 	// Actuation is set once the driver answered a decision that scales.
 	Actuation *Actuation `json:"actuation,omitempty"`
 }
@@ -110,10 +110,10 @@ type Command struct {
 	// decide: the spec the leader decided under, as Work gave it. The
 	// generation restarts at 1 when a scaler is deleted and put again;
 	// SpecRevision (the spec's ModRevision) tells the two apart.
-	Generation   int64            `json:"generation,omitempty"`
-	SpecRevision int64            `json:"specRevision,omitempty"`
-	Decision     *Decision        `json:"decision,omitempty"`
-	State        *autoscale.State `json:"state,omitempty"`
+	Generation   int64      `json:"generation,omitempty"`
+	SpecRevision int64      `json:"specRevision,omitempty"`
+	Decision     *Decision  `json:"decision,omitempty"`
+	State        *hpa.State `json:"state,omitempty"`
 	// actuate: the decision's revision and what the driver did.
 	DecisionRevision int64      `json:"decisionRevision,omitempty"`
 	Actuation        *Actuation `json:"actuation,omitempty"`

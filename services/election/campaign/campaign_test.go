@@ -1,4 +1,4 @@
-package client_test
+package campaign_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/services/election"
-	"github.com/stewardhq/steward/services/election/client"
+	"github.com/stewardhq/steward/services/election/campaign"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,11 +80,11 @@ func (c *cuttable) set(cut bool) {
 	}
 }
 
-func newClient(t *testing.T, url string) (*client.Client, *cuttable) {
+func newClient(t *testing.T, url string) (*campaign.Client, *cuttable) {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	ct := &cuttable{base: tr}
-	return client.New([]string{url}, &http.Client{Transport: ct}), ct
+	return campaign.New([]string{url}, &http.Client{Transport: ct}), ct
 }
 
 func TestRenewsUntilCancelledThenResigns(t *testing.T) {
@@ -94,7 +94,7 @@ func TestRenewsUntilCancelledThenResigns(t *testing.T) {
 	// A TTL of 2s leaves a renewal 1.3s to be confirmed, which a loaded
 	// machine under the race detector needs; 1s (the service's shortest)
 	// is exercised by the other tests.
-	l, err := c.Campaign(ctx, "renew", "c1", client.Options{TTL: 2 * time.Second, Value: map[string]string{"addr": "x"}})
+	l, err := c.Campaign(ctx, "renew", "c1", campaign.Options{TTL: 2 * time.Second, Value: map[string]string{"addr": "x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,17 +112,17 @@ func TestRenewsUntilCancelledThenResigns(t *testing.T) {
 	}
 	// Another candidate that does not wait is refused.
 	other, _ := newClient(t, url)
-	if _, err := other.Campaign(context.Background(), "renew", "c2", client.Options{TTL: time.Second, NoWait: true}); !errors.Is(err, client.ErrTaken) {
+	if _, err := other.Campaign(context.Background(), "renew", "c2", campaign.Options{TTL: time.Second, NoWait: true}); !errors.Is(err, campaign.ErrTaken) {
 		t.Fatalf("campaign of c2 = %v, want ErrTaken", err)
 	}
 	cancel()
 	<-l.Done()
-	if !errors.Is(l.Err(), client.ErrResigned) {
+	if !errors.Is(l.Err(), campaign.ErrResigned) {
 		t.Fatalf("Err = %v, want ErrResigned", l.Err())
 	}
 	// Resigned, not lapsed: c2 leads at once.
 	start := time.Now()
-	l2, err := other.Campaign(context.Background(), "renew", "c2", client.Options{TTL: time.Second, NoWait: true})
+	l2, err := other.Campaign(context.Background(), "renew", "c2", campaign.Options{TTL: time.Second, NoWait: true})
 	if err != nil {
 		t.Fatalf("campaign after the resignation: %v (%s after it)", err, time.Since(start))
 	}
@@ -139,14 +139,14 @@ func TestWaiterTakesOverOnResign(t *testing.T) {
 	url := service(t)
 	c1, _ := newClient(t, url)
 	c2, _ := newClient(t, url)
-	l1, err := c1.Campaign(context.Background(), "line", "c1", client.Options{TTL: 2 * time.Second})
+	l1, err := c1.Campaign(context.Background(), "line", "c1", campaign.Options{TTL: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var won atomic.Pointer[client.Leadership]
+	var won atomic.Pointer[campaign.Leadership]
 	done := make(chan error, 1)
 	go func() {
-		l, err := c2.Campaign(context.Background(), "line", "c2", client.Options{TTL: 2 * time.Second})
+		l, err := c2.Campaign(context.Background(), "line", "c2", campaign.Options{TTL: 2 * time.Second})
 		won.Store(l)
 		done <- err
 	}()
@@ -178,18 +178,18 @@ func TestDoneClosesWhenRenewalsCannotGetThrough(t *testing.T) {
 	c1, cut := newClient(t, url)
 	c2, _ := newClient(t, url)
 	const ttl = time.Second
-	l1, err := c1.Campaign(context.Background(), "cut", "c1", client.Options{TTL: ttl})
+	l1, err := c1.Campaign(context.Background(), "cut", "c1", campaign.Options{TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
 	type result struct {
-		l   *client.Leadership
+		l   *campaign.Leadership
 		err error
 		at  time.Time
 	}
 	won := make(chan result, 1)
 	go func() {
-		l, err := c2.Campaign(context.Background(), "cut", "c2", client.Options{TTL: ttl})
+		l, err := c2.Campaign(context.Background(), "cut", "c2", campaign.Options{TTL: ttl})
 		won <- result{l, err, time.Now()}
 	}()
 	cut.set(true)
@@ -199,7 +199,7 @@ func TestDoneClosesWhenRenewalsCannotGetThrough(t *testing.T) {
 	case <-time.After(ttl + 5*time.Second):
 		t.Fatal("Done stayed open long past the TTL with no renewal getting through")
 	}
-	if !errors.Is(l1.Err(), client.ErrLapsed) {
+	if !errors.Is(l1.Err(), campaign.ErrLapsed) {
 		t.Fatalf("Err = %v, want ErrLapsed", l1.Err())
 	}
 	if l1.Deadline().After(time.Now()) {

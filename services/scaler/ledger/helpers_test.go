@@ -1,4 +1,4 @@
-package scalers_test
+package ledger_test
 
 import (
 	"bytes"
@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
 	"github.com/stewardhq/steward/services/scaler/driver"
-	"github.com/stewardhq/steward/services/scaler/scalers"
+	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // t0 is log time zero of these tests.
@@ -21,11 +21,11 @@ func ptr[T any](v T) *T { return &v }
 
 // webhookSpec is a valid spec as a client writes it: one averageValue
 // metric, a webhook driver with a secret, every default omitted.
-func webhookSpec(service string, maxR int) scalers.Spec {
-	return scalers.Spec{
+func webhookSpec(service string, maxR int) ledger.Spec {
+	return ledger.Spec{
 		Service: service,
-		Spec: autoscale.Spec{MaxReplicas: maxR, Metrics: []autoscale.Metric{
-			{Name: "rps", Target: autoscale.Target{Type: autoscale.AverageValue, Value: 100}},
+		Spec: hpa.Spec{MaxReplicas: maxR, Metrics: []hpa.Metric{
+			{Name: "rps", Target: hpa.Target{Type: hpa.AverageValue, Value: 100}},
 		}},
 		Driver: driver.Spec{Type: driver.TypeWebhook, WebhookSpec: driver.WebhookSpec{URL: "https://hooks.example/scale", Secret: secret}},
 	}
@@ -35,7 +35,7 @@ func webhookSpec(service string, maxR int) scalers.Spec {
 // second of log time apart, as a log would hand them over.
 type machine struct {
 	t   testing.TB
-	m   *scalers.Machine
+	m   *ledger.Machine
 	rev int64
 	at  time.Time
 	// entries is every entry applied so far.
@@ -43,7 +43,7 @@ type machine struct {
 }
 
 func newMachine(t testing.TB, keep int) *machine {
-	return &machine{t: t, m: scalers.New(keep), at: t0}
+	return &machine{t: t, m: ledger.New(keep), at: t0}
 }
 
 // entry makes the next entry carrying cmd.
@@ -61,9 +61,9 @@ func (h *machine) raw(cmd []byte) ([]byte, []qlog.Event) {
 }
 
 // apply applies c and decodes its result.
-func (h *machine) apply(c scalers.Command) (scalers.Result, []qlog.Event) {
+func (h *machine) apply(c ledger.Command) (ledger.Result, []qlog.Event) {
 	h.t.Helper()
-	if c.Op == scalers.OpDecide && c.SpecRevision == 0 {
+	if c.Op == ledger.OpDecide && c.SpecRevision == 0 {
 		// A leader sends back the spec revision Work gave it; commands
 		// built without one decide on the spec as it is now.
 		if w, ok := h.m.Work(c.Name); ok {
@@ -75,7 +75,7 @@ func (h *machine) apply(c scalers.Command) (scalers.Result, []qlog.Event) {
 		h.t.Fatal(err)
 	}
 	out, evs := h.raw(b)
-	var res scalers.Result
+	var res ledger.Result
 	if err := json.Unmarshal(out, &res); err != nil {
 		h.t.Fatalf("Apply(%s) = %s, not a Result: %v", b, out, err)
 	}
@@ -83,7 +83,7 @@ func (h *machine) apply(c scalers.Command) (scalers.Result, []qlog.Event) {
 }
 
 // must applies c and fails the test unless it answers want.
-func (h *machine) must(want string, c scalers.Command) (scalers.Result, []qlog.Event) {
+func (h *machine) must(want string, c ledger.Command) (ledger.Result, []qlog.Event) {
 	h.t.Helper()
 	res, evs := h.apply(c)
 	if res.Status != want {
@@ -97,7 +97,7 @@ func (h *machine) snapshot() []byte {
 	return snapshotOf(h.t, h.m)
 }
 
-func snapshotOf(t testing.TB, m *scalers.Machine) []byte {
+func snapshotOf(t testing.TB, m *ledger.Machine) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := m.Snapshot(&b); err != nil {
@@ -106,9 +106,9 @@ func snapshotOf(t testing.TB, m *scalers.Machine) []byte {
 	return b.Bytes()
 }
 
-func restored(t testing.TB, snap []byte, keep int) *scalers.Machine {
+func restored(t testing.TB, snap []byte, keep int) *ledger.Machine {
 	t.Helper()
-	m := scalers.New(keep)
+	m := ledger.New(keep)
 	if err := m.Restore(bytes.NewReader(snap)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
@@ -118,18 +118,18 @@ func restored(t testing.TB, snap []byte, keep int) *scalers.Machine {
 // decideCmd is a leader's decide for a decision taken at at, from cur to
 // desired replicas, and the State Decide would have left: the scale event
 // at at when the decision scales.
-func decideCmd(name, replica string, token, gen int64, at time.Time, cur, desired int) scalers.Command {
-	st := autoscale.State{Since: t0, Recommendations: []autoscale.Recommendation{{At: at, Replicas: desired}}}
+func decideCmd(name, replica string, token, gen int64, at time.Time, cur, desired int) ledger.Command {
+	st := hpa.State{Since: t0, Recommendations: []hpa.Recommendation{{At: at, Replicas: desired}}}
 	switch {
 	case desired > cur:
-		st.ScaleUpEvents = []autoscale.ScaleEvent{{At: at, Change: desired - cur}}
+		st.ScaleUpEvents = []hpa.ScaleEvent{{At: at, Change: desired - cur}}
 	case desired < cur:
-		st.ScaleDownEvents = []autoscale.ScaleEvent{{At: at, Change: cur - desired}}
+		st.ScaleDownEvents = []hpa.ScaleEvent{{At: at, Change: cur - desired}}
 	}
-	return scalers.Command{Op: scalers.OpDecide, Name: name, Replica: replica, Token: token, Generation: gen,
-		Decision: &scalers.Decision{Observed: map[string]float64{"rps": float64(desired) * 100}, Decision: autoscale.Decision{
+	return ledger.Command{Op: ledger.OpDecide, Name: name, Replica: replica, Token: token, Generation: gen,
+		Decision: &ledger.Decision{Observed: map[string]float64{"rps": float64(desired) * 100}, Decision: hpa.Decision{
 			At: at, CurrentReplicas: cur, ReadyReplicas: cur, DesiredReplicas: desired, Reason: "test",
-			Conditions: []autoscale.Condition{
+			Conditions: []hpa.Condition{
 				{Type: "AbleToScale", Status: true, Reason: "ReadyForNewScale", Message: "ok"},
 				{Type: "ScalingActive", Status: true, Reason: "ValidMetricFound", Message: "ok"},
 			},
@@ -137,17 +137,17 @@ func decideCmd(name, replica string, token, gen int64, at time.Time, cur, desire
 		State: &st}
 }
 
-func actuateCmd(name, replica string, token, decisionRev int64, act scalers.Actuation) scalers.Command {
-	return scalers.Command{Op: scalers.OpActuate, Name: name, Replica: replica, Token: token, DecisionRevision: decisionRev, Actuation: &act}
+func actuateCmd(name, replica string, token, decisionRev int64, act ledger.Actuation) ledger.Command {
+	return ledger.Command{Op: ledger.OpActuate, Name: name, Replica: replica, Token: token, DecisionRevision: decisionRev, Actuation: &act}
 }
 
-func condition(cs []autoscale.Condition, typ string) (autoscale.Condition, bool) {
+func condition(cs []hpa.Condition, typ string) (hpa.Condition, bool) {
 	for _, c := range cs {
 		if c.Type == typ {
 			return c, true
 		}
 	}
-	return autoscale.Condition{}, false
+	return hpa.Condition{}, false
 }
 
 func mustJSON(t testing.TB, v any) string {
@@ -160,7 +160,7 @@ func mustJSON(t testing.TB, v any) string {
 }
 
 // withSpecRevision sets the spec revision a decide names.
-func withSpecRevision(c scalers.Command, rev int64) scalers.Command {
+func withSpecRevision(c ledger.Command, rev int64) ledger.Command {
 	c.SpecRevision = rev
 	return c
 }

@@ -1,4 +1,4 @@
-package scalers
+package ledger
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/envelope"
-	"github.com/stewardhq/steward/services/scaler/autoscale"
+	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
 // KeepDecisions is how many decisions of each scaler the replicas hold;
@@ -28,8 +28,8 @@ type Machine struct {
 
 // record is one scaler with what only the control loop reads.
 type record struct {
-	Scaler Scaler          `json:"scaler"`
-	State  autoscale.State `json:"state"`
+	Scaler Scaler    `json:"scaler"`
+	State  hpa.State `json:"state"`
 	// Recent holds the newest decisions, oldest first.
 	Recent []Decision `json:"recent,omitempty"`
 }
@@ -151,7 +151,7 @@ func (m *Machine) put(a *applying, c *Command) Result {
 	if r == nil {
 		status = Created
 		r = &record{Scaler: Scaler{Name: c.Name, CreateRevision: a.rev,
-			Status: Status{Conditions: []autoscale.Condition{}}}}
+			Status: Status{Conditions: []hpa.Condition{}}}}
 		m.scalers[c.Name] = r
 	}
 	r.Scaler.Spec = *c.Spec
@@ -186,11 +186,11 @@ func (m *Machine) decide(a *applying, c *Command) Result {
 	st.ObservedGeneration = c.Generation
 	st.Conditions = slices.Clone(d.Conditions)
 	if st.Conditions == nil {
-		st.Conditions = []autoscale.Condition{}
+		st.Conditions = []hpa.Condition{}
 	}
 	if st.DriverError != "" {
 		// The failure stands until an actuation succeeds.
-		setCondition(&st.Conditions, autoscale.Condition{Type: "AbleToScale", Status: false, Reason: "FailedUpdateScale", Message: st.DriverError})
+		setCondition(&st.Conditions, hpa.Condition{Type: "AbleToScale", Status: false, Reason: "FailedUpdateScale", Message: st.DriverError})
 	}
 	st.LastDecision = &d
 	a.emit(EventDecision, c.Name, d)
@@ -216,13 +216,13 @@ func (m *Machine) actuate(a *applying, c *Command) Result {
 	st := &r.Scaler.Status
 	if act.Error != "" {
 		st.DriverError = act.Error
-		setCondition(&st.Conditions, autoscale.Condition{Type: "AbleToScale", Status: false, Reason: "FailedUpdateScale", Message: act.Error})
+		setCondition(&st.Conditions, hpa.Condition{Type: "AbleToScale", Status: false, Reason: "FailedUpdateScale", Message: act.Error})
 		// HPA records a scale event only after the update succeeded;
 		// Decide recorded it assuming success, so it is taken back.
 		r.State = withoutEventsAt(r.State, d.At)
 	} else {
 		st.DriverError = ""
-		setCondition(&st.Conditions, autoscale.Condition{Type: "AbleToScale", Status: true, Reason: "SucceededRescale",
+		setCondition(&st.Conditions, hpa.Condition{Type: "AbleToScale", Status: true, Reason: "SucceededRescale",
 			Message: fmt.Sprintf("the driver set the replica count to %d", act.Replicas)})
 		if act.Result != nil {
 			if act.Result.Previous != act.Result.Replicas {
@@ -269,15 +269,15 @@ func (m *Machine) abandon(a *applying, c *Command) {
 }
 
 // withoutEventsAt drops the scale events recorded at t.
-func withoutEventsAt(st autoscale.State, t time.Time) autoscale.State {
-	drop := func(evs []autoscale.ScaleEvent) []autoscale.ScaleEvent {
-		return slices.DeleteFunc(slices.Clone(evs), func(e autoscale.ScaleEvent) bool { return e.At.Equal(t) })
+func withoutEventsAt(st hpa.State, t time.Time) hpa.State {
+	drop := func(evs []hpa.ScaleEvent) []hpa.ScaleEvent {
+		return slices.DeleteFunc(slices.Clone(evs), func(e hpa.ScaleEvent) bool { return e.At.Equal(t) })
 	}
 	st.ScaleUpEvents, st.ScaleDownEvents = drop(st.ScaleUpEvents), drop(st.ScaleDownEvents)
 	return st
 }
 
-func setCondition(cs *[]autoscale.Condition, c autoscale.Condition) {
+func setCondition(cs *[]hpa.Condition, c hpa.Condition) {
 	for i := range *cs {
 		if (*cs)[i].Type == c.Type {
 			(*cs)[i] = c
@@ -343,7 +343,7 @@ type Work struct {
 	Generation int64
 	// SpecRevision is the spec's ModRevision; decide sends it back.
 	SpecRevision int64
-	State        autoscale.State
+	State        hpa.State
 	Status       Status
 }
 
