@@ -211,3 +211,33 @@ func Run[M qlog.StateMachine](ctx context.Context, spec Spec[M], addr string, s 
 	logger.Info(spec.Name+" service listening", "addr", p.Listener.Addr().String(), "replica", s.ReplicaID)
 	return Serve(ctx, spec, s, p.Listener, p.NC, p.Pool, logger)
 }
+
+// Settings is what the skeleton needs of a service's settings: the
+// shared ones (Replicated provides Shared to the Settings that embed it)
+// and where the service listens.
+type Settings interface {
+	Shared() Replicated
+	ListenAddr() string
+}
+
+// Opener returns a service's Open: Open of the Spec that spec declares
+// for the settings.
+func Opener[S Settings, M qlog.StateMachine](spec func(S) Spec[M]) func(context.Context, S, *nats.Conn, *pgxpool.Pool, *slog.Logger) (*Replica[M], error) {
+	return func(ctx context.Context, s S, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica[M], error) {
+		return Open(ctx, spec(s), s.Shared(), nc, pool, logger)
+	}
+}
+
+// Server returns a service's Serve: main and `steward dev` both call it.
+func Server[S Settings, M qlog.StateMachine](spec func(S) Spec[M]) func(context.Context, S, net.Listener, *nats.Conn, *pgxpool.Pool, *slog.Logger) error {
+	return func(ctx context.Context, s S, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
+		return Serve(ctx, spec(s), s.Shared(), ln, nc, pool, logger)
+	}
+}
+
+// Runner returns a service's Run, the standalone process.
+func Runner[S Settings, M qlog.StateMachine](spec func(S) Spec[M]) func(context.Context, S, *slog.Logger) error {
+	return func(ctx context.Context, s S, logger *slog.Logger) error {
+		return Run(ctx, spec(s), s.ListenAddr(), s.Shared(), logger)
+	}
+}

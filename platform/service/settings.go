@@ -48,6 +48,9 @@ type Replicated struct {
 	Process
 }
 
+// Shared returns the shared settings (service.Settings).
+func (s Replicated) Shared() Replicated { return s }
+
 // replica returns the replica id, <service>-0 when none is set.
 func (s Replicated) replica(service string) string {
 	if s.ReplicaID != "" {

@@ -44,10 +44,13 @@ type Options struct {
 	QuietRoutes []string
 	// Routes mounts the service's API.
 	Routes func(r chi.Router)
+	// OpenAPI, if set, is the API's OpenAPI document, served at
+	// /openapi.json.
+	OpenAPI []byte
 }
 
 // NewHandler returns the service's full handler: middleware, the API from
-// Options.Routes, and /healthz, /readyz and /metrics.
+// Options.Routes, and /healthz, /readyz, /metrics and /openapi.json.
 func NewHandler(o Options) http.Handler {
 	logger := o.Logger
 	if logger == nil {
@@ -84,6 +87,12 @@ func NewHandler(o Options) http.Handler {
 		_ = Encode(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if o.OpenAPI != nil {
+		r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(o.OpenAPI)
+		})
+	}
 	if o.Routes != nil {
 		o.Routes(r)
 	}

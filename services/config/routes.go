@@ -24,15 +24,11 @@ func NewServer(l *qlog.Log, store *kv.Machine, logger *slog.Logger) http.Handler
 
 func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, archive: archive, logger: logger}
-	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, s.routes))
+	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes))
 }
 
 // routes is the whole API.
 func (s *server) routes(r chi.Router) {
-	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPIDocument)
-	})
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/kv", s.handleList())
 		r.Delete("/kv", s.handleDeletePrefix())

@@ -1,14 +1,8 @@
 package config
 
 import (
-	"context"
-	"log/slog"
-	"net"
 	"net/http"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config/kv"
@@ -49,18 +43,11 @@ func Spec(s Settings) service.Spec[*kv.Machine] {
 	}
 }
 
-// Open opens a replica on nc (service.Open).
-func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica, error) {
-	return service.Open(ctx, Spec(s), s.Replicated, nc, pool, logger)
-}
-
-// Serve opens a replica and serves its API on ln until ctx ends
-// (service.Serve): main and `steward dev` both call it.
-func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
-	return service.Serve(ctx, Spec(s), s.Replicated, ln, nc, pool, logger)
-}
-
-// Run is the standalone process (service.Run).
-func Run(ctx context.Context, s Settings, logger *slog.Logger) error {
-	return service.Run(ctx, Spec(s), string(s.Addr), s.Replicated, logger)
-}
+// Open opens a replica on nc (service.Open); Serve opens one and serves
+// its API on a listener until the context ends (service.Serve): main and
+// `steward dev` both call it; Run is the standalone process (service.Run).
+var (
+	Open  = service.Opener(Spec)
+	Serve = service.Server(Spec)
+	Run   = service.Runner(Spec)
+)

@@ -18,3 +18,6 @@ type Settings struct {
 
 	service.Replicated
 }
+
+// ListenAddr is where the service listens (service.Settings).
+func (s Settings) ListenAddr() string { return string(s.Addr) }

@@ -22,15 +22,11 @@ func NewServer(l *qlog.Log, m *lease.Machine, logger *slog.Logger) http.Handler 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, logger: logger}
-	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, s.routes))
+	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes))
 }
 
 // routes is the whole API.
 func (s *server) routes(r chi.Router) {
-	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPIDocument)
-	})
 	r.Get("/v1/elections", s.handleList())
 	r.Get("/v1/elections/{name}", s.handleGet())
 	r.Post("/v1/elections/{name}/campaign", s.handleCampaign())

@@ -21,7 +21,7 @@ var openAPIDocument []byte
 // addresses (dev mode); the service's metrics go to reg (nil: a fresh one).
 func NewServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, allowLocal: allowLocal}
-	o := qloghttp.ServerOptions(ServiceName, l, logger, s.routes)
+	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
 	o.Registry = reg
 	o.QuietRoutes = []string{"/v1/services/{service}/instances/{id}/heartbeat", "/v1/registry/leases/{id}/keepalive"}
 	return web.NewHandler(o)
@@ -29,10 +29,6 @@ func NewServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *promet
 
 // routes is the whole API.
 func (s *server) routes(r chi.Router) {
-	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPIDocument)
-	})
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/services", s.handleServices())
 		r.Get("/services/{service}/instances", s.handleInstances())

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -79,21 +77,14 @@ func (s Settings) checks(ctx context.Context, r *Replica, guard *catalog.Guard, 
 	return func(ctx context.Context) { checker.Run(ctx); <-left }, nil
 }
 
-// Open opens a replica on nc (service.Open).
-func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica, error) {
-	return service.Open(ctx, Spec(s), s.Replicated, nc, pool, logger)
-}
-
-// Serve opens a replica and serves its API on ln until ctx ends
-// (service.Serve): main and `steward dev` both call it.
-func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
-	return service.Serve(ctx, Spec(s), s.Replicated, ln, nc, pool, logger)
-}
-
-// Run is the standalone process (service.Run).
-func Run(ctx context.Context, s Settings, logger *slog.Logger) error {
-	return service.Run(ctx, Spec(s), string(s.Addr), s.Replicated, logger)
-}
+// Open opens a replica on nc (service.Open); Serve opens one and serves
+// its API on a listener until the context ends (service.Serve): main and
+// `steward dev` both call it; Run is the standalone process (service.Run).
+var (
+	Open  = service.Opener(Spec)
+	Serve = service.Server(Spec)
+	Run   = service.Runner(Spec)
+)
 
 // logGuard logs every service the guard protects or releases, so that an
 // operator sees self-preservation engage.

@@ -40,3 +40,6 @@ func (s Settings) guard() *catalog.Guard {
 	}
 	return &catalog.Guard{MinInstances: s.GuardMinInstances, Share: s.GuardShare}
 }
+
+// ListenAddr is where the service listens (service.Settings).
+func (s Settings) ListenAddr() string { return string(s.Addr) }

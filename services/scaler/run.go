@@ -44,12 +44,20 @@ type Replica struct {
 // STEWARD_REGISTRY_URL is empty.
 const defaultRegistryURL = "http://127.0.0.1:8082"
 
-// replicated returns the shared settings, the registry defaulted.
-func (s Settings) replicated() service.Replicated {
+// Shared returns the shared settings, the registry defaulted
+// (service.Settings).
+func (s Settings) Shared() service.Replicated {
 	if s.RegistryURL == "" {
 		s.RegistryURL = defaultRegistryURL
 	}
 	return s.Replicated
+}
+
+// Spec declares the service to the skeleton (Serve, Run); spec also
+// returns the Replica that opening it fills in (Open).
+func Spec(s Settings) service.Spec[*ledger.Machine] {
+	spec, _ := spec(s)
+	return spec
 }
 
 // spec declares the service to the skeleton and returns the Replica that
@@ -58,7 +66,7 @@ func (s Settings) replicated() service.Replicated {
 // the sample subscription and the pruning of old samples.
 func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 	rep := &Replica{Metrics: metrics.NewStore(s.SampleTTL)}
-	registryURL := s.replicated().RegistryURL
+	registryURL := s.Shared().RegistryURL
 	return service.Spec[*ledger.Machine]{
 		Name:          ServiceName,
 		Machine:       ledger.New(s.KeepDecisions),
@@ -110,7 +118,7 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 // PostgreSQL when pool is set.
 func Open(ctx context.Context, s Settings, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica, error) {
 	spec, rep := spec(s)
-	if _, err := service.Open(ctx, spec, s.replicated(), nc, pool, logger); err != nil {
+	if _, err := service.Open(ctx, spec, s.Shared(), nc, pool, logger); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -165,15 +173,10 @@ func (r *Replica) Subscribe(logger *slog.Logger) (*nats.Subscription, error) {
 	return sub, r.Conn.Flush()
 }
 
-// Serve opens a replica and serves its API on ln until ctx ends
-// (service.Serve): main and `steward dev` both call it.
-func Serve(ctx context.Context, s Settings, ln net.Listener, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) error {
-	spec, _ := spec(s)
-	return service.Serve(ctx, spec, s.replicated(), ln, nc, pool, logger)
-}
-
-// Run is the standalone process (service.Run).
-func Run(ctx context.Context, s Settings, logger *slog.Logger) error {
-	spec, _ := spec(s)
-	return service.Run(ctx, spec, string(s.Addr), s.replicated(), logger)
-}
+// Serve opens a replica and serves its API on a listener until the
+// context ends (service.Serve): main and `steward dev` both call it; Run
+// is the standalone process (service.Run).
+var (
+	Serve = service.Server(Spec)
+	Run   = service.Runner(Spec)
+)

@@ -379,8 +379,9 @@ func (p *primed) TryNextRevision() ([]qlog.Event, error) {
 
 // ServerOptions are the web options every service on a log shares: ready
 // when the log is, the revision on every answer, and the log's metrics on
-// /metrics. The service adds its routes and anything of its own.
-func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, routes func(chi.Router)) web.Options {
+// /metrics, its OpenAPI document on /openapi.json. The service adds its
+// routes and anything of its own.
+func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, openAPI []byte, routes func(chi.Router)) web.Options {
 	o := web.Options{
 		Service: service,
 		Logger:  logger,
@@ -389,6 +390,7 @@ func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, routes func
 		// a more precise one overwrite this.
 		Middleware: []func(http.Handler) http.Handler{RevisionMiddleware(l)},
 		Routes:     routes,
+		OpenAPI:    openAPI,
 	}
 	if l != nil { // nil only to list the routes
 		o.Collectors = []prometheus.Collector{l.Collector()}
