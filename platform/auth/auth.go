@@ -201,12 +201,21 @@ func roleNameProblem(name string) string {
 	if name == "" || len(name) > MaxNameBytes || name == "." || name == ".." {
 		return fmt.Sprintf("want 1 to %d of letters, digits, '.', '_' and '-', other than . and ..", MaxNameBytes)
 	}
-	for i := 0; i < len(name); i++ {
-		if b := name[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '_' || b == '-') {
-			return fmt.Sprintf("%q: only letters, digits, '.', '_' and '-' are allowed", truncate(name))
-		}
+	if !alnumOr(name, "._-") {
+		return fmt.Sprintf("%q: only letters, digits, '.', '_' and '-' are allowed", truncate(name))
 	}
 	return ""
+}
+
+// alnumOr reports whether every byte of s is an ASCII letter or digit or
+// one of extra: the one shape of role names, token ids and secrets.
+func alnumOr(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte(extra, b) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkText returns why s is not up to max bytes of UTF-8 without control

@@ -262,15 +262,7 @@ func (m *Machine) applied(a *applying, c *Command, event string, res Result) Res
 
 func validTokenID(id string) bool {
 	body, ok := strings.CutPrefix(id, "tok_")
-	if !ok || body == "" || len(body) > 64 {
-		return false
-	}
-	for i := 0; i < len(body); i++ {
-		if b := body[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9') {
-			return false
-		}
-	}
-	return true
+	return ok && body != "" && len(body) <= 64 && alnumOr(body, "")
 }
 
 func validHash(h string) bool {
@@ -301,7 +293,7 @@ func (m *Machine) principal(t *Token) Principal {
 			rules = append(rules, r.Rules...)
 		}
 	}
-	return Principal{ID: t.ID, Description: t.Description, Roles: slices.Clone(t.Roles), ExpiresAt: t.ExpiresAt, Rules: effective(rules)}
+	return Principal{Token: *view(t), Rules: effective(rules)}
 }
 
 // Authenticate returns the principal of the token whose secret is secret,

@@ -5,19 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/stewardhq/steward/platform/fault"
 )
 
 // Principal is who a request acts as: the token it authenticated with
-// and the rules its roles grant at the time. It is also GET
-// /v1/auth/whoami's answer.
+// (without its hash) and the rules its roles grant at the time. It is
+// also GET /v1/auth/whoami's answer.
 type Principal struct {
-	ID          string    `json:"id"`
-	Description string    `json:"description"`
-	Roles       []string  `json:"roles"`
-	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
+	Token
 	// Rules are the effective rules: the union of the roles' rules
 	// without those another one covers, in resource and prefix order.
 	Rules []Rule `json:"rules"`

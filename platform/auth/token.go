@@ -182,14 +182,5 @@ func ParseBearer(header string) (string, error) {
 // b64token): 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isToken68(s string) bool {
 	body := strings.TrimRight(s, "=")
-	if body == "" {
-		return false
-	}
-	for i := 0; i < len(body); i++ {
-		b := body[i]
-		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("-._~+/", b) >= 0) {
-			return false
-		}
-	}
-	return true
+	return body != "" && alnumOr(body, "-._~+/")
 }
