@@ -456,7 +456,9 @@ func TestGuard(t *testing.T) {
 func TestLeaseBoundRegistration(t *testing.T) {
 	n := startNode(t, qlogtest.StartServer(t).Connect(t), testSettings("registry-0", nil))
 	var l catalog.Lease
-	expect(t, call(t, "POST", n.url+"/v1/registry/leases", `{"ttl":"1s"}`), 201).decode(t, &l)
+	// Keepalives every 400 ms hold a 2 s lease with room for a loaded
+	// machine; five of them outlive the TTL.
+	expect(t, call(t, "POST", n.url+"/v1/registry/leases", `{"ttl":"2s"}`), 201).decode(t, &l)
 	expect(t, call(t, "PUT", fmt.Sprintf("%s/v1/services/web/instances/a?lease=%d", n.url, l.ID), `{"address":"10.0.0.1","port":80}`), 200)
 	expect(t, call(t, "PUT", fmt.Sprintf("%s/v1/services/web/instances/b?lease=%d", n.url, l.ID), `{"address":"10.0.0.2","port":80}`), 200)
 	expect(t, call(t, "PUT", n.url+"/v1/services/web/instances/c?lease=999999", `{"address":"10.0.0.3","port":80}`), 404)
@@ -465,7 +467,7 @@ func TestLeaseBoundRegistration(t *testing.T) {
 	if strings.Join(got.Instances, ",") != "web/a,web/b" {
 		t.Fatalf("lease instances = %v", got.Instances)
 	}
-	for range 5 {
+	for range 6 {
 		time.Sleep(400 * time.Millisecond)
 		expect(t, call(t, "POST", fmt.Sprintf("%s/v1/registry/leases/%d/keepalive", n.url, l.ID), ""), 200)
 	}

@@ -181,7 +181,10 @@ const AnnounceTTL = 10 * time.Second
 // it as soon as it can; it returns only when ctx ends.
 func (c *Client) Announce(ctx context.Context, service, id string, reg catalog.Registration, logger *slog.Logger) {
 	reg.Check = &catalog.Check{TTL: catalog.Duration(AnnounceTTL), DeregisterAfter: catalog.Duration(time.Minute)}
-	registered := false
+	// registered: the registry has the instance as far as we know;
+	// tried: a registration was sent, whose answer may have been cut off
+	// by ctx ending after the registry applied it.
+	registered, tried := false, false
 	const every = AnnounceTTL / 3
 	retry := 100 * time.Millisecond
 	for {
@@ -193,6 +196,7 @@ func (c *Client) Announce(ctx context.Context, service, id string, reg catalog.R
 			}
 		}
 		if !registered {
+			tried = true
 			if _, err = c.Register(ctx, service, id, reg); err == nil {
 				registered = true
 				logger.Info("registered in the service registry", "service", service, "id", id, "address", reg.Address, "port", reg.Port)
@@ -209,7 +213,7 @@ func (c *Client) Announce(ctx context.Context, service, id string, reg catalog.R
 		}
 		select {
 		case <-ctx.Done():
-			if registered {
+			if registered || tried {
 				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 				_ = c.Deregister(dctx, service, id)
 				cancel()
