@@ -161,12 +161,13 @@ func (l Limits) withDefaults() Limits {
 // stops accepting, signals Stopping to long-lived handlers, and waits up to
 // drain for in-flight requests before closing what is left. It returns nil
 // after a clean shutdown. Every request, before h sees it, is checked for
-// ambiguous framing (see framedConn).
+// ambiguous framing (see framedConn). Over a TLS listener (ServeTLS),
+// requests carry their connection's TLS state in Request.TLS.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits) error {
 	limits = limits.withDefaults()
 	st := &serving{stopping: make(chan struct{}), holds: newHolds(limits.WatchesPerClient), trusted: limits.TrustedProxies}
 	srv := &http.Server{
-		Handler:           refuseAmbiguousFraming(h),
+		Handler:           refuseAmbiguousFraming(withTLSState(h)),
 		ReadHeaderTimeout: limits.ReadHeaderTimeout,
 		IdleTimeout:       limits.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
