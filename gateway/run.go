@@ -65,7 +65,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		}
 		logger.Info("pprof listening", "addr", pln.Addr().String())
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = web.Serve(bctx, pln, pprofHandler(), logger, time.Second, s.Limits) }()
+		go func() { defer wg.Done(); _ = web.ServeTLS(bctx, pln, pprofHandler(), logger, time.Second, s.Limits, s.TLS) }()
 	}
 	for _, run := range []func(){
 		func() { disc.Run(bctx) },
@@ -79,7 +79,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}
-	return web.Serve(ctx, ln, NewHandler(px, src, disc, reg, logger), logger, s.ShutdownTimeout, s.Limits)
+	return web.ServeTLS(ctx, ln, NewHandler(px, src, disc, reg, logger), logger, s.ShutdownTimeout, s.Limits, s.TLS)
 }
 
 // NewHandler serves the gateway's own endpoints (/healthz, /readyz,

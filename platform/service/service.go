@@ -184,7 +184,7 @@ func Serve[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated,
 	for _, task := range tasks {
 		wg.Go(func() { task(tctx) })
 	}
-	return web.Serve(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits)
+	return web.ServeTLS(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits, s.TLS)
 }
 
 // announcer returns what keeps the replica registered, nil if nothing.
@@ -203,7 +203,7 @@ func (r *Replica[M]) announcer(ln net.Listener) (Announcer, error) {
 // PostgreSQL, listens on addr, then serves.
 func Run[M qlog.StateMachine](ctx context.Context, spec Spec[M], addr string, s Replicated, logger *slog.Logger) error {
 	s.ReplicaID = s.replica(spec.Name)
-	p, err := qlogsvc.Start(ctx, fmt.Sprintf("steward-%s-%s", spec.Name, s.ReplicaID), s.NATSURL, s.DatabaseURL, addr, logger)
+	p, err := qlogsvc.Start(ctx, fmt.Sprintf("steward-%s-%s", spec.Name, s.ReplicaID), s.NATSURL, s.NATSAuth, s.DatabaseURL, addr, logger)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/logging"
+	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
 	"github.com/stewardhq/steward/platform/web"
 )
 
@@ -19,6 +20,9 @@ type Process struct {
 	// Limits bound what clients can make the server hold: watches and
 	// blocking queries per client, time to send headers, idle keep-alive.
 	web.Limits
+	// TLS makes every listener serve HTTPS (and can require client
+	// certificates); its CA bundle is for Steward's own clients.
+	web.TLS
 }
 
 // Logging says how the process logs (launch.Settings).
@@ -44,6 +48,10 @@ type Replicated struct {
 	// steward-<service>; empty: it does not (the registry registers in
 	// itself, the scaler defaults to http://127.0.0.1:8082).
 	RegistryURL string `envconfig:"REGISTRY_URL" desc:"registry this process registers itself in (empty: none; the registry registers in itself, the scaler uses and registers in http://127.0.0.1:8082)"`
+
+	// NATSAuth are the credentials and TLS a replica connects to NATS
+	// with.
+	qlogsvc.NATSAuth
 
 	Process
 }
