@@ -19,6 +19,10 @@ type Entry struct {
 	ModRevision    int64           `json:"modRevision"`
 	Version        int64           `json:"version"`
 	Lease          int64           `json:"lease,omitempty"`
+	// By is the id of the token whose write made this version (a
+	// deletion's tombstone included); empty with auth off, and for what
+	// the store does by itself (a lease's expiry).
+	By string `json:"by,omitempty"`
 }
 
 // Command is a proposal to the store; Op selects the fields that matter.
@@ -40,6 +44,10 @@ type Command struct {
 	ID int64 `json:"id,omitempty"`
 	// Since is an expire's precondition: not renewed after this revision.
 	Since int64 `json:"since,omitempty"`
+	// By is the id of the token that made the write (authhttp.By), empty
+	// with auth off. It travels in the command, not the replica's request
+	// context, so every replica records the same author.
+	By string `json:"by,omitempty"`
 }
 
 // Fence is a fencing token presented with a write.

@@ -39,6 +39,7 @@ type Machine struct {
 	tombstones []tombstone
 	rev        int64 // revision of the entry being applied
 	now        time.Time
+	by         string // token id of the command being applied (Command.By)
 }
 
 // record is one key's history. A record is immutable once it is in the
@@ -123,6 +124,7 @@ func (s *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 }
 
 func (s *Machine) apply(c *Command) (Result, []qlog.Event) {
+	s.by = c.By
 	if c.Fence != nil {
 		if high := s.fences[c.Fence.Name]; c.Fence.Token < high {
 			return Result{Status: Fenced, FenceToken: high,
@@ -226,7 +228,7 @@ func (s *Machine) put(key string, value json.RawMessage, leaseID int64, ev *[]ql
 		return nil, nil, false
 	}
 	rec, cur := s.current(key)
-	e := Entry{Key: key, Value: value, CreateRevision: s.rev, ModRevision: s.rev, Version: 1, Lease: leaseID}
+	e := Entry{Key: key, Value: value, CreateRevision: s.rev, ModRevision: s.rev, Version: 1, Lease: leaseID, By: s.by}
 	var prev *Entry
 	if cur != nil {
 		p := *cur
@@ -261,9 +263,10 @@ func (s *Machine) delete(key string, ev *[]qlog.Event) *Entry {
 			delete(l.Keys, key)
 		}
 	}
-	s.replace(key, s.pruned(rec.withVersion(version{Entry: Entry{Key: key, ModRevision: s.rev}, Deleted: true})))
+	gone := Entry{Key: key, ModRevision: s.rev, By: s.by}
+	s.replace(key, s.pruned(rec.withVersion(version{Entry: gone, Deleted: true})))
 	s.tombstones = append(s.tombstones, tombstone{Key: key, Rev: s.rev})
-	*ev = append(*ev, event("delete", Entry{Key: key, ModRevision: s.rev}, &prev))
+	*ev = append(*ev, event("delete", gone, &prev))
 	return &prev
 }
 

@@ -217,6 +217,54 @@ func TestLeasesAndFencing(t *testing.T) {
 	}
 }
 
+// TestBy: every version a write makes, and its watch event, carry the
+// command's By; a lease's expiry is the store's own and carries none.
+func TestBy(t *testing.T) {
+	h := newHarness(t, 100)
+	g := h.do(kv.Command{Op: "grant", TTL: time.Second, By: "granter"})
+	h.do(kv.Command{Op: "put", Key: "/a", Value: raw(`1`), By: "putter"})
+	h.do(kv.Command{Op: "put", Key: "/l", Value: raw(`1`), Lease: g.Lease.ID, By: "putter"})
+	h.do(kv.Command{Op: "put", Key: "/n", Value: raw(`1`)})
+	h.do(kv.Command{Op: "txn", By: "txner", Txn: &kv.Txn{Success: []kv.Op{{Put: &kv.PutOp{Key: "/t", Value: raw(`1`)}}}}})
+	h.do(kv.Command{Op: "delete", Key: "/a", By: "deleter"})
+	h.do(kv.Command{Op: "deletePrefix", Prefix: "/t", By: "pruner"})
+	h.now = h.now.Add(2 * time.Second)
+	h.do(kv.Command{Op: "expire", ID: g.Lease.ID, Since: g.Lease.ID})
+	tests := []struct {
+		key  string
+		want []string // newest first
+	}{
+		{"/a", []string{"deleter", "putter"}},
+		{"/l", []string{"", "putter"}},
+		{"/n", []string{""}},
+		{"/t", []string{"pruner", "txner"}},
+	}
+	for _, tc := range tests {
+		hist, _ := h.s.History(tc.key, 10)
+		var got []string
+		for _, it := range hist {
+			got = append(got, it.By)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("History(%s) by = %q, want %q", tc.key, got, tc.want)
+		}
+	}
+	wantEvents := map[string]string{"put /a": "putter", "put /l": "putter", "put /n": "", "put /t": "txner",
+		"delete /a": "deleter", "delete /t": "pruner", "delete /l": ""}
+	for _, ev := range h.event {
+		var d kv.EventData
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if want, ok := wantEvents[ev.Type+" "+ev.Key]; !ok || d.Entry.By != want {
+			t.Errorf("%s event on %s by = %q, want %q", ev.Type, ev.Key, d.Entry.By, want)
+		}
+	}
+	if len(h.event) != len(wantEvents) {
+		t.Errorf("%d events, want %d", len(h.event), len(wantEvents))
+	}
+}
+
 // TestDeterministicReplay applies one log to two stores, and to a third
 // restored from a snapshot halfway, and compares snapshots byte for byte.
 func TestDeterministicReplay(t *testing.T) {
@@ -226,9 +274,9 @@ func TestDeterministicReplay(t *testing.T) {
 		key := fmt.Sprintf("/k/%d", i%37)
 		switch i % 5 {
 		case 0, 1:
-			h.do(kv.Command{Op: "put", Key: key, Value: raw(fmt.Sprintf(`{"i":%d}`, i)), Lease: g.Lease.ID * int64(i%2)})
+			h.do(kv.Command{Op: "put", Key: key, Value: raw(fmt.Sprintf(`{"i":%d}`, i)), Lease: g.Lease.ID * int64(i%2), By: fmt.Sprintf("tok%d", i%3)})
 		case 2:
-			h.do(kv.Command{Op: "delete", Key: key})
+			h.do(kv.Command{Op: "delete", Key: key, By: "tok-d"})
 		case 3:
 			h.do(kv.Command{Op: "put", Key: key, Value: raw(`0`), IfMatch: ptr(int64(i - 3))})
 		case 4:
