@@ -33,7 +33,7 @@ import (
 func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registry := &client.Client{BaseURL: s.RegistryURL}
+	registry := &client.Client{BaseURL: s.RegistryURL, Token: s.Token}
 	host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
 	if err != nil {
 		return err
@@ -47,7 +47,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 	reg.MustRegister(newPoolCollector(disc))
 	px := proxy.New(proxy.Config{Pools: disc, ID: s.ID, Zone: s.Zone, MaxRequests: s.MaxRequests,
 		MaxPending: s.MaxPending, Logger: logger, Registerer: reg})
-	src := &routesource.Source{Apply: px.SetRoutes, Logger: logger, ConfigURL: func() (string, error) {
+	src := &routesource.Source{Apply: px.SetRoutes, Logger: logger, Token: s.Token, ConfigURL: func() (string, error) {
 		if s.ConfigURL != "" {
 			return s.ConfigURL, nil
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/natsembed"
@@ -205,6 +206,21 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 			rs.NATSURL, rs.DatabaseURL, rs.RegistryURL = ns.ClientURL(), cfg.DatabaseURL, registryURL
 		}
 	}
+	// With STEWARD_AUTH=on every role shares the bootstrap root token
+	// (made up here and printed once when none is set), and uses it for
+	// its own calls unless STEWARD_AUTH_TOKEN names another.
+	rootSecret, generated := roles.config.BootstrapToken, false
+	if roles.config.Auth && rootSecret == "" {
+		rootSecret, generated = auth.NewSecret(), true
+	}
+	for _, r := range roleList {
+		if roles.config.Auth {
+			r.process.BootstrapToken = rootSecret
+			if r.process.Token == "" {
+				r.process.Token = rootSecret
+			}
+		}
+	}
 	roles.registry.AllowLocal = true
 	roles.scaler.ElectionURLs = []string{client.LocalURL(by["election"].ln.Addr())}
 	roles.gateway.RegistryURL = registryURL
@@ -232,7 +248,14 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)
 	fmt.Fprintf(tw, "  postgres\t%s\t\n", postgres)
-	fmt.Fprintf(tw, "  auth\toff\tnot implemented yet: do not expose these ports\n")
+	switch {
+	case !bool(roles.config.Auth):
+		fmt.Fprintf(tw, "  auth\toff\tanyone who reaches these ports may do anything; STEWARD_AUTH=on requires tokens\n")
+	case generated:
+		fmt.Fprintf(tw, "  auth\ton\troot token %s (shown once; STEWARD_AUTH_BOOTSTRAP_TOKEN chooses it)\n", rootSecret)
+	default:
+		fmt.Fprintf(tw, "  auth\ton\troot token from STEWARD_AUTH_BOOTSTRAP_TOKEN\n")
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -33,6 +33,10 @@ type Source struct {
 	// ConfigURL returns a base URL of the config service (it may differ
 	// from call to call: an instance found through the registry).
 	ConfigURL func() (string, error)
+	// Token, if set, is sent as Authorization: Bearer
+	// (STEWARD_AUTH_TOKEN): the config service needs kv read on the
+	// route documents' prefix when auth is on.
+	Token string
 	// Apply receives every new routing table.
 	Apply  func(*route.Table)
 	HTTP   *http.Client
@@ -188,6 +192,9 @@ func (s *Source) watch(ctx context.Context, base string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if s.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+	}
 	resp, err := s.client().Do(req)
 	if err != nil {
 		return false, err
@@ -233,6 +240,9 @@ func (s *Source) get(ctx context.Context, u string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
+	}
+	if s.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.Token)
 	}
 	resp, err := s.client().Do(req)
 	if err != nil {

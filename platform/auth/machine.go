@@ -16,6 +16,10 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/envelope"
 )
 
+// Service names the auth log: stream STEWARD_AUTH, which every
+// replica of every service follows.
+const Service = "auth"
+
 // The ops of a Command.
 const (
 	OpPutRole     = "putRole"

@@ -10,6 +10,8 @@ package service
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
@@ -71,8 +75,9 @@ type Announcer interface {
 }
 
 // NewAnnouncer returns the Announcer of a replica of service listening on
-// ln, registered at registryURL under advertise (empty: from ln).
-type NewAnnouncer func(registryURL, advertise string, ln net.Addr, service, id string) (Announcer, error)
+// ln, registered at registryURL under advertise (empty: from ln), whose
+// calls carry token (STEWARD_AUTH_TOKEN; empty: none).
+type NewAnnouncer func(registryURL, advertise string, ln net.Addr, service, id, token string) (Announcer, error)
 
 // defaultMaxBatchBytes is the log's group-commit bound unless a service
 // says otherwise.
@@ -91,7 +96,20 @@ type Replica[M qlog.StateMachine] struct {
 	// Settings are the settings it was opened with, ReplicaID filled in.
 	Settings Replicated
 	Logger   *slog.Logger
-	spec     Spec[M]
+	// Auth is the replica's follower of the auth log (stream
+	// STEWARD_AUTH) and Guard what checks requests against it; both nil
+	// with STEWARD_AUTH off.
+	Auth  *qlog.Log
+	Guard *authhttp.Guard
+	admin *authhttp.Admin
+	spec  Spec[M]
+}
+
+// Secure puts the Guard in front of o's routes and mounts /v1/auth (a
+// service's Handler calls it on its web options); ruled says every
+// route declares its Need. With auth off it returns o.
+func (r *Replica[M]) Secure(o web.Options, ruled bool) web.Options {
+	return r.Guard.Secure(o, r.admin, ruled)
 }
 
 // Open opens a replica of spec on nc. Snapshots go to PostgreSQL when pool
@@ -122,18 +140,88 @@ func Open[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated, 
 		return nil, err
 	}
 	r := &Replica[M]{Log: l, Machine: spec.Machine, Conn: nc, Settings: s, Logger: logger, spec: spec}
+	if s.Auth {
+		if s.BootstrapToken != "" {
+			if err := auth.ValidateBootstrapSecret(s.BootstrapToken); err != nil {
+				_ = l.Close()
+				return nil, fmt.Errorf("STEWARD_AUTH_BOOTSTRAP_TOKEN: %w", err)
+			}
+		}
+		if err := r.openAuth(ctx, nc, pool); err != nil {
+			_ = l.Close()
+			return nil, err
+		}
+	}
 	if spec.History && pool != nil {
 		r.History = pgstore.NewHistory(pool, spec.Name)
 	}
 	if r.Handler, err = spec.Handler(r); err != nil {
-		_ = l.Close()
+		_ = r.Close()
 		return nil, err
 	}
 	return r, nil
 }
 
-// Close closes the replica's log.
-func (r *Replica[M]) Close() error { return r.Log.Close() }
+// openAuth opens the replica's follower of the auth log: a voter when
+// its id is among STEWARD_AUTH_VOTERS, else an observer that applies
+// every change as it is made.
+func (r *Replica[M]) openAuth(ctx context.Context, nc *nats.Conn, pool *pgxpool.Pool) error {
+	snaps, err := qlogsvc.Snapshots(ctx, nc, pool, auth.Service, r.Settings.StreamReplicas)
+	if err != nil {
+		return err
+	}
+	m := auth.New()
+	logger := r.Logger.With("log", auth.Service)
+	r.Auth, err = qlog.Open(ctx, qlog.Config{
+		Service:        auth.Service,
+		ReplicaID:      r.Settings.ReplicaID,
+		Voters:         r.Settings.AuthVoterIDs(),
+		Conn:           nc,
+		StreamReplicas: r.Settings.StreamReplicas,
+		Snapshots:      snaps,
+		SnapshotEvery:  r.Settings.SnapshotEvery,
+		RetainEntries:  r.Settings.RetainEntries,
+		MaxBatchBytes:  defaultMaxBatchBytes,
+		Logger:         logger,
+	}, m)
+	if err != nil {
+		return fmt.Errorf("auth log: %w", err)
+	}
+	r.Guard = authhttp.NewGuard(r.Auth, m, r.Settings.MetricsPublic, r.Logger)
+	r.admin = authhttp.NewAdmin(r.Auth, m, r.Logger)
+	return nil
+}
+
+// bootstrap proposes the root token of STEWARD_AUTH_BOOTSTRAP_TOKEN once
+// the auth log is ready; the machine skips it when a token was ever
+// issued, so every replica of every service may propose it.
+func (r *Replica[M]) bootstrap(ctx context.Context) {
+	secret := r.Settings.BootstrapToken
+	if r.Auth == nil || secret == "" || r.Auth.WaitReady(ctx) != nil {
+		return
+	}
+	cmd, _ := json.Marshal(auth.Bootstrap(secret))
+	for backoff := 100 * time.Millisecond; ctx.Err() == nil; backoff = min(2*backoff, 5*time.Second) {
+		_, err := r.Auth.Propose(ctx, cmd, qlog.ProposeOptions{IdempotencyKey: "bootstrap"})
+		if err == nil {
+			return
+		}
+		r.Logger.Warn("auth bootstrap not proposed yet", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// Close closes the replica's logs.
+func (r *Replica[M]) Close() error {
+	err := r.Log.Close()
+	if r.Auth != nil {
+		err = errors.Join(err, r.Auth.Close())
+	}
+	return err
+}
 
 // RunExpiry proposes the machine's due expiries until ctx ends; Serve
 // runs it. Without an Expiry in the Spec it waits for ctx.
@@ -167,6 +255,9 @@ func Serve[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated,
 	tctx, stop := context.WithCancel(ctx)
 	defer stop()
 	tasks := []Task{r.RunExpiry, func(ctx context.Context) { _ = r.Archive(ctx) }}
+	if r.Guard != nil {
+		tasks = append(tasks, r.Guard.Run, r.bootstrap)
+	}
 	if announce, err := r.announcer(ln); err != nil {
 		return err
 	} else if announce != nil {
@@ -196,7 +287,7 @@ func (r *Replica[M]) announcer(ln net.Listener) (Announcer, error) {
 	if url == "" || r.spec.Announcer == nil {
 		return nil, nil
 	}
-	return r.spec.Announcer(url, r.Settings.AdvertiseAddr, ln.Addr(), "steward-"+r.spec.Name, r.Settings.ReplicaID)
+	return r.spec.Announcer(url, r.Settings.AdvertiseAddr, ln.Addr(), "steward-"+r.spec.Name, r.Settings.ReplicaID, r.Settings.Token)
 }
 
 // Run is the standalone process: it connects to NATS and, if configured,

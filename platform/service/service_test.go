@@ -51,7 +51,7 @@ func TestServeRunsTheSpec(t *testing.T) {
 			})
 			return mux, nil
 		},
-		Announcer: func(url, _ string, _ net.Addr, name, id string) (service.Announcer, error) {
+		Announcer: func(url, _ string, _ net.Addr, name, id, _ string) (service.Announcer, error) {
 			ann.url, ann.service, ann.id = url, name, id
 			return ann, nil
 		},

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
 	"github.com/stewardhq/steward/platform/web"
@@ -23,6 +24,9 @@ type Process struct {
 	// TLS makes every listener serve HTTPS (and can require client
 	// certificates); its CA bundle is for Steward's own clients.
 	web.TLS
+
+	// Settings of auth: STEWARD_AUTH and the tokens.
+	authhttp.Settings
 }
 
 // Logging says how the process logs (launch.Settings).

@@ -139,13 +139,17 @@ func ProblemFor(r *http.Request, err error) Problem {
 // Error answers err as problem+json. 5xx answers are logged with the
 // cause, at the level LogLevel gives their status. A 503 or 429 tells the
 // client when to come back (Retry-After: 1) unless the handler already
-// said.
+// said; a 401 names the Bearer scheme (WWW-Authenticate).
 func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	p := ProblemFor(r, err)
 	if p.Status >= 500 && logger != nil {
 		logger.Log(r.Context(), LogLevel(p.Status), "request failed",
 			"method", r.Method, "path", r.URL.Path, "status", p.Status,
 			"request_id", RequestID(r.Context()), "err", err)
+	}
+	if p.Status == http.StatusUnauthorized {
+		// RFC 6750: the scheme a client is to authenticate with.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="steward"`)
 	}
 	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests {
 		if w.Header().Get("Retry-After") == "" {

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
@@ -26,6 +29,7 @@ type server struct {
 	store   *kv.Machine
 	archive historyArchive // nil: history only from memory
 	logger  *slog.Logger
+	table   []authhttp.Route // the routes with their Needs
 }
 
 // historyArchive holds events older than the replica keeps (pgstore.History).
@@ -56,7 +60,8 @@ func keyParam(r *http.Request) (string, error) {
 }
 
 // commit proposes c, sets the revision it was applied at and answers a
-// refused command's fault; the caller writes the success.
+// refused command's fault; the caller writes the success. Every write
+// goes through here, so here it is signed with the request's token id.
 func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (kv.Result, int64, error) {
 	return qloghttp.Commit[kv.Result](w, r, s.log, c, maxCommandBytes)
 }
@@ -274,10 +279,13 @@ func (s *server) handleList() http.HandlerFunc {
 			return err
 		}
 		var resp listResponse
+		readable := authhttp.Filter(r.Context(), auth.KV, auth.Read)
 		err = s.log.Read(r.Context(), c, func(rev int64) error {
 			items, next := s.store.List(prefix, q.Get("after"), int(limit))
 			resp.Revision = rev
-			resp.Items = items
+			// With auth on, a page drops the keys the token may not
+			// read; next still pages on from the last key looked at.
+			resp.Items = slices.DeleteFunc(items, func(e kv.Entry) bool { return !readable(e.Key) })
 			if next != "" {
 				resp.Next = &next
 			}
@@ -315,6 +323,9 @@ func (s *server) handleTxn() http.HandlerFunc {
 		if err := kv.ValidateTxn(&txn); err != nil {
 			return err
 		}
+		if err := checkTxn(r.Context(), &txn); err != nil {
+			return err
+		}
 		f, err := parseFence(r.Header.Get("X-Steward-Fence"))
 		if err != nil {
 			return err
@@ -328,6 +339,34 @@ func (s *server) handleTxn() http.HandlerFunc {
 		}
 		return web.Encode(w, http.StatusOK, txnResponse{Succeeded: res.Txn.Succeeded, Results: res.Txn.Results, Revision: rev})
 	})
+}
+
+// checkTxn requires, with auth on, read access to every key a
+// transaction compares or gets and write access to every key it puts or
+// deletes (every key under a prefix it deletes), in either branch.
+func checkTxn(ctx context.Context, txn *kv.Txn) error {
+	for _, c := range txn.Compare {
+		if err := authhttp.Check(ctx, auth.KV, c.Key, auth.Read); err != nil {
+			return err
+		}
+	}
+	for _, op := range slices.Concat(txn.Success, txn.Failure) {
+		var err error
+		switch {
+		case op.Put != nil:
+			err = authhttp.Check(ctx, auth.KV, op.Put.Key, auth.Write)
+		case op.Get != nil:
+			err = authhttp.Check(ctx, auth.KV, op.Get.Key, auth.Read)
+		case op.Delete != nil && op.Delete.Prefix != "":
+			err = authhttp.CheckPrefix(ctx, auth.KV, op.Delete.Prefix, auth.Write)
+		case op.Delete != nil:
+			err = authhttp.Check(ctx, auth.KV, op.Delete.Key, auth.Write)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // historyResponse is GET /v1/history's body.

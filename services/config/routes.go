@@ -7,6 +7,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/web"
@@ -16,31 +18,58 @@ import (
 //go:embed api/openapi.json
 var openAPIDocument []byte
 
-// NewServer returns the service's HTTP handler; history is read from the
-// replica's memory only.
+// NewServer returns the service's HTTP handler without auth; history is
+// read from the replica's memory only.
 func NewServer(l *qlog.Log, store *kv.Machine, logger *slog.Logger) http.Handler {
-	return newServer(l, store, nil, logger)
+	return newServer(l, store, nil, logger, nil)
 }
 
-func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger) http.Handler {
+// newServer returns the service's handler; secure (the replica's
+// Secure, nil without auth) puts the auth Guard in front of it.
+func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger, secure func(web.Options, bool) web.Options) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, archive: archive, logger: logger}
-	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes))
+	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
+	if secure != nil {
+		o = secure(o, true)
+	}
+	return web.NewHandler(o)
 }
 
-// routes is the whole API.
+// routes is the whole API, each route with the access it needs.
 func (s *server) routes(r chi.Router) {
-	r.Route("/v1", func(r chi.Router) {
-		r.Get("/kv", s.handleList())
-		r.Delete("/kv", s.handleDeletePrefix())
-		r.Put("/kv/*", s.handlePut())
-		r.Get("/kv/*", s.handleGet())
-		r.Delete("/kv/*", s.handleDelete())
-		r.Post("/txn", s.handleTxn())
-		r.Get("/watch", s.handleWatch())
-		r.Get("/history", s.handleHistory())
-		r.Post("/leases", s.handleGrant())
-		r.Get("/leases/{id}", s.handleLeaseGet())
-		r.Post("/leases/{id}/keepalive", s.handleKeepalive())
-		r.Delete("/leases/{id}", s.handleRevoke())
-	})
+	rt := authhttp.NewRouter(r, &s.table)
+	rt.Get("/v1/kv", authhttp.Need{Resource: auth.KV, Access: auth.Read, Name: listPrefix, InHandler: true}, s.handleList())
+	rt.Delete("/v1/kv", authhttp.Need{Resource: auth.KV, Access: auth.Write, Name: queryParam("prefix"), Prefix: true}, s.handleDeletePrefix())
+	rt.Put("/v1/kv/*", authhttp.Write(auth.KV, keyParam), s.handlePut())
+	rt.Get("/v1/kv/*", authhttp.Read(auth.KV, keyParam), s.handleGet())
+	rt.Delete("/v1/kv/*", authhttp.Write(auth.KV, keyParam), s.handleDelete())
+	rt.Post("/v1/txn", authhttp.Handler(auth.KV, auth.Read), s.handleTxn())
+	rt.Get("/v1/watch", authhttp.Need{Resource: auth.KV, Access: auth.Read, Name: watchedKeys, Prefix: true}, s.handleWatch())
+	rt.Get("/v1/history", authhttp.Read(auth.KV, queryParam("key")), s.handleHistory())
+	rt.Post("/v1/leases", authhttp.Write(auth.Leases, nil), s.handleGrant())
+	rt.Get("/v1/leases/{id}", authhttp.Read(auth.Leases, nil), s.handleLeaseGet())
+	rt.Post("/v1/leases/{id}/keepalive", authhttp.Write(auth.Leases, nil), s.handleKeepalive())
+	rt.Delete("/v1/leases/{id}", authhttp.Write(auth.Leases, nil), s.handleRevoke())
+}
+
+// queryParam returns the Need's name from a query parameter.
+func queryParam(name string) func(*http.Request) (string, error) {
+	return func(r *http.Request) (string, error) { return r.URL.Query().Get(name), nil }
+}
+
+// listPrefix is the prefix a list covers ("/" when none is given).
+func listPrefix(r *http.Request) (string, error) {
+	if p := r.URL.Query().Get("prefix"); p != "" {
+		return p, nil
+	}
+	return "/", nil
+}
+
+// watchedKeys is the key or prefix a watch covers.
+func watchedKeys(r *http.Request) (string, error) {
+	q := r.URL.Query()
+	if k := q.Get("key"); k != "" {
+		return k, nil
+	}
+	return q.Get("prefix"), nil
 }

@@ -38,7 +38,7 @@ func Spec(s Settings) service.Spec[*kv.Machine] {
 			if r.History != nil {
 				archive = r.History
 			}
-			return newServer(r.Log, r.Machine, archive, r.Logger), nil
+			return newServer(r.Log, r.Machine, archive, r.Logger, r.Secure), nil
 		},
 	}
 }

@@ -82,7 +82,7 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 				Election:  s.Election,
 				Replica:   r.Settings.ReplicaID,
 				TTL:       s.LeaseTTL,
-				Registry:  &registry.Client{BaseURL: registryURL, HTTP: &http.Client{Timeout: 10 * time.Second}},
+				Registry:  &registry.Client{BaseURL: registryURL, HTTP: &http.Client{Timeout: 10 * time.Second}, Token: s.Token},
 				Metrics:   rep.Metrics,
 				Logger:    r.Logger,
 			}

@@ -66,12 +66,17 @@ type Replica struct {
 
 // NewReplica prepares the announcement of replica id of service, listening
 // on ln, to the registry at registryURL (see Advertised for advertise).
-func NewReplica(registryURL, advertise string, ln net.Addr, service, id string) (*Replica, error) {
+// Options, if given, adjust the client (its Token).
+func NewReplica(registryURL, advertise string, ln net.Addr, service, id string, options ...func(*Client)) (*Replica, error) {
 	host, port, err := Advertised(advertise, ln)
 	if err != nil {
 		return nil, err
 	}
-	return &Replica{client: &Client{BaseURL: registryURL}, service: service, id: id,
+	c := &Client{BaseURL: registryURL}
+	for _, o := range options {
+		o(c)
+	}
+	return &Replica{client: c, service: service, id: id,
 		registration: catalog.Registration{Address: host, Port: port, Metadata: map[string]string{"replica": id}}}, nil
 }
 
@@ -81,6 +86,6 @@ func (r *Replica) Announce(ctx context.Context, logger *slog.Logger) {
 }
 
 // SelfAnnouncer is NewReplica as the service skeleton's Spec.Announcer.
-func SelfAnnouncer(registryURL, advertise string, ln net.Addr, name, id string) (service.Announcer, error) {
-	return NewReplica(registryURL, advertise, ln, name, id)
+func SelfAnnouncer(registryURL, advertise string, ln net.Addr, name, id, token string) (service.Announcer, error) {
+	return NewReplica(registryURL, advertise, ln, name, id, func(c *Client) { c.Token = token })
 }

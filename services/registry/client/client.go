@@ -25,6 +25,8 @@ import (
 type Client struct {
 	BaseURL string       // e.g. http://127.0.0.1:8082
 	HTTP    *http.Client // nil: http.DefaultClient
+	// Token, if set, is sent as Authorization: Bearer (STEWARD_AUTH_TOKEN).
+	Token string
 }
 
 // ErrNotFound is returned for an instance or lease the registry does not
@@ -54,6 +56,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (ht
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	hc := c.HTTP
 	if hc == nil {

@@ -55,6 +55,9 @@ func (c *Client) follow(ctx context.Context, u string, lastID *string, fn func(c
 		return false, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	if *lastID != "" {
 		req.Header.Set("Last-Event-ID", *lastID)
 	}

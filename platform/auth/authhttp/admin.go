@@ -1,0 +1,183 @@
+package authhttp
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
+	"github.com/stewardhq/steward/platform/web"
+)
+
+// maxAdminBody bounds a role document or token request.
+const maxAdminBody = 64 << 10
+
+// maxCommandBytes bounds an auth command in the log.
+const maxCommandBytes = 1 << 20
+
+// Admin serves /v1/auth on the auth log l over m: roles, tokens, whoami
+// and the audit of auth changes. Every replicated service mounts it, so
+// any of them (and the gateway, which routes /v1/auth) answers.
+type Admin struct {
+	log     *qlog.Log
+	machine *auth.Machine
+	qloghttp.Handler
+}
+
+// NewAdmin returns the admin API of the auth replica l over m.
+func NewAdmin(l *qlog.Log, m *auth.Machine, logger *slog.Logger) *Admin {
+	return &Admin{log: l, machine: m, Handler: qloghttp.Handler{Log: l, Logger: logger}}
+}
+
+// Routes mounts /v1/auth on rt.
+func (a *Admin) Routes(rt Router) {
+	read, write := Need{Resource: auth.AuthAdmin, Access: auth.Read}, Need{Resource: auth.AuthAdmin, Access: auth.Write}
+	rt.Get("/v1/auth/whoami", Need{AnyToken: true}, a.Handle(a.whoami))
+	rt.Get("/v1/auth/roles", read, a.Handle(a.listRoles))
+	rt.Post("/v1/auth/roles", write, a.Handle(a.putRole(true)))
+	rt.Get("/v1/auth/roles/{name}", read, a.Handle(a.getRole))
+	rt.Put("/v1/auth/roles/{name}", write, a.Handle(a.putRole(false)))
+	rt.Delete("/v1/auth/roles/{name}", write, a.Handle(a.deleteRole))
+	rt.Get("/v1/auth/tokens", read, a.Handle(a.listTokens))
+	rt.Post("/v1/auth/tokens", write, a.Handle(a.createToken))
+	rt.Get("/v1/auth/tokens/{id}", read, a.Handle(a.getToken))
+	rt.Delete("/v1/auth/tokens/{id}", write, a.Handle(a.revokeToken))
+	rt.Get("/v1/auth/audit", read, a.Handle(a.audit))
+}
+
+// read runs fn on the replica's state, linearizably unless the request
+// asks for ?consistency=serializable.
+func (a *Admin) read(r *http.Request, fn func()) error {
+	c, err := qloghttp.Consistency(r)
+	if err != nil {
+		return err
+	}
+	return a.log.Read(r.Context(), c, func(rev int64) error { fn(); return nil })
+}
+
+func (a *Admin) whoami(w http.ResponseWriter, r *http.Request) error {
+	p, on := Principal(r.Context())
+	if !on {
+		return fault.New(fault.NotFound, "auth is off on this server (STEWARD_AUTH)")
+	}
+	return web.Encode(w, http.StatusOK, p)
+}
+
+func (a *Admin) listRoles(w http.ResponseWriter, r *http.Request) error {
+	var roles []auth.Role
+	if err := a.read(r, func() { roles = a.machine.Roles() }); err != nil {
+		return err
+	}
+	return web.Encode(w, http.StatusOK, map[string]any{"items": roles})
+}
+
+func (a *Admin) getRole(w http.ResponseWriter, r *http.Request) error {
+	name := chi.URLParam(r, "name")
+	var role auth.Role
+	var ok bool
+	if err := a.read(r, func() { role, ok = a.machine.Role(name) }); err != nil {
+		return err
+	}
+	if !ok {
+		return fault.New(fault.NotFound, "no role %q", name)
+	}
+	return web.Encode(w, http.StatusOK, role)
+}
+
+// putRole creates (POST, the name in the body; 201) or replaces (PUT,
+// the name in the path; 200) a role.
+func (a *Admin) putRole(create bool) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		body, err := web.ReadBody(w, r, maxAdminBody)
+		if err != nil {
+			return err
+		}
+		role, err := auth.ParseRole(body)
+		if err != nil {
+			return err
+		}
+		if !create && role.Name != chi.URLParam(r, "name") {
+			return fault.New(fault.Invalid, "the role document names %q, the path %q", role.Name, chi.URLParam(r, "name"))
+		}
+		res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpPutRole, By: By(r.Context()), Role: &role}, maxCommandBytes)
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if create {
+			status = http.StatusCreated
+		}
+		return web.Encode(w, status, res.Role)
+	}
+}
+
+func (a *Admin) deleteRole(w http.ResponseWriter, r *http.Request) error {
+	res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpDeleteRole, By: By(r.Context()), Name: chi.URLParam(r, "name")}, maxCommandBytes)
+	if err != nil {
+		return err
+	}
+	return web.Encode(w, http.StatusOK, res.Role)
+}
+
+func (a *Admin) listTokens(w http.ResponseWriter, r *http.Request) error {
+	var tokens []auth.Token
+	if err := a.read(r, func() { tokens = a.machine.Tokens() }); err != nil {
+		return err
+	}
+	return web.Encode(w, http.StatusOK, map[string]any{"items": tokens})
+}
+
+func (a *Admin) getToken(w http.ResponseWriter, r *http.Request) error {
+	id := chi.URLParam(r, "id")
+	var t auth.Token
+	var ok bool
+	if err := a.read(r, func() { t, ok = a.machine.Token(id) }); err != nil {
+		return err
+	}
+	if !ok {
+		return fault.New(fault.NotFound, "no token %q", id)
+	}
+	return web.Encode(w, http.StatusOK, t)
+}
+
+// createToken issues a token: the secret is made here, shown once in the
+// answer, and only its hash enters the log.
+func (a *Admin) createToken(w http.ResponseWriter, r *http.Request) error {
+	req, err := web.Decode[auth.TokenRequest](w, r, maxAdminBody)
+	if err != nil {
+		return err
+	}
+	cmd, secret := auth.CreateToken(By(r.Context()), req)
+	res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, cmd, maxCommandBytes)
+	if err != nil {
+		return err
+	}
+	return web.Encode(w, http.StatusCreated, auth.Issued{Token: *res.Token, Secret: secret})
+}
+
+func (a *Admin) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpRevokeToken, By: By(r.Context()), ID: chi.URLParam(r, "id")}, maxCommandBytes)
+	if err != nil {
+		return err
+	}
+	return web.Encode(w, http.StatusOK, res.Token)
+}
+
+func (a *Admin) audit(w http.ResponseWriter, r *http.Request) error {
+	limit, _, err := qloghttp.Int64Query(r, "limit", 1)
+	if err != nil {
+		return err
+	}
+	if limit == 0 || limit > auth.MaxAudit {
+		limit = auth.MaxAudit
+	}
+	var out []auth.AuditEntry
+	if err := a.read(r, func() { out = a.machine.Audit(int(limit)) }); err != nil {
+		return err
+	}
+	return web.Encode(w, http.StatusOK, map[string]any{"items": out})
+}

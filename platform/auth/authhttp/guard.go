@@ -1,0 +1,347 @@
+// Package authhttp is the HTTP side of platform/auth: the settings that
+// turn auth on, the Guard that authenticates every request against the
+// replicated auth state, the per-route access rules (Router, Need) that
+// authorize it, and the /v1/auth admin API.
+package authhttp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qloghttp"
+	"github.com/stewardhq/steward/platform/web"
+)
+
+// Settings are the auth settings of every Steward process.
+type Settings struct {
+	Auth Switch `envconfig:"AUTH" default:"off" desc:"on: every request but /healthz, /readyz and /openapi.json needs a bearer token with the access its route names"`
+	// BootstrapToken creates a root token with this secret on first start,
+	// when no token was ever issued (Consul's bootstrap, declared).
+	BootstrapToken string `envconfig:"AUTH_BOOTSTRAP_TOKEN" desc:"secret of the root token created on first start when no token was issued yet (at least 32 characters)"`
+	// Token is what Steward's own calls carry: self-registration, the
+	// scaler's and the gateway's calls to the other services.
+	Token string `envconfig:"AUTH_TOKEN" desc:"bearer token of this process's own calls to Steward (self-registration, the scaler's and gateway's calls)"`
+	// MetricsPublic serves /metrics without a token.
+	MetricsPublic bool `envconfig:"METRICS_PUBLIC" default:"false" desc:"serve /metrics without a token (else it needs metrics read)"`
+	// Voters are the replicas that vote on the auth log (stream
+	// STEWARD_AUTH); every other process follows it as an observer.
+	AuthVoters []string `envconfig:"AUTH_VOTERS" desc:"replica ids that vote on the auth log, comma-separated (empty: config-0; set it to the config service's voters)"`
+}
+
+// Switch is an on/off setting.
+type Switch bool
+
+// UnmarshalText accepts on, off, true and false.
+func (s *Switch) UnmarshalText(b []byte) error {
+	switch strings.ToLower(string(b)) {
+	case "on", "true", "1":
+		*s = true
+	case "off", "false", "0", "":
+		*s = false
+	default:
+		return fmt.Errorf("want on or off")
+	}
+	return nil
+}
+
+// String is "on" or "off".
+func (s Switch) String() string {
+	if s {
+		return "on"
+	}
+	return "off"
+}
+
+// AuthVoterIDs returns the auth log's voters: AuthVoters, else config-0.
+func (s Settings) AuthVoterIDs() []string {
+	var out []string
+	for _, v := range s.AuthVoters {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return []string{"config-0"}
+	}
+	return out
+}
+
+// Guard authenticates requests against one replica of the auth log and
+// cuts the requests a revocation or role change no longer allows.
+type Guard struct {
+	log           *qlog.Log
+	machine       *auth.Machine
+	logger        *slog.Logger
+	metricsPublic bool
+
+	mu     sync.Mutex
+	active map[*activeRequest]struct{}
+}
+
+// activeRequest is an authorized request in flight: what it was allowed
+// with, to be checked again when the auth state changes.
+type activeRequest struct {
+	secret string
+	allow  func(auth.Principal) error
+	cancel context.CancelCauseFunc
+}
+
+// NewGuard returns the Guard of a process whose auth replica is l over m.
+func NewGuard(l *qlog.Log, m *auth.Machine, metricsPublic bool, logger *slog.Logger) *Guard {
+	return &Guard{log: l, machine: m, logger: logger, metricsPublic: metricsPublic, active: map[*activeRequest]struct{}{}}
+}
+
+// principalKey carries the request's Principal; guardKey the Guard.
+type ctxKey int
+
+const (
+	principalKey ctxKey = iota
+	secretKey
+	guardKey
+)
+
+// Authenticate returns the principal of the request's bearer token, or an
+// Unauthorized fault: missing, malformed, unknown, revoked or expired.
+func (g *Guard) Authenticate(r *http.Request) (auth.Principal, string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return auth.Principal{}, "", fault.New(fault.Unauthorized, "this request needs a token: Authorization: Bearer <secret>")
+	}
+	secret, err := auth.ParseBearer(h)
+	if err != nil {
+		return auth.Principal{}, "", err
+	}
+	p, err := g.principal(r.Context(), secret)
+	if err != nil {
+		// The auth replica not ready yet is a 503, not a server error.
+		err = qloghttp.Classify(err)
+	}
+	return p, secret, err
+}
+
+// principal authenticates secret on the local replica: a revocation is
+// seen as soon as this replica applied it.
+func (g *Guard) principal(ctx context.Context, secret string) (auth.Principal, error) {
+	var p auth.Principal
+	err := g.log.Read(ctx, qlog.Serializable, func(int64) error {
+		var err error
+		p, err = g.machine.Authenticate(secret, time.Now())
+		return err
+	})
+	return p, err
+}
+
+// open are the paths every client may reach without a token.
+func open(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/openapi.json"
+}
+
+// Middleware authenticates every request but the open ones and puts its
+// Principal in the context for the routes' Needs; /metrics needs metrics
+// read unless public. A request it refuses is answered 401 (403 for
+// /metrics) and logged at WARN with the token id, never the secret.
+func (g *Guard) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if open(r.URL.Path) || (g.metricsPublic && r.URL.Path == "/metrics") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		p, secret, err := g.Authenticate(r)
+		if err == nil && r.URL.Path == "/metrics" {
+			err = p.Require(auth.Metrics, "", auth.Read)
+		}
+		if err != nil {
+			g.deny(w, r, p, err)
+			return
+		}
+		ctx := context.WithValue(r.Context(), principalKey, p)
+		ctx = context.WithValue(ctx, secretKey, secret)
+		ctx = context.WithValue(ctx, guardKey, g)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// deny answers err and logs it at WARN: token id, route and reason.
+func (g *Guard) deny(w http.ResponseWriter, r *http.Request, p auth.Principal, err error) {
+	g.logger.Warn("request denied", "token", p.ID, "method", r.Method, "path", r.URL.Path,
+		"request_id", web.RequestID(r.Context()), "reason", err.Error())
+	web.Error(w, r, g.logger, err)
+}
+
+// hold registers an authorized request until release is called: when the
+// auth state changes, allow is asked again of the token's principal, and
+// the request's context is cancelled if it says no (a watch or blocking
+// query ends at once, answered 401 or 403).
+func (g *Guard) hold(ctx context.Context, allow func(auth.Principal) error) (context.Context, func()) {
+	secret, _ := ctx.Value(secretKey).(string)
+	ctx, cancel := context.WithCancelCause(ctx)
+	a := &activeRequest{secret: secret, allow: allow, cancel: cancel}
+	g.mu.Lock()
+	g.active[a] = struct{}{}
+	g.mu.Unlock()
+	return ctx, func() {
+		g.mu.Lock()
+		delete(g.active, a)
+		g.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// Run checks the requests in flight again after every change of the auth
+// state (a token revoked, a role changed) and, once a second, for tokens
+// that expired; it returns when ctx ends.
+func (g *Guard) Run(ctx context.Context) {
+	if g.log.WaitReady(ctx) != nil {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		watch, err := g.log.Watch(g.log.Revision()+1, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for ctx.Err() == nil {
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := watch.NextRevision(wctx)
+			cancel()
+			if err != nil && ctx.Err() == nil && wctx.Err() == nil {
+				break // the watch fell behind: open a new one
+			}
+			g.recheck(ctx)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// recheck cancels every request in flight its token no longer allows.
+func (g *Guard) recheck(ctx context.Context) {
+	g.mu.Lock()
+	held := make([]*activeRequest, 0, len(g.active))
+	for a := range g.active {
+		held = append(held, a)
+	}
+	g.mu.Unlock()
+	for _, a := range held {
+		p, err := g.principal(ctx, a.secret)
+		if err == nil {
+			err = a.allow(p)
+		}
+		if k := fault.KindOf(err); k == fault.Unauthorized || k == fault.Forbidden {
+			a.cancel(err)
+		}
+	}
+}
+
+// Principal returns the request's principal, and whether auth is on (a
+// Guard authenticated the request).
+func Principal(ctx context.Context) (auth.Principal, bool) {
+	p, ok := ctx.Value(principalKey).(auth.Principal)
+	return p, ok
+}
+
+// By returns the id of the token a request was made with, for the log's
+// audit fields; empty with auth off.
+func By(ctx context.Context) string {
+	p, _ := Principal(ctx)
+	return p.ID
+}
+
+// Check is Principal.Require for handlers that check names themselves (a
+// transaction's keys): nil with auth off.
+func Check(ctx context.Context, resource auth.Resource, name string, need auth.Access) error {
+	p, on := Principal(ctx)
+	if !on {
+		return nil
+	}
+	return p.Require(resource, name, need)
+}
+
+// CheckPrefix is Principal.RequirePrefix for handlers: nil with auth off.
+func CheckPrefix(ctx context.Context, resource auth.Resource, prefix string, need auth.Access) error {
+	p, on := Principal(ctx)
+	if !on {
+		return nil
+	}
+	return p.RequirePrefix(resource, prefix, need)
+}
+
+// Filter is Principal.Filter for lists and watches: with auth off it
+// keeps everything.
+func Filter(ctx context.Context, resource auth.Resource, need auth.Access) func(string) bool {
+	p, on := Principal(ctx)
+	if !on {
+		return func(string) bool { return true }
+	}
+	return p.Filter(resource, need)
+}
+
+// Cause returns why a request's context ended: the auth error a
+// revocation cancelled it with, else ctx.Err().
+func Cause(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		if k := fault.KindOf(err); k == fault.Unauthorized || k == fault.Forbidden {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// Secure returns o with the Guard in front of its routes and the admin
+// API mounted beside them. ruled says the service declares every route
+// with a Need (Router); a service that does not yet is served to root
+// tokens only, so that no route is left open by accident. A nil Guard
+// (auth off) returns o as it is.
+func (g *Guard) Secure(o web.Options, admin *Admin, ruled bool) web.Options {
+	if g == nil {
+		return o
+	}
+	mw := g.Middleware
+	if !ruled {
+		mw = func(next http.Handler) http.Handler {
+			return g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if p, on := Principal(r.Context()); on && !isRoot(p) && !strings.HasPrefix(r.URL.Path, "/v1/auth/") {
+					g.deny(w, r, p, fault.New(fault.Forbidden, "token %s may not use %s: this service accepts root tokens only until its routes declare their access", p.ID, r.URL.Path))
+					return
+				}
+				next.ServeHTTP(w, r)
+			}))
+		}
+	}
+	o.Middleware = append(o.Middleware, mw)
+	routes := o.Routes
+	var table []Route
+	o.Routes = func(r chi.Router) {
+		if routes != nil {
+			routes(r)
+		}
+		admin.Routes(NewRouter(r, &table))
+	}
+	return o
+}
+
+// isRoot reports whether p holds the built-in root role.
+func isRoot(p auth.Principal) bool {
+	for _, r := range p.Roles {
+		if r == auth.RootRole {
+			return true
+		}
+	}
+	return false
+}

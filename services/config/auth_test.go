@@ -1,0 +1,204 @@
+package config_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/web/webtest"
+	"github.com/stewardhq/steward/services/config"
+)
+
+// rootSecret is the bootstrap token of the auth tests.
+const rootSecret = "stw_test-root-secret-0123456789abcdefghijklmnop"
+
+// authCall sends a request with the bearer secret (none if empty), past
+// the OpenAPI contract check (the documents do not declare auth yet).
+func authCall(t *testing.T, method, url, secret, body string) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(res.Body)
+	_ = json.Unmarshal(b, &out)
+	return res.StatusCode, res.Header, out
+}
+
+// startAuthNode serves a config replica with STEWARD_AUTH on and the
+// bootstrap root token, and waits until the root token works.
+func startAuthNode(t *testing.T) string {
+	t.Helper()
+	var s config.Settings
+	s.ReplicaID, s.StreamReplicas, s.SnapshotEvery, s.RetainRevisions = "config-0", 1, 100_000, 1000
+	s.Auth, s.BootstrapToken, s.ShutdownTimeout = true, rootSecret, time.Second
+	nc := qlogtest.StartServer(t).Connect(t)
+	url := webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
+		return config.Serve(ctx, s, ln, nc, nil, slog.New(slog.DiscardHandler))
+	})
+	webtest.WaitFor(t, 30*time.Second, "root token accepted", func() bool {
+		code, _, _ := authCall(t, "GET", url+"/v1/auth/whoami", rootSecret, "")
+		return code == http.StatusOK
+	})
+	return url
+}
+
+// newToken creates a role with one kv rule and a token holding it, and
+// returns the token's id and secret.
+func newToken(t *testing.T, url, role, prefix, access string) (string, string) {
+	t.Helper()
+	doc := fmt.Sprintf(`{"name":%q,"rules":[{"resource":"kv","prefix":%q,"access":%q}]}`, role, prefix, access)
+	if code, _, body := authCall(t, "POST", url+"/v1/auth/roles", rootSecret, doc); code != http.StatusCreated {
+		t.Fatalf("create role %s: %d %v", role, code, body)
+	}
+	code, _, body := authCall(t, "POST", url+"/v1/auth/tokens", rootSecret, fmt.Sprintf(`{"description":"test","roles":[%q],"ttl":"1h"}`, role))
+	if code != http.StatusCreated {
+		t.Fatalf("create token: %d %v", code, body)
+	}
+	return body["id"].(string), body["secret"].(string)
+}
+
+// TestAuthOnConfig: with STEWARD_AUTH on, every kv route answers 401
+// without a valid token and 403 outside the token's rules, and a token
+// works exactly inside them.
+func TestAuthOnConfig(t *testing.T) {
+	url := startAuthNode(t)
+	_, reader := newToken(t, url, "app-reader", "/app/", "read")
+	_, writer := newToken(t, url, "app-writer", "/app/", "write")
+	for _, k := range []string{"/app/a", "/other/b"} {
+		if code, _, body := authCall(t, "PUT", url+"/v1/kv"+k, rootSecret, `{"value":"v"}`); code != http.StatusOK && code != http.StatusCreated {
+			t.Fatalf("root PUT %s: %d %v", k, code, body)
+		}
+	}
+	tests := []struct {
+		name, method, path, secret, body string
+		want                             int
+	}{
+		{"no token", "GET", "/v1/kv/app/a", "", "", 401},
+		{"unknown token", "GET", "/v1/kv/app/a", "stw_unknown-0123456789abcdefghijklmnopqrstuv", "", 401},
+		{"malformed header", "GET", "/v1/kv/app/a", "two words", "", 401},
+		{"reader reads", "GET", "/v1/kv/app/a", reader, "", 200},
+		{"reader outside prefix", "GET", "/v1/kv/other/b", reader, "", 403},
+		{"reader writes", "PUT", "/v1/kv/app/a", reader, `{"value":"x"}`, 403},
+		{"writer writes", "PUT", "/v1/kv/app/a", writer, `{"value":"x"}`, 200},
+		{"writer outside prefix", "PUT", "/v1/kv/other/b", writer, `{"value":"x"}`, 403},
+		{"writer deletes prefix outside", "DELETE", "/v1/kv?prefix=/", writer, "", 403},
+		{"reader txn touching outside", "POST", "/v1/txn", reader, `{"compare":[],"success":[{"get":{"key":"/other/b"}}],"failure":[]}`, 403},
+		{"writer txn inside", "POST", "/v1/txn", writer, `{"compare":[{"key":"/app/a","target":"exists","op":"==","value":true}],"success":[{"put":{"key":"/app/c","value":"1"}}],"failure":[]}`, 200},
+		{"reader history outside", "GET", "/v1/history?key=/other/b", reader, "", 403},
+		{"reader leases", "POST", "/v1/leases", reader, `{"ttl":"10s"}`, 403},
+		{"reader auth admin", "GET", "/v1/auth/tokens", reader, "", 403},
+		{"metrics without token", "GET", "/metrics", "", "", 401},
+		{"metrics without metrics read", "GET", "/metrics", reader, "", 403},
+		{"healthz open", "GET", "/healthz", "", "", 200},
+		{"openapi open", "GET", "/openapi.json", "", "", 200},
+		{"root anything", "GET", "/v1/kv/other/b", rootSecret, "", 200},
+	}
+	for _, tc := range tests {
+		code, hdr, body := authCall(t, tc.method, url+tc.path, tc.secret, tc.body)
+		if code != tc.want {
+			t.Errorf("%s: %s %s = %d, want %d: %v", tc.name, tc.method, tc.path, code, tc.want, body)
+		}
+		if code == http.StatusUnauthorized && !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: 401 without WWW-Authenticate: Bearer", tc.name)
+		}
+		if code == http.StatusForbidden && body["resource"] == nil && tc.path != "/v1/auth/tokens" {
+			t.Errorf("%s: 403 does not name the resource: %v", tc.name, body)
+		}
+	}
+	// A list over / answers only what the reader may read.
+	code, _, body := authCall(t, "GET", url+"/v1/kv?prefix=/", reader, "")
+	if code != http.StatusOK {
+		t.Fatalf("reader list: %d %v", code, body)
+	}
+	for _, it := range body["items"].([]any) {
+		if k := it.(map[string]any)["key"].(string); !strings.HasPrefix(k, "/app/") {
+			t.Errorf("reader's list of / shows %s", k)
+		}
+	}
+}
+
+// TestAuthWatchAndRevocation: a watch on /app/ with an /app/-only token
+// sees only /app/ events while /other/ is written, and ends within a
+// second of its token's revocation; the revoked token is refused.
+func TestAuthWatchAndRevocation(t *testing.T) {
+	url := startAuthNode(t)
+	id, reader := newToken(t, url, "app-reader", "/app/", "read")
+	if code, _, _ := authCall(t, "GET", url+"/v1/watch?prefix=/", reader, ""); code != http.StatusForbidden {
+		t.Fatalf("reader watching / = %d, want 403", code)
+	}
+	req, _ := http.NewRequest("GET", url+"/v1/watch?prefix=/app/", nil)
+	req.Header.Set("Authorization", "Bearer "+reader)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("watch: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	for i := range 5 {
+		authCall(t, "PUT", fmt.Sprintf("%s/v1/kv/other/k%d", url, i), rootSecret, `{"value":"secret"}`)
+		authCall(t, "PUT", fmt.Sprintf("%s/v1/kv/app/k%d", url, i), rootSecret, `{"value":"v"}`)
+	}
+	seen := 0
+	for seen < 5 {
+		select {
+		case l := <-lines:
+			if strings.Contains(l, "/other/") {
+				t.Fatalf("the /app/ watch sent %s", l)
+			}
+			if strings.HasPrefix(l, "data:") && strings.Contains(l, "/app/") {
+				seen++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("saw %d of 5 /app/ events in 10s", seen)
+		}
+	}
+	revoked := time.Now()
+	if code, _, body := authCall(t, "DELETE", url+"/v1/auth/tokens/"+id, rootSecret, ""); code != http.StatusOK {
+		t.Fatalf("revoke: %d %v", code, body)
+	}
+	for ended := false; !ended; {
+		select {
+		case l, ok := <-lines:
+			if strings.Contains(l, "/other/") {
+				t.Fatalf("the /app/ watch sent %s", l)
+			}
+			ended = !ok
+		case <-time.After(5 * time.Second):
+			t.Fatal("the watch was still open 5s after its token was revoked")
+		}
+	}
+	if d := time.Since(revoked); d > time.Second {
+		t.Errorf("the watch ended %v after the revocation, want within 1s", d)
+	} else {
+		t.Logf("the watch ended %v after the revocation was acknowledged", d)
+	}
+	if code, _, _ := authCall(t, "GET", url+"/v1/kv/app/k0", reader, ""); code != http.StatusUnauthorized {
+		t.Errorf("revoked token: %d, want 401", code)
+	}
+}
