@@ -189,6 +189,9 @@ func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discove
 		body, _ := json.Marshal(map[string]any{"samples": samples})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/metrics", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if s.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+s.Token)
+		}
 		if resp, err := hc.Do(req); err != nil {
 			logger.Warn("sending load signals to the scaler failed", "err", err)
 		} else {

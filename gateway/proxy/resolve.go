@@ -28,6 +28,8 @@ var controlPlane = []struct{ prefix, service string }{
 	{"/v1/elections", "steward-election"},
 	{"/v1/scalers", "steward-scaler"},
 	{"/v1/metrics", "steward-scaler"},
+	// Every replicated service serves /v1/auth from the same auth log.
+	{"/v1/auth", "steward-config"},
 }
 
 // controlRoutes are the control plane's routes, built once. Reads and
