@@ -2,10 +2,13 @@ package registry
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
@@ -22,6 +25,7 @@ type server struct {
 	log        *qlog.Log
 	store      *catalog.Machine
 	allowLocal bool
+	table      []authhttp.Route // the routes with their Needs
 }
 
 // Body limits: a registration is at most 64 tags, 64 metadata entries and
@@ -31,8 +35,10 @@ const (
 	maxCommandBytes = 128 << 10
 )
 
-// commit proposes c and answers a refused command's fault.
+// commit proposes c and answers a refused command's fault. Every write
+// goes through here, so here it is signed with the request's token id.
 func (s *server) commit(w http.ResponseWriter, r *http.Request, c catalog.Command) (catalog.Result, error) {
+	c.By = authhttp.By(r.Context())
 	res, _, err := qloghttp.Commit[catalog.Result](w, r, s.log, c, maxCommandBytes)
 	return res, err
 }
@@ -200,6 +206,11 @@ func (s *server) blockingRead(w http.ResponseWriter, r *http.Request, filter fun
 		if err := qloghttp.WaitEvent(r, s.log, max(index, rev)+1, wait, filter); err != nil {
 			return err
 		}
+		if r.Context().Err() != nil {
+			// Cut short: the client left, or its token was revoked
+			// or lost the access (answered 401 or 403).
+			return authhttp.Cause(r.Context())
+		}
 		if err := run(qlog.Serializable); err != nil {
 			return err
 		}
@@ -249,9 +260,12 @@ func filterParams(r *http.Request) (catalog.Filter, error) {
 
 func (s *server) handleServices() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		// With auth on, the list and what wakes a blocking query are
+		// the services the token may read.
+		readable := authhttp.Filter(r.Context(), auth.Services, auth.Read)
 		var out []catalog.Service
-		err := s.blockingRead(w, r, func(qlog.Event) bool { return true }, func() int64 {
-			out = s.store.Services()
+		err := s.blockingRead(w, r, func(ev qlog.Event) bool { return readable(ev.Key) }, func() int64 {
+			out = slices.DeleteFunc(s.store.Services(), func(svc catalog.Service) bool { return !readable(svc.Name) })
 			return s.store.LastChange()
 		})
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/web"
@@ -17,30 +19,42 @@ import (
 //go:embed api/openapi.json
 var openAPIDocument []byte
 
-// NewServer returns the service's HTTP handler. allowLocal accepts local
-// addresses (dev mode); the service's metrics go to reg (nil: a fresh one).
+// NewServer returns the service's HTTP handler without auth. allowLocal
+// accepts local addresses (dev mode); the service's metrics go to reg
+// (nil: a fresh one).
 func NewServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+	return newServer(l, store, allowLocal, reg, logger, nil)
+}
+
+// newServer returns the service's handler; secure (the replica's
+// Secure, nil without auth) puts the auth Guard in front of it.
+func newServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger, secure func(web.Options, bool) web.Options) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, allowLocal: allowLocal}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
 	o.Registry = reg
 	o.QuietRoutes = []string{"/v1/services/{service}/instances/{id}/heartbeat", "/v1/registry/leases/{id}/keepalive"}
+	if secure != nil {
+		o = secure(o, true)
+	}
 	return web.NewHandler(o)
 }
 
-// routes is the whole API.
+// routes is the whole API, each route with the access it needs: a
+// service's instances by the service's name, the service list filtered
+// to what the token may read, the registry's leases as a whole.
 func (s *server) routes(r chi.Router) {
-	r.Route("/v1", func(r chi.Router) {
-		r.Get("/services", s.handleServices())
-		r.Get("/services/{service}/instances", s.handleInstances())
-		r.Put("/services/{service}/instances/{id}", s.handleRegister())
-		r.Get("/services/{service}/instances/{id}", s.handleInstance())
-		r.Delete("/services/{service}/instances/{id}", s.handleDeregister())
-		r.Put("/services/{service}/instances/{id}/heartbeat", s.handleHeartbeat())
-		r.Get("/services/{service}/watch", s.handleWatch())
-		r.Delete("/services/{service}/protection", s.handleClearProtection())
-		r.Post("/registry/leases", s.handleGrant())
-		r.Get("/registry/leases/{id}", s.handleLease())
-		r.Post("/registry/leases/{id}/keepalive", s.handleKeepalive())
-		r.Delete("/registry/leases/{id}", s.handleRevoke())
-	})
+	rt := authhttp.NewRouter(r, &s.table)
+	read, write := authhttp.Read(auth.Services, serviceParam), authhttp.Write(auth.Services, serviceParam)
+	rt.Get("/v1/services", authhttp.Handler(auth.Services, auth.Read), s.handleServices())
+	rt.Get("/v1/services/{service}/instances", read, s.handleInstances())
+	rt.Put("/v1/services/{service}/instances/{id}", write, s.handleRegister())
+	rt.Get("/v1/services/{service}/instances/{id}", read, s.handleInstance())
+	rt.Delete("/v1/services/{service}/instances/{id}", write, s.handleDeregister())
+	rt.Put("/v1/services/{service}/instances/{id}/heartbeat", write, s.handleHeartbeat())
+	rt.Get("/v1/services/{service}/watch", read, s.handleWatch())
+	rt.Delete("/v1/services/{service}/protection", write, s.handleClearProtection())
+	rt.Post("/v1/registry/leases", authhttp.Write(auth.Leases, nil), s.handleGrant())
+	rt.Get("/v1/registry/leases/{id}", authhttp.Read(auth.Leases, nil), s.handleLease())
+	rt.Post("/v1/registry/leases/{id}/keepalive", authhttp.Write(auth.Leases, nil), s.handleKeepalive())
+	rt.Delete("/v1/registry/leases/{id}", authhttp.Write(auth.Leases, nil), s.handleRevoke())
 }

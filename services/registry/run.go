@@ -50,7 +50,7 @@ func Spec(s Settings) service.Spec[*catalog.Machine] {
 		Announcer: client.SelfAnnouncer,
 		SelfURL:   func(ln net.Listener) string { return client.LocalURL(ln.Addr()) },
 		Handler: func(r *Replica) (http.Handler, error) {
-			return NewServer(r.Log, r.Machine, s.AllowLocal, reg, r.Logger), nil
+			return newServer(r.Log, r.Machine, s.AllowLocal, reg, r.Logger, r.Secure), nil
 		},
 		Tasks: func(ctx context.Context, r *Replica, _ net.Listener) ([]service.Task, error) {
 			check, err := s.checks(ctx, r, guard, reg)

@@ -70,6 +70,7 @@ type setStream struct {
 	instances map[string]catalog.Instance
 	protected bool
 	rev       int64
+	by        string // the token of the latest change folded in
 	dirty     bool
 	// last is what the previous event said, to skip sending a filtered
 	// set that a change to instances outside the filter left as it was.
@@ -90,12 +91,13 @@ func (st *setStream) apply(_ io.Writer, evs []qlog.Event) error {
 			} else {
 				delete(st.instances, inst.ID)
 			}
+			st.by = inst.By
 		case catalog.EventService:
 			var state catalog.ServiceState
 			if err := json.Unmarshal(ev.Data, &state); err != nil {
 				return err
 			}
-			st.protected = state.Protected
+			st.protected, st.by = state.Protected, state.By
 		}
 		st.rev = ev.Revision
 	}
@@ -108,7 +110,7 @@ func (st *setStream) flush(w io.Writer) error {
 		return nil
 	}
 	st.dirty = false
-	set := InstanceSet{Service: st.service, Revision: st.rev, Protected: st.protected, Instances: []catalog.Instance{}}
+	set := InstanceSet{Service: st.service, Revision: st.rev, Protected: st.protected, By: st.by, Instances: []catalog.Instance{}}
 	for _, id := range slices.Sorted(maps.Keys(st.instances)) {
 		if inst := st.instances[id]; st.filter.Match(&inst) {
 			set.Instances = append(set.Instances, inst)

@@ -99,6 +99,10 @@ type Instance struct {
 	CheckRevision  int64 `json:"checkRevision,omitempty"`
 	CreateRevision int64 `json:"createRevision"`
 	ModRevision    int64 `json:"modRevision"`
+	// By is the id of the token whose write last changed the instance
+	// (in a deregister event: removed it); empty when the registry's own
+	// checks, expiry or guard did, and with auth off.
+	By string `json:"by,omitempty"`
 }
 
 // Report is a health result: a heartbeat's or a probe's.
@@ -114,6 +118,10 @@ type InstanceSet struct {
 	Revision  int64      `json:"revision"`
 	Protected bool       `json:"protected"`
 	Instances []Instance `json:"instances"`
+	// By is the id of the token whose write made the latest change the
+	// set reflects (a deregistration too); empty when the registry made
+	// it, at the start of a stream, and with auth off.
+	By string `json:"by,omitempty"`
 }
 
 // Service summarises one service for GET /v1/services.
@@ -165,6 +173,10 @@ type Command struct {
 	TTL   Duration `json:"ttl,omitempty"`
 	// Since is expireLease's precondition: not renewed after it.
 	Since int64 `json:"since,omitempty"`
+	// By is the id of the token that made the write (authhttp.By), empty
+	// for the registry's own commands and with auth off: the audit
+	// record, stamped on the instances the command changes.
+	By string `json:"by,omitempty"`
 }
 
 // Item is one instance in a batch. Since is the precondition: for expire,
@@ -215,4 +227,7 @@ type ServiceState struct {
 	Protected bool   `json:"protected"`
 	Held      int    `json:"held"`
 	Instances int    `json:"instances"`
+	// By is the id of the token whose write engaged or lifted the guard
+	// (as Instance.By).
+	By string `json:"by,omitempty"`
 }

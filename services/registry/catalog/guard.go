@@ -126,7 +126,7 @@ func (s *Machine) lift(svc *service, ev *events) {
 }
 
 func (s *Machine) state(svc *service) ServiceState {
-	st := ServiceState{Service: svc.name, Protected: svc.protected, Instances: len(svc.instances)}
+	st := ServiceState{Service: svc.name, Protected: svc.protected, Instances: len(svc.instances), By: s.by}
 	for _, inst := range svc.instances {
 		if inst.Held != nil {
 			st.Held++

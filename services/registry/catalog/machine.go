@@ -30,6 +30,7 @@ type Machine struct {
 	lastChange int64
 	rev        int64     // revision of the entry being applied
 	now        time.Time // its log time
+	by         string    // its command's token id (Command.By)
 }
 
 type service struct {
@@ -83,9 +84,9 @@ func leaseKey(id int64) string { return "lease/" + strconv.FormatInt(id, 10) }
 
 // Apply implements qlog.StateMachine.
 func (s *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
-	s.rev, s.now = e.Revision, e.Time.UTC()
+	s.rev, s.now, s.by = e.Revision, e.Time.UTC(), ""
 	var ev events
-	out := envelope.Apply(e.Cmd, func(c *Command) Result { return s.apply(c, &ev) },
+	out := envelope.Apply(e.Cmd, func(c *Command) Result { s.by = c.By; return s.apply(c, &ev) },
 		func(p envelope.Problem) Result { return Result{Outcome: Invalid, Problem: p} })
 	if len(ev.list) > 0 {
 		s.lastChange = s.rev
@@ -315,10 +316,10 @@ func (s *Machine) armReap(inst *Instance) {
 	s.deadlines.Set(key, at, inst.StatusSince.UnixNano())
 }
 
-// changed stamps inst and its service with this revision and emits the
-// instance's event.
+// changed stamps inst and its service with this revision and the token
+// that wrote it, and emits the instance's event.
 func (s *Machine) changed(svc *service, inst *Instance, ev *events) {
-	inst.ModRevision, svc.modRev = s.rev, s.rev
+	inst.ModRevision, inst.By, svc.modRev = s.rev, s.by, s.rev
 	ev.add(EventInstance, svc.name, inst)
 }
 
@@ -334,11 +335,13 @@ func (s *Machine) remove(svc *service, inst *Instance, ev *events) {
 		}
 	}
 	svc.modRev = s.rev
-	ev.add(EventDeregister, svc.name, inst)
+	gone := *inst
+	gone.By = s.by
+	ev.add(EventDeregister, svc.name, &gone)
 	if len(svc.instances) == 0 {
 		if svc.protected {
 			svc.protected = false
-			ev.add(EventService, svc.name, ServiceState{Service: svc.name})
+			ev.add(EventService, svc.name, ServiceState{Service: svc.name, By: s.by})
 		}
 		delete(s.services, svc.name)
 		return
