@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
@@ -26,6 +29,7 @@ type server struct {
 	log     *qlog.Log
 	machine *lease.Machine
 	logger  *slog.Logger
+	table   []authhttp.Route // the routes with their Needs
 }
 
 // bodyLimit bounds a request body: a value plus its envelope.
@@ -169,7 +173,7 @@ func (s *server) handleCampaign() http.HandlerFunc {
 			return err
 		}
 		ttl, _ := lease.ParseTTL(req.TTL)
-		c := lease.Command{Op: "campaign", Name: name, Candidate: req.Candidate, TTL: ttl, Value: compactValue(req.Value)}
+		c := lease.Command{Op: "campaign", Name: name, Candidate: req.Candidate, TTL: ttl, Value: compactValue(req.Value), By: authhttp.By(r.Context())}
 		if wait > 0 {
 			c.Hold = holdFor(ttl)
 			c.Waiter = waiterName(r)
@@ -240,7 +244,7 @@ func (s *server) await(w http.ResponseWriter, r *http.Request, c lease.Command, 
 		if err != nil {
 			// Cut off (lagged or the replica stopped): a keep says where
 			// the candidate stands, and a fresh watch goes on from there.
-			res, rev, kerr := s.proposeOwn(r.Context(), lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter})
+			res, rev, kerr := s.proposeOwn(r.Context(), lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter, By: c.By})
 			if kerr != nil {
 				return errors.Join(err, kerr)
 			}
@@ -271,7 +275,7 @@ func (s *server) await(w http.ResponseWriter, r *http.Request, c lease.Command, 
 			// lapses meanwhile); waiting on it longer would only stop this
 			// request from seeing the watch and its own deadline.
 			kctx, kcancel := context.WithTimeout(r.Context(), c.Hold)
-			res, rev, err := s.proposeOwn(kctx, lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter})
+			res, rev, err := s.proposeOwn(kctx, lease.Command{Op: "keep", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter, By: c.By})
 			kcancel()
 			switch {
 			case r.Context().Err() != nil:
@@ -311,7 +315,7 @@ func (s *server) standing(w http.ResponseWriter, c lease.Command, res lease.Resu
 func (s *server) giveUp(w http.ResponseWriter, r *http.Request, c lease.Command) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	res, rev, err := s.proposeOwn(ctx, lease.Command{Op: "withdraw", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter})
+	res, rev, err := s.proposeOwn(ctx, lease.Command{Op: "withdraw", Name: c.Name, Candidate: c.Candidate, Waiter: c.Waiter, By: c.By})
 	if err != nil {
 		return err
 	}
@@ -322,7 +326,7 @@ func (s *server) giveUp(w http.ResponseWriter, r *http.Request, c lease.Command)
 		}
 		// The client went away and will never learn its token: let the
 		// next candidate have the election now rather than after a TTL.
-		if _, _, err := s.proposeOwn(ctx, lease.Command{Op: "resign", Name: c.Name, Candidate: c.Candidate, Token: res.Leader.Token, Waiter: c.Waiter}); err != nil {
+		if _, _, err := s.proposeOwn(ctx, lease.Command{Op: "resign", Name: c.Name, Candidate: c.Candidate, Token: res.Leader.Token, Waiter: c.Waiter, By: c.By}); err != nil {
 			s.logger.Warn("could not resign a leadership won after its client went away", "election", c.Name, "candidate", c.Candidate,
 				"request_id", web.RequestID(r.Context()), "err", err)
 		}
@@ -345,7 +349,7 @@ func (s *server) tokenOp(w http.ResponseWriter, r *http.Request, op string) (lea
 	if err != nil {
 		return lease.Command{}, lease.Result{}, 0, err
 	}
-	c := lease.Command{Op: op, Name: name, Candidate: req.Candidate, Token: req.Token}
+	c := lease.Command{Op: op, Name: name, Candidate: req.Candidate, Token: req.Token, By: authhttp.By(r.Context())}
 	res, rev, err := s.commit(w, r, c)
 	return c, res, rev, err
 }
@@ -419,13 +423,17 @@ func (s *server) handleList() http.HandlerFunc {
 			return err
 		}
 		var resp listResponse
+		readable := authhttp.Filter(r.Context(), auth.Elections, auth.Read)
 		err = s.log.Read(r.Context(), c, func(rev int64) error {
 			items, more := s.machine.List(after, int(limit))
-			resp.Items, resp.Revision = items, rev
 			if more {
 				next := items[len(items)-1].Name
 				resp.Next = &next
 			}
+			// With auth on, a page drops the elections the token may not
+			// read; next still pages on from the last one looked at.
+			resp.Items = slices.DeleteFunc(items, func(l lease.Leadership) bool { return !readable(l.Name) })
+			resp.Revision = rev
 			return nil
 		})
 		if err != nil {

@@ -36,7 +36,7 @@ func Spec(Settings) service.Spec[*lease.Machine] {
 		Expiry:        service.Expiry{Every: ExpiryInterval, Due: m.Due},
 		Announcer:     client.SelfAnnouncer,
 		Handler: func(r *Replica) (http.Handler, error) {
-			return NewServer(r.Log, r.Machine, r.Logger), nil
+			return newServer(r.Log, r.Machine, r.Logger, r.Secure), nil
 		},
 	}
 }

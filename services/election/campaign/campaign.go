@@ -56,6 +56,11 @@ var (
 // request that fails to reach one (or that one answers 5xx) goes to the
 // next.
 type Client struct {
+	// Token, if set, is sent as Authorization: Bearer on every call: the
+	// secret of a token with elections write on the names campaigned for
+	// (STEWARD_AUTH_TOKEN), when the service has auth on.
+	Token string
+
 	endpoints []string
 	hc        *http.Client
 	cur       atomic.Uint32
@@ -334,6 +339,9 @@ func (c *Client) post(ctx context.Context, path string, body []byte, out any) er
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	res, err := c.hc.Do(req)
 	if err != nil {
 		c.cur.CompareAndSwap(i, i+1)

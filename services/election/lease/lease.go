@@ -69,6 +69,10 @@ type Command struct {
 	// (or of the leader's lease, when Candidate is empty) was not renewed
 	// after this revision.
 	Since int64 `json:"since,omitempty"`
+	// By is the id of the token the request that made the command was
+	// authenticated with (empty with auth off, and on the expiries the
+	// replicas propose): the audit of who changed an election.
+	By string `json:"by,omitempty"`
 }
 
 // Status is the outcome class of a command. A command whose precondition
@@ -136,6 +140,14 @@ type Leadership struct {
 	ExpiresAt time.Time       `json:"expiresAt"`
 	// Queue is how many candidates wait in line.
 	Queue int `json:"queue"`
+}
+
+// EventData is the data of an elected, resigned or expired event: the
+// leadership, and By, the token id of the command whose entry the event
+// is in (omitted when it has none, as with auth off).
+type EventData struct {
+	*Leadership
+	By string `json:"by,omitempty"`
 }
 
 // Event types, as watchers see them. A handover is two events at one

@@ -66,7 +66,8 @@ func waiterID(name, candidate string) string { return "W\x00" + name + "\x00" + 
 // applying carries one entry through Apply.
 type applying struct {
 	rev    int64
-	now    int64 // log time, Unix nanoseconds
+	now    int64  // log time, Unix nanoseconds
+	by     string // the command's token id, for its events
 	events []qlog.Event
 }
 
@@ -79,6 +80,7 @@ func (m *Machine) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 }
 
 func (m *Machine) apply(a *applying, c *Command) Result {
+	a.by = c.By
 	el := m.elections[c.Name]
 	if el == nil {
 		if c.Op != "campaign" {
@@ -275,7 +277,7 @@ func (m *Machine) removeWaiter(name string, el *election, i int) {
 }
 
 func (a *applying) event(typ, name string, l *Leadership) {
-	data, _ := json.Marshal(l)
+	data, _ := json.Marshal(EventData{Leadership: l, By: a.by})
 	a.events = append(a.events, qlog.Event{Type: typ, Key: name, Data: data})
 }
 
