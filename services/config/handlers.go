@@ -63,6 +63,7 @@ func keyParam(r *http.Request) (string, error) {
 // refused command's fault; the caller writes the success. Every write
 // goes through here, so here it is signed with the request's token id.
 func (s *server) commit(w http.ResponseWriter, r *http.Request, c kv.Command) (kv.Result, int64, error) {
+	c.By = authhttp.By(r.Context())
 	return qloghttp.Commit[kv.Result](w, r, s.log, c, maxCommandBytes)
 }
 
