@@ -27,9 +27,11 @@
 // cluster runs qlog as a clustered deployment does: three NATS servers,
 // R3 streams, three voters, with every server fsyncing every write (mode
 // A) and with NATS's default interval fsync (mode B), beside JetStream
-// publishes to an R3 stream.
+// publishes to an R3 stream. Section auth measures the config service's
+// PUT and linearizable GET at many clients with STEWARD_AUTH off and on
+// (a scoped token), runs alternating, and judges the cost against 5%.
 //
-//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster]
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth]
 //
 // Every number printed is measured in that run. Progress goes to stderr,
 // the tables to stdout.
@@ -47,6 +49,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stewardhq/steward/bench/internal/authbench"
 	"github.com/stewardhq/steward/bench/internal/clusterbench"
 	"github.com/stewardhq/steward/bench/internal/configbench"
 	"github.com/stewardhq/steward/bench/internal/electionbench"
@@ -90,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	fs.IntVar(&c.Clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.ValueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
 	fs.IntVar(&c.ColdEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.MemEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.MemValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -128,7 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 		}
 	}
 	for _, s := range c.Only {
-		if !slices.Contains([]string{"cluster", "election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
+		if !slices.Contains([]string{"auth", "cluster", "election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
 			"registry", "registry-load", "registry-reg"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
@@ -263,6 +266,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.Enabled("scaler") {
 		scalerbench.Print(stdout, cfg, scalerbench.Run(ctx, log, cfg))
+	}
+	if cfg.Enabled("auth") {
+		reps, err := authbench.Run(ctx, log, cfg)
+		if err != nil {
+			log.Error("auth section failed", "err", err)
+		}
+		authbench.Print(stdout, cfg, reps, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -26,7 +26,10 @@ func JSONValue(n int) []byte {
 // HTTPTarget is the service's HTTP API on one or more replicas.
 type HTTPTarget struct {
 	Client *http.Client
-	urls   []string
+	// Authorization, when set, is the Authorization header of every
+	// request (the auth section's bearer token).
+	Authorization string
+	urls          []string
 }
 
 func NewHTTPTarget(urls []string, conns int) *HTTPTarget {
@@ -45,6 +48,9 @@ func (h *HTTPTarget) URL(seq int64) string { return h.urls[int(seq%int64(len(h.u
 
 // Do sends req and reads the whole answer; anything but 200 is an error.
 func (h *HTTPTarget) Do(req *http.Request) error {
+	if h.Authorization != "" {
+		req.Header.Set("Authorization", h.Authorization)
+	}
 	resp, err := h.Client.Do(req)
 	if err != nil {
 		return err
