@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
@@ -28,6 +30,7 @@ type server struct {
 	// publish hands pushed samples to every replica's store.
 	publish func([]metrics.Sample) error
 	logger  *slog.Logger
+	table   []authhttp.Route // the routes with their Needs
 }
 
 // DecisionArchive reads a scaler's events older than the replicas hold
@@ -77,7 +80,7 @@ func (s *server) handlePut() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		res, err := s.commit(w, r, ledger.Command{Op: ledger.OpPut, Name: name, Spec: &spec, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch})
+		res, err := s.commit(w, r, ledger.Command{Op: ledger.OpPut, Name: name, Spec: &spec, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch, By: authhttp.By(r.Context())})
 		if err != nil {
 			return err
 		}
@@ -106,7 +109,7 @@ func (s *server) handleDelete() http.HandlerFunc {
 		if ifNoneMatch {
 			return fault.New(fault.Invalid, "If-None-Match: * means create-only; a delete takes If-Match")
 		}
-		res, err := s.commit(w, r, ledger.Command{Op: ledger.OpDelete, Name: name, IfMatch: ifMatch})
+		res, err := s.commit(w, r, ledger.Command{Op: ledger.OpDelete, Name: name, IfMatch: ifMatch, By: authhttp.By(r.Context())})
 		if err != nil {
 			return err
 		}
@@ -148,6 +151,10 @@ func (s *server) handleGet() http.HandlerFunc {
 			if err := qloghttp.WaitEvent(r, s.log, index+1, wait, func(ev qlog.Event) bool { return ev.Key == name }); err != nil {
 				return err
 			}
+			// A wait cut by its token's revocation answers why (401/403).
+			if err := authhttp.Cause(r.Context()); err != nil {
+				return err
+			}
 		}
 		var sc *ledger.Scaler
 		if err := s.read(w, r, func() { sc = s.machine.Get(name) }); err != nil {
@@ -184,8 +191,13 @@ func (s *server) handleList() http.HandlerFunc {
 			return err
 		}
 		if more {
-			resp.Next = &resp.Items[len(resp.Items)-1].Name
+			next := resp.Items[len(resp.Items)-1].Name
+			resp.Next = &next
 		}
+		// With auth on, a page drops the scalers the token may not read;
+		// next still pages on from the last one looked at.
+		readable := authhttp.Filter(r.Context(), auth.Scalers, auth.Read)
+		resp.Items = slices.DeleteFunc(resp.Items, func(sc ledger.Scaler) bool { return !readable(sc.Name) })
 		return web.Encode(w, http.StatusOK, resp)
 	})
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/web"
@@ -24,25 +26,38 @@ import (
 //go:embed api/openapi.json
 var openAPIDocument []byte
 
-// NewServer returns the service's HTTP handler. publish hands pushed
-// samples to the replicas; archive (nil without PostgreSQL) holds the
-// decisions older than the replicas keep.
+// NewServer returns the service's HTTP handler without auth. publish
+// hands pushed samples to the replicas; archive (nil without PostgreSQL)
+// holds the decisions older than the replicas keep.
 func NewServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish func([]metrics.Sample) error, logger *slog.Logger) http.Handler {
+	return newServer(l, m, archive, publish, logger, nil)
+}
+
+// newServer returns the service's handler; secure (the replica's
+// Secure, nil without auth) puts the auth Guard in front of it.
+func newServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish func([]metrics.Sample) error, logger *slog.Logger, secure func(web.Options, bool) web.Options) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, archive: archive, publish: publish, logger: logger}
-	return web.NewHandler(qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes))
+	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
+	if secure != nil {
+		o = secure(o, true)
+	}
+	return web.NewHandler(o)
 }
 
-// routes is the whole API.
+// routes is the whole API, each route with the access it needs: scalers
+// read or write on the scaler's name (a simulation only reads), metrics
+// write to push samples; the list shows only what the token may read.
 func (s *server) routes(r chi.Router) {
-	r.Get("/v1/scalers", s.handleList())
-	r.Get("/v1/scalers/{name}", s.handleGet())
-	r.Put("/v1/scalers/{name}", s.handlePut())
-	r.Delete("/v1/scalers/{name}", s.handleDelete())
-	r.Get("/v1/scalers/{name}/decisions", s.handleDecisions())
-	r.Post("/v1/scalers/{name}/simulate", s.handleSimulate())
-	r.Get("/v1/scalers/{name}/watch", s.handleWatch())
-	r.Post("/v1/metrics", s.handlePush())
+	rt := authhttp.NewRouter(r, &s.table)
+	rt.Get("/v1/scalers", authhttp.Handler(auth.Scalers, auth.Read), s.handleList())
+	rt.Get("/v1/scalers/{name}", authhttp.Read(auth.Scalers, nameParam), s.handleGet())
+	rt.Put("/v1/scalers/{name}", authhttp.Write(auth.Scalers, nameParam), s.handlePut())
+	rt.Delete("/v1/scalers/{name}", authhttp.Write(auth.Scalers, nameParam), s.handleDelete())
+	rt.Get("/v1/scalers/{name}/decisions", authhttp.Read(auth.Scalers, nameParam), s.handleDecisions())
+	rt.Post("/v1/scalers/{name}/simulate", authhttp.Read(auth.Scalers, nameParam), s.handleSimulate())
+	rt.Get("/v1/scalers/{name}/watch", authhttp.Read(auth.Scalers, nameParam), s.handleWatch())
+	rt.Post("/v1/metrics", authhttp.Write(auth.Metrics, nil), s.handlePush())
 }

@@ -75,10 +75,12 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 		Announcer:     registry.SelfAnnouncer,
 		Handler: func(r *service.Replica[*ledger.Machine]) (http.Handler, error) {
 			rep.Replica = r
+			elections := campaign.New(s.ElectionURLs, nil)
+			elections.Token = s.Token
 			rep.Loop = &control.Loop{
 				Log:       r.Log,
 				Machine:   r.Machine,
-				Elections: campaign.New(s.ElectionURLs, nil),
+				Elections: elections,
 				Election:  s.Election,
 				Replica:   r.Settings.ReplicaID,
 				TTL:       s.LeaseTTL,
@@ -91,7 +93,7 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 			if r.History != nil {
 				archive = r.History
 			}
-			return NewServer(r.Log, r.Machine, archive, rep.publish, r.Logger), nil
+			return newServer(r.Log, r.Machine, archive, rep.publish, r.Logger, r.Secure), nil
 		},
 		Tasks: func(_ context.Context, r *service.Replica[*ledger.Machine], _ net.Listener) ([]service.Task, error) {
 			sub, err := rep.Subscribe(r.Logger)

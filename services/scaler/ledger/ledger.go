@@ -66,6 +66,8 @@ type Decision struct {
 	Leader     string `json:"leader"`
 	// Token is the leader's fencing token.
 	Token int64 `json:"token"`
+	// By is the token id the decide command was made with, if any.
+	By string `json:"by,omitempty"`
 	// Observed is, per metric, the service-wide quantity the decision saw
 	// (a value, or the total over instances): one point of the series
 	// simulate replays when asked to use the recorded one.
@@ -117,6 +119,10 @@ type Command struct {
 	// actuate: the decision's revision and what the driver did.
 	DecisionRevision int64      `json:"decisionRevision,omitempty"`
 	Actuation        *Actuation `json:"actuation,omitempty"`
+	// By is the id of the token the request that made the command was
+	// authenticated with (empty with auth off, and on the control loop's
+	// own commands): the audit of who changed a scaler.
+	By string `json:"by,omitempty"`
 }
 
 // Ops.
@@ -176,6 +182,20 @@ const (
 	EventDecision  = "decision"
 	EventActuation = "actuation"
 )
+
+// PutEvent is the data of a put event: the scaler, and By, the token id
+// of the write (omitted when it has none, as with auth off).
+type PutEvent struct {
+	*Scaler
+	By string `json:"by,omitempty"`
+}
+
+// DeletedEvent is the data of a deleted event made with a token; one
+// made without carries no data, as before auth.
+type DeletedEvent struct {
+	Name string `json:"name"`
+	By   string `json:"by"`
+}
 
 // ActuationEvent is the data of an actuation event.
 type ActuationEvent struct {

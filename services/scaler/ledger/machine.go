@@ -82,7 +82,11 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 			return Result{Status: NotFound, Problem: envelope.Refuse(fault.NotFound, "no scaler %s", c.Name)}
 		}
 		delete(m.scalers, c.Name)
-		a.emit(EventDeleted, c.Name, nil)
+		var data any
+		if c.By != "" {
+			data = DeletedEvent{Name: c.Name, By: c.By}
+		}
+		a.emit(EventDeleted, c.Name, data)
 		return Result{Status: Deleted, Scaler: r.view()}
 	case OpLead:
 		prev := m.fence.Token
@@ -157,7 +161,7 @@ func (m *Machine) put(a *applying, c *Command) Result {
 	r.Scaler.Spec = *c.Spec
 	r.Scaler.Generation++
 	r.Scaler.ModRevision = a.rev
-	a.emit(EventPut, c.Name, r.view())
+	a.emit(EventPut, c.Name, PutEvent{Scaler: r.view(), By: c.By})
 	return Result{Status: status, Scaler: r.view()}
 }
 
@@ -174,7 +178,7 @@ func (m *Machine) decide(a *applying, c *Command) Result {
 			c.Generation, c.SpecRevision, r.Scaler.Generation, r.Scaler.ModRevision)}
 	}
 	d := *c.Decision
-	d.Revision, d.Generation, d.Leader, d.Token, d.Actuation = a.rev, c.Generation, c.Replica, c.Token, nil
+	d.Revision, d.Generation, d.Leader, d.Token, d.By, d.Actuation = a.rev, c.Generation, c.Replica, c.Token, c.By, nil
 	r.State = *c.State
 	r.Recent = append(r.Recent, d)
 	if over := len(r.Recent) - m.keep; over > 0 {
