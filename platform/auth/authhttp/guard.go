@@ -86,6 +86,9 @@ type Guard struct {
 
 	mu     sync.Mutex
 	active map[*activeRequest]struct{}
+
+	cacheMu sync.Mutex
+	cache   map[string]cachedPrincipal // by secret
 }
 
 // activeRequest is an authorized request in flight: what it was allowed
@@ -98,7 +101,8 @@ type activeRequest struct {
 
 // NewGuard returns the Guard of a process whose auth replica is l over m.
 func NewGuard(l *qlog.Log, m *auth.Machine, metricsPublic bool, logger *slog.Logger) *Guard {
-	return &Guard{log: l, machine: m, logger: logger, metricsPublic: metricsPublic, active: map[*activeRequest]struct{}{}}
+	return &Guard{log: l, machine: m, logger: logger, metricsPublic: metricsPublic,
+		active: map[*activeRequest]struct{}{}, cache: map[string]cachedPrincipal{}}
 }
 
 // principalKey carries the request's Principal; guardKey the Guard.
@@ -130,15 +134,47 @@ func (g *Guard) Authenticate(r *http.Request) (auth.Principal, string, error) {
 }
 
 // principal authenticates secret on the local replica: a revocation is
-// seen as soon as this replica applied it.
+// seen as soon as this replica applied it. A principal is remembered
+// with the auth log's revision it was read at and reused while the log
+// has not moved and the token has not expired, so that a request costs a
+// map lookup rather than a hash, a read of the log and the merging of
+// its roles' rules.
 func (g *Guard) principal(ctx context.Context, secret string) (auth.Principal, error) {
+	now := time.Now()
+	rev := g.log.Revision()
+	g.cacheMu.Lock()
+	c, ok := g.cache[secret]
+	g.cacheMu.Unlock()
+	if ok && c.rev == rev && (c.p.ExpiresAt.IsZero() || now.Before(c.p.ExpiresAt)) {
+		return c.p, nil
+	}
 	var p auth.Principal
-	err := g.log.Read(ctx, qlog.Serializable, func(int64) error {
+	err := g.log.Read(ctx, qlog.Serializable, func(at int64) error {
 		var err error
-		p, err = g.machine.Authenticate(secret, time.Now())
+		if p, err = g.machine.Authenticate(secret, now); err == nil {
+			rev = at
+		}
 		return err
 	})
+	if err == nil {
+		g.cacheMu.Lock()
+		if len(g.cache) >= maxCachedPrincipals {
+			clear(g.cache)
+		}
+		g.cache[secret] = cachedPrincipal{rev: rev, p: p}
+		g.cacheMu.Unlock()
+	}
 	return p, err
+}
+
+// maxCachedPrincipals bounds the remembered principals; past it the
+// cache starts again empty.
+const maxCachedPrincipals = 4096
+
+// cachedPrincipal is a principal and the auth log revision it is true at.
+type cachedPrincipal struct {
+	rev int64
+	p   auth.Principal
 }
 
 // open are the paths every client may reach without a token.
