@@ -127,6 +127,22 @@ func TestAuthOnConfig(t *testing.T) {
 			t.Errorf("%s: 403 does not name the resource: %v", tc.name, body)
 		}
 	}
+	// A routes rule grants the gateway's route documents, named by route.
+	doc := `{"name":"route-admin","rules":[{"resource":"routes","prefix":"api","access":"write"}]}`
+	if code, _, body := authCall(t, "POST", url+"/v1/auth/roles", rootSecret, doc); code != http.StatusCreated {
+		t.Fatalf("create role: %d %v", code, body)
+	}
+	_, _, tok := authCall(t, "POST", url+"/v1/auth/tokens", rootSecret, `{"description":"routes","roles":["route-admin"]}`)
+	routes := tok["secret"].(string)
+	for path, want := range map[string]int{
+		"/v1/kv" + config.RoutesPrefix + "api":   200,
+		"/v1/kv" + config.RoutesPrefix + "admin": 403,
+		"/v1/kv/app/a":                           403,
+	} {
+		if code, _, body := authCall(t, "PUT", url+path, routes, `{"value":"{}"}`); code != want {
+			t.Errorf("routes token PUT %s = %d, want %d: %v", path, code, want, body)
+		}
+	}
 	// A list over / answers only what the reader may read.
 	code, _, body := authCall(t, "GET", url+"/v1/kv?prefix=/", reader, "")
 	if code != http.StatusOK {

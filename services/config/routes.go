@@ -1,9 +1,11 @@
 package config
 
 import (
+	"context"
 	_ "embed"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -35,21 +37,52 @@ func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *s
 	return web.NewHandler(o)
 }
 
-// routes is the whole API, each route with the access it needs.
+// routes is the whole API, each route with the access it needs. The
+// gateway's route documents (keys under RoutesPrefix) are granted by a
+// kv rule or by a routes rule on the route's name.
 func (s *server) routes(r chi.Router) {
 	rt := authhttp.NewRouter(r, &s.table)
-	rt.Get("/v1/kv", authhttp.Need{Resource: auth.KV, Access: auth.Read, Name: listPrefix, InHandler: true}, s.handleList())
-	rt.Delete("/v1/kv", authhttp.Need{Resource: auth.KV, Access: auth.Write, Name: queryParam("prefix"), Prefix: true}, s.handleDeletePrefix())
-	rt.Put("/v1/kv/*", authhttp.Write(auth.KV, keyParam), s.handlePut())
-	rt.Get("/v1/kv/*", authhttp.Read(auth.KV, keyParam), s.handleGet())
-	rt.Delete("/v1/kv/*", authhttp.Write(auth.KV, keyParam), s.handleDelete())
+	keys := func(access auth.Access, name func(*http.Request) (string, error)) authhttp.Need {
+		return authhttp.Need{Resource: auth.KV, Access: access, Name: name, Also: routeDocument}
+	}
+	list := keys(auth.Read, listPrefix)
+	list.InHandler = true
+	deletePrefix, watch := keys(auth.Write, queryParam("prefix")), keys(auth.Read, watchedKeys)
+	deletePrefix.Prefix, watch.Prefix = true, true
+	rt.Get("/v1/kv", list, s.handleList())
+	rt.Delete("/v1/kv", deletePrefix, s.handleDeletePrefix())
+	rt.Put("/v1/kv/*", keys(auth.Write, keyParam), s.handlePut())
+	rt.Get("/v1/kv/*", keys(auth.Read, keyParam), s.handleGet())
+	rt.Delete("/v1/kv/*", keys(auth.Write, keyParam), s.handleDelete())
 	rt.Post("/v1/txn", authhttp.Handler(auth.KV, auth.Read), s.handleTxn())
-	rt.Get("/v1/watch", authhttp.Need{Resource: auth.KV, Access: auth.Read, Name: watchedKeys, Prefix: true}, s.handleWatch())
-	rt.Get("/v1/history", authhttp.Read(auth.KV, queryParam("key")), s.handleHistory())
+	rt.Get("/v1/watch", watch, s.handleWatch())
+	rt.Get("/v1/history", keys(auth.Read, queryParam("key")), s.handleHistory())
 	rt.Post("/v1/leases", authhttp.Write(auth.Leases, nil), s.handleGrant())
 	rt.Get("/v1/leases/{id}", authhttp.Read(auth.Leases, nil), s.handleLeaseGet())
 	rt.Post("/v1/leases/{id}/keepalive", authhttp.Write(auth.Leases, nil), s.handleKeepalive())
 	rt.Delete("/v1/leases/{id}", authhttp.Write(auth.Leases, nil), s.handleRevoke())
+}
+
+// RoutesPrefix is where the gateway's route documents live
+// (gateway/routesource.Prefix).
+const RoutesPrefix = "/steward/gateway/routes/"
+
+// routeDocument names a key under RoutesPrefix as a route for the
+// routes resource.
+func routeDocument(key string) (auth.Resource, string, bool) {
+	name, ok := strings.CutPrefix(key, RoutesPrefix)
+	return auth.Routes, name, ok
+}
+
+// allows reports whether the request's token may act with access on key
+// (always with auth off): a kv rule or, for a route document, a routes
+// rule.
+func allows(ctx context.Context, key string, access auth.Access) bool {
+	if authhttp.Check(ctx, auth.KV, key, access) == nil {
+		return true
+	}
+	res, name, ok := routeDocument(key)
+	return ok && authhttp.Check(ctx, res, name, access) == nil
 }
 
 // queryParam returns the Need's name from a query parameter.

@@ -30,6 +30,11 @@ type Need struct {
 	InHandler bool
 	// AnyToken allows every authenticated request (whoami).
 	AnyToken bool
+	// Also, if set, names a second resource that grants the same access
+	// to some names: the gateway's route documents are config keys that
+	// a routes rule grants as well as a kv rule. It returns the resource
+	// and the name there, and whether name has one.
+	Also func(name string) (auth.Resource, string, bool)
 }
 
 // Read and Write are the Needs of a named resource.
@@ -57,19 +62,30 @@ func (n Need) allow(r *http.Request) (func(auth.Principal) error, error) {
 		}
 	}
 	return func(p auth.Principal) error {
-		switch {
-		case n.AnyToken:
-			return nil
-		case n.InHandler:
-			if !p.Reaches(n.Resource, name, n.Access) {
-				return p.Require(n.Resource, name, n.Access)
+		err := n.check(p, n.Resource, name)
+		if err != nil && n.Also != nil {
+			if res, alt, ok := n.Also(name); ok && n.check(p, res, alt) == nil {
+				return nil
 			}
-			return nil
-		case n.Prefix:
-			return p.RequirePrefix(n.Resource, name, n.Access)
 		}
-		return p.Require(n.Resource, name, n.Access)
+		return err
 	}, nil
+}
+
+// check asks p for the Need's access on name of resource.
+func (n Need) check(p auth.Principal, resource auth.Resource, name string) error {
+	switch {
+	case n.AnyToken:
+		return nil
+	case n.InHandler:
+		if !p.Reaches(resource, name, n.Access) {
+			return p.Require(resource, name, n.Access)
+		}
+		return nil
+	case n.Prefix:
+		return p.RequirePrefix(resource, name, n.Access)
+	}
+	return p.Require(resource, name, n.Access)
 }
 
 // Route is one route as the table records it.
