@@ -31,9 +31,10 @@ func NewServer(l *qlog.Log, store *kv.Machine, logger *slog.Logger) http.Handler
 func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger, secure func(web.Options, bool) web.Options) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, archive: archive, logger: logger}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
-	if secure != nil {
-		o = secure(o, true)
+	if secure == nil {
+		secure = authhttp.Disabled // /v1/auth answers that auth is off
 	}
+	o = secure(o, true)
 	return web.NewHandler(o)
 }
 

@@ -33,20 +33,45 @@ func NewAdmin(l *qlog.Log, m *auth.Machine, logger *slog.Logger) *Admin {
 	return &Admin{log: l, machine: m, Handler: qloghttp.Handler{Log: l, Logger: logger}}
 }
 
+// Disabled mounts /v1/auth on o's routes for a server with auth off:
+// every admin request is answered 404, saying auth is off. It is the
+// config service's secure function when STEWARD_AUTH is off, so that its
+// API (and its OpenAPI document) is the same either way.
+func Disabled(o web.Options, _ bool) web.Options {
+	routes := o.Routes
+	var table []Route
+	o.Routes = func(r chi.Router) {
+		if routes != nil {
+			routes(r)
+		}
+		(&Admin{}).Routes(NewRouter(r, &table))
+	}
+	return o
+}
+
+// errAuthOff answers the admin API of a server with auth off.
+var errAuthOff = fault.New(fault.NotFound, "auth is off on this server (STEWARD_AUTH)")
+
 // Routes mounts /v1/auth on rt.
 func (a *Admin) Routes(rt Router) {
 	read, write := Need{Resource: auth.AuthAdmin, Access: auth.Read}, Need{Resource: auth.AuthAdmin, Access: auth.Write}
-	rt.Get("/v1/auth/whoami", Need{AnyToken: true}, a.Handle(a.whoami))
-	rt.Get("/v1/auth/roles", read, a.Handle(a.listRoles))
-	rt.Post("/v1/auth/roles", write, a.Handle(a.putRole(true)))
-	rt.Get("/v1/auth/roles/{name}", read, a.Handle(a.getRole))
-	rt.Put("/v1/auth/roles/{name}", write, a.Handle(a.putRole(false)))
-	rt.Delete("/v1/auth/roles/{name}", write, a.Handle(a.deleteRole))
-	rt.Get("/v1/auth/tokens", read, a.Handle(a.listTokens))
-	rt.Post("/v1/auth/tokens", write, a.Handle(a.createToken))
-	rt.Get("/v1/auth/tokens/{id}", read, a.Handle(a.getToken))
-	rt.Delete("/v1/auth/tokens/{id}", write, a.Handle(a.revokeToken))
-	rt.Get("/v1/auth/audit", read, a.Handle(a.audit))
+	handle := a.Handle
+	if a.log == nil {
+		handle = func(func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, nil, errAuthOff) }
+		}
+	}
+	rt.Get("/v1/auth/whoami", Need{AnyToken: true}, handle(a.whoami))
+	rt.Get("/v1/auth/roles", read, handle(a.listRoles))
+	rt.Post("/v1/auth/roles", write, handle(a.putRole(true)))
+	rt.Get("/v1/auth/roles/{name}", read, handle(a.getRole))
+	rt.Put("/v1/auth/roles/{name}", write, handle(a.putRole(false)))
+	rt.Delete("/v1/auth/roles/{name}", write, handle(a.deleteRole))
+	rt.Get("/v1/auth/tokens", read, handle(a.listTokens))
+	rt.Post("/v1/auth/tokens", write, handle(a.createToken))
+	rt.Get("/v1/auth/tokens/{id}", read, handle(a.getToken))
+	rt.Delete("/v1/auth/tokens/{id}", write, handle(a.revokeToken))
+	rt.Get("/v1/auth/audit", read, handle(a.audit))
 }
 
 // read runs fn on the replica's state, linearizably unless the request
