@@ -87,7 +87,7 @@ type Guard struct {
 	mu     sync.Mutex
 	active map[*activeRequest]struct{}
 
-	cacheMu sync.Mutex
+	cacheMu sync.RWMutex
 	cache   map[string]cachedPrincipal // by secret
 }
 
@@ -105,14 +105,16 @@ func NewGuard(l *qlog.Log, m *auth.Machine, metricsPublic bool, logger *slog.Log
 		active: map[*activeRequest]struct{}{}, cache: map[string]cachedPrincipal{}}
 }
 
-// principalKey carries the request's Principal; guardKey the Guard.
-type ctxKey int
+// authenticated is what the Guard's middleware leaves in a request's
+// context: one value, so that a request costs one context.
+type authenticated struct {
+	p      auth.Principal
+	secret string
+	guard  *Guard
+}
 
-const (
-	principalKey ctxKey = iota
-	secretKey
-	guardKey
-)
+// ctxKey is the context key of *authenticated.
+type ctxKey struct{}
 
 // Authenticate returns the principal of the request's bearer token, or an
 // Unauthorized fault: missing, malformed, unknown, revoked or expired.
@@ -142,9 +144,9 @@ func (g *Guard) Authenticate(r *http.Request) (auth.Principal, string, error) {
 func (g *Guard) principal(ctx context.Context, secret string) (auth.Principal, error) {
 	now := time.Now()
 	rev := g.log.Revision()
-	g.cacheMu.Lock()
+	g.cacheMu.RLock()
 	c, ok := g.cache[secret]
-	g.cacheMu.Unlock()
+	g.cacheMu.RUnlock()
 	if ok && c.rev == rev && (c.p.ExpiresAt.IsZero() || now.Before(c.p.ExpiresAt)) {
 		return c.p, nil
 	}
@@ -200,10 +202,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			g.deny(w, r, p, err)
 			return
 		}
-		ctx := context.WithValue(r.Context(), principalKey, p)
-		ctx = context.WithValue(ctx, secretKey, secret)
-		ctx = context.WithValue(ctx, guardKey, g)
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &authenticated{p: p, secret: secret, guard: g})))
 	})
 }
 
@@ -214,21 +213,42 @@ func (g *Guard) deny(w http.ResponseWriter, r *http.Request, p auth.Principal, e
 	web.Error(w, r, g.logger, err)
 }
 
-// hold registers an authorized request until release is called: when the
-// auth state changes, allow is asked again of the token's principal, and
-// the request's context is cancelled if it says no (a watch or blocking
-// query ends at once, answered 401 or 403).
-func (g *Guard) hold(ctx context.Context, allow func(auth.Principal) error) (context.Context, func()) {
-	secret, _ := ctx.Value(secretKey).(string)
+// holdAfter is how long a request runs before the Guard watches it:
+// most requests end sooner, and registering each would cost every
+// request a lock on the Guard.
+const holdAfter = 500 * time.Millisecond
+
+// hold watches an authorized request that runs past holdAfter until
+// release is called: it is checked at once against the auth state as it
+// is then, and again after every change of it (a token revoked, a role
+// changed), and its context is cancelled with the reason when its token
+// no longer allows it (a watch or blocking query ends, answered 401 or
+// 403). A revocation thus reaches a request within holdAfter at most.
+func (g *Guard) hold(ctx context.Context, secret string, allow func(auth.Principal) error) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	a := &activeRequest{secret: secret, allow: allow, cancel: cancel}
-	g.mu.Lock()
-	g.active[a] = struct{}{}
-	g.mu.Unlock()
-	return ctx, func() {
+	var mu sync.Mutex // orders the registration and the release
+	released := false
+	timer := time.AfterFunc(holdAfter, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if released {
+			return
+		}
 		g.mu.Lock()
-		delete(g.active, a)
+		g.active[a] = struct{}{}
 		g.mu.Unlock()
+		g.check(ctx, a)
+	})
+	return ctx, func() {
+		if !timer.Stop() {
+			mu.Lock()
+			released = true
+			g.mu.Lock()
+			delete(g.active, a)
+			g.mu.Unlock()
+			mu.Unlock()
+		}
 		cancel(nil)
 	}
 }
@@ -275,21 +295,29 @@ func (g *Guard) recheck(ctx context.Context) {
 	}
 	g.mu.Unlock()
 	for _, a := range held {
-		p, err := g.principal(ctx, a.secret)
-		if err == nil {
-			err = a.allow(p)
-		}
-		if k := fault.KindOf(err); k == fault.Unauthorized || k == fault.Forbidden {
-			a.cancel(err)
-		}
+		g.check(ctx, a)
+	}
+}
+
+// check cancels a when its token no longer allows it.
+func (g *Guard) check(ctx context.Context, a *activeRequest) {
+	p, err := g.principal(ctx, a.secret)
+	if err == nil {
+		err = a.allow(p)
+	}
+	if k := fault.KindOf(err); k == fault.Unauthorized || k == fault.Forbidden {
+		a.cancel(err)
 	}
 }
 
 // Principal returns the request's principal, and whether auth is on (a
 // Guard authenticated the request).
 func Principal(ctx context.Context) (auth.Principal, bool) {
-	p, ok := ctx.Value(principalKey).(auth.Principal)
-	return p, ok
+	a, ok := ctx.Value(ctxKey{}).(*authenticated)
+	if !ok {
+		return auth.Principal{}, false
+	}
+	return a.p, true
 }
 
 // By returns the id of the token a request was made with, for the log's

@@ -113,12 +113,12 @@ func NewRouter(r chi.Router, table *[]Route) Router { return Router{chi: r, tabl
 func (rt Router) Method(method, pattern string, need Need, h http.Handler) {
 	*rt.table = append(*rt.table, Route{Method: method, Pattern: pattern, Need: need})
 	rt.chi.Method(method, pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, on := Principal(r.Context())
+		a, on := r.Context().Value(ctxKey{}).(*authenticated)
 		if !on {
 			h.ServeHTTP(w, r)
 			return
 		}
-		g := r.Context().Value(guardKey).(*Guard)
+		p, g := a.p, a.guard
 		allow, err := need.allow(r)
 		if err != nil {
 			web.Error(w, r, g.logger, err)
@@ -128,7 +128,7 @@ func (rt Router) Method(method, pattern string, need Need, h http.Handler) {
 			g.deny(w, r, p, err)
 			return
 		}
-		ctx, release := g.hold(r.Context(), allow)
+		ctx, release := g.hold(r.Context(), a.secret, allow)
 		defer release()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	}))
