@@ -79,7 +79,13 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}
-	return web.ServeTLS(ctx, ln, NewHandler(px, src, disc, reg, logger), logger, s.ShutdownTimeout, s.Limits, s.TLS)
+	var guard func(http.Handler) http.Handler
+	if s.Auth {
+		own := &ownAuth{configURL: src.ConfigURL, client: &http.Client{}, metricsPublic: s.MetricsPublic,
+			logger: logger, cache: map[string]ownAuthAnswer{}}
+		guard = own.middleware
+	}
+	return web.ServeTLS(ctx, ln, newHandler(px, src, disc, reg, logger, guard), logger, s.ShutdownTimeout, s.Limits, s.TLS)
 }
 
 // NewHandler serves the gateway's own endpoints (/healthz, /readyz,
@@ -89,7 +95,17 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 // is ready once it has the registry's service list: before, it could only
 // answer 404 to every /s/ request.
 func NewHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discovery, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
-	own := web.NewHandler(web.Options{Service: "gateway", Logger: logger, Registry: reg,
+	return newHandler(px, src, disc, reg, logger, nil)
+}
+
+// newHandler is NewHandler with guard (nil with auth off) in front of the
+// gateway's own endpoints.
+func newHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discovery, reg *prometheus.Registry, logger *slog.Logger, guard func(http.Handler) http.Handler) http.Handler {
+	var mw []func(http.Handler) http.Handler
+	if guard != nil {
+		mw = append(mw, guard)
+	}
+	own := web.NewHandler(web.Options{Service: "gateway", Logger: logger, Registry: reg, Middleware: mw,
 		Ready: func(context.Context) error { return disc.Ready() },
 		Routes: func(r chi.Router) {
 			r.Get("/gateway/routes", func(w http.ResponseWriter, _ *http.Request) { _ = web.Encode(w, http.StatusOK, src.Status()) })
