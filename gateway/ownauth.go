@@ -3,14 +3,15 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
-	"github.com/stewardhq/steward/platform/web"
 )
 
 // ownAuthTTL is how long the gateway trusts an answer about a token: a
@@ -27,9 +28,7 @@ type ownAuth struct {
 	configURL     func() (string, error)
 	client        *http.Client
 	metricsPublic bool
-	logger        interface {
-		Warn(msg string, args ...any)
-	}
+	logger        *slog.Logger
 
 	mu    sync.Mutex
 	cache map[string]ownAuthAnswer // by secret
@@ -63,9 +62,7 @@ func (a *ownAuth) middleware(next http.Handler) http.Handler {
 			err = p.Require(need, "", auth.Read)
 		}
 		if err != nil {
-			a.logger.Warn("request denied", "token", p.ID, "method", r.Method, "path", r.URL.Path,
-				"request_id", web.RequestID(r.Context()), "reason", err.Error())
-			web.Error(w, r, nil, err)
+			authhttp.Deny(w, r, a.logger, p.ID, err)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -75,11 +72,7 @@ func (a *ownAuth) middleware(next http.Handler) http.Handler {
 // principal returns who the request's token is, asking the config service
 // unless a fresh answer is remembered.
 func (a *ownAuth) principal(r *http.Request) (auth.Principal, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return auth.Principal{}, fault.New(fault.Unauthorized, "this request needs a token: Authorization: Bearer <secret>")
-	}
-	secret, err := auth.ParseBearer(h)
+	secret, err := authhttp.Bearer(r)
 	if err != nil {
 		return auth.Principal{}, err
 	}

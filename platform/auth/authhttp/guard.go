@@ -119,11 +119,7 @@ type ctxKey struct{}
 // Authenticate returns the principal of the request's bearer token, or an
 // Unauthorized fault: missing, malformed, unknown, revoked or expired.
 func (g *Guard) Authenticate(r *http.Request) (auth.Principal, string, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return auth.Principal{}, "", fault.New(fault.Unauthorized, "this request needs a token: Authorization: Bearer <secret>")
-	}
-	secret, err := auth.ParseBearer(h)
+	secret, err := Bearer(r)
 	if err != nil {
 		return auth.Principal{}, "", err
 	}
@@ -133,6 +129,16 @@ func (g *Guard) Authenticate(r *http.Request) (auth.Principal, string, error) {
 		err = qloghttp.Classify(err)
 	}
 	return p, secret, err
+}
+
+// Bearer returns the secret of r's bearer token, or an Unauthorized
+// fault: no Authorization header, or a malformed one.
+func Bearer(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", fault.New(fault.Unauthorized, "this request needs a token: Authorization: Bearer <secret>")
+	}
+	return auth.ParseBearer(h)
 }
 
 // principal authenticates secret on the local replica: a revocation is
@@ -206,11 +212,18 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// deny answers err and logs it at WARN: token id, route and reason.
+// deny is Deny with the Guard's logger.
 func (g *Guard) deny(w http.ResponseWriter, r *http.Request, p auth.Principal, err error) {
-	g.logger.Warn("request denied", "token", p.ID, "method", r.Method, "path", r.URL.Path,
+	Deny(w, r, g.logger, p.ID, err)
+}
+
+// Deny answers a refused request with err and logs it at WARN: the token
+// id (empty when there was no valid token), the route and the reason,
+// never the secret.
+func Deny(w http.ResponseWriter, r *http.Request, logger *slog.Logger, token string, err error) {
+	logger.Warn("request denied", "token", token, "method", r.Method, "path", r.URL.Path,
 		"request_id", web.RequestID(r.Context()), "reason", err.Error())
-	web.Error(w, r, g.logger, err)
+	web.Error(w, r, logger, err)
 }
 
 // holdAfter is how long a request runs before the Guard watches it:
@@ -254,14 +267,12 @@ func (g *Guard) hold(ctx context.Context, secret string, allow func(auth.Princip
 }
 
 // Run checks the requests in flight again after every change of the auth
-// state (a token revoked, a role changed) and, once a second, for tokens
-// that expired; it returns when ctx ends.
+// state (a token revoked, a role changed) and, when a second passes
+// without one, for tokens that expired; it returns when ctx ends.
 func (g *Guard) Run(ctx context.Context) {
 	if g.log.WaitReady(ctx) != nil {
 		return
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	for {
 		watch, err := g.log.Watch(g.log.Revision()+1, nil)
 		if err != nil {
