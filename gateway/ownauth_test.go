@@ -2,15 +2,14 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/config"
@@ -30,18 +29,8 @@ func TestOwnEndpointsNeedTokens(t *testing.T) {
 		return config.Serve(ctx, cs, ln, nc, nil, slog.New(slog.DiscardHandler))
 	})
 	call := func(method, url, secret, body string) (int, map[string]any) {
-		req, _ := http.NewRequest(method, url, strings.NewReader(body))
-		if secret != "" {
-			req.Header.Set("Authorization", "Bearer "+secret)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, url, err)
-		}
-		defer res.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(res.Body).Decode(&out)
-		return res.StatusCode, out
+		code, _, out := authtest.Call(t, method, url, secret, body)
+		return code, out
 	}
 	webtest.WaitFor(t, 30*time.Second, "the root token", func() bool {
 		code, _ := call("GET", configURL+"/v1/auth/whoami", root, "")

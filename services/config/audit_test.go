@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 )
 
 // TestAuditBy: with auth on, a put made with a token shows the token's id
@@ -29,14 +31,14 @@ func TestAuditBy(t *testing.T) {
 		t.Fatalf("watch = %d", res.StatusCode)
 	}
 
-	if code, _, body := authCall(t, "PUT", url+"/v1/kv/app/a", writer, `{"v":1}`); code != http.StatusOK || body["by"] != writerID {
+	if code, _, body := authtest.Call(t, "PUT", url+"/v1/kv/app/a", writer, `{"v":1}`); code != http.StatusOK || body["by"] != writerID {
 		t.Fatalf("PUT = %d %v, want 200 by %s", code, body, writerID)
 	}
-	if code, _, body := authCall(t, "DELETE", url+"/v1/kv/app/a", deleter, ""); code != http.StatusOK {
+	if code, _, body := authtest.Call(t, "DELETE", url+"/v1/kv/app/a", deleter, ""); code != http.StatusOK {
 		t.Fatalf("DELETE = %d %v", code, body)
 	}
 
-	code, _, body := authCall(t, "GET", url+"/v1/history?key=/app/a", writer, "")
+	code, _, body := authtest.Call(t, "GET", url+"/v1/history?key=/app/a", writer, "")
 	if code != http.StatusOK {
 		t.Fatalf("history = %d %v", code, body)
 	}

@@ -1,11 +1,9 @@
 package config_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
@@ -23,28 +22,6 @@ import (
 
 // rootSecret is the bootstrap token of the auth tests.
 const rootSecret = "stw_test-root-secret-0123456789abcdefghijklmnop"
-
-// authCall sends a request with the bearer secret (none if empty), past
-// the OpenAPI contract check (the documents do not declare auth yet).
-func authCall(t *testing.T, method, url, secret, body string) (int, http.Header, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	b, _ := io.ReadAll(res.Body)
-	_ = json.Unmarshal(b, &out)
-	return res.StatusCode, res.Header, out
-}
 
 // startAuthNode serves a config replica with STEWARD_AUTH on and the
 // bootstrap root token, and waits until the root token works.
@@ -58,7 +35,7 @@ func startAuthNode(t *testing.T) string {
 		return config.Serve(ctx, s, ln, nc, nil, slog.New(slog.DiscardHandler))
 	})
 	webtest.WaitFor(t, 30*time.Second, "root token accepted", func() bool {
-		code, _, _ := authCall(t, "GET", url+"/v1/auth/whoami", rootSecret, "")
+		code, _, _ := authtest.Call(t, "GET", url+"/v1/auth/whoami", rootSecret, "")
 		return code == http.StatusOK
 	})
 	return url
@@ -69,10 +46,10 @@ func startAuthNode(t *testing.T) string {
 func newToken(t *testing.T, url, role, prefix, access string) (string, string) {
 	t.Helper()
 	doc := fmt.Sprintf(`{"name":%q,"rules":[{"resource":"kv","prefix":%q,"access":%q}]}`, role, prefix, access)
-	if code, _, body := authCall(t, "POST", url+"/v1/auth/roles", rootSecret, doc); code != http.StatusCreated {
+	if code, _, body := authtest.Call(t, "POST", url+"/v1/auth/roles", rootSecret, doc); code != http.StatusCreated {
 		t.Fatalf("create role %s: %d %v", role, code, body)
 	}
-	code, _, body := authCall(t, "POST", url+"/v1/auth/tokens", rootSecret, fmt.Sprintf(`{"description":"test","roles":[%q],"ttl":"1h"}`, role))
+	code, _, body := authtest.Call(t, "POST", url+"/v1/auth/tokens", rootSecret, fmt.Sprintf(`{"description":"test","roles":[%q],"ttl":"1h"}`, role))
 	if code != http.StatusCreated {
 		t.Fatalf("create token: %d %v", code, body)
 	}
@@ -87,7 +64,7 @@ func TestAuthOnConfig(t *testing.T) {
 	_, reader := newToken(t, url, "app-reader", "/app/", "read")
 	_, writer := newToken(t, url, "app-writer", "/app/", "write")
 	for _, k := range []string{"/app/a", "/other/b"} {
-		if code, _, body := authCall(t, "PUT", url+"/v1/kv"+k, rootSecret, `{"value":"v"}`); code != http.StatusOK && code != http.StatusCreated {
+		if code, _, body := authtest.Call(t, "PUT", url+"/v1/kv"+k, rootSecret, `{"value":"v"}`); code != http.StatusOK && code != http.StatusCreated {
 			t.Fatalf("root PUT %s: %d %v", k, code, body)
 		}
 	}
@@ -116,7 +93,7 @@ func TestAuthOnConfig(t *testing.T) {
 		{"root anything", "GET", "/v1/kv/other/b", rootSecret, "", 200},
 	}
 	for _, tc := range tests {
-		code, hdr, body := authCall(t, tc.method, url+tc.path, tc.secret, tc.body)
+		code, hdr, body := authtest.Call(t, tc.method, url+tc.path, tc.secret, tc.body)
 		if code != tc.want {
 			t.Errorf("%s: %s %s = %d, want %d: %v", tc.name, tc.method, tc.path, code, tc.want, body)
 		}
@@ -129,22 +106,22 @@ func TestAuthOnConfig(t *testing.T) {
 	}
 	// A routes rule grants the gateway's route documents, named by route.
 	doc := `{"name":"route-admin","rules":[{"resource":"routes","prefix":"api","access":"write"}]}`
-	if code, _, body := authCall(t, "POST", url+"/v1/auth/roles", rootSecret, doc); code != http.StatusCreated {
+	if code, _, body := authtest.Call(t, "POST", url+"/v1/auth/roles", rootSecret, doc); code != http.StatusCreated {
 		t.Fatalf("create role: %d %v", code, body)
 	}
-	_, _, tok := authCall(t, "POST", url+"/v1/auth/tokens", rootSecret, `{"description":"routes","roles":["route-admin"]}`)
+	_, _, tok := authtest.Call(t, "POST", url+"/v1/auth/tokens", rootSecret, `{"description":"routes","roles":["route-admin"]}`)
 	routes := tok["secret"].(string)
 	for path, want := range map[string]int{
 		"/v1/kv" + config.RoutesPrefix + "api":   200,
 		"/v1/kv" + config.RoutesPrefix + "admin": 403,
 		"/v1/kv/app/a":                           403,
 	} {
-		if code, _, body := authCall(t, "PUT", url+path, routes, `{"value":"{}"}`); code != want {
+		if code, _, body := authtest.Call(t, "PUT", url+path, routes, `{"value":"{}"}`); code != want {
 			t.Errorf("routes token PUT %s = %d, want %d: %v", path, code, want, body)
 		}
 	}
 	// A list over / answers only what the reader may read.
-	code, _, body := authCall(t, "GET", url+"/v1/kv?prefix=/", reader, "")
+	code, _, body := authtest.Call(t, "GET", url+"/v1/kv?prefix=/", reader, "")
 	if code != http.StatusOK {
 		t.Fatalf("reader list: %d %v", code, body)
 	}
@@ -161,27 +138,13 @@ func TestAuthOnConfig(t *testing.T) {
 func TestAuthWatchAndRevocation(t *testing.T) {
 	url := startAuthNode(t)
 	id, reader := newToken(t, url, "app-reader", "/app/", "read")
-	if code, _, _ := authCall(t, "GET", url+"/v1/watch?prefix=/", reader, ""); code != http.StatusForbidden {
+	if code, _, _ := authtest.Call(t, "GET", url+"/v1/watch?prefix=/", reader, ""); code != http.StatusForbidden {
 		t.Fatalf("reader watching / = %d, want 403", code)
 	}
-	req, _ := http.NewRequest("GET", url+"/v1/watch?prefix=/app/", nil)
-	req.Header.Set("Authorization", "Bearer "+reader)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("watch: %v %v", res, err)
-	}
-	defer res.Body.Close()
-	lines := make(chan string, 100)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(res.Body)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
+	lines := authtest.Lines(t, url+"/v1/watch?prefix=/app/", reader)
 	for i := range 5 {
-		authCall(t, "PUT", fmt.Sprintf("%s/v1/kv/other/k%d", url, i), rootSecret, `{"value":"secret"}`)
-		authCall(t, "PUT", fmt.Sprintf("%s/v1/kv/app/k%d", url, i), rootSecret, `{"value":"v"}`)
+		authtest.Call(t, "PUT", fmt.Sprintf("%s/v1/kv/other/k%d", url, i), rootSecret, `{"value":"secret"}`)
+		authtest.Call(t, "PUT", fmt.Sprintf("%s/v1/kv/app/k%d", url, i), rootSecret, `{"value":"v"}`)
 	}
 	seen := 0
 	for seen < 5 {
@@ -198,7 +161,7 @@ func TestAuthWatchAndRevocation(t *testing.T) {
 		}
 	}
 	revoked := time.Now()
-	if code, _, body := authCall(t, "DELETE", url+"/v1/auth/tokens/"+id, rootSecret, ""); code != http.StatusOK {
+	if code, _, body := authtest.Call(t, "DELETE", url+"/v1/auth/tokens/"+id, rootSecret, ""); code != http.StatusOK {
 		t.Fatalf("revoke: %d %v", code, body)
 	}
 	for ended := false; !ended; {
@@ -217,7 +180,7 @@ func TestAuthWatchAndRevocation(t *testing.T) {
 	} else {
 		t.Logf("the watch ended %v after the revocation was acknowledged", d)
 	}
-	if code, _, _ := authCall(t, "GET", url+"/v1/kv/app/k0", reader, ""); code != http.StatusUnauthorized {
+	if code, _, _ := authtest.Call(t, "GET", url+"/v1/kv/app/k0", reader, ""); code != http.StatusUnauthorized {
 		t.Errorf("revoked token: %d, want 401", code)
 	}
 }
@@ -259,13 +222,13 @@ func TestAuthSurvivesRestart(t *testing.T) {
 	}
 	rep, url = open()
 	defer rep.Close()
-	if code, _, body := authCall(t, "GET", url+"/v1/auth/whoami", secret, ""); code != http.StatusOK || body["description"] != "test" {
+	if code, _, body := authtest.Call(t, "GET", url+"/v1/auth/whoami", secret, ""); code != http.StatusOK || body["description"] != "test" {
 		t.Fatalf("after the restart the token answers %d %v", code, body)
 	}
-	if code, _, _ := authCall(t, "GET", url+"/v1/kv/other/x", secret, ""); code != http.StatusForbidden {
+	if code, _, _ := authtest.Call(t, "GET", url+"/v1/kv/other/x", secret, ""); code != http.StatusForbidden {
 		t.Fatalf("after the restart the token's rules are lost: %d", code)
 	}
-	code, _, body := authCall(t, "GET", url+"/v1/auth/tokens", rootSecret, "")
+	code, _, body := authtest.Call(t, "GET", url+"/v1/auth/tokens", rootSecret, "")
 	if code != http.StatusOK || strings.Contains(fmt.Sprint(body), secret) || strings.Contains(fmt.Sprint(body), auth.HashSecret(secret)) {
 		t.Fatalf("token list: %d, with a secret or hash in it: %v", code, body)
 	}

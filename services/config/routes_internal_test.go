@@ -5,7 +5,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/stewardhq/steward/platform/auth/authhttp"
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 )
 
 // TestEveryRouteHasANeed: a route mounted without an access rule fails.
@@ -13,14 +13,5 @@ func TestEveryRouteHasANeed(t *testing.T) {
 	s := &server{}
 	r := chi.NewRouter()
 	s.routes(r)
-	unruled, err := authhttp.Unruled(r, s.table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(unruled) > 0 {
-		t.Fatalf("routes without a Need: %v", unruled)
-	}
-	if len(s.table) < 12 {
-		t.Fatalf("%d routes in the table, want the 12 of the API", len(s.table))
-	}
+	authtest.EveryRouteHasANeed(t, r, s.table, 12)
 }

@@ -1,11 +1,9 @@
 package election_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/election"
@@ -20,33 +19,6 @@ import (
 
 // rootSecret is the bootstrap token of the auth tests.
 const rootSecret = "stw_test-root-secret-0123456789abcdefghijklmnop"
-
-// authCall sends a request with the bearer secret (none if empty), past
-// the OpenAPI contract check (the document does not declare auth yet).
-// A stream's body is not read: its status is the answer.
-func authCall(t *testing.T, method, url, secret, body string) (int, http.Header, map[string]any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	if !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		b, _ := io.ReadAll(res.Body)
-		_ = json.Unmarshal(b, &out)
-	}
-	return res.StatusCode, res.Header, out
-}
 
 // startAuthNode serves an election replica with STEWARD_AUTH on, voting
 // on the auth log itself, and the bootstrap root token; it waits until
@@ -61,7 +33,7 @@ func startAuthNode(t *testing.T) string {
 		return election.Serve(ctx, s, ln, nc, nil, quiet)
 	})
 	webtest.WaitFor(t, 30*time.Second, "root token accepted", func() bool {
-		code, _, _ := authCall(t, "GET", url+"/v1/auth/whoami", rootSecret, "")
+		code, _, _ := authtest.Call(t, "GET", url+"/v1/auth/whoami", rootSecret, "")
 		return code == http.StatusOK
 	})
 	return url
@@ -77,10 +49,10 @@ func newToken(t *testing.T, url, role string, rules ...string) (string, string) 
 		rs = append(rs, map[string]string{"resource": f[0], "prefix": f[1], "access": f[2]})
 	}
 	doc, _ := json.Marshal(map[string]any{"name": role, "rules": rs})
-	if code, _, body := authCall(t, "POST", url+"/v1/auth/roles", rootSecret, string(doc)); code != http.StatusCreated {
+	if code, _, body := authtest.Call(t, "POST", url+"/v1/auth/roles", rootSecret, string(doc)); code != http.StatusCreated {
 		t.Fatalf("create role %s: %d %v", role, code, body)
 	}
-	code, _, body := authCall(t, "POST", url+"/v1/auth/tokens", rootSecret, fmt.Sprintf(`{"description":"test","roles":[%q],"ttl":"1h"}`, role))
+	code, _, body := authtest.Call(t, "POST", url+"/v1/auth/tokens", rootSecret, fmt.Sprintf(`{"description":"test","roles":[%q],"ttl":"1h"}`, role))
 	if code != http.StatusCreated {
 		t.Fatalf("create token: %d %v", code, body)
 	}
@@ -91,7 +63,7 @@ func newToken(t *testing.T, url, role string, rules ...string) (string, string) 
 // returns its fencing token.
 func campaignAsRoot(t *testing.T, url, name string) int64 {
 	t.Helper()
-	code, _, body := authCall(t, "POST", url+"/v1/elections/"+name+"/campaign", rootSecret, `{"candidate":"c","ttl":"1m"}`)
+	code, _, body := authtest.Call(t, "POST", url+"/v1/elections/"+name+"/campaign", rootSecret, `{"candidate":"c","ttl":"1m"}`)
 	if code != http.StatusOK {
 		t.Fatalf("root campaign %s: %d %v", name, code, body)
 	}
@@ -163,7 +135,7 @@ func TestAuthMatrix(t *testing.T) {
 			}
 			name := fmt.Sprintf("%s%d-%d", k.prefix, j, i)
 			body := c.setup(t, url, name)
-			code, hdr, resp := authCall(t, rt.Method, url+c.path(name), k.secret, body)
+			code, hdr, resp := authtest.Call(t, rt.Method, url+c.path(name), k.secret, body)
 			if code != want {
 				t.Errorf("%s with %s = %d, want %d: %v", route, k.name, code, want, resp)
 			}
@@ -181,7 +153,7 @@ func TestAuthMatrix(t *testing.T) {
 	// The list answers only what the token may read.
 	campaignAsRoot(t, url, "zzz-hidden")
 	for _, k := range kinds[2:5] {
-		code, _, body := authCall(t, "GET", url+"/v1/elections", k.secret, "")
+		code, _, body := authtest.Call(t, "GET", url+"/v1/elections", k.secret, "")
 		if code != http.StatusOK {
 			t.Fatalf("list with %s: %d %v", k.name, code, body)
 		}
@@ -201,27 +173,6 @@ func TestAuthMatrix(t *testing.T) {
 	}
 }
 
-// sseLines reads a stream's lines until it ends.
-func sseLines(t *testing.T, url, secret string) chan string {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+secret)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("watch: %v %v", res, err)
-	}
-	t.Cleanup(func() { res.Body.Close() })
-	lines := make(chan string, 100)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(res.Body)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	return lines
-}
-
 // TestAuthWatchAuditAndRevocation: a watch on app-w with an app- token
 // sees only app-w's changes, each with the token id that made it, while
 // other elections change; it ends within a second of its token's
@@ -230,16 +181,16 @@ func TestAuthWatchAuditAndRevocation(t *testing.T) {
 	url := startAuthNode(t)
 	id, reader := newToken(t, url, "app-reader", "elections:app-:read")
 	writerID, writer := newToken(t, url, "app-writer", "elections:app-:write")
-	if code, _, _ := authCall(t, "GET", url+"/v1/elections/zzz-w/watch", reader, ""); code != http.StatusForbidden {
+	if code, _, _ := authtest.Call(t, "GET", url+"/v1/elections/zzz-w/watch", reader, ""); code != http.StatusForbidden {
 		t.Fatalf("reader watching zzz-w = %d, want 403", code)
 	}
-	lines := sseLines(t, url+"/v1/elections/app-w/watch", reader)
+	lines := authtest.Lines(t, url+"/v1/elections/app-w/watch", reader)
 	leak := func(l string) bool { return strings.Contains(l, "zzz-") || strings.Contains(l, "app-w2") }
 	for i := range 3 {
 		campaignAsRoot(t, url, fmt.Sprintf("zzz-w%d", i))
 		campaignAsRoot(t, url, fmt.Sprintf("app-w2%d", i))
 		body := fmt.Sprintf(`{"candidate":"c%d","ttl":"1m"}`, i)
-		if code, _, resp := authCall(t, "POST", url+"/v1/elections/app-w/campaign", writer, body); code != http.StatusOK {
+		if code, _, resp := authtest.Call(t, "POST", url+"/v1/elections/app-w/campaign", writer, body); code != http.StatusOK {
 			t.Fatalf("writer campaign: %d %v", code, resp)
 		}
 		tok := 0
@@ -262,12 +213,12 @@ func TestAuthWatchAuditAndRevocation(t *testing.T) {
 			}
 		}
 		body = fmt.Sprintf(`{"candidate":"c%d","token":%d}`, i, tok)
-		if code, _, resp := authCall(t, "POST", url+"/v1/elections/app-w/resign", writer, body); code != http.StatusOK {
+		if code, _, resp := authtest.Call(t, "POST", url+"/v1/elections/app-w/resign", writer, body); code != http.StatusOK {
 			t.Fatalf("writer resign: %d %v", code, resp)
 		}
 	}
 	revoked := time.Now()
-	if code, _, body := authCall(t, "DELETE", url+"/v1/auth/tokens/"+id, rootSecret, ""); code != http.StatusOK {
+	if code, _, body := authtest.Call(t, "DELETE", url+"/v1/auth/tokens/"+id, rootSecret, ""); code != http.StatusOK {
 		t.Fatalf("revoke: %d %v", code, body)
 	}
 	for ended := false; !ended; {
@@ -284,7 +235,7 @@ func TestAuthWatchAuditAndRevocation(t *testing.T) {
 	if d := time.Since(revoked); d > time.Second {
 		t.Errorf("the watch ended %v after the revocation, want within 1s", d)
 	}
-	if code, _, _ := authCall(t, "GET", url+"/v1/elections/app-w", reader, ""); code != http.StatusUnauthorized {
+	if code, _, _ := authtest.Call(t, "GET", url+"/v1/elections/app-w", reader, ""); code != http.StatusUnauthorized {
 		t.Errorf("revoked token: %d, want 401", code)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/stewardhq/steward/platform/auth/authhttp"
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 )
 
 // RouteTable is the API's route table with each route's Need, for the
@@ -21,14 +22,5 @@ func TestEveryRouteHasANeed(t *testing.T) {
 	s := &server{}
 	r := chi.NewRouter()
 	s.routes(r)
-	unruled, err := authhttp.Unruled(r, s.table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(unruled) > 0 {
-		t.Fatalf("routes without a Need: %v", unruled)
-	}
-	if len(s.table) != 6 {
-		t.Fatalf("%d routes in the table, want the 6 of the API", len(s.table))
-	}
+	authtest.EveryRouteHasANeed(t, r, s.table, 6)
 }

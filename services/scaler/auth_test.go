@@ -1,11 +1,9 @@
 package scaler_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web"
@@ -23,33 +22,6 @@ import (
 
 // rootSecret is the bootstrap token of the auth tests.
 const rootSecret = "stw_test-root-secret-0123456789abcdefghijklmnop"
-
-// authCall sends a request with the bearer secret (none if empty), past
-// the OpenAPI contract check (the document does not declare auth yet).
-// A stream's body is not read: its status is the answer.
-func authCall(t *testing.T, method, url, secret, body string) (int, http.Header, map[string]any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	if !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		b, _ := io.ReadAll(res.Body)
-		_ = json.Unmarshal(b, &out)
-	}
-	return res.StatusCode, res.Header, out
-}
 
 // startAuthNode opens a scaler replica with STEWARD_AUTH on, voting on
 // the auth log itself, and serves its API with the Guard's revocation
@@ -85,7 +57,7 @@ func startAuthNode(t *testing.T) string {
 	t.Cleanup(func() { stop(); wg.Wait(); _ = rep.Close() })
 	url := "http://" + ln.Addr().String()
 	webtest.WaitFor(t, 30*time.Second, "root token accepted", func() bool {
-		code, _, _ := authCall(t, "GET", url+"/v1/auth/whoami", rootSecret, "")
+		code, _, _ := authtest.Call(t, "GET", url+"/v1/auth/whoami", rootSecret, "")
 		return code == http.StatusOK
 	})
 	return url
@@ -101,10 +73,10 @@ func newToken(t *testing.T, url, role string, rules ...string) (string, string) 
 		rs = append(rs, map[string]string{"resource": f[0], "prefix": f[1], "access": f[2]})
 	}
 	doc, _ := json.Marshal(map[string]any{"name": role, "rules": rs})
-	if code, _, body := authCall(t, "POST", url+"/v1/auth/roles", rootSecret, string(doc)); code != http.StatusCreated {
+	if code, _, body := authtest.Call(t, "POST", url+"/v1/auth/roles", rootSecret, string(doc)); code != http.StatusCreated {
 		t.Fatalf("create role %s: %d %v", role, code, body)
 	}
-	code, _, body := authCall(t, "POST", url+"/v1/auth/tokens", rootSecret, fmt.Sprintf(`{"description":"test","roles":[%q],"ttl":"1h"}`, role))
+	code, _, body := authtest.Call(t, "POST", url+"/v1/auth/tokens", rootSecret, fmt.Sprintf(`{"description":"test","roles":[%q],"ttl":"1h"}`, role))
 	if code != http.StatusCreated {
 		t.Fatalf("create token: %d %v", code, body)
 	}
@@ -120,7 +92,7 @@ const authSpec = `{"service":"web","minReplicas":1,"maxReplicas":10,
 // putAsRoot creates or replaces scaler name with the root token.
 func putAsRoot(t *testing.T, url, name string) {
 	t.Helper()
-	if code, _, body := authCall(t, "PUT", url+"/v1/scalers/"+name, rootSecret, authSpec); code != http.StatusCreated && code != http.StatusOK {
+	if code, _, body := authtest.Call(t, "PUT", url+"/v1/scalers/"+name, rootSecret, authSpec); code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("root put %s: %d %v", name, code, body)
 	}
 }
@@ -194,7 +166,7 @@ func TestAuthMatrix(t *testing.T) {
 			if c.setup {
 				putAsRoot(t, url, name)
 			}
-			code, hdr, resp := authCall(t, rt.Method, url+c.path(name), k.secret, c.body)
+			code, hdr, resp := authtest.Call(t, rt.Method, url+c.path(name), k.secret, c.body)
 			if code != want {
 				t.Errorf("%s with %s = %d, want %d: %v", route, k.name, code, want, resp)
 			}
@@ -211,7 +183,7 @@ func TestAuthMatrix(t *testing.T) {
 	}
 	// The list answers only what the token may read.
 	for _, k := range kinds[2:5] {
-		code, _, body := authCall(t, "GET", url+"/v1/scalers", k.secret, "")
+		code, _, body := authtest.Call(t, "GET", url+"/v1/scalers", k.secret, "")
 		if code != http.StatusOK {
 			t.Fatalf("list with %s: %d %v", k.name, code, body)
 		}
@@ -231,27 +203,6 @@ func TestAuthMatrix(t *testing.T) {
 	}
 }
 
-// sseLines reads a stream's lines until it ends.
-func sseLines(t *testing.T, url, secret string) chan string {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+secret)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("watch: %v %v", res, err)
-	}
-	t.Cleanup(func() { res.Body.Close() })
-	lines := make(chan string, 100)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(res.Body)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	return lines
-}
-
 // TestAuthWatchAuditAndRevocation: a watch on app-w with an app- token
 // sees only app-w's changes, each with the token id that made it, while
 // other scalers change; it and a blocking query end within a second of
@@ -260,10 +211,10 @@ func TestAuthWatchAuditAndRevocation(t *testing.T) {
 	url := startAuthNode(t)
 	id, reader := newToken(t, url, "app-reader", "scalers:app-:read")
 	writerID, writer := newToken(t, url, "app-writer", "scalers:app-:write")
-	if code, _, _ := authCall(t, "GET", url+"/v1/scalers/zzz-w/watch", reader, ""); code != http.StatusForbidden {
+	if code, _, _ := authtest.Call(t, "GET", url+"/v1/scalers/zzz-w/watch", reader, ""); code != http.StatusForbidden {
 		t.Fatalf("reader watching zzz-w = %d, want 403", code)
 	}
-	lines := sseLines(t, url+"/v1/scalers/app-w/watch", reader)
+	lines := authtest.Lines(t, url+"/v1/scalers/app-w/watch", reader)
 	leak := func(l string) bool { return strings.Contains(l, "zzz-") || strings.Contains(l, "app-w2") }
 	next := func(typ string) {
 		t.Helper()
@@ -290,11 +241,11 @@ func TestAuthWatchAuditAndRevocation(t *testing.T) {
 	for i := range 3 {
 		putAsRoot(t, url, fmt.Sprintf("zzz-w%d", i))
 		putAsRoot(t, url, fmt.Sprintf("app-w2%d", i))
-		if code, _, resp := authCall(t, "PUT", url+"/v1/scalers/app-w", writer, authSpec); code != http.StatusCreated {
+		if code, _, resp := authtest.Call(t, "PUT", url+"/v1/scalers/app-w", writer, authSpec); code != http.StatusCreated {
 			t.Fatalf("writer put: %d %v", code, resp)
 		}
 		next("put")
-		if code, _, resp := authCall(t, "DELETE", url+"/v1/scalers/app-w", writer, ""); code != http.StatusOK {
+		if code, _, resp := authtest.Call(t, "DELETE", url+"/v1/scalers/app-w", writer, ""); code != http.StatusOK {
 			t.Fatalf("writer delete: %d %v", code, resp)
 		}
 		next("deleted")
@@ -314,7 +265,7 @@ func TestAuthWatchAuditAndRevocation(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	revoked := time.Now()
-	if code, _, body := authCall(t, "DELETE", url+"/v1/auth/tokens/"+id, rootSecret, ""); code != http.StatusOK {
+	if code, _, body := authtest.Call(t, "DELETE", url+"/v1/auth/tokens/"+id, rootSecret, ""); code != http.StatusOK {
 		t.Fatalf("revoke: %d %v", code, body)
 	}
 	for ended := false; !ended; {
@@ -342,7 +293,7 @@ func TestAuthWatchAuditAndRevocation(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the blocking query was still waiting 5s after its token was revoked")
 	}
-	if code, _, _ := authCall(t, "GET", url+"/v1/scalers/app-w", reader, ""); code != http.StatusUnauthorized {
+	if code, _, _ := authtest.Call(t, "GET", url+"/v1/scalers/app-w", reader, ""); code != http.StatusUnauthorized {
 		t.Errorf("revoked token: %d, want 401", code)
 	}
 }
