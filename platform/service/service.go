@@ -106,10 +106,10 @@ type Replica[M qlog.StateMachine] struct {
 }
 
 // Secure puts the Guard in front of o's routes and mounts /v1/auth (a
-// service's Handler calls it on its web options); ruled says every
-// route declares its Need. With auth off it returns o.
-func (r *Replica[M]) Secure(o web.Options, ruled bool) web.Options {
-	return r.Guard.Secure(o, r.admin, ruled)
+// service's Handler calls it on its web options); with auth off the
+// admin API answers that auth is off.
+func (r *Replica[M]) Secure(o web.Options) web.Options {
+	return r.Guard.Secure(o, r.admin)
 }
 
 // Open opens a replica of spec on nc. Snapshots go to PostgreSQL when pool

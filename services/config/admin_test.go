@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
 
 // TestAdminContract: every answer of the /v1/auth admin API, success and refusal, matches the OpenAPI document (client checks each exchange).
@@ -52,4 +54,14 @@ func TestAdminContract(t *testing.T) {
 	do("POST", "/v1/auth/roles", rootSecret, `{"name":"q","rules":[]}`, 400)
 	do("POST", "/v1/auth/tokens", rootSecret, `{"roles":["nope"],"ttl":"1s"}`, 400)
 	do("GET", "/openapi.json", "", "", 200)
+}
+
+// TestAdminWithAuthOff: a replica with STEWARD_AUTH off serves the admin
+// API's paths as the document says, each answering 404 that auth is off.
+func TestAdminWithAuthOff(t *testing.T) {
+	n := startNode(t, qlogtest.StartServer(t).Connect(t), "config-0", nil, 1000)
+	r := expect(t, call(t, "GET", n.url+"/v1/auth/whoami", ""), http.StatusNotFound)
+	if d, _ := r.body["detail"].(string); !strings.Contains(d, "auth is off") {
+		t.Fatalf("GET /v1/auth/whoami with auth off: %s", r.raw)
+	}
 }

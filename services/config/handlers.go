@@ -280,7 +280,7 @@ func (s *server) handleList() http.HandlerFunc {
 			return err
 		}
 		var resp listResponse
-		readable := func(key string) bool { return allows(r.Context(), key, auth.Read) }
+		readable := func(key string) bool { return keyAccess(r.Context(), key, auth.Read) == nil }
 		err = s.log.Read(r.Context(), c, func(rev int64) error {
 			items, next := s.store.List(prefix, q.Get("after"), int(limit))
 			resp.Revision = rev
@@ -346,14 +346,8 @@ func (s *server) handleTxn() http.HandlerFunc {
 // transaction compares or gets and write access to every key it puts or
 // deletes (every key under a prefix it deletes), in either branch.
 func checkTxn(ctx context.Context, txn *kv.Txn) error {
-	need := func(key string, access auth.Access) error {
-		if allows(ctx, key, access) {
-			return nil
-		}
-		return authhttp.Check(ctx, auth.KV, key, access)
-	}
 	for _, c := range txn.Compare {
-		if err := need(c.Key, auth.Read); err != nil {
+		if err := keyAccess(ctx, c.Key, auth.Read); err != nil {
 			return err
 		}
 	}
@@ -361,13 +355,13 @@ func checkTxn(ctx context.Context, txn *kv.Txn) error {
 		var err error
 		switch {
 		case op.Put != nil:
-			err = need(op.Put.Key, auth.Write)
+			err = keyAccess(ctx, op.Put.Key, auth.Write)
 		case op.Get != nil:
-			err = need(op.Get.Key, auth.Read)
+			err = keyAccess(ctx, op.Get.Key, auth.Read)
 		case op.Delete != nil && op.Delete.Prefix != "":
 			err = authhttp.CheckPrefix(ctx, auth.KV, op.Delete.Prefix, auth.Write)
 		case op.Delete != nil:
-			err = need(op.Delete.Key, auth.Write)
+			err = keyAccess(ctx, op.Delete.Key, auth.Write)
 		}
 		if err != nil {
 			return err

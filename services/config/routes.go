@@ -28,13 +28,13 @@ func NewServer(l *qlog.Log, store *kv.Machine, logger *slog.Logger) http.Handler
 
 // newServer returns the service's handler; secure (the replica's
 // Secure, nil without auth) puts the auth Guard in front of it.
-func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger, secure func(web.Options, bool) web.Options) http.Handler {
+func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger, secure func(web.Options) web.Options) http.Handler {
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, archive: archive, logger: logger}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
 	if secure == nil {
 		secure = authhttp.Disabled // /v1/auth answers that auth is off
 	}
-	o = secure(o, true)
+	o = secure(o)
 	return web.NewHandler(o)
 }
 
@@ -75,15 +75,17 @@ func routeDocument(key string) (auth.Resource, string, bool) {
 	return auth.Routes, name, ok
 }
 
-// allows reports whether the request's token may act with access on key
+// keyAccess is nil when the request's token may act with access on key
 // (always with auth off): a kv rule or, for a route document, a routes
-// rule.
-func allows(ctx context.Context, key string, access auth.Access) bool {
-	if authhttp.Check(ctx, auth.KV, key, access) == nil {
-		return true
+// rule allows it; else the kv rule's refusal.
+func keyAccess(ctx context.Context, key string, access auth.Access) error {
+	err := authhttp.Check(ctx, auth.KV, key, access)
+	if err != nil {
+		if res, name, ok := routeDocument(key); ok && authhttp.Check(ctx, res, name, access) == nil {
+			return nil
+		}
 	}
-	res, name, ok := routeDocument(key)
-	return ok && authhttp.Check(ctx, res, name, access) == nil
+	return err
 }
 
 // queryParam returns the Need's name from a query parameter.

@@ -35,14 +35,14 @@ func NewServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish 
 
 // newServer returns the service's handler; secure (the replica's
 // Secure, nil without auth) puts the auth Guard in front of it.
-func newServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish func([]metrics.Sample) error, logger *slog.Logger, secure func(web.Options, bool) web.Options) http.Handler {
+func newServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish func([]metrics.Sample) error, logger *slog.Logger, secure func(web.Options) web.Options) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, archive: archive, publish: publish, logger: logger}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
 	if secure != nil {
-		o = secure(o, true)
+		o = secure(o)
 	}
 	return web.NewHandler(o)
 }

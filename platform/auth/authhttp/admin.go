@@ -34,17 +34,19 @@ func NewAdmin(l *qlog.Log, m *auth.Machine, logger *slog.Logger) *Admin {
 }
 
 // Disabled mounts /v1/auth on o's routes for a server with auth off:
-// every admin request is answered 404, saying auth is off. It is the
-// config service's secure function when STEWARD_AUTH is off, so that its
+// every admin request is answered 404, saying auth is off, so that the
 // API (and its OpenAPI document) is the same either way.
-func Disabled(o web.Options, _ bool) web.Options {
+func Disabled(o web.Options) web.Options { return withAdmin(o, &Admin{}) }
+
+// withAdmin returns o with admin's routes mounted beside its own.
+func withAdmin(o web.Options, admin *Admin) web.Options {
 	routes := o.Routes
 	var table []Route
 	o.Routes = func(r chi.Router) {
 		if routes != nil {
 			routes(r)
 		}
-		(&Admin{}).Routes(NewRouter(r, &table))
+		admin.Routes(NewRouter(r, &table))
 	}
 	return o
 }

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
@@ -379,44 +377,12 @@ func Cause(ctx context.Context) error {
 }
 
 // Secure returns o with the Guard in front of its routes and the admin
-// API mounted beside them. ruled says the service declares every route
-// with a Need (Router); a service that does not yet is served to root
-// tokens only, so that no route is left open by accident. A nil Guard
-// (auth off) returns o as it is.
-func (g *Guard) Secure(o web.Options, admin *Admin, ruled bool) web.Options {
+// API mounted beside them. With a nil Guard (auth off) only the admin API
+// is mounted, answering that auth is off (Disabled).
+func (g *Guard) Secure(o web.Options, admin *Admin) web.Options {
 	if g == nil {
-		return o
+		return Disabled(o)
 	}
-	mw := g.Middleware
-	if !ruled {
-		mw = func(next http.Handler) http.Handler {
-			return g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if p, on := Principal(r.Context()); on && !isRoot(p) && !strings.HasPrefix(r.URL.Path, "/v1/auth/") {
-					g.deny(w, r, p, fault.New(fault.Forbidden, "token %s may not use %s: this service accepts root tokens only until its routes declare their access", p.ID, r.URL.Path))
-					return
-				}
-				next.ServeHTTP(w, r)
-			}))
-		}
-	}
-	o.Middleware = append(o.Middleware, mw)
-	routes := o.Routes
-	var table []Route
-	o.Routes = func(r chi.Router) {
-		if routes != nil {
-			routes(r)
-		}
-		admin.Routes(NewRouter(r, &table))
-	}
-	return o
-}
-
-// isRoot reports whether p holds the built-in root role.
-func isRoot(p auth.Principal) bool {
-	for _, r := range p.Roles {
-		if r == auth.RootRole {
-			return true
-		}
-	}
-	return false
+	o.Middleware = append(o.Middleware, g.Middleware)
+	return withAdmin(o, admin)
 }
