@@ -116,37 +116,21 @@ func (r *Replica[M]) Secure(o web.Options) web.Options {
 // is set, else to the JetStream object store.
 func Open[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated, nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*Replica[M], error) {
 	s.ReplicaID = s.replica(spec.Name)
-	snaps, err := qlogsvc.Snapshots(ctx, nc, pool, spec.Name, s.StreamReplicas)
-	if err != nil {
-		return nil, err
+	if s.Auth && s.BootstrapToken != "" {
+		if err := auth.ValidateBootstrapSecret(s.BootstrapToken); err != nil {
+			return nil, fmt.Errorf("STEWARD_AUTH_BOOTSTRAP_TOKEN: %w", err)
+		}
 	}
 	batch := spec.MaxBatchBytes
 	if batch == 0 {
 		batch = defaultMaxBatchBytes
 	}
-	l, err := qlog.Open(ctx, qlog.Config{
-		Service:        spec.Name,
-		ReplicaID:      s.ReplicaID,
-		Voters:         qlogsvc.Voters(s.Voters, s.ReplicaID),
-		Conn:           nc,
-		StreamReplicas: s.StreamReplicas,
-		Snapshots:      snaps,
-		SnapshotEvery:  s.SnapshotEvery,
-		RetainEntries:  s.RetainEntries,
-		MaxBatchBytes:  batch,
-		Logger:         logger,
-	}, spec.Machine)
+	l, err := s.openLog(ctx, spec.Name, qlogsvc.Voters(s.Voters, s.ReplicaID), batch, spec.Machine, nc, pool, logger)
 	if err != nil {
 		return nil, err
 	}
 	r := &Replica[M]{Log: l, Machine: spec.Machine, Conn: nc, Settings: s, Logger: logger, spec: spec}
 	if s.Auth {
-		if s.BootstrapToken != "" {
-			if err := auth.ValidateBootstrapSecret(s.BootstrapToken); err != nil {
-				_ = l.Close()
-				return nil, fmt.Errorf("STEWARD_AUTH_BOOTSTRAP_TOKEN: %w", err)
-			}
-		}
 		if err := r.openAuth(ctx, nc, pool); err != nil {
 			_ = l.Close()
 			return nil, err
@@ -162,33 +146,41 @@ func Open[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated, 
 	return r, nil
 }
 
+// openLog opens this replica's copy of the log of service, over sm, with
+// its snapshot store: PostgreSQL when pool is set, else the JetStream
+// object store.
+func (s Replicated) openLog(ctx context.Context, service string, voters []string, maxBatchBytes int, sm qlog.StateMachine,
+	nc *nats.Conn, pool *pgxpool.Pool, logger *slog.Logger) (*qlog.Log, error) {
+	snaps, err := qlogsvc.Snapshots(ctx, nc, pool, service, s.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	return qlog.Open(ctx, qlog.Config{
+		Service:        service,
+		ReplicaID:      s.ReplicaID,
+		Voters:         voters,
+		Conn:           nc,
+		StreamReplicas: s.StreamReplicas,
+		Snapshots:      snaps,
+		SnapshotEvery:  s.SnapshotEvery,
+		RetainEntries:  s.RetainEntries,
+		MaxBatchBytes:  maxBatchBytes,
+		Logger:         logger,
+	}, sm)
+}
+
 // openAuth opens the replica's follower of the auth log: a voter when
 // its id is among STEWARD_AUTH_VOTERS, else an observer that applies
 // every change as it is made.
 func (r *Replica[M]) openAuth(ctx context.Context, nc *nats.Conn, pool *pgxpool.Pool) error {
-	snaps, err := qlogsvc.Snapshots(ctx, nc, pool, auth.Service, r.Settings.StreamReplicas)
-	if err != nil {
-		return err
-	}
 	m := auth.New()
-	logger := r.Logger.With("log", auth.Service)
-	r.Auth, err = qlog.Open(ctx, qlog.Config{
-		Service:        auth.Service,
-		ReplicaID:      r.Settings.ReplicaID,
-		Voters:         r.Settings.AuthVoterIDs(),
-		Conn:           nc,
-		StreamReplicas: r.Settings.StreamReplicas,
-		Snapshots:      snaps,
-		SnapshotEvery:  r.Settings.SnapshotEvery,
-		RetainEntries:  r.Settings.RetainEntries,
-		MaxBatchBytes:  defaultMaxBatchBytes,
-		Logger:         logger,
-	}, m)
+	l, err := r.Settings.openLog(ctx, auth.Service, r.Settings.AuthVoterIDs(), defaultMaxBatchBytes, m, nc, pool, r.Logger.With("log", auth.Service))
 	if err != nil {
 		return fmt.Errorf("auth log: %w", err)
 	}
-	r.Guard = authhttp.NewGuard(r.Auth, m, r.Settings.MetricsPublic, r.Logger)
-	r.admin = authhttp.NewAdmin(r.Auth, m, r.Logger)
+	r.Auth = l
+	r.Guard = authhttp.NewGuard(l, m, r.Settings.MetricsPublic, r.Logger)
+	r.admin = authhttp.NewAdmin(l, m, r.Logger)
 	return nil
 }
 
