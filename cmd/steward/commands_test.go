@@ -31,7 +31,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("steward %s: %v", args[0], err)
 		}
-		for _, c := range []string{"dev", "config", "registry", "election", "scaler", "gateway", "migrate", "version"} {
+		for _, c := range []string{"dev", "config", "registry", "election", "scaler", "gateway", "migrate", "gen-env", "probe", "version"} {
 			if !regexp.MustCompile(`(?m)^  ` + c + `\s`).Match(out) {
 				t.Errorf("steward %s does not list %s:\n%s", args[0], c, out)
 			}

@@ -55,6 +55,8 @@ type command struct {
 	// overridden are variables of settings the command sets itself.
 	overridden []string
 	run        func(ctx context.Context, stdout, stderr io.Writer) error
+	// runArgs, set instead of run, takes the command's arguments.
+	runArgs func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // role is a command that runs one service as its own binary does
@@ -82,6 +84,8 @@ func commands() []command {
 		role("gateway", "run a gateway", gateway.Run),
 		{name: "migrate", summary: "apply the PostgreSQL migrations at STEWARD_DATABASE_URL and exit",
 			settings: []any{new(migrateSettings)}, run: runMigrate},
+		{name: "gen-env", summary: "print a .env for deploy/compose with fresh secrets", run: runGenEnv},
+		{name: "probe", summary: "GET the URL given, exit 0 on a 2xx answer (health checks in the image, which has no curl)", runArgs: runProbe},
 		{name: "version", summary: "print the version and the VCS revision",
 			run: func(_ context.Context, stdout, _ io.Writer) error {
 				_, err := fmt.Fprintln(stdout, versionLine())
@@ -121,6 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch {
 		case len(rest) == 1 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help"):
 			return help(stdout, c)
+		case c.runArgs != nil:
+			return c.runArgs(ctx, rest, stdout, stderr)
 		case len(rest) > 0:
 			fmt.Fprintf(stderr, "steward %s: unexpected argument %q (settings are STEWARD_* variables)\n\n", name, rest[0])
 			usage(stderr)
@@ -149,12 +155,13 @@ func help(w io.Writer, c command) error {
 	return err
 }
 
-// version is set at build time with -ldflags "-X main.version=..."; by
-// default it is the main module's version from the build information.
-var version = ""
+// version and revision are set at build time with -ldflags "-X
+// main.version=... -X main.revision=..." (the Dockerfile does, having no
+// .git); by default they come from the build information.
+var version, revision = "", ""
 
 func versionLine() string {
-	v, rev := version, ""
+	v, rev := version, revision
 	if info, ok := debug.ReadBuildInfo(); ok {
 		if v == "" {
 			v = info.Main.Version
@@ -163,9 +170,11 @@ func versionLine() string {
 		for _, s := range info.Settings {
 			switch s.Key {
 			case "vcs.revision":
-				rev = s.Value
+				if rev == "" {
+					rev = s.Value
+				}
 			case "vcs.modified":
-				modified = s.Value == "true"
+				modified = s.Value == "true" && revision == ""
 			}
 		}
 		if rev != "" && modified {
