@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/stewardhq/steward/platform/supervise"
 )
 
 // The replicated services, in the order they start, and the gateway.
@@ -57,7 +59,7 @@ type cluster struct {
 	diskDir string // diskNode's NATS store (a tmpfs)
 
 	mu    sync.Mutex
-	exits []exitRecord
+	exits []supervise.Exit
 	wg    sync.WaitGroup
 }
 
@@ -172,24 +174,25 @@ cluster {
 
 // add registers a supervised process (not started yet).
 func (c *cluster) add(name, role string, node int, path string, args, env []string) *proc {
-	p := &proc{name: name, role: role, node: node, path: path, args: args, env: env,
-		logPath: filepath.Join(c.runDir, "logs", name+".log"), onExit: c.recordExit}
+	p := &proc{role: role, node: node, Process: &supervise.Process{Name: name,
+		Path: "ip", Args: append([]string{"netns", "exec", nsName(node), path}, args...), Env: env,
+		LogPath: filepath.Join(c.runDir, "logs", name+".log"), OnExit: c.recordExit}}
 	c.procs = append(c.procs, p)
 	c.byName[name] = p
 	return p
 }
 
-func (c *cluster) recordExit(e exitRecord) {
+func (c *cluster) recordExit(e supervise.Exit) {
 	c.mu.Lock()
 	c.exits = append(c.exits, e)
 	c.mu.Unlock()
 	c.logf("UNEXPECTED EXIT %s: %s\n%s", e.Proc, e.Status, indent(e.Tail))
 }
 
-func (c *cluster) unexpectedExits() []exitRecord {
+func (c *cluster) unexpectedExits() []supervise.Exit {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]exitRecord(nil), c.exits...)
+	return append([]supervise.Exit(nil), c.exits...)
 }
 
 func indent(s string) string {
@@ -243,7 +246,7 @@ func (c *cluster) startRole(ctx context.Context, role string) {
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				p.supervise(ctx)
+				p.Run(ctx)
 			}()
 		}
 	}
@@ -327,7 +330,7 @@ func (c *cluster) waitReady(ctx context.Context, role string, limit time.Duratio
 	for _, p := range c.role(role) {
 		for !c.ready(ctx, role, p.node) {
 			if time.Now().After(deadline) || !sleepCtx(ctx, 200*time.Millisecond) {
-				return fmt.Errorf("%s not ready after %s (log %s)", p.name, limit, p.logPath)
+				return fmt.Errorf("%s not ready after %s (log %s)", p.Name, limit, p.LogPath)
 			}
 		}
 	}
@@ -403,8 +406,7 @@ func (c *cluster) stop() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.restart() // a held-down process must not wait for an up that never comes
-			p.shutdown()
+			p.Shutdown()
 		}()
 	}
 	wg.Wait()

@@ -45,18 +45,18 @@ const (
 var faults = []fault{
 	{"kill-replica", holdShort, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		p := s.randomReplica(rng)
-		p.kill()
-		return p.name, func(context.Context) string { p.restart(); return "" }, nil
+		p.Kill()
+		return p.Name, func(context.Context) string { p.Restart(); return "" }, nil
 	}},
 	{"pause-replica", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		p := s.randomReplica(rng)
-		p.pause()
-		return p.name, func(context.Context) string { p.resume(); return "" }, nil
+		p.Pause()
+		return p.Name, func(context.Context) string { p.Resume(); return "" }, nil
 	}},
 	{"kill-nats", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		p := s.c.role("nats")[rng.IntN(s.c.nodes())]
-		p.kill()
-		return p.name, func(context.Context) string { p.restart(); return "" }, nil
+		p.Kill()
+		return p.Name, func(context.Context) string { p.Restart(); return "" }, nil
 	}},
 	{"pause-stream-leader", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		leader, err := s.c.streamLeader(ctx, configStream)
@@ -64,8 +64,8 @@ var faults = []fault{
 			return "", nil, fmt.Errorf("find the leader of %s: %w", configStream, err)
 		}
 		p := s.c.role("nats")[leader]
-		p.pause()
-		return p.name + " (leader of " + configStream + ")", func(context.Context) string { p.resume(); return "" }, nil
+		p.Pause()
+		return p.Name + " (leader of " + configStream + ")", func(context.Context) string { p.Resume(); return "" }, nil
 	}},
 	{"partition-minority", holdLong, func(ctx context.Context, s *suite, rng *rand.Rand) (string, func(context.Context) string, error) {
 		// A node that does not lead the config stream, if one is known.
@@ -114,11 +114,11 @@ var faults = []fault{
 		role := serviceRoles[rng.IntN(len(serviceRoles))]
 		s.target("every " + role + " replica in turn")
 		for _, p := range s.c.role(role) {
-			p.term(10 * time.Second)
+			p.Term(10 * time.Second)
 			deadline := time.Now().Add(30 * time.Second)
 			for !s.c.ready(ctx, role, p.node) {
 				if time.Now().After(deadline) {
-					return role, nil, fmt.Errorf("%s not ready 30 s after its restart", p.name)
+					return role, nil, fmt.Errorf("%s not ready 30 s after its restart", p.Name)
 				}
 				if !sleepCtx(ctx, 100*time.Millisecond) {
 					return role, nil, ctx.Err()
@@ -217,8 +217,8 @@ func (s *suite) freeDisk(ctx context.Context, fill string) string {
 		}
 	}
 	p := s.c.role("nats")[diskNode]
-	p.kill()
-	p.restart()
+	p.Kill()
+	p.Restart()
 	return fmt.Sprintf("JetStream on n%d was still unhealthy 20 s after the disk was freed; nats-%d restarted", diskNode, diskNode)
 }
 
@@ -344,8 +344,8 @@ func (w *configWorkload) firstAckAfter(node int, t time.Time) (time.Time, bool) 
 func (s *suite) healAll(ctx context.Context) {
 	_ = s.c.net.heal(ctx)
 	for _, p := range s.c.procs {
-		p.resume()
-		p.restart()
+		p.Resume()
+		p.Restart()
 	}
 	if s.c.diskDir != "" {
 		_ = os.Remove(filepath.Join(s.c.diskDir, "chaos-fill"))

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/stewardhq/steward/platform/supervise"
 )
 
 // ack records an acknowledged config write, for the stall measurements.
@@ -83,7 +85,7 @@ type result struct {
 	workloads  []workloadLine
 	faults     []faultRecord
 	errors500  []serverError
-	exits      []exitRecord
+	exits      []supervise.Exit
 	violations int
 }
 
@@ -198,7 +200,7 @@ func (s *suite) serverCauses(errs []serverError) map[string]string {
 		return out
 	}
 	for _, p := range s.c.procs {
-		f, err := os.Open(p.logPath)
+		f, err := os.Open(p.LogPath)
 		if err != nil {
 			continue
 		}
@@ -216,7 +218,7 @@ func (s *suite) serverCauses(errs []serverError) map[string]string {
 			id, _, _ := strings.Cut(rest, " ")
 			if want[id] {
 				if _, errText, ok := strings.Cut(line, " err="); ok {
-					out[id] = p.name + ": " + strings.Trim(errText, `"`)
+					out[id] = p.Name + ": " + strings.Trim(errText, `"`)
 				}
 			}
 		}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stewardhq/steward/platform/supervise"
 )
 
 // suite is one run: the cluster, the clients' shared recorders and the
@@ -164,7 +166,7 @@ func (s *suite) eventually(ctx context.Context, limit time.Duration, call func()
 	}
 }
 
-func exitNames(exits []exitRecord) []string {
+func exitNames(exits []supervise.Exit) []string {
 	var out []string
 	for _, e := range exits {
 		out = append(out, e.Proc+" ("+e.Status+")")
