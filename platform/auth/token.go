@@ -41,11 +41,18 @@ type TokenRequest struct {
 	// TTL is a duration such as "24h"; empty for a token that never
 	// expires.
 	TTL string `json:"ttl,omitempty"`
+	// Secret, if set, is the token's secret, chosen by the caller: a
+	// deployment declares its services' tokens before any replica starts
+	// (as Consul's SecretID). Held to the bootstrap secret's standard;
+	// empty makes a fresh 256-bit one.
+	Secret string `json:"secret,omitempty"`
 }
 
 // Token lifetimes a request may ask for.
 const (
-	MinTTL = time.Minute
+	// MinTTL is short so that a one-shot job can hold a token that
+	// outlives it by seconds.
+	MinTTL = time.Second
 	MaxTTL = 366 * 24 * time.Hour
 )
 
@@ -70,6 +77,9 @@ func (r *TokenRequest) Validate() error {
 	if _, err := ParseTTL(r.TTL); err != nil {
 		fe.add("ttl", "%s", err)
 	}
+	if r.Secret != "" && !validSecret(r.Secret) {
+		fe.add("secret", "%s", secretRule)
+	}
 	return fe.err("token request")
 }
 
@@ -92,7 +102,10 @@ func ParseTTL(s string) (time.Duration, error) {
 // once.
 func CreateToken(by string, r TokenRequest) (Command, string) {
 	ttl, _ := ParseTTL(r.TTL) // Validate checked it
-	secret := NewSecret()
+	secret := r.Secret
+	if secret == "" {
+		secret = NewSecret()
+	}
 	return Command{Op: OpCreateToken, By: by, ID: NewTokenID(), Description: r.Description,
 		Roles: r.Roles, TTL: ttl, Hash: HashSecret(secret)}, secret
 }
@@ -147,10 +160,18 @@ func HashSecret(secret string) string {
 // it is as hard to guess (use NewSecret's shape: `stw_` and 43 random
 // base64url characters).
 func ValidateBootstrapSecret(secret string) error {
-	if len(secret) < minBootstrapLen || len(secret) > MaxSecretBytes || !isToken68(secret) {
-		return fault.New(fault.Invalid, "STEWARD_AUTH_BOOTSTRAP_TOKEN: want %d to %d characters of letters, digits and -._~+/ (with = at the end only), such as a secret of steward's own making", minBootstrapLen, MaxSecretBytes)
+	if !validSecret(secret) {
+		return fault.New(fault.Invalid, "STEWARD_AUTH_BOOTSTRAP_TOKEN: %s", secretRule)
 	}
 	return nil
+}
+
+// secretRule says what an operator-chosen secret must be.
+var secretRule = fmt.Sprintf("want %d to %d characters of letters, digits and -._~+/ (with = at the end only), such as a secret of steward's own making", minBootstrapLen, MaxSecretBytes)
+
+// validSecret says whether an operator-chosen secret meets secretRule.
+func validSecret(secret string) bool {
+	return len(secret) >= minBootstrapLen && len(secret) <= MaxSecretBytes && isToken68(secret)
 }
 
 // ParseBearer returns the secret of an Authorization header of the

@@ -87,7 +87,8 @@ func TestTokenRequestValidate(t *testing.T) {
 	}{
 		{"issue example", auth.TokenRequest{Description: "ci", Roles: []string{"app-reader"}, TTL: "24h"}, nil, []string{"app-reader"}},
 		{"no ttl", auth.TokenRequest{Roles: []string{"b", "a", "b"}}, nil, []string{"a", "b"}},
-		{"everything wrong", auth.TokenRequest{Description: "\x07", Roles: []string{"a/b"}, TTL: "1s"}, []string{"description", "roles[0]", "ttl"}, nil},
+		{"everything wrong", auth.TokenRequest{Description: "\x07", Roles: []string{"a/b"}, TTL: "500ms", Secret: "short"}, []string{"description", "roles[0]", "ttl", "secret"}, nil},
+		{"chosen secret", auth.TokenRequest{Roles: []string{"a"}, TTL: "1s", Secret: "stw_" + strings.Repeat("k", 40)}, nil, []string{"a"}},
 		{"no roles", auth.TokenRequest{TTL: "forever"}, []string{"roles", "ttl"}, nil},
 		{"ttl too long", auth.TokenRequest{Roles: []string{"a"}, TTL: "10000h"}, []string{"ttl"}, nil},
 	}

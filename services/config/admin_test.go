@@ -52,7 +52,13 @@ func TestAdminContract(t *testing.T) {
 	do("GET", "/metrics", "", "", 401)
 	do("GET", "/healthz", "", "", 200)
 	do("POST", "/v1/auth/roles", rootSecret, `{"name":"q","rules":[]}`, 400)
-	do("POST", "/v1/auth/tokens", rootSecret, `{"roles":["nope"],"ttl":"1s"}`, 400)
+	do("POST", "/v1/auth/tokens", rootSecret, `{"roles":["nope"],"ttl":"500ms"}`, 400)
+	// A caller-chosen secret (a deployment's service token) works once.
+	chosen := `{"description":"svc","roles":["x"],"secret":"stw_chosen-0123456789abcdefghijklmnopqrstuvwxyz"}`
+	do("POST", "/v1/auth/tokens", rootSecret, chosen, 201)
+	do("POST", "/v1/auth/tokens", rootSecret, chosen, 409)
+	do("GET", "/v1/auth/whoami", "stw_chosen-0123456789abcdefghijklmnopqrstuvwxyz", "", 200)
+	do("POST", "/v1/auth/tokens", rootSecret, `{"roles":["x"],"secret":"too-short"}`, 400)
 	do("GET", "/openapi.json", "", "", 200)
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/auth"
+	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
@@ -232,4 +233,37 @@ func TestAuthSurvivesRestart(t *testing.T) {
 	if code != http.StatusOK || strings.Contains(fmt.Sprint(body), secret) || strings.Contains(fmt.Sprint(body), auth.HashSecret(secret)) {
 		t.Fatalf("token list: %d, with a secret or hash in it: %v", code, body)
 	}
+}
+
+// TestAuthMatrix: every route of the config service against every kind of
+// credential (authtest.Matrix), from the route table itself, so that a
+// route added with a wrong Need fails here.
+func TestAuthMatrix(t *testing.T) {
+	url := startAuthNode(t)
+	if code, _, body := authtest.Call(t, "PUT", url+"/v1/kv/in/x", rootSecret, `{"value":"v"}`); code != http.StatusOK && code != http.StatusCreated {
+		t.Fatalf("root PUT: %d %v", code, body)
+	}
+	_, _, lease := authtest.Call(t, "POST", url+"/v1/leases", rootSecret, `{"ttl":"60s"}`)
+	authtest.Matrix{
+		URL: url, Root: rootSecret, Table: config.RouteTable(),
+		Inside:  map[auth.Resource]string{auth.KV: "/in/"},
+		Outside: map[auth.Resource]string{auth.KV: "/out/"},
+		Request: func(rt authhttp.Route, in string) (string, string) {
+			switch rt.Pattern {
+			case "/v1/kv":
+				return "/v1/kv?prefix=" + in, ""
+			case "/v1/kv/*":
+				return "/v1/kv" + in + "x", `{"value":"w"}`
+			case "/v1/txn":
+				return "/v1/txn", fmt.Sprintf(`{"compare":[],"success":[{"get":{"key":%q}}],"failure":[]}`, in+"x")
+			case "/v1/watch":
+				return "/v1/watch?prefix=" + in, ""
+			case "/v1/history":
+				return "/v1/history?key=" + in + "x", ""
+			case "/v1/leases":
+				return "/v1/leases", `{"ttl":"10s"}`
+			}
+			return strings.Replace(rt.Pattern, "{id}", fmt.Sprint(lease["id"]), 1), ""
+		},
+	}.Run(t)
 }

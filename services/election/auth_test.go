@@ -106,8 +106,10 @@ func TestAuthMatrix(t *testing.T) {
 		"GET /v1/elections/{name}/watch":     {path: under("/watch"), setup: noBody, ok: 200},
 	}
 	const unknown = "stw_unknown-0123456789abcdefghijklmnopqrstuv"
+	_, expired := authtest.Token(t, url, rootSecret, "", "1s")
+	time.Sleep(1100 * time.Millisecond)
 	kinds := []struct{ name, secret, prefix string }{
-		{"no token", "", "app-"}, {"bad token", unknown, "app-"},
+		{"no token", "", "app-"}, {"bad token", unknown, "app-"}, {"expired root token", expired, "app-"},
 		{"other prefix", other, "app-"}, {"read-only", reader, "app-"}, {"write", writer, "app-"},
 		{"write outside its prefix", writer, "zzz-"}, {"root", rootSecret, "app-"},
 	}
@@ -126,7 +128,7 @@ func TestAuthMatrix(t *testing.T) {
 		for i, k := range kinds {
 			want := c.ok
 			switch {
-			case k.secret == "" || k.secret == unknown:
+			case k.secret == "" || k.secret == unknown || k.secret == expired:
 				want = http.StatusUnauthorized
 			case list: // a list answers every token with an elections rule, filtered
 			case k.secret == rootSecret:
@@ -152,7 +154,7 @@ func TestAuthMatrix(t *testing.T) {
 	}
 	// The list answers only what the token may read.
 	campaignAsRoot(t, url, "zzz-hidden")
-	for _, k := range kinds[2:5] {
+	for _, k := range kinds[3:6] {
 		code, _, body := authtest.Call(t, "GET", url+"/v1/elections", k.secret, "")
 		if code != http.StatusOK {
 			t.Fatalf("list with %s: %d %v", k.name, code, body)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stewardhq/steward/platform/auth/authhttp/authtest"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/services/registry"
@@ -145,14 +146,16 @@ func TestAuthOnRegistry(t *testing.T) {
 	_, writer := newToken(t, url, "web-writer", writerRules)
 
 	// What each kind of route answers each token, in this order.
-	tokens := []struct{ name, secret string }{{"no token", ""}, {"bad token", badSecret}, {"other prefix", other}, {"reader", reader}, {"writer", writer}, {"root", rootSecret}}
+	_, expired := authtest.Token(t, url, rootSecret, "", "1s")
+	time.Sleep(1100 * time.Millisecond)
+	tokens := []struct{ name, secret string }{{"no token", ""}, {"bad token", badSecret}, {"expired root token", expired}, {"other prefix", other}, {"reader", reader}, {"writer", writer}, {"root", rootSecret}}
 	const ok = 0 // the route's own success status
 	// The other-prefix token holds no leases rule; the reader reads them.
 	var (
-		readRoute  = []int{401, 401, 403, ok, ok, ok}
-		writeRoute = []int{401, 401, 403, 403, ok, ok}
+		readRoute  = []int{401, 401, 401, 403, ok, ok, ok}
+		writeRoute = []int{401, 401, 401, 403, 403, ok, ok}
 		// The list answers every token with a services rule, filtered.
-		listRoute = []int{401, 401, ok, ok, ok, ok}
+		listRoute = []int{401, 401, 401, ok, ok, ok, ok}
 	)
 	matrix := map[string]struct {
 		path, body string

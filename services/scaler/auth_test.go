@@ -134,8 +134,10 @@ func TestAuthMatrix(t *testing.T) {
 		"POST /v1/metrics":                 {path: fixed("/v1/metrics"), body: `{"samples":[{"service":"web","name":"gateway_rps","value":1}]}`, ok: 202, resource: auth.Metrics, need: auth.Write},
 	}
 	const unknown = "stw_unknown-0123456789abcdefghijklmnopqrstuv"
+	_, expired := authtest.Token(t, url, rootSecret, "", "1s")
+	time.Sleep(1100 * time.Millisecond)
 	kinds := []struct{ name, secret, prefix string }{
-		{"no token", "", "app-"}, {"bad token", unknown, "app-"},
+		{"no token", "", "app-"}, {"bad token", unknown, "app-"}, {"expired root token", expired, "app-"},
 		{"other prefix", other, "app-"}, {"read-only", reader, "app-"}, {"write", writer, "app-"},
 		{"write outside its prefix", writer, "zzz-"}, {"root", rootSecret, "app-"},
 	}
@@ -155,7 +157,7 @@ func TestAuthMatrix(t *testing.T) {
 		for i, k := range kinds {
 			want := c.ok
 			switch {
-			case k.secret == "" || k.secret == unknown:
+			case k.secret == "" || k.secret == unknown || k.secret == expired:
 				want = http.StatusUnauthorized
 			case list: // a list answers every token with a scalers rule, filtered
 			case k.secret == rootSecret:
@@ -182,7 +184,7 @@ func TestAuthMatrix(t *testing.T) {
 		t.Errorf("the matrix lists %s, which the route table does not", route)
 	}
 	// The list answers only what the token may read.
-	for _, k := range kinds[2:5] {
+	for _, k := range kinds[3:6] {
 		code, _, body := authtest.Call(t, "GET", url+"/v1/scalers", k.secret, "")
 		if code != http.StatusOK {
 			t.Fatalf("list with %s: %d %v", k.name, code, body)

@@ -135,10 +135,14 @@ func (rt Router) Method(method, pattern string, need Need, h http.Handler) {
 }
 
 // Get mounts a GET route.
-func (rt Router) Get(pattern string, need Need, h http.Handler) { rt.Method(http.MethodGet, pattern, need, h) }
+func (rt Router) Get(pattern string, need Need, h http.Handler) {
+	rt.Method(http.MethodGet, pattern, need, h)
+}
 
 // Put mounts a PUT route.
-func (rt Router) Put(pattern string, need Need, h http.Handler) { rt.Method(http.MethodPut, pattern, need, h) }
+func (rt Router) Put(pattern string, need Need, h http.Handler) {
+	rt.Method(http.MethodPut, pattern, need, h)
+}
 
 // Post mounts a POST route.
 func (rt Router) Post(pattern string, need Need, h http.Handler) {
