@@ -28,6 +28,16 @@ type TLS struct {
 	CAFile string `envconfig:"TLS_CA_FILE" desc:"PEM CA bundle Steward's own HTTP clients trust besides the system roots"`
 }
 
+// Scheme is the scheme of URLs that reach a listener serving with t:
+// "https" when t names a certificate, else "http". A process advertises
+// its listeners with it (self-registration, `steward dev`'s banner).
+func (t TLS) Scheme() string {
+	if t.CertFile != "" {
+		return "https"
+	}
+	return "http"
+}
+
 // certCheckEvery is how often, at most, a handshake looks whether the
 // certificate files changed: a stat of two files every few seconds costs
 // nothing, and a renewed certificate is served within that long.
@@ -108,7 +118,9 @@ func (t TLS) Transport(logger *slog.Logger) (*http.Transport, error) {
 }
 
 // HTTPClient returns a client with Transport and the given timeout (0:
-// none).
+// none). It is how a Steward process builds its client of the other
+// Steward services, so that every such call trusts CAFile and presents
+// the process's certificate to listeners that require one.
 func (t TLS) HTTPClient(timeout time.Duration, logger *slog.Logger) (*http.Client, error) {
 	tr, err := t.Transport(logger)
 	if err != nil {

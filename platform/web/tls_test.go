@@ -3,93 +3,19 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/platform/web/webtest"
 )
-
-// pki is a throwaway CA that issues certificates into a directory.
-type pki struct {
-	t    *testing.T
-	dir  string
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	p := &pki{t: t, dir: t.TempDir(), key: key, cert: cert}
-	writePEM(t, p.path(name+".pem"), "CERTIFICATE", der)
-	return p
-}
-
-func (p *pki) path(name string) string { return filepath.Join(p.dir, name) }
-
-// issue writes name.pem and name-key.pem, a certificate for 127.0.0.1
-// good for server and client authentication, and returns their paths.
-func (p *pki) issue(name string, serial int64) (cert, key string) {
-	p.t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &k.PublicKey, p.key)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cert, key = p.path(name+".pem"), p.path(name+"-key.pem")
-	writePEM(p.t, cert, "CERTIFICATE", der)
-	writePEM(p.t, key, "PRIVATE KEY", kder)
-	return cert, key
-}
-
-// writePEM replaces file at once, as a certificate renewal should.
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // syncBuffer is a log destination the test reads while the server logs.
 type syncBuffer struct {
@@ -160,11 +86,11 @@ func get(t *testing.T, settings web.TLS, addr string) (body, serial string, err 
 }
 
 func TestTLSServesHTTPSOnly(t *testing.T) {
-	ca := newPKI(t, "ca")
-	cert, key := ca.issue("server", 10)
+	ca := webtest.NewPKI(t, "ca")
+	cert, key := ca.Issue("server", 10)
 	addr := serveTLS(t, web.TLS{CertFile: cert, KeyFile: key}, slog.New(slog.DiscardHandler))
 
-	body, serial, err := get(t, web.TLS{CAFile: ca.path("ca.pem")}, addr)
+	body, serial, err := get(t, web.TLS{CAFile: ca.Path("ca.pem")}, addr)
 	if err != nil || body != "anonymous" || serial != "10" {
 		t.Errorf("GET https with the CA = %q, serial %s, %v; want anonymous, serial 10, no error", body, serial, err)
 	}
@@ -179,21 +105,21 @@ func TestTLSServesHTTPSOnly(t *testing.T) {
 }
 
 func TestTLSRequiresClientCertificate(t *testing.T) {
-	ca := newPKI(t, "ca")
-	clients := newPKI(t, "clients")
-	cert, key := ca.issue("server", 10)
-	clientCert, clientKey := clients.issue("gateway-0", 20)
-	strangerCert, strangerKey := ca.issue("stranger", 30) // right name, wrong CA
-	addr := serveTLS(t, web.TLS{CertFile: cert, KeyFile: key, ClientCAFile: clients.path("clients.pem")}, slog.New(slog.DiscardHandler))
+	ca := webtest.NewPKI(t, "ca")
+	clients := webtest.NewPKI(t, "clients")
+	cert, key := ca.Issue("server", 10)
+	clientCert, clientKey := clients.Issue("gateway-0", 20)
+	strangerCert, strangerKey := ca.Issue("stranger", 30) // right name, wrong CA
+	addr := serveTLS(t, web.TLS{CertFile: cert, KeyFile: key, ClientCAFile: clients.Path("clients.pem")}, slog.New(slog.DiscardHandler))
 
 	for _, tc := range []struct {
 		name     string
 		settings web.TLS
 		want     string // body; "" means the request must fail
 	}{
-		{"no certificate", web.TLS{CAFile: ca.path("ca.pem")}, ""},
-		{"certificate of another CA", web.TLS{CAFile: ca.path("ca.pem"), CertFile: strangerCert, KeyFile: strangerKey}, ""},
-		{"certificate of the client CA", web.TLS{CAFile: ca.path("ca.pem"), CertFile: clientCert, KeyFile: clientKey}, "client gateway-0"},
+		{"no certificate", web.TLS{CAFile: ca.Path("ca.pem")}, ""},
+		{"certificate of another CA", web.TLS{CAFile: ca.Path("ca.pem"), CertFile: strangerCert, KeyFile: strangerKey}, ""},
+		{"certificate of the client CA", web.TLS{CAFile: ca.Path("ca.pem"), CertFile: clientCert, KeyFile: clientKey}, "client gateway-0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body, _, err := get(t, tc.settings, addr)
@@ -208,19 +134,19 @@ func TestTLSRequiresClientCertificate(t *testing.T) {
 }
 
 func TestTLSReloadsCertificate(t *testing.T) {
-	ca := newPKI(t, "ca")
-	cert, key := ca.issue("server", 10)
+	ca := webtest.NewPKI(t, "ca")
+	cert, key := ca.Issue("server", 10)
 	var logs syncBuffer
 	addr := serveTLS(t, web.TLS{CertFile: cert, KeyFile: key}, slog.New(slog.NewTextHandler(&logs, nil)))
-	client := web.TLS{CAFile: ca.path("ca.pem")}
+	client := web.TLS{CAFile: ca.Path("ca.pem")}
 	if _, serial, err := get(t, client, addr); err != nil || serial != "10" {
 		t.Fatalf("first GET: serial %s, %v; want 10", serial, err)
 	}
 
 	// A key that does not match the certificate: the old pair stays,
 	// with one warning however many handshakes look.
-	other := newPKI(t, "other")
-	_, wrongKey := other.issue("server", 11)
+	other := webtest.NewPKI(t, "other")
+	_, wrongKey := other.Issue("server", 11)
 	wrong, err := os.ReadFile(wrongKey)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +170,7 @@ func TestTLSReloadsCertificate(t *testing.T) {
 	}
 
 	// A renewed certificate is served without a restart.
-	ca.issue("server", 12)
+	ca.Issue("server", 12)
 	var serial string
 	for serial != "12" && time.Now().Before(deadline.Add(5*time.Second)) {
 		time.Sleep(100 * time.Millisecond)
@@ -261,8 +187,8 @@ func TestTLSReloadsCertificate(t *testing.T) {
 }
 
 func TestTLSSettingsErrors(t *testing.T) {
-	ca := newPKI(t, "ca")
-	cert, key := ca.issue("server", 10)
+	ca := webtest.NewPKI(t, "ca")
+	cert, key := ca.Issue("server", 10)
 	for _, tc := range []struct {
 		name     string
 		settings web.TLS
@@ -270,7 +196,7 @@ func TestTLSSettingsErrors(t *testing.T) {
 	}{
 		{"none", web.TLS{}, true},
 		{"certificate without key", web.TLS{CertFile: cert}, false},
-		{"client CA without certificate", web.TLS{ClientCAFile: ca.path("ca.pem")}, false},
+		{"client CA without certificate", web.TLS{ClientCAFile: ca.Path("ca.pem")}, false},
 		{"missing file", web.TLS{CertFile: cert, KeyFile: key + ".gone"}, false},
 		{"client CA not PEM", web.TLS{CertFile: cert, KeyFile: key, ClientCAFile: key}, false},
 	} {
