@@ -5,7 +5,7 @@ PKGS     := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 FUZZTIME ?= 10s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run demo test fuzz bench lint build chaos clean
+.PHONY: run demo test fuzz bench lint build chaos cluster clean
 
 ## run: start every service in one process on an embedded NATS server
 run:
@@ -69,6 +69,17 @@ build:
 chaos: build
 	CGO_ENABLED=0 go build -trimpath -o bin/nats-server github.com/nats-io/nats-server/v2
 	go run ./chaos
+
+## cluster: deploy/compose/compose.yaml's topology as local processes on
+## 127.0.0.1 (deploy/cluster): 3 NATS servers with JetStream, a fresh database
+## on the machine's PostgreSQL, migrate, 3 replicas of each service, 2
+## gateways, auth on; prints the gateway URLs and the root token, runs until
+## Ctrl-C, logs in a run directory. CLUSTER_BASE_PORT (default 18080: gateway-1)
+cluster:
+	@mkdir -p bin
+	CGO_ENABLED=0 go build -trimpath -o bin/steward ./cmd/steward
+	CGO_ENABLED=0 go build -trimpath -o bin/nats-server github.com/nats-io/nats-server/v2
+	go run ./deploy/cluster -bin bin
 
 clean:
 	rm -rf bin .steward

@@ -46,6 +46,10 @@ type Target struct {
 	Name string
 	// StepTimeout bounds each step, retries included (default 60s).
 	StepTimeout time.Duration
+	// BeforeStep, when set, is called with each step's name before the
+	// step starts: a test injects its faults there, so that they land
+	// while the run is under way.
+	BeforeStep func(step string)
 }
 
 // DefaultStepTimeout is a step's deadline when Target.StepTimeout is 0.
@@ -56,6 +60,18 @@ const DefaultStepTimeout = 60 * time.Second
 // requestTimeout bounds one request, so that a connection to a killed
 // process does not hold a step.
 const requestTimeout = 5 * time.Second
+
+// The steps, in the order Run takes them (Target.BeforeStep's names).
+const (
+	StepPutKey   = "put key"
+	StepGetKey   = "get key"
+	StepWatchKey = "watch key"
+	StepRegister = "register instance"
+	StepDiscover = "discover instance"
+	StepElection = "win election"
+	StepScaler   = "create scaler"
+	StepRoute    = "route request"
+)
 
 // Run performs every step in order and returns the first failure, joined
 // with any failure to clean up what the run created. logf receives one
@@ -72,17 +88,20 @@ func Run(ctx context.Context, t Target, logf func(string, ...any)) error {
 		name string
 		do   func(context.Context) error
 	}{
-		{"put key", r.putKey},
-		{"get key", r.getKey},
-		{"watch key", r.watchKey},
-		{"register instance", r.register},
-		{"discover instance", r.discover},
-		{"win election", r.campaign},
-		{"create scaler", r.createScaler},
-		{"route request", r.route},
+		{StepPutKey, r.putKey},
+		{StepGetKey, r.getKey},
+		{StepWatchKey, r.watchKey},
+		{StepRegister, r.register},
+		{StepDiscover, r.discover},
+		{StepElection, r.campaign},
+		{StepScaler, r.createScaler},
+		{StepRoute, r.route},
 	}
 	var failed error
 	for _, s := range steps {
+		if r.t.BeforeStep != nil {
+			r.t.BeforeStep(s.name)
+		}
 		began := time.Now()
 		sctx, cancel := context.WithTimeout(ctx, r.t.StepTimeout)
 		err := s.do(sctx)
