@@ -84,6 +84,8 @@ func commands() []command {
 		role("gateway", "run a gateway", gateway.Run),
 		{name: "migrate", summary: "apply the PostgreSQL migrations at STEWARD_DATABASE_URL and exit",
 			settings: []any{new(migrateSettings)}, run: runMigrate},
+		{name: "auth-init", summary: "give each of Steward's own roles a token with the least access it needs, under the secrets given, and exit",
+			settings: []any{new(authInitSettings)}, run: runAuthInit},
 		{name: "gen-env", summary: "print a .env for deploy/compose with fresh secrets", run: runGenEnv},
 		{name: "probe", summary: "GET the URL given, exit 0 on a 2xx answer (health checks in the image, which has no curl)", runArgs: runProbe},
 		{name: "version", summary: "print the version and the VCS revision",
