@@ -50,6 +50,7 @@ type Spec[M qlog.StateMachine] struct {
 	// Tasks, if set, is the service's own work beside the API (checks, a
 	// control loop); ctx is the tasks' context, and each task runs until
 	// it ends.
+	// The commands a task proposes carry Replica.Own's id as their By.
 	Tasks func(ctx context.Context, r *Replica[M], ln net.Listener) ([]Task, error)
 	// Announcer keeps the replica registered in the registry at
 	// Settings.RegistryURL (services/registry/client.SelfAnnouncer); nil
@@ -60,7 +61,10 @@ type Spec[M qlog.StateMachine] struct {
 	SelfURL   func(ln net.Listener) string
 }
 
-// Expiry is a machine's deadline sweep.
+// Expiry is a machine's deadline sweep. Its commands carry no By: a
+// deadline is the log's own, due by the log's clock whichever replica
+// proposes it, and no token's doing (the events show an empty by, as
+// the expiries of a TTL or a lease always did).
 type Expiry struct {
 	Every time.Duration
 	Due   func(now time.Time) [][]byte
@@ -101,6 +105,10 @@ type Replica[M qlog.StateMachine] struct {
 	// with STEWARD_AUTH off.
 	Auth  *qlog.Log
 	Guard *authhttp.Guard
+	// Own resolves the id of the token this process runs with
+	// (STEWARD_AUTH_TOKEN) on the auth replica: the By of the commands
+	// its own tasks propose. Nil, and an empty id, with STEWARD_AUTH off.
+	Own   *authhttp.Own
 	admin *authhttp.Admin
 	spec  Spec[M]
 }
@@ -180,6 +188,7 @@ func (r *Replica[M]) openAuth(ctx context.Context, nc *nats.Conn, pool *pgxpool.
 	}
 	r.Auth = l
 	r.Guard = authhttp.NewGuard(l, m, r.Settings.MetricsPublic, r.Logger)
+	r.Own = r.Guard.Own(r.Settings.Token)
 	r.admin = authhttp.NewAdmin(l, m, r.Logger)
 	return nil
 }

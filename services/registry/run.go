@@ -73,7 +73,7 @@ func (s Settings) checks(ctx context.Context, r *Replica, guard *catalog.Guard, 
 	}
 	checker := &health.Checker{Log: r.Log, Machine: r.Machine, ReplicaID: id, Presence: presence,
 		Prober: health.NewProber(s.AllowLocal, id), Guard: guard, Concurrency: s.CheckConcurrency,
-		Logger: r.Logger, Registerer: reg}
+		Logger: r.Logger, Registerer: reg, By: r.Own.ID}
 	return func(ctx context.Context) { checker.Run(ctx); <-left }, nil
 }
 

@@ -87,6 +87,7 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 				Registry:  &registry.Client{BaseURL: registryURL, HTTP: &http.Client{Timeout: 10 * time.Second}, Token: s.Token},
 				Metrics:   rep.Metrics,
 				Logger:    r.Logger,
+				By:        r.Own.ID,
 			}
 			// A nil *pgstore.History in the interface would not be a nil archive.
 			var archive DecisionArchive

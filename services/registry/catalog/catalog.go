@@ -100,8 +100,9 @@ type Instance struct {
 	CreateRevision int64 `json:"createRevision"`
 	ModRevision    int64 `json:"modRevision"`
 	// By is the id of the token whose write last changed the instance
-	// (in a deregister event: removed it); empty when the registry's own
-	// checks, expiry or guard did, and with auth off.
+	// (in a deregister event: removed it): the registry's own token
+	// (STEWARD_AUTH_TOKEN) when its checks did; empty when expiry did,
+	// and with auth off.
 	By string `json:"by,omitempty"`
 }
 
@@ -119,8 +120,9 @@ type InstanceSet struct {
 	Protected bool       `json:"protected"`
 	Instances []Instance `json:"instances"`
 	// By is the id of the token whose write made the latest change the
-	// set reflects (a deregistration too); empty when the registry made
-	// it, at the start of a stream, and with auth off.
+	// set reflects (a deregistration too): the registry's own when its
+	// checks made it; empty when expiry made it, at the start of a
+	// stream, and with auth off.
 	By string `json:"by,omitempty"`
 }
 
@@ -173,9 +175,10 @@ type Command struct {
 	TTL   Duration `json:"ttl,omitempty"`
 	// Since is expireLease's precondition: not renewed after it.
 	Since int64 `json:"since,omitempty"`
-	// By is the id of the token that made the write (authhttp.By), empty
-	// for the registry's own commands and with auth off: the audit
-	// record, stamped on the instances the command changes.
+	// By is the id of the token that made the write (authhttp.By; for
+	// the checks' reports, the registry's own token), empty for expiries
+	// and with auth off: the audit record, stamped on the instances the
+	// command changes.
 	By string `json:"by,omitempty"`
 }
 

@@ -28,6 +28,10 @@ type Checker struct {
 	Logger      *slog.Logger
 	// Registerer receives the checker's metrics; nil skips them.
 	Registerer prometheus.Registerer
+	// By returns the id of the token the replica runs with, asked at
+	// every report proposed, which records it as the By of the instances
+	// it changes (none if nil).
+	By func(ctx context.Context) string
 }
 
 // reconcileEvery is how often the checker re-reads the catalog and the
@@ -210,7 +214,11 @@ func (c *Checker) propose(ctx context.Context, reports <-chan catalog.Item, m me
 				return
 			}
 		}
-		cmd, _ := json.Marshal(catalog.Command{Op: "report", Items: batch, Guard: c.Guard})
+		var by string
+		if c.By != nil {
+			by = c.By(ctx)
+		}
+		cmd, _ := json.Marshal(catalog.Command{Op: "report", Items: batch, Guard: c.Guard, By: by})
 		if _, err := c.Log.Propose(ctx, cmd, qlog.ProposeOptions{}); err != nil {
 			if ctx.Err() == nil {
 				c.Logger.Warn("proposing check results failed", "items", len(batch), "err", err)

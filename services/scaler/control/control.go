@@ -60,6 +60,11 @@ type Loop struct {
 	Logger    *slog.Logger
 	// Now reads the clock (time.Now if nil).
 	Now func() time.Time
+	// By returns the id of the token the loop runs with, asked at every
+	// command the loop proposes, which records it as its By (none if
+	// nil). It is asked each time, not once, because the token can be
+	// revoked or the auth state not yet read.
+	By func(ctx context.Context) string
 	// BeforeScale, if set, is called after a decision that scales was
 	// recorded and the leadership checked, right before the driver call:
 	// tests pause a leader there.
@@ -410,6 +415,9 @@ func (t *term) recordFailure(ctx context.Context, name string, work ledger.Work,
 // the result; a fenced result deposes the term.
 func (t *term) propose(ctx context.Context, c ledger.Command) (ledger.Result, error) {
 	c.Replica, c.Token = t.Replica, t.token
+	if t.By != nil {
+		c.By = t.By(ctx)
+	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return ledger.Result{}, err

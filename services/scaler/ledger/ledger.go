@@ -66,7 +66,8 @@ type Decision struct {
 	Leader     string `json:"leader"`
 	// Token is the leader's fencing token.
 	Token int64 `json:"token"`
-	// By is the token id the decide command was made with, if any.
+	// By is the token id the decide command was made with, if any: the
+	// scaler process's own token, as the control loop makes decisions.
 	By string `json:"by,omitempty"`
 	// Observed is, per metric, the service-wide quantity the decision saw
 	// (a value, or the total over instances): one point of the series
@@ -87,6 +88,10 @@ type Actuation struct {
 	// (including a refusal because the caller was fenced).
 	Result *driver.Result `json:"result,omitempty"`
 	Error  string         `json:"error,omitempty"`
+	// By is the token id of the command that recorded it: the actuate
+	// command's, or for an actuation abandoned by a new leader, its lead
+	// command's.
+	By string `json:"by,omitempty"`
 }
 
 // Fence is the newest leadership the log has seen: commands carrying an
@@ -119,9 +124,10 @@ type Command struct {
 	// actuate: the decision's revision and what the driver did.
 	DecisionRevision int64      `json:"decisionRevision,omitempty"`
 	Actuation        *Actuation `json:"actuation,omitempty"`
-	// By is the id of the token the request that made the command was
-	// authenticated with (empty with auth off, and on the control loop's
-	// own commands): the audit of who changed a scaler.
+	// By is the id of the token that made the command: the request's
+	// for a put or delete, the scaler process's own (STEWARD_AUTH_TOKEN)
+	// for the control loop's lead, decide and actuate; empty with auth
+	// off. It is the audit of who changed a scaler.
 	By string `json:"by,omitempty"`
 }
 

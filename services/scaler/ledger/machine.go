@@ -214,7 +214,7 @@ func (m *Machine) actuate(a *applying, c *Command) Result {
 		return Result{Status: Stale, Problem: envelope.Refuse(fault.Conflict, "no decision at revision %d", c.DecisionRevision)}
 	}
 	act := *c.Actuation
-	act.Revision, act.At = a.rev, a.now
+	act.Revision, act.At, act.By = a.rev, a.now, c.By
 	d := &r.Recent[i]
 	d.Actuation = &act
 	st := &r.Scaler.Status
@@ -260,7 +260,8 @@ func (m *Machine) abandon(a *applying, c *Command) {
 		}
 		i := slices.IndexFunc(r.Recent, func(d Decision) bool { return d.Revision == st.LastDecision.Revision })
 		act := Actuation{Revision: a.rev, At: a.now, Replicas: st.LastDecision.DesiredReplicas,
-			Error: fmt.Sprintf("abandoned: leader %s (token %d) was deposed before it recorded the driver's answer", st.LastDecision.Leader, st.LastDecision.Token)}
+			Error: fmt.Sprintf("abandoned: leader %s (token %d) was deposed before it recorded the driver's answer", st.LastDecision.Leader, st.LastDecision.Token),
+			By:    c.By}
 		r.State = withoutEventsAt(r.State, st.LastDecision.At)
 		last := *st.LastDecision
 		last.Actuation = &act
