@@ -33,7 +33,18 @@ import (
 func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registry := &client.Client{BaseURL: s.RegistryURL, Token: s.Token}
+	// One transport for every call to Steward's services (the registry,
+	// the config service, the scaler): it trusts STEWARD_TLS_CA_FILE and
+	// presents the gateway's certificate to listeners that require one.
+	// Proxied requests verify instances that serve HTTPS the same way.
+	calls, err := s.TLS.Transport(logger)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Transport: calls}
+	upstream := proxy.NewTransport()
+	upstream.TLSClientConfig = calls.TLSClientConfig
+	registry := &client.Client{BaseURL: s.RegistryURL, HTTP: hc, Token: s.Token}
 	host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
 	if err != nil {
 		return err
@@ -46,8 +57,8 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 			net.JoinHostPort("127.0.0.1", lnPort), net.JoinHostPort("localhost", lnPort)}}
 	reg.MustRegister(newPoolCollector(disc))
 	px := proxy.New(proxy.Config{Pools: disc, ID: s.ID, Zone: s.Zone, MaxRequests: s.MaxRequests,
-		MaxPending: s.MaxPending, Logger: logger, Registerer: reg})
-	src := &routesource.Source{Apply: px.SetRoutes, Logger: logger, Token: s.Token, ConfigURL: func() (string, error) {
+		MaxPending: s.MaxPending, Transport: upstream, Logger: logger, Registerer: reg})
+	src := &routesource.Source{Apply: px.SetRoutes, HTTP: hc, Logger: logger, Token: s.Token, ConfigURL: func() (string, error) {
 		if s.ConfigURL != "" {
 			return s.ConfigURL, nil
 		}
@@ -72,16 +83,16 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		func() { src.Run(bctx) },
 		func() {
 			registry.Announce(bctx, route.SelfService, s.ID, catalog.Registration{Address: host, Port: port,
-				Zone: s.Zone, Metadata: map[string]string{"gateway": s.ID}}, logger)
+				Zone: s.Zone, Metadata: client.SelfMetadata(s.Scheme(), "gateway", s.ID)}, logger)
 		},
-		func() { sendSignals(bctx, s, px, disc, logger) },
+		func() { sendSignals(bctx, s, px, disc, calls, logger) },
 	} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}
 	var guard func(http.Handler) http.Handler
 	if s.Auth {
-		own := &ownAuth{configURL: src.ConfigURL, client: &http.Client{}, metricsPublic: s.MetricsPublic,
+		own := &ownAuth{configURL: src.ConfigURL, client: hc, metricsPublic: s.MetricsPublic,
 			logger: logger, cache: map[string]ownAuthAnswer{}}
 		guard = own.middleware
 	}
@@ -132,13 +143,14 @@ func pprofHandler() http.Handler {
 	return mux
 }
 
-// pickURL returns the base URL of a passing instance of service.
+// pickURL returns the base URL of a passing instance of service, https
+// when it serves TLS.
 func pickURL(ctx context.Context, disc *discovery.Discovery, service string) (string, error) {
 	ep := disc.Pool(ctx, service).Pick(balancer.Request{})
 	if ep == nil {
 		return "", fmt.Errorf("no passing instance of %s", service)
 	}
-	return "http://" + ep.HostPort(), nil
+	return ep.Scheme() + "://" + ep.HostPort(), nil
 }
 
 // signal is one sample of POST /v1/metrics (the scaler's API).
@@ -152,9 +164,9 @@ type signal struct {
 
 // sendSignals posts each service's request rate, requests in flight and
 // mean peak-EWMA latency, as this gateway sees them, to the scaler
-// every SignalsEvery. Without a scaler registered there is nobody to
-// tell, and nothing is sent.
-func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discovery.Discovery, logger *slog.Logger) {
+// every SignalsEvery, through calls. Without a scaler registered there is
+// nobody to tell, and nothing is sent.
+func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discovery.Discovery, calls http.RoundTripper, logger *slog.Logger) {
 	if s.SignalsEvery <= 0 {
 		return
 	}
@@ -162,7 +174,7 @@ func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discove
 	defer tick.Stop()
 	last := map[string]int64{}
 	lastAt := time.Now()
-	hc := &http.Client{Timeout: 5 * time.Second}
+	hc := &http.Client{Transport: calls, Timeout: 5 * time.Second}
 	for {
 		select {
 		case <-ctx.Done():

@@ -196,10 +196,13 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	// What dev sets, the same for every service: it is the only replica
 	// of its stream on the embedded server, and registers itself on
-	// loopback: dev mode is one machine.
-	registryURL := client.LocalURL(by["registry"].ln.Addr())
+	// loopback: dev mode is one machine. The roles read the same
+	// STEWARD_TLS_* variables, so they reach each other with https://
+	// URLs when those name a certificate.
+	localURL := func(role string) string { return client.LocalURL(by[role].process.Scheme(), by[role].ln.Addr()) }
+	registryURL := localURL("registry")
 	for _, r := range roleList {
-		r.process.AdvertiseAddr = strings.TrimPrefix(client.LocalURL(r.ln.Addr()), "http://")
+		r.process.AdvertiseAddr = client.LocalAddr(r.ln.Addr())
 		r.process.ShutdownTimeout = cfg.ShutdownTimeout
 		if rs := r.replicated; rs != nil {
 			rs.ReplicaID, rs.Voters, rs.StreamReplicas = r.short+"-0", nil, 1
@@ -222,9 +225,9 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 	}
 	roles.registry.AllowLocal = true
-	roles.scaler.ElectionURLs = []string{client.LocalURL(by["election"].ln.Addr())}
+	roles.scaler.ElectionURLs = []string{localURL("election")}
 	roles.gateway.RegistryURL = registryURL
-	roles.gateway.ConfigURL = client.LocalURL(by["config"].ln.Addr())
+	roles.gateway.ConfigURL = localURL("config")
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, r := range roleList {
@@ -243,7 +246,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "steward dev (%s): ready, Ctrl-C to stop\n", strings.TrimPrefix(versionLine(), "steward "))
 	for _, r := range roleList {
-		fmt.Fprintf(tw, "  %s\thttp://%s\t%s\n", r.short, dialable(r.ln.Addr()), r.paths)
+		fmt.Fprintf(tw, "  %s\t%s://%s\t%s\n", r.short, r.process.Scheme(), dialable(r.ln.Addr()), r.paths)
 	}
 	fmt.Fprintf(tw, "  nats\t%s\tJetStream in %s, fsync on every write, %d streams at start\n", ns.ClientURL(), filepath.Join(dataDir, "nats"), info.Streams)
 	fmt.Fprintf(tw, "  nats monitor\t%s\t\n", monitor)

@@ -62,11 +62,11 @@ func devCommand(t *testing.T, env ...string) *exec.Cmd {
 
 var (
 	monitorURL  = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
-	configURL   = regexp.MustCompile(`config\s+(http://\S+)`)
-	registryURL = regexp.MustCompile(`registry\s+(http://\S+)`)
-	electionURL = regexp.MustCompile(`election\s+(http://\S+)`)
-	gatewayURL  = regexp.MustCompile(`gateway\s+(http://\S+)`)
-	scalerURL   = regexp.MustCompile(`scaler\s+(http://\S+)`)
+	configURL   = regexp.MustCompile(`config\s+(https?://\S+)`)
+	registryURL = regexp.MustCompile(`registry\s+(https?://\S+)`)
+	electionURL = regexp.MustCompile(`election\s+(https?://\S+)`)
+	gatewayURL  = regexp.MustCompile(`gateway\s+(https?://\S+)`)
+	scalerURL   = regexp.MustCompile(`scaler\s+(https?://\S+)`)
 )
 
 // dev is a `steward dev` process started by a test, with the addresses
@@ -128,12 +128,18 @@ func startDev(t *testing.T, env ...string) *dev {
 // waitReady waits until every URL answers 200.
 func waitReady(t *testing.T, urls ...string) {
 	t.Helper()
+	waitReadyWith(t, http.DefaultClient, urls...)
+}
+
+// waitReadyWith is waitReady through hc.
+func waitReadyWith(t *testing.T, hc *http.Client, urls ...string) {
+	t.Helper()
 	for _, u := range urls {
 		// The embedded NATS server's /healthz answers 503 until JetStream
 		// is current, which may be a moment after the banner.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			resp, err := http.Get(u)
+			resp, err := hc.Get(u)
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {

@@ -31,6 +31,9 @@ type Instance struct {
 	Port    int
 	Zone    string
 	Version string
+	// Scheme is how the instance is reached, "http" or "https" (the
+	// registry's catalog.Instance.Scheme); empty is http.
+	Scheme string
 	// Weight is the instance's share of the traffic relative to the others,
 	// 1 to 1000; 0 (or less) is 1 and more than 1000 is 1000.
 	Weight int

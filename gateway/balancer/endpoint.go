@@ -40,13 +40,18 @@ type Endpoint struct {
 type info struct {
 	inst     Instance
 	hostPort string
+	scheme   string
 }
 
 func (e *Endpoint) set(in Instance) {
 	if old := e.info.Load(); old != nil && old.inst == in {
 		return
 	}
-	e.info.Store(&info{inst: in, hostPort: net.JoinHostPort(in.Address, strconv.Itoa(in.Port))})
+	scheme := in.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	e.info.Store(&info{inst: in, hostPort: net.JoinHostPort(in.Address, strconv.Itoa(in.Port)), scheme: scheme})
 }
 
 // Instance returns the instance as of the last Update, with its weight
@@ -55,6 +60,9 @@ func (e *Endpoint) Instance() Instance { return e.info.Load().inst }
 
 // HostPort returns the instance's address and port joined for dialing.
 func (e *Endpoint) HostPort() string { return e.info.Load().hostPort }
+
+// Scheme returns the scheme the instance is reached with: http or https.
+func (e *Endpoint) Scheme() string { return e.info.Load().scheme }
 
 // Start records that a request to the endpoint begins.
 func (e *Endpoint) Start() { e.inflight.Add(1) }

@@ -285,7 +285,7 @@ func (d *Discovery) watch(ctx context.Context, name string, s *service) {
 				continue
 			}
 			list = append(list, balancer.Instance{ID: inst.ID, Address: inst.Address, Port: inst.Port,
-				Zone: inst.Zone, Version: inst.Version, Weight: inst.Weight})
+				Zone: inst.Zone, Version: inst.Version, Scheme: inst.Scheme(), Weight: inst.Weight})
 		}
 		s.pool.Update(list)
 		s.once.Do(func() { close(s.ready) })

@@ -58,7 +58,9 @@ type Config struct {
 	// MaxReplayBody bounds the request body buffered so a retry can
 	// resend it. 0 means 64 KiB.
 	MaxReplayBody int64
-	// Transport is the upstream transport; nil builds a tuned one.
+	// Transport is the upstream transport; nil builds a tuned one
+	// (NewTransport). Its TLSClientConfig is what instances that serve
+	// HTTPS are verified with.
 	Transport  http.RoundTripper
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -369,7 +371,7 @@ func hashKey(r *http.Request, lb *route.LoadBalancer) string {
 }
 
 // rewrite builds the outbound request; the transport fills in the
-// instance.
+// instance: its address and its scheme (https when it serves TLS).
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	x := pr.In.Context().Value(exchangeKey{}).(*exchange)
 	pr.SetXForwarded()

@@ -42,7 +42,7 @@ func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 				out.Body = io.NopCloser(bytes.NewReader(x.replay))
 			}
 		}
-		out.URL.Host = ep.HostPort()
+		out.URL.Scheme, out.URL.Host = ep.Scheme(), ep.HostPort()
 		resp, latency, cancel, err := p.try(out, x, ep)
 		if err == errPending {
 			// The gateway's own limit, per service: the instance saw

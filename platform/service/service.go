@@ -78,10 +78,26 @@ type Announcer interface {
 	Announce(ctx context.Context, logger *slog.Logger)
 }
 
-// NewAnnouncer returns the Announcer of a replica of service listening on
-// ln, registered at registryURL under advertise (empty: from ln), whose
-// calls carry token (STEWARD_AUTH_TOKEN; empty: none).
-type NewAnnouncer func(registryURL, advertise string, ln net.Addr, service, id, token string) (Announcer, error)
+// Announcement is what keeps one replica registered: where, as what,
+// and the client its calls go through.
+type Announcement struct {
+	// RegistryURL is the registry's base URL.
+	RegistryURL string
+	// Advertise is the host:port registered (empty: from Addr), Addr the
+	// replica's listener, Scheme what it serves ("http" or "https").
+	Advertise string
+	Addr      net.Addr
+	Scheme    string
+	// Service and ID name the instance: steward-<name>, the replica id.
+	Service, ID string
+	// Token is sent with every call (STEWARD_AUTH_TOKEN; empty: none).
+	Token string
+	// HTTP is the process's client (Replica.Client).
+	HTTP *http.Client
+}
+
+// NewAnnouncer returns the Announcer of a.
+type NewAnnouncer func(a Announcement) (Announcer, error)
 
 // defaultMaxBatchBytes is the log's group-commit bound unless a service
 // says otherwise.
@@ -100,6 +116,11 @@ type Replica[M qlog.StateMachine] struct {
 	// Settings are the settings it was opened with, ReplicaID filled in.
 	Settings Replicated
 	Logger   *slog.Logger
+	// Client is the process's client of Steward's services (web.TLS.
+	// HTTPClient): it trusts STEWARD_TLS_CA_FILE and presents the
+	// process's certificate to listeners that require one. It has no
+	// timeout; each call bounds its own.
+	Client *http.Client
 	// Auth is the replica's follower of the auth log (stream
 	// STEWARD_AUTH) and Guard what checks requests against it; both nil
 	// with STEWARD_AUTH off.
@@ -138,6 +159,10 @@ func Open[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated, 
 		return nil, err
 	}
 	r := &Replica[M]{Log: l, Machine: spec.Machine, Conn: nc, Settings: s, Logger: logger, spec: spec}
+	if r.Client, err = s.TLS.HTTPClient(0, logger); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
 	if s.Auth {
 		if err := r.openAuth(ctx, nc, pool); err != nil {
 			_ = l.Close()
@@ -288,7 +313,9 @@ func (r *Replica[M]) announcer(ln net.Listener) (Announcer, error) {
 	if url == "" || r.spec.Announcer == nil {
 		return nil, nil
 	}
-	return r.spec.Announcer(url, r.Settings.AdvertiseAddr, ln.Addr(), "steward-"+r.spec.Name, r.Settings.ReplicaID, r.Settings.Token)
+	return r.spec.Announcer(Announcement{RegistryURL: url, Advertise: r.Settings.AdvertiseAddr, Addr: ln.Addr(),
+		Scheme: r.Settings.Scheme(), Service: "steward-" + r.spec.Name, ID: r.Settings.ReplicaID,
+		Token: r.Settings.Token, HTTP: r.Client})
 }
 
 // Run is the standalone process: it connects to NATS and, if configured,

@@ -51,8 +51,8 @@ func TestServeRunsTheSpec(t *testing.T) {
 			})
 			return mux, nil
 		},
-		Announcer: func(url, _ string, _ net.Addr, name, id, _ string) (service.Announcer, error) {
-			ann.url, ann.service, ann.id = url, name, id
+		Announcer: func(a service.Announcement) (service.Announcer, error) {
+			ann.url, ann.service, ann.id = a.RegistryURL, a.Service, a.ID
 			return ann, nil
 		},
 		Tasks: func(context.Context, *service.Replica[*qlogtest.Registers], net.Listener) ([]service.Task, error) {

@@ -48,7 +48,7 @@ func Spec(s Settings) service.Spec[*catalog.Machine] {
 		Machine:   store,
 		Expiry:    service.Expiry{Every: expiryEvery, Due: func(now time.Time) [][]byte { return store.DueExpiries(now, guard) }},
 		Announcer: client.SelfAnnouncer,
-		SelfURL:   func(ln net.Listener) string { return client.LocalURL(ln.Addr()) },
+		SelfURL:   func(ln net.Listener) string { return client.LocalURL(s.Scheme(), ln.Addr()) },
 		Handler: func(r *Replica) (http.Handler, error) {
 			return newServer(r.Log, r.Machine, s.AllowLocal, reg, r.Logger, r.Secure), nil
 		},

@@ -75,16 +75,23 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 		Announcer:     registry.SelfAnnouncer,
 		Handler: func(r *service.Replica[*ledger.Machine]) (http.Handler, error) {
 			rep.Replica = r
-			elections := campaign.New(s.ElectionURLs, nil)
+			// Every call to Steward's services goes through the
+			// replica's client: it trusts STEWARD_TLS_CA_FILE.
+			calls := r.Client.Transport
+			elections := campaign.New(s.ElectionURLs, r.Client)
 			elections.Token = s.Token
 			rep.Loop = &control.Loop{
+				// Scrapes and webhooks may reach Steward's services too.
+				ScrapeClient: metrics.NewScrapeClient(calls),
+				DriverClient: r.Client,
+
 				Log:       r.Log,
 				Machine:   r.Machine,
 				Elections: elections,
 				Election:  s.Election,
 				Replica:   r.Settings.ReplicaID,
 				TTL:       s.LeaseTTL,
-				Registry:  &registry.Client{BaseURL: registryURL, HTTP: &http.Client{Timeout: 10 * time.Second}, Token: s.Token},
+				Registry:  &registry.Client{BaseURL: registryURL, HTTP: &http.Client{Transport: calls, Timeout: 10 * time.Second}, Token: s.Token},
 				Metrics:   rep.Metrics,
 				Logger:    r.Logger,
 				By:        r.Own.ID,

@@ -73,6 +73,13 @@ type Registration struct {
 	Check  *Check `json:"check,omitempty"`
 }
 
+// SchemeKey is the metadata key of an instance that serves HTTPS: with
+// the value "https" the gateway proxies to it, and the scaler scrapes it,
+// over TLS. Without it an instance is reached over plain HTTP, as the
+// address and port alone say nothing of TLS. Steward's own processes set
+// it when they serve HTTPS (STEWARD_TLS_CERT_FILE).
+const SchemeKey = "scheme"
+
 // Instance is one registered instance as clients see it.
 type Instance struct {
 	Service  string            `json:"service"`
@@ -104,6 +111,15 @@ type Instance struct {
 	// (STEWARD_AUTH_TOKEN) when its checks did; empty when expiry did,
 	// and with auth off.
 	By string `json:"by,omitempty"`
+}
+
+// Scheme returns the scheme an instance is reached with: "https" when
+// its metadata says so (SchemeKey), else "http".
+func (i Instance) Scheme() string {
+	if i.Metadata[SchemeKey] == "https" {
+		return "https"
+	}
+	return "http"
 }
 
 // Report is a health result: a heartbeat's or a probe's.

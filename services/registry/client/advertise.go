@@ -47,14 +47,32 @@ func hostAddress() string {
 	return "127.0.0.1"
 }
 
-// LocalURL is the http:// URL that reaches a listener from the same host:
+// LocalAddr is the host:port that reaches a listener from the same host:
 // its own address when it listens on one, else loopback.
-func LocalURL(ln net.Addr) string {
+func LocalAddr(ln net.Addr) string {
 	host, port, _ := net.SplitHostPort(ln.String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return net.JoinHostPort(host, port)
+}
+
+// LocalURL is the base URL, with scheme ("http" or "https", as
+// web.TLS.Scheme says), that reaches a listener from the same host
+// (LocalAddr).
+func LocalURL(scheme string, ln net.Addr) string {
+	return scheme + "://" + LocalAddr(ln)
+}
+
+// SelfMetadata is the metadata of a Steward process's own registration:
+// key and value, and the scheme (catalog.SchemeKey) when it serves HTTPS,
+// so that the gateway reaches it over TLS.
+func SelfMetadata(scheme, key, value string) map[string]string {
+	md := map[string]string{key: value}
+	if scheme == "https" {
+		md[catalog.SchemeKey] = scheme
+	}
+	return md
 }
 
 // Replica is a Steward replica announcing itself in the registry.
@@ -64,28 +82,19 @@ type Replica struct {
 	registration catalog.Registration
 }
 
-// NewReplica prepares the announcement of replica id of service, listening
-// on ln, to the registry at registryURL (see Advertised for advertise).
-// Options, if given, adjust the client (its Token).
-func NewReplica(registryURL, advertise string, ln net.Addr, service, id string, options ...func(*Client)) (*Replica, error) {
-	host, port, err := Advertised(advertise, ln)
+// SelfAnnouncer prepares the announcement of a replica (the service
+// skeleton's Spec.Announcer): it registers a.Service, a.ID at its
+// advertised address (see Advertised) with a.Scheme, through a.HTTP.
+func SelfAnnouncer(a service.Announcement) (service.Announcer, error) {
+	host, port, err := Advertised(a.Advertise, a.Addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{BaseURL: registryURL}
-	for _, o := range options {
-		o(c)
-	}
-	return &Replica{client: c, service: service, id: id,
-		registration: catalog.Registration{Address: host, Port: port, Metadata: map[string]string{"replica": id}}}, nil
+	return &Replica{client: &Client{BaseURL: a.RegistryURL, HTTP: a.HTTP, Token: a.Token}, service: a.Service, id: a.ID,
+		registration: catalog.Registration{Address: host, Port: port, Metadata: SelfMetadata(a.Scheme, "replica", a.ID)}}, nil
 }
 
 // Announce keeps the replica registered until ctx ends (Client.Announce).
 func (r *Replica) Announce(ctx context.Context, logger *slog.Logger) {
 	r.client.Announce(ctx, r.service, r.id, r.registration, logger)
-}
-
-// SelfAnnouncer is NewReplica as the service skeleton's Spec.Announcer.
-func SelfAnnouncer(registryURL, advertise string, ln net.Addr, name, id, token string) (service.Announcer, error) {
-	return NewReplica(registryURL, advertise, ln, name, id, func(c *Client) { c.Token = token })
 }

@@ -55,6 +55,9 @@ type Loop struct {
 	// ScrapeClient carries the scrapes of instances' metrics (the
 	// Scraper's own client if nil).
 	ScrapeClient *http.Client
+	// DriverClient carries the webhook drivers' calls (driver.Deps.
+	// HTTPClient; the driver's own client if nil).
+	DriverClient *http.Client
 	// NewDriver builds a scaler's driver (driver.New if nil).
 	NewDriver func(driver.Spec, driver.Deps) (driver.Driver, error)
 	Logger    *slog.Logger
@@ -482,7 +485,7 @@ func (t *term) driver(tg *target, name string, spec ledger.Spec) (driver.Driver,
 	if newDriver == nil {
 		newDriver = driver.New
 	}
-	d, err := newDriver(spec.Driver, driver.Deps{Service: spec.Service, Logger: t.Logger.With("scaler", name)})
+	d, err := newDriver(spec.Driver, driver.Deps{Service: spec.Service, Logger: t.Logger.With("scaler", name), HTTPClient: t.DriverClient})
 	if err != nil {
 		return nil, err
 	}

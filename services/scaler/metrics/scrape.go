@@ -60,23 +60,30 @@ type scrape struct {
 	counters map[string]float64
 }
 
-// NewScraper returns a scraper using hc; nil means a client with a
-// DefaultScrapeTimeout timeout that does not follow redirects (an
-// instance's endpoint is where the registry says it is, and a redirect
-// could point the scaler anywhere).
+// NewScraper returns a scraper using hc; nil means NewScrapeClient(nil).
 func NewScraper(hc *http.Client) *Scraper {
 	if hc == nil {
-		hc = &http.Client{
-			Timeout:       DefaultScrapeTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		hc = NewScrapeClient(nil)
 	}
 	return &Scraper{hc: hc, last: make(map[instanceKey]scrape)}
 }
 
-// Scrape GETs http://<address>:<port><metricsPath> of every instance that
-// has a metricsPath, at most 16 at once, and returns their samples with
-// Instance the instance's ID and Timestamp now:
+// NewScrapeClient returns a client over tr (nil: http.DefaultTransport)
+// with a DefaultScrapeTimeout timeout that does not follow redirects (an
+// instance's endpoint is where the registry says it is, and a redirect
+// could point the scaler anywhere).
+func NewScrapeClient(tr http.RoundTripper) *http.Client {
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       DefaultScrapeTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Scrape GETs <scheme>://<address>:<port><metricsPath> of every instance
+// that has a metricsPath (https when its metadata says so:
+// catalog.Instance.Scheme), at most 16 at once, and returns their samples
+// with Instance the instance's ID and Timestamp now:
 //
 //   - a gauge, untyped or counter family gives one sample named after it,
 //     the sum over its series;
@@ -178,7 +185,7 @@ func (s *Scraper) fetch(ctx context.Context, inst catalog.Instance, path string)
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("metadata %s %q: want a path starting with /", MetricsPathKey, path)
 	}
-	url := "http://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port)) + path
+	url := inst.Scheme() + "://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port)) + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err

@@ -163,6 +163,35 @@ func TestScrapeFormats(t *testing.T) {
 	}
 }
 
+// TestScrapeHTTPS: an instance registered with the metadata scheme https
+// is scraped over TLS, through the client's transport; the same instance
+// without it is asked in plain HTTP, which its TLS listener refuses.
+func TestScrapeHTTPS(t *testing.T) {
+	srv := httptest.NewTLSServer(promhttp.HandlerFor(newApp().reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	tr := srv.Client().Transport.(*http.Transport)
+	t.Cleanup(tr.CloseIdleConnections)
+	s := metrics.NewScraper(metrics.NewScrapeClient(tr))
+	for _, tc := range []struct {
+		name, scheme string
+		wantErr      bool
+	}{
+		{"https", "https", false},
+		{"no scheme", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := instanceAt(t, "web-tls", srv.Listener.Addr().String(), "/metrics")
+			if tc.scheme != "" {
+				inst.Metadata[catalog.SchemeKey] = tc.scheme
+			}
+			samples, errs := s.Scrape(t.Context(), []catalog.Instance{inst}, t0)
+			if tc.wantErr != (len(errs) > 0) || tc.wantErr == (len(samples) > 0) {
+				t.Fatalf("Scrape = %d samples, errors %v; want error %v", len(samples), errs, tc.wantErr)
+			}
+		})
+	}
+}
+
 func TestScrapeCounterRates(t *testing.T) {
 	var current atomic.Pointer[app]
 	current.Store(newApp())
