@@ -25,6 +25,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/stewardhq/steward/deploy/cluster/smoke"
 )
 
 func main() {
@@ -62,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.runDir, "dir", "", "run directory: logs, NATS stores (empty: a new one under the system's temporary directory)")
 	fs.IntVar(&o.basePort, "base-port", base, "first local port (gateway-1's); the others follow (CLUSTER_BASE_PORT)")
 	fs.StringVar(&o.adminURL, "database-url", adminURL, "PostgreSQL to create the run's database on (STEWARD_TEST_DATABASE_URL)")
+	smokeCheck := fs.Bool("smoke", false, "once ready, run the smoke check through every gateway (deploy/cluster/smoke); a failure stops the cluster")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +101,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  root token  %s\n\n", c.secrets.root)
 	if len(gateways) > 0 {
 		fmt.Fprintf(stdout, "  curl -H 'Authorization: Bearer %s' %s/v1/services\n\n", c.secrets.root, gateways[0])
+	}
+	if *smokeCheck {
+		for _, g := range gateways {
+			if err := smoke.Run(ctx, smoke.Target{GatewayURL: g, Token: c.secrets.root}, logf); err != nil {
+				return err
+			}
+		}
 	}
 	<-ctx.Done()
 	logf("stopping")
