@@ -65,7 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.basePort, "base-port", base, "first local port (gateway-1's); the others follow (CLUSTER_BASE_PORT)")
 	fs.StringVar(&o.adminURL, "database-url", adminURL, "PostgreSQL to create the run's database on (STEWARD_TEST_DATABASE_URL)")
 	smokeCheck := fs.Bool("smoke", false, "once ready, run the smoke check through every gateway (deploy/cluster/smoke); a failure stops the cluster")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if o.runDir == "" {

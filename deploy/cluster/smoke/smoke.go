@@ -34,11 +34,14 @@ type Target struct {
 	// HTTP carries every request; nil is a client of Run's own.
 	HTTP *http.Client
 	// Upstream is the listener the check serves its upstream on; Run
-	// closes it. Nil: Run listens on UpstreamAddr (127.0.0.1:0 if empty).
+	// closes it. Nil: Run listens on UpstreamAddr (127.0.0.1:0 if empty)
+	// and registers the address it got.
 	Upstream net.Listener
-	// UpstreamAddr is the host:port the gateway reaches the upstream at,
-	// registered in the registry (an IP address; for containers, one on
-	// their network). Empty: the listener's address.
+	// UpstreamAddr, with Upstream set, is the host:port the gateway
+	// reaches the upstream at, registered in the registry: an IP address
+	// (for containers, one on their network, e.g. the bridge's gateway
+	// with Upstream listening on 0.0.0.0). Empty: Upstream's address.
+	// A loopback address needs STEWARD_REGISTRY_ALLOW_LOCAL=true.
 	UpstreamAddr string
 	// Name names what the run creates (key prefix, service, election,
 	// scaler, route); empty is "smoke-" and random hex, so runs against
