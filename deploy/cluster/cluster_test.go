@@ -70,9 +70,10 @@ func TestSmokeThroughKills(t *testing.T) {
 	// nats-1 is every replica's first NATS URL. The registry replica is
 	// not the one gateway-1 names in STEWARD_REGISTRY_URL: the gateway
 	// takes one registry URL and follows no other replica, so losing
-	// that one leaves it without discovery (it answers 503 "service
-	// steward-registry has no passing instance" for as long as it is
-	// down); compose.yaml gives each gateway one registry replica.
+	// that one leaves its /v1/services requests failing (503 "service
+	// steward-registry has no passing instance", or no answer) for as
+	// long as it is down; compose.yaml gives each gateway one registry
+	// replica. See README.md.
 	kills := map[string]string{
 		smoke.StepGetKey:   "config-1",
 		smoke.StepWatchKey: "nats-1",
