@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/stewardhq/steward/platform/envconf"
+	"github.com/stewardhq/steward/platform/web"
 )
 
 // probeTimeout bounds one probe; a health check that hangs is a failed one.
@@ -24,7 +28,17 @@ func runProbe(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// STEWARD_TLS_CA_FILE and a client certificate, as the process's
+	// own calls: a listener serving HTTPS with a private CA is probed.
+	var tls web.TLS
+	if err := envconf.Load(&tls); err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	client, err := tls.HTTPClient(probeTimeout, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
