@@ -5,7 +5,11 @@ PKGS     := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 FUZZTIME ?= 10s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run demo test fuzz bench lint build chaos cluster clean
+# The image's version and revision (OCI labels, steward version).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
+.PHONY: run demo test fuzz bench lint build chaos cluster image compose-test clean
 
 ## run: start every service in one process on an embedded NATS server
 run:
@@ -80,6 +84,24 @@ cluster:
 	CGO_ENABLED=0 go build -trimpath -o bin/steward ./cmd/steward
 	CGO_ENABLED=0 go build -trimpath -o bin/nats-server github.com/nats-io/nats-server/v2
 	go run ./deploy/cluster -bin bin
+
+## image: the steward image from a steward built here (the Dockerfile's
+## prebuilt target, which pulls no base image), as steward:dev and
+## steward:$(VERSION); `docker build .` builds it from source instead
+image:
+	@mkdir -p bin
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)" -o bin/steward ./cmd/steward
+	cp /etc/ssl/certs/ca-certificates.crt bin/ca-certificates.crt
+	docker build -q --target prebuilt --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		-t steward:dev -t steward:$(VERSION) .
+
+## compose-test: build the images deploy/compose names (no registry:
+## deploy/compose/images/build.sh), then bring the stack up with docker
+## compose, run the smoke test through its gateway, down and up again, and
+## check that what was written is still there (needs dockerd, docker compose)
+compose-test:
+	deploy/compose/images/build.sh
+	cd deploy/compose && STEWARD_TEST_DOCKER=1 go test -count=1 -timeout 30m -run TestDockerCompose -v .
 
 clean:
 	rm -rf bin .steward
