@@ -324,7 +324,6 @@ func TestNeedsEnv(t *testing.T) {
 	}
 }
 
-
 func mount(s types.ServiceConfig, target string) *types.ServiceVolumeConfig {
 	for i, v := range s.Volumes {
 		if v.Target == target {
