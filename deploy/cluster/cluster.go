@@ -58,7 +58,7 @@ func startCluster(ctx context.Context, o options) (_ *cluster, err error) {
 	}
 	steward := filepath.Join(o.binDir, "steward")
 	c := &cluster{opts: o, byName: map[string]*member{}, procs: map[string]*supervise.Process{},
-		oneShots: map[string]error{}, http: &http.Client{Timeout: 2 * time.Second}}
+		oneShots: map[string]error{}, http: &http.Client{Timeout: 2 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
 	// Least-privilege role tokens need `steward auth-init`; a binary
 	// without it has every role use the root token.
 	authInit := exec.CommandContext(ctx, steward, "auth-init", "--help").Run() == nil
@@ -335,6 +335,7 @@ func (c *cluster) stop() {
 	}
 	wg.Wait()
 	c.wg.Wait()
+	c.http.CloseIdleConnections()
 	if c.dbName != "" {
 		if err := dropDatabase(c.opts.adminURL, c.dbName); err != nil {
 			c.opts.logf("drop database %s: %v", c.dbName, err)

@@ -85,6 +85,9 @@ func Run(ctx context.Context, t Target, logf func(string, ...any)) error {
 		return err
 	}
 	defer r.up.close()
+	if t.HTTP == nil {
+		defer r.http.CloseIdleConnections()
+	}
 	start := time.Now()
 	r.logf("smoke %s: gateway %s, upstream %s", r.name, r.t.GatewayURL, r.up.addr)
 	steps := []struct {
@@ -153,7 +156,8 @@ func newRun(t Target, logf func(string, ...any)) (*run, error) {
 		return nil, errors.New("smoke: Target.GatewayURL is empty")
 	}
 	if t.HTTP == nil {
-		t.HTTP = &http.Client{}
+		// A transport of its own, whose connections Run closes at the end.
+		t.HTTP = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	if t.StepTimeout <= 0 {
 		t.StepTimeout = DefaultStepTimeout
