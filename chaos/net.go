@@ -40,6 +40,13 @@ type network struct {
 	netem bool
 }
 
+// forwardRule lets the nodes reach each other across the bridge whatever
+// the root namespace's FORWARD chain says: once br_netfilter is loaded,
+// frames between two ports of a bridge pass that chain, and dockerd both
+// loads it and sets the chain's policy to DROP (the NATS servers then
+// never form their cluster).
+var forwardRule = []string{"FORWARD", "-i", bridgeName, "-o", bridgeName, "-j", "ACCEPT"}
+
 func nsName(i int) string   { return nsPrefix + strconv.Itoa(i) }
 func vethName(i int) string { return vethPrefix + strconv.Itoa(i) }
 
@@ -93,6 +100,12 @@ func cleanupLeftovers(ctx context.Context, logf func(string, ...any)) {
 				logf("cleanup: deleted link %s", name)
 			}
 		}
+	}
+	for {
+		if _, err := sh(ctx, "iptables", append([]string{"-w", "-D"}, forwardRule...)...); err != nil {
+			break
+		}
+		logf("cleanup: deleted the FORWARD rule for %s", bridgeName)
 	}
 	for _, m := range suiteMounts() {
 		if err := syscall.Unmount(m, syscall.MNT_DETACH); err == nil {
@@ -187,6 +200,9 @@ func setupNetwork(ctx context.Context, nodes int) (*network, error) {
 			return n, err
 		}
 	}
+	if _, err := sh(ctx, "iptables", append([]string{"-w", "-I"}, forwardRule...)...); err != nil {
+		return n, err
+	}
 	if _, err := sh(ctx, "tc", "qdisc", "add", "dev", vethName(0), "root", "netem", "delay", "1ms"); err == nil {
 		n.netem = true
 		_, _ = sh(ctx, "tc", "qdisc", "del", "dev", vethName(0), "root")
@@ -202,6 +218,7 @@ func (n *network) teardown(ctx context.Context) {
 		_, _ = sh(ctx, "ip", "link", "del", vethName(i))
 	}
 	_, _ = sh(ctx, "ip", "link", "del", bridgeName)
+	_, _ = sh(ctx, "iptables", append([]string{"-w", "-D"}, forwardRule...)...)
 }
 
 // cut drops all traffic between node i and each of peers, inside node i's
