@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.8.2
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-.PHONY: run demo test fuzz bench lint build chaos cluster image compose-test clean
+.PHONY: run demo test fuzz bench lint build chaos cluster image compose-test helm-lint clean
 
 ## run: start every service in one process on an embedded NATS server
 run:
@@ -102,6 +102,12 @@ image:
 compose-test:
 	deploy/compose/images/build.sh
 	cd deploy/compose && STEWARD_TEST_DOCKER=1 go test -count=1 -timeout 30m -run TestDockerCompose -v .
+
+## helm-lint: the Helm chart (deploy/helm/steward) linted and rendered with
+## helm v4 as a library, default and HA values, every manifest decoded
+## strictly into k8s.io/api types and checked; also part of make test
+helm-lint:
+	go test -count=1 ./deploy/helm
 
 clean:
 	rm -rf bin .steward

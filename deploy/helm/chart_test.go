@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
@@ -699,5 +700,50 @@ func TestExternalNATSNeedsURL(t *testing.T) {
 	_, err := render(t, map[string]any{"nats": map[string]any{"enabled": false}})
 	if err == nil || !strings.Contains(err.Error(), "nats.external.urls is required") {
 		t.Errorf("render without NATS = %v, want nats.external.urls is required", err)
+	}
+}
+
+// TestNATSConfig hands the rendered nats.conf to nats-server's own
+// parser and option checks (the version the chart's image runs), with
+// the environment the pods give it, for every server of the cluster.
+func TestNATSConfig(t *testing.T) {
+	rel, err := render(t, map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := decodeAll(t, rel).configMaps[fullname+"-nats"].Data["nats.conf"]
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STEWARD_NATS_USER", "steward")
+	t.Setenv("STEWARD_NATS_PASSWORD", "secret")
+	for i := range 3 {
+		t.Setenv("POD_NAME", fmt.Sprintf("%s-nats-%d", fullname, i))
+		opts, err := server.ProcessConfigFile(path)
+		if err != nil {
+			t.Fatalf("nats.conf: %v\n%s", err, conf)
+		}
+		if opts.ServerName != os.Getenv("POD_NAME") || !opts.JetStream || opts.StoreDir != "/data/jetstream" || len(opts.Routes) != 3 || opts.Cluster.Port != 6222 {
+			t.Errorf("server %d: name %q jetstream %v store %q routes %v cluster port %d", i, opts.ServerName, opts.JetStream, opts.StoreDir, opts.Routes, opts.Cluster.Port)
+		}
+		var user *server.User
+		for _, u := range opts.Users {
+			if u.Username == "steward" {
+				user = u
+			}
+		}
+		if user == nil || user.Password != "secret" || user.Account == nil || user.Account.Name != "STEWARD" || user.Permissions == nil ||
+			!slices.Contains(user.Permissions.Publish.Allow, "$JS.API.STREAM.*.STEWARD_CONFIG") {
+			t.Errorf("server %d: user steward = %+v, want password from the environment, account STEWARD, Steward's subjects", i, user)
+		}
+		// NewServer checks the options as a start would (JetStream in a
+		// cluster needs a server name, ...), without listening.
+		opts.StoreDir = t.TempDir()
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("server %d: %v", i, err)
+		}
+		s.Shutdown()
 	}
 }
