@@ -305,6 +305,7 @@ func TestRender(t *testing.T) {
 			t.Run("rbac", func(t *testing.T) { checkRBAC(t, m, vals) })
 			t.Run("hooks", func(t *testing.T) { checkHooks(t, rel, m, name == "ha") })
 			t.Run("references", func(t *testing.T) { checkReferences(t, m, vals) })
+			t.Run("auth secret", func(t *testing.T) { checkAuthSecret(t, m) })
 			t.Run("extras", func(t *testing.T) { checkExtras(t, m, name == "ha") })
 		})
 	}
@@ -566,8 +567,11 @@ func checkHooks(t *testing.T, rel *release.Release, m *manifests, external bool)
 
 // checkReferences: every Secret, ConfigMap, ServiceAccount and Service a
 // pod names is rendered by the chart or given by the values.
-func checkReferences(t *testing.T, m *manifests, vals map[string]any) {
+func checkReferences(t *testing.T, m *manifests, vals map[string]any, existing ...string) {
 	given := map[string]bool{}
+	for _, s := range existing {
+		given[s] = true
+	}
 	if db, ok := vals["database"].(map[string]any); ok {
 		given[db["existingSecret"].(string)] = true
 	}
@@ -614,15 +618,107 @@ func checkReferences(t *testing.T, m *manifests, vals map[string]any) {
 			t.Errorf("Service %s selects no pod", name)
 		}
 	}
+}
+
+func checkAuthSecret(t *testing.T, m *manifests) {
 	root := m.secrets[fullname+"-auth"]
 	if root == nil {
 		t.Fatal("no auth Secret")
 	}
-	if tok := string(root.Data["root-token"]); len(tok) < 32 || !strings.HasPrefix(tok, "stw_") {
-		t.Errorf("root token %q: want stw_ and at least 32 characters", tok)
+	for _, key := range []string{"root-token", "config-token", "registry-token", "election-token", "scaler-token", "gateway-token"} {
+		if tok := string(root.Data[key]); len(tok) != 47 || !strings.HasPrefix(tok, "stw_") {
+			t.Errorf("%s %q: want stw_ and 43 characters", key, tok)
+		}
 	}
 	if root.Annotations["helm.sh/resource-policy"] != "keep" {
 		t.Errorf("auth Secret is not kept on uninstall")
+	}
+}
+
+// TestVariants renders the branches the two value sets do not take, each
+// decoded strictly, its references checked, and what the branch is about.
+func TestVariants(t *testing.T) {
+	steward := func(m *manifests, component string) corev1.Container {
+		if component == "gateway" {
+			return m.deployments[fullname+"-gateway"].Spec.Template.Spec.Containers[0]
+		}
+		return m.statefulSets[fullname+"-"+component].Spec.Template.Spec.Containers[0]
+	}
+	for _, tc := range []struct {
+		name  string
+		vals  string
+		check func(t *testing.T, m *manifests)
+	}{
+		{"auth off", "auth: {enabled: false}", func(t *testing.T, m *manifests) {
+			if _, ok := m.secrets[fullname+"-auth"]; ok || m.jobs[fullname+"-auth-init"] != nil {
+				t.Error("auth Secret or auth-init Job rendered with auth off")
+			}
+			for _, c := range []string{"config", "scaler", "gateway"} {
+				if e, _ := env(steward(m, c), "STEWARD_AUTH"); e.Value != "off" {
+					t.Errorf("%s STEWARD_AUTH = %q", c, e.Value)
+				}
+				if _, ok := env(steward(m, c), "STEWARD_AUTH_TOKEN"); ok {
+					t.Errorf("%s has a token with auth off", c)
+				}
+			}
+		}},
+		{"root token for every role", "auth: {initJob: {enabled: false}}", func(t *testing.T, m *manifests) {
+			checkAuthSecret(t, m)
+			for _, c := range []string{"config", "gateway"} {
+				if e, _ := env(steward(m, c), "STEWARD_AUTH_TOKEN"); e.ValueFrom.SecretKeyRef.Key != "root-token" {
+					t.Errorf("%s token from %s, want root-token", c, e.ValueFrom.SecretKeyRef.Key)
+				}
+			}
+		}},
+		{"existing auth secret", "auth: {existingSecret: my-tokens}", func(t *testing.T, m *manifests) {
+			if e, _ := env(steward(m, "registry"), "STEWARD_AUTH_TOKEN"); e.ValueFrom.SecretKeyRef.Name != "my-tokens" || e.ValueFrom.SecretKeyRef.Key != "registry-token" {
+				t.Errorf("registry token from %+v", e.ValueFrom.SecretKeyRef)
+			}
+		}},
+		{"external NATS", "nats: {enabled: false, external: {urls: 'tls://a:4222,tls://b:4222'}, auth: {existingSecret: nats-creds}}", func(t *testing.T, m *manifests) {
+			if _, ok := m.statefulSets[fullname+"-nats"]; ok {
+				t.Error("NATS StatefulSet rendered")
+			}
+			c := steward(m, "election")
+			if e, _ := env(c, "STEWARD_NATS_URL"); e.Value != "tls://a:4222,tls://b:4222" {
+				t.Errorf("STEWARD_NATS_URL = %q", e.Value)
+			}
+			if e, _ := env(c, "STEWARD_NATS_PASSWORD"); e.ValueFrom.SecretKeyRef.Name != "nats-creds" {
+				t.Errorf("NATS password from %+v", e.ValueFrom.SecretKeyRef)
+			}
+		}},
+		{"no database", "postgresql: {enabled: false}", func(t *testing.T, m *manifests) {
+			if _, ok := env(steward(m, "config"), "STEWARD_DATABASE_URL"); ok || m.jobs[fullname+"-migrate"] != nil {
+				t.Error("a database URL or a migrate Job without a database")
+			}
+		}},
+		{"one voter each, no driver", "{config: {replicas: 1}, registry: {replicas: 1}, election: {replicas: 1}, scaler: {replicas: 1, kubernetesDriver: {enabled: false}}}", func(t *testing.T, m *manifests) {
+			if e, _ := env(steward(m, "config"), "STEWARD_VOTERS"); e.Value != fullname+"-config-0" {
+				t.Errorf("STEWARD_VOTERS = %q", e.Value)
+			}
+			if len(m.roles) != 0 || len(m.roleBindings) != 0 {
+				t.Errorf("%d Roles, %d RoleBindings without the kubernetes driver", len(m.roles), len(m.roleBindings))
+			}
+			if a := m.statefulSets[fullname+"-scaler"].Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
+				t.Error("the scaler mounts a token it does not use")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var vals map[string]any
+			if err := yaml.Unmarshal([]byte(tc.vals), &vals); err != nil {
+				t.Fatal(err)
+			}
+			rel, err := render(t, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := decodeAll(t, rel)
+			given := map[string]any{"database": map[string]any{"existingSecret": ""}}
+			maps.Copy(given, vals)
+			checkReferences(t, m, given, "my-tokens", "nats-creds")
+			tc.check(t, m)
+		})
 	}
 }
 
@@ -681,6 +777,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"not a NATS URL", "nats: {enabled: false, external: {urls: 'http://nats:4222'}}", "urls"},
 		{"bad RBAC namespace", "scaler: {kubernetesDriver: {namespaces: [Not_A_Namespace]}}", "namespaces"},
 		{"dot in the full name", "fullnameOverride: my.steward", "fullnameOverride"},
+		{"more stream replicas than NATS servers", "{streamReplicas: 5, nats: {replicas: 3}}", "streamReplicas (5) is more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var vals map[string]any

@@ -95,6 +95,9 @@ its StatefulSet's pod names, one per replica. dict "root" $ "component" "config"
 
 {{- define "steward.natsURL" -}}
 {{- if .Values.nats.enabled -}}
+{{- if gt (int .Values.streamReplicas) (int .Values.nats.replicas) -}}
+{{- fail (printf "streamReplicas (%d) is more than the bundled NATS servers (nats.replicas %d): JetStream could not place the streams" (int .Values.streamReplicas) (int .Values.nats.replicas)) -}}
+{{- end -}}
 {{- printf "nats://%s-nats:4222" (include "steward.fullname" .) -}}
 {{- else -}}
 {{- required "nats.external.urls is required when nats.enabled is false" .Values.nats.external.urls -}}
