@@ -48,6 +48,27 @@ func TestDockerCompose(t *testing.T) {
 	s.phase("down", "down")
 	s.phase("up again", "up", "-d", "--wait", "--wait-timeout", "900")
 	s.timed("check what was kept", func() error { return kept.check(ctx, gw) })
+
+	// Steward's NATS user is limited to its own subjects and streams
+	// (nats.conf): nothing it did was refused.
+	out, err := s.compose(ctx, "logs", "--no-color", "nats-1", "nats-2", "nats-3")
+	if err != nil {
+		t.Fatalf("docker compose logs: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "Violation") {
+		t.Errorf("the NATS servers refused Steward something:\n%s", grep(out, "Violation"))
+	}
+}
+
+// grep returns the lines of s that contain sub.
+func grep(s, sub string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // stack is one compose project of the test, with its own name, ports
