@@ -4,15 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
+	"github.com/stewardhq/steward/services/config"
+	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // registryRequests is how many requests the registry was sent on routes
@@ -129,5 +137,86 @@ func TestServiceListFollowed(t *testing.T) {
 	webtest.WaitFor(t, 10*time.Second, "late unrouted", func() bool { c, _, _ := get(t, g.url+"/s/late/x"); return c == 404 })
 	webtest.WaitFor(t, 10*time.Second, "late's watch stopped", func() bool {
 		return metric(t, g, "steward_gateway_registry_watches") == 0
+	})
+}
+
+// TestDiscoveryFailsOverBetweenRegistries: a gateway given every
+// registry replica keeps learning instances, and keeps fronting the
+// registry's API, when the replica it was following stops.
+func TestDiscoveryFailsOverBetweenRegistries(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	quiet := slog.New(slog.DiscardHandler)
+	voters := []string{"registry-0", "registry-1", "registry-2"}
+	urls := make([]string, len(voters))
+	stops := make([]func(), len(voters))
+	for i, id := range voters {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		nc := srv.Connect(t)
+		go func() {
+			s := registry.Settings{AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond,
+				Replicated: service.Replicated{ReplicaID: id, Voters: voters, StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
+			done <- registry.Serve(ctx, s, ln, nc, nil, quiet)
+		}()
+		var once sync.Once
+		stops[i] = func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Serve %s: %v", id, err)
+				}
+			})
+		}
+		t.Cleanup(stops[i])
+		urls[i] = "http://" + ln.Addr().String()
+		webtest.WaitFor(t, 30*time.Second, id+" ready", func() bool {
+			code, _, _ := get(t, urls[i]+"/readyz")
+			return code == 200
+		})
+	}
+	all := strings.Join(urls, ",")
+	p := &plane{registry: all, reg: &client.Client{BaseURL: all}}
+	p.config = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
+		s := config.Settings{RetainRevisions: 1000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RegistryURL: all, Process: service.Process{ShutdownTimeout: time.Second}}}
+		return config.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)
+	})
+	startUpstream(t, p, "web", "web-1", catalog.Registration{})
+	g := startGateway(t, p)
+	if code, body, _ := get(t, g.url+"/s/web/x"); code != 200 {
+		t.Fatalf("GET /s/web/x = %d %s", code, body)
+	}
+
+	stops[0]()
+	// Registered through the gateway (the registry's API it fronts),
+	// then learnt through the watch, now on another replica.
+	u := &upstream{id: "web-2", posts: map[string]int{}}
+	u.srv = httptest.NewServer(u)
+	t.Cleanup(u.srv.Close)
+	host, port, _ := net.SplitHostPort(u.srv.Listener.Addr().String())
+	body := fmt.Sprintf(`{"address":%q,"port":%s}`, host, port)
+	webtest.WaitFor(t, 30*time.Second, "web-2 registered through the gateway", func() bool {
+		req, _ := http.NewRequest(http.MethodPut, g.url+"/v1/services/web/instances/web-2", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := httpClient.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+	if err := p.reg.Deregister(context.Background(), "web", "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	webtest.WaitFor(t, 10*time.Second, "the gateway routing web to web-2 only", func() bool {
+		for range 5 {
+			if code, _, inst := get(t, g.url+"/s/web/x"); code != 200 || inst != "web-2" {
+				return false
+			}
+		}
+		return true
 	})
 }

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/replicas"
 )
 
 // ownAuthTTL is how long the gateway trusts an answer about a token: a
@@ -25,7 +25,7 @@ const ownAuthTTL = 500 * time.Millisecond
 // answer for ownAuthTTL. What it proxies is checked by the service that
 // answers.
 type ownAuth struct {
-	configURL     func() (string, error)
+	config        func() (*replicas.Set, error)
 	client        *http.Client
 	metricsPublic bool
 	logger        *slog.Logger
@@ -96,18 +96,22 @@ func (a *ownAuth) principal(r *http.Request) (auth.Principal, error) {
 
 // whoami asks the config service who secret is.
 func (a *ownAuth) whoami(ctx context.Context, secret string) (auth.Principal, error) {
-	base, err := a.configURL()
+	set, err := a.config()
 	if err != nil {
 		return auth.Principal{}, fault.Wrap(fault.Unavailable, err, "cannot check the token: "+err.Error())
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/auth/whoami?consistency=serializable", nil)
-	if err != nil {
-		return auth.Principal{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+secret)
-	res, err := a.client.Do(req)
+	// A serializable read is the replica's own: one that takes seconds
+	// is in trouble, and the next may answer.
+	res, err := set.Do(ctx, a.client, replicas.Limits{Answer: 2 * time.Second}, func(ctx context.Context, base string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/auth/whoami?consistency=serializable", nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+secret)
+		return req, nil
+	})
 	if err != nil {
 		return auth.Principal{}, fault.Wrap(fault.Unavailable, err, "cannot check the token: the config service did not answer")
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/stewardhq/steward/gateway/proxy"
 	"github.com/stewardhq/steward/gateway/route"
 	"github.com/stewardhq/steward/gateway/routesource"
+	"github.com/stewardhq/steward/platform/replicas"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/services/registry/catalog"
 	"github.com/stewardhq/steward/services/registry/client"
@@ -58,12 +59,23 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 	reg.MustRegister(newPoolCollector(disc))
 	px := proxy.New(proxy.Config{Pools: disc, ID: s.ID, Zone: s.Zone, MaxRequests: s.MaxRequests,
 		MaxPending: s.MaxPending, Transport: upstream, Logger: logger, Registerer: reg})
-	src := &routesource.Source{Apply: px.SetRoutes, HTTP: hc, Logger: logger, Token: s.Token, ConfigURL: func() (string, error) {
-		if s.ConfigURL != "" {
-			return s.ConfigURL, nil
+	// The config service: the replicas of STEWARD_CONFIG_URL, else an
+	// instance of steward-config the registry lists.
+	var configs *replicas.Set
+	if s.ConfigURL != "" {
+		configs = replicas.Parse(s.ConfigURL)
+	}
+	config := func() (*replicas.Set, error) {
+		if configs != nil {
+			return configs, nil
 		}
-		return pickURL(ctx, disc, "steward-config")
-	}}
+		base, err := pickURL(ctx, disc, "steward-config")
+		if err != nil {
+			return nil, err
+		}
+		return replicas.New([]string{base}), nil
+	}
+	src := &routesource.Source{Apply: px.SetRoutes, HTTP: hc, Logger: logger, Token: s.Token, Config: config}
 
 	bctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -92,7 +104,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 	}
 	var guard func(http.Handler) http.Handler
 	if s.Auth {
-		own := &ownAuth{configURL: src.ConfigURL, client: hc, metricsPublic: s.MetricsPublic,
+		own := &ownAuth{config: config, client: hc, metricsPublic: s.MetricsPublic,
 			logger: logger, cache: map[string]ownAuthAnswer{}}
 		guard = own.middleware
 	}

@@ -18,10 +18,11 @@ type Settings struct {
 	// ID names this gateway (Via headers, its registry instance).
 	ID string `envconfig:"GATEWAY_ID" default:"gateway-0" desc:"this gateway's name (Via header, registry instance)"`
 	// RegistryURL is where instances are learnt; ConfigURL is where the
-	// route documents are read (empty: steward-config found through the
-	// registry).
-	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082" desc:"registry instances are learnt from; the gateway registers itself there"`
-	ConfigURL   string `envconfig:"CONFIG_URL" desc:"config service read for route documents (empty: steward-config from the registry)"`
+	// route documents are read and tokens checked (empty: steward-config
+	// found through the registry). Each is a comma-separated list of
+	// replicas' base URLs, failed over in turn (platform/replicas).
+	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082" desc:"registry replicas instances are learnt from and the gateway registers itself in, comma-separated; a call or watch that one cannot answer goes to the next"`
+	ConfigURL   string `envconfig:"CONFIG_URL" desc:"config replicas read for route documents and tokens, comma-separated, failed over in turn (empty: steward-config from the registry)"`
 	Zone        string `envconfig:"GATEWAY_ZONE" desc:"zone preferred while it has instances"`
 	// Circuit breaking per service.
 	MaxRequests int64 `envconfig:"GATEWAY_MAX_REQUESTS" default:"1024" desc:"requests in flight per service; one more is 503"`

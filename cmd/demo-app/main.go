@@ -9,7 +9,7 @@
 //
 //	PORT                     port to listen on, every interface (0: any free port)
 //	STEWARD_INSTANCE_ID      instance ID (default demo-<hostname>-<pid>)
-//	STEWARD_REGISTRY_URL     registry to announce in (default http://127.0.0.1:8082; empty: none)
+//	STEWARD_REGISTRY_URL     registry replicas to announce in, comma-separated (default http://127.0.0.1:8082; empty: none)
 //	STEWARD_DEMO_SERVICE     service to register under (default demo)
 //	STEWARD_DEMO_WORK        CPU time one GET / burns (default 20ms; ?work= overrides, up to 1s)
 //	STEWARD_ADVERTISE_ADDR   host:port to register (default: derived from the listener)

@@ -16,8 +16,8 @@ type Settings struct {
 	// Port is the port to listen on, on every interface; 0 picks a free one.
 	Port       int    `envconfig:"PORT" default:"0"`
 	InstanceID string `envconfig:"INSTANCE_ID"`
-	// RegistryURL is the registry to announce in; set empty, the app does
-	// not register.
+	// RegistryURL is the registry (replicas, comma-separated) to announce
+	// in; set empty, the app does not register.
 	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082"`
 	Service     string `envconfig:"DEMO_SERVICE" default:"demo"`
 	// Work is the CPU time one GET / burns (?work= overrides it, up to

@@ -17,11 +17,12 @@ import (
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
+	"github.com/stewardhq/steward/platform/replicas"
 )
 
 // authInitSettings are `steward auth-init`'s environment.
 type authInitSettings struct {
-	ConfigURL string `envconfig:"CONFIG_URL" desc:"a config replica or a gateway, whose /v1/auth API makes the roles and tokens"`
+	ConfigURL string `envconfig:"CONFIG_URL" desc:"config replicas or gateways, comma-separated, whose /v1/auth API makes the roles and tokens; a call one cannot answer goes to the next"`
 	Token     string `envconfig:"AUTH_TOKEN" desc:"a token that may write auth (the root token)"`
 	// ServiceTokens maps a role (config, registry, election, scaler,
 	// gateway) to the secret its processes run with.
@@ -59,7 +60,7 @@ func runAuthInit(ctx context.Context, stdout, stderr io.Writer) error {
 	logger := logging.New(stderr, s.LogFormat, s.LogLevel)
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	a := &authAPI{base: strings.TrimSuffix(s.ConfigURL, "/"), token: s.Token, http: &http.Client{Timeout: 10 * time.Second}, logger: logger}
+	a := &authAPI{replicas: replicas.Parse(s.ConfigURL), token: s.Token, http: &http.Client{Timeout: 10 * time.Second}, logger: logger}
 	for _, name := range auth.ServiceRoleNames {
 		secret, ok := s.ServiceTokens[name]
 		if !ok {
@@ -84,9 +85,10 @@ func runAuthInit(ctx context.Context, stdout, stderr io.Writer) error {
 // service that is not up or not ready yet, and a bootstrap token not yet
 // replicated (401).
 type authAPI struct {
-	base, token string
-	http        *http.Client
-	logger      *slog.Logger
+	replicas *replicas.Set
+	token    string
+	http     *http.Client
+	logger   *slog.Logger
 }
 
 // do sends body to path until it is answered one of want, or a 4xx other
@@ -117,13 +119,15 @@ func (a *authAPI) do(ctx context.Context, method, path string, body any, want ..
 }
 
 func (a *authAPI) send(ctx context.Context, method, path string, body []byte) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := a.http.Do(req)
+	res, err := a.replicas.Do(ctx, a.http, replicas.Limits{}, func(ctx context.Context, base string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		req.Header.Set("Content-Type", "application/json")
+		return req, nil
+	})
 	if err != nil {
 		return 0, "", err
 	}

@@ -67,17 +67,14 @@ func TestSmokeThroughKills(t *testing.T) {
 	t.Logf("cluster ready in %s", time.Since(began).Round(time.Millisecond))
 
 	// Before each of these steps, one process is killed (and held down).
-	// nats-1 is every replica's first NATS URL. The registry replica is
-	// not the one gateway-1 names in STEWARD_REGISTRY_URL: the gateway
-	// takes one registry URL and follows no other replica, so losing
-	// that one leaves its /v1/services requests failing (503 "service
-	// steward-registry has no passing instance", or no answer) for as
-	// long as it is down; compose.yaml gives each gateway one registry
-	// replica. See README.md.
+	// nats-1 is every replica's first NATS URL; registry-1 is the first
+	// of gateway-1's (and config-1's, election-1's, scaler-1's)
+	// STEWARD_REGISTRY_URL, so the gateway's discovery and every
+	// process's self-registration must fail over to another replica.
 	kills := map[string]string{
 		smoke.StepGetKey:   "config-1",
 		smoke.StepWatchKey: "nats-1",
-		smoke.StepRegister: "registry-3",
+		smoke.StepRegister: "registry-1",
 		smoke.StepElection: "election-1",
 		smoke.StepScaler:   "scaler-1",
 	}

@@ -25,6 +25,9 @@ import (
 // service's watch on first use; Run follows the list, stops the watches
 // of services that left it and those no request used for IdleAfter.
 type Discovery struct {
+	// Registry is given every registry replica (STEWARD_REGISTRY_URL):
+	// the list query and the watches move to another when the one in use
+	// fails, and carry on from their last index there.
 	Registry *client.Client
 	Options  balancer.Options
 	Logger   *slog.Logger

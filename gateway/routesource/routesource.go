@@ -23,6 +23,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/stewardhq/steward/gateway/route"
+	"github.com/stewardhq/steward/platform/replicas"
 )
 
 // Prefix is the config key prefix the route documents live under.
@@ -30,9 +31,11 @@ const Prefix = "/steward/gateway/routes/"
 
 // Source follows the route documents.
 type Source struct {
-	// ConfigURL returns a base URL of the config service (it may differ
-	// from call to call: an instance found through the registry).
-	ConfigURL func() (string, error)
+	// Config returns the config service's replicas to call (it may
+	// differ from call to call: an instance found through the registry);
+	// a call fails over between them (platform/replicas), and the watch
+	// resumes on another from the last revision applied.
+	Config func() (*replicas.Set, error)
 	// Token, if set, is sent as Authorization: Bearer
 	// (STEWARD_AUTH_TOKEN): the config service needs kv read on the
 	// route documents' prefix when auth is on.
@@ -79,15 +82,15 @@ func (s *Source) Run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	listed := false
 	for ctx.Err() == nil {
-		base, err := s.ConfigURL()
+		set, err := s.Config()
 		if err == nil {
 			if !listed {
-				err = s.list(ctx, base)
+				err = s.list(ctx, set)
 				listed = err == nil
 			}
 			if listed {
 				var connected bool
-				connected, err = s.watch(ctx, base)
+				connected, err = s.watch(ctx, set)
 				if connected {
 					// The last attempt got through: the next failure
 					// is a new one and starts the backoff afresh.
@@ -118,7 +121,7 @@ type kvEntry struct {
 }
 
 // list reads every document and replaces the table.
-func (s *Source) list(ctx context.Context, base string) error {
+func (s *Source) list(ctx context.Context, set *replicas.Set) error {
 	docs := map[string]kvEntry{}
 	var revision int64
 	after := ""
@@ -132,7 +135,7 @@ func (s *Source) list(ctx context.Context, base string) error {
 			Revision int64     `json:"revision"`
 			Next     *string   `json:"next"`
 		}
-		if err := s.get(ctx, base+"/v1/kv?"+q.Encode(), &page); err != nil {
+		if err := s.get(ctx, set, "/v1/kv?"+q.Encode(), &page); err != nil {
 			return err
 		}
 		if revision == 0 {
@@ -183,19 +186,12 @@ func (s *Source) publish() {
 
 // watch applies changes from the revision after the last one seen; it
 // reports whether the stream was opened.
-func (s *Source) watch(ctx context.Context, base string) (bool, error) {
+func (s *Source) watch(ctx context.Context, set *replicas.Set) (bool, error) {
 	s.mu.Lock()
 	from := s.revision + 1
 	s.mu.Unlock()
 	q := url.Values{"prefix": {Prefix}, "fromRevision": {strconv.FormatInt(from, 10)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/watch?"+q.Encode(), nil)
-	if err != nil {
-		return false, err
-	}
-	if s.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.Token)
-	}
-	resp, err := s.client().Do(req)
+	resp, err := s.do(ctx, set, replicas.Limits{Answer: answerWithin, Idle: streamIdle}, "/v1/watch?"+q.Encode())
 	if err != nil {
 		return false, err
 	}
@@ -236,30 +232,38 @@ func (s *Source) watch(ctx context.Context, base string) (bool, error) {
 	return true, errors.New("routesource: watch ended")
 }
 
-func (s *Source) get(ctx context.Context, u string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	if s.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.Token)
-	}
-	resp, err := s.client().Do(req)
+// How long a config replica is given before the next is tried: to
+// answer a call, and to break the silence of a watch stream (three of
+// its 15 s heartbeats).
+const (
+	answerWithin = 10 * time.Second
+	streamIdle   = 45 * time.Second
+)
+
+func (s *Source) get(ctx context.Context, set *replicas.Set, path string, out any) error {
+	resp, err := s.do(ctx, set, replicas.Limits{Answer: answerWithin}, path)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("routesource: GET %s: %s", u, resp.Status)
+		return fmt.Errorf("routesource: GET %s: %s", path, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func (s *Source) client() *http.Client {
-	if s.HTTP != nil {
-		return s.HTTP
-	}
-	return http.DefaultClient
+// do GETs path from a replica of set.
+func (s *Source) do(ctx context.Context, set *replicas.Set, lim replicas.Limits, path string) (*http.Response, error) {
+	return set.Do(ctx, s.HTTP, lim, func(ctx context.Context, base string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		if s.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+s.Token)
+		}
+		return req, nil
+	})
 }
 
 // Status reports the routes in force and the rejected documents.

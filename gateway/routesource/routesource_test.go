@@ -23,6 +23,7 @@ import (
 	"github.com/stewardhq/steward/gateway/route"
 	"github.com/stewardhq/steward/gateway/routesource"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+	"github.com/stewardhq/steward/platform/replicas"
 	"github.com/stewardhq/steward/services/config"
 )
 
@@ -153,11 +154,11 @@ func follow(t *testing.T, base string) *follower {
 	f := &follower{tables: make(chan *route.Table, 64), hc: &http.Client{Transport: &http.Transport{}}}
 	f.setBase(base)
 	f.src = &routesource.Source{
-		ConfigURL: func() (string, error) {
+		Config: func() (*replicas.Set, error) {
 			if b := f.base.Load(); b != nil {
-				return *b, nil
+				return replicas.New([]string{*b}), nil
 			}
-			return "", errors.New("the config service is unreachable (test)")
+			return nil, errors.New("the config service is unreachable (test)")
 		},
 		Apply: func(tb *route.Table) {
 			f.table.Store(tb)

@@ -81,7 +81,8 @@ type Announcer interface {
 // Announcement is what keeps one replica registered: where, as what,
 // and the client its calls go through.
 type Announcement struct {
-	// RegistryURL is the registry's base URL.
+	// RegistryURL is the registry's base URL, or a comma-separated list
+	// of its replicas' (client.Client.BaseURL).
 	RegistryURL string
 	// Advertise is the host:port registered (empty: from Addr), Addr the
 	// replica's listener, Scheme what it serves ("http" or "https").

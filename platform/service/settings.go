@@ -49,9 +49,11 @@ type Replicated struct {
 	// SnapshotEvery + RetainEntries messages.
 	RetainEntries uint64 `envconfig:"RETAIN_ENTRIES" default:"10000" desc:"log entries kept in the stream below the newest snapshot (watches may resume from them)"`
 	// RegistryURL is where the replica registers itself as
-	// steward-<service>; empty: it does not (the registry registers in
-	// itself, the scaler defaults to http://127.0.0.1:8082).
-	RegistryURL string `envconfig:"REGISTRY_URL" desc:"registry this process registers itself in (empty: none; the registry registers in itself, the scaler uses and registers in http://127.0.0.1:8082)"`
+	// steward-<service>: one registry replica's base URL or a
+	// comma-separated list of them, failed over in turn
+	// (platform/replicas); empty: it does not register (the registry
+	// registers in itself, the scaler defaults to http://127.0.0.1:8082).
+	RegistryURL string `envconfig:"REGISTRY_URL" desc:"registry replicas this process registers itself in, comma-separated; a call that one cannot answer goes to the next (empty: none; the registry registers in itself, the scaler uses and registers in http://127.0.0.1:8082)"`
 
 	// NATSAuth are the credentials and TLS a replica connects to NATS
 	// with.

@@ -80,3 +80,90 @@ func TestAnnounce(t *testing.T) {
 		t.Fatalf("after the announcer stopped: %q, want deregistered", s)
 	}
 }
+
+// TestClientFailsOverBetweenReplicas: a client given every replica keeps
+// registering, heartbeating, answering blocking queries and delivering
+// its watch when the replica it was using stops.
+func TestClientFailsOverBetweenReplicas(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	voters := []string{"registry-0", "registry-1", "registry-2"}
+	var nodes []*node
+	for _, id := range voters {
+		nodes = append(nodes, startNode(t, srv.Connect(t), testSettings(id, voters)))
+	}
+	c := &client.Client{BaseURL: nodes[0].url + "," + nodes[1].url + "," + nodes[2].url}
+	ctx := context.Background()
+	var mu sync.Mutex
+	last := "<none>"
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Watch(wctx, "web", client.Query{Status: catalog.Passing}, func(set catalog.InstanceSet) {
+			mu.Lock()
+			last = ids(set.Instances)
+			mu.Unlock()
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	seen := func(want string) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); return last == want }
+	}
+	ttl := catalog.Registration{Address: "10.0.0.1", Port: 80, Check: &catalog.Check{TTL: catalog.Duration(3 * time.Second)}}
+	if _, err := c.Register(ctx, "web", "a", ttl); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heartbeat(ctx, "web", "a"); err != nil {
+		t.Fatal(err)
+	}
+	webtest.WaitFor(t, 5*time.Second, "the watch delivering a", seen("a"))
+	_, index, err := c.Services(ctx, client.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A blocking query waits on the first replica as it stops (which
+	// may answer it early, unchanged); it goes on on another from the
+	// same index.
+	type answer struct {
+		index int64
+		err   error
+	}
+	blocked := make(chan answer, 1)
+	go func() {
+		for {
+			_, at, err := c.Services(ctx, client.Query{Index: index, Wait: 30 * time.Second})
+			if err != nil || at > index {
+				blocked <- answer{at, err}
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // the query is held by registry-0
+	nodes[0].stop()
+
+	// Every call goes on through the other replicas: heartbeats keep a
+	// passing past its TTL, a new registration reaches the watch.
+	for range 3 {
+		if err := c.Heartbeat(ctx, "web", "a"); err != nil {
+			t.Fatalf("Heartbeat with registry-0 stopped: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+	if _, err := c.Register(ctx, "web", "b", catalog.Registration{Address: "10.0.0.2", Port: 80}); err != nil {
+		t.Fatalf("Register with registry-0 stopped: %v", err)
+	}
+	webtest.WaitFor(t, 10*time.Second, "the watch delivering a,b from another replica", seen("a,b"))
+	select {
+	case a := <-blocked:
+		if a.err != nil || a.index <= index {
+			t.Fatalf("blocking query = index %d, %v; want past %d", a.index, a.err, index)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocking query did not answer after the registration")
+	}
+	list, _, err := c.Instances(ctx, "web", client.Query{Status: catalog.Passing})
+	if err != nil || ids(list) != "a,b" {
+		t.Fatalf("Instances(passing) = %s, %v; want a,b", ids(list), err)
+	}
+}

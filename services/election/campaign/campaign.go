@@ -31,10 +31,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/stewardhq/steward/platform/replicas"
 )
 
 // Errors that end a leadership (Leadership.Err) or a campaign.
@@ -54,25 +54,21 @@ var (
 
 // Client talks to one election service through any of its replicas: a
 // request that fails to reach one (or that one answers 5xx) goes to the
-// next.
+// next (platform/replicas).
 type Client struct {
 	// Token, if set, is sent as Authorization: Bearer on every call: the
 	// secret of a token with elections write on the names campaigned for
 	// (STEWARD_AUTH_TOKEN), when the service has auth on.
 	Token string
 
-	endpoints []string
-	hc        *http.Client
-	cur       atomic.Uint32
+	replicas *replicas.Set
+	hc       *http.Client
 }
 
 // New returns a client of the replicas at endpoints (base URLs such as
 // http://localhost:8083). hc nil means http.DefaultClient.
 func New(endpoints []string, hc *http.Client) *Client {
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	return &Client{endpoints: endpoints, hc: hc}
+	return &Client{replicas: replicas.New(endpoints), hc: hc}
 }
 
 // Options qualify a campaign.
@@ -329,34 +325,30 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return fmt.Sprintf("election: %d: %s", e.Status, e.Detail) }
 
-// post sends body to path on the current replica, moving to the next one
-// when it cannot be reached or answers 5xx, and decodes a 200 into out.
+// post sends body to path on the replica in use, moving on to the next
+// ones while it cannot be reached or answers 5xx, and decodes a 200 into
+// out. ctx bounds it: a renewal's deadline, a campaign's wait.
 func (c *Client) post(ctx context.Context, path string, body []byte, out any) error {
-	i := c.cur.Load()
-	base := c.endpoints[int(i)%len(c.endpoints)]
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
+	res, err := c.replicas.Do(ctx, c.hc, replicas.Limits{}, func(ctx context.Context, base string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		return req, nil
+	})
 	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	res, err := c.hc.Do(req)
-	if err != nil {
-		c.cur.CompareAndSwap(i, i+1)
 		return err
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if err != nil {
-		c.cur.CompareAndSwap(i, i+1)
 		return err
 	}
 	if res.StatusCode != http.StatusOK {
-		if res.StatusCode >= 500 {
-			c.cur.CompareAndSwap(i, i+1)
-		}
 		var p struct{ Detail string }
 		_ = json.Unmarshal(data, &p)
 		return &StatusError{Status: res.StatusCode, Detail: p.Detail}

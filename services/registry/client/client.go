@@ -6,6 +6,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,18 +16,50 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
+	"github.com/stewardhq/steward/platform/replicas"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
-// Client calls one registry address.
+// Client calls the registry through any of its replicas: a call that
+// cannot reach one, that one answers 5xx, or that it does not answer in
+// time goes to the next (platform/replicas), and a watch or a blocking
+// query carries on there from its last index.
 type Client struct {
-	BaseURL string       // e.g. http://127.0.0.1:8082
+	// BaseURL is a replica's base URL, e.g. http://127.0.0.1:8082, or a
+	// comma-separated list of replicas' (STEWARD_REGISTRY_URL); it is
+	// read at the first call.
+	BaseURL string
 	HTTP    *http.Client // nil: http.DefaultClient
 	// Token, if set, is sent as Authorization: Bearer (STEWARD_AUTH_TOKEN).
 	Token string
+	// Timeout is how long one replica is given to answer a call that does
+	// not block (a blocking query is given its wait and a margin) before
+	// the next is tried; 0 means 5s, so that a heartbeat that meets a
+	// hung replica still lands within AnnounceTTL.
+	Timeout time.Duration
+
+	once sync.Once
+	set  *replicas.Set
+}
+
+// replicas is the set of BaseURL, made at the first call.
+func (c *Client) replicas() *replicas.Set {
+	c.once.Do(func() { c.set = replicas.Parse(c.BaseURL) })
+	return c.set
+}
+
+// limits is what one replica is given to answer a call that blocks up to
+// wait.
+func (c *Client) limits(wait time.Duration) replicas.Limits {
+	if wait > 0 {
+		// The registry holds a query 5m at most; a connection that died
+		// without a word must not hold it forever.
+		return replicas.Limits{Answer: min(wait, 5*time.Minute) + 30*time.Second}
+	}
+	return replicas.Limits{Answer: cmp.Or(c.Timeout, 5*time.Second)}
 }
 
 // ErrNotFound is returned for an instance or lease the registry does not
@@ -41,30 +74,33 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("registry: %d: %s", e.Status, e.Detail) }
 
-func (c *Client) do(ctx context.Context, method, path string, body, out any) (http.Header, error) {
-	var rd io.Reader
+// do sends one call, given up to wait by the registry (a blocking query),
+// and decodes its answer into out.
+func (c *Client) do(ctx context.Context, method, path string, wait time.Duration, body, out any) (http.Header, error) {
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.replicas().Do(ctx, c.HTTP, c.limits(wait), func(ctx context.Context, base string) (*http.Request, error) {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 		if err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.BaseURL, "/")+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		return req, nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +130,7 @@ func instancePath(service, id string) string {
 // Register registers (or updates) an instance.
 func (c *Client) Register(ctx context.Context, service, id string, reg catalog.Registration) (*catalog.Instance, error) {
 	var inst catalog.Instance
-	if _, err := c.do(ctx, http.MethodPut, instancePath(service, id), reg, &inst); err != nil {
+	if _, err := c.do(ctx, http.MethodPut, instancePath(service, id), 0, reg, &inst); err != nil {
 		return nil, err
 	}
 	return &inst, nil
@@ -102,13 +138,13 @@ func (c *Client) Register(ctx context.Context, service, id string, reg catalog.R
 
 // Heartbeat renews an instance's TTL check as passing.
 func (c *Client) Heartbeat(ctx context.Context, service, id string) error {
-	_, err := c.do(ctx, http.MethodPut, instancePath(service, id)+"/heartbeat", nil, nil)
+	_, err := c.do(ctx, http.MethodPut, instancePath(service, id)+"/heartbeat", 0, nil, nil)
 	return err
 }
 
 // Deregister removes an instance.
 func (c *Client) Deregister(ctx context.Context, service, id string) error {
-	_, err := c.do(ctx, http.MethodDelete, instancePath(service, id), nil, nil)
+	_, err := c.do(ctx, http.MethodDelete, instancePath(service, id), 0, nil, nil)
 	return err
 }
 
@@ -149,7 +185,11 @@ func (c *Client) list(ctx context.Context, path string, q Query, out any) (int64
 	if v := q.values(); len(v) > 0 {
 		path += "?" + v.Encode()
 	}
-	h, err := c.do(ctx, http.MethodGet, path, nil, out)
+	var wait time.Duration
+	if q.Index > 0 {
+		wait = q.Wait
+	}
+	h, err := c.do(ctx, http.MethodGet, path, wait, nil, out)
 	if err != nil {
 		return 0, err
 	}
