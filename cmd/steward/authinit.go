@@ -50,7 +50,7 @@ func runAuthInit(ctx context.Context, stdout, stderr io.Writer) error {
 	case s.Token == "":
 		return errors.New("STEWARD_AUTH_TOKEN is empty: set it to the root token")
 	case len(s.ServiceTokens) == 0:
-		return errors.New("STEWARD_AUTH_SERVICE_TOKENS is empty: want role=secret pairs such as config=...,gateway=...")
+		return errors.New("STEWARD_AUTH_SERVICE_TOKENS is empty: want role=secret pairs such as config=<secret>,gateway=<secret>")
 	}
 	for role := range s.ServiceTokens {
 		if _, ok := auth.ServiceRole(role, s.ScalerElection); !ok {
