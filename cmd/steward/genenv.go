@@ -10,10 +10,6 @@ import (
 	"github.com/stewardhq/steward/platform/auth"
 )
 
-// envRoles are the roles that get a token of their own in a deployment;
-// `steward auth-init` gives each the least access it needs.
-var envRoles = []string{"config", "registry", "election", "scaler", "gateway"}
-
 // runGenEnv is `steward gen-env`: a .env for deploy/compose with fresh
 // secrets, so that no deployment shares a default password:
 //
@@ -29,7 +25,8 @@ func genEnv() string {
 		"# Root token: STEWARD_AUTH_BOOTSTRAP_TOKEN of every role, and the operator's.\n" +
 		"STEWARD_ROOT_TOKEN=" + auth.NewSecret() + "\n\n" +
 		"# Each role's own token (STEWARD_AUTH_TOKEN), made by `steward auth-init`.\n"
-	for _, r := range envRoles {
+	// `steward auth-init` gives each the least access it needs.
+	for _, r := range auth.ServiceRoleNames {
 		s += fmt.Sprintf("STEWARD_%s_TOKEN=%s\n", strings.ToUpper(r), auth.NewSecret())
 	}
 	// rand.Text is 26 characters of base32 (128 bits): safe in a URL and
