@@ -377,8 +377,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = x.route.Service
+	// The path goes upstream escaped as the client sent it: a%2Fb stays
+	// a%2Fb and a%252Fb stays a%252Fb, so the upstream decodes it once,
+	// as if it were asked directly. The route's prefix is cut from the
+	// escaped path as from the decoded one; where the client escaped the
+	// prefix itself the two disagree, EscapedPath ignores RawPath and
+	// Path goes re-escaped (the same name once decoded).
 	pr.Out.URL.Path = x.route.UpstreamPath(pr.In.URL.Path)
-	pr.Out.URL.RawPath = ""
+	pr.Out.URL.RawPath = x.route.UpstreamPath(pr.In.URL.EscapedPath())
 	if prior := pr.Out.Header["Via"]; len(prior) > 0 {
 		pr.Out.Header["Via"] = append(prior, p.via)
 	} else {

@@ -66,15 +66,20 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if limit <= 0 {
 		limit = DefaultBodyLimit
 	}
+	// A body labelled as a form (curl -d's default) is refused like any
+	// other non-JSON type, not read as JSON: a browser posts a form to
+	// any origin without a CORS preflight, so reading it would let any
+	// web page write to a Steward without auth (dev mode on localhost).
+	// An unlabelled body is read as JSON (what Go's http.Post and many
+	// scripts send); a browser's cross-origin request always has a type.
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
-		// curl -d labels every body application/x-www-form-urlencoded
-		// unless told otherwise; such a body is read as JSON like an
-		// unlabelled one (and refused if it is not), so that
-		// `curl -X PUT url -d '"value"'` works as people type it.
-		curlDefault := err == nil && mt == "application/x-www-form-urlencoded"
-		if !curlDefault && (err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json"))) {
-			return nil, fault.New(fault.UnsupportedMedia, "Content-Type %q is not JSON", ct)
+		if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+			f := fault.New(fault.UnsupportedMedia, "Content-Type %q is not JSON", ct)
+			if err == nil && mt == "application/x-www-form-urlencoded" {
+				f = fault.New(fault.UnsupportedMedia, "Content-Type %q is not JSON: send application/json (curl --json, or -H 'Content-Type: application/json')", ct)
+			}
+			return nil, f
 		}
 	}
 	if r.ContentLength > limit {

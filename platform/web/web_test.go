@@ -107,8 +107,10 @@ func TestDecodeAnswers(t *testing.T) {
 		{"fails validation", `{"count":1}`, nil, 400, "name is required"},
 		{"over limit", `{"name":"` + strings.Repeat("x", 100) + `"}`, nil, 413, "over the limit"},
 		{"not json", `name=a`, map[string]string{"Content-Type": "text/plain"}, 415, "not JSON"},
-		{"curl's default type, JSON body", `{"name":"a"}`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 200, ""},
-		{"curl's default type, form body", `name=a`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 400, "malformed JSON"},
+		{"form type, JSON body", `{"name":"a"}`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "curl --json"},
+		{"form type, form body", `name=a`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "not JSON"},
+		{"multipart form", `--x--`, map[string]string{"Content-Type": "multipart/form-data; boundary=x"}, 415, "not JSON"},
+		{"no type, JSON body", `{"name":"a"}`, nil, 200, ""},
 		{"json with charset", `{"name":"a"}`, map[string]string{"Content-Type": "application/json; charset=utf-8"}, 200, ""},
 	}
 	for _, tc := range tests {

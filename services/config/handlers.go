@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
@@ -53,9 +51,18 @@ const maxCommandBytes = maxBatchBytes - 1<<10
 // fit one log entry, so the bound is what one command can hold.
 const txnBodyLimit = maxCommandBytes
 
-// keyParam is the key of /v1/kv/{key...}: the path after /v1/kv.
+// keyParam is the key of /v1/kv/{key...}: the path after /v1/kv,
+// percent-decoded once (web.PathParam), so /v1/kv/app/db/url and
+// /v1/kv/app%2Fdb%2Furl name the key /app/db/url and /v1/kv/a%252Fb the
+// key /a%2Fb. The decoded key is then checked as any key is: an empty,
+// "." or ".." segment, escaped or not, is refused, so no key reaches
+// outside the prefix it is written under.
 func keyParam(r *http.Request) (string, error) {
-	key := "/" + chi.URLParam(r, "*")
+	p, err := web.PathParam(r, "*")
+	if err != nil {
+		return "", err
+	}
+	key := "/" + p
 	return key, kv.ValidateKey(key)
 }
 
@@ -431,8 +438,13 @@ type leaseView struct {
 	Keys      []string  `json:"keys,omitempty"`
 }
 
-func viewLease(l *kv.Lease) leaseView {
-	return leaseView{ID: l.ID, TTL: l.TTL.String(), ExpiresAt: l.ExpiresAt.UTC(), Keys: l.Keys}
+// viewLease is l on the wire with its TTL: l.TTL when l was read from
+// the store, ttl when it came back from a commit (leaseOp).
+func viewLease(l *kv.Lease, ttl time.Duration) leaseView {
+	if l.TTL != 0 {
+		ttl = l.TTL
+	}
+	return leaseView{ID: l.ID, TTL: ttl.String(), ExpiresAt: l.ExpiresAt.UTC(), Keys: l.Keys}
 }
 
 // Lease TTL bounds.
@@ -460,7 +472,7 @@ func (s *server) handleGrant() http.HandlerFunc {
 			return err
 		}
 		ttl, _ := time.ParseDuration(req.TTL)
-		return s.leaseOp(w, r, kv.Command{Op: "grant", TTL: ttl}, http.StatusCreated)
+		return s.leaseOp(w, r, kv.Command{Op: "grant", TTL: ttl}, http.StatusCreated, ttl)
 	})
 }
 
@@ -470,7 +482,18 @@ func (s *server) handleKeepalive() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return s.leaseOp(w, r, kv.Command{Op: "keepalive", ID: id}, http.StatusOK)
+		// The store holds the lease before the keepalive if this replica
+		// applied its grant already, and after it (a commit is applied
+		// here before it returns) unless it was revoked in between.
+		ttl, ok := s.leaseTTL(r.Context(), id, qlog.Serializable)
+		res, err := s.leaseCommit(w, r, kv.Command{Op: "keepalive", ID: id})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			ttl, _ = s.leaseTTL(r.Context(), id, qlog.Serializable)
+		}
+		return web.Encode(w, http.StatusOK, viewLease(res.Lease, ttl))
 	})
 }
 
@@ -480,19 +503,49 @@ func (s *server) handleRevoke() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return s.leaseOp(w, r, kv.Command{Op: "revoke", ID: id}, http.StatusOK)
+		// After the revoke no replica holds the lease: its TTL is read
+		// first, linearizably, so that a lease granted through another
+		// replica a moment ago is seen.
+		ttl, _ := s.leaseTTL(r.Context(), id, qlog.Linearizable)
+		return s.leaseOp(w, r, kv.Command{Op: "revoke", ID: id}, http.StatusOK, ttl)
 	})
 }
 
-func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, status int) error {
-	res, _, err := s.commit(w, r, c)
+// leaseOp commits a lease command and answers the lease with ttl.
+//
+// The replicated result carries no TTL (kv.Lease.TTL is not encoded):
+// results are hashed into the log's chain, so encoding it would make
+// replicas of two versions disagree during a rolling upgrade. A lease's
+// TTL is fixed at its grant and its id is never reused, so the handler
+// knows it from the grant request or from the store.
+func (s *server) leaseOp(w http.ResponseWriter, r *http.Request, c kv.Command, status int, ttl time.Duration) error {
+	res, err := s.leaseCommit(w, r, c)
 	if err != nil {
 		return err
 	}
-	if res.Lease == nil {
-		return qloghttp.ErrIdempotencyReuse(r)
+	return web.Encode(w, status, viewLease(res.Lease, ttl))
+}
+
+// leaseCommit commits a lease command whose result names a lease.
+func (s *server) leaseCommit(w http.ResponseWriter, r *http.Request, c kv.Command) (kv.Result, error) {
+	res, _, err := s.commit(w, r, c)
+	if err != nil {
+		return res, err
 	}
-	return web.Encode(w, status, viewLease(res.Lease))
+	if res.Lease == nil {
+		return res, qloghttp.ErrIdempotencyReuse(r)
+	}
+	return res, nil
+}
+
+// leaseTTL reads lease id's TTL from the store at consistency c; false
+// when the store holds no such lease or cannot be read.
+func (s *server) leaseTTL(ctx context.Context, id int64, c qlog.Consistency) (ttl time.Duration, ok bool) {
+	_ = s.log.Read(ctx, c, func(int64) error {
+		ttl, ok = s.store.LeaseTTL(id)
+		return nil
+	})
+	return ttl, ok
 }
 
 func (s *server) handleLeaseGet() http.HandlerFunc {
@@ -514,6 +567,6 @@ func (s *server) handleLeaseGet() http.HandlerFunc {
 		if l == nil {
 			return fault.New(fault.NotFound, "lease %d does not exist", id)
 		}
-		return web.Encode(w, http.StatusOK, viewLease(l))
+		return web.Encode(w, http.StatusOK, viewLease(l, 0))
 	})
 }

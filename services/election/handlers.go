@@ -13,8 +13,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
@@ -51,8 +49,13 @@ const maxHold = 5 * time.Second
 
 func holdFor(ttl time.Duration) time.Duration { return min(ttl, maxHold) }
 
+// nameParam reads and checks {name}, percent-decoded once
+// (web.PathParam) like every name in a path.
 func nameParam(r *http.Request) (string, error) {
-	name := chi.URLParam(r, "name")
+	name, err := web.PathParam(r, "name")
+	if err != nil {
+		return "", err
+	}
 	return name, lease.ValidateName(name)
 }
 

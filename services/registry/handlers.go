@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
@@ -45,15 +43,24 @@ func (s *server) commit(w http.ResponseWriter, r *http.Request, c catalog.Comman
 
 // instanceParams reads and checks {service} and {id}.
 func instanceParams(r *http.Request) (string, string, error) {
-	svc, id := chi.URLParam(r, "service"), chi.URLParam(r, "id")
-	if err := catalog.ValidateService(svc); err != nil {
+	svc, err := serviceParam(r)
+	if err != nil {
+		return "", "", err
+	}
+	id, err := web.PathParam(r, "id")
+	if err != nil {
 		return "", "", err
 	}
 	return svc, id, catalog.ValidateID(id)
 }
 
+// serviceParam reads and checks {service}, percent-decoded once
+// (web.PathParam) like every name in a path.
 func serviceParam(r *http.Request) (string, error) {
-	svc := chi.URLParam(r, "service")
+	svc, err := web.PathParam(r, "service")
+	if err != nil {
+		return "", err
+	}
 	return svc, catalog.ValidateService(svc)
 }
 

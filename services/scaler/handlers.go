@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
@@ -54,8 +52,13 @@ const maxBatchBytes = 4 << 20
 // maxCommandBytes bounds one encoded command so that it fits a batch.
 const maxCommandBytes = maxBatchBytes - 1<<10
 
+// nameParam reads and checks {name}, percent-decoded once
+// (web.PathParam) like every name in a path.
 func nameParam(r *http.Request) (string, error) {
-	name := chi.URLParam(r, "name")
+	name, err := web.PathParam(r, "name")
+	if err != nil {
+		return "", err
+	}
 	return name, ledger.ValidateName(name)
 }
 

@@ -103,7 +103,10 @@ func (a *Admin) listRoles(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *Admin) getRole(w http.ResponseWriter, r *http.Request) error {
-	name := chi.URLParam(r, "name")
+	name, err := web.PathParam(r, "name")
+	if err != nil {
+		return err
+	}
 	var role auth.Role
 	var ok bool
 	if err := a.read(r, func() { role, ok = a.machine.Role(name) }); err != nil {
@@ -127,8 +130,14 @@ func (a *Admin) putRole(create bool) func(http.ResponseWriter, *http.Request) er
 		if err != nil {
 			return err
 		}
-		if !create && role.Name != chi.URLParam(r, "name") {
-			return fault.New(fault.Invalid, "the role document names %q, the path %q", role.Name, chi.URLParam(r, "name"))
+		if !create {
+			name, err := web.PathParam(r, "name")
+			if err != nil {
+				return err
+			}
+			if role.Name != name {
+				return fault.New(fault.Invalid, "the role document names %q, the path %q", role.Name, name)
+			}
 		}
 		res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpPutRole, By: By(r.Context()), Role: &role}, maxCommandBytes)
 		if err != nil {
@@ -143,7 +152,11 @@ func (a *Admin) putRole(create bool) func(http.ResponseWriter, *http.Request) er
 }
 
 func (a *Admin) deleteRole(w http.ResponseWriter, r *http.Request) error {
-	res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpDeleteRole, By: By(r.Context()), Name: chi.URLParam(r, "name")}, maxCommandBytes)
+	name, err := web.PathParam(r, "name")
+	if err != nil {
+		return err
+	}
+	res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpDeleteRole, By: By(r.Context()), Name: name}, maxCommandBytes)
 	if err != nil {
 		return err
 	}
@@ -159,7 +172,10 @@ func (a *Admin) listTokens(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *Admin) getToken(w http.ResponseWriter, r *http.Request) error {
-	id := chi.URLParam(r, "id")
+	id, err := web.PathParam(r, "id")
+	if err != nil {
+		return err
+	}
 	var t auth.Token
 	var ok bool
 	if err := a.read(r, func() { t, ok = a.machine.Token(id) }); err != nil {
@@ -187,7 +203,11 @@ func (a *Admin) createToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *Admin) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpRevokeToken, By: By(r.Context()), ID: chi.URLParam(r, "id")}, maxCommandBytes)
+	id, err := web.PathParam(r, "id")
+	if err != nil {
+		return err
+	}
+	res, _, err := qloghttp.Commit[auth.Result](w, r, a.log, auth.Command{Op: auth.OpRevokeToken, By: By(r.Context()), ID: id}, maxCommandBytes)
 	if err != nil {
 		return err
 	}

@@ -243,9 +243,13 @@ func Limit(r *http.Request, def int64) (int64, error) {
 
 // LeaseID reads the {id} of a /leases/{id} route: a positive integer.
 func LeaseID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	v, err := web.PathParam(r, "id")
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, fault.New(fault.Invalid, "lease id %q: want a positive integer", chi.URLParam(r, "id"))
+		return 0, fault.New(fault.Invalid, "lease id %q: want a positive integer", v)
 	}
 	return id, nil
 }

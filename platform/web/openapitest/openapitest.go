@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -125,6 +126,14 @@ func (c *Contract) Check(req *http.Request, reqBody []byte, res *http.Response, 
 		find = c.FindRoute
 	}
 	route, params, err := find(vreq)
+	// The router matches the escaped path and hands the parameters over
+	// still escaped; a service decodes each once (web.PathParam), so the
+	// document's schema is for the decoded value.
+	for k, v := range params {
+		if d, err := url.PathUnescape(v); err == nil {
+			params[k] = d
+		}
+	}
 	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{SkipSettingDefaults: true, MultiError: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 	template, want := "", 0

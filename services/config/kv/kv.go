@@ -158,7 +158,10 @@ type Deleted struct {
 	Entries []Entry `json:"entries,omitempty"`
 }
 
-// Lease is a lease as clients see it.
+// Lease is a lease as clients see it. Its TTL is not in a result's
+// encoding, which is hashed into the log's chain: adding it would set
+// replicas of two versions apart, so the HTTP handlers fill it in
+// (config's leaseOp).
 type Lease struct {
 	ID        int64         `json:"id"`
 	TTL       time.Duration `json:"-"`

@@ -96,6 +96,14 @@ func (s *Machine) LeaseInfo(id int64) *Lease {
 	return nil
 }
 
+// LeaseTTL returns lease id's TTL, or false when there is no such lease.
+func (s *Machine) LeaseTTL(id int64) (time.Duration, bool) {
+	if l := s.leases[id]; l != nil {
+		return l.TTL, true
+	}
+	return 0, false
+}
+
 // DueExpiries returns expire commands for leases past their deadline at
 // now; qlog.Log.RunExpiry proposes them.
 func (s *Machine) DueExpiries(now time.Time) [][]byte {

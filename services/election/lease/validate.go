@@ -9,11 +9,16 @@ import (
 )
 
 // ValidateName checks an election name: 1 to MaxNameBytes of letters,
-// digits, '.', '_' and '-', so that it is one URL path segment as it is
-// and can name a fence in the config service (X-Steward-Fence: name:token).
+// digits, '.', '_' and '-', other than "." and "..", so that it is one
+// URL path segment as it is (URL resolution removes a "." or ".."
+// segment, as curl and proxies apply it) and can name a fence in the
+// config service (X-Steward-Fence: name:token).
 func ValidateName(name string) error {
 	if name == "" || len(name) > MaxNameBytes {
 		return fault.New(fault.Invalid, "election name %q: want 1 to %d characters", truncate(name), MaxNameBytes).With("limit", MaxNameBytes)
+	}
+	if name == "." || name == ".." {
+		return fault.New(fault.Invalid, "election name %q: not . or ..", name)
 	}
 	for i := 0; i < len(name); i++ {
 		b := name[i]
