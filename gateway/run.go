@@ -88,7 +88,10 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		}
 		logger.Info("pprof listening", "addr", pln.Addr().String())
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = web.ServeTLS(bctx, pln, pprofHandler(), logger, time.Second, s.Limits, s.TLS) }()
+		go func() {
+			defer wg.Done()
+			_ = web.ServeTLS(bctx, pln, pprofHandler(), logger, time.Second, s.Limits, s.TLS)
+		}()
 	}
 	for _, run := range []func(){
 		func() { disc.Run(bctx) },
