@@ -109,6 +109,9 @@ type authenticated struct {
 	p      auth.Principal
 	secret string
 	guard  *Guard
+	// cancel ends the request's context with the reason its token no
+	// longer allows it (hold).
+	cancel context.CancelCauseFunc
 }
 
 // ctxKey is the context key of *authenticated.
@@ -206,7 +209,13 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			g.deny(w, r, p, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &authenticated{p: p, secret: secret, guard: g})))
+		// One context and one copy of the request for all that auth
+		// adds: the principal, and the cancellation hold may need.
+		a := &authenticated{p: p, secret: secret, guard: g}
+		ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), ctxKey{}, a))
+		defer cancel(nil)
+		a.cancel = cancel
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -235,9 +244,8 @@ const holdAfter = 500 * time.Millisecond
 // changed), and its context is cancelled with the reason when its token
 // no longer allows it (a watch or blocking query ends, answered 401 or
 // 403). A revocation thus reaches a request within holdAfter at most.
-func (g *Guard) hold(ctx context.Context, secret string, allow func(auth.Principal) error) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	a := &activeRequest{secret: secret, allow: allow, cancel: cancel}
+func (g *Guard) hold(ctx context.Context, r *authenticated, allow func(auth.Principal) error) func() {
+	a := &activeRequest{secret: r.secret, allow: allow, cancel: r.cancel}
 	var mu sync.Mutex // orders the registration and the release
 	released := false
 	timer := time.AfterFunc(holdAfter, func() {
@@ -251,7 +259,7 @@ func (g *Guard) hold(ctx context.Context, secret string, allow func(auth.Princip
 		g.mu.Unlock()
 		g.check(ctx, a)
 	})
-	return ctx, func() {
+	return func() {
 		if !timer.Stop() {
 			mu.Lock()
 			released = true
@@ -260,7 +268,6 @@ func (g *Guard) hold(ctx context.Context, secret string, allow func(auth.Princip
 			g.mu.Unlock()
 			mu.Unlock()
 		}
-		cancel(nil)
 	}
 }
 

@@ -128,9 +128,8 @@ func (rt Router) Method(method, pattern string, need Need, h http.Handler) {
 			g.deny(w, r, p, err)
 			return
 		}
-		ctx, release := g.hold(r.Context(), a.secret, allow)
-		defer release()
-		h.ServeHTTP(w, r.WithContext(ctx))
+		defer g.hold(r.Context(), a, allow)()
+		h.ServeHTTP(w, r)
 	}))
 }
 
