@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/stewardhq/steward/gateway/api"
 	"github.com/stewardhq/steward/gateway/balancer"
 	"github.com/stewardhq/steward/gateway/discovery"
 	"github.com/stewardhq/steward/gateway/proxy"
@@ -115,11 +116,11 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 }
 
 // NewHandler serves the gateway's own endpoints (/healthz, /readyz,
-// /metrics, /gateway/routes) and proxies everything else. The proxied
-// path skips the web middleware: the proxy keeps its own metrics, and an
-// access log line per proxied request is the upstream's job. The gateway
-// is ready once it has the registry's service list: before, it could only
-// answer 404 to every /s/ request.
+// /metrics, /gateway/routes, /openapi.json: the whole API's document) and
+// proxies everything else. The proxied path skips the web middleware: the
+// proxy keeps its own metrics, and an access log line per proxied request
+// is the upstream's job. The gateway is ready once it has the registry's
+// service list: before, it could only answer 404 to every /s/ request.
 func NewHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discovery, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	return newHandler(px, src, disc, reg, logger, nil)
 }
@@ -131,14 +132,14 @@ func newHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discov
 	if guard != nil {
 		mw = append(mw, guard)
 	}
-	own := web.NewHandler(web.Options{Service: "gateway", Logger: logger, Registry: reg, Middleware: mw,
+	own := web.NewHandler(web.Options{Service: "gateway", Logger: logger, Registry: reg, Middleware: mw, OpenAPI: api.Document,
 		Ready: func(context.Context) error { return disc.Ready() },
 		Routes: func(r chi.Router) {
 			r.Get("/gateway/routes", func(w http.ResponseWriter, _ *http.Request) { _ = web.Encode(w, http.StatusOK, src.Status()) })
 		}})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics", "/gateway/routes":
+		case "/healthz", "/readyz", "/metrics", "/gateway/routes", "/openapi.json":
 			own.ServeHTTP(w, r)
 		default:
 			px.ServeHTTP(w, r)

@@ -23,7 +23,10 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
-require golang.org/x/net v0.60.0 // indirect
+require (
+	github.com/getkin/kin-openapi v0.153.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect

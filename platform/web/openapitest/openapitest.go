@@ -101,6 +101,27 @@ func (c *Contract) FindRoute(req *http.Request) (*routers.Route, map[string]stri
 	return c.router.FindRoute(req)
 }
 
+// RestOfPath returns a Route that finds template's operations, e.g.
+// /v1/kv/{key}, for every path under its fixed part (/v1/kv/) with param
+// the whole rest of the path, segments and all, which OpenAPI path
+// templating cannot express; other paths go to FindRoute.
+func (c *Contract) RestOfPath(template, param string) func(*http.Request) (*routers.Route, map[string]string, error) {
+	prefix := strings.TrimSuffix(template, "{"+param+"}")
+	item := c.Doc.Paths.Value(template)
+	return func(req *http.Request) (*routers.Route, map[string]string, error) {
+		rest, ok := strings.CutPrefix(req.URL.Path, prefix)
+		if !ok || item == nil {
+			return c.FindRoute(req)
+		}
+		op := item.GetOperation(req.Method)
+		if op == nil {
+			return nil, nil, routers.ErrMethodNotAllowed
+		}
+		return &routers.Route{Spec: c.Doc, Path: template, PathItem: item, Method: req.Method, Operation: op},
+			map[string]string{param: rest}, nil
+	}
+}
+
 // fallback is the operation for a request no operation matches: the
 // document's response named response, with status.
 func (c *Contract) fallback(req *http.Request, status, response string) *routers.Route {
