@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.8.2
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-.PHONY: run demo test fuzz bench lint build chaos cluster image compose-test helm-lint clean
+.PHONY: run demo test fuzz bench lint api-lint build chaos cluster image compose-test helm-lint clean
 
 ## run: start every service in one process on an embedded NATS server
 run:
@@ -56,6 +56,15 @@ lint:
 	go vet $(PKGS)
 	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 	cd deploy/helm && GOWORK=off go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## api-lint: every OpenAPI document (the four services' and the gateway's
+## merged one) through the tools clients use, at versions pinned in
+## api/lint: Redocly (recommended) and Spectral (spectral:oas) with no
+## error, oapi-codegen's client for each built with go build,
+## openapi-typescript's types for each type-checked with tsc (api/lint/lint.sh;
+## needs node >= 20.19 and npm, installs into api/lint/node_modules only)
+api-lint:
+	api/lint/lint.sh
 
 ## build: static binaries into bin/
 build:
