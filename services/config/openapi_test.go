@@ -28,7 +28,6 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
 	"go.uber.org/goleak"
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
@@ -151,39 +150,19 @@ func clampNumbers(v any) any {
 }
 
 // contract loads api/openapi.json once, with the service's own routing
-// and watch events (see route and checkEvent).
+// and watch events (see checkEvent).
 var contract = sync.OnceValue(func() *openapitest.Contract {
 	c, err := openapitest.Load("api/openapi.json")
 	if err != nil {
 		panic(err)
 	}
-	kvItem := c.Doc.Paths.Value("/v1/kv/{key}")
-	if kvItem == nil {
-		panic("api/openapi.json has no /v1/kv/{key}")
-	}
-	c.Route = func(req *http.Request) (*routers.Route, map[string]string, error) { return route(c, kvItem, req) }
+	// The key of /v1/kv/{key} contains '/', which OpenAPI path templating
+	// cannot match (a template parameter is one segment): a path under
+	// /v1/kv/ is routed as chi does with /v1/kv/*, the key the whole rest.
+	c.Route = c.RestOfPath("/v1/kv/{key}", "key")
 	c.Event = func(event, id, data string) error { return checkEvent(c, event, id, data) }
 	return c
 })
-
-// route finds the operation for req.
-//
-// The key of /v1/kv/{key} contains '/', which OpenAPI path templating
-// cannot match (a template parameter is one segment). So a path under
-// /v1/kv/ is routed by hand, as chi does with /v1/kv/*: the operation is
-// that of /v1/kv/{key} for the method, and the key parameter is the whole
-// rest of the path. Every other path goes through the document's router.
-func route(c *openapitest.Contract, kvItem *openapi3.PathItem, req *http.Request) (*routers.Route, map[string]string, error) {
-	if rest, ok := strings.CutPrefix(req.URL.Path, "/v1/kv/"); ok {
-		op := kvItem.GetOperation(req.Method)
-		if op == nil {
-			return nil, nil, routers.ErrMethodNotAllowed
-		}
-		return &routers.Route{Spec: c.Doc, Path: "/v1/kv/{key}", PathItem: kvItem, Method: req.Method, Operation: op},
-			map[string]string{"key": rest}, nil
-	}
-	return c.FindRoute(req)
-}
 
 // checkEvent checks one watch event: put and delete carry an id (the
 // revision) and WatchEventData whose entry is at that revision; error
