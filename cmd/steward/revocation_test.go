@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,6 +88,22 @@ func TestRevocationReachesEveryReplica(t *testing.T) {
 		_ = res.Body.Close()
 		return res.StatusCode
 	}
+	// On a time-out, say which replicas refuse and what their /readyz
+	// answers: a start that stalls is a fault of its own (seen twice).
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		for _, u := range urls {
+			ready := "unreachable"
+			if res, err := http.Get(u + "/readyz"); err == nil {
+				b, _ := io.ReadAll(io.LimitReader(res.Body, 300))
+				res.Body.Close()
+				ready = fmt.Sprintf("%d %s", res.StatusCode, b)
+			}
+			t.Logf("%s: whoami %d, readyz %s", u, status(u, revocationRoot), ready)
+		}
+	}()
 	webtest.WaitFor(t, 60*time.Second, "the root token works on every replica", func() bool {
 		return !slices.ContainsFunc(urls, func(u string) bool { return status(u, revocationRoot) != http.StatusOK })
 	})
