@@ -18,6 +18,7 @@ import (
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/replicas"
+	"github.com/stewardhq/steward/platform/web"
 )
 
 // authInitSettings are `steward auth-init`'s environment.
@@ -31,6 +32,8 @@ type authInitSettings struct {
 	Timeout        time.Duration  `envconfig:"AUTH_INIT_TIMEOUT" default:"2m" desc:"how long to wait for the auth API to answer"`
 	LogFormat      logging.Format `envconfig:"LOG_FORMAT" default:"auto" desc:"log format: json, text or auto (text on a terminal)"`
 	LogLevel       slog.Level     `envconfig:"LOG_LEVEL" default:"info" desc:"lowest level logged: debug, info, warn, error"`
+	// web.TLS: what it trusts and presents, as every process's own calls.
+	web.TLS
 }
 
 // runAuthInit is `steward auth-init`, the one-shot step of a deployment
@@ -60,7 +63,11 @@ func runAuthInit(ctx context.Context, stdout, stderr io.Writer) error {
 	logger := logging.New(stderr, s.LogFormat, s.LogLevel)
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	a := &authAPI{replicas: replicas.Parse(s.ConfigURL), token: s.Token, http: &http.Client{Timeout: 10 * time.Second}, logger: logger}
+	client, err := s.TLS.HTTPClient(10*time.Second, logger)
+	if err != nil {
+		return err
+	}
+	a := &authAPI{replicas: replicas.Parse(s.ConfigURL), token: s.Token, http: client, logger: logger}
 	for _, name := range auth.ServiceRoleNames {
 		secret, ok := s.ServiceTokens[name]
 		if !ok {
@@ -77,7 +84,7 @@ func runAuthInit(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 		logger.Info("service token ready", "role", role.Name)
 	}
-	_, err := fmt.Fprintf(stdout, "service tokens ready for %d roles\n", len(s.ServiceTokens))
+	_, err = fmt.Fprintf(stdout, "service tokens ready for %d roles\n", len(s.ServiceTokens))
 	return err
 }
 
