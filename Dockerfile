@@ -48,6 +48,7 @@ COPY services/config/go.mod services/config/go.sum services/config/
 COPY services/registry/go.mod services/registry/go.sum services/registry/
 COPY services/election/go.mod services/election/go.sum services/election/
 COPY services/scaler/go.mod services/scaler/go.sum services/scaler/
+COPY sdk/go.mod sdk/go.sum sdk/
 ENV GOWORK=off CGO_ENABLED=0
 RUN cd cmd/steward && go mod download
 COPY cmd/steward/ cmd/steward/
@@ -55,6 +56,7 @@ COPY gateway/ gateway/
 COPY migrations/ migrations/
 COPY platform/ platform/
 COPY services/ services/
+COPY sdk/ sdk/
 ARG VERSION=dev
 ARG REVISION=unknown
 RUN cd cmd/steward && go build -trimpath -buildvcs=false \

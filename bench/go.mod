@@ -72,6 +72,7 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/stewardhq/steward/migrations v0.0.0 // indirect
+	github.com/stewardhq/steward/sdk v0.0.0-00010101000000-000000000000 // indirect
 	github.com/tmaxmax/go-sse v0.11.0 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
@@ -106,3 +107,5 @@ require (
 	k8s.io/utils v0.0.0-20260108192941-914a6e750570 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+replace github.com/stewardhq/steward/sdk => ../sdk

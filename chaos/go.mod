@@ -29,3 +29,5 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
+
+replace github.com/stewardhq/steward/sdk => ../sdk

@@ -11,7 +11,7 @@ import (
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/fault"
-	"github.com/stewardhq/steward/platform/replicas"
+	"github.com/stewardhq/steward/sdk/replicas"
 )
 
 // ownAuthTTL is how long the gateway trusts an answer about a token: a

@@ -17,7 +17,7 @@ import (
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
-	"github.com/stewardhq/steward/platform/replicas"
+	"github.com/stewardhq/steward/sdk/replicas"
 	"github.com/stewardhq/steward/platform/web"
 )
 

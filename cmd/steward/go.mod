@@ -58,6 +58,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/stewardhq/steward/migrations v0.0.0 // indirect
+	github.com/stewardhq/steward/sdk v0.0.0-00010101000000-000000000000
 	github.com/stewardhq/steward/services/scaler v0.0.0
 	github.com/tmaxmax/go-sse v0.11.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
@@ -67,3 +68,5 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/stewardhq/steward/sdk => ../../sdk

@@ -23,7 +23,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/stewardhq/steward/gateway/route"
-	"github.com/stewardhq/steward/platform/replicas"
+	"github.com/stewardhq/steward/sdk/replicas"
 )
 
 // Prefix is the config key prefix the route documents live under.

@@ -23,7 +23,7 @@ import (
 	"github.com/stewardhq/steward/gateway/route"
 	"github.com/stewardhq/steward/gateway/routesource"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
-	"github.com/stewardhq/steward/platform/replicas"
+	"github.com/stewardhq/steward/sdk/replicas"
 	"github.com/stewardhq/steward/services/config"
 )
 

@@ -52,6 +52,7 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/stewardhq/steward/migrations v0.0.0 // indirect
+	github.com/stewardhq/steward/sdk v0.0.0-00010101000000-000000000000 // indirect
 	github.com/stewardhq/steward/services/election v0.0.0-00010101000000-000000000000
 	github.com/tmaxmax/go-sse v0.11.0
 	golang.org/x/crypto v0.58.0 // indirect
@@ -61,3 +62,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/stewardhq/steward/sdk => ../../sdk

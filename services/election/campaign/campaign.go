@@ -34,7 +34,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stewardhq/steward/platform/replicas"
+	"github.com/stewardhq/steward/sdk/replicas"
 )
 
 // Errors that end a leadership (Leadership.Err) or a campaign.

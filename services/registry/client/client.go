@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stewardhq/steward/platform/replicas"
+	"github.com/stewardhq/steward/sdk/replicas"
 	"github.com/stewardhq/steward/services/registry/catalog"
 )
 
