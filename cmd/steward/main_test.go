@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,13 +11,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stewardhq/steward/platform/devtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
 )
 
@@ -31,10 +29,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "steward")
-	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	binary, err = devtest.Build(dir)
 	if err != nil {
-		os.Stderr.Write(out)
 		panic(err)
 	}
 	code := m.Run()
@@ -42,38 +38,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func devCommand(t *testing.T, env ...string) *exec.Cmd {
-	cmd := exec.Command(binary, "dev")
-	cmd.Env = append(os.Environ(),
-		"STEWARD_DATA_DIR="+t.TempDir(),
-		"STEWARD_DEV_NATS_ADDR=127.0.0.1:0",
-		"STEWARD_DEV_NATS_MONITOR_ADDR=127.0.0.1:0",
-		"STEWARD_CONFIG_ADDR=127.0.0.1:0",
-		"STEWARD_REGISTRY_ADDR=127.0.0.1:0",
-		"STEWARD_GATEWAY_ADDR=127.0.0.1:0",
-		"STEWARD_ELECTION_ADDR=127.0.0.1:0",
-		"STEWARD_SCALER_ADDR=127.0.0.1:0",
-		"STEWARD_LOG_FORMAT=json",
-		"STEWARD_DATABASE_URL=",
-	)
-	cmd.Env = append(cmd.Env, env...)
-	return cmd
-}
+// devCommand, dev, startDev, waitReady and waitReadyWith are
+// platform/devtest's, under the names this package's tests have always
+// used.
 
-var (
-	monitorURL  = regexp.MustCompile(`nats monitor\s+(http://\S+/healthz)`)
-	configURL   = regexp.MustCompile(`config\s+(https?://\S+)`)
-	registryURL = regexp.MustCompile(`registry\s+(https?://\S+)`)
-	electionURL = regexp.MustCompile(`election\s+(https?://\S+)`)
-	gatewayURL  = regexp.MustCompile(`gateway\s+(https?://\S+)`)
-	scalerURL   = regexp.MustCompile(`scaler\s+(https?://\S+)`)
-)
+func devCommand(t *testing.T, env ...string) *exec.Cmd { return devtest.Command(t, binary, env...) }
 
 // dev is a `steward dev` process started by a test, with the addresses
 // its banner printed.
 type dev struct {
 	cmd                                                  *exec.Cmd
-	stderr                                               *bytes.Buffer
+	stderr                                               *devtest.Output
 	monitor, config, registry, election, gateway, scaler string
 }
 
@@ -81,77 +56,21 @@ type dev struct {
 // banner; the process is killed when the test ends if it still runs.
 func startDev(t *testing.T, env ...string) *dev {
 	t.Helper()
-	d := &dev{cmd: devCommand(t, env...), stderr: &bytes.Buffer{}}
-	d.cmd.Stderr = d.stderr
-	stdout, err := d.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
-
-	banner := make(chan string, 1)
-	go func() {
-		var all strings.Builder
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			all.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "postgres") {
-				banner <- all.String()
-			}
-		}
-	}()
-	var text string
-	select {
-	case text = <-banner:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("steward dev printed no ready banner in 60s; stderr:\n%s", d.stderr.String())
-	}
-	if !strings.Contains(text, "ready") || !strings.Contains(text, "fsync on every write") {
-		t.Fatalf("banner = %q, want ready with fsync on every write", text)
-	}
-	m := monitorURL.FindStringSubmatch(text)
-	c := configURL.FindStringSubmatch(text)
-	r := registryURL.FindStringSubmatch(text)
-	e := electionURL.FindStringSubmatch(text)
-	g := gatewayURL.FindStringSubmatch(text)
-	sc := scalerURL.FindStringSubmatch(text)
-	if m == nil || c == nil || r == nil || e == nil || g == nil || sc == nil {
-		t.Fatalf("banner lacks the NATS monitor, config, registry, election, gateway or scaler URL:\n%s", text)
-	}
-	d.monitor, d.config, d.registry, d.election, d.gateway, d.scaler = m[1], c[1], r[1], e[1], g[1], sc[1]
-	return d
+	d := devtest.Start(t, binary, env...)
+	return &dev{cmd: d.Cmd, stderr: d.Stderr, monitor: d.Monitor, config: d.Config, registry: d.Registry,
+		election: d.Election, gateway: d.Gateway, scaler: d.Scaler}
 }
 
 // waitReady waits until every URL answers 200.
 func waitReady(t *testing.T, urls ...string) {
 	t.Helper()
-	waitReadyWith(t, http.DefaultClient, urls...)
+	devtest.WaitReady(t, urls...)
 }
 
 // waitReadyWith is waitReady through hc.
 func waitReadyWith(t *testing.T, hc *http.Client, urls ...string) {
 	t.Helper()
-	for _, u := range urls {
-		// The embedded NATS server's /healthz answers 503 until JetStream
-		// is current, which may be a moment after the banner.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			resp, err := hc.Get(u)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET %s: %v, status %v; want 200 within 10s", u, err, resp)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	devtest.WaitReadyWith(t, hc, urls...)
 }
 
 // TestDevStartsAndStopsOnInterrupt runs `steward dev`, waits for its ready
