@@ -258,12 +258,6 @@ type Version struct {
 	Deleted bool `json:"deleted,omitempty"`
 }
 
-// Txn runs a transaction: if every comparison holds, the success
-// operations, else the failure ones, atomically at one revision.
-func (kv KV) Txn(ctx context.Context, txn api.Txn) (*api.TxnOutcome, error) {
-	return decode[api.TxnOutcome](kv.c.api.Txn(ctx, &api.TxnParams{}, txn))
-}
-
 // WatchOptions choose what a watch follows and from where.
 type WatchOptions struct {
 	Key    string // one key, or

@@ -78,6 +78,9 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 					if retry > 0 {
 						delay = retry
 					}
+					if ev.Type == "" && ev.ID == "" && ev.Data == nil {
+						return keepReading // a retry: line alone
+					}
 					if ev.Type == "error" || ev.Type == "shutdown" {
 						// The watcher fell behind, or the replica stops:
 						// resume, here or on the next one.
@@ -139,7 +142,12 @@ func readEvents(res *http.Response, fn func(Event, time.Duration) verdict) verdi
 		line := sc.Bytes()
 		if len(line) == 0 {
 			if has || retry > 0 {
-				ev.Data = bytes.Clone(data.Bytes())
+				if data.Len() > 0 {
+					ev.Data = bytes.Clone(data.Bytes())
+				}
+				if ev.Type == "" && ev.Data != nil {
+					ev.Type = "message" // as EventSource names an event without one
+				}
 				if v := fn(ev, retry); v != keepReading {
 					return v
 				}

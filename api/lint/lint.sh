@@ -5,8 +5,10 @@
 # no error (redocly.yaml and .spectral.yaml say why each warning left is
 # there); oapi-codegen with its default options generates types and a
 # client for each that go build accepts; openapi-typescript's output for
-# each type-checks with tsc beside requests.ts. Needs Go, node >= 20.19 and
-# npm; installs nothing outside api/lint/node_modules and a temporary dir.
+# each type-checks with tsc beside requests.ts; the Go SDK's generated
+# package (sdk/api) is what the generator makes of the gateway's document.
+# Needs Go, node >= 20.19 and npm; installs nothing outside
+# api/lint/node_modules and a temporary dir.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -46,4 +48,8 @@ for doc in "${docs[@]}"; do
 	(cd "$tmp" && GOWORK=off go tool oapi-codegen -generate types,client -package "$name" -o "$name/client.go" "$doc")
 done
 (cd "$tmp" && GOWORK=off GOFLAGS=-mod=mod go build ./...)
+
+log "sdk/api/api.gen.go is what oapi-codegen makes of the gateway's document"
+(cd "$tmp" && GOWORK=off go tool oapi-codegen -config "$root/sdk/api/oapi-codegen.yaml" -o sdk.gen.go "$root/gateway/api/openapi.json")
+cmp -s "$tmp/sdk.gen.go" "$root/sdk/api/api.gen.go" || { echo "sdk/api/api.gen.go is out of date: run go generate ./sdk/api"; exit 1; }
 log "ok: ${#docs[@]} documents"

@@ -435,13 +435,54 @@ func proxied(d, own *doc, gateway object) {
 			responses := obj(op, "responses")
 			for _, status := range sortedKeys(gateway) {
 				if svc, ok := responses[status]; ok {
-					responses[status] = either(resolve(d, svc), resolve(own, gateway[status]))
+					responses[status] = shared(d, svc, either(resolve(d, svc), resolve(own, gateway[status])))
 				} else {
 					responses[status] = gateway[status]
 				}
 			}
 		}
 	}
+}
+
+// shared is answer, the either of d's response svc and the gateway's,
+// as a response component of d when svc is one (named after it, with
+// OrGateway), so that every operation answering it refers to one
+// component and a code generator makes one type of it, not one per
+// operation; inline otherwise.
+func shared(d *doc, svc any, answer object) any {
+	ref, _ := svc.(object)["$ref"].(string)
+	kind, name, ok := splitRef(ref)
+	if !ok || kind != "responses" {
+		return answer
+	}
+	name += "OrGateway"
+	inline := answer
+	answer, problem := object{}, object{}
+	for k, v := range inline {
+		answer[k] = v
+	}
+	content := object{}
+	for mt, m := range obj(inline, "content") {
+		m := m.(object)
+		if _, ok := obj(m, "schema")["anyOf"]; ok {
+			// A schema of its own too: generators inline a response's
+			// inline schema into every operation that answers it.
+			problem = m["schema"].(object)
+			m = object{"schema": object{"$ref": "#/components/schemas/" + name + "Problem"}}
+		}
+		content[mt] = m
+	}
+	answer["content"] = content
+	responses := obj(obj(d.v, "components"), "responses")
+	schemas := obj(obj(d.v, "components"), "schemas")
+	if prev, ok := responses[name]; ok && (!equal(prev, answer) || (len(problem) > 0 && !equal(schemas[name+"Problem"], problem))) {
+		return inline // svc answers two statuses: one component each would need other names
+	}
+	responses[name] = answer
+	if len(problem) > 0 {
+		schemas[name+"Problem"] = problem
+	}
+	return object{"$ref": "#/components/responses/" + name}
 }
 
 // resolve follows a component ref of d.
