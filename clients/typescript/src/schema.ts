@@ -1081,6 +1081,12 @@ export interface components {
             /** @description A duration such as 24h, from 1s to 8784h; absent for a token that never expires. */
             ttl?: string;
         };
+        BadGatewayProblem: components["schemas"]["GatewayProblem"] & {
+            /** @enum {integer} */
+            status?: 502;
+            /** @enum {string} */
+            type?: "urn:steward:problem:bad-gateway";
+        };
         /** @description HPA's scaling behaviour for each direction; an omitted direction or field takes HPA's default. */
         Behavior: {
             scaleDown?: components["schemas"]["Rules"];
@@ -1238,6 +1244,8 @@ export interface components {
              */
             type: "urn:steward:problem:internal" | "urn:steward:problem:invalid" | "urn:steward:problem:unauthorized" | "urn:steward:problem:forbidden" | "urn:steward:problem:not-found" | "urn:steward:problem:method-not-allowed" | "urn:steward:problem:conflict" | "urn:steward:problem:gone" | "urn:steward:problem:precondition-failed" | "urn:steward:problem:too-large" | "urn:steward:problem:unsupported-media-type" | "urn:steward:problem:unavailable" | "urn:steward:problem:timeout" | "urn:steward:problem:too-many-requests";
         };
+        ConfigTimeoutOrGatewayProblem: components["schemas"]["ConfigProblem"] | components["schemas"]["UpstreamTimeoutProblem"];
+        ConfigUnavailableOrGatewayProblem: components["schemas"]["ConfigProblem"] | components["schemas"]["UpstreamUnavailableProblem"];
         /** @description The data of an error event, after which the server ends the stream (e.g. the watcher fell behind; resume with Last-Event-ID). */
         ConfigWatchErrorData: {
             error: string;
@@ -1442,6 +1450,8 @@ export interface components {
              */
             type: "urn:steward:problem:internal" | "urn:steward:problem:invalid" | "urn:steward:problem:unauthorized" | "urn:steward:problem:forbidden" | "urn:steward:problem:not-found" | "urn:steward:problem:method-not-allowed" | "urn:steward:problem:conflict" | "urn:steward:problem:gone" | "urn:steward:problem:precondition-failed" | "urn:steward:problem:too-large" | "urn:steward:problem:unsupported-media-type" | "urn:steward:problem:unavailable" | "urn:steward:problem:timeout" | "urn:steward:problem:too-many-requests";
         };
+        ElectionTimeoutOrGatewayProblem: components["schemas"]["ElectionProblem"] | components["schemas"]["UpstreamTimeoutProblem"];
+        ElectionUnavailableOrGatewayProblem: components["schemas"]["ElectionProblem"] | components["schemas"]["UpstreamUnavailableProblem"];
         /** @description The data of an error event, after which the server ends the stream (e.g. the watcher fell behind; resume with Last-Event-ID). */
         ElectionWatchErrorData: {
             error: string;
@@ -1772,6 +1782,18 @@ export interface components {
             /** @description What it allows, e.g. 4 pods per 15s. */
             rule?: string;
         };
+        LoopDetectedProblem: components["schemas"]["GatewayProblem"] & {
+            /** @enum {integer} */
+            status?: 508;
+            /** @enum {string} */
+            type?: "urn:steward:problem:loop-detected";
+        };
+        MethodNotAllowedProblem: components["schemas"]["GatewayProblem"] & {
+            /** @enum {integer} */
+            status?: 405;
+            /** @enum {string} */
+            type?: "urn:steward:problem:method-not-allowed";
+        };
         /** @description One signal the service scales on. */
         Metric: {
             /** @description KEDA's activation threshold, on the service-wide quantity (the value, or the total of an averageValue metric). Required on every metric when minReplicas is 0: the service wakes from zero when a metric is above it, and may go to zero only when every metric is at or below its own. */
@@ -1864,6 +1886,12 @@ export interface components {
              * @example 10s
              */
             timeout?: string;
+        };
+        NoRouteProblem: components["schemas"]["GatewayProblem"] & {
+            /** @enum {integer} */
+            status?: 404;
+            /** @enum {string} */
+            type?: "urn:steward:problem:not-found";
         };
         /** @description The outcome of one op, in the op's position: put has the new entry; get has found and, when found, the entry; delete has what was deleted. */
         OpResult: {
@@ -2074,6 +2102,18 @@ export interface components {
          * @enum {string}
          */
         RegistryStatus: "passing" | "warning" | "critical";
+        RegistryTimeoutOrGatewayProblem: (components["schemas"]["RegistryProblem"] & {
+            /** @enum {integer} */
+            status?: 504;
+            /** @enum {string} */
+            type?: "urn:steward:problem:timeout";
+        }) | components["schemas"]["UpstreamTimeoutProblem"];
+        RegistryUnavailableOrGatewayProblem: (components["schemas"]["RegistryProblem"] & {
+            /** @enum {integer} */
+            status?: 503;
+            /** @enum {string} */
+            type?: "urn:steward:problem:unavailable";
+        }) | components["schemas"]["UpstreamUnavailableProblem"];
         /** @description The data of an error event, after which the server ends the stream; reconnect with Last-Event-ID. */
         RegistryWatchErrorData: {
             error: string;
@@ -2444,6 +2484,18 @@ export interface components {
              */
             observedGeneration?: number;
         };
+        ScalerTimeoutOrGatewayProblem: (components["schemas"]["ScalerProblem"] & {
+            /** @enum {integer} */
+            status?: 504;
+            /** @enum {string} */
+            type?: "urn:steward:problem:timeout";
+        }) | components["schemas"]["UpstreamTimeoutProblem"];
+        ScalerUnavailableOrGatewayProblem: (components["schemas"]["ScalerProblem"] & {
+            /** @enum {integer} */
+            status?: 503;
+            /** @enum {string} */
+            type?: "urn:steward:problem:unavailable";
+        }) | components["schemas"]["UpstreamUnavailableProblem"];
         /** @description The data of an error event, after which the server ends the stream (e.g. the watcher fell behind; resume with Last-Event-ID). */
         ScalerWatchErrorData: {
             error: string;
@@ -2774,6 +2826,24 @@ export interface components {
             /** @description Whether every compare held (the success branch ran). */
             succeeded: boolean;
         };
+        UnavailableProblem: components["schemas"]["GatewayProblem"] & {
+            /** @enum {integer} */
+            status?: 503;
+            /** @enum {string} */
+            type?: "urn:steward:problem:unavailable";
+        };
+        UpstreamTimeoutProblem: components["schemas"]["GatewayProblem"] & {
+            /** @enum {integer} */
+            status?: 504;
+            /** @enum {string} */
+            type?: "urn:steward:problem:timeout";
+        };
+        UpstreamUnavailableProblem: components["schemas"]["GatewayProblem"] & {
+            /** @enum {integer} */
+            status?: 503;
+            /** @enum {string} */
+            type?: "urn:steward:problem:unavailable";
+        };
         Vacant: {
             name: components["schemas"]["ElectionName"];
         };
@@ -2792,12 +2862,7 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/problem+json": components["schemas"]["GatewayProblem"] & {
-                    /** @enum {integer} */
-                    status?: 502;
-                    /** @enum {string} */
-                    type?: "urn:steward:problem:bad-gateway";
-                };
+                "application/problem+json": components["schemas"]["BadGatewayProblem"];
             };
         };
         /** @description 400: invalid input: a malformed key, prefix, query parameter or header, malformed JSON (offset), a JSON value of the wrong type or an unknown field (field), a key over 1024 bytes or a transaction over 128 ops (limit). Nothing was proposed: the revision did not move. */
@@ -2884,6 +2949,17 @@ export interface components {
                 "application/problem+json": components["schemas"]["ConfigProblem"];
             };
         };
+        /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
+        ConfigTimeoutOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ConfigTimeoutOrGatewayProblem"];
+            };
+        };
         /** @description 413: the body, the value (over 1 MiB) or the encoded command (over what one log entry holds) is too large; limit says the limit in bytes. Checked before decoding where possible. */
         ConfigTooLarge: {
             headers: {
@@ -2925,6 +3001,17 @@ export interface components {
             };
             content: {
                 "application/problem+json": components["schemas"]["ConfigProblem"];
+            };
+        };
+        /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
+        ConfigUnavailableOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ConfigUnavailableOrGatewayProblem"];
             };
         };
         /** @description 415: the body's Content-Type is not JSON (application/json or *\/*+json). A body without Content-Type is read as JSON; a form (application/x-www-form-urlencoded, what curl -d sends unless told otherwise: use curl --json) is refused, since a browser posts one to any origin without a CORS preflight. */
@@ -2999,6 +3086,17 @@ export interface components {
                 "application/problem+json": components["schemas"]["ElectionProblem"];
             };
         };
+        /** @description Either the service's answer: 504: the command was not confirmed in time (its outcome is unknown); retry with the same Idempotency-Key, or campaign again: a candidate that already leads gets its leadership back. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
+        ElectionTimeoutOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ElectionTimeoutOrGatewayProblem"];
+            };
+        };
         /** @description 413: the body (or the value in it, over 64 KiB) is over its limit (limit). Nothing was proposed. */
         ElectionTooLarge: {
             headers: {
@@ -3040,6 +3138,17 @@ export interface components {
             };
             content: {
                 "application/problem+json": components["schemas"]["ElectionProblem"];
+            };
+        };
+        /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
+        ElectionUnavailableOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ElectionUnavailableOrGatewayProblem"];
             };
         };
         /** @description 415: the body's Content-Type is not JSON (application/json or *\/*+json). A body without Content-Type is read as JSON; a form (application/x-www-form-urlencoded, what curl -d sends unless told otherwise: use curl --json) is refused, since a browser posts one to any origin without a CORS preflight. */
@@ -3086,12 +3195,7 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/problem+json": components["schemas"]["GatewayProblem"] & {
-                    /** @enum {integer} */
-                    status?: 503;
-                    /** @enum {string} */
-                    type?: "urn:steward:problem:unavailable";
-                };
+                "application/problem+json": components["schemas"]["UnavailableProblem"];
             };
         };
         /** @description 508 (the gateway's answer): the request already passed through this gateway (its Via header names it). */
@@ -3102,12 +3206,7 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/problem+json": components["schemas"]["GatewayProblem"] & {
-                    /** @enum {integer} */
-                    status?: 508;
-                    /** @enum {string} */
-                    type?: "urn:steward:problem:loop-detected";
-                };
+                "application/problem+json": components["schemas"]["LoopDetectedProblem"];
             };
         };
         /** @description 405: the path is the gateway's own (or a /v1 path) but not with this method. */
@@ -3118,12 +3217,7 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/problem+json": components["schemas"]["GatewayProblem"] & {
-                    /** @enum {integer} */
-                    status?: 405;
-                    /** @enum {string} */
-                    type?: "urn:steward:problem:method-not-allowed";
-                };
+                "application/problem+json": components["schemas"]["MethodNotAllowedProblem"];
             };
         };
         /** @description 404: no route for the path: no operation of this document and no route of the routing table (problem type urn:steward:problem:not-found). */
@@ -3134,12 +3228,7 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/problem+json": components["schemas"]["GatewayProblem"] & {
-                    /** @enum {integer} */
-                    status?: 404;
-                    /** @enum {string} */
-                    type?: "urn:steward:problem:not-found";
-                };
+                "application/problem+json": components["schemas"]["NoRouteProblem"];
             };
         };
         /** @description 400: invalid input: a malformed service name, instance ID, lease ID, query parameter or header; malformed JSON (offset), a JSON value of the wrong type (field) or an unknown field; a registration out of bounds (address, port, weight, tags, metadata, durations, a check that is not exactly one of ttl, http and tcp, a local address). Nothing was proposed: the revision did not move. */
@@ -3222,6 +3311,17 @@ export interface components {
                 };
             };
         };
+        /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
+        RegistryTimeoutOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["RegistryTimeoutOrGatewayProblem"];
+            };
+        };
         /** @description 413: the body (over 64 KiB; a lease grant over 4 KiB) or the encoded command is too large; limit says the limit in bytes. Checked before decoding where possible. */
         RegistryTooLarge: {
             headers: {
@@ -3268,6 +3368,17 @@ export interface components {
             };
             content: {
                 "application/problem+json": components["schemas"]["RegistryProblem"];
+            };
+        };
+        /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
+        RegistryUnavailableOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["RegistryUnavailableOrGatewayProblem"];
             };
         };
         /** @description 415: the body's Content-Type is not JSON (application/json or *\/*+json). A body without Content-Type is read as JSON; a form (application/x-www-form-urlencoded, what curl -d sends unless told otherwise: use curl --json) is refused, since a browser posts one to any origin without a CORS preflight. */
@@ -3401,6 +3512,17 @@ export interface components {
                 };
             };
         };
+        /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
+        ScalerTimeoutOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ScalerTimeoutOrGatewayProblem"];
+            };
+        };
         /** @description 413: the body is over its limit (limit, in bytes). Nothing was proposed. */
         ScalerTooLarge: {
             headers: {
@@ -3449,6 +3571,17 @@ export interface components {
                 "application/problem+json": components["schemas"]["ScalerProblem"];
             };
         };
+        /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
+        ScalerUnavailableOrGateway: {
+            headers: {
+                "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ScalerUnavailableOrGatewayProblem"];
+            };
+        };
         /** @description 415: the body's Content-Type is not JSON (application/json or *\/*+json). A body without Content-Type is read as JSON; a form (application/x-www-form-urlencoded, what curl -d sends unless told otherwise: use curl --json) is refused, since a browser posts one to any origin without a CORS preflight. */
         ScalerUnsupportedMediaType: {
             headers: {
@@ -3474,12 +3607,7 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/problem+json": components["schemas"]["GatewayProblem"] & {
-                    /** @enum {integer} */
-                    status?: 504;
-                    /** @enum {string} */
-                    type?: "urn:steward:problem:timeout";
-                };
+                "application/problem+json": components["schemas"]["UpstreamTimeoutProblem"];
             };
         };
     };
@@ -3819,38 +3947,8 @@ export interface operations {
             404: components["responses"]["ConfigNotFound"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -3885,38 +3983,8 @@ export interface operations {
             404: components["responses"]["ConfigNotFound"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -3958,38 +4026,8 @@ export interface operations {
             415: components["responses"]["ConfigUnsupportedMediaType"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4026,38 +4064,8 @@ export interface operations {
             404: components["responses"]["ConfigNotFound"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4101,38 +4109,8 @@ export interface operations {
             415: components["responses"]["ConfigUnsupportedMediaType"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4170,38 +4148,8 @@ export interface operations {
             409: components["responses"]["ConfigConflict"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4236,38 +4184,8 @@ export interface operations {
             404: components["responses"]["ConfigNotFound"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4309,38 +4227,8 @@ export interface operations {
             415: components["responses"]["ConfigUnsupportedMediaType"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4377,38 +4265,8 @@ export interface operations {
             404: components["responses"]["ConfigNotFound"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4446,38 +4304,8 @@ export interface operations {
             409: components["responses"]["ConfigConflict"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4512,38 +4340,8 @@ export interface operations {
             404: components["responses"]["ConfigNotFound"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4584,38 +4382,8 @@ export interface operations {
             403: components["responses"]["ElectionForbidden"];
             500: components["responses"]["ElectionInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command was not confirmed in time (its outcome is unknown); retry with the same Idempotency-Key, or campaign again: a candidate that already leads gets its leadership back. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ElectionUnavailableOrGateway"];
+            504: components["responses"]["ElectionTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4659,38 +4427,8 @@ export interface operations {
             404: components["responses"]["ElectionNotFound"];
             500: components["responses"]["ElectionInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command was not confirmed in time (its outcome is unknown); retry with the same Idempotency-Key, or campaign again: a candidate that already leads gets its leadership back. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ElectionUnavailableOrGateway"];
+            504: components["responses"]["ElectionTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4755,38 +4493,8 @@ export interface operations {
             429: components["responses"]["ElectionTooManyHeld"];
             500: components["responses"]["ElectionInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command was not confirmed in time (its outcome is unknown); retry with the same Idempotency-Key, or campaign again: a candidate that already leads gets its leadership back. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ElectionUnavailableOrGateway"];
+            504: components["responses"]["ElectionTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4847,38 +4555,8 @@ export interface operations {
             415: components["responses"]["ElectionUnsupportedMediaType"];
             500: components["responses"]["ElectionInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command was not confirmed in time (its outcome is unknown); retry with the same Idempotency-Key, or campaign again: a candidate that already leads gets its leadership back. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ElectionUnavailableOrGateway"];
+            504: components["responses"]["ElectionTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -4939,38 +4617,8 @@ export interface operations {
             415: components["responses"]["ElectionUnsupportedMediaType"];
             500: components["responses"]["ElectionInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command was not confirmed in time (its outcome is unknown); retry with the same Idempotency-Key, or campaign again: a candidate that already leads gets its leadership back. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ElectionUnavailableOrGateway"];
+            504: components["responses"]["ElectionTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5039,38 +4687,8 @@ export interface operations {
             429: components["responses"]["ElectionTooManyHeld"];
             500: components["responses"]["ElectionInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command was not confirmed in time (its outcome is unknown); retry with the same Idempotency-Key, or campaign again: a candidate that already leads gets its leadership back. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ElectionProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ElectionUnavailableOrGateway"];
+            504: components["responses"]["ElectionTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5109,38 +4727,8 @@ export interface operations {
             403: components["responses"]["ConfigForbidden"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5185,38 +4773,8 @@ export interface operations {
             403: components["responses"]["ConfigForbidden"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5261,38 +4819,8 @@ export interface operations {
             409: components["responses"]["ConfigConflict"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5345,38 +4873,8 @@ export interface operations {
             429: components["responses"]["ConfigTooManyHeld"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5444,38 +4942,8 @@ export interface operations {
             415: components["responses"]["ConfigUnsupportedMediaType"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5531,38 +4999,8 @@ export interface operations {
             412: components["responses"]["ConfigPreconditionFailed"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5605,38 +5043,8 @@ export interface operations {
             415: components["responses"]["ConfigUnsupportedMediaType"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5674,38 +5082,8 @@ export interface operations {
             404: components["responses"]["ConfigNotFound"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5746,38 +5124,8 @@ export interface operations {
             409: components["responses"]["ConfigConflict"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5818,38 +5166,8 @@ export interface operations {
             409: components["responses"]["ConfigConflict"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -5890,27 +5208,7 @@ export interface operations {
             415: components["responses"]["ScalerUnsupportedMediaType"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
             504: components["responses"]["UpstreamTimeout"];
             508: components["responses"]["LoopDetected"];
         };
@@ -5955,48 +5253,8 @@ export interface operations {
             415: components["responses"]["RegistryUnsupportedMediaType"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6034,48 +5292,8 @@ export interface operations {
             404: components["responses"]["RegistryNotFound"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6116,48 +5334,8 @@ export interface operations {
             409: components["responses"]["RegistryConflict"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6198,48 +5376,8 @@ export interface operations {
             409: components["responses"]["RegistryConflict"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6280,48 +5418,8 @@ export interface operations {
             403: components["responses"]["ScalerForbidden"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6371,48 +5469,8 @@ export interface operations {
             429: components["responses"]["ScalerTooManyHeld"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6483,48 +5541,8 @@ export interface operations {
             415: components["responses"]["ScalerUnsupportedMediaType"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6574,48 +5592,8 @@ export interface operations {
             412: components["responses"]["ScalerPreconditionFailed"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6661,48 +5639,8 @@ export interface operations {
             404: components["responses"]["ScalerNotFound"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6753,48 +5691,8 @@ export interface operations {
             415: components["responses"]["ScalerUnsupportedMediaType"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6856,48 +5754,8 @@ export interface operations {
             429: components["responses"]["ScalerTooManyHeld"];
             500: components["responses"]["ScalerInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the command or read was not confirmed in time (a write's outcome is unknown); retry a write with the same Idempotency-Key. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["ScalerProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -6940,48 +5798,8 @@ export interface operations {
             429: components["responses"]["RegistryTooManyHeld"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7033,48 +5851,8 @@ export interface operations {
             429: components["responses"]["RegistryTooManyHeld"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7117,48 +5895,8 @@ export interface operations {
             404: components["responses"]["RegistryNotFound"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7211,48 +5949,8 @@ export interface operations {
             415: components["responses"]["RegistryUnsupportedMediaType"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7295,48 +5993,8 @@ export interface operations {
             409: components["responses"]["RegistryConflict"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7386,48 +6044,8 @@ export interface operations {
             415: components["responses"]["RegistryUnsupportedMediaType"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7465,48 +6083,8 @@ export interface operations {
             404: components["responses"]["RegistryNotFound"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
+            504: components["responses"]["RegistryTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7570,27 +6148,7 @@ export interface operations {
             429: components["responses"]["RegistryTooManyHeld"];
             500: components["responses"]["RegistryInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": (components["schemas"]["RegistryProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    }) | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
+            503: components["responses"]["RegistryUnavailableOrGateway"];
             504: components["responses"]["UpstreamTimeout"];
             508: components["responses"]["LoopDetected"];
         };
@@ -7641,38 +6199,8 @@ export interface operations {
             415: components["responses"]["ConfigUnsupportedMediaType"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
-            /** @description Either the service's answer: 504: the write was not confirmed in time (retry with the same Idempotency-Key), or the read index could not be learned in time. Or the gateway's, in its place: 504 (the gateway's answer): the service did not answer within the route's timeout. */
-            504: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 504;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:timeout";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
+            504: components["responses"]["ConfigTimeoutOrGateway"];
             508: components["responses"]["LoopDetected"];
         };
     };
@@ -7732,22 +6260,7 @@ export interface operations {
             429: components["responses"]["ConfigTooManyHeld"];
             500: components["responses"]["ConfigInternalError"];
             502: components["responses"]["BadGateway"];
-            /** @description Either the service's answer: 503: this replica is not serving: it fail-stopped, is closing, or (readyz) has not caught up with the log; or NATS JetStream is briefly unavailable (no stream leader, a request that timed out), and nothing was done. Retry after Retry-After seconds. Or the gateway's, in its place: 503 (the gateway's answer): the service has no passing instance, or as many requests in flight as the gateway sends it. */
-            503: {
-                headers: {
-                    "X-Content-Type-Options": components["headers"]["X-Content-Type-Options"];
-                    "X-Request-Id": components["headers"]["X-Request-Id"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ConfigProblem"] | (components["schemas"]["GatewayProblem"] & {
-                        /** @enum {integer} */
-                        status?: 503;
-                        /** @enum {string} */
-                        type?: "urn:steward:problem:unavailable";
-                    });
-                };
-            };
+            503: components["responses"]["ConfigUnavailableOrGateway"];
             504: components["responses"]["UpstreamTimeout"];
             508: components["responses"]["LoopDetected"];
         };
