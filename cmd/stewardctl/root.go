@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ const (
 type app struct {
 	endpoint string
 	token    string
+	envToken string // STEWARD_TOKEN, used without --token
 	output   string
 
 	stdin          io.Reader
@@ -130,7 +132,9 @@ Exit status: 0 ok, 1 error, 2 usage, 3 not found, 4 precondition failed.`,
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&a.endpoint, "endpoint", endpoint, "Steward's base URLs, comma-separated (STEWARD_ENDPOINT)")
-	f.StringVar(&a.token, "token", getenv("STEWARD_TOKEN"), "bearer token (STEWARD_TOKEN)")
+	// Not the flag's default, which --help would print: a secret.
+	a.envToken = getenv("STEWARD_TOKEN")
+	f.StringVar(&a.token, "token", "", "bearer token (default STEWARD_TOKEN)")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -167,8 +171,8 @@ func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 // client is the SDK client of the global flags.
 func (a *app) client() (*sdk.Client, error) {
 	opts := []sdk.Option{sdk.WithUserAgent("stewardctl/" + version())}
-	if a.token != "" {
-		opts = append(opts, sdk.WithToken(a.token))
+	if token := cmp.Or(a.token, a.envToken); token != "" {
+		opts = append(opts, sdk.WithToken(token))
 	}
 	c, err := sdk.New(a.endpoint, opts...)
 	if err != nil {

@@ -111,6 +111,10 @@ func testUsage(t *testing.T, c *ctl) {
 	c.fails(2, "is not an http:// or https:// URL", "--endpoint", "ftp://host", "kv", "get", "/x")
 	c.fails(2, "give a KEY or --prefix", "kv", "watch")
 	c.fails(2, "campaign needs --candidate", "election", "campaign", "e")
+	// Calls fail over between the endpoints given: one that refuses
+	// connections, then the gateway.
+	gateway := strings.TrimPrefix(c.env[0], "STEWARD_ENDPOINT=")
+	c.ok("--endpoint", "http://127.0.0.1:1,"+gateway, "kv", "ls", "/none/")
 	// A bad token is Steward's 401, an error; --token beats STEWARD_TOKEN.
 	c.fails(1, "unknown or revoked token", "--token", "nobody", "kv", "get", "/x")
 
@@ -126,8 +130,12 @@ func testUsage(t *testing.T, c *ctl) {
 	if out := c.ok("__complete", "sc"); !strings.Contains(out, "scaler") {
 		t.Errorf("__complete sc = %q, want scaler", out)
 	}
-	if help := c.ok("--help"); !strings.Contains(help, "3 not found, 4 precondition failed") {
+	help := c.ok("--help")
+	if !strings.Contains(help, "3 not found, 4 precondition failed") {
 		t.Errorf("--help = %q, want the exit statuses", help)
+	}
+	if strings.Contains(help, root) {
+		t.Errorf("--help prints STEWARD_TOKEN's secret: %q", help)
 	}
 }
 
