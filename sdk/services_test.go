@@ -2,6 +2,11 @@ package sdk
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,5 +91,80 @@ func TestBackoff(t *testing.T) {
 	b.reset()
 	if d := b.next(); d != 50*time.Millisecond {
 		t.Fatalf("after reset: %s, want 50ms", d)
+	}
+}
+
+// TestWatchOfCurrentState: a registry watch begins with the current set,
+// with no id while the registry is at revision 0. A stream cut after that
+// set and opened again (with nothing to resume after) begins with the set
+// as it is then: the iterator yields it when it changed, and does not
+// yield it again when it did not.
+func TestWatchOfCurrentState(t *testing.T) {
+	empty := `{"service":"web","revision":0,"protected":false,"instances":[]}`
+	withA := `{"service":"web","revision":3,"protected":false,"instances":[{"service":"web","id":"a","address":"10.0.0.1","port":80}]}`
+	for _, tc := range []struct {
+		name string
+		// streams are what each connection sends before it is cut (the
+		// last one is held open).
+		streams []string
+		want    []int64
+	}{
+		{"changed while cut", []string{
+			"event: instances\ndata: " + empty + "\n\n",
+			"id: 3\nevent: instances\ndata: " + withA + "\n\n",
+		}, []int64{0, 3}},
+		{"unchanged while cut", []string{
+			"event: instances\ndata: " + empty + "\n\n",
+			"event: instances\ndata: " + empty + "\n\n",
+			"event: instances\ndata: " + empty + "\n\nid: 3\nevent: instances\ndata: " + withA + "\n\n",
+		}, []int64{0, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu      sync.Mutex
+				n       int
+				lastIDs []string
+			)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				i := min(n, len(tc.streams)-1)
+				n++
+				lastIDs = append(lastIDs, r.Header.Get("Last-Event-ID"))
+				mu.Unlock()
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprint(w, ": watching\n\nretry: 10\n\n"+tc.streams[i])
+				w.(http.Flusher).Flush()
+				if i == len(tc.streams)-1 {
+					<-r.Context().Done()
+				}
+			}))
+			defer srv.Close()
+			c, err := New(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var got []int64
+			for set, err := range c.Services().Watch(ctx, "web", Query{}) {
+				if err != nil {
+					t.Fatalf("after sets at revisions %v: %v", got, err)
+				}
+				got = append(got, set.Revision)
+				if set.Revision == 3 {
+					break
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("sets at revisions %v, want %v", got, tc.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range lastIDs {
+				if id != "" {
+					t.Errorf("a stream opened with Last-Event-ID %q; no event before the cut had an id", id)
+				}
+			}
+		})
 	}
 }

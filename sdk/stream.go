@@ -54,9 +54,13 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 	return func(yield func(Event, error) bool) {
 		var (
 			lastID string
-			// since is how many events were yielded after lastID: a
-			// stream resumed after lastID sends them again.
-			since int
+			// since are the events yielded after lastID: a stream resumed
+			// after lastID sends them again, and so does one that starts
+			// from a fixed point when there is no lastID yet. One that
+			// starts from now (a watch of the current state) sends other
+			// events instead, so they are skipped only as long as the new
+			// stream repeats them.
+			since []Event
 			delay = time.Second
 		)
 		for {
@@ -73,7 +77,7 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 				return
 			}
 			if err == nil && res.StatusCode < 300 {
-				skip := since
+				replay := since
 				verdict := readEvents(res, func(ev Event, retry time.Duration) verdict {
 					if retry > 0 {
 						delay = retry
@@ -86,16 +90,17 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 						// resume, here or on the next one.
 						return reconnect
 					}
-					if skip > 0 {
-						skip--
+					if len(replay) > 0 && sameEvent(replay[0], ev) {
+						replay = replay[1:]
 					} else if ev.Type != "" {
+						replay = nil
 						if !yield(ev, nil) {
 							return stopRanging
 						}
-						since++
+						since = append(since, ev)
 					}
 					if ev.ID != "" {
-						lastID, since = ev.ID, 0
+						lastID, since = ev.ID, nil
 					}
 					return keepReading
 				})
@@ -114,6 +119,12 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 			}
 		}
 	}
+}
+
+// sameEvent reports whether a and b are the same event: a resumed
+// stream sending one again.
+func sameEvent(a, b Event) bool {
+	return a.ID == b.ID && a.Type == b.Type && bytes.Equal(a.Data, b.Data)
 }
 
 // verdict is what a stream's reader does after an event.
