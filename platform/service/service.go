@@ -53,7 +53,7 @@ type Spec[M qlog.StateMachine] struct {
 	// The commands a task proposes carry Replica.Own's id as their By.
 	Tasks func(ctx context.Context, r *Replica[M], ln net.Listener) ([]Task, error)
 	// Announcer keeps the replica registered in the registry at
-	// Settings.RegistryURL (services/registry/client.SelfAnnouncer); nil
+	// Settings.RegistryURL (platform/advertise.SelfAnnouncer); nil
 	// or an empty URL: the replica does not register itself. SelfURL, if
 	// set, is the registry to use when RegistryURL is empty (the registry
 	// registers in itself).
@@ -82,7 +82,7 @@ type Announcer interface {
 // and the client its calls go through.
 type Announcement struct {
 	// RegistryURL is the registry's base URL, or a comma-separated list
-	// of its replicas' (client.Client.BaseURL).
+	// of its replicas.
 	RegistryURL string
 	// Advertise is the host:port registered (empty: from Addr), Addr the
 	// replica's listener, Scheme what it serves ("http" or "https").
