@@ -273,6 +273,9 @@ func testLease(t *testing.T, c *ctl) {
 	if out := c.ok("lease", "keepalive", id, "--once"); !strings.HasPrefix(out, id+"\t1m0s\t") {
 		t.Errorf("lease keepalive --once = %q", out)
 	}
+	keep := c.start("lease", "keepalive", id)
+	keep.waitFor(id+"\t1m0s\t", nil)
+	keep.interrupt()
 	c.ok("lease", "revoke", id)
 	c.fails(3, "not found", "kv", "get", "/leased/session")
 	c.fails(3, "", "lease", "get", id)
