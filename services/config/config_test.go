@@ -322,6 +322,26 @@ func TestWatchResumeAndCompaction(t *testing.T) {
 	}
 }
 
+// TestWatchStartsAfterNow: a watch without fromRevision or Last-Event-ID
+// sees the changes after it began, not the history before it, as etcd's
+// watch without a revision does and the document says.
+func TestWatchStartsAfterNow(t *testing.T) {
+	n := startNode(t, qlogtest.StartServer(t).Connect(t), "config-0", nil, 1000)
+	expect(t, call(t, "PUT", n.url+"/v1/kv/w/old", `1`), 200)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", n.url+"/v1/watch?prefix=/w/", nil)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	expect(t, call(t, "PUT", n.url+"/v1/kv/w/new", `2`), 200)
+	if evs := readEvents(t, bufio.NewReader(res.Body), 1); !strings.Contains(evs[0].data, `"key":"/w/new"`) {
+		t.Fatalf("first event = %+v, want the put after the watch began", evs[0])
+	}
+}
+
 // TestWatchRevisionIsWhole checks that the events of one revision (a
 // prefix delete) are sent together with the id on the last only, so that a
 // client resuming from the previous id gets the whole revision again.

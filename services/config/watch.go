@@ -37,7 +37,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		default:
 			return fault.New(fault.Invalid, "watch needs key or prefix")
 		}
-		from, err := sse.ResumeFrom(r, "fromRevision", 1)
+		from, err := sse.ResumeFrom(r, "fromRevision", 0) // 0: the next revision, as etcd and the document say
 		if err != nil {
 			return err
 		}
