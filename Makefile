@@ -76,7 +76,7 @@ build:
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-gateway ./gateway/cmd/steward-gateway
 	CGO_ENABLED=0 go build -trimpath -o bin/steward-scaler ./services/scaler/cmd/steward-scaler
 	CGO_ENABLED=0 go build -trimpath -o bin/demo-app ./cmd/demo-app
-	CGO_ENABLED=0 go build -trimpath -o bin/stewardctl ./cmd/stewardctl
+	CGO_ENABLED=0 go build -trimpath -buildvcs=true -o bin/stewardctl ./cmd/stewardctl
 
 ## chaos: the fault suite (chaos/, needs root): 3 nodes in network namespaces,
 ## each with a NATS server and a replica of every service, 2 gateways, clients
