@@ -17,10 +17,9 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
+	"github.com/stewardhq/steward/sdk/api"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/registry"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // registryRequests is how many requests the registry was sent on routes
@@ -46,7 +45,7 @@ func registryRequests(t *testing.T, p *plane, route string) float64 {
 func TestUnknownServicesHoldNothing(t *testing.T) {
 	const names = 3000
 	p := startPlane(t)
-	startUpstream(t, p, "web", "web-1", catalog.Registration{})
+	startUpstream(t, p, "web", "web-1", api.Registration{})
 	g := startGateway(t, p)
 	if code, body, _ := get(t, g.url+"/s/web/x"); code != 200 {
 		t.Fatalf("GET /s/web/x = %d %s", code, body)
@@ -126,7 +125,7 @@ func TestServiceListFollowed(t *testing.T) {
 	if code, _, _ := get(t, g.url+"/s/late/x"); code != 404 {
 		t.Fatalf("GET /s/late/x before it registered = %d, want 404", code)
 	}
-	startUpstream(t, p, "late", "late-1", catalog.Registration{})
+	startUpstream(t, p, "late", "late-1", api.Registration{})
 	webtest.WaitFor(t, 10*time.Second, "late routed", func() bool { c, _, _ := get(t, g.url+"/s/late/x"); return c == 200 })
 	if got := metric(t, g, "steward_gateway_registry_watches"); got != 1 {
 		t.Fatalf("%v registry watches, want 1 (late)", got)
@@ -179,12 +178,12 @@ func TestDiscoveryFailsOverBetweenRegistries(t *testing.T) {
 		})
 	}
 	all := strings.Join(urls, ",")
-	p := &plane{registry: all, reg: &client.Client{BaseURL: all}}
+	p := &plane{registry: all, reg: registryClient(t, all)}
 	p.config = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		s := config.Settings{RetainRevisions: 1000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RegistryURL: all, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return config.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)
 	})
-	startUpstream(t, p, "web", "web-1", catalog.Registration{})
+	startUpstream(t, p, "web", "web-1", api.Registration{})
 	g := startGateway(t, p)
 	if code, body, _ := get(t, g.url+"/s/web/x"); code != 200 {
 		t.Fatalf("GET /s/web/x = %d %s", code, body)

@@ -13,12 +13,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 func TestWebSocketPassThrough(t *testing.T) {
 	p := startPlane(t)
-	u := startUpstream(t, p, "chat", "c-1", catalog.Registration{})
+	u := startUpstream(t, p, "chat", "c-1", api.Registration{})
 	u.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
@@ -75,7 +75,7 @@ func raw(t *testing.T, addr, req string) string {
 // client hid in another's body.
 func TestSmuggling(t *testing.T) {
 	p := startPlane(t)
-	u := startUpstream(t, p, "web", "w-1", catalog.Registration{})
+	u := startUpstream(t, p, "web", "w-1", api.Registration{})
 	g := startGateway(t, p)
 	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/s/web/x"); return c == 200 })
 	addr := strings.TrimPrefix(g.url, "http://")

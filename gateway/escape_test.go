@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 // TestEscapedPathsThroughGateway: the gateway forwards a path escaped as
@@ -66,7 +66,7 @@ func TestEscapedPathsThroughGateway(t *testing.T) {
 
 	// A service's instance sees the request line's path as the client
 	// escaped it, minus the route's prefix.
-	up := startUpstream(t, p, "web", "web-1", catalog.Registration{})
+	up := startUpstream(t, p, "web", "web-1", api.Registration{})
 	up.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.RequestURI) })
 	for in, want := range map[string]string{
 		"/s/web/special/a%2Fb":       "/special/a%2Fb",

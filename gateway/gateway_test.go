@@ -15,12 +15,12 @@ import (
 
 	"github.com/stewardhq/steward/gateway"
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 func TestServiceRoute(t *testing.T) {
 	p := startPlane(t)
-	startUpstream(t, p, "web", "web-1", catalog.Registration{})
+	startUpstream(t, p, "web", "web-1", api.Registration{})
 	g := startGateway(t, p)
 	code, body, inst := get(t, g.url+"/s/web/hello/world?x=1")
 	if code != 200 || inst != "web-1" || !strings.HasPrefix(body, "web-1 /hello/world 127.0.0.1") {
@@ -87,7 +87,7 @@ func TestBalancingPolicies(t *testing.T) {
 	p := startPlane(t)
 	var ups []*upstream
 	for i, w := range []int{1, 2, 3} {
-		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{Weight: new(w)}))
+		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), api.Registration{Weight: new(w)}))
 	}
 	g := startGateway(t, p)
 	putRoute(t, p, "rr", `{"match":{"pathPrefix":"/rr/"},"service":"web","stripPrefix":true,"loadBalancer":{"policy":"round-robin"}}`)
@@ -145,7 +145,7 @@ func TestInstanceKilledMidLoad(t *testing.T) {
 	p := startPlane(t)
 	var ups []*upstream
 	for i := range 3 {
-		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{}))
+		ups = append(ups, startUpstream(t, p, "web", fmt.Sprintf("w%d", i), api.Registration{}))
 	}
 	g := startGateway(t, p)
 	webtest.WaitFor(t, 10*time.Second, "three instances", func() bool { return len(spread(t, g.url+"/s/web/", 30)) == 3 })
@@ -222,8 +222,8 @@ func TestInstanceKilledMidLoad(t *testing.T) {
 
 func TestOutlierEjectionAndReturn(t *testing.T) {
 	p := startPlane(t)
-	good := startUpstream(t, p, "web", "good", catalog.Registration{})
-	bad := startUpstream(t, p, "web", "bad", catalog.Registration{})
+	good := startUpstream(t, p, "web", "good", api.Registration{})
+	bad := startUpstream(t, p, "web", "bad", api.Registration{})
 	bad.fail.Store(true)
 	g := startGateway(t, p, func(s *gateway.Settings) { s.BaseEjection = time.Second })
 	putRoute(t, p, "noretry", `{"match":{"pathPrefix":"/nr/"},"service":"web","loadBalancer":{"policy":"round-robin"}}`)
@@ -250,8 +250,8 @@ func TestOutlierEjectionAndReturn(t *testing.T) {
 
 func TestCanarySplit(t *testing.T) {
 	p := startPlane(t)
-	startUpstream(t, p, "web", "stable", catalog.Registration{Version: "1.0"})
-	startUpstream(t, p, "web", "canary", catalog.Registration{Version: "1.1"})
+	startUpstream(t, p, "web", "stable", api.Registration{Version: new("1.0")})
+	startUpstream(t, p, "web", "canary", api.Registration{Version: new("1.1")})
 	g := startGateway(t, p)
 	putRoute(t, p, "split", `{"match":{"pathPrefix":"/app/"},"service":"web","split":[{"version":"1.0","weight":90},{"version":"1.1","weight":10}]}`)
 	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/app/x"); return c == 200 })
@@ -266,8 +266,8 @@ func TestCanarySplit(t *testing.T) {
 
 func TestRouteHotReload(t *testing.T) {
 	p := startPlane(t)
-	startUpstream(t, p, "alpha", "a-1", catalog.Registration{})
-	startUpstream(t, p, "beta", "b-1", catalog.Registration{})
+	startUpstream(t, p, "alpha", "a-1", api.Registration{})
+	startUpstream(t, p, "beta", "b-1", api.Registration{})
 	g := startGateway(t, p)
 	putRoute(t, p, "api", `{"match":{"pathPrefix":"/api/"},"service":"alpha","stripPrefix":true}`)
 	webtest.WaitFor(t, 10*time.Second, "route to alpha", func() bool { _, _, inst := get(t, g.url+"/api/x"); return inst == "a-1" })
@@ -301,7 +301,7 @@ func TestLoopDetected(t *testing.T) {
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(g.url, "http://"))
 	var portN int
 	fmt.Sscan(port, &portN)
-	if _, err := p.reg.Register(context.Background(), "mirror", "m-1", catalog.Registration{Address: host, Port: portN}); err != nil {
+	if _, err := p.reg.Register(context.Background(), "mirror", "m-1", api.Registration{Address: host, Port: portN}); err != nil {
 		t.Fatal(err)
 	}
 	webtest.WaitFor(t, 10*time.Second, "mirror listed", func() bool { c, _, _ := get(t, g.url+"/s/mirror/x"); return c != 404 })
@@ -312,7 +312,7 @@ func TestLoopDetected(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	p := startPlane(t)
-	startUpstream(t, p, "web", "w", catalog.Registration{})
+	startUpstream(t, p, "web", "w", api.Registration{})
 	g := startGateway(t, p)
 	putRoute(t, p, "limited", `{"match":{"pathPrefix":"/lim/"},"service":"web","rateLimit":{"rps":1,"burst":3,"key":"header:X-Key"}}`)
 	webtest.WaitFor(t, 10*time.Second, "route", func() bool { c, _, _ := get(t, g.url+"/lim/x", "X-Key", "warmup"); return c == 200 })
@@ -334,7 +334,7 @@ func TestRateLimit(t *testing.T) {
 func TestSSEPassThrough(t *testing.T) {
 	p := startPlane(t)
 	release := make(chan struct{})
-	u := startUpstream(t, p, "events", "e-1", catalog.Registration{})
+	u := startUpstream(t, p, "events", "e-1", api.Registration{})
 	u.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprint(w, "data: first\n\n")

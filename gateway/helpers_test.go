@@ -19,10 +19,10 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/registry"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // plane is a real control plane for a gateway under test: embedded NATS,
@@ -30,7 +30,7 @@ import (
 type plane struct {
 	registry string // base URL
 	config   string
-	reg      *client.Client
+	reg      sdk.Services
 }
 
 func startPlane(t testing.TB) *plane {
@@ -46,8 +46,19 @@ func startPlane(t testing.TB) *plane {
 		s := config.Settings{RetainRevisions: 1000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, RegistryURL: p.registry, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return config.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)
 	})
-	p.reg = &client.Client{BaseURL: p.registry}
+	p.reg = registryClient(t, p.registry)
 	return p
+}
+
+// registryClient is the Go SDK's client of the registry replicas at urls
+// (comma-separated).
+func registryClient(t testing.TB, urls string) sdk.Services {
+	t.Helper()
+	c, err := sdk.New(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Services()
 }
 
 // gw is a gateway under test.
@@ -107,7 +118,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // startUpstream starts an instance and registers it.
-func startUpstream(t testing.TB, p *plane, service, id string, reg catalog.Registration) *upstream {
+func startUpstream(t testing.TB, p *plane, service, id string, reg api.Registration) *upstream {
 	t.Helper()
 	u := &upstream{id: id, posts: map[string]int{}}
 	u.srv = httptest.NewServer(u)

@@ -11,7 +11,7 @@ import (
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 // TestErrorLogLines: the gateway's error path (a routing loop, an upstream
@@ -27,7 +27,7 @@ func TestErrorLogLines(t *testing.T) {
 	url := webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		return gateway.Serve(ctx, s, ln, logs.Logger().With("service", "gateway")) // as steward dev does
 	})
-	u := startUpstream(t, p, "web", "web-1", catalog.Registration{})
+	u := startUpstream(t, p, "web", "web-1", api.Registration{})
 	webtest.WaitFor(t, 10*time.Second, "the gateway to route web", func() bool {
 		code, _, _ := get(t, url+"/s/web/x")
 		return code == http.StatusOK

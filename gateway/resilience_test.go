@@ -18,7 +18,7 @@ import (
 
 	"github.com/stewardhq/steward/gateway"
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 // instance is an upstream whose answers the test decides: it counts the
@@ -35,7 +35,7 @@ type instance struct {
 
 // startInstance starts an instance of service that answers with h (nil:
 // 200 with its id) and registers it.
-func startInstance(t *testing.T, p *plane, service, id string, reg catalog.Registration, h http.HandlerFunc) *instance {
+func startInstance(t *testing.T, p *plane, service, id string, reg api.Registration, h http.HandlerFunc) *instance {
 	t.Helper()
 	in := &instance{id: id}
 	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -211,7 +211,7 @@ func TestRetryBudget(t *testing.T) {
 	}
 	var ins []*instance
 	for i := range 3 {
-		ins = append(ins, startInstance(t, p, "web", fmt.Sprintf("w%d", i), catalog.Registration{}, busy))
+		ins = append(ins, startInstance(t, p, "web", fmt.Sprintf("w%d", i), api.Registration{}, busy))
 	}
 	g := startGateway(t, p, noEjections)
 	putRoute(t, p, "budget", `{"match":{"pathPrefix":"/b/"},"service":"web","retry":{"attempts":1}}`)
@@ -268,8 +268,8 @@ func TestPerTryTimeout(t *testing.T) {
 	p := startPlane(t)
 	stuck := newGate()
 	defer stuck.release()
-	slow := startInstance(t, p, "web", "slow", catalog.Registration{}, func(w http.ResponseWriter, r *http.Request) { stuck.hold(r) })
-	startInstance(t, p, "web", "fast", catalog.Registration{}, nil)
+	slow := startInstance(t, p, "web", "slow", api.Registration{}, func(w http.ResponseWriter, r *http.Request) { stuck.hold(r) })
+	startInstance(t, p, "web", "fast", api.Registration{}, nil)
 	g := startGateway(t, p, noEjections)
 	putRoute(t, p, "pt", `{"match":{"pathPrefix":"/pt/"},"service":"web","timeout":"5m","loadBalancer":{"policy":"round-robin"},"retry":{"attempts":1,"perTryTimeout":"1s"}}`)
 	waitRoutes(t, g, "pt")
@@ -292,8 +292,8 @@ func TestPerTryTimeout(t *testing.T) {
 // (with its body); one without is not, and reaches one instance only.
 func TestIdempotencyKey(t *testing.T) {
 	p := startPlane(t)
-	busy := startInstance(t, p, "web", "busy", catalog.Registration{}, answer(http.StatusServiceUnavailable))
-	ok := startInstance(t, p, "web", "ok", catalog.Registration{}, nil)
+	busy := startInstance(t, p, "web", "busy", api.Registration{}, answer(http.StatusServiceUnavailable))
+	ok := startInstance(t, p, "web", "ok", api.Registration{}, nil)
 	g := startGateway(t, p, noEjections)
 	putRoute(t, p, "post", `{"match":{"pathPrefix":"/p/"},"service":"web","loadBalancer":{"policy":"round-robin"},"retry":{"attempts":2}}`)
 	waitRoutes(t, g, "post")
@@ -366,7 +366,7 @@ func TestCircuitBreakerMaxRequests(t *testing.T) {
 	p := startPlane(t)
 	stuck := newGate()
 	defer stuck.release()
-	slow := startInstance(t, p, "web", "slow", catalog.Registration{}, func(w http.ResponseWriter, r *http.Request) { stuck.hold(r) })
+	slow := startInstance(t, p, "web", "slow", api.Registration{}, func(w http.ResponseWriter, r *http.Request) { stuck.hold(r) })
 	g := startGateway(t, p, func(s *gateway.Settings) { s.MaxRequests = 2 })
 
 	codes := make(chan int, 2)
@@ -410,8 +410,8 @@ func TestCircuitBreakerMaxPending(t *testing.T) {
 			stuck.hold(r)
 		}
 	}
-	a := startInstance(t, p, "web", "a", catalog.Registration{}, hold)
-	b := startInstance(t, p, "web", "b", catalog.Registration{}, hold)
+	a := startInstance(t, p, "web", "a", api.Registration{}, hold)
+	b := startInstance(t, p, "web", "b", api.Registration{}, hold)
 	g := startGateway(t, p, func(s *gateway.Settings) { s.MaxPending = 1; s.EjectAfter = 3 })
 
 	held := make(chan int, 1)
@@ -452,9 +452,9 @@ func TestCircuitBreakerMaxPending(t *testing.T) {
 // and falls back to the others when it has none.
 func TestZonePreference(t *testing.T) {
 	p := startPlane(t)
-	startInstance(t, p, "web", "a1", catalog.Registration{Zone: "zone-a"}, nil)
-	startInstance(t, p, "web", "a2", catalog.Registration{Zone: "zone-a"}, nil)
-	b1 := startInstance(t, p, "web", "b1", catalog.Registration{Zone: "zone-b"}, nil)
+	startInstance(t, p, "web", "a1", api.Registration{Zone: new("zone-a")}, nil)
+	startInstance(t, p, "web", "a2", api.Registration{Zone: new("zone-a")}, nil)
+	b1 := startInstance(t, p, "web", "b1", api.Registration{Zone: new("zone-b")}, nil)
 	g := startGateway(t, p, func(s *gateway.Settings) { s.Zone = "zone-a" })
 
 	if got := spread(t, g.url+"/s/web/x", 60); got["b1"] != 0 || got["a1"]+got["a2"] != 60 {
@@ -490,10 +490,10 @@ func TestZonePreference(t *testing.T) {
 // the third failing one keeps its share of the traffic.
 func TestOutlierMaxEjectedShare(t *testing.T) {
 	p := startPlane(t)
-	good := startInstance(t, p, "web", "good", catalog.Registration{}, nil)
+	good := startInstance(t, p, "web", "good", api.Registration{}, nil)
 	var bad []*instance
 	for i := range 3 {
-		bad = append(bad, startInstance(t, p, "web", fmt.Sprintf("bad%d", i), catalog.Registration{}, answer(http.StatusInternalServerError)))
+		bad = append(bad, startInstance(t, p, "web", fmt.Sprintf("bad%d", i), api.Registration{}, answer(http.StatusInternalServerError)))
 	}
 	g := startGateway(t, p, func(s *gateway.Settings) { s.EjectAfter = 2; s.BaseEjection = 10 * time.Minute })
 	putRoute(t, p, "rr", `{"match":{"pathPrefix":"/o/"},"service":"web","loadBalancer":{"policy":"round-robin"}}`)
@@ -527,8 +527,8 @@ func TestOutlierMaxEjectedShare(t *testing.T) {
 // it gets no more traffic though it still answers.
 func TestDeregisteredInstance(t *testing.T) {
 	p := startPlane(t)
-	startInstance(t, p, "web", "stays", catalog.Registration{}, nil)
-	leaves := startInstance(t, p, "web", "leaves", catalog.Registration{}, nil)
+	startInstance(t, p, "web", "stays", api.Registration{}, nil)
+	leaves := startInstance(t, p, "web", "leaves", api.Registration{}, nil)
 	g := startGateway(t, p)
 	webtest.WaitFor(t, 10*time.Second, "both instances used", func() bool { return len(spread(t, g.url+"/s/web/x", 10)) == 2 })
 
@@ -553,7 +553,7 @@ func TestDeregisteredInstance(t *testing.T) {
 // crosses the gateway in either direction.
 func TestForwardedAndHopByHop(t *testing.T) {
 	p := startPlane(t)
-	up := startInstance(t, p, "web", "w", catalog.Registration{}, func(w http.ResponseWriter, r *http.Request) {
+	up := startInstance(t, p, "web", "w", api.Registration{}, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "X-Up-Hop")
 		w.Header().Set("X-Up-Hop", "1")
 		w.Header().Set("Keep-Alive", "timeout=5")
@@ -630,7 +630,7 @@ func TestRouteTimeout(t *testing.T) {
 	p := startPlane(t)
 	stuck := newGate()
 	defer stuck.release()
-	startInstance(t, p, "web", "slow", catalog.Registration{}, func(w http.ResponseWriter, r *http.Request) { stuck.hold(r) })
+	startInstance(t, p, "web", "slow", api.Registration{}, func(w http.ResponseWriter, r *http.Request) { stuck.hold(r) })
 	g := startGateway(t, p)
 	putRoute(t, p, "t", `{"match":{"pathPrefix":"/t/"},"service":"web","timeout":"300ms","retry":{"attempts":2}}`)
 	waitRoutes(t, g, "t")

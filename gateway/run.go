@@ -23,10 +23,11 @@ import (
 	"github.com/stewardhq/steward/gateway/proxy"
 	"github.com/stewardhq/steward/gateway/route"
 	"github.com/stewardhq/steward/gateway/routesource"
-	"github.com/stewardhq/steward/sdk/replicas"
+	"github.com/stewardhq/steward/platform/advertise"
 	"github.com/stewardhq/steward/platform/web"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
+	"github.com/stewardhq/steward/sdk"
+	sdkapi "github.com/stewardhq/steward/sdk/api"
+	"github.com/stewardhq/steward/sdk/replicas"
 )
 
 // Serve runs the gateway on ln until ctx ends: it proxies, follows the
@@ -46,13 +47,21 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 	hc := &http.Client{Transport: calls}
 	upstream := proxy.NewTransport()
 	upstream.TLSClientConfig = calls.TLSClientConfig
-	registry := &client.Client{BaseURL: s.RegistryURL, HTTP: hc, Token: s.Token}
-	host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+	registry, err := advertise.Client(s.RegistryURL, hc, s.Token)
+	if err != nil {
+		return fmt.Errorf("the registry: %w", err)
+	}
+	host, port, err := advertise.Advertised(s.AdvertiseAddr, ln.Addr())
 	if err != nil {
 		return err
 	}
+	md := advertise.SelfMetadata(s.Scheme(), "gateway", s.ID)
+	self := sdkapi.Registration{Address: host, Port: port, Metadata: &md}
+	if s.Zone != "" {
+		self.Zone = &s.Zone
+	}
 	_, lnPort, _ := net.SplitHostPort(ln.Addr().String())
-	disc := &discovery.Discovery{Registry: registry, Logger: logger,
+	disc := &discovery.Discovery{Registry: registry.Services(), Logger: logger,
 		Options: balancer.Options{Zone: s.Zone, Outlier: balancer.Outlier{Consecutive: s.EjectAfter,
 			BaseEjection: s.BaseEjection, MaxEjectedShare: s.MaxEjectedShare}},
 		Self: []string{net.JoinHostPort(host, strconv.Itoa(port)), ln.Addr().String(),
@@ -98,8 +107,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		func() { disc.Run(bctx) },
 		func() { src.Run(bctx) },
 		func() {
-			registry.Announce(bctx, route.SelfService, s.ID, catalog.Registration{Address: host, Port: port,
-				Zone: s.Zone, Metadata: client.SelfMetadata(s.Scheme(), "gateway", s.ID)}, logger)
+			registry.Services().Announce(bctx, route.SelfService, s.ID, self, sdk.AnnounceOptions{Logger: logger})
 		},
 		func() { sendSignals(bctx, s, px, disc, calls, logger) },
 	} {

@@ -23,9 +23,9 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 	"github.com/stewardhq/steward/services/registry"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // The test binary doubles as the program: with DEMO_APP_TEST_MAIN set it
@@ -136,23 +136,31 @@ func startApp(t *testing.T, id string, env ...string) *app {
 // finishing the request in flight, then exits 0.
 func TestRegistersServesAndLeaves(t *testing.T) {
 	regURL := startRegistry(t)
-	rc := &client.Client{BaseURL: regURL, HTTP: httpClient}
+	c, err := sdk.New(regURL, sdk.WithHTTPClient(httpClient))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := c.Services()
 	a := startApp(t, "demo-1", "STEWARD_REGISTRY_URL="+regURL, "STEWARD_DEMO_SERVICE=demo-e2e", "STEWARD_DEMO_WORK=1ms")
 
-	var inst catalog.Instance
+	var inst api.Instance
 	webtest.WaitFor(t, 10*time.Second, "demo-1 passing in the registry", func() bool {
-		list, _, err := rc.Instances(context.Background(), "demo-e2e", client.Query{Status: catalog.Passing})
+		list, _, err := rc.Instances(context.Background(), "demo-e2e", sdk.Query{Status: api.Passing})
 		if err != nil || len(list) != 1 {
 			return false
 		}
 		inst = list[0]
 		return true
 	})
-	if inst.ID != "demo-1" || inst.Port != a.port || inst.Metadata["metricsPath"] != "/metrics" {
-		t.Fatalf("registered instance = id %q port %d metadata %v, want demo-1, %d, metricsPath /metrics", inst.ID, inst.Port, inst.Metadata, a.port)
+	if inst.Id != "demo-1" || inst.Port != a.port || inst.Metadata["metricsPath"] != "/metrics" {
+		t.Fatalf("registered instance = id %q port %d metadata %v, want demo-1, %d, metricsPath /metrics", inst.Id, inst.Port, inst.Metadata, a.port)
 	}
-	if inst.Check == nil || time.Duration(inst.Check.TTL) != client.AnnounceTTL {
-		t.Fatalf("registered check = %+v, want a TTL check of %s", inst.Check, client.AnnounceTTL)
+	var check api.TTLCheck
+	if inst.Check != nil {
+		check, _ = inst.Check.AsTTLCheck()
+	}
+	if ttl, _ := time.ParseDuration(check.Ttl); ttl != sdk.AnnounceTTL {
+		t.Fatalf("registered check = %+v, want a TTL check of %s", check, sdk.AnnounceTTL)
 	}
 
 	// 10 requests of 100 ms: a second of CPU, of which the process
@@ -197,7 +205,7 @@ func TestRegistersServesAndLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	webtest.WaitFor(t, 5*time.Second, "demo-1 to leave the registry", func() bool {
-		list, _, err := rc.Instances(context.Background(), "demo-e2e", client.Query{})
+		list, _, err := rc.Instances(context.Background(), "demo-e2e", sdk.Query{})
 		return err == nil && len(list) == 0
 	})
 	select {

@@ -10,9 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/stewardhq/steward/platform/advertise"
 	"github.com/stewardhq/steward/platform/web"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 // run serves until ctx ends, then leaves the registry and only then
@@ -32,17 +33,22 @@ func run(ctx context.Context, s Settings, logger *slog.Logger) error {
 	}
 	var announce func(context.Context)
 	if s.RegistryURL != "" {
-		host, port, err := client.Advertised(s.AdvertiseAddr, ln.Addr())
+		host, port, err := advertise.Advertised(s.AdvertiseAddr, ln.Addr())
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		// client.NewReplica would do, but its metadata is fixed; the
-		// scaler needs metricsPath to know what to scrape.
-		registration := catalog.Registration{Address: host, Port: port,
-			Metadata: map[string]string{"metricsPath": metricsPath}}
-		c := &client.Client{BaseURL: s.RegistryURL}
-		announce = func(ctx context.Context) { c.Announce(ctx, s.Service, id, registration, logger) }
+		c, err := sdk.New(s.RegistryURL, sdk.WithUserAgent("steward-demo-app"))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		// The scaler needs metricsPath to know what to scrape.
+		registration := api.Registration{Address: host, Port: port,
+			Metadata: &map[string]string{"metricsPath": metricsPath}}
+		announce = func(ctx context.Context) {
+			c.Services().Announce(ctx, s.Service, id, registration, sdk.AnnounceOptions{Logger: logger})
+		}
 	} else {
 		logger.Info("STEWARD_REGISTRY_URL is empty: not registering")
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/platform/advertise"
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
@@ -29,7 +30,6 @@ import (
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
-	"github.com/stewardhq/steward/services/registry/client"
 	"github.com/stewardhq/steward/services/scaler"
 )
 
@@ -199,10 +199,10 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	// loopback: dev mode is one machine. The roles read the same
 	// STEWARD_TLS_* variables, so they reach each other with https://
 	// URLs when those name a certificate.
-	localURL := func(role string) string { return client.LocalURL(by[role].process.Scheme(), by[role].ln.Addr()) }
+	localURL := func(role string) string { return advertise.LocalURL(by[role].process.Scheme(), by[role].ln.Addr()) }
 	registryURL := localURL("registry")
 	for _, r := range roleList {
-		r.process.AdvertiseAddr = client.LocalAddr(r.ln.Addr())
+		r.process.AdvertiseAddr = advertise.LocalAddr(r.ln.Addr())
 		r.process.ShutdownTimeout = cfg.ShutdownTimeout
 		if rs := r.replicated; rs != nil {
 			rs.ReplicaID, rs.Voters, rs.StreamReplicas = r.short+"-0", nil, 1

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/gateway/balancer"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 // Discovery owns the list query and the watches. Pool starts a listed
@@ -28,7 +28,7 @@ type Discovery struct {
 	// Registry is given every registry replica (STEWARD_REGISTRY_URL):
 	// the list query and the watches move to another when the one in use
 	// fails, and carry on from their last index there.
-	Registry *client.Client
+	Registry sdk.Services
 	Options  balancer.Options
 	Logger   *slog.Logger
 	// Self lists the host:port addresses that reach this gateway; an
@@ -132,7 +132,7 @@ func (d *Discovery) followList(ctx context.Context) {
 		// query forever: give the registry its wait and a margin.
 		qctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
 		next := time.After(every)
-		list, at, err := d.Registry.Services(qctx, client.Query{Index: index, Wait: wait})
+		list, at, err := d.Registry.ListAfter(qctx, index, wait)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -162,7 +162,7 @@ func (d *Discovery) followList(ctx context.Context) {
 
 // setKnown takes a new service list: a service that left it has its watch
 // stopped (its instances are gone, and a request for it is now a 404).
-func (d *Discovery) setKnown(list []catalog.Service) {
+func (d *Discovery) setKnown(list []api.ServiceSummary) {
 	known := make(map[string]bool, len(list))
 	for _, svc := range list {
 		known[svc.Name] = true
@@ -275,25 +275,62 @@ func (d *Discovery) start(name string) *service {
 	return s
 }
 
+// watch feeds s's pool with the passing instances of service name until
+// ctx ends. The SDK's watch resumes a broken stream on its own; one that
+// ends with an error (a token refused, say) is started again, with
+// backoff, as the service's instances must keep being followed.
 func (d *Discovery) watch(ctx context.Context, name string, s *service) {
 	self := map[string]bool{}
 	for _, a := range d.Self {
 		self[a] = true
 	}
-	_ = d.Registry.Watch(ctx, name, client.Query{Status: catalog.Passing}, func(set catalog.InstanceSet) {
-		list := make([]balancer.Instance, 0, len(set.Instances))
-		for _, inst := range set.Instances {
-			if self[net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port))] {
-				d.Logger.Warn("leaving out an instance at the gateway's own address", "service", name, "instance", inst.ID)
-				continue
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		for set, err := range d.Registry.Watch(ctx, name, sdk.Query{Status: api.Passing}) {
+			if err != nil {
+				if ctx.Err() == nil {
+					d.Logger.Warn("the registry's watch of a service failed; retrying", "service", name, "err", err, "in", backoff)
+				}
+				break
 			}
-			list = append(list, balancer.Instance{ID: inst.ID, Address: inst.Address, Port: inst.Port,
-				Zone: inst.Zone, Version: inst.Version, Scheme: inst.Scheme(), Weight: inst.Weight})
+			backoff = 100 * time.Millisecond
+			list := d.instances(name, set.Instances, self)
+			s.pool.Update(list)
+			s.once.Do(func() { close(s.ready) })
+			d.Logger.Debug("instances updated", "service", name, "passing", len(list), "revision", set.Revision)
 		}
-		s.pool.Update(list)
-		s.once.Do(func() { close(s.ready) })
-		d.Logger.Debug("instances updated", "service", name, "passing", len(list), "revision", set.Revision)
-	})
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// instances are a service's instances as its balancer pool takes them,
+// without those at one of the gateway's own addresses.
+func (d *Discovery) instances(name string, set []api.Instance, self map[string]bool) []balancer.Instance {
+	list := make([]balancer.Instance, 0, len(set))
+	for _, inst := range set {
+		if self[net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port))] {
+			d.Logger.Warn("leaving out an instance at the gateway's own address", "service", name, "instance", inst.Id)
+			continue
+		}
+		scheme := "http"
+		if inst.Metadata[sdk.SchemeKey] == "https" {
+			scheme = "https"
+		}
+		list = append(list, balancer.Instance{ID: inst.Id, Address: inst.Address, Port: inst.Port,
+			Zone: deref(inst.Zone), Version: deref(inst.Version), Scheme: scheme, Weight: inst.Weight})
+	}
+	return list
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // Pools returns the pools in use, by service, for metrics: one per

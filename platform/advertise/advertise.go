@@ -121,9 +121,14 @@ func (r *Replica) Announce(ctx context.Context, logger *slog.Logger) {
 // comma-separated list) as a Steward process calls them: through hc (the
 // process's client, which trusts STEWARD_TLS_CA_FILE; nil: Go's default),
 // with token (STEWARD_AUTH_TOKEN; empty: none), each replica given
-// CallTimeout.
+// CallTimeout. A call tries each replica once and makes no further
+// rounds: every caller (an announcement, a campaign and its renewals, the
+// gateway's discovery, the scaler's reconcile) retries on its own
+// schedule, and a round's wait for a replica's Retry-After would only
+// delay it (a registry starting beside the process answers 503 until it
+// is ready, and an announcement retries from 100 ms).
 func Client(urls string, hc *http.Client, token string) (*sdk.Client, error) {
-	opts := []sdk.Option{sdk.WithTimeout(CallTimeout), sdk.WithUserAgent("steward")}
+	opts := []sdk.Option{sdk.WithTimeout(CallTimeout), sdk.WithRetries(0), sdk.WithUserAgent("steward")}
 	if hc != nil {
 		opts = append(opts, sdk.WithHTTPClient(hc))
 	}

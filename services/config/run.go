@@ -4,9 +4,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/stewardhq/steward/platform/advertise"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config/kv"
-	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // ServiceName names the log: stream STEWARD_CONFIG; replicas register
@@ -31,7 +31,7 @@ func Spec(s Settings) service.Spec[*kv.Machine] {
 		MaxBatchBytes: maxBatchBytes,
 		History:       true,
 		Expiry:        service.Expiry{Every: expiryEvery, Due: store.DueExpiries},
-		Announcer:     client.SelfAnnouncer,
+		Announcer:     advertise.SelfAnnouncer,
 		Handler: func(r *Replica) (http.Handler, error) {
 			// A nil *pgstore.History in the interface would not be a nil archive.
 			var archive historyArchive

@@ -4,9 +4,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/stewardhq/steward/platform/advertise"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/election/lease"
-	"github.com/stewardhq/steward/services/registry/client"
 )
 
 // ServiceName names the log: stream STEWARD_ELECTION; replicas register
@@ -34,7 +34,7 @@ func Spec(Settings) service.Spec[*lease.Machine] {
 		Machine:       m,
 		MaxBatchBytes: maxBatchBytes,
 		Expiry:        service.Expiry{Every: ExpiryInterval, Due: m.Due},
-		Announcer:     client.SelfAnnouncer,
+		Announcer:     advertise.SelfAnnouncer,
 		Handler: func(r *Replica) (http.Handler, error) {
 			return newServer(r.Log, r.Machine, r.Logger, r.Secure), nil
 		},

@@ -20,8 +20,8 @@ import (
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/service"
+	"github.com/stewardhq/steward/sdk"
 	"github.com/stewardhq/steward/services/config"
-	"github.com/stewardhq/steward/services/election/campaign"
 )
 
 // safetyDuration is shortened from the 60 s so that the package's
@@ -90,7 +90,7 @@ type record struct {
 type candidate struct {
 	id       string
 	tr       *pausable
-	c        *campaign.Client
+	c        sdk.Elections
 	pauseReq atomic.Bool // the schedule asks it to pause before its next write
 }
 
@@ -130,7 +130,11 @@ func TestSafetyUnderFaults(t *testing.T) {
 		base := &http.Transport{}
 		tr := &pausable{base: contractDoc.Transport(base, true)}
 		urls := []string{nodes[i%3].url, nodes[(i+1)%3].url, nodes[(i+2)%3].url}
-		cd := &candidate{id: id, tr: tr, c: campaign.New(urls, &http.Client{Transport: tr})}
+		c, err := sdk.New(strings.Join(urls, ","), sdk.WithHTTPClient(&http.Client{Transport: tr}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cd := &candidate{id: id, tr: tr, c: c.Elections()}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -192,7 +196,7 @@ func runCandidate(ctx context.Context, t *testing.T, cd *candidate, name string,
 	rng := rand.New(rand.NewPCG(seed, 77))
 	for ctx.Err() == nil {
 		lctx, resign := context.WithCancel(ctx)
-		l, err := cd.c.Campaign(lctx, name, cd.id, campaign.Options{TTL: ttl})
+		l, err := cd.c.Campaign(lctx, name, cd.id, sdk.CampaignOptions{TTL: ttl})
 		if err != nil {
 			resign()
 			if ctx.Err() == nil {

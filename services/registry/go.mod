@@ -12,13 +12,15 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/stewardhq/steward/platform v0.0.0-00010101000000-000000000000
-	github.com/tmaxmax/go-sse v0.11.0
 	go.uber.org/goleak v1.3.0
 )
 
 require (
+	github.com/apapsch/go-jsonmerge/v2 v2.0.0 // indirect
 	github.com/getkin/kin-openapi v0.153.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
 	github.com/jackc/pgx/v5 v5.12.0 // indirect
+	github.com/oapi-codegen/runtime v1.9.0 // indirect
 )
 
 require (

@@ -64,7 +64,9 @@ func watchEvents(c *openapitest.Contract, req *http.Request) func(event, id, dat
 	q := req.URL.Query()
 	service := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/v1/services/"), "/watch")
 	filter := catalog.Filter{Status: catalog.Status(q.Get("status")), Tag: q.Get("tag"), Zone: q.Get("zone")}
-	var lastRev int64
+	// -1: the first set may be at revision 0, a registry nothing was
+	// written to yet.
+	lastRev := int64(-1)
 	return func(event, id, data string) error {
 		var v any
 		if err := json.Unmarshal([]byte(data), &v); err != nil {

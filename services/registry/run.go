@@ -12,10 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/stewardhq/steward/platform/advertise"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
 	"github.com/stewardhq/steward/services/registry/health"
 )
 
@@ -47,8 +47,8 @@ func Spec(s Settings) service.Spec[*catalog.Machine] {
 		Name:      ServiceName,
 		Machine:   store,
 		Expiry:    service.Expiry{Every: expiryEvery, Due: func(now time.Time) [][]byte { return store.DueExpiries(now, guard) }},
-		Announcer: client.SelfAnnouncer,
-		SelfURL:   func(ln net.Listener) string { return client.LocalURL(s.Scheme(), ln.Addr()) },
+		Announcer: advertise.SelfAnnouncer,
+		SelfURL:   func(ln net.Listener) string { return advertise.LocalURL(s.Scheme(), ln.Addr()) },
 		Handler: func(r *Replica) (http.Handler, error) {
 			return newServer(r.Log, r.Machine, s.AllowLocal, reg, r.Logger, r.Secure), nil
 		},

@@ -25,8 +25,8 @@ import (
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/openapitest"
 	"github.com/stewardhq/steward/platform/web/webtest"
+	"github.com/stewardhq/steward/sdk"
 	"github.com/stewardhq/steward/services/election"
-	"github.com/stewardhq/steward/services/election/campaign"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/scaler"
 )
@@ -147,7 +147,11 @@ func startNode(t testing.TB, p *plane, id string, o nodeOptions) *node {
 	if err := rep.Log.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep.Loop.Elections = campaign.New(s.ElectionURLs, &http.Client{Transport: cuttable{n, http.DefaultTransport}})
+	elections, err := sdk.New(strings.Join(s.ElectionURLs, ","), sdk.WithHTTPClient(&http.Client{Transport: cuttable{n, http.DefaultTransport}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Loop.Elections = elections.Elections()
 	rep.Loop.BeforeScale = func(name string, token int64) {
 		if f := n.pause.Load(); f != nil {
 			(*f)(name, token)

@@ -1,6 +1,7 @@
 package scaler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,14 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
+	"github.com/stewardhq/steward/platform/advertise"
 	"github.com/stewardhq/steward/platform/service"
-	"github.com/stewardhq/steward/services/election/campaign"
-	registry "github.com/stewardhq/steward/services/registry/client"
 	"github.com/stewardhq/steward/services/scaler/control"
 	"github.com/stewardhq/steward/services/scaler/ledger"
 	"github.com/stewardhq/steward/services/scaler/metrics"
@@ -43,6 +44,10 @@ type Replica struct {
 // defaultRegistryURL is the registry the loop reads instances from when
 // STEWARD_REGISTRY_URL is empty.
 const defaultRegistryURL = "http://127.0.0.1:8082"
+
+// defaultElectionURL is the election service the loop campaigns in when
+// ElectionURLs is empty, as the setting's default says.
+const defaultElectionURL = "http://127.0.0.1:8083"
 
 // Shared returns the shared settings, the registry defaulted
 // (service.Settings).
@@ -72,14 +77,20 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 		Machine:       ledger.New(s.KeepDecisions),
 		MaxBatchBytes: maxBatchBytes,
 		History:       true,
-		Announcer:     registry.SelfAnnouncer,
+		Announcer:     advertise.SelfAnnouncer,
 		Handler: func(r *service.Replica[*ledger.Machine]) (http.Handler, error) {
 			rep.Replica = r
 			// Every call to Steward's services goes through the
 			// replica's client: it trusts STEWARD_TLS_CA_FILE.
 			calls := r.Client.Transport
-			elections := campaign.New(s.ElectionURLs, r.Client)
-			elections.Token = s.Token
+			elections, err := advertise.Client(cmp.Or(strings.Join(s.ElectionURLs, ","), defaultElectionURL), r.Client, s.Token)
+			if err != nil {
+				return nil, fmt.Errorf("the election service: %w", err)
+			}
+			registry, err := advertise.Client(registryURL, r.Client, s.Token)
+			if err != nil {
+				return nil, fmt.Errorf("the registry: %w", err)
+			}
 			rep.Loop = &control.Loop{
 				// Scrapes and webhooks may reach Steward's services too.
 				ScrapeClient: metrics.NewScrapeClient(calls),
@@ -87,11 +98,11 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 
 				Log:       r.Log,
 				Machine:   r.Machine,
-				Elections: elections,
+				Elections: elections.Elections(),
 				Election:  s.Election,
 				Replica:   r.Settings.ReplicaID,
 				TTL:       s.LeaseTTL,
-				Registry:  &registry.Client{BaseURL: registryURL, HTTP: &http.Client{Transport: calls, Timeout: 10 * time.Second}, Token: s.Token},
+				Registry:  registry.Services(),
 				Metrics:   rep.Metrics,
 				Logger:    r.Logger,
 				By:        r.Own.ID,

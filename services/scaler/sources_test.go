@@ -15,8 +15,8 @@ import (
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/platform/pgstore/pgtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	registry "github.com/stewardhq/steward/services/registry/client"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 // instance is a real HTTP server exposing a Prometheus gauge, registered
@@ -34,9 +34,12 @@ func startScrapedInstance(t *testing.T, p *plane, service, id string, queue floa
 	t.Cleanup(srv.Close)
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	portN, _ := strconv.Atoi(port)
-	rc := &registry.Client{BaseURL: p.registry}
-	if _, err := rc.Register(context.Background(), service, id, catalog.Registration{Address: host, Port: portN,
-		Metadata: map[string]string{"metricsPath": "/metrics"}}); err != nil {
+	rc, err := sdk.New(p.registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.Services().Register(context.Background(), service, id, api.Registration{Address: host, Port: portN,
+		Metadata: &map[string]string{"metricsPath": "/metrics"}}); err != nil {
 		t.Fatal(err)
 	}
 }

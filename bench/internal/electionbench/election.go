@@ -21,8 +21,8 @@ import (
 
 	"github.com/stewardhq/steward/bench/internal/harness"
 	"github.com/stewardhq/steward/platform/service"
+	"github.com/stewardhq/steward/sdk"
 	"github.com/stewardhq/steward/services/election"
-	"github.com/stewardhq/steward/services/election/campaign"
 )
 
 // The election section measures how soon a waiting candidate leads:
@@ -36,10 +36,10 @@ import (
 //
 // Steward: the election service (election.Serve, one voter, fsync on every
 // write, as steward dev runs) over HTTP on loopback, both candidates
-// through services/election/campaign. etcd: one embedded node (fsync on),
-// both candidates through concurrency.Election with a session of the same
-// TTL, each on its own clientv3 connection. Both renew every TTL/3. One
-// server runs at a time.
+// through the Go SDK (sdk.Elections.Campaign). etcd: one embedded node
+// (fsync on), both candidates through concurrency.Election with a session
+// of the same TTL, each on its own clientv3 connection. Both renew every
+// TTL/3. One server runs at a time.
 
 // Flags adds the section's flags.
 func Flags(fs interface {
@@ -118,25 +118,34 @@ func measureSteward(ctx context.Context, log *slog.Logger, ns *harness.NATSServe
 	url := r.URL
 	tr := &http.Transport{MaxIdleConnsPerHost: 8}
 	defer tr.CloseIdleConnections()
-	opts := campaign.Options{TTL: cfg.ElectionTTL}
+	opts := sdk.CampaignOptions{TTL: cfg.ElectionTTL}
+	// campaign campaigns for name as candidate through rt, as a process
+	// of its own would.
+	campaign := func(ctx context.Context, rt http.RoundTripper, name, candidate string) (*sdk.Leadership, error) {
+		c, err := sdk.New(url, sdk.WithHTTPClient(&http.Client{Transport: rt}))
+		if err != nil {
+			return nil, err
+		}
+		return c.Elections().Campaign(ctx, name, candidate, opts)
+	}
 
 	// trial runs one leader and one waiter for election name; act crashes
 	// or resigns the leader and returns the moment it did so.
-	trial := func(name string, act func(l *campaign.Leadership, tr *crashable) time.Time) (time.Duration, error) {
+	trial := func(name string, act func(l *sdk.Leadership, tr *crashable) time.Time) (time.Duration, error) {
 		leaderTr := &crashable{base: tr}
 		lctx, cancelLeader := context.WithCancel(ctx)
 		defer cancelLeader()
-		leader, err := campaign.New([]string{url}, &http.Client{Transport: leaderTr}).Campaign(lctx, name, "a", opts)
+		leader, err := campaign(lctx, leaderTr, name, "a")
 		if err != nil {
 			return 0, fmt.Errorf("leader's campaign: %w", err)
 		}
 		won := make(chan time.Time, 1)
 		wctx, cancelWaiter := context.WithCancel(ctx)
 		defer cancelWaiter()
-		var waiter *campaign.Leadership
+		var waiter *sdk.Leadership
 		var werr error
 		go func() {
-			waiter, werr = campaign.New([]string{url}, &http.Client{Transport: tr}).Campaign(wctx, name, "b", opts)
+			waiter, werr = campaign(wctx, tr, name, "b")
 			won <- time.Now()
 		}()
 		if err := waitQueued(ctx, tr, url, name); err != nil {
@@ -162,7 +171,7 @@ func measureSteward(ctx context.Context, log *slog.Logger, ns *harness.NATSServe
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range cfg.ElectionTrials {
-		d, err := trial(fmt.Sprintf("failover-%d", i), func(_ *campaign.Leadership, c *crashable) time.Time {
+		d, err := trial(fmt.Sprintf("failover-%d", i), func(_ *sdk.Leadership, c *crashable) time.Time {
 			// Crash anywhere in the renewal cycle.
 			time.Sleep(time.Duration(rng.Int64N(int64(cfg.ElectionTTL / 3))))
 			c.crash()
@@ -175,7 +184,7 @@ func measureSteward(ctx context.Context, log *slog.Logger, ns *harness.NATSServe
 		out.failover = append(out.failover, d)
 	}
 	for i := range cfg.ElectionTrials {
-		d, err := trial(fmt.Sprintf("handoff-%d", i), func(l *campaign.Leadership, _ *crashable) time.Time {
+		d, err := trial(fmt.Sprintf("handoff-%d", i), func(l *sdk.Leadership, _ *crashable) time.Time {
 			start := time.Now()
 			_ = l.Resign(ctx)
 			return start
@@ -301,7 +310,7 @@ func measureEtcd(ctx context.Context, log *slog.Logger, e *harness.EtcdPeer, cfg
 func Print(out io.Writer, cfg harness.Config, rep *electionReport) {
 	ttl := cfg.ElectionTTL
 	fmt.Fprintf(out, "\n== Election: failover and handoff, TTL %s ==\n\n", ttl)
-	fmt.Fprintf(out, "  Steward: election.Serve, 1 voter, NATS fsync on every write, HTTP on loopback, services/election/campaign.\n"+
+	fmt.Fprintf(out, "  Steward: election.Serve, 1 voter, NATS fsync on every write, HTTP on loopback, the Go SDK (sdk.Elections.Campaign).\n"+
 		"  etcd: 1 embedded node (fsync on), concurrency.Election, a session per candidate on its own connection.\n"+
 		"  Both renew every TTL/3. failover: from the leader's crash (at a random point of its renewal cycle) until the\n"+
 		"  waiting candidate's Campaign returns; handoff: from the leader's Resign call until it returns. %d trials each;\n"+

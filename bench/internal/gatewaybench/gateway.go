@@ -23,8 +23,8 @@ import (
 
 	"github.com/stewardhq/steward/bench/internal/harness"
 	"github.com/stewardhq/steward/bench/internal/loadreport"
-	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 )
 
 // The gateway section measures reverse proxies on one core: the same
@@ -193,8 +193,11 @@ func measureGateway(ctx context.Context, log *slog.Logger, cfg harness.Config, r
 	}
 	host, port, _ := net.SplitHostPort(upAddr)
 	portN, _ := strconv.Atoi(port)
-	reg := &client.Client{BaseURL: "http://" + regAddr}
-	if _, err := reg.Register(ctx, upstreamService, "upstream-0", catalog.Registration{Address: host, Port: portN}); err != nil {
+	reg, err := sdk.New("http://" + regAddr)
+	if err != nil {
+		return err
+	}
+	if _, err := reg.Services().Register(ctx, upstreamService, "upstream-0", api.Registration{Address: host, Port: portN}); err != nil {
 		return fmt.Errorf("register the upstream: %w", err)
 	}
 

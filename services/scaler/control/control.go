@@ -31,9 +31,9 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/qlog"
-	"github.com/stewardhq/steward/services/election/campaign"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 	"github.com/stewardhq/steward/services/registry/catalog"
-	registry "github.com/stewardhq/steward/services/registry/client"
 	"github.com/stewardhq/steward/services/scaler/driver"
 	"github.com/stewardhq/steward/services/scaler/hpa"
 	"github.com/stewardhq/steward/services/scaler/ledger"
@@ -45,12 +45,12 @@ type Loop struct {
 	Log     *qlog.Log
 	Machine *ledger.Machine
 	// Elections campaigns for Election as Replica with lease TTL.
-	Elections *campaign.Client
+	Elections sdk.Elections
 	Election  string
 	Replica   string
 	TTL       time.Duration
 	// Registry lists the instances of the scaled services.
-	Registry *registry.Client
+	Registry sdk.Services
 	Metrics  *metrics.Store
 	// ScrapeClient carries the scrapes of instances' metrics (the
 	// Scraper's own client if nil).
@@ -82,7 +82,7 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		lead, err := l.Elections.Campaign(ctx, l.Election, l.Replica, campaign.Options{TTL: l.TTL, Value: map[string]string{"replica": l.Replica}})
+		lead, err := l.Elections.Campaign(ctx, l.Election, l.Replica, sdk.CampaignOptions{TTL: l.TTL, Value: map[string]string{"replica": l.Replica}})
 		if err != nil {
 			if ctx.Err() == nil {
 				l.Logger.Warn("scaler campaign failed", "election", l.Election, "err", err)
@@ -150,7 +150,7 @@ func newTerm(l *Loop, token int64, done <-chan struct{}, depose context.CancelCa
 }
 
 // lead reconciles every scaler until the leadership ends.
-func (l *Loop) lead(ctx context.Context, lead *campaign.Leadership) error {
+func (l *Loop) lead(ctx context.Context, lead *sdk.Leadership) error {
 	lctx, depose := context.WithCancelCause(ctx)
 	defer depose(nil)
 	go func() {
@@ -305,10 +305,11 @@ func (t *term) observe(ctx context.Context, tg *target, name string, work ledger
 	if err != nil {
 		return observation{}, &observeError{"AbleToScale", "FailedGetScale", fmt.Errorf("driver: %w", err)}
 	}
-	instances, _, err := t.Registry.Instances(ctx, work.Spec.Service, registry.Query{})
+	listed, _, err := t.Registry.Instances(ctx, work.Spec.Service, sdk.Query{})
 	if err != nil {
 		return observation{}, &observeError{"ScalingActive", "FailedGetInstances", fmt.Errorf("list the instances of %s in the registry: %w", work.Spec.Service, err)}
 	}
+	instances := catalogInstances(listed)
 	current, err := drv.Current(ctx)
 	switch {
 	case errors.Is(err, driver.ErrUnknown):
@@ -557,4 +558,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// catalogInstances are the registry's instances as the scaler's metrics
+// take them: what scraping and matching samples read (where an instance
+// is and how to reach it, its identity and its status).
+func catalogInstances(list []api.Instance) []catalog.Instance {
+	out := make([]catalog.Instance, len(list))
+	for i, in := range list {
+		out[i] = catalog.Instance{Service: in.Service, ID: in.Id, Address: in.Address, Port: in.Port,
+			Tags: in.Tags, Metadata: in.Metadata, Weight: in.Weight, Status: catalog.Status(in.Status)}
+		if in.Zone != nil {
+			out[i].Zone = *in.Zone
+		}
+		if in.Version != nil {
+			out[i].Version = *in.Version
+		}
+	}
+	return out
 }

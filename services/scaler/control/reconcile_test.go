@@ -17,8 +17,8 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/platform/wire"
+	"github.com/stewardhq/steward/sdk"
 	registrysvc "github.com/stewardhq/steward/services/registry"
-	registry "github.com/stewardhq/steward/services/registry/client"
 	"github.com/stewardhq/steward/services/scaler/driver"
 	"github.com/stewardhq/steward/services/scaler/hpa"
 	"github.com/stewardhq/steward/services/scaler/ledger"
@@ -26,6 +26,16 @@ import (
 )
 
 var quiet = slog.New(slog.DiscardHandler)
+
+// registryAt is the registry at url, through the Go SDK.
+func registryAt(t *testing.T, url string) sdk.Services {
+	t.Helper()
+	c, err := sdk.New(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Services()
+}
 
 // harness is one scaler replica's log and state machine, real and over
 // an in-process NATS, with a real registry, and a loop whose driver is a
@@ -66,7 +76,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.loop = &Loop{Log: h.log, Machine: h.m, Replica: "r0", Logger: quiet, Metrics: metrics.NewStore(time.Minute),
-		Registry:  &registry.Client{BaseURL: regURL},
+		Registry:  registryAt(t, regURL),
 		NewDriver: func(driver.Spec, driver.Deps) (driver.Driver, error) { return h.drv, nil }}
 	return h
 }
@@ -226,7 +236,7 @@ func TestReconcileRecordsFailedObservation(t *testing.T) {
 		{"count unreadable", func(_ *Loop, d *recordingDriver) { d.currentErr = errors.New("gone") },
 			"AbleToScale", "FailedGetScale", "read the replica count: gone"},
 		{"registry unreachable", func(l *Loop, _ *recordingDriver) {
-			l.Registry = &registry.Client{BaseURL: "http://127.0.0.1:1"}
+			l.Registry = registryAt(t, "http://127.0.0.1:1")
 		}, "ScalingActive", "FailedGetInstances", "list the instances of"},
 	}
 	for _, tt := range tests {

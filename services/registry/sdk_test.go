@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -10,64 +11,98 @@ import (
 
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/web/webtest"
+	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/sdk/api"
 	"github.com/stewardhq/steward/services/registry/catalog"
-	"github.com/stewardhq/steward/services/registry/client"
 )
 
-// TestClientWatchSurvivesRestart: the Go client's watch reconnects to a
-// restarted registry and carries on with the whole set.
-func TestClientWatchSurvivesRestart(t *testing.T) {
-	nc := qlogtest.StartServer(t).Connect(t)
-	n := startNode(t, nc, testSettings("registry-0", nil))
-	addr := strings.TrimPrefix(n.url, "http://")
-	c := &client.Client{BaseURL: n.url}
+// The Go SDK's registry calls (sdk.Services) against real registry
+// replicas: a watch across a restart, Announce, and failover between
+// replicas of every kind of call.
+
+// sdkClient is an SDK client of the registry replicas at urls (comma-
+// separated), its exchanges validated against the API document.
+func sdkClient(t *testing.T, urls string) sdk.Services {
+	t.Helper()
+	// Not httpClient itself: its timeout would cut the watch.
+	c, err := sdk.New(urls, sdk.WithHTTPClient(&http.Client{Transport: httpClient.Transport}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Services()
+}
+
+// watchIDs follows service's passing instances through c and keeps the
+// ids of the last set seen, until the test ends; last reads them.
+func watchIDs(t *testing.T, c sdk.Services, service string) (last func() string) {
 	var mu sync.Mutex
-	var sets []string
+	seen := "<none>"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = c.Watch(ctx, "web", client.Query{Status: catalog.Passing}, func(set catalog.InstanceSet) {
+		for set, err := range c.Watch(ctx, service, sdk.Query{Status: api.Passing}) {
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Errorf("watch of %s: %v", service, err)
+				}
+				return
+			}
 			mu.Lock()
-			sets = append(sets, ids(set.Instances))
+			seen = apiIDs(set.Instances)
 			mu.Unlock()
-		})
+		}
 	}()
-	defer func() { cancel(); <-done }()
-	last := func() string {
+	t.Cleanup(func() { cancel(); <-done })
+	return func() string {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(sets) == 0 {
-			return "<none>"
-		}
-		return sets[len(sets)-1]
+		return seen
 	}
-	if _, err := c.Register(context.Background(), "web", "a", catalog.Registration{Address: "10.0.0.1", Port: 80}); err != nil {
+}
+
+func apiIDs(list []api.Instance) string {
+	var out []string
+	for _, inst := range list {
+		out = append(out, inst.Id)
+	}
+	return strings.Join(out, ",")
+}
+
+// TestSDKWatchSurvivesRestart: the SDK's watch reconnects to a restarted
+// registry and carries on with the whole set.
+func TestSDKWatchSurvivesRestart(t *testing.T) {
+	nc := qlogtest.StartServer(t).Connect(t)
+	n := startNode(t, nc, testSettings("registry-0", nil))
+	addr := strings.TrimPrefix(n.url, "http://")
+	c := sdkClient(t, n.url)
+	last := watchIDs(t, c, "web")
+	if _, err := c.Register(context.Background(), "web", "a", api.Registration{Address: "10.0.0.1", Port: 80}); err != nil {
 		t.Fatal(err)
 	}
 	webtest.WaitFor(t, 5*time.Second, "the set with a", func() bool { return last() == "a" })
 	n.stop()
 	startNodeAt(t, nc, testSettings("registry-0", nil), addr)
-	if _, err := c.Register(context.Background(), "web", "b", catalog.Registration{Address: "10.0.0.2", Port: 80}); err != nil {
+	if _, err := c.Register(context.Background(), "web", "b", api.Registration{Address: "10.0.0.2", Port: 80}); err != nil {
 		t.Fatal(err)
 	}
 	webtest.WaitFor(t, 10*time.Second, "the set with a and b after the restart", func() bool { return last() == "a,b" })
-	list, idx, err := c.Instances(context.Background(), "web", client.Query{})
-	if err != nil || ids(list) != "a,b" || idx == 0 {
-		t.Fatalf("Instances = %s, %d, %v", ids(list), idx, err)
+	list, idx, err := c.Instances(context.Background(), "web", sdk.Query{})
+	if err != nil || apiIDs(list) != "a,b" || idx == 0 {
+		t.Fatalf("Instances = %s, %d, %v", apiIDs(list), idx, err)
 	}
 }
 
-// TestAnnounce: a process stays registered while it runs and leaves when
-// it stops.
-func TestAnnounce(t *testing.T) {
+// TestSDKAnnounce: a process stays registered while it runs and leaves
+// when it stops.
+func TestSDKAnnounce(t *testing.T) {
 	n := startNode(t, qlogtest.StartServer(t).Connect(t), testSettings("registry-0", nil))
-	c := &client.Client{BaseURL: n.url}
+	c := sdkClient(t, n.url)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.Announce(ctx, "worker", "w-1", catalog.Registration{Address: "10.0.0.1", Port: 80}, slog.New(slog.DiscardHandler))
+		c.Announce(ctx, "worker", "w-1", api.Registration{Address: "10.0.0.1", Port: 80}, sdk.AnnounceOptions{Logger: slog.New(slog.DiscardHandler)})
 	}()
 	webtest.WaitFor(t, 5*time.Second, "announced", func() bool { return statusOf(t, n.url, "worker", "w-1") == catalog.Passing })
 	// Deregistered behind its back (an operator, or deregisterAfter
@@ -81,35 +116,24 @@ func TestAnnounce(t *testing.T) {
 	}
 }
 
-// TestClientFailsOverBetweenReplicas: a client given every replica keeps
+// TestSDKFailsOverBetweenReplicas: a client given every replica keeps
 // registering, heartbeating, answering blocking queries and delivering
 // its watch when the replica it was using stops.
-func TestClientFailsOverBetweenReplicas(t *testing.T) {
+func TestSDKFailsOverBetweenReplicas(t *testing.T) {
 	srv := qlogtest.StartServer(t)
 	voters := []string{"registry-0", "registry-1", "registry-2"}
 	var nodes []*node
 	for _, id := range voters {
 		nodes = append(nodes, startNode(t, srv.Connect(t), testSettings(id, voters)))
 	}
-	c := &client.Client{BaseURL: nodes[0].url + "," + nodes[1].url + "," + nodes[2].url}
+	c := sdkClient(t, nodes[0].url+","+nodes[1].url+","+nodes[2].url)
 	ctx := context.Background()
-	var mu sync.Mutex
-	last := "<none>"
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = c.Watch(wctx, "web", client.Query{Status: catalog.Passing}, func(set catalog.InstanceSet) {
-			mu.Lock()
-			last = ids(set.Instances)
-			mu.Unlock()
-		})
-	}()
-	defer func() { cancel(); <-done }()
-	seen := func(want string) func() bool {
-		return func() bool { mu.Lock(); defer mu.Unlock(); return last == want }
+	last := watchIDs(t, c, "web")
+	seen := func(want string) func() bool { return func() bool { return last() == want } }
+	ttl := api.Registration{Address: "10.0.0.1", Port: 80, Check: &api.Check{}}
+	if err := ttl.Check.FromTTLCheck(api.TTLCheck{Ttl: "3s"}); err != nil {
+		t.Fatal(err)
 	}
-	ttl := catalog.Registration{Address: "10.0.0.1", Port: 80, Check: &catalog.Check{TTL: catalog.Duration(3 * time.Second)}}
 	if _, err := c.Register(ctx, "web", "a", ttl); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +141,7 @@ func TestClientFailsOverBetweenReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	webtest.WaitFor(t, 5*time.Second, "the watch delivering a", seen("a"))
-	_, index, err := c.Services(ctx, client.Query{})
+	_, index, err := c.ListAfter(ctx, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +156,7 @@ func TestClientFailsOverBetweenReplicas(t *testing.T) {
 	blocked := make(chan answer, 1)
 	go func() {
 		for {
-			_, at, err := c.Services(ctx, client.Query{Index: index, Wait: 30 * time.Second})
+			_, at, err := c.ListAfter(ctx, index, 30*time.Second)
 			if err != nil || at > index {
 				blocked <- answer{at, err}
 				return
@@ -150,7 +174,7 @@ func TestClientFailsOverBetweenReplicas(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	if _, err := c.Register(ctx, "web", "b", catalog.Registration{Address: "10.0.0.2", Port: 80}); err != nil {
+	if _, err := c.Register(ctx, "web", "b", api.Registration{Address: "10.0.0.2", Port: 80}); err != nil {
 		t.Fatalf("Register with registry-0 stopped: %v", err)
 	}
 	webtest.WaitFor(t, 10*time.Second, "the watch delivering a,b from another replica", seen("a,b"))
@@ -162,8 +186,8 @@ func TestClientFailsOverBetweenReplicas(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the blocking query did not answer after the registration")
 	}
-	list, _, err := c.Instances(ctx, "web", client.Query{Status: catalog.Passing})
-	if err != nil || ids(list) != "a,b" {
-		t.Fatalf("Instances(passing) = %s, %v; want a,b", ids(list), err)
+	list, _, err := c.Instances(ctx, "web", sdk.Query{Status: api.Passing})
+	if err != nil || apiIDs(list) != "a,b" {
+		t.Fatalf("Instances(passing) = %s, %v; want a,b", apiIDs(list), err)
 	}
 }
