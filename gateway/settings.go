@@ -20,7 +20,7 @@ type Settings struct {
 	// RegistryURL is where instances are learnt; ConfigURL is where the
 	// route documents are read and tokens checked (empty: steward-config
 	// found through the registry). Each is a comma-separated list of
-	// replicas' base URLs, failed over in turn (platform/replicas).
+	// replicas' base URLs, failed over in turn (sdk/replicas).
 	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082" desc:"registry replicas instances are learnt from and the gateway registers itself in, comma-separated; a call or watch that one cannot answer goes to the next"`
 	ConfigURL   string `envconfig:"CONFIG_URL" desc:"config replicas read for route documents and tokens, comma-separated, failed over in turn (empty: steward-config from the registry)"`
 	Zone        string `envconfig:"GATEWAY_ZONE" desc:"zone preferred while it has instances"`

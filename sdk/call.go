@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 )
 
 // maxAnswer bounds an answer the SDK reads into memory.
@@ -43,8 +42,21 @@ func check(res *http.Response, err error) error {
 	return nil
 }
 
-// revisionOf is the X-Steward-Revision of an answer, 0 without one.
-func revisionOf(res *http.Response) int64 {
-	n, _ := strconv.ParseInt(res.Header.Get("X-Steward-Revision"), 10, 64)
-	return n
+// collect reads a listing page after page: page fetches the one after
+// the cursor (nil: the first) and returns its items and the next cursor
+// (nil or "" on the last).
+func collect[T any](page func(after *string) ([]T, *string, error)) ([]T, error) {
+	var all []T
+	var after *string
+	for {
+		items, next, err := page(after)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == nil || *next == "" {
+			return all, nil
+		}
+		after = next
+	}
 }

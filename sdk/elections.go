@@ -56,19 +56,13 @@ var (
 
 // List is every election someone leads, by name.
 func (e Elections) List(ctx context.Context) ([]api.Leadership, error) {
-	var all []api.Leadership
-	p := &api.ListElectionsParams{}
-	for {
-		page, err := decode[api.ElectionListResponse](e.c.api.ListElections(ctx, p))
+	return collect(func(after *string) ([]api.Leadership, *string, error) {
+		page, err := decode[api.ElectionListResponse](e.c.api.ListElections(ctx, &api.ListElectionsParams{After: after}))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		all = append(all, page.Items...)
-		if page.Next == nil || *page.Next == "" {
-			return all, nil
-		}
-		p.After = page.Next
-	}
+		return page.Items, page.Next, nil
+	})
 }
 
 // Get reads election name's leadership; ErrNotFound when no one leads.

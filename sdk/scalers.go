@@ -16,19 +16,13 @@ func (c *Client) Scalers() Scalers { return Scalers{c} }
 
 // List is every scaler, in name order, page after page.
 func (s Scalers) List(ctx context.Context) ([]api.Scaler, error) {
-	var all []api.Scaler
-	p := &api.ListScalersParams{}
-	for {
-		page, err := decode[api.ScalerListResponse](s.c.api.ListScalers(ctx, p))
+	return collect(func(after *string) ([]api.Scaler, *string, error) {
+		page, err := decode[api.ScalerListResponse](s.c.api.ListScalers(ctx, &api.ListScalersParams{After: after}))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		all = append(all, page.Items...)
-		if page.Next == nil || *page.Next == "" {
-			return all, nil
-		}
-		p.After = page.Next
-	}
+		return page.Items, page.Next, nil
+	})
 }
 
 // Get reads scaler name: its spec with defaults filled in, and its status.

@@ -61,7 +61,10 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 			// events instead, so they are skipped only as long as the new
 			// stream repeats them.
 			since []Event
-			delay = time.Second
+			// base is the server's retry: delay, or firstRetry; a stream
+			// that broke before giving an event doubles the wait, up to
+			// maxRetry, so a replica that keeps failing is not hammered.
+			base, delay = firstRetry, firstRetry
 		)
 		for {
 			res, err := open(ctx, lastID)
@@ -77,10 +80,10 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 				return
 			}
 			if err == nil && res.StatusCode < 300 {
-				replay := since
+				replay, gave := since, false
 				verdict := readEvents(res, func(ev Event, retry time.Duration) verdict {
 					if retry > 0 {
-						delay = retry
+						base, delay = retry, retry
 					}
 					if ev.Type == "" && ev.ID == "" && ev.Data == nil {
 						return keepReading // a retry: line alone
@@ -97,7 +100,10 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 						if !yield(ev, nil) {
 							return stopRanging
 						}
-						since = append(since, ev)
+						gave = true
+						if len(since) < maxReplay {
+							since = append(since, ev)
+						}
 					}
 					if ev.ID != "" {
 						lastID, since = ev.ID, nil
@@ -106,6 +112,9 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 				})
 				if verdict == stopRanging {
 					return
+				}
+				if gave {
+					delay = base
 				}
 			} else if err == nil {
 				res.Body.Close()
@@ -117,9 +126,21 @@ func (c *Client) stream(ctx context.Context, open opener) iter.Seq2[Event, error
 				return
 			case <-time.After(delay):
 			}
+			delay = min(2*delay, max(base, maxRetry))
 		}
 	}
 }
+
+// A stream is reopened firstRetry after it broke, unless the server set
+// its retry: delay, and up to maxRetry after one failure after another.
+// A stream whose events carry no id never repeats them by Last-Event-ID;
+// at most maxReplay events since the last id are kept to recognise a
+// repeat.
+const (
+	firstRetry = 100 * time.Millisecond
+	maxRetry   = 5 * time.Second
+	maxReplay  = 1024
+)
 
 // sameEvent reports whether a and b are the same event: a resumed
 // stream sending one again.

@@ -44,6 +44,13 @@ func TestReadme(t *testing.T) {
 		t.Fatal("README.md has no ```sh block to run")
 	}
 
+	// The examples run stewardctl as a reader who ran make build does.
+	bin := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "stewardctl"), "github.com/stewardhq/steward/cmd/stewardctl").CombinedOutput(); err != nil {
+		t.Fatalf("building stewardctl: %v\n%s", err, out)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+
 	d := startDev(t)
 	// Stopped with SIGINT, not killed: the scaler's process driver then
 	// stops the processes an example made it start.

@@ -33,7 +33,7 @@ const Prefix = "/steward/gateway/routes/"
 type Source struct {
 	// Config returns the config service's replicas to call (it may
 	// differ from call to call: an instance found through the registry);
-	// a call fails over between them (platform/replicas), and the watch
+	// a call fails over between them (sdk/replicas), and the watch
 	// resumes on another from the last revision applied.
 	Config func() (*replicas.Set, error)
 	// Token, if set, is sent as Authorization: Bearer

@@ -51,7 +51,7 @@ type Replicated struct {
 	// RegistryURL is where the replica registers itself as
 	// steward-<service>: one registry replica's base URL or a
 	// comma-separated list of them, failed over in turn
-	// (platform/replicas); empty: it does not register (the registry
+	// (sdk/replicas); empty: it does not register (the registry
 	// registers in itself, the scaler defaults to http://127.0.0.1:8082).
 	RegistryURL string `envconfig:"REGISTRY_URL" desc:"registry replicas this process registers itself in, comma-separated; a call that one cannot answer goes to the next (empty: none; the registry registers in itself, the scaler uses and registers in http://127.0.0.1:8082)"`
 
