@@ -102,6 +102,9 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{cfg: cfg, via: "1.1 " + cfg.ID, limits: newLimiters(), m: newMetrics(cfg.Registerer)}
 	p.viaValues = []string{p.via}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(newUpstreamCollector(p))
+	}
 	p.upstream = cfg.Transport
 	if p.upstream == nil {
 		p.upstream = NewTransport()
@@ -443,6 +446,7 @@ type serviceState struct {
 	active   atomic.Int64 // admitted requests
 	pending  atomic.Int64 // attempts waiting for response headers
 	retrying atomic.Int64 // retries in flight
+	versions versionSet   // attempts by instance version
 }
 
 func (p *Proxy) service(name string) *serviceState {

@@ -50,6 +50,11 @@ func (b *balancing) RoundTrip(req *http.Request) (*http.Response, error) {
 			// refused the same.
 			return nil, err
 		}
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		x.svc.versions.series(ep.Instance().Version, time.Now).record(attemptOutcome(x.Context, status, err), latency)
 		failed := err != nil || resp.StatusCode >= 500
 		if attempt < x.retries && p.retryable(x, out, resp, err) && p.budget(x, err) {
 			if resp != nil {
