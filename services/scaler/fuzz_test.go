@@ -114,6 +114,14 @@ var validSpecSeeds = []string{
 	specWith(func(s map[string]any) {
 		s["driver"] = map[string]any{"type": "webhook", "url": "https://example.com/scale", "secretEnv": "SCALE_SECRET", "maxAttempts": 3, "backoff": "1s", "timeout": "500ms", "readCurrent": true}
 	}),
+	specWith(func(s map[string]any) {
+		s["driver"] = map[string]any{"type": "webhook", "url": "https://example.com/scale", "secretEnv": "S", "version": "v2", "template": map[string]any{"z": 1.50, "a": []any{"x"}}}
+		s["strategy"] = map[string]any{"type": "RollingUpdate", "rollingUpdate": map[string]any{"maxSurge": 2, "maxUnavailable": "0%"}, "minReadySeconds": 3, "progressDeadline": "2m"}
+	}),
+	specWith(func(s map[string]any) {
+		s["driver"] = map[string]any{"type": "kubernetes", "name": "web", "image": "registry.example.com/web:1.2", "container": "web", "version": "1.2"}
+		s["strategy"] = map[string]any{}
+	}),
 }
 
 // invalidSpecSeeds are bodies PUT refuses.
@@ -133,6 +141,24 @@ var invalidSpecSeeds = []string{
 	specWith(func(s map[string]any) { at(metric0(s), "target")["value"] = 1e-320 }),
 	`{"service":"web","maxReplicas":1e400,"metrics":null,"driver":null}`,
 	`{"service":"\u0000","maxReplicas":-0,"metrics":[{}],"driver":{"type":"\ud800"}}`,
+	specWith(func(s map[string]any) {
+		s["strategy"] = map[string]any{"rollingUpdate": map[string]any{"maxSurge": 0, "maxUnavailable": 0}}
+	}),
+	specWith(func(s map[string]any) {
+		s["strategy"] = map[string]any{"rollingUpdate": map[string]any{"maxSurge": "1.5%"}}
+	}),
+	specWith(func(s map[string]any) {
+		s["strategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{map[string]any{"setWeight": 10}, map[string]any{"pause": "2m"}}}}
+	}),
+	specWith(func(s map[string]any) {
+		s["driver"] = map[string]any{"type": "process", "command": []any{"x"}, "version": "a\nb"}
+	}),
+	specWith(func(s map[string]any) {
+		s["driver"] = map[string]any{"type": "webhook", "url": "http://x", "secret": "s", "template": []any{1}}
+	}),
+	specWith(func(s map[string]any) {
+		s["driver"] = map[string]any{"type": "process", "command": []any{"x"}, "image": "web:1"}
+	}),
 }
 
 // FuzzPutScaler PUTs arbitrary bodies under arbitrary names. A refused
@@ -177,6 +203,9 @@ func FuzzPutScaler(f *testing.F) {
 			t.Fatalf("defaults not filled: %s", raw)
 		case sp.Driver.Secret != "":
 			t.Fatalf("the secret is shown: %s", raw)
+		case sp.Strategy == nil || sp.Strategy.Type != "RollingUpdate" || sp.Strategy.MinReadySeconds == nil || sp.Strategy.ProgressDeadline == nil ||
+			sp.Strategy.RollingUpdate == nil || sp.Strategy.RollingUpdate.MaxSurge == nil || sp.Strategy.RollingUpdate.MaxUnavailable == nil:
+			t.Fatalf("strategy defaults not filled (or a strategy other than RollingUpdate accepted): %s", raw)
 		}
 		for _, r := range []*hpa.Rules{sp.Behavior.ScaleUp, sp.Behavior.ScaleDown} {
 			if r.StabilizationWindow == nil || r.SelectPolicy == "" || len(r.Policies) == 0 {

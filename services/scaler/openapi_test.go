@@ -45,7 +45,8 @@ const goodScaler = `{"name":"web","spec":{"service":"web","minReplicas":1,"maxRe
 	"metrics":[{"name":"gateway_rps","target":{"type":"averageValue","value":10}}],"tolerance":0.1,"syncPeriod":"15s",
 	"behavior":{"scaleUp":{"stabilizationWindow":"0s","selectPolicy":"Max","policies":[{"type":"Pods","value":4,"period":"15s"}]},
 	"scaleDown":{"stabilizationWindow":"5m0s","selectPolicy":"Max","policies":[{"type":"Percent","value":100,"period":"15s"}]}},
-	"driver":{"type":"webhook","url":"http://127.0.0.1:9/scale","readCurrent":true}},
+	"driver":{"type":"webhook","url":"http://127.0.0.1:9/scale","readCurrent":true},
+	"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":"25%","maxUnavailable":"25%"},"minReadySeconds":0,"progressDeadline":"10m0s"}},
 	"generation":1,"createRevision":3,"modRevision":3,
 	"status":{"currentReplicas":2,"desiredReplicas":2,"observedGeneration":1,"conditions":[],
 	"lastDecision":{"revision":5,"generation":1,"leader":"scaler-0","token":4,"observed":{"gateway_rps":20},
@@ -70,15 +71,17 @@ func TestContractRejects(t *testing.T) {
 		t.Fatalf("a valid exchange was refused: %v", err)
 	}
 	for name, body := range map[string]string{
-		"unknown field":          strings.Replace(goodScaler, `"generation":1,`, `"generation":1,"x":1,`, 1),
-		"secret shown":           strings.Replace(goodScaler, `"readCurrent":true`, `"readCurrent":true,"secret":"s3cret"`, 1),
-		"defaults not filled":    strings.Replace(goodScaler, `"tolerance":0.1,`, ``, 1),
-		"selectPolicy not set":   strings.Replace(goodScaler, `"selectPolicy":"Max",`, ``, 1),
-		"bad target type":        strings.Replace(goodScaler, `"averageValue"`, `"average"`, 1),
-		"duration as a number":   strings.Replace(goodScaler, `"syncPeriod":"15s"`, `"syncPeriod":15`, 1),
-		"decision without token": strings.Replace(goodScaler, `"token":4,`, ``, 1),
-		"generation 0":           strings.Replace(goodScaler, `"generation":1,"createRevision"`, `"generation":0,"createRevision"`, 1),
-		"name with a slash":      strings.Replace(goodScaler, `"name":"web"`, `"name":"a/b"`, 1),
+		"unknown field":                strings.Replace(goodScaler, `"generation":1,`, `"generation":1,"x":1,`, 1),
+		"secret shown":                 strings.Replace(goodScaler, `"readCurrent":true`, `"readCurrent":true,"secret":"s3cret"`, 1),
+		"defaults not filled":          strings.Replace(goodScaler, `"tolerance":0.1,`, ``, 1),
+		"strategy defaults not filled": strings.Replace(goodScaler, `"minReadySeconds":0,`, ``, 1),
+		"bad maxSurge":                 strings.Replace(goodScaler, `"maxSurge":"25%"`, `"maxSurge":"25"`, 1),
+		"selectPolicy not set":         strings.Replace(goodScaler, `"selectPolicy":"Max",`, ``, 1),
+		"bad target type":              strings.Replace(goodScaler, `"averageValue"`, `"average"`, 1),
+		"duration as a number":         strings.Replace(goodScaler, `"syncPeriod":"15s"`, `"syncPeriod":15`, 1),
+		"decision without token":       strings.Replace(goodScaler, `"token":4,`, ``, 1),
+		"generation 0":                 strings.Replace(goodScaler, `"generation":1,"createRevision"`, `"generation":0,"createRevision"`, 1),
+		"name with a slash":            strings.Replace(goodScaler, `"name":"web"`, `"name":"a/b"`, 1),
 	} {
 		req, res := mk("GET", "/v1/scalers/web", 200, "application/json")
 		if err := c.Check(req, nil, res, []byte(body), true); err == nil {

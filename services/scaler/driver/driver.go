@@ -14,6 +14,7 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,10 @@ const (
 // people write it in a scaler spec; each type reads its own fields.
 type Spec struct {
 	Type string `json:"type"`
+	// Version names the template the instances run (Template): the
+	// process driver sets STEWARD_VERSION to it, the webhook and the
+	// kubernetes drivers send and label it. Optional.
+	Version string `json:"version,omitempty"`
 	ProcessSpec
 	WebhookSpec
 	KubernetesSpec
@@ -100,6 +105,10 @@ type WebhookSpec struct {
 	MaxAttempts int           `json:"maxAttempts,omitempty"`
 	Backoff     wire.Duration `json:"backoff,omitempty"`
 	Timeout     wire.Duration `json:"timeout,omitempty"`
+	// Template is opaque to Steward: a JSON object sent with every call,
+	// what the receiver starts its instances from. Changing it is a new
+	// version to roll out.
+	Template json.RawMessage `json:"template,omitempty"`
 }
 
 // KubernetesSpec is the kubernetes driver's part of a Spec.
@@ -111,6 +120,10 @@ type KubernetesSpec struct {
 	Namespace string `json:"namespace,omitempty"`
 	// APIServer overrides the in-cluster KUBERNETES_SERVICE_HOST/PORT.
 	APIServer string `json:"apiServer,omitempty"`
+	// Image is set on the pod template's Container (its first if empty):
+	// changing it is a new version, which the workload rolls out itself.
+	Image     string `json:"image,omitempty"`
+	Container string `json:"container,omitempty"`
 }
 
 // Defaults of the fields left out.
@@ -134,17 +147,25 @@ func (s *Spec) Validate() error {
 	// silently ignore it.
 	foreign := func(typ string, set map[string]bool) {
 		for _, f := range []string{"command", "env", "dir", "gracePeriod", "url", "secret", "secretEnv",
-			"readCurrent", "maxAttempts", "backoff", "timeout", "kind", "name", "namespace", "apiServer"} {
+			"readCurrent", "maxAttempts", "backoff", "timeout", "template", "kind", "name", "namespace", "apiServer", "image", "container"} {
 			if set[f] && fieldType[f] != typ {
 				add(f, "is a %s driver field, not a %s one", fieldType[f], typ)
 			}
 		}
 	}
+	if string(s.Template) == "null" {
+		s.Template = nil // as if omitted, as JSON null is for every other field
+	}
 	set := map[string]bool{
 		"command": len(s.Command) > 0, "env": len(s.Env) > 0, "dir": s.Dir != "", "gracePeriod": s.GracePeriod != 0,
 		"url": s.URL != "", "secret": s.Secret != "", "secretEnv": s.SecretEnv != "", "readCurrent": s.ReadCurrent,
 		"maxAttempts": s.MaxAttempts != 0, "backoff": s.Backoff != 0, "timeout": s.Timeout != 0,
-		"kind": s.Kind != "", "name": s.Name != "", "namespace": s.Namespace != "", "apiServer": s.APIServer != "",
+		"template": len(s.Template) > 0,
+		"kind":     s.Kind != "", "name": s.Name != "", "namespace": s.Namespace != "", "apiServer": s.APIServer != "",
+		"image": s.Image != "", "container": s.Container != "",
+	}
+	if s.Version != "" && !validVersion(s.Version) {
+		add("version", "must be 1 to %d bytes of UTF-8 without control characters", MaxVersionBytes)
 	}
 	switch s.Type {
 	case TypeProcess:
@@ -179,6 +200,15 @@ func (s *Spec) Validate() error {
 		if s.Timeout < 0 {
 			add("timeout", "must not be negative")
 		}
+		if len(s.Template) > 0 {
+			if len(s.Template) > MaxTemplateBytes {
+				add("template", "must be at most %d bytes", MaxTemplateBytes)
+			} else if b, ok := canonicalObject(s.Template); !ok {
+				add("template", "must be a JSON object")
+			} else {
+				s.Template = b
+			}
+		}
 	case TypeKubernetes:
 		foreign(TypeKubernetes, set)
 		if s.Kind != "" && s.Kind != "Deployment" && s.Kind != "StatefulSet" {
@@ -189,6 +219,15 @@ func (s *Spec) Validate() error {
 		}
 		if s.APIServer != "" && !strings.HasPrefix(s.APIServer, "https://") && !strings.HasPrefix(s.APIServer, "http://") {
 			add("apiServer", "must be an http or https URL")
+		}
+		if s.Image != "" && (len(s.Image) > 512 || strings.ContainsFunc(s.Image, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
+			add("image", "must be an image reference: at most 512 bytes, no spaces or control characters")
+		}
+		if s.Container != "" && !dnsLabel(s.Container) {
+			add("container", "must be a container name: a DNS label (lower-case letters, digits and '-', at most 63)")
+		}
+		if s.Container != "" && s.Image == "" {
+			add("container", "names where image goes: set image too")
 		}
 	case "":
 		add("type", "is required: process, webhook or kubernetes")
@@ -204,8 +243,22 @@ func (s *Spec) Validate() error {
 var fieldType = map[string]string{
 	"command": TypeProcess, "env": TypeProcess, "dir": TypeProcess, "gracePeriod": TypeProcess,
 	"url": TypeWebhook, "secret": TypeWebhook, "secretEnv": TypeWebhook, "readCurrent": TypeWebhook,
-	"maxAttempts": TypeWebhook, "backoff": TypeWebhook, "timeout": TypeWebhook,
+	"maxAttempts": TypeWebhook, "backoff": TypeWebhook, "timeout": TypeWebhook, "template": TypeWebhook,
 	"kind": TypeKubernetes, "name": TypeKubernetes, "namespace": TypeKubernetes, "apiServer": TypeKubernetes,
+	"image": TypeKubernetes, "container": TypeKubernetes,
+}
+
+// dnsLabel is Kubernetes' rule for a container's name (RFC 1123 label).
+func dnsLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Deps is what a driver takes from its surroundings rather than its spec.

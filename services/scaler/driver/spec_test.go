@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,17 @@ func TestSpecValidate(t *testing.T) {
 		{"kubernetes without name", `{"type":"kubernetes"}`, []string{"driver.name"}},
 		{"kubernetes bad kind", `{"type":"kubernetes","kind":"DaemonSet","name":"x"}`, []string{"driver.kind"}},
 		{"kubernetes with a process field", `{"type":"kubernetes","name":"x","command":["y"]}`, []string{"driver.command"}},
+		{"process versioned", `{"type":"process","command":["x"],"version":"v2.0"}`, nil},
+		{"bad version", `{"type":"process","command":["x"],"version":"v\u0001"}`, []string{"driver.version"}},
+		{"long version", `{"type":"process","command":["x"],"version":"` + strings.Repeat("v", 129) + `"}`, []string{"driver.version"}},
+		{"webhook template", `{"type":"webhook","url":"http://h","secret":"s","template":{"image":"web:2"},"version":"2"}`, nil},
+		{"webhook template not an object", `{"type":"webhook","url":"http://h","secret":"s","template":[1]}`, []string{"driver.template"}},
+		{"webhook template null", `{"type":"webhook","url":"http://h","secret":"s","template":null}`, nil},
+		{"template on process", `{"type":"process","command":["x"],"template":{}}`, []string{"driver.template"}},
+		{"kubernetes image", `{"type":"kubernetes","name":"x","image":"reg.example.com/web@sha256:ab","container":"web-1"}`, nil},
+		{"kubernetes bad image and container", `{"type":"kubernetes","name":"x","image":"web 1","container":"Web"}`, []string{"driver.image", "driver.container"}},
+		{"kubernetes container without image", `{"type":"kubernetes","name":"x","container":"web"}`, []string{"driver.container"}},
+		{"image on webhook", `{"type":"webhook","url":"http://h","secret":"s","image":"x"}`, []string{"driver.image"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var s driver.Spec
@@ -77,5 +89,51 @@ func TestSpecValidate(t *testing.T) {
 				t.Errorf("New accepted an invalid spec")
 			}
 		})
+	}
+}
+
+// TestTemplateHash: the hash names what the instances run, so it changes
+// with the template and nothing else, and two spellings of one webhook
+// template hash equal once validated.
+func TestTemplateHash(t *testing.T) {
+	parse := func(in string) driver.Spec {
+		t.Helper()
+		var s driver.Spec
+		if err := json.Unmarshal([]byte(in), &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("Validate(%s) = %v", in, err)
+		}
+		return s
+	}
+	hash := func(in string) string { return parse(in).Workload().Hash() }
+	base := hash(`{"type":"process","command":["app"],"env":{"A":"1"},"version":"1"}`)
+	for _, tt := range []struct {
+		name, spec string
+		same       bool
+	}{
+		{"same", `{"type":"process","command":["app"],"env":{"A":"1"},"version":"1"}`, true},
+		{"grace period is not the template", `{"type":"process","command":["app"],"env":{"A":"1"},"version":"1","gracePeriod":"3s"}`, true},
+		{"version", `{"type":"process","command":["app"],"env":{"A":"1"},"version":"2"}`, false},
+		{"env", `{"type":"process","command":["app"],"env":{"A":"2"},"version":"1"}`, false},
+		{"command", `{"type":"process","command":["app","-x"],"env":{"A":"1"},"version":"1"}`, false},
+		{"dir", `{"type":"process","command":["app"],"env":{"A":"1"},"version":"1","dir":"/tmp"}`, false},
+	} {
+		if got := hash(tt.spec) == base; got != tt.same {
+			t.Errorf("%s: hash equal = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+	a := hash(`{"type":"webhook","url":"http://h","secret":"s","template":{"b":1.50, "a":[1,2]}}`)
+	b := hash(`{"type":"webhook","url":"http://other","secret":"t","template":{"a":[1,2],"b":1.50}}`)
+	if a != b {
+		t.Errorf("one webhook template in two spellings hashes %s and %s", a, b)
+	}
+	if c := hash(`{"type":"webhook","url":"http://h","secret":"s","template":{"a":[1,2],"b":1.5}}`); c == a {
+		t.Errorf("1.50 and 1.5 are kept as written, so they hash apart: got %s for both", c)
+	}
+	k := parse(`{"type":"kubernetes","name":"x","image":"web:2","container":"web","version":"2"}`)
+	if w := k.WithoutTemplate(); w.Image != "" || w.Container != "" || w.Version != "" || w.Name != "x" {
+		t.Errorf("WithoutTemplate() = %+v, want the template gone and the rest kept", w)
 	}
 }

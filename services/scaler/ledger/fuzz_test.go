@@ -24,6 +24,12 @@ func fuzzHistory(t testing.TB) *machine {
 	h.apply(decideCmd("web", "r1", 5, 1, h.at, 2, 4))
 	h.apply(decideCmd("api", "r1", 5, 1, h.at, 3, 1))
 	h.apply(actuateCmd("api", "r1", 5, 5, ledger.Actuation{Replicas: 1, Result: &driver.Result{Previous: 3, Replicas: 1}}))
+	// job is rolling out v2 (rollout 8) with a start intended at 9.
+	job1, job2 := processSpec(t, "v1"), processSpec(t, "v2")
+	h.apply(ledger.Command{Op: ledger.OpPut, Name: "job", Spec: &job1})
+	h.apply(ledger.Command{Op: ledger.OpPut, Name: "job", Spec: &job2})
+	w, _ := h.m.Work("job")
+	h.apply(ledger.Command{Op: ledger.OpRolloutIntend, Name: "job", Replica: "r1", Token: 5, Rollout: &ledger.RolloutCmd{ID: w.Rollout.ID, Kind: ledger.ActionStart, Version: w.Rollout.To, Count: 2}})
 	return h
 }
 
@@ -52,6 +58,13 @@ func FuzzApply(f *testing.F) {
 		`{"op":"actuate","name":"web","replica":"r1","token":5,"decisionRevision":4,"actuation":{"result":null}}`,
 		`{"op":"put","name":"","spec":{}}`, `{"op":"put","name":"web","spec":null}`,
 		`{"op":"lead","replica":"r1","token":9223372036854775807}`,
+		`{"op":"rolloutIntend","name":"job","replica":"r1","token":5,"rollout":{"id":8,"kind":"stop","ids":["job-1"]}}`,
+		`{"op":"rolloutIntend","name":"job","replica":"r1","token":5,"rollout":{"id":8,"kind":"start","count":1000000}}`,
+		`{"op":"rolloutDone","name":"job","replica":"r1","token":5,"rollout":{"id":8,"actionRevision":9,"ids":["x"],"error":"e"}}`,
+		`{"op":"rolloutReport","name":"job","replica":"r1","token":5,"rollout":{"id":8,"phase":"Failed","versions":[{"hash":"","running":-1}]}}`,
+		`{"op":"rolloutReport","name":"job","replica":"r1","token":5,"rollout":{"id":8,"phase":"Succeeded"}}`,
+		`{"op":"rolloutReport","name":"job","replica":"r1","token":5,"rollout":null}`,
+		`{"op":"rolloutPause","name":"job"}`, `{"op":"rolloutAbort","name":"job","by":"t"}`, `{"op":"rolloutPromote","name":"web"}`,
 		`{"op":"nope"}`, `{}`, `null`, `[]`, `"x"`, `{"op":"put","spec":{"maxReplicas":1e400}}`, "\x00",
 	} {
 		f.Add([]byte(s), uint16(0))
@@ -90,6 +103,8 @@ func FuzzApply(f *testing.F) {
 				m.Get(n)
 				m.Work(n)
 				m.Recent(n, 10)
+				m.CurrentRollout(n)
+				m.Rollouts(n, 30)
 			}
 		}
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stewardhq/steward/services/scaler/driver"
 	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/strategy"
 )
 
 // Spec is what PUT /v1/scalers/{name} takes: the service to scale, the
@@ -21,6 +22,9 @@ type Spec struct {
 	Service string `json:"service"`
 	hpa.Spec
 	Driver driver.Spec `json:"driver"`
+	// Strategy says how a change of the driver's template is rolled out;
+	// a rolling update with Kubernetes' defaults when omitted.
+	Strategy *strategy.Spec `json:"strategy,omitempty"`
 }
 
 // Scaler is one scaler as clients see it.
@@ -124,6 +128,8 @@ type Command struct {
 	// actuate: the decision's revision and what the driver did.
 	DecisionRevision int64      `json:"decisionRevision,omitempty"`
 	Actuation        *Actuation `json:"actuation,omitempty"`
+	// rolloutIntend, rolloutDone, rolloutReport: the leader's step.
+	Rollout *RolloutCmd `json:"rollout,omitempty"`
 	// By is the id of the token that made the command: the request's
 	// for a put or delete, the scaler process's own (STEWARD_AUTH_TOKEN)
 	// for the control loop's lead, decide and actuate; empty with auth
@@ -167,6 +173,10 @@ type Result struct {
 	Status string  `json:"status"`
 	Scaler *Scaler `json:"scaler,omitempty"`
 	Fence  *Fence  `json:"fence,omitempty"`
+	// Rollout is the scaler's rollout after a rollout command; Action
+	// the intent an intend recorded, with its ids.
+	Rollout *Rollout `json:"rollout,omitempty"`
+	Action  *Action  `json:"action,omitempty"`
 	envelope.Problem
 }
 
@@ -187,6 +197,9 @@ const (
 	EventDeleted   = "deleted"
 	EventDecision  = "decision"
 	EventActuation = "actuation"
+	// EventRollout carries a RolloutEvent: a rollout started, a step,
+	// a pause, resume, abort or promote, its end.
+	EventRollout = "rollout"
 )
 
 // PutEvent is the data of a put event: the scaler, and By, the token id

@@ -11,6 +11,7 @@ import (
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/envelope"
+	"github.com/stewardhq/steward/services/scaler/driver"
 	"github.com/stewardhq/steward/services/scaler/hpa"
 )
 
@@ -32,6 +33,13 @@ type record struct {
 	State  hpa.State `json:"state"`
 	// Recent holds the newest decisions, oldest first.
 	Recent []Decision `json:"recent,omitempty"`
+	// Rollout is the newest rollout, in progress or finished; History
+	// the finished ones (KeepRollouts), oldest first; FromTemplate what
+	// an abort goes back to; Seq numbers the instances rollouts start.
+	Rollout      *Rollout        `json:"rollout,omitempty"`
+	History      []Rollout       `json:"history,omitempty"`
+	FromTemplate driver.Template `json:"fromTemplate,omitzero"`
+	Seq          int64           `json:"seq,omitempty"`
 }
 
 // New returns an empty state that holds the newest keep decisions of
@@ -107,6 +115,13 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 			return res
 		}
 		return m.actuate(a, c)
+	case OpRolloutIntend, OpRolloutDone, OpRolloutReport:
+		if res, ok := m.admit(c); !ok {
+			return res
+		}
+		return m.rolloutStep(a, c)
+	case OpRolloutPause, OpRolloutResume, OpRolloutAbort, OpRolloutPromote:
+		return m.rolloutControl(a, c)
 	}
 	return Result{Status: Invalid, Problem: envelope.Refuse(fault.Invalid, "unknown op %q", c.Op)}
 }
@@ -158,10 +173,14 @@ func (m *Machine) put(a *applying, c *Command) Result {
 			Status: Status{Conditions: []hpa.Condition{}}}}
 		m.scalers[c.Name] = r
 	}
+	prev := r.Scaler.Spec.Driver.Workload()
 	r.Scaler.Spec = *c.Spec
 	r.Scaler.Generation++
 	r.Scaler.ModRevision = a.rev
 	a.emit(EventPut, c.Name, PutEvent{Scaler: r.view(), By: c.By})
+	if status == Updated && prev.Hash() != c.Spec.Driver.Workload().Hash() {
+		m.startRollout(a, c, r, prev)
+	}
 	return Result{Status: status, Scaler: r.view()}
 }
 
@@ -350,6 +369,10 @@ type Work struct {
 	SpecRevision int64
 	State        hpa.State
 	Status       Status
+	// Rollout is the newest rollout, if any; FromTemplate what it came
+	// from (an aborted one goes back to it).
+	Rollout      *Rollout
+	FromTemplate driver.Template
 }
 
 // Work returns the control loop's view of a scaler, with the secret.
@@ -363,7 +386,41 @@ func (m *Machine) Work(name string) (Work, bool) {
 	// its copy outside Apply.
 	status := r.Scaler.Status
 	status.Conditions = slices.Clone(status.Conditions)
-	return Work{Spec: r.Scaler.Spec, Generation: r.Scaler.Generation, SpecRevision: r.Scaler.ModRevision, State: st, Status: status}, true
+	w := Work{Spec: r.Scaler.Spec, Generation: r.Scaler.Generation, SpecRevision: r.Scaler.ModRevision, State: st, Status: status, FromTemplate: r.FromTemplate}
+	if r.Rollout != nil {
+		w.Rollout = r.Rollout.clone()
+	}
+	return w, true
+}
+
+// CurrentRollout returns a scaler's newest rollout (nil if it never had
+// one) and whether the scaler exists.
+func (m *Machine) CurrentRollout(name string) (*Rollout, bool) {
+	r := m.scalers[name]
+	if r == nil {
+		return nil, false
+	}
+	if r.Rollout == nil {
+		return nil, true
+	}
+	return r.Rollout.clone(), true
+}
+
+// Rollouts returns up to limit of a scaler's rollouts, newest first: the
+// one in progress, if any, then the finished ones the replicas hold.
+func (m *Machine) Rollouts(name string, limit int) []Rollout {
+	r := m.scalers[name]
+	out := []Rollout{}
+	if r == nil {
+		return out
+	}
+	if r.Rollout.Active() && len(out) < limit {
+		out = append(out, *r.Rollout.clone())
+	}
+	for i := len(r.History) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, *r.History[i].clone())
+	}
+	return out
 }
 
 // Recent returns up to limit of a scaler's newest decisions, newest

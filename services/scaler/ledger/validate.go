@@ -6,6 +6,7 @@ import (
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/services/registry/catalog"
 	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/strategy"
 )
 
 // MaxNameBytes bounds a scaler's name.
@@ -58,6 +59,10 @@ func (s *Spec) normalize() error {
 		errs = append(errs, &hpa.FieldError{Field: "service", Message: err.Error()})
 	}
 	s.Defaults()
+	if s.Strategy == nil {
+		s.Strategy = &strategy.Spec{}
+	}
+	s.Strategy.Defaults()
 	collect := func(err error) {
 		var v hpa.ValidationError
 		if errors.As(err, &v) {
@@ -68,6 +73,7 @@ func (s *Spec) normalize() error {
 	}
 	collect(s.Spec.Validate())
 	collect(s.Driver.Validate())
+	collect(s.Strategy.Validate())
 	if len(errs) > 0 {
 		return errs
 	}

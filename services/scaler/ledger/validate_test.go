@@ -211,3 +211,25 @@ func TestSpecValidateOneProblem(t *testing.T) {
 		})
 	}
 }
+
+// TestSpecStrategy: an omitted strategy is shown with Kubernetes'
+// defaults, and a Canary, however well formed, is refused until canaries
+// are run.
+func TestSpecStrategy(t *testing.T) {
+	s := webhookSpec("web", 10)
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(s.Strategy)
+	if want := `{"type":"RollingUpdate","rollingUpdate":{"maxSurge":"25%","maxUnavailable":"25%"},"minReadySeconds":0,"progressDeadline":"10m0s"}`; string(b) != want {
+		t.Errorf("strategy = %s, want %s", b, want)
+	}
+	c := webhookSpec("web", 10)
+	if err := json.Unmarshal([]byte(`{"type":"Canary","canary":{"steps":[{"setWeight":10},{"pause":"2m"}]}}`), &c.Strategy); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Validate()
+	if fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), "strategy.type Canary is not supported yet") {
+		t.Errorf("Validate(Canary) = %v, want invalid: not supported yet", err)
+	}
+}
