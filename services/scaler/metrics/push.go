@@ -42,6 +42,10 @@ type Sample struct {
 	Request float64 `json:"request,omitempty"`
 	// Timestamp is when the reading was taken; zero means when received.
 	Timestamp time.Time `json:"timestamp,omitzero"`
+	// Upstream is set on, and only on, a gateway's per-version sample
+	// (Name UpstreamName, Instance the gateway replica, Value the
+	// attempts counted since Upstream.Since).
+	Upstream *Upstream `json:"upstream,omitempty"`
 }
 
 // Push is POST /v1/metrics's body.
@@ -119,6 +123,9 @@ func (s Sample) check(now time.Time) (field, problem string) {
 	if s.Timestamp.After(now.Add(MaxSkew)) {
 		return "timestamp", fmt.Sprintf("%s is more than %s ahead of the receiver's clock (%s)",
 			s.Timestamp.Format(time.RFC3339Nano), MaxSkew, now.Format(time.RFC3339Nano))
+	}
+	if s.Upstream != nil || s.Name == UpstreamName {
+		return s.checkUpstream(now)
 	}
 	return "", ""
 }

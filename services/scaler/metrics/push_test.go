@@ -61,21 +61,27 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := metrics.Push{Samples: repeat(goodSample(), 4)}
 			tt.change(&p)
-			err := p.Validate(t0)
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("Validate = %v, want nil", err)
-			case tt.want == "":
-			case err == nil:
-				t.Fatalf("Validate = nil, want %q...", tt.want)
-			case !strings.HasPrefix(err.Error(), tt.want):
-				t.Fatalf("Validate = %q, want %q...", trim(err.Error()), tt.want)
-			case fault.KindOf(err) != fault.Invalid:
-				t.Fatalf("KindOf(Validate) = %v, want %v", fault.KindOf(err), fault.Invalid)
-			case len(err.Error()) > 500:
-				t.Fatalf("Validate = %d bytes of message, want a short one", len(err.Error()))
-			}
+			checkValidate(t, p.Validate(t0), tt.want)
 		})
+	}
+}
+
+// checkValidate fails t unless err is nil (want "") or a short
+// fault.Invalid starting with want.
+func checkValidate(t *testing.T, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("Validate = %v, want nil", err)
+	case want == "":
+	case err == nil:
+		t.Fatalf("Validate = nil, want %q...", want)
+	case !strings.HasPrefix(err.Error(), want):
+		t.Fatalf("Validate = %q, want %q...", trim(err.Error()), want)
+	case fault.KindOf(err) != fault.Invalid:
+		t.Fatalf("KindOf(Validate) = %v, want %v", fault.KindOf(err), fault.Invalid)
+	case len(err.Error()) > 500:
+		t.Fatalf("Validate = %d bytes of message, want a short one", len(err.Error()))
 	}
 }
 

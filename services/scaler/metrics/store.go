@@ -24,6 +24,10 @@ type Store struct {
 
 	mu     sync.RWMutex
 	series map[series]map[string]Sample // by instance, "" for service-wide
+	// upstream holds the gateways' per-version samples (UpstreamName) by
+	// service: a ring of pushes per version and gateway replica, kept
+	// for MaxVersionWindow rather than ttl.
+	upstream map[string]map[versionKey]*ring
 }
 
 type series struct{ service, name string }
@@ -34,7 +38,7 @@ func NewStore(ttl time.Duration) *Store {
 	if ttl <= 0 {
 		panic("metrics: NewStore with a ttl of zero or less")
 	}
-	return &Store{ttl: ttl, series: make(map[series]map[string]Sample)}
+	return &Store{ttl: ttl, series: make(map[series]map[string]Sample), upstream: map[string]map[versionKey]*ring{}}
 }
 
 // Add records samples received at now. A zero Timestamp means now; a
@@ -46,6 +50,10 @@ func (s *Store) Add(now time.Time, samples ...Sample) {
 	for _, x := range samples {
 		if x.Timestamp.IsZero() {
 			x.Timestamp = now
+		}
+		if x.Upstream != nil {
+			s.addUpstream(x)
+			continue
 		}
 		if !s.fresh(now, x) {
 			continue
@@ -63,7 +71,8 @@ func (s *Store) Add(now time.Time, samples ...Sample) {
 	}
 }
 
-// Prune drops the samples older than ttl at now.
+// Prune drops the samples older than ttl at now, and the per-version
+// series with nothing newer than MaxVersionWindow.
 func (s *Store) Prune(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -77,6 +86,7 @@ func (s *Store) Prune(now time.Time) {
 			delete(s.series, k)
 		}
 	}
+	s.pruneUpstream(now)
 }
 
 // Observe builds the observation of metric m of service from the samples
