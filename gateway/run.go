@@ -184,11 +184,51 @@ type signal struct {
 	Name      string    `json:"name"`
 	Value     float64   `json:"value"`
 	Timestamp time.Time `json:"timestamp"`
+	// Upstream is set on upstreamSignal samples only.
+	Upstream *upstream `json:"upstream,omitempty"`
+}
+
+// upstreamSignal names the per-version sample: one per service and
+// instance version, Value the attempts counted since Upstream.Since
+// (the scaler's metrics.UpstreamName and metrics.Upstream).
+const upstreamSignal = "gateway_upstream_requests"
+
+type upstream struct {
+	Version  string    `json:"version"`
+	Since    time.Time `json:"since"`
+	Failures float64   `json:"failures"`
+	Latency  []bucket  `json:"latency"`
+}
+
+type bucket struct {
+	Le    float64 `json:"le"`
+	Count float64 `json:"count"`
+}
+
+// versionSignals are the per-version samples of every service: the
+// counts since each began, cumulative, so that the scaler can take any
+// window's difference and a lost push loses nothing.
+func versionSignals(id string, versions map[string][]proxy.VersionCounts, now time.Time) []signal {
+	bounds := proxy.UpstreamBounds()
+	var out []signal
+	for svc, counts := range versions {
+		if svc == "steward-scaler" {
+			continue
+		}
+		for _, c := range counts {
+			u := &upstream{Version: c.Version, Since: c.Since, Failures: float64(c.Failures), Latency: make([]bucket, len(bounds))}
+			for i, le := range bounds {
+				u.Latency[i] = bucket{Le: le, Count: float64(c.Cumulative[i])}
+			}
+			out = append(out, signal{svc, id, upstreamSignal, float64(c.Requests), now, u})
+		}
+	}
+	return out
 }
 
 // sendSignals posts each service's request rate, requests in flight and
-// mean peak-EWMA latency, as this gateway sees them, to the scaler
-// every SignalsEvery, through calls. Without a scaler registered there is
+// mean peak-EWMA latency, and its per-version counts (versionSignals), as
+// this gateway sees them, to the scaler every SignalsEvery, through calls. Without a scaler registered there is
 // nobody to tell, and nothing is sent.
 func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discovery.Discovery, calls http.RoundTripper, logger *slog.Logger) {
 	if s.SignalsEvery <= 0 {
@@ -217,8 +257,8 @@ func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discove
 			rps := float64(load.Served-last[svc]) / elapsed
 			last[svc] = load.Served
 			samples = append(samples,
-				signal{svc, s.ID, "gateway_rps", rps, now},
-				signal{svc, s.ID, "gateway_in_flight", float64(load.InFlight), now})
+				signal{svc, s.ID, "gateway_rps", rps, now, nil},
+				signal{svc, s.ID, "gateway_in_flight", float64(load.InFlight), now, nil})
 			if pool := pools[svc]; pool != nil {
 				var sum time.Duration
 				eps := pool.Endpoints()
@@ -226,10 +266,11 @@ func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discove
 					sum += ep.EWMA()
 				}
 				if len(eps) > 0 {
-					samples = append(samples, signal{svc, s.ID, "gateway_latency_seconds", (sum / time.Duration(len(eps))).Seconds(), now})
+					samples = append(samples, signal{svc, s.ID, "gateway_latency_seconds", (sum / time.Duration(len(eps))).Seconds(), now, nil})
 				}
 			}
 		}
+		samples = append(samples, versionSignals(s.ID, px.Versions(), now)...)
 		if len(samples) == 0 {
 			continue
 		}
