@@ -1196,6 +1196,183 @@ func (e RegistryUnavailableOrGatewayProblem0Type) Valid() bool {
 	}
 }
 
+// Defines values for RolloutPhase.
+const (
+	RolloutPhaseFailed      RolloutPhase = "Failed"
+	RolloutPhasePaused      RolloutPhase = "Paused"
+	RolloutPhaseProgressing RolloutPhase = "Progressing"
+	RolloutPhaseRolledBack  RolloutPhase = "RolledBack"
+	RolloutPhaseSucceeded   RolloutPhase = "Succeeded"
+	RolloutPhaseSuperseded  RolloutPhase = "Superseded"
+)
+
+// Valid indicates whether the value is a known member of the RolloutPhase enum.
+func (e RolloutPhase) Valid() bool {
+	switch e {
+	case RolloutPhaseFailed:
+		return true
+	case RolloutPhasePaused:
+		return true
+	case RolloutPhaseProgressing:
+		return true
+	case RolloutPhaseRolledBack:
+		return true
+	case RolloutPhaseSucceeded:
+		return true
+	case RolloutPhaseSuperseded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RolloutStrategy.
+const (
+	RolloutStrategyCanary        RolloutStrategy = "Canary"
+	RolloutStrategyRollingUpdate RolloutStrategy = "RollingUpdate"
+)
+
+// Valid indicates whether the value is a known member of the RolloutStrategy enum.
+func (e RolloutStrategy) Valid() bool {
+	switch e {
+	case RolloutStrategyCanary:
+		return true
+	case RolloutStrategyRollingUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RolloutActionKind.
+const (
+	Start RolloutActionKind = "start"
+	Stop  RolloutActionKind = "stop"
+)
+
+// Valid indicates whether the value is a known member of the RolloutActionKind enum.
+func (e RolloutActionKind) Valid() bool {
+	switch e {
+	case Start:
+		return true
+	case Stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RolloutControlOp.
+const (
+	RolloutControlOpRolloutAbort   RolloutControlOp = "rolloutAbort"
+	RolloutControlOpRolloutPause   RolloutControlOp = "rolloutPause"
+	RolloutControlOpRolloutPromote RolloutControlOp = "rolloutPromote"
+	RolloutControlOpRolloutResume  RolloutControlOp = "rolloutResume"
+)
+
+// Valid indicates whether the value is a known member of the RolloutControlOp enum.
+func (e RolloutControlOp) Valid() bool {
+	switch e {
+	case RolloutControlOpRolloutAbort:
+		return true
+	case RolloutControlOpRolloutPause:
+		return true
+	case RolloutControlOpRolloutPromote:
+		return true
+	case RolloutControlOpRolloutResume:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RolloutEventChange.
+const (
+	RolloutEventChangeDone           RolloutEventChange = "done"
+	RolloutEventChangeFinished       RolloutEventChange = "finished"
+	RolloutEventChangeIntended       RolloutEventChange = "intended"
+	RolloutEventChangeReported       RolloutEventChange = "reported"
+	RolloutEventChangeRolloutAbort   RolloutEventChange = "rolloutAbort"
+	RolloutEventChangeRolloutPause   RolloutEventChange = "rolloutPause"
+	RolloutEventChangeRolloutPromote RolloutEventChange = "rolloutPromote"
+	RolloutEventChangeRolloutResume  RolloutEventChange = "rolloutResume"
+	RolloutEventChangeStarted        RolloutEventChange = "started"
+)
+
+// Valid indicates whether the value is a known member of the RolloutEventChange enum.
+func (e RolloutEventChange) Valid() bool {
+	switch e {
+	case RolloutEventChangeDone:
+		return true
+	case RolloutEventChangeFinished:
+		return true
+	case RolloutEventChangeIntended:
+		return true
+	case RolloutEventChangeReported:
+		return true
+	case RolloutEventChangeRolloutAbort:
+		return true
+	case RolloutEventChangeRolloutPause:
+		return true
+	case RolloutEventChangeRolloutPromote:
+		return true
+	case RolloutEventChangeRolloutResume:
+		return true
+	case RolloutEventChangeStarted:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RolloutEventPhase.
+const (
+	RolloutEventPhaseFailed      RolloutEventPhase = "Failed"
+	RolloutEventPhasePaused      RolloutEventPhase = "Paused"
+	RolloutEventPhaseProgressing RolloutEventPhase = "Progressing"
+	RolloutEventPhaseRolledBack  RolloutEventPhase = "RolledBack"
+	RolloutEventPhaseSucceeded   RolloutEventPhase = "Succeeded"
+	RolloutEventPhaseSuperseded  RolloutEventPhase = "Superseded"
+)
+
+// Valid indicates whether the value is a known member of the RolloutEventPhase enum.
+func (e RolloutEventPhase) Valid() bool {
+	switch e {
+	case RolloutEventPhaseFailed:
+		return true
+	case RolloutEventPhasePaused:
+		return true
+	case RolloutEventPhaseProgressing:
+		return true
+	case RolloutEventPhaseRolledBack:
+		return true
+	case RolloutEventPhaseSucceeded:
+		return true
+	case RolloutEventPhaseSuperseded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RolloutEventStrategy.
+const (
+	RolloutEventStrategyCanary        RolloutEventStrategy = "Canary"
+	RolloutEventStrategyRollingUpdate RolloutEventStrategy = "RollingUpdate"
+)
+
+// Valid indicates whether the value is a known member of the RolloutEventStrategy enum.
+func (e RolloutEventStrategy) Valid() bool {
+	switch e {
+	case RolloutEventStrategyCanary:
+		return true
+	case RolloutEventStrategyRollingUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RulesSelectPolicy.
 const (
 	RulesSelectPolicyDisabled RulesSelectPolicy = "Disabled"
@@ -1558,13 +1735,13 @@ func (e ScalerWatchEvent3Event) Valid() bool {
 
 // Defines values for ScalerWatchEvent4Event.
 const (
-	ScalerWatchEvent4EventError ScalerWatchEvent4Event = "error"
+	ScalerWatchEvent4EventRollout ScalerWatchEvent4Event = "rollout"
 )
 
 // Valid indicates whether the value is a known member of the ScalerWatchEvent4Event enum.
 func (e ScalerWatchEvent4Event) Valid() bool {
 	switch e {
-	case ScalerWatchEvent4EventError:
+	case ScalerWatchEvent4EventRollout:
 		return true
 	default:
 		return false
@@ -1573,13 +1750,28 @@ func (e ScalerWatchEvent4Event) Valid() bool {
 
 // Defines values for ScalerWatchEvent5Event.
 const (
-	ScalerWatchEvent5EventShutdown ScalerWatchEvent5Event = "shutdown"
+	ScalerWatchEvent5EventError ScalerWatchEvent5Event = "error"
 )
 
 // Valid indicates whether the value is a known member of the ScalerWatchEvent5Event enum.
 func (e ScalerWatchEvent5Event) Valid() bool {
 	switch e {
-	case ScalerWatchEvent5EventShutdown:
+	case ScalerWatchEvent5EventError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ScalerWatchEvent6Event.
+const (
+	ScalerWatchEvent6EventShutdown ScalerWatchEvent6Event = "shutdown"
+)
+
+// Valid indicates whether the value is a known member of the ScalerWatchEvent6Event enum.
+func (e ScalerWatchEvent6Event) Valid() bool {
+	switch e {
+	case ScalerWatchEvent6EventShutdown:
 		return true
 	default:
 		return false
@@ -1673,6 +1865,24 @@ func (e SpecWithDefaultsBehaviorScaleUpSelectPolicy) Valid() bool {
 	}
 }
 
+// Defines values for SpecWithDefaultsStrategyType.
+const (
+	SpecWithDefaultsStrategyTypeCanary        SpecWithDefaultsStrategyType = "Canary"
+	SpecWithDefaultsStrategyTypeRollingUpdate SpecWithDefaultsStrategyType = "RollingUpdate"
+)
+
+// Valid indicates whether the value is a known member of the SpecWithDefaultsStrategyType enum.
+func (e SpecWithDefaultsStrategyType) Valid() bool {
+	switch e {
+	case SpecWithDefaultsStrategyTypeCanary:
+		return true
+	case SpecWithDefaultsStrategyTypeRollingUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for StabilizationWindow.
 const (
 	ScaleDown StabilizationWindow = "scaleDown"
@@ -1685,6 +1895,24 @@ func (e StabilizationWindow) Valid() bool {
 	case ScaleDown:
 		return true
 	case ScaleUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for StrategyType.
+const (
+	StrategyTypeCanary        StrategyType = "Canary"
+	StrategyTypeRollingUpdate StrategyType = "RollingUpdate"
+)
+
+// Valid indicates whether the value is a known member of the StrategyType enum.
+func (e StrategyType) Valid() bool {
+	switch e {
+	case StrategyTypeCanary:
+		return true
+	case StrategyTypeRollingUpdate:
 		return true
 	default:
 		return false
@@ -7292,6 +7520,2562 @@ func (e ListDecisions500ApplicationProblemPlusJSONResponseBodyType) Valid() bool
 	}
 }
 
+// Defines values for GetRolloutParamsConsistency.
+const (
+	GetRolloutParamsConsistencyLinearizable GetRolloutParamsConsistency = "linearizable"
+	GetRolloutParamsConsistencySerializable GetRolloutParamsConsistency = "serializable"
+)
+
+// Valid indicates whether the value is a known member of the GetRolloutParamsConsistency enum.
+func (e GetRolloutParamsConsistency) Valid() bool {
+	switch e {
+	case GetRolloutParamsConsistencyLinearizable:
+		return true
+	case GetRolloutParamsConsistencySerializable:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout400ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	GetRollout400ApplicationProblemPlusJSONResponseBodyAccessRead  GetRollout400ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite GetRollout400ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout400ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e GetRollout400ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout400ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth      GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceElections GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceKv        GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases    GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics   GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes    GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers   GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	GetRollout400ApplicationProblemPlusJSONResponseBodyResourceServices  GetRollout400ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout400ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e GetRollout400ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout400ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	GetRollout400ApplicationProblemPlusJSONResponseBodyStatusN400 GetRollout400ApplicationProblemPlusJSONResponseBodyStatus = 400
+)
+
+// Valid indicates whether the value is a known member of the GetRollout400ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e GetRollout400ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyStatusN400:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout400ApplicationProblemPlusJSONResponseBodyType.
+const (
+	GetRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid GetRollout400ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:invalid"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout400ApplicationProblemPlusJSONResponseBodyType enum.
+func (e GetRollout400ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case GetRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout404ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	GetRollout404ApplicationProblemPlusJSONResponseBodyAccessRead  GetRollout404ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite GetRollout404ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout404ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e GetRollout404ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout404ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth      GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceElections GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceKv        GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases    GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics   GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes    GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers   GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	GetRollout404ApplicationProblemPlusJSONResponseBodyResourceServices  GetRollout404ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout404ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e GetRollout404ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout404ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	GetRollout404ApplicationProblemPlusJSONResponseBodyStatusN404 GetRollout404ApplicationProblemPlusJSONResponseBodyStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the GetRollout404ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e GetRollout404ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout404ApplicationProblemPlusJSONResponseBodyType.
+const (
+	GetRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound GetRollout404ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:not-found"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout404ApplicationProblemPlusJSONResponseBodyType enum.
+func (e GetRollout404ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case GetRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout500ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	GetRollout500ApplicationProblemPlusJSONResponseBodyAccessRead  GetRollout500ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite GetRollout500ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout500ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e GetRollout500ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout500ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth      GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceElections GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceKv        GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases    GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics   GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes    GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers   GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	GetRollout500ApplicationProblemPlusJSONResponseBodyResourceServices  GetRollout500ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout500ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e GetRollout500ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout500ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	GetRollout500ApplicationProblemPlusJSONResponseBodyStatusN500 GetRollout500ApplicationProblemPlusJSONResponseBodyStatus = 500
+)
+
+// Valid indicates whether the value is a known member of the GetRollout500ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e GetRollout500ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyStatusN500:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRollout500ApplicationProblemPlusJSONResponseBodyType.
+const (
+	GetRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal GetRollout500ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:internal"
+)
+
+// Valid indicates whether the value is a known member of the GetRollout500ApplicationProblemPlusJSONResponseBodyType enum.
+func (e GetRollout500ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case GetRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout400ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyAccessRead  AbortRollout400ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite AbortRollout400ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout400ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e AbortRollout400ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout400ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth      AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceElections AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceKv        AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases    AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics   AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes    AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers   AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceServices  AbortRollout400ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout400ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e AbortRollout400ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout400ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyStatusN400 AbortRollout400ApplicationProblemPlusJSONResponseBodyStatus = 400
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout400ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e AbortRollout400ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyStatusN400:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout400ApplicationProblemPlusJSONResponseBodyType.
+const (
+	AbortRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid AbortRollout400ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:invalid"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout400ApplicationProblemPlusJSONResponseBodyType enum.
+func (e AbortRollout400ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case AbortRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout404ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyAccessRead  AbortRollout404ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite AbortRollout404ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout404ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e AbortRollout404ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout404ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth      AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceElections AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceKv        AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases    AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics   AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes    AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers   AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceServices  AbortRollout404ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout404ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e AbortRollout404ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout404ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyStatusN404 AbortRollout404ApplicationProblemPlusJSONResponseBodyStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout404ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e AbortRollout404ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout404ApplicationProblemPlusJSONResponseBodyType.
+const (
+	AbortRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound AbortRollout404ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:not-found"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout404ApplicationProblemPlusJSONResponseBodyType enum.
+func (e AbortRollout404ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case AbortRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout409ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyAccessRead  AbortRollout409ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite AbortRollout409ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout409ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e AbortRollout409ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout409ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth      AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceElections AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceKv        AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases    AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics   AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes    AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers   AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceServices  AbortRollout409ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout409ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e AbortRollout409ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout409ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyStatusN409 AbortRollout409ApplicationProblemPlusJSONResponseBodyStatus = 409
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout409ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e AbortRollout409ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyStatusN409:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout409ApplicationProblemPlusJSONResponseBodyType.
+const (
+	AbortRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict AbortRollout409ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:conflict"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout409ApplicationProblemPlusJSONResponseBodyType enum.
+func (e AbortRollout409ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case AbortRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout413ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyAccessRead  AbortRollout413ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite AbortRollout413ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout413ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e AbortRollout413ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout413ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth      AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceElections AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceKv        AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases    AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics   AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes    AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers   AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceServices  AbortRollout413ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout413ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e AbortRollout413ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout413ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyStatusN413 AbortRollout413ApplicationProblemPlusJSONResponseBodyStatus = 413
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout413ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e AbortRollout413ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyStatusN413:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout413ApplicationProblemPlusJSONResponseBodyType.
+const (
+	AbortRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge AbortRollout413ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:too-large"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout413ApplicationProblemPlusJSONResponseBodyType enum.
+func (e AbortRollout413ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case AbortRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout415ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyAccessRead  AbortRollout415ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite AbortRollout415ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout415ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e AbortRollout415ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout415ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth      AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceElections AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceKv        AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases    AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics   AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes    AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers   AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceServices  AbortRollout415ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout415ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e AbortRollout415ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout415ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyStatusN415 AbortRollout415ApplicationProblemPlusJSONResponseBodyStatus = 415
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout415ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e AbortRollout415ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyStatusN415:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout415ApplicationProblemPlusJSONResponseBodyType.
+const (
+	AbortRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType AbortRollout415ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:unsupported-media-type"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout415ApplicationProblemPlusJSONResponseBodyType enum.
+func (e AbortRollout415ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case AbortRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout500ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyAccessRead  AbortRollout500ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite AbortRollout500ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout500ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e AbortRollout500ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout500ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth      AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceElections AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceKv        AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases    AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics   AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes    AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers   AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceServices  AbortRollout500ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout500ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e AbortRollout500ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout500ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyStatusN500 AbortRollout500ApplicationProblemPlusJSONResponseBodyStatus = 500
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout500ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e AbortRollout500ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyStatusN500:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AbortRollout500ApplicationProblemPlusJSONResponseBodyType.
+const (
+	AbortRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal AbortRollout500ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:internal"
+)
+
+// Valid indicates whether the value is a known member of the AbortRollout500ApplicationProblemPlusJSONResponseBodyType enum.
+func (e AbortRollout500ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case AbortRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout400ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyAccessRead  PauseRollout400ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite PauseRollout400ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout400ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PauseRollout400ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout400ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth      PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceElections PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceKv        PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases    PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics   PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes    PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers   PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceServices  PauseRollout400ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout400ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PauseRollout400ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout400ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyStatusN400 PauseRollout400ApplicationProblemPlusJSONResponseBodyStatus = 400
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout400ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PauseRollout400ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyStatusN400:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout400ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PauseRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid PauseRollout400ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:invalid"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout400ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PauseRollout400ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PauseRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout404ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyAccessRead  PauseRollout404ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite PauseRollout404ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout404ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PauseRollout404ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout404ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth      PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceElections PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceKv        PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases    PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics   PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes    PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers   PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceServices  PauseRollout404ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout404ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PauseRollout404ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout404ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyStatusN404 PauseRollout404ApplicationProblemPlusJSONResponseBodyStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout404ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PauseRollout404ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout404ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PauseRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound PauseRollout404ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:not-found"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout404ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PauseRollout404ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PauseRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout409ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyAccessRead  PauseRollout409ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite PauseRollout409ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout409ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PauseRollout409ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout409ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth      PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceElections PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceKv        PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases    PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics   PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes    PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers   PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceServices  PauseRollout409ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout409ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PauseRollout409ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout409ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyStatusN409 PauseRollout409ApplicationProblemPlusJSONResponseBodyStatus = 409
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout409ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PauseRollout409ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyStatusN409:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout409ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PauseRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict PauseRollout409ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:conflict"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout409ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PauseRollout409ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PauseRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout413ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyAccessRead  PauseRollout413ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite PauseRollout413ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout413ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PauseRollout413ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout413ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth      PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceElections PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceKv        PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases    PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics   PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes    PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers   PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceServices  PauseRollout413ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout413ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PauseRollout413ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout413ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyStatusN413 PauseRollout413ApplicationProblemPlusJSONResponseBodyStatus = 413
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout413ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PauseRollout413ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyStatusN413:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout413ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PauseRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge PauseRollout413ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:too-large"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout413ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PauseRollout413ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PauseRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout415ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyAccessRead  PauseRollout415ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite PauseRollout415ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout415ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PauseRollout415ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout415ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth      PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceElections PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceKv        PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases    PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics   PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes    PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers   PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceServices  PauseRollout415ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout415ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PauseRollout415ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout415ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyStatusN415 PauseRollout415ApplicationProblemPlusJSONResponseBodyStatus = 415
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout415ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PauseRollout415ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyStatusN415:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout415ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PauseRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType PauseRollout415ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:unsupported-media-type"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout415ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PauseRollout415ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PauseRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout500ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyAccessRead  PauseRollout500ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite PauseRollout500ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout500ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PauseRollout500ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout500ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth      PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceElections PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceKv        PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases    PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics   PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes    PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers   PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceServices  PauseRollout500ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout500ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PauseRollout500ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout500ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyStatusN500 PauseRollout500ApplicationProblemPlusJSONResponseBodyStatus = 500
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout500ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PauseRollout500ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyStatusN500:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PauseRollout500ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PauseRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal PauseRollout500ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:internal"
+)
+
+// Valid indicates whether the value is a known member of the PauseRollout500ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PauseRollout500ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PauseRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccessRead  PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth      PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceElections PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceKv        PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases    PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics   PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes    PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers   PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceServices  PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatusN400 PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatus = 400
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatusN400:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout400ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PromoteRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid PromoteRollout400ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:invalid"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout400ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PromoteRollout400ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PromoteRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccessRead  PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth      PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceElections PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceKv        PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases    PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics   PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes    PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers   PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceServices  PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatusN404 PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout404ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PromoteRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound PromoteRollout404ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:not-found"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout404ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PromoteRollout404ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PromoteRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccessRead  PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth      PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceElections PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceKv        PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases    PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics   PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes    PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers   PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceServices  PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatusN409 PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatus = 409
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatusN409:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout409ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PromoteRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict PromoteRollout409ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:conflict"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout409ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PromoteRollout409ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PromoteRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccessRead  PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth      PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceElections PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceKv        PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases    PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics   PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes    PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers   PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceServices  PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatusN413 PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatus = 413
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatusN413:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout413ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PromoteRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge PromoteRollout413ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:too-large"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout413ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PromoteRollout413ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PromoteRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccessRead  PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth      PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceElections PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceKv        PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases    PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics   PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes    PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers   PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceServices  PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatusN415 PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatus = 415
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatusN415:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout415ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PromoteRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType PromoteRollout415ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:unsupported-media-type"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout415ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PromoteRollout415ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PromoteRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccessRead  PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth      PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceElections PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceKv        PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases    PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics   PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes    PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers   PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceServices  PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatusN500 PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatus = 500
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatusN500:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PromoteRollout500ApplicationProblemPlusJSONResponseBodyType.
+const (
+	PromoteRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal PromoteRollout500ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:internal"
+)
+
+// Valid indicates whether the value is a known member of the PromoteRollout500ApplicationProblemPlusJSONResponseBodyType enum.
+func (e PromoteRollout500ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case PromoteRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccessRead  ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth      ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceElections ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceKv        ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases    ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics   ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes    ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers   ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceServices  ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatusN400 ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatus = 400
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatusN400:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout400ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ResumeRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid ResumeRollout400ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:invalid"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout400ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ResumeRollout400ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ResumeRollout400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccessRead  ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth      ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceElections ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceKv        ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases    ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics   ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes    ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers   ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceServices  ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatusN404 ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout404ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ResumeRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound ResumeRollout404ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:not-found"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout404ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ResumeRollout404ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ResumeRollout404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccessRead  ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth      ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceElections ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceKv        ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases    ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics   ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes    ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers   ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceServices  ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatusN409 ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatus = 409
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatusN409:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout409ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ResumeRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict ResumeRollout409ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:conflict"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout409ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ResumeRollout409ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ResumeRollout409ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemConflict:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccessRead  ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth      ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceElections ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceKv        ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases    ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics   ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes    ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers   ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceServices  ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatusN413 ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatus = 413
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatusN413:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout413ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ResumeRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge ResumeRollout413ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:too-large"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout413ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ResumeRollout413ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ResumeRollout413ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemTooLarge:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccessRead  ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth      ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceElections ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceKv        ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases    ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics   ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes    ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers   ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceServices  ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatusN415 ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatus = 415
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatusN415:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout415ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ResumeRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType ResumeRollout415ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:unsupported-media-type"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout415ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ResumeRollout415ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ResumeRollout415ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemUnsupportedMediaType:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccessRead  ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth      ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceElections ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceKv        ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases    ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics   ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes    ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers   ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceServices  ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatusN500 ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatus = 500
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatusN500:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ResumeRollout500ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ResumeRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal ResumeRollout500ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:internal"
+)
+
+// Valid indicates whether the value is a known member of the ResumeRollout500ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ResumeRollout500ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ResumeRollout500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRolloutsParamsConsistency.
+const (
+	ListRolloutsParamsConsistencyLinearizable ListRolloutsParamsConsistency = "linearizable"
+	ListRolloutsParamsConsistencySerializable ListRolloutsParamsConsistency = "serializable"
+)
+
+// Valid indicates whether the value is a known member of the ListRolloutsParamsConsistency enum.
+func (e ListRolloutsParamsConsistency) Valid() bool {
+	switch e {
+	case ListRolloutsParamsConsistencyLinearizable:
+		return true
+	case ListRolloutsParamsConsistencySerializable:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts400ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyAccessRead  ListRollouts400ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyAccessWrite ListRollouts400ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts400ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ListRollouts400ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts400ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceAuth      ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceElections ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceKv        ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceLeases    ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceMetrics   ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceRoutes    ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceScalers   ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceServices  ListRollouts400ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts400ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ListRollouts400ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts400ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyStatusN400 ListRollouts400ApplicationProblemPlusJSONResponseBodyStatus = 400
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts400ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ListRollouts400ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyStatusN400:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts400ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ListRollouts400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid ListRollouts400ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:invalid"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts400ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ListRollouts400ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ListRollouts400ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInvalid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts404ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyAccessRead  ListRollouts404ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyAccessWrite ListRollouts404ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts404ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ListRollouts404ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts404ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceAuth      ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceElections ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceKv        ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceLeases    ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceMetrics   ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceRoutes    ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceScalers   ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceServices  ListRollouts404ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts404ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ListRollouts404ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts404ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyStatusN404 ListRollouts404ApplicationProblemPlusJSONResponseBodyStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts404ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ListRollouts404ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts404ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ListRollouts404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound ListRollouts404ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:not-found"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts404ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ListRollouts404ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ListRollouts404ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemNotFound:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts500ApplicationProblemPlusJSONResponseBodyAccess.
+const (
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyAccessRead  ListRollouts500ApplicationProblemPlusJSONResponseBodyAccess = "read"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyAccessWrite ListRollouts500ApplicationProblemPlusJSONResponseBodyAccess = "write"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts500ApplicationProblemPlusJSONResponseBodyAccess enum.
+func (e ListRollouts500ApplicationProblemPlusJSONResponseBodyAccess) Valid() bool {
+	switch e {
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyAccessRead:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyAccessWrite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts500ApplicationProblemPlusJSONResponseBodyResource.
+const (
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceAuth      ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "auth"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceElections ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "elections"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceKv        ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "kv"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceLeases    ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "leases"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceMetrics   ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "metrics"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceRoutes    ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "routes"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceScalers   ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "scalers"
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceServices  ListRollouts500ApplicationProblemPlusJSONResponseBodyResource = "services"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts500ApplicationProblemPlusJSONResponseBodyResource enum.
+func (e ListRollouts500ApplicationProblemPlusJSONResponseBodyResource) Valid() bool {
+	switch e {
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceAuth:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceElections:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceKv:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceLeases:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceMetrics:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceRoutes:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceScalers:
+		return true
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyResourceServices:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts500ApplicationProblemPlusJSONResponseBodyStatus.
+const (
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyStatusN500 ListRollouts500ApplicationProblemPlusJSONResponseBodyStatus = 500
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts500ApplicationProblemPlusJSONResponseBodyStatus enum.
+func (e ListRollouts500ApplicationProblemPlusJSONResponseBodyStatus) Valid() bool {
+	switch e {
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyStatusN500:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRollouts500ApplicationProblemPlusJSONResponseBodyType.
+const (
+	ListRollouts500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal ListRollouts500ApplicationProblemPlusJSONResponseBodyType = "urn:steward:problem:internal"
+)
+
+// Valid indicates whether the value is a known member of the ListRollouts500ApplicationProblemPlusJSONResponseBodyType enum.
+func (e ListRollouts500ApplicationProblemPlusJSONResponseBodyType) Valid() bool {
+	switch e {
+	case ListRollouts500ApplicationProblemPlusJSONResponseBodyTypeUrnStewardProblemInternal:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for SimulateParamsConsistency.
 const (
 	SimulateParamsConsistencyLinearizable SimulateParamsConsistency = "linearizable"
@@ -11024,6 +13808,29 @@ type CampaignRequest struct {
 	Value *ElectionJSONValue `json:"value,omitempty"`
 }
 
+// CanaryAnalysis Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency.
+type CanaryAnalysis struct {
+	MaxErrorRate *float32 `json:"maxErrorRate,omitempty"`
+
+	// MaxP99Latency A Go duration such as 15s, 1m30s or 500ms; answers spell it as Go prints it (5m0s, 0s). Where a field must be positive or bounded its description says.
+	//
+	// Example: 15s
+	MaxP99Latency *ScalerDuration `json:"maxP99Latency,omitempty"`
+	MinRequests   *int            `json:"minRequests,omitempty"`
+
+	// Window A Go duration such as 15s, 1m30s or 500ms; answers spell it as Go prints it (5m0s, 0s). Where a field must be positive or bounded its description says.
+	//
+	// Example: 15s
+	Window ScalerDuration `json:"window"`
+}
+
+// CanaryStep One of setWeight (the new version's share of traffic, percent) or pause.
+type CanaryStep struct {
+	// Pause Positive, at most 24h.
+	Pause     *ScalerDuration `json:"pause,omitempty"`
+	SetWeight *int            `json:"setWeight,omitempty"`
+}
+
 // Candidate The campaigner's ID, unique among the processes campaigning in an election (1-256 bytes of UTF-8 without control characters). A campaign by the current leader's own ID answers its leadership again (same token) and renews it.
 type Candidate = string
 
@@ -11302,7 +14109,7 @@ type DriverResult struct {
 	Replicas int `json:"replicas"`
 }
 
-// DriverSpec The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret.
+// DriverSpec The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 type DriverSpec struct {
 	// ApiServer kubernetes: an http or https URL of the API server, instead of the in-cluster KUBERNETES_SERVICE_HOST and _PORT.
 	ApiServer *string `json:"apiServer,omitempty"`
@@ -11313,6 +14120,9 @@ type DriverSpec struct {
 	// Command process (required): the program and its arguments, run without a shell.
 	Command *[]string `json:"command,omitempty"`
 
+	// Container kubernetes: the container image is set on (with image); the pod template's first when omitted.
+	Container *string `json:"container,omitempty"`
+
 	// Dir process: the working directory.
 	Dir *string `json:"dir,omitempty"`
 
@@ -11321,6 +14131,9 @@ type DriverSpec struct {
 
 	// GracePeriod process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s.
 	GracePeriod *ScalerDuration `json:"gracePeriod,omitempty"`
+
+	// Image kubernetes: the image set on the pod template's container; the Deployment rolls it out itself and the scaler follows its status. Part of the template: changing it starts a rollout.
+	Image *string `json:"image,omitempty"`
 
 	// Kind kubernetes: the workload's kind; Deployment when omitted.
 	Kind *DriverSpecKind `json:"kind,omitempty"`
@@ -11343,6 +14156,9 @@ type DriverSpec struct {
 	// SecretEnv webhook: the environment variable of the scaler replicas that holds the secret, which keeps it out of the log and the API.
 	SecretEnv *string `json:"secretEnv,omitempty"`
 
+	// Template webhook: an opaque JSON object (at most 64 KiB) sent as template with each call, what the receiver starts instances from; stored with its keys sorted. Part of the template: changing it starts a rollout.
+	Template *map[string]interface{} `json:"template,omitempty"`
+
 	// Timeout webhook: per attempt, not negative; 10s when omitted or 0s.
 	Timeout *ScalerDuration `json:"timeout,omitempty"`
 
@@ -11351,6 +14167,9 @@ type DriverSpec struct {
 
 	// Url webhook (required): an http or https URL. The scaler POSTs {service, replicas, token} to it, signed (X-Steward-Signature over X-Steward-Timestamp and the body); with readCurrent it GETs {"replicas": n} from it.
 	Url *string `json:"url,omitempty"`
+
+	// Version any type: names the template the instances run (1 to 128 bytes of UTF-8, no control characters, as the registry's instance version). The process driver sets STEWARD_VERSION to it (cmd/demo-app registers with it); the webhook driver sends it with each call. Part of the template: changing it starts a rollout.
+	Version *string `json:"version,omitempty"`
 }
 
 // DriverSpecKind kubernetes: the workload's kind; Deployment when omitted.
@@ -11763,6 +14582,19 @@ type InstanceSet struct {
 	// Example: web
 	Service RegistryServiceName `json:"service"`
 }
+
+// IntOrPercent A count, or a percentage of the replica count as "N%" (N a whole number).
+//
+// Example: 25%
+type IntOrPercent struct {
+	union json.RawMessage
+}
+
+// IntOrPercent0 defines model for IntOrPercent.0.
+type IntOrPercent0 = int
+
+// IntOrPercent1 defines model for IntOrPercent.1.
+type IntOrPercent1 = string
 
 // KVWatchEvent One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: put, delete: WatchEventData; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down).
 type KVWatchEvent struct {
@@ -12363,6 +15195,145 @@ type Resignation struct {
 	Token int64 `json:"token"`
 }
 
+// Rollout A change of the driver's template being rolled out, started by the PUT that made it (its revision is the id). phase: Progressing (the leader is rolling; after an abort, back to from), Paused (nothing started or stopped for it; autoscaling goes on and the deadline does not run), Succeeded (every replica runs to and is available), Failed (progressDeadline passed without progress; what runs stays as it is), RolledBack (aborted and back on from), Superseded (only in the history: a newer template took over).
+//
+// Example: {"bounds":{"maxSurge":1,"maxUnavailable":1,"replicas":4},"from":{"hash":"3f2a9c0d1b7e4a55","version":"v1"},"generation":2,"id":40,"pending":[],"phase":"Progressing","progressAt":"2030-01-01T00:00:04Z","started":1,"startedAt":"2030-01-01T00:00:00Z","stopped":0,"strategy":"RollingUpdate","to":{"hash":"a81c44e09d2b6f10","version":"v2"},"versions":[{"available":3,"draining":1,"hash":"3f2a9c0d1b7e4a55","ready":3,"running":3,"version":"v1"},{"available":1,"draining":0,"hash":"a81c44e09d2b6f10","ready":1,"running":1,"version":"v2"}]}
+type Rollout struct {
+	// Aborted Aborted: going back to from.
+	Aborted *bool `json:"aborted,omitempty"`
+
+	// Bounds The rolling update's limits at the last report: the replica count in force (the autoscaler's), how many may run above it, how many of it may be unavailable.
+	Bounds *RolloutBounds `json:"bounds,omitempty"`
+
+	// By The token id of the PUT that started it; absent with auth off.
+	By *string `json:"by,omitempty"`
+
+	// Controls The pauses, resumes, aborts and promotes, oldest first (the last 20).
+	Controls   *[]RolloutControl `json:"controls,omitempty"`
+	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
+
+	// From A template: its version (driver.version, absent if the spec has none) and its hash.
+	From       RolloutVersion  `json:"from"`
+	Generation int64           `json:"generation"`
+	Id         int64           `json:"id"`
+	Message    *string         `json:"message,omitempty"`
+	Pending    []RolloutAction `json:"pending"`
+	Phase      RolloutPhase    `json:"phase"`
+
+	// ProgressAt The last progress (start, resume, an instance started or stopped, one more available); progressDeadline counts from it.
+	ProgressAt time.Time `json:"progressAt"`
+
+	// Promoted Promoted: new instances count as available once passing, without minReadySeconds.
+	Promoted  *bool           `json:"promoted,omitempty"`
+	Started   int             `json:"started"`
+	StartedAt time.Time       `json:"startedAt"`
+	Stopped   int             `json:"stopped"`
+	Strategy  RolloutStrategy `json:"strategy"`
+
+	// To A template: its version (driver.version, absent if the spec has none) and its hash.
+	To       RolloutVersion  `json:"to"`
+	Versions []VersionStatus `json:"versions"`
+}
+
+// RolloutPhase defines model for Rollout.Phase.
+type RolloutPhase string
+
+// RolloutStrategy defines model for Rollout.Strategy.
+type RolloutStrategy string
+
+// RolloutAction An intent the leader recorded before acting: to start instances of a template (ids assigned by the log) or stop named ones. A new leader carries out the ones left pending, those ids and no others.
+type RolloutAction struct {
+	At       time.Time         `json:"at"`
+	Hash     string            `json:"hash"`
+	Ids      []string          `json:"ids"`
+	Kind     RolloutActionKind `json:"kind"`
+	Revision int64             `json:"revision"`
+	Token    int64             `json:"token"`
+	Version  *string           `json:"version,omitempty"`
+}
+
+// RolloutActionKind defines model for RolloutAction.Kind.
+type RolloutActionKind string
+
+// RolloutBounds The rolling update's limits at the last report: the replica count in force (the autoscaler's), how many may run above it, how many of it may be unavailable.
+type RolloutBounds struct {
+	MaxSurge       int `json:"maxSurge"`
+	MaxUnavailable int `json:"maxUnavailable"`
+	Replicas       int `json:"replicas"`
+}
+
+// RolloutControl defines model for RolloutControl.
+type RolloutControl struct {
+	At time.Time `json:"at"`
+
+	// By The token id of the request; absent with auth off.
+	By *string          `json:"by,omitempty"`
+	Op RolloutControlOp `json:"op"`
+}
+
+// RolloutControlOp defines model for RolloutControl.Op.
+type RolloutControlOp string
+
+// RolloutEvent A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, finished.
+type RolloutEvent struct {
+	// Aborted Aborted: going back to from.
+	Aborted *bool `json:"aborted,omitempty"`
+
+	// Bounds The rolling update's limits at the last report: the replica count in force (the autoscaler's), how many may run above it, how many of it may be unavailable.
+	Bounds *RolloutBounds `json:"bounds,omitempty"`
+
+	// By The token id of the PUT that started it; absent with auth off.
+	By     *string            `json:"by,omitempty"`
+	Change RolloutEventChange `json:"change"`
+
+	// Controls The pauses, resumes, aborts and promotes, oldest first (the last 20).
+	Controls   *[]RolloutControl `json:"controls,omitempty"`
+	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
+
+	// From A template: its version (driver.version, absent if the spec has none) and its hash.
+	From       RolloutVersion    `json:"from"`
+	Generation int64             `json:"generation"`
+	Id         int64             `json:"id"`
+	Message    *string           `json:"message,omitempty"`
+	Pending    []RolloutAction   `json:"pending"`
+	Phase      RolloutEventPhase `json:"phase"`
+
+	// ProgressAt The last progress (start, resume, an instance started or stopped, one more available); progressDeadline counts from it.
+	ProgressAt time.Time `json:"progressAt"`
+
+	// Promoted Promoted: new instances count as available once passing, without minReadySeconds.
+	Promoted  *bool                `json:"promoted,omitempty"`
+	Started   int                  `json:"started"`
+	StartedAt time.Time            `json:"startedAt"`
+	Stopped   int                  `json:"stopped"`
+	Strategy  RolloutEventStrategy `json:"strategy"`
+
+	// To A template: its version (driver.version, absent if the spec has none) and its hash.
+	To       RolloutVersion  `json:"to"`
+	Versions []VersionStatus `json:"versions"`
+}
+
+// RolloutEventChange defines model for RolloutEvent.Change.
+type RolloutEventChange string
+
+// RolloutEventPhase defines model for RolloutEvent.Phase.
+type RolloutEventPhase string
+
+// RolloutEventStrategy defines model for RolloutEvent.Strategy.
+type RolloutEventStrategy string
+
+// RolloutVersion A template: its version (driver.version, absent if the spec has none) and its hash.
+type RolloutVersion struct {
+	Hash    string  `json:"hash"`
+	Version *string `json:"version,omitempty"`
+}
+
+// RolloutsResponse defines model for RolloutsResponse.
+type RolloutsResponse struct {
+	// Items The rollout in progress, if any, then the finished ones the replicas hold (the last 20), newest first.
+	Items []Rollout `json:"items"`
+}
+
 // RouteMatch Which requests the route takes: every field set must match.
 type RouteMatch struct {
 	// Headers Header name to exact value.
@@ -12439,7 +15410,7 @@ type Sample struct {
 
 // Scaler A scaler as clients see it.
 //
-// Example: {"createRevision":12,"generation":1,"modRevision":12,"name":"web","spec":{"behavior":{"scaleDown":{"policies":[{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"2m0s"},"scaleUp":{"policies":[{"period":"15s","type":"Pods","value":4},{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"0s"}},"driver":{"secretEnv":"WEB_SCALE_SECRET","type":"webhook","url":"https://deploy.example.com/scale/web"},"maxReplicas":10,"metrics":[{"name":"gateway_rps","target":{"type":"averageValue","value":50}}],"minReplicas":1,"service":"web","syncPeriod":"15s","tolerance":0.1},"status":{"conditions":[],"currentReplicas":0,"desiredReplicas":0}}
+// Example: {"createRevision":12,"generation":1,"modRevision":12,"name":"web","spec":{"behavior":{"scaleDown":{"policies":[{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"2m0s"},"scaleUp":{"policies":[{"period":"15s","type":"Pods","value":4},{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"0s"}},"driver":{"secretEnv":"WEB_SCALE_SECRET","type":"webhook","url":"https://deploy.example.com/scale/web"},"maxReplicas":10,"metrics":[{"name":"gateway_rps","target":{"type":"averageValue","value":50}}],"minReplicas":1,"service":"web","strategy":{"minReadySeconds":0,"progressDeadline":"10m0s","rollingUpdate":{"maxSurge":"25%","maxUnavailable":"25%"},"type":"RollingUpdate"},"syncPeriod":"15s","tolerance":0.1},"status":{"conditions":[],"currentReplicas":0,"desiredReplicas":0}}
 type Scaler struct {
 	// By In a put watch event: the id of the token whose write made it; absent with auth off.
 	By *string `json:"by,omitempty"`
@@ -12458,7 +15429,7 @@ type Scaler struct {
 	// Example: web
 	Name ScalerName `json:"name"`
 
-	// Spec A Spec as stored and shown, with every omitted autoscaler field filled with its default, as Kubernetes shows an HPA (the driver stays as written, without its secret).
+	// Spec A Spec as stored and shown, with every omitted autoscaler field filled with its default, and the strategy with a Deployment's defaults, as Kubernetes shows an HPA (the driver stays as written, without its secret).
 	Spec SpecWithDefaults `json:"spec"`
 
 	// Status What the control loop last saw and did: HPA's status, with the decision that explains it.
@@ -12703,7 +15674,7 @@ type ScalerWatchErrorData struct {
 	Error string `json:"error"`
 }
 
-// ScalerWatchEvent One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: current, put: Scaler; absent, deleted: NameOnly; decision: Decision; actuation: ActuationEvent; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down).
+// ScalerWatchEvent One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: current, put: Scaler; absent, deleted: NameOnly; decision: Decision; actuation: ActuationEvent; rollout: RolloutEvent; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down).
 type ScalerWatchEvent struct {
 	union json.RawMessage
 }
@@ -12712,7 +15683,7 @@ type ScalerWatchEvent struct {
 type ScalerWatchEvent0 struct {
 	// Data A scaler as clients see it.
 	//
-	// Example: {"createRevision":12,"generation":1,"modRevision":12,"name":"web","spec":{"behavior":{"scaleDown":{"policies":[{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"2m0s"},"scaleUp":{"policies":[{"period":"15s","type":"Pods","value":4},{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"0s"}},"driver":{"secretEnv":"WEB_SCALE_SECRET","type":"webhook","url":"https://deploy.example.com/scale/web"},"maxReplicas":10,"metrics":[{"name":"gateway_rps","target":{"type":"averageValue","value":50}}],"minReplicas":1,"service":"web","syncPeriod":"15s","tolerance":0.1},"status":{"conditions":[],"currentReplicas":0,"desiredReplicas":0}}
+	// Example: {"createRevision":12,"generation":1,"modRevision":12,"name":"web","spec":{"behavior":{"scaleDown":{"policies":[{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"2m0s"},"scaleUp":{"policies":[{"period":"15s","type":"Pods","value":4},{"period":"15s","type":"Percent","value":100}],"selectPolicy":"Max","stabilizationWindow":"0s"}},"driver":{"secretEnv":"WEB_SCALE_SECRET","type":"webhook","url":"https://deploy.example.com/scale/web"},"maxReplicas":10,"metrics":[{"name":"gateway_rps","target":{"type":"averageValue","value":50}}],"minReplicas":1,"service":"web","strategy":{"minReadySeconds":0,"progressDeadline":"10m0s","rollingUpdate":{"maxSurge":"25%","maxUnavailable":"25%"},"type":"RollingUpdate"},"syncPeriod":"15s","tolerance":0.1},"status":{"conditions":[],"currentReplicas":0,"desiredReplicas":0}}
 	Data  Scaler                 `json:"data"`
 	Event ScalerWatchEvent0Event `json:"event"`
 
@@ -12763,9 +15734,12 @@ type ScalerWatchEvent3Event string
 
 // ScalerWatchEvent4 defines model for ScalerWatchEvent.4.
 type ScalerWatchEvent4 struct {
-	// Data The data of an error event, after which the server ends the stream (e.g. the watcher fell behind; resume with Last-Event-ID).
-	Data  ScalerWatchErrorData   `json:"data"`
+	// Data A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, finished.
+	Data  RolloutEvent           `json:"data"`
 	Event ScalerWatchEvent4Event `json:"event"`
+
+	// Id The id line: The revision, on the last event of each revision.
+	Id *string `json:"id,omitempty"`
 }
 
 // ScalerWatchEvent4Event defines model for ScalerWatchEvent.4.Event.
@@ -12773,13 +15747,23 @@ type ScalerWatchEvent4Event string
 
 // ScalerWatchEvent5 defines model for ScalerWatchEvent.5.
 type ScalerWatchEvent5 struct {
-	// Data Always {}.
-	Data  map[string]interface{} `json:"data"`
+	// Data The data of an error event, after which the server ends the stream (e.g. the watcher fell behind; resume with Last-Event-ID).
+	Data  ScalerWatchErrorData   `json:"data"`
 	Event ScalerWatchEvent5Event `json:"event"`
 }
 
 // ScalerWatchEvent5Event defines model for ScalerWatchEvent.5.Event.
 type ScalerWatchEvent5Event string
+
+// ScalerWatchEvent6 defines model for ScalerWatchEvent.6.
+type ScalerWatchEvent6 struct {
+	// Data Always {}.
+	Data  map[string]interface{} `json:"data"`
+	Event ScalerWatchEvent6Event `json:"event"`
+}
+
+// ScalerWatchEvent6Event defines model for ScalerWatchEvent.6.Event.
+type ScalerWatchEvent6Event string
 
 // Series A metric time series to replay against a spec: the load the service saw, with the replica count left to the simulation.
 type Series struct {
@@ -12935,7 +15919,7 @@ type Spec struct {
 	// Behavior HPA's scaling behaviour for each direction; an omitted direction or field takes HPA's default.
 	Behavior *Behavior `json:"behavior,omitempty"`
 
-	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret.
+	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 	Driver DriverSpec `json:"driver"`
 
 	// MaxReplicas At least minReplicas.
@@ -12952,6 +15936,11 @@ type Spec struct {
 	// Example: web
 	Service ScalerServiceName `json:"service"`
 
+	// Strategy How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary's shape (steps, analysis) is validated, then refused with 400: canaries are not run yet.
+	//
+	// Example: {"minReadySeconds":5,"progressDeadline":"10m","rollingUpdate":{"maxSurge":1,"maxUnavailable":"0%"},"type":"RollingUpdate"}
+	Strategy *Strategy `json:"strategy,omitempty"`
+
 	// SyncPeriod How often the leader decides (and simulate's step); positive; 15s when omitted.
 	SyncPeriod *ScalerDuration `json:"syncPeriod,omitempty"`
 
@@ -12959,7 +15948,7 @@ type Spec struct {
 	Tolerance *float32 `json:"tolerance,omitempty"`
 }
 
-// SpecWithDefaults A Spec as stored and shown, with every omitted autoscaler field filled with its default, as Kubernetes shows an HPA (the driver stays as written, without its secret).
+// SpecWithDefaults A Spec as stored and shown, with every omitted autoscaler field filled with its default, and the strategy with a Deployment's defaults, as Kubernetes shows an HPA (the driver stays as written, without its secret).
 type SpecWithDefaults struct {
 	Behavior struct {
 		ScaleDown struct {
@@ -12986,7 +15975,7 @@ type SpecWithDefaults struct {
 		} `json:"scaleUp"`
 	} `json:"behavior"`
 
-	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret.
+	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 	Driver DriverSpec `json:"driver"`
 
 	// MaxReplicas At least minReplicas.
@@ -13001,7 +15990,24 @@ type SpecWithDefaults struct {
 	// Service A service as the registry names it: 1 to 63 of a-z, 0-9 and '-'.
 	//
 	// Example: web
-	Service ScalerServiceName `json:"service"`
+	Service  ScalerServiceName `json:"service"`
+	Strategy struct {
+		Canary *struct {
+			// Analysis Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency.
+			Analysis *CanaryAnalysis `json:"analysis,omitempty"`
+			Steps    []CanaryStep    `json:"steps"`
+		} `json:"canary,omitempty"`
+
+		// MinReadySeconds 0 when omitted.
+		MinReadySeconds int `json:"minReadySeconds"`
+
+		// ProgressDeadline Positive and longer than minReadySeconds; 10m when omitted.
+		ProgressDeadline ScalerDuration         `json:"progressDeadline"`
+		RollingUpdate    map[string]interface{} `json:"rollingUpdate"`
+
+		// Type RollingUpdate when omitted. Canary is refused (400, not supported yet).
+		Type SpecWithDefaultsStrategyType `json:"type"`
+	} `json:"strategy"`
 
 	// SyncPeriod How often the leader decides (and simulate's step); positive; 15s when omitted.
 	SyncPeriod ScalerDuration `json:"syncPeriod"`
@@ -13015,6 +16021,9 @@ type SpecWithDefaultsBehaviorScaleDownSelectPolicy string
 
 // SpecWithDefaultsBehaviorScaleUpSelectPolicy defines model for SpecWithDefaults.Behavior.ScaleUp.SelectPolicy.
 type SpecWithDefaultsBehaviorScaleUpSelectPolicy string
+
+// SpecWithDefaultsStrategyType RollingUpdate when omitted. Canary is refused (400, not supported yet).
+type SpecWithDefaultsStrategyType string
 
 // Stabilization What the stabilization windows did to the proposal.
 type Stabilization struct {
@@ -13085,6 +16094,36 @@ type StoredTCPCheck struct {
 	// Example: 2s
 	Timeout RegistryDuration `json:"timeout"`
 }
+
+// Strategy How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary's shape (steps, analysis) is validated, then refused with 400: canaries are not run yet.
+//
+// Example: {"minReadySeconds":5,"progressDeadline":"10m","rollingUpdate":{"maxSurge":1,"maxUnavailable":"0%"},"type":"RollingUpdate"}
+type Strategy struct {
+	Canary *struct {
+		// Analysis Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency.
+		Analysis *CanaryAnalysis `json:"analysis,omitempty"`
+		Steps    []CanaryStep    `json:"steps"`
+	} `json:"canary,omitempty"`
+
+	// MinReadySeconds 0 when omitted.
+	MinReadySeconds *int `json:"minReadySeconds,omitempty"`
+
+	// ProgressDeadline Positive and longer than minReadySeconds; 10m when omitted.
+	ProgressDeadline *ScalerDuration `json:"progressDeadline,omitempty"`
+	RollingUpdate    *struct {
+		// MaxSurge Above the replica count; a percentage rounds up; 25% when omitted.
+		MaxSurge *IntOrPercent `json:"maxSurge,omitempty"`
+
+		// MaxUnavailable Of the replica count; a percentage rounds down, at most 100%; 25% when omitted; not 0 with maxSurge 0 (if both round to 0, one may be unavailable).
+		MaxUnavailable *IntOrPercent `json:"maxUnavailable,omitempty"`
+	} `json:"rollingUpdate,omitempty"`
+
+	// Type RollingUpdate when omitted. Canary is refused (400, not supported yet).
+	Type *StrategyType `json:"type,omitempty"`
+}
+
+// StrategyType RollingUpdate when omitted. Canary is refused (400, not supported yet).
+type StrategyType string
 
 // TCPCheck defines model for TCPCheck.
 type TCPCheck struct {
@@ -13317,6 +16356,23 @@ type UpstreamUnavailableProblemType string
 type Vacant struct {
 	// Name An election's name: letters, digits, '.', '_' and '-', other than . and .. (which URL resolution would remove from a path). It can name a fence in the config service (X-Steward-Fence: <name>:<token>).
 	Name ElectionName `json:"name"`
+}
+
+// VersionStatus The instances of one template the leader last observed.
+type VersionStatus struct {
+	// Available Passing for minReadySeconds.
+	Available int `json:"available"`
+
+	// Draining Deregistered, waiting out the drain before they are stopped.
+	Draining int    `json:"draining"`
+	Hash     string `json:"hash"`
+
+	// Ready Passing in the registry.
+	Ready int `json:"ready"`
+
+	// Running Run by the driver, draining ones included.
+	Running int     `json:"running"`
+	Version *string `json:"version,omitempty"`
 }
 
 // WatchEventData The data of a put or delete event: the entry after the change (for a delete, a tombstone with key and modRevision) and the one before, if any.
@@ -15672,6 +18728,447 @@ type ListDecisions500ApplicationProblemPlusJSONResponseBodyStatus int
 // ListDecisions500ApplicationProblemPlusJSONResponseBodyType defines parameters for ListDecisions.
 type ListDecisions500ApplicationProblemPlusJSONResponseBodyType string
 
+// GetRolloutParams defines parameters for GetRollout.
+type GetRolloutParams struct {
+	// Consistency linearizable (default): the read reflects every write acknowledged before it began. serializable: this replica's state at once, possibly stale.
+	Consistency *GetRolloutParamsConsistency `form:"consistency,omitempty" json:"consistency,omitempty"`
+
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
+// GetRolloutParamsConsistency defines parameters for GetRollout.
+type GetRolloutParamsConsistency string
+
+// GetRollout400ApplicationProblemPlusJSONResponseBodyAccess defines parameters for GetRollout.
+type GetRollout400ApplicationProblemPlusJSONResponseBodyAccess string
+
+// GetRollout400ApplicationProblemPlusJSONResponseBodyResource defines parameters for GetRollout.
+type GetRollout400ApplicationProblemPlusJSONResponseBodyResource string
+
+// GetRollout400ApplicationProblemPlusJSONResponseBodyStatus defines parameters for GetRollout.
+type GetRollout400ApplicationProblemPlusJSONResponseBodyStatus int
+
+// GetRollout400ApplicationProblemPlusJSONResponseBodyType defines parameters for GetRollout.
+type GetRollout400ApplicationProblemPlusJSONResponseBodyType string
+
+// GetRollout404ApplicationProblemPlusJSONResponseBodyAccess defines parameters for GetRollout.
+type GetRollout404ApplicationProblemPlusJSONResponseBodyAccess string
+
+// GetRollout404ApplicationProblemPlusJSONResponseBodyResource defines parameters for GetRollout.
+type GetRollout404ApplicationProblemPlusJSONResponseBodyResource string
+
+// GetRollout404ApplicationProblemPlusJSONResponseBodyStatus defines parameters for GetRollout.
+type GetRollout404ApplicationProblemPlusJSONResponseBodyStatus int
+
+// GetRollout404ApplicationProblemPlusJSONResponseBodyType defines parameters for GetRollout.
+type GetRollout404ApplicationProblemPlusJSONResponseBodyType string
+
+// GetRollout500ApplicationProblemPlusJSONResponseBodyAccess defines parameters for GetRollout.
+type GetRollout500ApplicationProblemPlusJSONResponseBodyAccess string
+
+// GetRollout500ApplicationProblemPlusJSONResponseBodyResource defines parameters for GetRollout.
+type GetRollout500ApplicationProblemPlusJSONResponseBodyResource string
+
+// GetRollout500ApplicationProblemPlusJSONResponseBodyStatus defines parameters for GetRollout.
+type GetRollout500ApplicationProblemPlusJSONResponseBodyStatus int
+
+// GetRollout500ApplicationProblemPlusJSONResponseBodyType defines parameters for GetRollout.
+type GetRollout500ApplicationProblemPlusJSONResponseBodyType string
+
+// AbortRolloutParams defines parameters for AbortRollout.
+type AbortRolloutParams struct {
+	// IdempotencyKey A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
+// AbortRollout400ApplicationProblemPlusJSONResponseBodyAccess defines parameters for AbortRollout.
+type AbortRollout400ApplicationProblemPlusJSONResponseBodyAccess string
+
+// AbortRollout400ApplicationProblemPlusJSONResponseBodyResource defines parameters for AbortRollout.
+type AbortRollout400ApplicationProblemPlusJSONResponseBodyResource string
+
+// AbortRollout400ApplicationProblemPlusJSONResponseBodyStatus defines parameters for AbortRollout.
+type AbortRollout400ApplicationProblemPlusJSONResponseBodyStatus int
+
+// AbortRollout400ApplicationProblemPlusJSONResponseBodyType defines parameters for AbortRollout.
+type AbortRollout400ApplicationProblemPlusJSONResponseBodyType string
+
+// AbortRollout404ApplicationProblemPlusJSONResponseBodyAccess defines parameters for AbortRollout.
+type AbortRollout404ApplicationProblemPlusJSONResponseBodyAccess string
+
+// AbortRollout404ApplicationProblemPlusJSONResponseBodyResource defines parameters for AbortRollout.
+type AbortRollout404ApplicationProblemPlusJSONResponseBodyResource string
+
+// AbortRollout404ApplicationProblemPlusJSONResponseBodyStatus defines parameters for AbortRollout.
+type AbortRollout404ApplicationProblemPlusJSONResponseBodyStatus int
+
+// AbortRollout404ApplicationProblemPlusJSONResponseBodyType defines parameters for AbortRollout.
+type AbortRollout404ApplicationProblemPlusJSONResponseBodyType string
+
+// AbortRollout409ApplicationProblemPlusJSONResponseBodyAccess defines parameters for AbortRollout.
+type AbortRollout409ApplicationProblemPlusJSONResponseBodyAccess string
+
+// AbortRollout409ApplicationProblemPlusJSONResponseBodyResource defines parameters for AbortRollout.
+type AbortRollout409ApplicationProblemPlusJSONResponseBodyResource string
+
+// AbortRollout409ApplicationProblemPlusJSONResponseBodyStatus defines parameters for AbortRollout.
+type AbortRollout409ApplicationProblemPlusJSONResponseBodyStatus int
+
+// AbortRollout409ApplicationProblemPlusJSONResponseBodyType defines parameters for AbortRollout.
+type AbortRollout409ApplicationProblemPlusJSONResponseBodyType string
+
+// AbortRollout413ApplicationProblemPlusJSONResponseBodyAccess defines parameters for AbortRollout.
+type AbortRollout413ApplicationProblemPlusJSONResponseBodyAccess string
+
+// AbortRollout413ApplicationProblemPlusJSONResponseBodyResource defines parameters for AbortRollout.
+type AbortRollout413ApplicationProblemPlusJSONResponseBodyResource string
+
+// AbortRollout413ApplicationProblemPlusJSONResponseBodyStatus defines parameters for AbortRollout.
+type AbortRollout413ApplicationProblemPlusJSONResponseBodyStatus int
+
+// AbortRollout413ApplicationProblemPlusJSONResponseBodyType defines parameters for AbortRollout.
+type AbortRollout413ApplicationProblemPlusJSONResponseBodyType string
+
+// AbortRollout415ApplicationProblemPlusJSONResponseBodyAccess defines parameters for AbortRollout.
+type AbortRollout415ApplicationProblemPlusJSONResponseBodyAccess string
+
+// AbortRollout415ApplicationProblemPlusJSONResponseBodyResource defines parameters for AbortRollout.
+type AbortRollout415ApplicationProblemPlusJSONResponseBodyResource string
+
+// AbortRollout415ApplicationProblemPlusJSONResponseBodyStatus defines parameters for AbortRollout.
+type AbortRollout415ApplicationProblemPlusJSONResponseBodyStatus int
+
+// AbortRollout415ApplicationProblemPlusJSONResponseBodyType defines parameters for AbortRollout.
+type AbortRollout415ApplicationProblemPlusJSONResponseBodyType string
+
+// AbortRollout500ApplicationProblemPlusJSONResponseBodyAccess defines parameters for AbortRollout.
+type AbortRollout500ApplicationProblemPlusJSONResponseBodyAccess string
+
+// AbortRollout500ApplicationProblemPlusJSONResponseBodyResource defines parameters for AbortRollout.
+type AbortRollout500ApplicationProblemPlusJSONResponseBodyResource string
+
+// AbortRollout500ApplicationProblemPlusJSONResponseBodyStatus defines parameters for AbortRollout.
+type AbortRollout500ApplicationProblemPlusJSONResponseBodyStatus int
+
+// AbortRollout500ApplicationProblemPlusJSONResponseBodyType defines parameters for AbortRollout.
+type AbortRollout500ApplicationProblemPlusJSONResponseBodyType string
+
+// PauseRolloutParams defines parameters for PauseRollout.
+type PauseRolloutParams struct {
+	// IdempotencyKey A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
+// PauseRollout400ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PauseRollout.
+type PauseRollout400ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PauseRollout400ApplicationProblemPlusJSONResponseBodyResource defines parameters for PauseRollout.
+type PauseRollout400ApplicationProblemPlusJSONResponseBodyResource string
+
+// PauseRollout400ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PauseRollout.
+type PauseRollout400ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PauseRollout400ApplicationProblemPlusJSONResponseBodyType defines parameters for PauseRollout.
+type PauseRollout400ApplicationProblemPlusJSONResponseBodyType string
+
+// PauseRollout404ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PauseRollout.
+type PauseRollout404ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PauseRollout404ApplicationProblemPlusJSONResponseBodyResource defines parameters for PauseRollout.
+type PauseRollout404ApplicationProblemPlusJSONResponseBodyResource string
+
+// PauseRollout404ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PauseRollout.
+type PauseRollout404ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PauseRollout404ApplicationProblemPlusJSONResponseBodyType defines parameters for PauseRollout.
+type PauseRollout404ApplicationProblemPlusJSONResponseBodyType string
+
+// PauseRollout409ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PauseRollout.
+type PauseRollout409ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PauseRollout409ApplicationProblemPlusJSONResponseBodyResource defines parameters for PauseRollout.
+type PauseRollout409ApplicationProblemPlusJSONResponseBodyResource string
+
+// PauseRollout409ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PauseRollout.
+type PauseRollout409ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PauseRollout409ApplicationProblemPlusJSONResponseBodyType defines parameters for PauseRollout.
+type PauseRollout409ApplicationProblemPlusJSONResponseBodyType string
+
+// PauseRollout413ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PauseRollout.
+type PauseRollout413ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PauseRollout413ApplicationProblemPlusJSONResponseBodyResource defines parameters for PauseRollout.
+type PauseRollout413ApplicationProblemPlusJSONResponseBodyResource string
+
+// PauseRollout413ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PauseRollout.
+type PauseRollout413ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PauseRollout413ApplicationProblemPlusJSONResponseBodyType defines parameters for PauseRollout.
+type PauseRollout413ApplicationProblemPlusJSONResponseBodyType string
+
+// PauseRollout415ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PauseRollout.
+type PauseRollout415ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PauseRollout415ApplicationProblemPlusJSONResponseBodyResource defines parameters for PauseRollout.
+type PauseRollout415ApplicationProblemPlusJSONResponseBodyResource string
+
+// PauseRollout415ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PauseRollout.
+type PauseRollout415ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PauseRollout415ApplicationProblemPlusJSONResponseBodyType defines parameters for PauseRollout.
+type PauseRollout415ApplicationProblemPlusJSONResponseBodyType string
+
+// PauseRollout500ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PauseRollout.
+type PauseRollout500ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PauseRollout500ApplicationProblemPlusJSONResponseBodyResource defines parameters for PauseRollout.
+type PauseRollout500ApplicationProblemPlusJSONResponseBodyResource string
+
+// PauseRollout500ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PauseRollout.
+type PauseRollout500ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PauseRollout500ApplicationProblemPlusJSONResponseBodyType defines parameters for PauseRollout.
+type PauseRollout500ApplicationProblemPlusJSONResponseBodyType string
+
+// PromoteRolloutParams defines parameters for PromoteRollout.
+type PromoteRolloutParams struct {
+	// IdempotencyKey A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
+// PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PromoteRollout.
+type PromoteRollout400ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource defines parameters for PromoteRollout.
+type PromoteRollout400ApplicationProblemPlusJSONResponseBodyResource string
+
+// PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PromoteRollout.
+type PromoteRollout400ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PromoteRollout400ApplicationProblemPlusJSONResponseBodyType defines parameters for PromoteRollout.
+type PromoteRollout400ApplicationProblemPlusJSONResponseBodyType string
+
+// PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PromoteRollout.
+type PromoteRollout404ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource defines parameters for PromoteRollout.
+type PromoteRollout404ApplicationProblemPlusJSONResponseBodyResource string
+
+// PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PromoteRollout.
+type PromoteRollout404ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PromoteRollout404ApplicationProblemPlusJSONResponseBodyType defines parameters for PromoteRollout.
+type PromoteRollout404ApplicationProblemPlusJSONResponseBodyType string
+
+// PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PromoteRollout.
+type PromoteRollout409ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource defines parameters for PromoteRollout.
+type PromoteRollout409ApplicationProblemPlusJSONResponseBodyResource string
+
+// PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PromoteRollout.
+type PromoteRollout409ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PromoteRollout409ApplicationProblemPlusJSONResponseBodyType defines parameters for PromoteRollout.
+type PromoteRollout409ApplicationProblemPlusJSONResponseBodyType string
+
+// PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PromoteRollout.
+type PromoteRollout413ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource defines parameters for PromoteRollout.
+type PromoteRollout413ApplicationProblemPlusJSONResponseBodyResource string
+
+// PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PromoteRollout.
+type PromoteRollout413ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PromoteRollout413ApplicationProblemPlusJSONResponseBodyType defines parameters for PromoteRollout.
+type PromoteRollout413ApplicationProblemPlusJSONResponseBodyType string
+
+// PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PromoteRollout.
+type PromoteRollout415ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource defines parameters for PromoteRollout.
+type PromoteRollout415ApplicationProblemPlusJSONResponseBodyResource string
+
+// PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PromoteRollout.
+type PromoteRollout415ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PromoteRollout415ApplicationProblemPlusJSONResponseBodyType defines parameters for PromoteRollout.
+type PromoteRollout415ApplicationProblemPlusJSONResponseBodyType string
+
+// PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccess defines parameters for PromoteRollout.
+type PromoteRollout500ApplicationProblemPlusJSONResponseBodyAccess string
+
+// PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource defines parameters for PromoteRollout.
+type PromoteRollout500ApplicationProblemPlusJSONResponseBodyResource string
+
+// PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatus defines parameters for PromoteRollout.
+type PromoteRollout500ApplicationProblemPlusJSONResponseBodyStatus int
+
+// PromoteRollout500ApplicationProblemPlusJSONResponseBodyType defines parameters for PromoteRollout.
+type PromoteRollout500ApplicationProblemPlusJSONResponseBodyType string
+
+// ResumeRolloutParams defines parameters for ResumeRollout.
+type ResumeRolloutParams struct {
+	// IdempotencyKey A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
+// ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ResumeRollout.
+type ResumeRollout400ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource defines parameters for ResumeRollout.
+type ResumeRollout400ApplicationProblemPlusJSONResponseBodyResource string
+
+// ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ResumeRollout.
+type ResumeRollout400ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ResumeRollout400ApplicationProblemPlusJSONResponseBodyType defines parameters for ResumeRollout.
+type ResumeRollout400ApplicationProblemPlusJSONResponseBodyType string
+
+// ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ResumeRollout.
+type ResumeRollout404ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource defines parameters for ResumeRollout.
+type ResumeRollout404ApplicationProblemPlusJSONResponseBodyResource string
+
+// ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ResumeRollout.
+type ResumeRollout404ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ResumeRollout404ApplicationProblemPlusJSONResponseBodyType defines parameters for ResumeRollout.
+type ResumeRollout404ApplicationProblemPlusJSONResponseBodyType string
+
+// ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ResumeRollout.
+type ResumeRollout409ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource defines parameters for ResumeRollout.
+type ResumeRollout409ApplicationProblemPlusJSONResponseBodyResource string
+
+// ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ResumeRollout.
+type ResumeRollout409ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ResumeRollout409ApplicationProblemPlusJSONResponseBodyType defines parameters for ResumeRollout.
+type ResumeRollout409ApplicationProblemPlusJSONResponseBodyType string
+
+// ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ResumeRollout.
+type ResumeRollout413ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource defines parameters for ResumeRollout.
+type ResumeRollout413ApplicationProblemPlusJSONResponseBodyResource string
+
+// ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ResumeRollout.
+type ResumeRollout413ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ResumeRollout413ApplicationProblemPlusJSONResponseBodyType defines parameters for ResumeRollout.
+type ResumeRollout413ApplicationProblemPlusJSONResponseBodyType string
+
+// ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ResumeRollout.
+type ResumeRollout415ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource defines parameters for ResumeRollout.
+type ResumeRollout415ApplicationProblemPlusJSONResponseBodyResource string
+
+// ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ResumeRollout.
+type ResumeRollout415ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ResumeRollout415ApplicationProblemPlusJSONResponseBodyType defines parameters for ResumeRollout.
+type ResumeRollout415ApplicationProblemPlusJSONResponseBodyType string
+
+// ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ResumeRollout.
+type ResumeRollout500ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource defines parameters for ResumeRollout.
+type ResumeRollout500ApplicationProblemPlusJSONResponseBodyResource string
+
+// ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ResumeRollout.
+type ResumeRollout500ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ResumeRollout500ApplicationProblemPlusJSONResponseBodyType defines parameters for ResumeRollout.
+type ResumeRollout500ApplicationProblemPlusJSONResponseBodyType string
+
+// ListRolloutsParams defines parameters for ListRollouts.
+type ListRolloutsParams struct {
+	// Limit At most this many (default 21: the one in progress and the 20 kept).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Consistency linearizable (default): the read reflects every write acknowledged before it began. serializable: this replica's state at once, possibly stale.
+	Consistency *ListRolloutsParamsConsistency `form:"consistency,omitempty" json:"consistency,omitempty"`
+
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
+// ListRolloutsParamsConsistency defines parameters for ListRollouts.
+type ListRolloutsParamsConsistency string
+
+// ListRollouts400ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ListRollouts.
+type ListRollouts400ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ListRollouts400ApplicationProblemPlusJSONResponseBodyResource defines parameters for ListRollouts.
+type ListRollouts400ApplicationProblemPlusJSONResponseBodyResource string
+
+// ListRollouts400ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ListRollouts.
+type ListRollouts400ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ListRollouts400ApplicationProblemPlusJSONResponseBodyType defines parameters for ListRollouts.
+type ListRollouts400ApplicationProblemPlusJSONResponseBodyType string
+
+// ListRollouts404ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ListRollouts.
+type ListRollouts404ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ListRollouts404ApplicationProblemPlusJSONResponseBodyResource defines parameters for ListRollouts.
+type ListRollouts404ApplicationProblemPlusJSONResponseBodyResource string
+
+// ListRollouts404ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ListRollouts.
+type ListRollouts404ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ListRollouts404ApplicationProblemPlusJSONResponseBodyType defines parameters for ListRollouts.
+type ListRollouts404ApplicationProblemPlusJSONResponseBodyType string
+
+// ListRollouts500ApplicationProblemPlusJSONResponseBodyAccess defines parameters for ListRollouts.
+type ListRollouts500ApplicationProblemPlusJSONResponseBodyAccess string
+
+// ListRollouts500ApplicationProblemPlusJSONResponseBodyResource defines parameters for ListRollouts.
+type ListRollouts500ApplicationProblemPlusJSONResponseBodyResource string
+
+// ListRollouts500ApplicationProblemPlusJSONResponseBodyStatus defines parameters for ListRollouts.
+type ListRollouts500ApplicationProblemPlusJSONResponseBodyStatus int
+
+// ListRollouts500ApplicationProblemPlusJSONResponseBodyType defines parameters for ListRollouts.
+type ListRollouts500ApplicationProblemPlusJSONResponseBodyType string
+
 // SimulateParams defines parameters for Simulate.
 type SimulateParams struct {
 	// Consistency linearizable (default): the read reflects every write acknowledged before it began. serializable: this replica's state at once, possibly stale.
@@ -17234,6 +20731,68 @@ func (t *InstanceCheck) UnmarshalJSON(b []byte) error {
 	return err
 }
 
+// AsIntOrPercent0 returns the union data inside the IntOrPercent as a IntOrPercent0
+func (t IntOrPercent) AsIntOrPercent0() (IntOrPercent0, error) {
+	var body IntOrPercent0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromIntOrPercent0 overwrites any union data inside the IntOrPercent as the provided IntOrPercent0
+func (t *IntOrPercent) FromIntOrPercent0(v IntOrPercent0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeIntOrPercent0 performs a merge with any union data inside the IntOrPercent, using the provided IntOrPercent0
+func (t *IntOrPercent) MergeIntOrPercent0(v IntOrPercent0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsIntOrPercent1 returns the union data inside the IntOrPercent as a IntOrPercent1
+func (t IntOrPercent) AsIntOrPercent1() (IntOrPercent1, error) {
+	var body IntOrPercent1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromIntOrPercent1 overwrites any union data inside the IntOrPercent as the provided IntOrPercent1
+func (t *IntOrPercent) FromIntOrPercent1(v IntOrPercent1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeIntOrPercent1 performs a merge with any union data inside the IntOrPercent, using the provided IntOrPercent1
+func (t *IntOrPercent) MergeIntOrPercent1(v IntOrPercent1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t IntOrPercent) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *IntOrPercent) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // AsKVWatchEvent0 returns the union data inside the KVWatchEvent as a KVWatchEvent0
 func (t KVWatchEvent) AsKVWatchEvent0() (KVWatchEvent0, error) {
 	var body KVWatchEvent0
@@ -17716,6 +21275,32 @@ func (t *ScalerWatchEvent) FromScalerWatchEvent5(v ScalerWatchEvent5) error {
 
 // MergeScalerWatchEvent5 performs a merge with any union data inside the ScalerWatchEvent, using the provided ScalerWatchEvent5
 func (t *ScalerWatchEvent) MergeScalerWatchEvent5(v ScalerWatchEvent5) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsScalerWatchEvent6 returns the union data inside the ScalerWatchEvent as a ScalerWatchEvent6
+func (t ScalerWatchEvent) AsScalerWatchEvent6() (ScalerWatchEvent6, error) {
+	var body ScalerWatchEvent6
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromScalerWatchEvent6 overwrites any union data inside the ScalerWatchEvent as the provided ScalerWatchEvent6
+func (t *ScalerWatchEvent) FromScalerWatchEvent6(v ScalerWatchEvent6) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeScalerWatchEvent6 performs a merge with any union data inside the ScalerWatchEvent, using the provided ScalerWatchEvent6
+func (t *ScalerWatchEvent) MergeScalerWatchEvent6(v ScalerWatchEvent6) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -18313,6 +21898,48 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/scalers/{name}/decisions (the `ListDecisions` operationId).
 	ListDecisions(ctx context.Context, name ScalerNameParam, params *ListDecisionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetRollout A scaler's rollout
+	//
+	// The newest rollout of the scaler's template: in progress, or the last one finished. 404 when the scaler does not exist or has never changed its template.
+	//
+	// Corresponds with GET /v1/scalers/{name}/rollout (the `GetRollout` operationId).
+	GetRollout(ctx context.Context, name ScalerNameParam, params *GetRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AbortRollout Abort the scaler's rollout
+	//
+	// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/abort (the `AbortRollout` operationId).
+	AbortRollout(ctx context.Context, name ScalerNameParam, params *AbortRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PauseRollout Pause the scaler's rollout
+	//
+	// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/pause (the `PauseRollout` operationId).
+	PauseRollout(ctx context.Context, name ScalerNameParam, params *PauseRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PromoteRollout Promote the scaler's rollout
+	//
+	// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/promote (the `PromoteRollout` operationId).
+	PromoteRollout(ctx context.Context, name ScalerNameParam, params *PromoteRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ResumeRollout Resume the scaler's rollout
+	//
+	// Resume a paused rollout; its progress deadline starts again. 409 when it is not paused. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/resume (the `ResumeRollout` operationId).
+	ResumeRollout(ctx context.Context, name ScalerNameParam, params *ResumeRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListRollouts A scaler's rollout history
+	//
+	// The rollout in progress, then the finished ones the replicas hold (the last 20), newest first: who started each (by), when, from and to which version, and how it ended.
+	//
+	// Corresponds with GET /v1/scalers/{name}/rollouts (the `ListRollouts` operationId).
+	ListRollouts(ctx context.Context, name ScalerNameParam, params *ListRolloutsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// SimulateWithBody Replay a series through a spec
 	//
 	// Runs the algorithm over a load series without acting on anything: one decision per syncPeriod from the first point to the last, each seeing the latest point at or before it, every decision carried out at once (instances it adds are ready after readyAfter). Give a spec to try one before PUTting it (the scaler need not exist then, if a series is given too), and a series to replay a load of your own; either defaults to the scaler's (404 if there is no scaler; 400 if it has recorded no metrics yet). consistency applies to reading the scaler. An invalid spec is refused as PUT refuses it (400 with errors); a series out of bounds with 400.
@@ -18331,9 +21958,9 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/scalers/{name}/simulate (the `Simulate` operationId).
 	Simulate(ctx context.Context, name ScalerNameParam, params *SimulateParams, body SimulateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// WatchScaler Watch a scaler: its spec, decisions and actuations
+	// WatchScaler Watch a scaler: its spec, decisions, actuations and rollouts
 	//
-	// Streams the scaler's spec changes, decisions and actuations as server-sent events.
+	// Streams the scaler's spec changes, decisions, actuations and rollout changes as server-sent events.
 	//
 	// Corresponds with GET /v1/scalers/{name}/watch (the `WatchScaler` operationId).
 	WatchScaler(ctx context.Context, name ScalerNameParam, params *WatchScalerParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -19387,6 +23014,108 @@ func (c *Client) ListDecisions(ctx context.Context, name ScalerNameParam, params
 	return c.Client.Do(req)
 }
 
+// GetRollout A scaler's rollout
+//
+// The newest rollout of the scaler's template: in progress, or the last one finished. 404 when the scaler does not exist or has never changed its template.
+//
+// Corresponds with GET /v1/scalers/{name}/rollout (the `GetRollout` operationId).
+func (c *Client) GetRollout(ctx context.Context, name ScalerNameParam, params *GetRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetRolloutRequest(c.Server, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AbortRollout Abort the scaler's rollout
+//
+// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/abort (the `AbortRollout` operationId).
+func (c *Client) AbortRollout(ctx context.Context, name ScalerNameParam, params *AbortRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAbortRolloutRequest(c.Server, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PauseRollout Pause the scaler's rollout
+//
+// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/pause (the `PauseRollout` operationId).
+func (c *Client) PauseRollout(ctx context.Context, name ScalerNameParam, params *PauseRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPauseRolloutRequest(c.Server, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PromoteRollout Promote the scaler's rollout
+//
+// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/promote (the `PromoteRollout` operationId).
+func (c *Client) PromoteRollout(ctx context.Context, name ScalerNameParam, params *PromoteRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPromoteRolloutRequest(c.Server, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ResumeRollout Resume the scaler's rollout
+//
+// Resume a paused rollout; its progress deadline starts again. 409 when it is not paused. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/resume (the `ResumeRollout` operationId).
+func (c *Client) ResumeRollout(ctx context.Context, name ScalerNameParam, params *ResumeRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewResumeRolloutRequest(c.Server, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListRollouts A scaler's rollout history
+//
+// The rollout in progress, then the finished ones the replicas hold (the last 20), newest first: who started each (by), when, from and to which version, and how it ended.
+//
+// Corresponds with GET /v1/scalers/{name}/rollouts (the `ListRollouts` operationId).
+func (c *Client) ListRollouts(ctx context.Context, name ScalerNameParam, params *ListRolloutsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListRolloutsRequest(c.Server, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // SimulateWithBody Replay a series through a spec
 //
 // Runs the algorithm over a load series without acting on anything: one decision per syncPeriod from the first point to the last, each seeing the latest point at or before it, every decision carried out at once (instances it adds are ready after readyAfter). Give a spec to try one before PUTting it (the scaler need not exist then, if a series is given too), and a series to replay a load of your own; either defaults to the scaler's (404 if there is no scaler; 400 if it has recorded no metrics yet). consistency applies to reading the scaler. An invalid spec is refused as PUT refuses it (400 with errors); a series out of bounds with 400.
@@ -19425,9 +23154,9 @@ func (c *Client) Simulate(ctx context.Context, name ScalerNameParam, params *Sim
 	return c.Client.Do(req)
 }
 
-// WatchScaler Watch a scaler: its spec, decisions and actuations
+// WatchScaler Watch a scaler: its spec, decisions, actuations and rollouts
 //
-// Streams the scaler's spec changes, decisions and actuations as server-sent events.
+// Streams the scaler's spec changes, decisions, actuations and rollout changes as server-sent events.
 //
 // Corresponds with GET /v1/scalers/{name}/watch (the `WatchScaler` operationId).
 func (c *Client) WatchScaler(ctx context.Context, name ScalerNameParam, params *WatchScalerParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -22992,6 +26721,476 @@ func NewListDecisionsRequest(server string, name ScalerNameParam, params *ListDe
 	return req, nil
 }
 
+// NewGetRolloutRequest constructs an http.Request for the GetRollout method
+func NewGetRolloutRequest(server string, name ScalerNameParam, params *GetRolloutParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/scalers/%s/rollout", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Consistency != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "consistency", *params.Consistency, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewAbortRolloutRequest constructs an http.Request for the AbortRollout method
+func NewAbortRolloutRequest(server string, name ScalerNameParam, params *AbortRolloutParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/scalers/%s/rollout/abort", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam2)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewPauseRolloutRequest constructs an http.Request for the PauseRollout method
+func NewPauseRolloutRequest(server string, name ScalerNameParam, params *PauseRolloutParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/scalers/%s/rollout/pause", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam2)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewPromoteRolloutRequest constructs an http.Request for the PromoteRollout method
+func NewPromoteRolloutRequest(server string, name ScalerNameParam, params *PromoteRolloutParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/scalers/%s/rollout/promote", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam2)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewResumeRolloutRequest constructs an http.Request for the ResumeRollout method
+func NewResumeRolloutRequest(server string, name ScalerNameParam, params *ResumeRolloutParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/scalers/%s/rollout/resume", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+		if params.XRequestId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam1)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam2)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListRolloutsRequest constructs an http.Request for the ListRollouts method
+func NewListRolloutsRequest(server string, name ScalerNameParam, params *ListRolloutsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/scalers/%s/rollouts", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Consistency != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "consistency", *params.Consistency, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewSimulateRequest calls the generic Simulate builder with application/json body
 func NewSimulateRequest(server string, name ScalerNameParam, params *SimulateParams, body SimulateJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -24751,6 +28950,60 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/scalers/{name}/decisions (the `ListDecisions` operationId).
 	ListDecisionsWithResponse(ctx context.Context, name ScalerNameParam, params *ListDecisionsParams, reqEditors ...RequestEditorFn) (*ListDecisionsResponse, error)
 
+	// GetRolloutWithResponse A scaler's rollout
+	//
+	// The newest rollout of the scaler's template: in progress, or the last one finished. 404 when the scaler does not exist or has never changed its template.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/scalers/{name}/rollout (the `GetRollout` operationId).
+	GetRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *GetRolloutParams, reqEditors ...RequestEditorFn) (*GetRolloutResponse, error)
+
+	// AbortRolloutWithResponse Abort the scaler's rollout
+	//
+	// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/abort (the `AbortRollout` operationId).
+	AbortRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *AbortRolloutParams, reqEditors ...RequestEditorFn) (*AbortRolloutResponse, error)
+
+	// PauseRolloutWithResponse Pause the scaler's rollout
+	//
+	// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/pause (the `PauseRollout` operationId).
+	PauseRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *PauseRolloutParams, reqEditors ...RequestEditorFn) (*PauseRolloutResponse, error)
+
+	// PromoteRolloutWithResponse Promote the scaler's rollout
+	//
+	// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/promote (the `PromoteRollout` operationId).
+	PromoteRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *PromoteRolloutParams, reqEditors ...RequestEditorFn) (*PromoteRolloutResponse, error)
+
+	// ResumeRolloutWithResponse Resume the scaler's rollout
+	//
+	// Resume a paused rollout; its progress deadline starts again. 409 when it is not paused. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/scalers/{name}/rollout/resume (the `ResumeRollout` operationId).
+	ResumeRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *ResumeRolloutParams, reqEditors ...RequestEditorFn) (*ResumeRolloutResponse, error)
+
+	// ListRolloutsWithResponse A scaler's rollout history
+	//
+	// The rollout in progress, then the finished ones the replicas hold (the last 20), newest first: who started each (by), when, from and to which version, and how it ended.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/scalers/{name}/rollouts (the `ListRollouts` operationId).
+	ListRolloutsWithResponse(ctx context.Context, name ScalerNameParam, params *ListRolloutsParams, reqEditors ...RequestEditorFn) (*ListRolloutsResponse, error)
+
 	// SimulateWithBodyWithResponse Replay a series through a spec
 	//
 	// Runs the algorithm over a load series without acting on anything: one decision per syncPeriod from the first point to the last, each seeing the latest point at or before it, every decision carried out at once (instances it adds are ready after readyAfter). Give a spec to try one before PUTting it (the scaler need not exist then, if a series is given too), and a series to replay a load of your own; either defaults to the scaler's (404 if there is no scaler; 400 if it has recorded no metrics yet). consistency applies to reading the scaler. An invalid spec is refused as PUT refuses it (400 with errors); a series out of bounds with 400.
@@ -24769,9 +29022,9 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/scalers/{name}/simulate (the `Simulate` operationId).
 	SimulateWithResponse(ctx context.Context, name ScalerNameParam, params *SimulateParams, body SimulateJSONRequestBody, reqEditors ...RequestEditorFn) (*SimulateResponse, error)
 
-	// WatchScalerWithResponse Watch a scaler: its spec, decisions and actuations
+	// WatchScalerWithResponse Watch a scaler: its spec, decisions, actuations and rollouts
 	//
-	// Streams the scaler's spec changes, decisions and actuations as server-sent events.
+	// Streams the scaler's spec changes, decisions, actuations and rollout changes as server-sent events.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -32872,6 +37125,1338 @@ func (r ListDecisionsResponse) ContentType() string {
 	return ""
 }
 
+// GetRolloutResponse200Headers the declared response headers of an HTTP 200 response for GetRollout
+type GetRolloutResponse200Headers struct {
+	XRequestId       string
+	XStewardRevision int64
+}
+
+// GetRolloutResponse400Headers the declared response headers of an HTTP 400 response for GetRollout
+type GetRolloutResponse400Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// GetRolloutResponse401Headers the declared response headers of an HTTP 401 response for GetRollout
+type GetRolloutResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// GetRolloutResponse403Headers the declared response headers of an HTTP 403 response for GetRollout
+type GetRolloutResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// GetRolloutResponse404Headers the declared response headers of an HTTP 404 response for GetRollout
+type GetRolloutResponse404Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// GetRolloutResponse500Headers the declared response headers of an HTTP 500 response for GetRollout
+type GetRolloutResponse500Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// GetRolloutResponse502Headers the declared response headers of an HTTP 502 response for GetRollout
+type GetRolloutResponse502Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// GetRolloutResponse503Headers the declared response headers of an HTTP 503 response for GetRollout
+type GetRolloutResponse503Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// GetRolloutResponse504Headers the declared response headers of an HTTP 504 response for GetRollout
+type GetRolloutResponse504Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// GetRolloutResponse508Headers the declared response headers of an HTTP 508 response for GetRollout
+type GetRolloutResponse508Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type GetRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Rollout
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ScalerBadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ScalerUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ScalerForbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ScalerNotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ScalerInternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *BadGateway
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ScalerUnavailableOrGateway
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *ScalerTimeoutOrGateway
+	// ApplicationproblemJSON508 the response for an HTTP 508 `application/problem+json` response
+	ApplicationproblemJSON508 *LoopDetected
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetRolloutResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetRolloutResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetRolloutResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetRolloutResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetRolloutResponse404Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetRolloutResponse500Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *GetRolloutResponse502Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetRolloutResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *GetRolloutResponse504Headers
+	// Headers508 the parsed response headers for an HTTP 508 response
+	Headers508 *GetRolloutResponse508Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetRolloutResponse) GetJSON200() *Rollout {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON400() *ScalerBadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON401() *ScalerUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON403() *ScalerForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON404() *ScalerNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON500() *ScalerInternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON502() *BadGateway {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON503() *ScalerUnavailableOrGateway {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON504() *ScalerTimeoutOrGateway {
+	return r.ApplicationproblemJSON504
+}
+
+// GetApplicationproblemJSON508 returns the response for an HTTP 508 `application/problem+json` response
+func (r GetRolloutResponse) GetApplicationproblemJSON508() *LoopDetected {
+	return r.ApplicationproblemJSON508
+}
+
+// GetBody returns the raw response body bytes
+func (r GetRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AbortRolloutResponse200Headers the declared response headers of an HTTP 200 response for AbortRollout
+type AbortRolloutResponse200Headers struct {
+	XRequestId       string
+	XStewardRevision int64
+}
+
+// AbortRolloutResponse400Headers the declared response headers of an HTTP 400 response for AbortRollout
+type AbortRolloutResponse400Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse401Headers the declared response headers of an HTTP 401 response for AbortRollout
+type AbortRolloutResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse403Headers the declared response headers of an HTTP 403 response for AbortRollout
+type AbortRolloutResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse404Headers the declared response headers of an HTTP 404 response for AbortRollout
+type AbortRolloutResponse404Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse409Headers the declared response headers of an HTTP 409 response for AbortRollout
+type AbortRolloutResponse409Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse413Headers the declared response headers of an HTTP 413 response for AbortRollout
+type AbortRolloutResponse413Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse415Headers the declared response headers of an HTTP 415 response for AbortRollout
+type AbortRolloutResponse415Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse500Headers the declared response headers of an HTTP 500 response for AbortRollout
+type AbortRolloutResponse500Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// AbortRolloutResponse502Headers the declared response headers of an HTTP 502 response for AbortRollout
+type AbortRolloutResponse502Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// AbortRolloutResponse503Headers the declared response headers of an HTTP 503 response for AbortRollout
+type AbortRolloutResponse503Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// AbortRolloutResponse504Headers the declared response headers of an HTTP 504 response for AbortRollout
+type AbortRolloutResponse504Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// AbortRolloutResponse508Headers the declared response headers of an HTTP 508 response for AbortRollout
+type AbortRolloutResponse508Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type AbortRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Rollout
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ScalerBadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ScalerUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ScalerForbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ScalerNotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ScalerConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ScalerTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ScalerUnsupportedMediaType
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ScalerInternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *BadGateway
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ScalerUnavailableOrGateway
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *ScalerTimeoutOrGateway
+	// ApplicationproblemJSON508 the response for an HTTP 508 `application/problem+json` response
+	ApplicationproblemJSON508 *LoopDetected
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AbortRolloutResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *AbortRolloutResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AbortRolloutResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *AbortRolloutResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *AbortRolloutResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *AbortRolloutResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *AbortRolloutResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *AbortRolloutResponse415Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *AbortRolloutResponse500Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *AbortRolloutResponse502Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *AbortRolloutResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *AbortRolloutResponse504Headers
+	// Headers508 the parsed response headers for an HTTP 508 response
+	Headers508 *AbortRolloutResponse508Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AbortRolloutResponse) GetJSON200() *Rollout {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON400() *ScalerBadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON401() *ScalerUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON403() *ScalerForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON404() *ScalerNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON409() *ScalerConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON413() *ScalerTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON415() *ScalerUnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON500() *ScalerInternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON502() *BadGateway {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON503() *ScalerUnavailableOrGateway {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON504() *ScalerTimeoutOrGateway {
+	return r.ApplicationproblemJSON504
+}
+
+// GetApplicationproblemJSON508 returns the response for an HTTP 508 `application/problem+json` response
+func (r AbortRolloutResponse) GetApplicationproblemJSON508() *LoopDetected {
+	return r.ApplicationproblemJSON508
+}
+
+// GetBody returns the raw response body bytes
+func (r AbortRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AbortRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AbortRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AbortRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PauseRolloutResponse200Headers the declared response headers of an HTTP 200 response for PauseRollout
+type PauseRolloutResponse200Headers struct {
+	XRequestId       string
+	XStewardRevision int64
+}
+
+// PauseRolloutResponse400Headers the declared response headers of an HTTP 400 response for PauseRollout
+type PauseRolloutResponse400Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse401Headers the declared response headers of an HTTP 401 response for PauseRollout
+type PauseRolloutResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse403Headers the declared response headers of an HTTP 403 response for PauseRollout
+type PauseRolloutResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse404Headers the declared response headers of an HTTP 404 response for PauseRollout
+type PauseRolloutResponse404Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse409Headers the declared response headers of an HTTP 409 response for PauseRollout
+type PauseRolloutResponse409Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse413Headers the declared response headers of an HTTP 413 response for PauseRollout
+type PauseRolloutResponse413Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse415Headers the declared response headers of an HTTP 415 response for PauseRollout
+type PauseRolloutResponse415Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse500Headers the declared response headers of an HTTP 500 response for PauseRollout
+type PauseRolloutResponse500Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PauseRolloutResponse502Headers the declared response headers of an HTTP 502 response for PauseRollout
+type PauseRolloutResponse502Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// PauseRolloutResponse503Headers the declared response headers of an HTTP 503 response for PauseRollout
+type PauseRolloutResponse503Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// PauseRolloutResponse504Headers the declared response headers of an HTTP 504 response for PauseRollout
+type PauseRolloutResponse504Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// PauseRolloutResponse508Headers the declared response headers of an HTTP 508 response for PauseRollout
+type PauseRolloutResponse508Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type PauseRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Rollout
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ScalerBadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ScalerUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ScalerForbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ScalerNotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ScalerConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ScalerTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ScalerUnsupportedMediaType
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ScalerInternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *BadGateway
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ScalerUnavailableOrGateway
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *ScalerTimeoutOrGateway
+	// ApplicationproblemJSON508 the response for an HTTP 508 `application/problem+json` response
+	ApplicationproblemJSON508 *LoopDetected
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PauseRolloutResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *PauseRolloutResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *PauseRolloutResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *PauseRolloutResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *PauseRolloutResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *PauseRolloutResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *PauseRolloutResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *PauseRolloutResponse415Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *PauseRolloutResponse500Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *PauseRolloutResponse502Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PauseRolloutResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *PauseRolloutResponse504Headers
+	// Headers508 the parsed response headers for an HTTP 508 response
+	Headers508 *PauseRolloutResponse508Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PauseRolloutResponse) GetJSON200() *Rollout {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON400() *ScalerBadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON401() *ScalerUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON403() *ScalerForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON404() *ScalerNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON409() *ScalerConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON413() *ScalerTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON415() *ScalerUnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON500() *ScalerInternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON502() *BadGateway {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON503() *ScalerUnavailableOrGateway {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON504() *ScalerTimeoutOrGateway {
+	return r.ApplicationproblemJSON504
+}
+
+// GetApplicationproblemJSON508 returns the response for an HTTP 508 `application/problem+json` response
+func (r PauseRolloutResponse) GetApplicationproblemJSON508() *LoopDetected {
+	return r.ApplicationproblemJSON508
+}
+
+// GetBody returns the raw response body bytes
+func (r PauseRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PauseRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PauseRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PauseRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PromoteRolloutResponse200Headers the declared response headers of an HTTP 200 response for PromoteRollout
+type PromoteRolloutResponse200Headers struct {
+	XRequestId       string
+	XStewardRevision int64
+}
+
+// PromoteRolloutResponse400Headers the declared response headers of an HTTP 400 response for PromoteRollout
+type PromoteRolloutResponse400Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse401Headers the declared response headers of an HTTP 401 response for PromoteRollout
+type PromoteRolloutResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse403Headers the declared response headers of an HTTP 403 response for PromoteRollout
+type PromoteRolloutResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse404Headers the declared response headers of an HTTP 404 response for PromoteRollout
+type PromoteRolloutResponse404Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse409Headers the declared response headers of an HTTP 409 response for PromoteRollout
+type PromoteRolloutResponse409Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse413Headers the declared response headers of an HTTP 413 response for PromoteRollout
+type PromoteRolloutResponse413Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse415Headers the declared response headers of an HTTP 415 response for PromoteRollout
+type PromoteRolloutResponse415Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse500Headers the declared response headers of an HTTP 500 response for PromoteRollout
+type PromoteRolloutResponse500Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// PromoteRolloutResponse502Headers the declared response headers of an HTTP 502 response for PromoteRollout
+type PromoteRolloutResponse502Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// PromoteRolloutResponse503Headers the declared response headers of an HTTP 503 response for PromoteRollout
+type PromoteRolloutResponse503Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// PromoteRolloutResponse504Headers the declared response headers of an HTTP 504 response for PromoteRollout
+type PromoteRolloutResponse504Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// PromoteRolloutResponse508Headers the declared response headers of an HTTP 508 response for PromoteRollout
+type PromoteRolloutResponse508Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type PromoteRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Rollout
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ScalerBadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ScalerUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ScalerForbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ScalerNotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ScalerConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ScalerTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ScalerUnsupportedMediaType
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ScalerInternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *BadGateway
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ScalerUnavailableOrGateway
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *ScalerTimeoutOrGateway
+	// ApplicationproblemJSON508 the response for an HTTP 508 `application/problem+json` response
+	ApplicationproblemJSON508 *LoopDetected
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PromoteRolloutResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *PromoteRolloutResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *PromoteRolloutResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *PromoteRolloutResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *PromoteRolloutResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *PromoteRolloutResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *PromoteRolloutResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *PromoteRolloutResponse415Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *PromoteRolloutResponse500Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *PromoteRolloutResponse502Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PromoteRolloutResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *PromoteRolloutResponse504Headers
+	// Headers508 the parsed response headers for an HTTP 508 response
+	Headers508 *PromoteRolloutResponse508Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PromoteRolloutResponse) GetJSON200() *Rollout {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON400() *ScalerBadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON401() *ScalerUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON403() *ScalerForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON404() *ScalerNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON409() *ScalerConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON413() *ScalerTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON415() *ScalerUnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON500() *ScalerInternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON502() *BadGateway {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON503() *ScalerUnavailableOrGateway {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON504() *ScalerTimeoutOrGateway {
+	return r.ApplicationproblemJSON504
+}
+
+// GetApplicationproblemJSON508 returns the response for an HTTP 508 `application/problem+json` response
+func (r PromoteRolloutResponse) GetApplicationproblemJSON508() *LoopDetected {
+	return r.ApplicationproblemJSON508
+}
+
+// GetBody returns the raw response body bytes
+func (r PromoteRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PromoteRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PromoteRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PromoteRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ResumeRolloutResponse200Headers the declared response headers of an HTTP 200 response for ResumeRollout
+type ResumeRolloutResponse200Headers struct {
+	XRequestId       string
+	XStewardRevision int64
+}
+
+// ResumeRolloutResponse400Headers the declared response headers of an HTTP 400 response for ResumeRollout
+type ResumeRolloutResponse400Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse401Headers the declared response headers of an HTTP 401 response for ResumeRollout
+type ResumeRolloutResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse403Headers the declared response headers of an HTTP 403 response for ResumeRollout
+type ResumeRolloutResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse404Headers the declared response headers of an HTTP 404 response for ResumeRollout
+type ResumeRolloutResponse404Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse409Headers the declared response headers of an HTTP 409 response for ResumeRollout
+type ResumeRolloutResponse409Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse413Headers the declared response headers of an HTTP 413 response for ResumeRollout
+type ResumeRolloutResponse413Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse415Headers the declared response headers of an HTTP 415 response for ResumeRollout
+type ResumeRolloutResponse415Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse500Headers the declared response headers of an HTTP 500 response for ResumeRollout
+type ResumeRolloutResponse500Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ResumeRolloutResponse502Headers the declared response headers of an HTTP 502 response for ResumeRollout
+type ResumeRolloutResponse502Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// ResumeRolloutResponse503Headers the declared response headers of an HTTP 503 response for ResumeRollout
+type ResumeRolloutResponse503Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// ResumeRolloutResponse504Headers the declared response headers of an HTTP 504 response for ResumeRollout
+type ResumeRolloutResponse504Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// ResumeRolloutResponse508Headers the declared response headers of an HTTP 508 response for ResumeRollout
+type ResumeRolloutResponse508Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type ResumeRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Rollout
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ScalerBadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ScalerUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ScalerForbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ScalerNotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ScalerConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *ScalerTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ScalerUnsupportedMediaType
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ScalerInternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *BadGateway
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ScalerUnavailableOrGateway
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *ScalerTimeoutOrGateway
+	// ApplicationproblemJSON508 the response for an HTTP 508 `application/problem+json` response
+	ApplicationproblemJSON508 *LoopDetected
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ResumeRolloutResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ResumeRolloutResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ResumeRolloutResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ResumeRolloutResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ResumeRolloutResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *ResumeRolloutResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *ResumeRolloutResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *ResumeRolloutResponse415Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ResumeRolloutResponse500Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *ResumeRolloutResponse502Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ResumeRolloutResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ResumeRolloutResponse504Headers
+	// Headers508 the parsed response headers for an HTTP 508 response
+	Headers508 *ResumeRolloutResponse508Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ResumeRolloutResponse) GetJSON200() *Rollout {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON400() *ScalerBadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON401() *ScalerUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON403() *ScalerForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON404() *ScalerNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON409() *ScalerConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON413() *ScalerTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON415() *ScalerUnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON500() *ScalerInternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON502() *BadGateway {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON503() *ScalerUnavailableOrGateway {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON504() *ScalerTimeoutOrGateway {
+	return r.ApplicationproblemJSON504
+}
+
+// GetApplicationproblemJSON508 returns the response for an HTTP 508 `application/problem+json` response
+func (r ResumeRolloutResponse) GetApplicationproblemJSON508() *LoopDetected {
+	return r.ApplicationproblemJSON508
+}
+
+// GetBody returns the raw response body bytes
+func (r ResumeRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ResumeRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ResumeRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ResumeRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListRolloutsResponse200Headers the declared response headers of an HTTP 200 response for ListRollouts
+type ListRolloutsResponse200Headers struct {
+	XRequestId       string
+	XStewardRevision int64
+}
+
+// ListRolloutsResponse400Headers the declared response headers of an HTTP 400 response for ListRollouts
+type ListRolloutsResponse400Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ListRolloutsResponse401Headers the declared response headers of an HTTP 401 response for ListRollouts
+type ListRolloutsResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ListRolloutsResponse403Headers the declared response headers of an HTTP 403 response for ListRollouts
+type ListRolloutsResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ListRolloutsResponse404Headers the declared response headers of an HTTP 404 response for ListRollouts
+type ListRolloutsResponse404Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ListRolloutsResponse500Headers the declared response headers of an HTTP 500 response for ListRollouts
+type ListRolloutsResponse500Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+	XStewardRevision    int64
+}
+
+// ListRolloutsResponse502Headers the declared response headers of an HTTP 502 response for ListRollouts
+type ListRolloutsResponse502Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// ListRolloutsResponse503Headers the declared response headers of an HTTP 503 response for ListRollouts
+type ListRolloutsResponse503Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// ListRolloutsResponse504Headers the declared response headers of an HTTP 504 response for ListRollouts
+type ListRolloutsResponse504Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// ListRolloutsResponse508Headers the declared response headers of an HTTP 508 response for ListRollouts
+type ListRolloutsResponse508Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type ListRolloutsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RolloutsResponse
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *ScalerBadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *ScalerUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ScalerForbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *ScalerNotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *ScalerInternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *BadGateway
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ScalerUnavailableOrGateway
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *ScalerTimeoutOrGateway
+	// ApplicationproblemJSON508 the response for an HTTP 508 `application/problem+json` response
+	ApplicationproblemJSON508 *LoopDetected
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListRolloutsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListRolloutsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListRolloutsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListRolloutsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListRolloutsResponse404Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListRolloutsResponse500Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *ListRolloutsResponse502Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListRolloutsResponse503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ListRolloutsResponse504Headers
+	// Headers508 the parsed response headers for an HTTP 508 response
+	Headers508 *ListRolloutsResponse508Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListRolloutsResponse) GetJSON200() *RolloutsResponse {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON400() *ScalerBadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON401() *ScalerUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON403() *ScalerForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON404() *ScalerNotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON500() *ScalerInternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON502() *BadGateway {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON503() *ScalerUnavailableOrGateway {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON504() *ScalerTimeoutOrGateway {
+	return r.ApplicationproblemJSON504
+}
+
+// GetApplicationproblemJSON508 returns the response for an HTTP 508 `application/problem+json` response
+func (r ListRolloutsResponse) GetApplicationproblemJSON508() *LoopDetected {
+	return r.ApplicationproblemJSON508
+}
+
+// GetBody returns the raw response body bytes
+func (r ListRolloutsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListRolloutsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListRolloutsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListRolloutsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // SimulateResponse200Headers the declared response headers of an HTTP 200 response for Simulate
 type SimulateResponse200Headers struct {
 	XRequestId       string
@@ -36156,6 +41741,96 @@ func (c *ClientWithResponses) ListDecisionsWithResponse(ctx context.Context, nam
 	return ParseListDecisionsResponse(rsp)
 }
 
+// GetRolloutWithResponse A scaler's rollout
+//
+// The newest rollout of the scaler's template: in progress, or the last one finished. 404 when the scaler does not exist or has never changed its template.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/scalers/{name}/rollout (the `GetRollout` operationId).
+func (c *ClientWithResponses) GetRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *GetRolloutParams, reqEditors ...RequestEditorFn) (*GetRolloutResponse, error) {
+	rsp, err := c.GetRollout(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetRolloutResponse(rsp)
+}
+
+// AbortRolloutWithResponse Abort the scaler's rollout
+//
+// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/abort (the `AbortRollout` operationId).
+func (c *ClientWithResponses) AbortRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *AbortRolloutParams, reqEditors ...RequestEditorFn) (*AbortRolloutResponse, error) {
+	rsp, err := c.AbortRollout(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAbortRolloutResponse(rsp)
+}
+
+// PauseRolloutWithResponse Pause the scaler's rollout
+//
+// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/pause (the `PauseRollout` operationId).
+func (c *ClientWithResponses) PauseRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *PauseRolloutParams, reqEditors ...RequestEditorFn) (*PauseRolloutResponse, error) {
+	rsp, err := c.PauseRollout(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePauseRolloutResponse(rsp)
+}
+
+// PromoteRolloutWithResponse Promote the scaler's rollout
+//
+// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/promote (the `PromoteRollout` operationId).
+func (c *ClientWithResponses) PromoteRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *PromoteRolloutParams, reqEditors ...RequestEditorFn) (*PromoteRolloutResponse, error) {
+	rsp, err := c.PromoteRollout(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePromoteRolloutResponse(rsp)
+}
+
+// ResumeRolloutWithResponse Resume the scaler's rollout
+//
+// Resume a paused rollout; its progress deadline starts again. 409 when it is not paused. No body is needed (an empty one or any JSON is ignored; a form is refused).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/scalers/{name}/rollout/resume (the `ResumeRollout` operationId).
+func (c *ClientWithResponses) ResumeRolloutWithResponse(ctx context.Context, name ScalerNameParam, params *ResumeRolloutParams, reqEditors ...RequestEditorFn) (*ResumeRolloutResponse, error) {
+	rsp, err := c.ResumeRollout(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseResumeRolloutResponse(rsp)
+}
+
+// ListRolloutsWithResponse A scaler's rollout history
+//
+// The rollout in progress, then the finished ones the replicas hold (the last 20), newest first: who started each (by), when, from and to which version, and how it ended.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/scalers/{name}/rollouts (the `ListRollouts` operationId).
+func (c *ClientWithResponses) ListRolloutsWithResponse(ctx context.Context, name ScalerNameParam, params *ListRolloutsParams, reqEditors ...RequestEditorFn) (*ListRolloutsResponse, error) {
+	rsp, err := c.ListRollouts(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListRolloutsResponse(rsp)
+}
+
 // SimulateWithBodyWithResponse Replay a series through a spec
 //
 // Runs the algorithm over a load series without acting on anything: one decision per syncPeriod from the first point to the last, each seeing the latest point at or before it, every decision carried out at once (instances it adds are ready after readyAfter). Give a spec to try one before PUTting it (the scaler need not exist then, if a series is given too), and a series to replay a load of your own; either defaults to the scaler's (404 if there is no scaler; 400 if it has recorded no metrics yet). consistency applies to reading the scaler. An invalid spec is refused as PUT refuses it (400 with errors); a series out of bounds with 400.
@@ -36186,9 +41861,9 @@ func (c *ClientWithResponses) SimulateWithResponse(ctx context.Context, name Sca
 	return ParseSimulateResponse(rsp)
 }
 
-// WatchScalerWithResponse Watch a scaler: its spec, decisions and actuations
+// WatchScalerWithResponse Watch a scaler: its spec, decisions, actuations and rollouts
 //
-// Streams the scaler's spec changes, decisions and actuations as server-sent events.
+// Streams the scaler's spec changes, decisions, actuations and rollout changes as server-sent events.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -49242,6 +54917,2202 @@ func ParseListDecisionsResponse(rsp *http.Response) (*ListDecisionsResponse, err
 		response.Headers504 = &headers
 	case rsp.StatusCode == 508:
 		var headers ListDecisionsResponse508Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers508 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetRolloutResponse parses an HTTP response from a GetRolloutWithResponse call
+func ParseGetRolloutResponse(rsp *http.Response) (*GetRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Rollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ScalerBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ScalerUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ScalerForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ScalerNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ScalerInternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest BadGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ScalerUnavailableOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ScalerTimeoutOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 508:
+		var dest LoopDetected
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON508 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetRolloutResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetRolloutResponse400Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetRolloutResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetRolloutResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetRolloutResponse404Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetRolloutResponse500Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 502:
+		var headers GetRolloutResponse502Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers502 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetRolloutResponse503Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers GetRolloutResponse504Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers504 = &headers
+	case rsp.StatusCode == 508:
+		var headers GetRolloutResponse508Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers508 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAbortRolloutResponse parses an HTTP response from a AbortRolloutWithResponse call
+func ParseAbortRolloutResponse(rsp *http.Response) (*AbortRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AbortRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Rollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ScalerBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ScalerUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ScalerForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ScalerNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ScalerConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ScalerTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ScalerUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ScalerInternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest BadGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ScalerUnavailableOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ScalerTimeoutOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 508:
+		var dest LoopDetected
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON508 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AbortRolloutResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers AbortRolloutResponse400Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers AbortRolloutResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers AbortRolloutResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers AbortRolloutResponse404Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers AbortRolloutResponse409Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers AbortRolloutResponse413Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers AbortRolloutResponse415Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 500:
+		var headers AbortRolloutResponse500Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 502:
+		var headers AbortRolloutResponse502Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers502 = &headers
+	case rsp.StatusCode == 503:
+		var headers AbortRolloutResponse503Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers AbortRolloutResponse504Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers504 = &headers
+	case rsp.StatusCode == 508:
+		var headers AbortRolloutResponse508Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers508 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePauseRolloutResponse parses an HTTP response from a PauseRolloutWithResponse call
+func ParsePauseRolloutResponse(rsp *http.Response) (*PauseRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PauseRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Rollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ScalerBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ScalerUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ScalerForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ScalerNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ScalerConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ScalerTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ScalerUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ScalerInternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest BadGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ScalerUnavailableOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ScalerTimeoutOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 508:
+		var dest LoopDetected
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON508 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PauseRolloutResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers PauseRolloutResponse400Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers PauseRolloutResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers PauseRolloutResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers PauseRolloutResponse404Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers PauseRolloutResponse409Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers PauseRolloutResponse413Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers PauseRolloutResponse415Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 500:
+		var headers PauseRolloutResponse500Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 502:
+		var headers PauseRolloutResponse502Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers502 = &headers
+	case rsp.StatusCode == 503:
+		var headers PauseRolloutResponse503Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers PauseRolloutResponse504Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers504 = &headers
+	case rsp.StatusCode == 508:
+		var headers PauseRolloutResponse508Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers508 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePromoteRolloutResponse parses an HTTP response from a PromoteRolloutWithResponse call
+func ParsePromoteRolloutResponse(rsp *http.Response) (*PromoteRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PromoteRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Rollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ScalerBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ScalerUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ScalerForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ScalerNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ScalerConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ScalerTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ScalerUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ScalerInternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest BadGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ScalerUnavailableOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ScalerTimeoutOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 508:
+		var dest LoopDetected
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON508 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PromoteRolloutResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers PromoteRolloutResponse400Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers PromoteRolloutResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers PromoteRolloutResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers PromoteRolloutResponse404Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers PromoteRolloutResponse409Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers PromoteRolloutResponse413Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers PromoteRolloutResponse415Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 500:
+		var headers PromoteRolloutResponse500Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 502:
+		var headers PromoteRolloutResponse502Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers502 = &headers
+	case rsp.StatusCode == 503:
+		var headers PromoteRolloutResponse503Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers PromoteRolloutResponse504Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers504 = &headers
+	case rsp.StatusCode == 508:
+		var headers PromoteRolloutResponse508Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers508 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseResumeRolloutResponse parses an HTTP response from a ResumeRolloutWithResponse call
+func ParseResumeRolloutResponse(rsp *http.Response) (*ResumeRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ResumeRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Rollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ScalerBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ScalerUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ScalerForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ScalerNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest ScalerConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest ScalerTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ScalerUnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ScalerInternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest BadGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ScalerUnavailableOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ScalerTimeoutOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 508:
+		var dest LoopDetected
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON508 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ResumeRolloutResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ResumeRolloutResponse400Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ResumeRolloutResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ResumeRolloutResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ResumeRolloutResponse404Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers ResumeRolloutResponse409Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers ResumeRolloutResponse413Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers ResumeRolloutResponse415Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 500:
+		var headers ResumeRolloutResponse500Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 502:
+		var headers ResumeRolloutResponse502Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers502 = &headers
+	case rsp.StatusCode == 503:
+		var headers ResumeRolloutResponse503Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ResumeRolloutResponse504Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers504 = &headers
+	case rsp.StatusCode == 508:
+		var headers ResumeRolloutResponse508Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers508 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListRolloutsResponse parses an HTTP response from a ListRolloutsWithResponse call
+func ParseListRolloutsResponse(rsp *http.Response) (*ListRolloutsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListRolloutsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RolloutsResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest ScalerBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest ScalerUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest ScalerForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest ScalerNotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ScalerInternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest BadGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ScalerUnavailableOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest ScalerTimeoutOrGateway
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 508:
+		var dest LoopDetected
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON508 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListRolloutsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListRolloutsResponse400Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListRolloutsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListRolloutsResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListRolloutsResponse404Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListRolloutsResponse500Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		if values := rsp.Header.Values("X-Steward-Revision"); len(values) > 0 {
+			var value int64
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Steward-Revision", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			}
+			headers.XStewardRevision = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 502:
+		var headers ListRolloutsResponse502Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers502 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListRolloutsResponse503Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ListRolloutsResponse504Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers504 = &headers
+	case rsp.StatusCode == 508:
+		var headers ListRolloutsResponse508Headers
 		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -92,18 +92,33 @@ const authSpec = `{"service":"web","minReplicas":1,"maxReplicas":10,
 // putAsRoot creates or replaces scaler name with the root token.
 func putAsRoot(t *testing.T, url, name string) {
 	t.Helper()
-	if code, _, body := authtest.Call(t, "PUT", url+"/v1/scalers/"+name, rootSecret, authSpec); code != http.StatusCreated && code != http.StatusOK {
+	putSpecAsRoot(t, url, name, authSpec)
+}
+
+func putSpecAsRoot(t *testing.T, url, name, spec string) {
+	t.Helper()
+	if code, _, body := authtest.Call(t, "PUT", url+"/v1/scalers/"+name, rootSecret, spec); code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("root put %s: %d %v", name, code, body)
 	}
+}
+
+// rollingOutAsRoot puts scaler name and then its template at version
+// v2: a rollout in progress, which stays so without a control loop.
+func rollingOutAsRoot(t *testing.T, url, name string) {
+	t.Helper()
+	putAsRoot(t, url, name)
+	putSpecAsRoot(t, url, name, strings.Replace(authSpec, `"type":"webhook"`, `"type":"webhook","version":"v2"`, 1))
 }
 
 // routeCase is how the matrix calls one route on a fresh scaler: setup
 // (as root) comes first, ok is the status of an allowed call; need is
 // the access it needs on resource (scalers, on the name, unless metrics).
 type routeCase struct {
-	path     func(name string) string
-	body     string
-	setup    bool
+	path  func(name string) string
+	body  string
+	setup bool
+	// rollout: the setup also starts a rollout (rollingOutAsRoot).
+	rollout  bool
 	ok       int
 	resource auth.Resource
 	need     auth.Access
@@ -124,14 +139,22 @@ func TestAuthMatrix(t *testing.T) {
 	fixed := func(path string) func(string) string { return func(string) string { return path } }
 	series := `{"series":{"replicas":1,"points":[{"at":"2030-01-01T00:00:00Z","metrics":{"gateway_rps":10}}]}}`
 	cases := map[string]routeCase{
-		"GET /v1/scalers":                  {path: fixed("/v1/scalers"), setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
-		"GET /v1/scalers/{name}":           {path: under(""), setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
-		"PUT /v1/scalers/{name}":           {path: under(""), body: authSpec, ok: 201, resource: auth.Scalers, need: auth.Write},
-		"DELETE /v1/scalers/{name}":        {path: under(""), setup: true, ok: 200, resource: auth.Scalers, need: auth.Write},
-		"GET /v1/scalers/{name}/decisions": {path: under("/decisions"), setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
-		"POST /v1/scalers/{name}/simulate": {path: under("/simulate"), body: series, setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
-		"GET /v1/scalers/{name}/watch":     {path: under("/watch"), ok: 200, resource: auth.Scalers, need: auth.Read},
-		"POST /v1/metrics":                 {path: fixed("/v1/metrics"), body: `{"samples":[{"service":"web","name":"gateway_rps","value":1}]}`, ok: 202, resource: auth.Metrics, need: auth.Write},
+		"GET /v1/scalers":                         {path: fixed("/v1/scalers"), setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
+		"GET /v1/scalers/{name}":                  {path: under(""), setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
+		"PUT /v1/scalers/{name}":                  {path: under(""), body: authSpec, ok: 201, resource: auth.Scalers, need: auth.Write},
+		"DELETE /v1/scalers/{name}":               {path: under(""), setup: true, ok: 200, resource: auth.Scalers, need: auth.Write},
+		"GET /v1/scalers/{name}/decisions":        {path: under("/decisions"), setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
+		"POST /v1/scalers/{name}/simulate":        {path: under("/simulate"), body: series, setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
+		"GET /v1/scalers/{name}/watch":            {path: under("/watch"), ok: 200, resource: auth.Scalers, need: auth.Read},
+		"GET /v1/scalers/{name}/rollout":          {path: under("/rollout"), rollout: true, ok: 200, resource: auth.Scalers, need: auth.Read},
+		"GET /v1/scalers/{name}/rollouts":         {path: under("/rollouts"), setup: true, ok: 200, resource: auth.Scalers, need: auth.Read},
+		"POST /v1/scalers/{name}/rollout/pause":   {path: under("/rollout/pause"), rollout: true, ok: 200, resource: auth.Scalers, need: auth.Write},
+		"POST /v1/scalers/{name}/rollout/promote": {path: under("/rollout/promote"), rollout: true, ok: 200, resource: auth.Scalers, need: auth.Write},
+		"POST /v1/scalers/{name}/rollout/abort":   {path: under("/rollout/abort"), rollout: true, ok: 200, resource: auth.Scalers, need: auth.Write},
+		// resume needs a pause first; a resume of a rollout in progress
+		// is refused as a conflict, after auth let it through.
+		"POST /v1/scalers/{name}/rollout/resume": {path: under("/rollout/resume"), rollout: true, ok: 409, resource: auth.Scalers, need: auth.Write},
+		"POST /v1/metrics":                       {path: fixed("/v1/metrics"), body: `{"samples":[{"service":"web","name":"gateway_rps","value":1}]}`, ok: 202, resource: auth.Metrics, need: auth.Write},
 	}
 	const unknown = "stw_unknown-0123456789abcdefghijklmnopqrstuv"
 	_, expired := authtest.Token(t, url, rootSecret, "", "1s")
@@ -165,7 +188,10 @@ func TestAuthMatrix(t *testing.T) {
 				want = http.StatusForbidden
 			}
 			name := fmt.Sprintf("%s%d-%d", k.prefix, j, i)
-			if c.setup {
+			switch {
+			case c.rollout:
+				rollingOutAsRoot(t, url, name)
+			case c.setup:
 				putAsRoot(t, url, name)
 			}
 			code, hdr, resp := authtest.Call(t, rt.Method, url+c.path(name), k.secret, c.body)

@@ -463,3 +463,84 @@ func (s *server) handlePush() http.HandlerFunc {
 		return web.Encode(w, http.StatusAccepted, pushResponse{Accepted: len(p.Samples)})
 	})
 }
+
+// handleRollout answers the scaler's newest rollout, in progress or
+// finished; 404 when the scaler never rolled one out.
+func (s *server) handleRollout() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		var (
+			ro     *ledger.Rollout
+			exists bool
+		)
+		if err := s.read(w, r, func() { ro, exists = s.machine.CurrentRollout(name) }); err != nil {
+			return err
+		}
+		switch {
+		case !exists:
+			return fault.New(fault.NotFound, "no scaler %s", name)
+		case ro == nil:
+			return fault.New(fault.NotFound, "scaler %s has not rolled out a template change yet", name)
+		}
+		return web.Encode(w, http.StatusOK, ro)
+	})
+}
+
+// rolloutsResponse is GET /v1/scalers/{name}/rollouts's body.
+type rolloutsResponse struct {
+	Items []ledger.Rollout `json:"items"`
+}
+
+// handleRollouts answers the history: the rollout in progress, then the
+// finished ones the replicas hold, newest first.
+func (s *server) handleRollouts() http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		limit, err := qloghttp.Limit(r, ledger.KeepRollouts+1)
+		if err != nil {
+			return err
+		}
+		var (
+			items  []ledger.Rollout
+			exists bool
+		)
+		if err := s.read(w, r, func() {
+			_, exists = s.machine.CurrentRollout(name)
+			items = s.machine.Rollouts(name, int(limit))
+		}); err != nil {
+			return err
+		}
+		if !exists {
+			return fault.New(fault.NotFound, "no scaler %s", name)
+		}
+		return web.Encode(w, http.StatusOK, rolloutsResponse{Items: items})
+	})
+}
+
+// handleRolloutControl makes a pause, resume, abort or promote of the
+// rollout in progress (409 when there is none, or it is already so).
+func (s *server) handleRolloutControl(op string) http.HandlerFunc {
+	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		name, err := nameParam(r)
+		if err != nil {
+			return err
+		}
+		if _, err := web.ReadBody(w, r, 1<<10); err != nil { // no body is needed; a form is refused
+			return err
+		}
+		res, err := s.commit(w, r, ledger.Command{Op: op, Name: name, By: authhttp.By(r.Context())})
+		if err != nil {
+			return err
+		}
+		if res.Status != ledger.Recorded || res.Rollout == nil {
+			return qloghttp.ErrIdempotencyReuse(r)
+		}
+		return web.Encode(w, http.StatusOK, res.Rollout)
+	})
+}

@@ -128,14 +128,14 @@ func TestContractRejects(t *testing.T) {
 
 // loadContract loads api/openapi.json with the watch's events: current
 // and put carry a Scaler, absent and deleted a NameOnly, decision a
-// Decision, actuation an ActuationEvent, error a WatchErrorData,
-// shutdown {}; an id is a revision.
+// Decision, actuation an ActuationEvent, rollout a RolloutEvent, error a
+// WatchErrorData, shutdown {}; an id is a revision.
 func loadContract() (*openapitest.Contract, error) {
 	c, err := openapitest.Load("api/openapi.json")
 	if err != nil {
 		return nil, err
 	}
-	c.Event = c.EventSchemas(map[string]string{"current": "Scaler", "put": "Scaler", "absent": "NameOnly", "deleted": "NameOnly",
+	c.Event = c.EventSchemas(map[string]string{"current": "Scaler", "put": "Scaler", "absent": "NameOnly", "deleted": "NameOnly", "rollout": "RolloutEvent",
 		"decision": "Decision", "actuation": "ActuationEvent", "error": "WatchErrorData"})
 	return c, nil
 }

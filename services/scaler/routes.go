@@ -59,5 +59,11 @@ func (s *server) routes(r chi.Router) {
 	rt.Get("/v1/scalers/{name}/decisions", authhttp.Read(auth.Scalers, nameParam), s.handleDecisions())
 	rt.Post("/v1/scalers/{name}/simulate", authhttp.Read(auth.Scalers, nameParam), s.handleSimulate())
 	rt.Get("/v1/scalers/{name}/watch", authhttp.Read(auth.Scalers, nameParam), s.handleWatch())
+	rt.Get("/v1/scalers/{name}/rollout", authhttp.Read(auth.Scalers, nameParam), s.handleRollout())
+	rt.Get("/v1/scalers/{name}/rollouts", authhttp.Read(auth.Scalers, nameParam), s.handleRollouts())
+	rt.Post("/v1/scalers/{name}/rollout/pause", authhttp.Write(auth.Scalers, nameParam), s.handleRolloutControl(ledger.OpRolloutPause))
+	rt.Post("/v1/scalers/{name}/rollout/resume", authhttp.Write(auth.Scalers, nameParam), s.handleRolloutControl(ledger.OpRolloutResume))
+	rt.Post("/v1/scalers/{name}/rollout/abort", authhttp.Write(auth.Scalers, nameParam), s.handleRolloutControl(ledger.OpRolloutAbort))
+	rt.Post("/v1/scalers/{name}/rollout/promote", authhttp.Write(auth.Scalers, nameParam), s.handleRolloutControl(ledger.OpRolloutPromote))
 	rt.Post("/v1/metrics", authhttp.Write(auth.Metrics, nil), s.handlePush())
 }

@@ -22,5 +22,5 @@ func TestEveryRouteHasANeed(t *testing.T) {
 	s := &server{}
 	r := chi.NewRouter()
 	s.routes(r)
-	authtest.EveryRouteHasANeed(t, r, s.table, 8)
+	authtest.EveryRouteHasANeed(t, r, s.table, 14)
 }

@@ -712,6 +712,162 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/scalers/{name}/rollout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A scaler's rollout
+         * @description The newest rollout of the scaler's template: in progress, or the last one finished. 404 when the scaler does not exist or has never changed its template.
+         */
+        get: operations["getRollout"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/scalers/{name}/rollout/abort": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Abort the scaler's rollout
+         * @description Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+         */
+        post: operations["abortRollout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/scalers/{name}/rollout/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause the scaler's rollout
+         * @description Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+         */
+        post: operations["pauseRollout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/scalers/{name}/rollout/promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Promote the scaler's rollout
+         * @description Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+         */
+        post: operations["promoteRollout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/scalers/{name}/rollout/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume the scaler's rollout
+         * @description Resume a paused rollout; its progress deadline starts again. 409 when it is not paused. No body is needed (an empty one or any JSON is ignored; a form is refused).
+         */
+        post: operations["resumeRollout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/scalers/{name}/rollouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A scaler's rollout history
+         * @description The rollout in progress, then the finished ones the replicas hold (the last 20), newest first: who started each (by), when, from and to which version, and how it ended.
+         */
+        get: operations["listRollouts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/scalers/{name}/simulate": {
         parameters: {
             query?: never;
@@ -752,8 +908,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Watch a scaler: its spec, decisions and actuations
-         * @description Streams the scaler's spec changes, decisions and actuations as server-sent events.
+         * Watch a scaler: its spec, decisions, actuations and rollouts
+         * @description Streams the scaler's spec changes, decisions, actuations and rollout changes as server-sent events.
          */
         get: operations["watchScaler"];
         put?: never;
@@ -1102,6 +1258,19 @@ export interface components {
             /** @description Up to 64 KiB of JSON the leader advertises, e.g. its address; null is no value. */
             value?: components["schemas"]["ElectionJSONValue"];
         };
+        /** @description Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency. */
+        CanaryAnalysis: {
+            maxErrorRate?: number;
+            maxP99Latency?: components["schemas"]["ScalerDuration"];
+            minRequests?: number;
+            window: components["schemas"]["ScalerDuration"];
+        };
+        /** @description One of setWeight (the new version's share of traffic, percent) or pause. */
+        CanaryStep: {
+            /** @description Positive, at most 24h. */
+            pause?: components["schemas"]["ScalerDuration"];
+            setWeight?: number;
+        };
         /** @description The campaigner's ID, unique among the processes campaigning in an election (1-256 bytes of UTF-8 without control characters). A campaign by the current leader's own ID answers its leadership again (same token) and renews it. */
         Candidate: string;
         /** @description How the instance's health is known: exactly one of ttl (the instance heartbeats), http or tcp (the registry probes it; the replicas share the probes). Absent: the instance is passing until it is deregistered. */
@@ -1326,7 +1495,7 @@ export interface components {
             /** @description The count after the call, as the driver saw it. */
             replicas: number;
         };
-        /** @description The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. */
+        /** @description The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not. */
         DriverSpec: {
             /** @description kubernetes: an http or https URL of the API server, instead of the in-cluster KUBERNETES_SERVICE_HOST and _PORT. */
             apiServer?: string;
@@ -1334,6 +1503,8 @@ export interface components {
             backoff?: components["schemas"]["ScalerDuration"];
             /** @description process (required): the program and its arguments, run without a shell. */
             command?: string[];
+            /** @description kubernetes: the container image is set on (with image); the pod template's first when omitted. */
+            container?: string;
             /** @description process: the working directory. */
             dir?: string;
             /** @description process: extra environment; names must be non-empty without '=' or NUL. */
@@ -1342,6 +1513,8 @@ export interface components {
             };
             /** @description process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s. */
             gracePeriod?: components["schemas"]["ScalerDuration"];
+            /** @description kubernetes: the image set on the pod template's container; the Deployment rolls it out itself and the scaler follows its status. Part of the template: changing it starts a rollout. */
+            image?: string;
             /**
              * @description kubernetes: the workload's kind; Deployment when omitted.
              * @enum {string}
@@ -1359,6 +1532,10 @@ export interface components {
             secret?: string;
             /** @description webhook: the environment variable of the scaler replicas that holds the secret, which keeps it out of the log and the API. */
             secretEnv?: string;
+            /** @description webhook: an opaque JSON object (at most 64 KiB) sent as template with each call, what the receiver starts instances from; stored with its keys sorted. Part of the template: changing it starts a rollout. */
+            template?: {
+                [key: string]: unknown;
+            };
             /** @description webhook: per attempt, not negative; 10s when omitted or 0s. */
             timeout?: components["schemas"]["ScalerDuration"];
             /**
@@ -1368,6 +1545,8 @@ export interface components {
             type: "process" | "webhook" | "kubernetes";
             /** @description webhook (required): an http or https URL. The scaler POSTs {service, replicas, token} to it, signed (X-Steward-Signature over X-Steward-Timestamp and the body); with readCurrent it GETs {"replicas": n} from it. */
             url?: string;
+            /** @description any type: names the template the instances run (1 to 128 bytes of UTF-8, no control characters, as the registry's instance version). The process driver sets STEWARD_VERSION to it (cmd/demo-app registers with it); the webhook driver sends it with each call. Part of the template: changing it starts a rollout. */
+            version?: string;
         };
         /** @description Any JSON value. OpenAPI 3.0 has no null type: null is the object branch's nullable. */
         ElectionJSONValue: ({
@@ -1703,6 +1882,11 @@ export interface components {
             revision: number;
             service: components["schemas"]["RegistryServiceName"];
         };
+        /**
+         * @description A count, or a percentage of the replica count as "N%" (N a whole number).
+         * @example 25%
+         */
+        IntOrPercent: number | string;
         /** @description One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: put, delete: WatchEventData; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down). */
         KVWatchEvent: {
             data: components["schemas"]["WatchEventData"];
@@ -2133,6 +2317,161 @@ export interface components {
             token: number;
         };
         /**
+         * @description A change of the driver's template being rolled out, started by the PUT that made it (its revision is the id). phase: Progressing (the leader is rolling; after an abort, back to from), Paused (nothing started or stopped for it; autoscaling goes on and the deadline does not run), Succeeded (every replica runs to and is available), Failed (progressDeadline passed without progress; what runs stays as it is), RolledBack (aborted and back on from), Superseded (only in the history: a newer template took over).
+         * @example {
+         *       "bounds": {
+         *         "maxSurge": 1,
+         *         "maxUnavailable": 1,
+         *         "replicas": 4
+         *       },
+         *       "from": {
+         *         "hash": "3f2a9c0d1b7e4a55",
+         *         "version": "v1"
+         *       },
+         *       "generation": 2,
+         *       "id": 40,
+         *       "pending": [],
+         *       "phase": "Progressing",
+         *       "progressAt": "2030-01-01T00:00:04Z",
+         *       "started": 1,
+         *       "startedAt": "2030-01-01T00:00:00Z",
+         *       "stopped": 0,
+         *       "strategy": "RollingUpdate",
+         *       "to": {
+         *         "hash": "a81c44e09d2b6f10",
+         *         "version": "v2"
+         *       },
+         *       "versions": [
+         *         {
+         *           "available": 3,
+         *           "draining": 1,
+         *           "hash": "3f2a9c0d1b7e4a55",
+         *           "ready": 3,
+         *           "running": 3,
+         *           "version": "v1"
+         *         },
+         *         {
+         *           "available": 1,
+         *           "draining": 0,
+         *           "hash": "a81c44e09d2b6f10",
+         *           "ready": 1,
+         *           "running": 1,
+         *           "version": "v2"
+         *         }
+         *       ]
+         *     }
+         */
+        Rollout: {
+            /** @description Aborted: going back to from. */
+            aborted?: boolean;
+            bounds?: components["schemas"]["RolloutBounds"];
+            /** @description The token id of the PUT that started it; absent with auth off. */
+            by?: string;
+            /** @description The pauses, resumes, aborts and promotes, oldest first (the last 20). */
+            controls?: components["schemas"]["RolloutControl"][];
+            /** Format: date-time */
+            finishedAt?: string;
+            from: components["schemas"]["RolloutVersion"];
+            /** Format: int64 */
+            generation: number;
+            /** Format: int64 */
+            id: number;
+            message?: string;
+            pending: components["schemas"]["RolloutAction"][];
+            /** @enum {string} */
+            phase: "Progressing" | "Paused" | "Succeeded" | "Failed" | "RolledBack" | "Superseded";
+            /**
+             * Format: date-time
+             * @description The last progress (start, resume, an instance started or stopped, one more available); progressDeadline counts from it.
+             */
+            progressAt: string;
+            /** @description Promoted: new instances count as available once passing, without minReadySeconds. */
+            promoted?: boolean;
+            started: number;
+            /** Format: date-time */
+            startedAt: string;
+            stopped: number;
+            /** @enum {string} */
+            strategy: "RollingUpdate" | "Canary";
+            to: components["schemas"]["RolloutVersion"];
+            versions: components["schemas"]["VersionStatus"][];
+        };
+        /** @description An intent the leader recorded before acting: to start instances of a template (ids assigned by the log) or stop named ones. A new leader carries out the ones left pending, those ids and no others. */
+        RolloutAction: {
+            /** Format: date-time */
+            at: string;
+            hash: string;
+            ids: string[];
+            /** @enum {string} */
+            kind: "start" | "stop";
+            /** Format: int64 */
+            revision: number;
+            /** Format: int64 */
+            token: number;
+            version?: string;
+        };
+        /** @description The rolling update's limits at the last report: the replica count in force (the autoscaler's), how many may run above it, how many of it may be unavailable. */
+        RolloutBounds: {
+            maxSurge: number;
+            maxUnavailable: number;
+            replicas: number;
+        };
+        RolloutControl: {
+            /** Format: date-time */
+            at: string;
+            /** @description The token id of the request; absent with auth off. */
+            by?: string;
+            /** @enum {string} */
+            op: "rolloutPause" | "rolloutResume" | "rolloutAbort" | "rolloutPromote";
+        };
+        /** @description A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, finished. */
+        RolloutEvent: {
+            /** @description Aborted: going back to from. */
+            aborted?: boolean;
+            bounds?: components["schemas"]["RolloutBounds"];
+            /** @description The token id of the PUT that started it; absent with auth off. */
+            by?: string;
+            /** @enum {string} */
+            change: "started" | "intended" | "done" | "reported" | "finished" | "rolloutPause" | "rolloutResume" | "rolloutAbort" | "rolloutPromote";
+            /** @description The pauses, resumes, aborts and promotes, oldest first (the last 20). */
+            controls?: components["schemas"]["RolloutControl"][];
+            /** Format: date-time */
+            finishedAt?: string;
+            from: components["schemas"]["RolloutVersion"];
+            /** Format: int64 */
+            generation: number;
+            /** Format: int64 */
+            id: number;
+            message?: string;
+            pending: components["schemas"]["RolloutAction"][];
+            /** @enum {string} */
+            phase: "Progressing" | "Paused" | "Succeeded" | "Failed" | "RolledBack" | "Superseded";
+            /**
+             * Format: date-time
+             * @description The last progress (start, resume, an instance started or stopped, one more available); progressDeadline counts from it.
+             */
+            progressAt: string;
+            /** @description Promoted: new instances count as available once passing, without minReadySeconds. */
+            promoted?: boolean;
+            started: number;
+            /** Format: date-time */
+            startedAt: string;
+            stopped: number;
+            /** @enum {string} */
+            strategy: "RollingUpdate" | "Canary";
+            to: components["schemas"]["RolloutVersion"];
+            versions: components["schemas"]["VersionStatus"][];
+        };
+        /** @description A template: its version (driver.version, absent if the spec has none) and its hash. */
+        RolloutVersion: {
+            hash: string;
+            version?: string;
+        };
+        RolloutsResponse: {
+            /** @description The rollout in progress, if any, then the finished ones the replicas hold (the last 20), newest first. */
+            items: components["schemas"]["Rollout"][];
+        };
+        /**
          * @description A route document: the JSON value of the config key /steward/gateway/routes/<name>, where <name> is 1 to 128 of A-Z, a-z, 0-9, '.', '_' and '-'. The gateway sends the requests it matches to the passing instances of service. Unknown fields, trailing data and an invalid field refuse the whole document (GET /gateway/routes lists it under rejected, with the reason); the most specific route wins: the longer path prefix, then one with a host, then more headers, then the name.
          * @example {
          *       "loadBalancer": {
@@ -2332,6 +2671,15 @@ export interface components {
          *         ],
          *         "minReplicas": 1,
          *         "service": "web",
+         *         "strategy": {
+         *           "minReadySeconds": 0,
+         *           "progressDeadline": "10m0s",
+         *           "rollingUpdate": {
+         *             "maxSurge": "25%",
+         *             "maxUnavailable": "25%"
+         *           },
+         *           "type": "RollingUpdate"
+         *         },
          *         "syncPeriod": "15s",
          *         "tolerance": 0.1
          *       },
@@ -2500,7 +2848,7 @@ export interface components {
         ScalerWatchErrorData: {
             error: string;
         };
-        /** @description One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: current, put: Scaler; absent, deleted: NameOnly; decision: Decision; actuation: ActuationEvent; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down). */
+        /** @description One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: current, put: Scaler; absent, deleted: NameOnly; decision: Decision; actuation: ActuationEvent; rollout: RolloutEvent; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down). */
         ScalerWatchEvent: {
             data: components["schemas"]["Scaler"];
             /** @enum {string} */
@@ -2523,6 +2871,12 @@ export interface components {
             data: components["schemas"]["ActuationEvent"];
             /** @enum {string} */
             event: "actuation";
+            /** @description The id line: The revision, on the last event of each revision. */
+            id?: string;
+        } | {
+            data: components["schemas"]["RolloutEvent"];
+            /** @enum {string} */
+            event: "rollout";
             /** @description The id line: The revision, on the last event of each revision. */
             id?: string;
         } | {
@@ -2687,12 +3041,13 @@ export interface components {
             /** @description 1 when omitted. 0 allows scaling to zero (KEDA), and then needs an activation on every metric and no utilization metric. */
             minReplicas?: number;
             service: components["schemas"]["ScalerServiceName"];
+            strategy?: components["schemas"]["Strategy"];
             /** @description How often the leader decides (and simulate's step); positive; 15s when omitted. */
             syncPeriod?: components["schemas"]["ScalerDuration"];
             /** @description How far the usage ratio may stray from 1.0 before a metric proposes a change; 0.1 when omitted. */
             tolerance?: number;
         };
-        /** @description A Spec as stored and shown, with every omitted autoscaler field filled with its default, as Kubernetes shows an HPA (the driver stays as written, without its secret). */
+        /** @description A Spec as stored and shown, with every omitted autoscaler field filled with its default, and the strategy with a Deployment's defaults, as Kubernetes shows an HPA (the driver stays as written, without its secret). */
         SpecWithDefaults: components["schemas"]["Spec"] & {
             behavior: {
                 scaleDown: {
@@ -2704,6 +3059,9 @@ export interface components {
                     selectPolicy: "Max" | "Min" | "Disabled";
                 } & WithRequired<components["schemas"]["Rules"], "stabilizationWindow" | "selectPolicy" | "policies">;
             } & WithRequired<components["schemas"]["Behavior"], "scaleUp" | "scaleDown">;
+            strategy: {
+                rollingUpdate: Record<string, never>;
+            } & WithRequired<components["schemas"]["Strategy"], "type" | "rollingUpdate" | "minReadySeconds" | "progressDeadline">;
         };
         /** @description What the stabilization windows did to the proposal. */
         Stabilization: {
@@ -2723,6 +3081,39 @@ export interface components {
         };
         StoredHTTPCheck: WithRequired<components["schemas"]["HTTPCheck"], "http" | "interval" | "timeout">;
         StoredTCPCheck: WithRequired<components["schemas"]["TCPCheck"], "tcp" | "interval" | "timeout">;
+        /**
+         * @description How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary's shape (steps, analysis) is validated, then refused with 400: canaries are not run yet.
+         * @example {
+         *       "minReadySeconds": 5,
+         *       "progressDeadline": "10m",
+         *       "rollingUpdate": {
+         *         "maxSurge": 1,
+         *         "maxUnavailable": "0%"
+         *       },
+         *       "type": "RollingUpdate"
+         *     }
+         */
+        Strategy: {
+            canary?: {
+                analysis?: components["schemas"]["CanaryAnalysis"];
+                steps: components["schemas"]["CanaryStep"][];
+            };
+            /** @description 0 when omitted. */
+            minReadySeconds?: number;
+            /** @description Positive and longer than minReadySeconds; 10m when omitted. */
+            progressDeadline?: components["schemas"]["ScalerDuration"];
+            rollingUpdate?: {
+                /** @description Above the replica count; a percentage rounds up; 25% when omitted. */
+                maxSurge?: components["schemas"]["IntOrPercent"];
+                /** @description Of the replica count; a percentage rounds down, at most 100%; 25% when omitted; not 0 with maxSurge 0 (if both round to 0, one may be unavailable). */
+                maxUnavailable?: components["schemas"]["IntOrPercent"];
+            };
+            /**
+             * @description RollingUpdate when omitted. Canary is refused (400, not supported yet).
+             * @enum {string}
+             */
+            type?: "RollingUpdate" | "Canary";
+        };
         TCPCheck: {
             /**
              * @description 1s to 7 days: remove the instance once it has been critical this long.
@@ -2846,6 +3237,19 @@ export interface components {
         };
         Vacant: {
             name: components["schemas"]["ElectionName"];
+        };
+        /** @description The instances of one template the leader last observed. */
+        VersionStatus: {
+            /** @description Passing for minReadySeconds. */
+            available: number;
+            /** @description Deregistered, waiting out the drain before they are stopped. */
+            draining: number;
+            hash: string;
+            /** @description Passing in the registry. */
+            ready: number;
+            /** @description Run by the driver, draining ones included. */
+            running: number;
+            version?: string;
         };
         /** @description The data of a put or delete event: the entry after the change (for a delete, a tombstone with key and modRevision) and the one before, if any. */
         WatchEventData: {
@@ -5644,6 +6048,286 @@ export interface operations {
             508: components["responses"]["LoopDetected"];
         };
     };
+    getRollout: {
+        parameters: {
+            query?: {
+                /** @description linearizable (default): the read reflects every write acknowledged before it began. serializable: this replica's state at once, possibly stale. */
+                consistency?: components["parameters"]["Consistency"];
+            };
+            header?: {
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rollout: phase, per-version instances (running, ready, available, draining), the bounds in force, pending intents, controls. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Steward-Revision": components["headers"]["X-Steward-Revision"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rollout"];
+                };
+            };
+            400: components["responses"]["ScalerBadRequest"];
+            401: components["responses"]["ScalerUnauthorized"];
+            403: components["responses"]["ScalerForbidden"];
+            404: components["responses"]["ScalerNotFound"];
+            500: components["responses"]["ScalerInternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
+            508: components["responses"]["LoopDetected"];
+        };
+    };
+    abortRollout: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409). */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done: the rollout after it. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Steward-Revision": components["headers"]["X-Steward-Revision"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rollout"];
+                };
+            };
+            400: components["responses"]["ScalerBadRequest"];
+            401: components["responses"]["ScalerUnauthorized"];
+            403: components["responses"]["ScalerForbidden"];
+            404: components["responses"]["ScalerNotFound"];
+            409: components["responses"]["ScalerConflict"];
+            413: components["responses"]["ScalerTooLarge"];
+            415: components["responses"]["ScalerUnsupportedMediaType"];
+            500: components["responses"]["ScalerInternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
+            508: components["responses"]["LoopDetected"];
+        };
+    };
+    pauseRollout: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409). */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done: the rollout after it. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Steward-Revision": components["headers"]["X-Steward-Revision"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rollout"];
+                };
+            };
+            400: components["responses"]["ScalerBadRequest"];
+            401: components["responses"]["ScalerUnauthorized"];
+            403: components["responses"]["ScalerForbidden"];
+            404: components["responses"]["ScalerNotFound"];
+            409: components["responses"]["ScalerConflict"];
+            413: components["responses"]["ScalerTooLarge"];
+            415: components["responses"]["ScalerUnsupportedMediaType"];
+            500: components["responses"]["ScalerInternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
+            508: components["responses"]["LoopDetected"];
+        };
+    };
+    promoteRollout: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409). */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done: the rollout after it. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Steward-Revision": components["headers"]["X-Steward-Revision"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rollout"];
+                };
+            };
+            400: components["responses"]["ScalerBadRequest"];
+            401: components["responses"]["ScalerUnauthorized"];
+            403: components["responses"]["ScalerForbidden"];
+            404: components["responses"]["ScalerNotFound"];
+            409: components["responses"]["ScalerConflict"];
+            413: components["responses"]["ScalerTooLarge"];
+            415: components["responses"]["ScalerUnsupportedMediaType"];
+            500: components["responses"]["ScalerInternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
+            508: components["responses"]["LoopDetected"];
+        };
+    };
+    resumeRollout: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description A retry with the same key within the dedupe window has exactly one effect and returns the first result (reusing a key for a different kind of request: 409). */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done: the rollout after it. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Steward-Revision": components["headers"]["X-Steward-Revision"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rollout"];
+                };
+            };
+            400: components["responses"]["ScalerBadRequest"];
+            401: components["responses"]["ScalerUnauthorized"];
+            403: components["responses"]["ScalerForbidden"];
+            404: components["responses"]["ScalerNotFound"];
+            409: components["responses"]["ScalerConflict"];
+            413: components["responses"]["ScalerTooLarge"];
+            415: components["responses"]["ScalerUnsupportedMediaType"];
+            500: components["responses"]["ScalerInternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
+            508: components["responses"]["LoopDetected"];
+        };
+    };
+    listRollouts: {
+        parameters: {
+            query?: {
+                /** @description At most this many (default 21: the one in progress and the 20 kept). */
+                limit?: number;
+                /** @description linearizable (default): the read reflects every write acknowledged before it began. serializable: this replica's state at once, possibly stale. */
+                consistency?: components["parameters"]["Consistency"];
+            };
+            header?: {
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path: {
+                /**
+                 * @description The scaler's name. Percent-decoded exactly once, as every name in a path: an escaped character is that character (%2D is '-', %2F is '/'), and the decoded name must be valid (400 otherwise).
+                 * @example web
+                 */
+                name: components["parameters"]["ScalerNameParam"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rollouts, newest first. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Steward-Revision": components["headers"]["X-Steward-Revision"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutsResponse"];
+                };
+            };
+            400: components["responses"]["ScalerBadRequest"];
+            401: components["responses"]["ScalerUnauthorized"];
+            403: components["responses"]["ScalerForbidden"];
+            404: components["responses"]["ScalerNotFound"];
+            500: components["responses"]["ScalerInternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ScalerUnavailableOrGateway"];
+            504: components["responses"]["ScalerTimeoutOrGateway"];
+            508: components["responses"]["LoopDetected"];
+        };
+    };
     simulate: {
         parameters: {
             query?: {
@@ -5722,7 +6406,7 @@ export interface operations {
         requestBody?: never;
         responses: {
             /**
-             * @description A text/event-stream that starts with the comment ': watching' and runs until the client goes away. Without a resume point it begins with event: current (data: Scaler) or event: absent (data: NameOnly, no such scaler), whose id is the revision it reflects. Then each change: put (data: the Scaler, secret never shown), deleted (data: NameOnly), decision (data: Decision, with its inputs), actuation (data: ActuationEvent: what the driver did for the decision at decisionRevision). The id line (id: <revision>) comes with the last event of each revision, so a client that resumes with Last-Event-ID gets a revision it saw only part of again, whole. ': heartbeat' comments come every 15s when idle. 'event: error' (data: WatchErrorData) ends the stream when the watcher fell behind or the replica stopped; 'event: shutdown' (data: {}) when the server shuts down. Each event's data, by event type: current, put: Scaler; absent, deleted: NameOnly; decision: Decision; actuation: ActuationEvent; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down) (schema ScalerWatchEvent).
+             * @description A text/event-stream that starts with the comment ': watching' and runs until the client goes away. Without a resume point it begins with event: current (data: Scaler) or event: absent (data: NameOnly, no such scaler), whose id is the revision it reflects. Then each change: put (data: the Scaler, secret never shown), deleted (data: NameOnly), decision (data: Decision, with its inputs), actuation (data: ActuationEvent: what the driver did for the decision at decisionRevision), rollout (data: RolloutEvent: a rollout started, an intent recorded or done, an observation, a pause, resume, abort or promote, its end). The id line (id: <revision>) comes with the last event of each revision, so a client that resumes with Last-Event-ID gets a revision it saw only part of again, whole. ': heartbeat' comments come every 15s when idle. 'event: error' (data: WatchErrorData) ends the stream when the watcher fell behind or the replica stopped; 'event: shutdown' (data: {}) when the server shuts down. Each event's data, by event type: current, put: Scaler; absent, deleted: NameOnly; decision: Decision; actuation: ActuationEvent; rollout: RolloutEvent; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down) (schema ScalerWatchEvent).
              *
              *     For example:
              *

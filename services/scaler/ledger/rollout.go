@@ -221,7 +221,7 @@ func (m *Machine) startRollout(a *applying, c *Command, r *record, prev driver.T
 
 // remember puts a finished rollout in the history, the oldest dropped.
 func (r *record) remember(ro Rollout) {
-	ro.Pending = nil
+	ro.Pending = []Action{}
 	r.History = append(r.History, ro)
 	if over := len(r.History) - KeepRollouts; over > 0 {
 		r.History = slices.Delete(r.History, 0, over)
