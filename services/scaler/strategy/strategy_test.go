@@ -120,3 +120,12 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+func quote(s string) string {
+	if len(s) > 0 && s[len(s)-1] == '%' {
+		return `"` + s + `"`
+	}
+	return s
+}
+
+func unmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
