@@ -141,7 +141,7 @@ func TestRegistersServesAndLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := c.Services()
-	a := startApp(t, "demo-1", "STEWARD_REGISTRY_URL="+regURL, "STEWARD_DEMO_SERVICE=demo-e2e", "STEWARD_DEMO_WORK=1ms")
+	a := startApp(t, "demo-1", "STEWARD_REGISTRY_URL="+regURL, "STEWARD_DEMO_SERVICE=demo-e2e", "STEWARD_DEMO_WORK=1ms", "STEWARD_VERSION=v2.1")
 
 	var inst api.Instance
 	webtest.WaitFor(t, 10*time.Second, "demo-1 passing in the registry", func() bool {
@@ -152,8 +152,8 @@ func TestRegistersServesAndLeaves(t *testing.T) {
 		inst = list[0]
 		return true
 	})
-	if inst.Id != "demo-1" || inst.Port != a.port || inst.Metadata["metricsPath"] != "/metrics" {
-		t.Fatalf("registered instance = id %q port %d metadata %v, want demo-1, %d, metricsPath /metrics", inst.Id, inst.Port, inst.Metadata, a.port)
+	if inst.Id != "demo-1" || inst.Port != a.port || inst.Metadata["metricsPath"] != "/metrics" || inst.Version == nil || *inst.Version != "v2.1" {
+		t.Fatalf("registered instance = id %q port %d metadata %v version %v, want demo-1, %d, metricsPath /metrics, v2.1 (STEWARD_VERSION)", inst.Id, inst.Port, inst.Metadata, inst.Version, a.port)
 	}
 	var check api.TTLCheck
 	if inst.Check != nil {

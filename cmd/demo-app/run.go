@@ -46,6 +46,9 @@ func run(ctx context.Context, s Settings, logger *slog.Logger) error {
 		// The scaler needs metricsPath to know what to scrape.
 		registration := api.Registration{Address: host, Port: port,
 			Metadata: &map[string]string{"metricsPath": metricsPath}}
+		if s.Version != "" {
+			registration.Version = &s.Version
+		}
 		announce = func(ctx context.Context) {
 			c.Services().Announce(ctx, s.Service, id, registration, sdk.AnnounceOptions{Logger: logger})
 		}

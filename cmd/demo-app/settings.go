@@ -16,6 +16,10 @@ type Settings struct {
 	// Port is the port to listen on, on every interface; 0 picks a free one.
 	Port       int    `envconfig:"PORT" default:"0"`
 	InstanceID string `envconfig:"INSTANCE_ID"`
+	// Version is registered as the instance's version: the scaler's
+	// process driver sets STEWARD_VERSION to its template's, so the
+	// gateway can split traffic by it and a rollout tell old from new.
+	Version string `envconfig:"VERSION"`
 	// RegistryURL is the registry (replicas, comma-separated) to announce
 	// in; set empty, the app does not register.
 	RegistryURL string `envconfig:"REGISTRY_URL" default:"http://127.0.0.1:8082"`
