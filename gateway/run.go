@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -270,8 +272,8 @@ func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discove
 				}
 			}
 		}
-		samples = append(samples, versionSignals(s.ID, px.Versions(), now)...)
-		if len(samples) == 0 {
+		versions := versionSignals(s.ID, px.Versions(), now)
+		if len(samples) == 0 && len(versions) == 0 {
 			continue
 		}
 		base, err := pickURL(ctx, disc, "steward-scaler")
@@ -279,17 +281,41 @@ func sendSignals(ctx context.Context, s Settings, px *proxy.Proxy, disc *discove
 			logger.Debug("no scaler to send load signals to", "err", err)
 			continue
 		}
-		body, _ := json.Marshal(map[string]any{"samples": samples})
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/metrics", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if s.Token != "" {
-			req.Header.Set("Authorization", "Bearer "+s.Token)
+		// The per-version samples go apart from the load signals, so
+		// that a scaler that refuses them (one older than they are)
+		// still gets what it scales on, and in pushes of
+		// maxVersionPush, far below the scaler's 4 MiB and 10,000
+		// samples.
+		if len(samples) > 0 {
+			postSignals(ctx, hc, base, s.Token, samples, logger)
 		}
-		if resp, err := hc.Do(req); err != nil {
-			logger.Warn("sending load signals to the scaler failed", "err", err)
-		} else {
-			resp.Body.Close()
+		for chunk := range slices.Chunk(versions, maxVersionPush) {
+			postSignals(ctx, hc, base, s.Token, chunk, logger)
 		}
+	}
+}
+
+// maxVersionPush bounds a push of per-version samples: about 800 bytes
+// each.
+const maxVersionPush = 1000
+
+// postSignals sends samples to the scaler at base.
+func postSignals(ctx context.Context, hc *http.Client, base, token string, samples []signal, logger *slog.Logger) {
+	body, _ := json.Marshal(map[string]any{"samples": samples})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/metrics", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		logger.Warn("sending load signals to the scaler failed", "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		logger.Warn("the scaler refused load signals", "status", resp.StatusCode, "samples", len(samples), "answer", string(msg))
 	}
 }
 
