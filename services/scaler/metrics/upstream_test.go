@@ -256,3 +256,10 @@ func TestVersionsApartFromObserve(t *testing.T) {
 		t.Fatal("Observe found the per-version sample as a metric")
 	}
 }
+
+// The analysis refuses windows the store cannot answer for.
+func TestMaxWindowsAgree(t *testing.T) {
+	if metrics.MaxVersionWindow != analysis.MaxWindow {
+		t.Fatalf("metrics.MaxVersionWindow = %s, analysis.MaxWindow = %s; want the same", metrics.MaxVersionWindow, analysis.MaxWindow)
+	}
+}
