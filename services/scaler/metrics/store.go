@@ -52,7 +52,10 @@ func (s *Store) Add(now time.Time, samples ...Sample) {
 			x.Timestamp = now
 		}
 		if x.Upstream != nil {
-			s.addUpstream(x)
+			// Kept for windows up to MaxVersionWindow, not ttl.
+			if now.Sub(x.Timestamp) <= MaxVersionWindow {
+				s.addUpstream(x)
+			}
 			continue
 		}
 		if !s.fresh(now, x) {

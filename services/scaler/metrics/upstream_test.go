@@ -241,6 +241,12 @@ func TestVersionsBounded(t *testing.T) {
 	if got, ok := fresh.Versions("web", time.Minute, now)["v99"]; !ok || got.Requests != 0 || got.Window != 0 {
 		t.Errorf("a single push of counts older than the window = %+v, %v; want 0 requests over 0s", got, ok)
 	}
+	// A push older than any window is not kept.
+	stale := metrics.NewStore(30 * time.Second)
+	stale.Add(now, push("gw-0", "v1", now.Add(-time.Hour), now.Add(-metrics.MaxVersionWindow-time.Second), 5, 0, 0.001))
+	if got := stale.Versions("web", metrics.MaxVersionWindow, now.Add(-metrics.MaxVersionWindow)); len(got) != 0 {
+		t.Errorf("a push older than %s was kept: %v", metrics.MaxVersionWindow, got)
+	}
 	st.Prune(now.Add(metrics.MaxVersionWindow + time.Second))
 	if left := st.Versions("web", time.Hour, now); len(left) != 0 {
 		t.Errorf("after Prune %s later: %v, want nothing", metrics.MaxVersionWindow, left)
