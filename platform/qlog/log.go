@@ -267,7 +267,11 @@ func (l *Log) start(ctx context.Context) {
 		return err
 	})
 	if err == nil {
-		err = l.retry(ctx, "the newest snapshot", 5*time.Minute, l.restore)
+		// A snapshot can be large, so an attempt may need minutes; but the
+		// snapshot bucket's creation on a fresh cluster can be lost like
+		// the stream's (seen: a first attempt that waited its whole 5
+		// minutes), so the attempts start short and grow.
+		err = l.retryGrowing(ctx, "the newest snapshot", natsAttempt, 5*time.Minute, l.restore)
 	}
 	if err == nil {
 		// The stream leader's last sequence, not STREAM.INFO's: a member
@@ -325,7 +329,13 @@ func (l *Log) start(ctx context.Context) {
 // attempt per attempt and a backoff from 100 ms to 5 s between them. Ready
 // names what it waits for and the last error meanwhile.
 func (l *Log) retry(ctx context.Context, what string, attempt time.Duration, fn func(ctx context.Context) error) error {
-	backoff := 100 * time.Millisecond
+	return l.retryGrowing(ctx, what, attempt, attempt, fn)
+}
+
+// retryGrowing is retry with an attempt's deadline doubling after each
+// failed attempt, from first up to most.
+func (l *Log) retryGrowing(ctx context.Context, what string, first, most time.Duration, fn func(ctx context.Context) error) error {
+	backoff, attempt := 100*time.Millisecond, first
 	for n := 1; ; n++ {
 		actx, cancel := context.WithTimeout(ctx, attempt)
 		err := fn(actx)
@@ -344,6 +354,7 @@ func (l *Log) retry(ctx context.Context, what string, attempt time.Duration, fn 
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+		attempt = min(2*attempt, most)
 	}
 }
 

@@ -79,10 +79,11 @@ func (l *Log) restore(ctx context.Context) error {
 	if l.cfg.Snapshots == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	tried := map[string]bool{}
 	for _, limit := range []int{1, 5} {
+		// Fetched without holding l.mu: every reader of the replica's
+		// revision would wait on this call (seen: five minutes of
+		// requests, /readyz too, held by a lost NATS request).
 		cands, err := l.cfg.Snapshots.NewestSnapshots(ctx, l.cfg.Service, limit)
 		if err != nil {
 			return fmt.Errorf("qlog: list snapshots: %w", err)
@@ -94,11 +95,16 @@ func (l *Log) restore(ctx context.Context) error {
 			}
 			tried[id] = true
 			start := time.Now()
-			if err := l.restoreLocked(s); err != nil {
+			l.mu.Lock()
+			err := l.restoreLocked(s)
+			if err == nil {
+				l.lastSnapSize = uint64(len(s.Data))
+			}
+			l.mu.Unlock()
+			if err != nil {
 				l.logger.Warn("qlog skipped a bad snapshot", "revision", s.Revision, "replica", s.Replica, "err", err)
 				continue
 			}
-			l.lastSnapSize = uint64(len(s.Data))
 			l.logger.Info("qlog restored snapshot", "revision", s.Revision, "seq", s.Seq, "from_replica", s.Replica,
 				"bytes", len(s.Data), "took", time.Since(start))
 			return nil
