@@ -14109,7 +14109,7 @@ type DriverResult struct {
 	Replicas int `json:"replicas"`
 }
 
-// DriverSpec The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
+// DriverSpec The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 type DriverSpec struct {
 	// ApiServer kubernetes: an http or https URL of the API server, instead of the in-cluster KUBERNETES_SERVICE_HOST and _PORT.
 	ApiServer *string `json:"apiServer,omitempty"`
@@ -14120,7 +14120,7 @@ type DriverSpec struct {
 	// Command process (required): the program and its arguments, run without a shell.
 	Command *[]string `json:"command,omitempty"`
 
-	// Container kubernetes: the container image is set on (with image); the pod template's first when omitted.
+	// Container kubernetes: the container image would be set on; refused with image for now.
 	Container *string `json:"container,omitempty"`
 
 	// Dir process: the working directory.
@@ -14132,7 +14132,7 @@ type DriverSpec struct {
 	// GracePeriod process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s.
 	GracePeriod *ScalerDuration `json:"gracePeriod,omitempty"`
 
-	// Image kubernetes: the image set on the pod template's container; the Deployment rolls it out itself and the scaler follows its status. Part of the template: changing it starts a rollout.
+	// Image kubernetes: refused for now (400, not supported yet): the kubernetes driver does not patch the pod template nor follow the workload's rollout yet; roll images out with the workload's own tooling.
 	Image *string `json:"image,omitempty"`
 
 	// Kind kubernetes: the workload's kind; Deployment when omitted.
@@ -14156,7 +14156,7 @@ type DriverSpec struct {
 	// SecretEnv webhook: the environment variable of the scaler replicas that holds the secret, which keeps it out of the log and the API.
 	SecretEnv *string `json:"secretEnv,omitempty"`
 
-	// Template webhook: an opaque JSON object (at most 64 KiB) sent as template with each call, what the receiver starts instances from; stored with its keys sorted. Part of the template: changing it starts a rollout.
+	// Template webhook: an opaque JSON object (at most 64 KiB) sent as template, with version, in every call's body ({service, replicas, token, version, template}): what the receiver starts instances from; stored with its keys sorted. Part of the template: changing it starts a rollout, which the leader hands to the receiver with a call at the current count and marks Succeeded once acknowledged (the receiver rolls it out).
 	Template *map[string]interface{} `json:"template,omitempty"`
 
 	// Timeout webhook: per attempt, not negative; 10s when omitted or 0s.
@@ -14168,7 +14168,7 @@ type DriverSpec struct {
 	// Url webhook (required): an http or https URL. The scaler POSTs {service, replicas, token} to it, signed (X-Steward-Signature over X-Steward-Timestamp and the body); with readCurrent it GETs {"replicas": n} from it.
 	Url *string `json:"url,omitempty"`
 
-	// Version any type: names the template the instances run (1 to 128 bytes of UTF-8, no control characters, as the registry's instance version). The process driver sets STEWARD_VERSION to it (cmd/demo-app registers with it); the webhook driver sends it with each call. Part of the template: changing it starts a rollout.
+	// Version any type: names the template the instances run (1 to 128 bytes of UTF-8, no control characters, as the registry's instance version). The process driver sets STEWARD_VERSION to it (cmd/demo-app registers with it); the webhook driver sends it with each call, with template. Part of the template: changing it starts a rollout.
 	Version *string `json:"version,omitempty"`
 }
 
@@ -15919,7 +15919,7 @@ type Spec struct {
 	// Behavior HPA's scaling behaviour for each direction; an omitted direction or field takes HPA's default.
 	Behavior *Behavior `json:"behavior,omitempty"`
 
-	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
+	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 	Driver DriverSpec `json:"driver"`
 
 	// MaxReplicas At least minReplicas.
@@ -15975,7 +15975,7 @@ type SpecWithDefaults struct {
 		} `json:"scaleUp"`
 	} `json:"behavior"`
 
-	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
+	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 	Driver DriverSpec `json:"driver"`
 
 	// MaxReplicas At least minReplicas.

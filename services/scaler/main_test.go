@@ -29,6 +29,8 @@ import (
 	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/scaler"
+	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
 // contractDoc is api/openapi.json; every exchange of these tests is
@@ -50,6 +52,7 @@ func TestMain(m *testing.M) {
 	apiClient = &http.Client{Transport: contractDoc.Transport(baseTransport, true)}
 	fuzzClient = &http.Client{Transport: contractDoc.Transport(baseTransport, false), Timeout: time.Minute}
 	code := m.Run()
+	removeDemoApp()
 	baseTransport.CloseIdleConnections()
 	if n := contractDoc.Validated(); n > 0 {
 		fmt.Fprintf(os.Stderr, "openapi: %d exchanges and %d watch events validated against api/openapi.json\n", n, contractDoc.Events())
@@ -106,6 +109,8 @@ type node struct {
 	cut atomic.Bool
 	// pause, when set, is called before each driver call.
 	pause atomic.Pointer[func(name string, token int64)]
+	// rolloutPause, when set, is called before each rollout action.
+	rolloutPause atomic.Pointer[func(name string, token int64, act ledger.Action)]
 
 	stopOnce sync.Once
 	stop     func()
@@ -128,6 +133,8 @@ type nodeOptions struct {
 	pool     *pgxpool.Pool
 	keep     int
 	leaseTTL time.Duration
+	// newDriver replaces driver.New for the node's loop.
+	newDriver func(driver.Spec, driver.Deps) (driver.Driver, error)
 }
 
 func startNode(t testing.TB, p *plane, id string, o nodeOptions) *node {
@@ -156,6 +163,14 @@ func startNode(t testing.TB, p *plane, id string, o nodeOptions) *node {
 		if f := n.pause.Load(); f != nil {
 			(*f)(name, token)
 		}
+	}
+	rep.Loop.BeforeRolloutAction = func(name string, token int64, act ledger.Action) {
+		if f := n.rolloutPause.Load(); f != nil {
+			(*f)(name, token, act)
+		}
+	}
+	if o.newDriver != nil {
+		rep.Loop.NewDriver = o.newDriver
 	}
 	n.rep = rep
 	sctx, stop := context.WithCancel(context.Background())

@@ -10,16 +10,15 @@ import (
 	"github.com/stewardhq/steward/services/scaler/ledger"
 )
 
-// stuckSpec is a kubernetes-driven scaler whose API server does not
-// answer: its rollouts start and stay in progress, whatever the leader
-// does.
-func stuckSpec(image string) string {
+// stuckSpec is a webhook-driven scaler whose receiver does not answer:
+// its rollouts start and stay in progress, whatever the leader does.
+func stuckSpec(version string) string {
 	return `{"service":"web","maxReplicas":10,"metrics":[{"name":"gateway_rps","target":{"type":"averageValue","value":10}}],
-		"driver":{"type":"kubernetes","name":"web","apiServer":"http://127.0.0.1:9","image":"` + image + `","version":"` + image + `"},
+		"driver":{"type":"webhook","url":"http://127.0.0.1:9/scale","secret":"s","maxAttempts":1,"template":{"image":"` + version + `"},"version":"` + version + `"},
 		"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0},"minReadySeconds":2}}`
 }
 
-// TestRolloutAPI: a PUT that changes the image starts a rollout (and one
+// TestRolloutAPI: a PUT that changes the template starts a rollout (and one
 // that does not, none); GET rollout shows it, pause, resume, promote and
 // abort change it (409 where they do not apply), a second change
 // supersedes it, the history lists both, the watch carries every change,

@@ -106,6 +106,7 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 				Metrics:   rep.Metrics,
 				Logger:    r.Logger,
 				By:        r.Own.ID,
+				Drain:     s.Drain,
 			}
 			// A nil *pgstore.History in the interface would not be a nil archive.
 			var archive DecisionArchive

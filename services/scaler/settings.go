@@ -23,6 +23,9 @@ type Settings struct {
 	KeepDecisions int `envconfig:"SCALER_KEEP_DECISIONS" default:"100" desc:"decisions per scaler kept in memory"`
 	// SampleTTL is how long a metric sample counts after it was taken.
 	SampleTTL time.Duration `envconfig:"SCALER_SAMPLE_TTL" default:"30s" desc:"how long a metric sample counts after it was taken"`
+	// Drain is how long a rollout leaves an old instance out of the
+	// registry, for the gateway to stop sending to it, before stopping it.
+	Drain time.Duration `envconfig:"SCALER_DRAIN" default:"2s" desc:"how long a rollout drains an instance (out of the registry) before stopping it"`
 
 	service.Replicated
 }

@@ -1495,7 +1495,7 @@ export interface components {
             /** @description The count after the call, as the driver saw it. */
             replicas: number;
         };
-        /** @description The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not. */
+        /** @description The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not. */
         DriverSpec: {
             /** @description kubernetes: an http or https URL of the API server, instead of the in-cluster KUBERNETES_SERVICE_HOST and _PORT. */
             apiServer?: string;
@@ -1503,7 +1503,7 @@ export interface components {
             backoff?: components["schemas"]["ScalerDuration"];
             /** @description process (required): the program and its arguments, run without a shell. */
             command?: string[];
-            /** @description kubernetes: the container image is set on (with image); the pod template's first when omitted. */
+            /** @description kubernetes: the container image would be set on; refused with image for now. */
             container?: string;
             /** @description process: the working directory. */
             dir?: string;
@@ -1513,7 +1513,7 @@ export interface components {
             };
             /** @description process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s. */
             gracePeriod?: components["schemas"]["ScalerDuration"];
-            /** @description kubernetes: the image set on the pod template's container; the Deployment rolls it out itself and the scaler follows its status. Part of the template: changing it starts a rollout. */
+            /** @description kubernetes: refused for now (400, not supported yet): the kubernetes driver does not patch the pod template nor follow the workload's rollout yet; roll images out with the workload's own tooling. */
             image?: string;
             /**
              * @description kubernetes: the workload's kind; Deployment when omitted.
@@ -1532,7 +1532,7 @@ export interface components {
             secret?: string;
             /** @description webhook: the environment variable of the scaler replicas that holds the secret, which keeps it out of the log and the API. */
             secretEnv?: string;
-            /** @description webhook: an opaque JSON object (at most 64 KiB) sent as template with each call, what the receiver starts instances from; stored with its keys sorted. Part of the template: changing it starts a rollout. */
+            /** @description webhook: an opaque JSON object (at most 64 KiB) sent as template, with version, in every call's body ({service, replicas, token, version, template}): what the receiver starts instances from; stored with its keys sorted. Part of the template: changing it starts a rollout, which the leader hands to the receiver with a call at the current count and marks Succeeded once acknowledged (the receiver rolls it out). */
             template?: {
                 [key: string]: unknown;
             };
@@ -1545,7 +1545,7 @@ export interface components {
             type: "process" | "webhook" | "kubernetes";
             /** @description webhook (required): an http or https URL. The scaler POSTs {service, replicas, token} to it, signed (X-Steward-Signature over X-Steward-Timestamp and the body); with readCurrent it GETs {"replicas": n} from it. */
             url?: string;
-            /** @description any type: names the template the instances run (1 to 128 bytes of UTF-8, no control characters, as the registry's instance version). The process driver sets STEWARD_VERSION to it (cmd/demo-app registers with it); the webhook driver sends it with each call. Part of the template: changing it starts a rollout. */
+            /** @description any type: names the template the instances run (1 to 128 bytes of UTF-8, no control characters, as the registry's instance version). The process driver sets STEWARD_VERSION to it (cmd/demo-app registers with it); the webhook driver sends it with each call, with template. Part of the template: changing it starts a rollout. */
             version?: string;
         };
         /** @description Any JSON value. OpenAPI 3.0 has no null type: null is the object branch's nullable. */

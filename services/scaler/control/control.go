@@ -72,6 +72,13 @@ type Loop struct {
 	// recorded and the leadership checked, right before the driver call:
 	// tests pause a leader there.
 	BeforeScale func(name string, token int64)
+	// BeforeRolloutAction, if set, is called after a rollout's intent was
+	// recorded and the leadership checked, right before the driver acts
+	// on it: tests depose a leader there.
+	BeforeRolloutAction func(name string, token int64, act ledger.Action)
+	// Drain is how long an instance a rollout stops is out of the
+	// registry before it is stopped (DefaultDrain if 0).
+	Drain time.Duration
 }
 
 // Run campaigns and, while this replica leads, reconciles; it returns
@@ -139,6 +146,15 @@ type target struct {
 	// scraper is this scaler's own, so that its counter memory covers
 	// exactly the service's instances.
 	scraper *metrics.Scraper
+	// nextDecide is when the next decision is due, for the generation
+	// decidedGen; a rollout is stepped more often than that.
+	nextDecide time.Time
+	decidedGen int64
+	// passingSince is when this term first saw each instance passing
+	// (minReadySeconds counts from it); lastReport the last rollout
+	// report recorded, as JSON.
+	passingSince map[string]time.Time
+	lastReport   string
 }
 
 // errFenced ends a term whose token the log refused.
@@ -264,6 +280,17 @@ func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Du
 		requeueAfter = hpa.DefaultSyncPeriod
 	}
 	tg := t.target(name)
+	if rolling(work) {
+		if due := time.Until(tg.nextDecide); due > 0 && tg.decidedGen == work.Generation {
+			// Between decisions: only the rollout, at the count the
+			// last decision set.
+			drv, err := t.driver(tg, name, work)
+			if err == nil {
+				err = t.rollOut(ctx, tg, drv, name, work, work.Status.DesiredReplicas)
+			}
+			return min(due, rolloutTick), err
+		}
+	}
 	obs, err := t.observe(ctx, tg, name, work)
 	if oe, ok := errors.AsType[*observeError](err); ok {
 		return requeueAfter, t.recordFailure(ctx, name, work, oe)
@@ -273,8 +300,23 @@ func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Du
 	}
 	d, st := decide(work, obs)
 	rev, err := t.record(ctx, name, work, obs, d, st)
-	if err != nil || rev == 0 || !d.Scale() {
+	if err != nil {
 		return requeueAfter, err
+	}
+	tg.nextDecide, tg.decidedGen = t.now().Add(requeueAfter), work.Generation
+	if rolling(work) {
+		// The rollout carries the count out: new instances up to it,
+		// old ones down to none.
+		if _, ok := obs.drv.(versioned); ok || rev == 0 {
+			return min(requeueAfter, rolloutTick), t.rollOut(ctx, tg, obs.drv, name, work, d.DesiredReplicas)
+		}
+		err = t.rollOut(ctx, tg, obs.drv, name, work, d.DesiredReplicas)
+		if err != nil || !d.Scale() {
+			return min(requeueAfter, rolloutTick), err
+		}
+	}
+	if rev == 0 || !d.Scale() {
+		return requeueAfter, nil
 	}
 	return requeueAfter, t.actuate(ctx, obs.drv, name, work.Spec.Service, d, rev)
 }
@@ -301,7 +343,7 @@ func (e *observeError) Unwrap() error { return e.err }
 // observe reads the scaler's driver, its service's instances in the
 // registry and their metrics.
 func (t *term) observe(ctx context.Context, tg *target, name string, work ledger.Work) (observation, error) {
-	drv, err := t.driver(tg, name, work.Spec)
+	drv, err := t.driver(tg, name, work)
 	if err != nil {
 		return observation{}, &observeError{"AbleToScale", "FailedGetScale", fmt.Errorf("driver: %w", err)}
 	}
@@ -318,6 +360,11 @@ func (t *term) observe(ctx context.Context, tg *target, name string, work ledger
 		current = len(instances)
 	case err != nil:
 		return observation{}, &observeError{"AbleToScale", "FailedGetScale", fmt.Errorf("read the replica count: %w", err)}
+	}
+	if _, ok := drv.(versioned); ok && work.Rollout.Active() && work.Status.DesiredReplicas > 0 {
+		// Mid-rollout the driver runs the surge too: the count that
+		// scales is the one in force, as a Deployment's spec.replicas.
+		current = work.Status.DesiredReplicas
 	}
 	now := notBefore(t.now(), work.State)
 	if tg.scraper == nil {
@@ -475,10 +522,16 @@ func (t *term) closeAll() {
 	}
 }
 
-// driver returns the scaler's driver, built again when its spec changed.
-func (t *term) driver(tg *target, name string, spec ledger.Spec) (driver.Driver, error) {
-	b, _ := json.Marshal(spec.Driver)
+// driver returns the scaler's driver, built again when its spec changed
+// other than in its template (a new template is rolled out by the same
+// driver, which is told it).
+func (t *term) driver(tg *target, name string, work ledger.Work) (driver.Driver, error) {
+	spec := work.Spec
+	b, _ := json.Marshal(spec.Driver.WithoutTemplate())
 	if tg.drv != nil && string(b) == string(tg.drvSpec) {
+		if td, ok := tg.drv.(templated); ok {
+			td.SetTemplate(targetTemplate(work))
+		}
 		return tg.drv, nil
 	}
 	t.closeDriver(tg, name)
@@ -491,6 +544,9 @@ func (t *term) driver(tg *target, name string, spec ledger.Spec) (driver.Driver,
 		return nil, err
 	}
 	tg.drv, tg.drvSpec = d, b
+	if td, ok := d.(templated); ok {
+		td.SetTemplate(targetTemplate(work))
+	}
 	return d, nil
 }
 

@@ -27,7 +27,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// helper listens on $PORT and answers its STEWARD_INSTANCE_ID; /crash
+// helper listens on $PORT and answers its STEWARD_INSTANCE_ID (/version:
+// its STEWARD_VERSION); /crash
 // exits with status 3. On SIGTERM it drains briefly and exits 0, unless
 // HELPER_MODE=ignore-term.
 func helper() {
@@ -41,6 +42,10 @@ func helper() {
 	}
 	fmt.Printf("%s listening on %s\n", id, port)
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/version" {
+			fmt.Fprint(w, os.Getenv("STEWARD_VERSION"))
+			return
+		}
 		if r.URL.Path == "/crash" {
 			fmt.Fprintln(os.Stderr, "crashing")
 			os.Exit(3)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,19 +19,28 @@ import (
 // Process runs a service's replicas as local processes: what `steward
 // dev` scales. It forgets them when it stops; a new scaler leader starts
 // its own.
+//
+// Each process runs one template (Template): Scale starts the current
+// one (SetTemplate), Start a given one under ids the caller names. Start
+// and Stop are idempotent per id: an id started once is never started
+// again, even after it exited, so a leader that resumes its
+// predecessor's recorded intent cannot start an instance twice.
 type Process struct {
 	spec   ProcessSpec
+	tmpl   Template // guarded by mu
 	grace  time.Duration
 	svc    string
 	log    *slog.Logger
 	fence  fence
 	scaleM sync.Mutex // serialises Scale and Close; held across a stop's wait
 
-	mu     sync.Mutex // guards the fields below; never held while waiting
-	procs  []*proc    // running, oldest first
-	seq    int
-	closed bool
-	wg     sync.WaitGroup // the wait goroutines
+	mu    sync.Mutex // guards the fields below; never held while waiting
+	procs []*proc    // running, oldest first
+	seq   int
+	// started holds every id ever started.
+	started map[string]bool
+	closed  bool
+	wg      sync.WaitGroup // the wait goroutines
 }
 
 // proc is one running replica.
@@ -42,11 +52,14 @@ type proc struct {
 	err      error         // its exit status, once done
 }
 
-// Instance is one running replica, as the registry would know it.
+// Instance is one running replica, as the registry would know it, and
+// the template it runs.
 type Instance struct {
-	ID   string `json:"id"`
-	Port int    `json:"port"`
-	PID  int    `json:"pid"`
+	ID      string `json:"id"`
+	Port    int    `json:"port"`
+	PID     int    `json:"pid"`
+	Version string `json:"version,omitempty"`
+	Hash    string `json:"hash"`
 }
 
 // NewProcess returns a process driver; New validates the spec first.
@@ -56,7 +69,70 @@ func NewProcess(spec ProcessSpec, deps Deps) *Process {
 	if grace == 0 {
 		grace = DefaultGracePeriod
 	}
-	return &Process{spec: spec, grace: grace, svc: deps.Service, log: deps.Logger.With("driver", TypeProcess, "service", deps.Service)}
+	return &Process{spec: spec, grace: grace, svc: deps.Service, log: deps.Logger.With("driver", TypeProcess, "service", deps.Service),
+		tmpl: Spec{Type: TypeProcess, ProcessSpec: spec}.Workload(), started: map[string]bool{}}
+}
+
+// SetTemplate sets what Scale starts from now on; the processes running
+// keep theirs.
+func (p *Process) SetTemplate(t Template) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tmpl = t
+}
+
+// Start starts one process of t for each id not started before, and
+// returns the ids that run t now or did (those started before included),
+// in the order given. It stops at the first failure.
+func (p *Process) Start(ctx context.Context, t Template, ids []string, token int64) ([]string, error) {
+	p.scaleM.Lock()
+	defer p.scaleM.Unlock()
+	if err := p.fence.admit(token); err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return done, ctx.Err()
+		}
+		p.mu.Lock()
+		closed, again := p.closed, p.started[id]
+		p.mu.Unlock()
+		if closed {
+			return done, errors.New("process driver: closed")
+		}
+		if !again {
+			if err := p.start(t, id); err != nil {
+				return done, err
+			}
+		}
+		done = append(done, id)
+	}
+	return done, nil
+}
+
+// Stop stops the named processes (SIGTERM, then SIGKILL after the grace
+// period, or at once if ctx ends) and returns when they have exited. An
+// id not running counts as stopped.
+func (p *Process) Stop(ctx context.Context, ids []string, token int64) ([]string, error) {
+	p.scaleM.Lock()
+	defer p.scaleM.Unlock()
+	if err := p.fence.admit(token); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	var victims []*proc
+	p.procs = slices.DeleteFunc(p.procs, func(pr *proc) bool {
+		if slices.Contains(ids, pr.ID) {
+			pr.stopping = true
+			victims = append(victims, pr)
+			return true
+		}
+		return false
+	})
+	p.mu.Unlock()
+	p.stop(ctx, victims)
+	return ids, nil
 }
 
 // OwnsReplicas says nobody but this driver starts or stops the
@@ -117,8 +193,15 @@ func (p *Process) Scale(ctx context.Context, replicas int, token int64) (Result,
 		killed := p.stop(ctx, victims)
 		res.Detail = fmt.Sprintf("stopped %d (%d killed after the grace period)", len(victims), killed)
 	}
+	p.mu.Lock()
+	tmpl := p.tmpl
+	p.mu.Unlock()
 	for started := 0; prev+started < replicas; started++ {
-		if err := p.start(); err != nil {
+		p.mu.Lock()
+		p.seq++
+		id := fmt.Sprintf("%s-%d", p.svc, p.seq)
+		p.mu.Unlock()
+		if err := p.start(tmpl, id); err != nil {
 			res.Replicas, _ = p.Current(ctx)
 			res.Detail = fmt.Sprintf("started %d of %d", started, replicas-prev)
 			return res, err
@@ -147,8 +230,8 @@ func (p *Process) Close() error {
 	return nil
 }
 
-// start runs one more process on a free port.
-func (p *Process) start() error {
+// start runs one more process of t, named id, on a free port.
+func (p *Process) start(t Template, id string) error {
 	p.mu.Lock()
 	inUse := make(map[int]bool, len(p.procs))
 	for _, pr := range p.procs {
@@ -159,29 +242,33 @@ func (p *Process) start() error {
 	if err != nil {
 		return fmt.Errorf("process driver: %w", err)
 	}
-	p.mu.Lock()
-	p.seq++
-	id := fmt.Sprintf("%s-%d", p.svc, p.seq)
-	p.mu.Unlock()
-
-	cmd := exec.Command(p.spec.Command[0], p.spec.Command[1:]...)
-	cmd.Dir = p.spec.Dir
+	if len(t.Command) == 0 || t.Command[0] == "" {
+		return errors.New("process driver: the template has no command")
+	}
+	cmd := exec.Command(t.Command[0], t.Command[1:]...)
+	cmd.Dir = t.Dir
 	cmd.Env = os.Environ()
-	for k, v := range p.spec.Env {
+	for k, v := range t.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, "PORT="+strconv.Itoa(port), "STEWARD_INSTANCE_ID="+id)
+	if t.Version != "" {
+		cmd.Env = append(cmd.Env, "STEWARD_VERSION="+t.Version)
+	}
 	log := p.log.With("instance", id, "port", port)
 	stdout, stderr := &lineLogger{log: log, stream: "stdout"}, &lineLogger{log: log, stream: "stderr"}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// A grandchild holding the pipes open must not keep Wait from
 	// returning once the process itself has gone.
 	cmd.WaitDelay = time.Second
+	p.mu.Lock()
+	p.started[id] = true
+	p.mu.Unlock()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("process driver: start %s: %w", p.spec.Command[0], err)
+		return fmt.Errorf("process driver: start %s: %w", t.Command[0], err)
 	}
-	pr := &proc{Instance: Instance{ID: id, Port: port, PID: cmd.Process.Pid}, cmd: cmd, done: make(chan struct{})}
-	log.Info("process started", "pid", pr.PID)
+	pr := &proc{Instance: Instance{ID: id, Port: port, PID: cmd.Process.Pid, Version: t.Version, Hash: t.Hash()}, cmd: cmd, done: make(chan struct{})}
+	log.Info("process started", "pid", pr.PID, "version", t.Version)
 
 	p.mu.Lock()
 	p.procs = append(p.procs, pr)

@@ -274,3 +274,70 @@ func TestProcessStartFails(t *testing.T) {
 		t.Errorf("Scale = %+v, %v; want an error naming the program and 0 replicas", res, err)
 	}
 }
+
+// TestProcessStartStopByID: Start runs a template under the ids given,
+// with STEWARD_VERSION set, and starts an id once however often it is
+// asked (also after that process died); Stop stops ids and counts one
+// not running as stopped; both are fenced like Scale; Scale starts the
+// template SetTemplate gave it.
+func TestProcessStartStopByID(t *testing.T) {
+	p, _ := newProcess(t, 2*time.Second, nil)
+	ctx := t.Context()
+	exe, _ := os.Executable()
+	v2 := driver.Template{Version: "v2", Command: []string{exe, "-test.run=^$"}, Env: map[string]string{"DRIVER_TEST_HELPER": "1"}}
+	got, err := p.Start(ctx, v2, []string{"web-a-1", "web-a-2"}, 3)
+	if err != nil || !slices.Equal(got, []string{"web-a-1", "web-a-2"}) {
+		t.Fatalf("Start = %v, %v", got, err)
+	}
+	insts := p.Instances()
+	waitServing(t, insts)
+	for _, in := range insts {
+		if in.Version != "v2" || in.Hash != v2.Hash() {
+			t.Fatalf("instance %+v, want version v2 and hash %s", in, v2.Hash())
+		}
+		if v, err := answer(in.Port, "/version"); err != nil || v != "v2" {
+			t.Fatalf("%s /version = %q, %v: STEWARD_VERSION not set", in.ID, v, err)
+		}
+	}
+	pids := func() []int {
+		var out []int
+		for _, in := range p.Instances() {
+			out = append(out, in.PID)
+		}
+		return out
+	}
+	before := pids()
+	if got, err := p.Start(ctx, v2, []string{"web-a-1", "web-a-2", "web-a-3"}, 3); err != nil || len(got) != 3 {
+		t.Fatalf("Start again = %v, %v", got, err)
+	}
+	if after := pids(); len(after) != 3 || !slices.Equal(after[:2], before) {
+		t.Fatalf("pids %v after starting again, want %v and one more", after, before)
+	}
+	_, _ = answer(insts[0].Port, "/crash")
+	eventually(t, "the crashed process gone", func() bool { return len(p.Instances()) == 2 })
+	if _, err := p.Start(ctx, v2, []string{"web-a-1"}, 3); err != nil || len(p.Instances()) != 2 {
+		t.Fatalf("a crashed id was started again: %d running, %v", len(p.Instances()), err)
+	}
+	if _, err := p.Start(ctx, v2, []string{"web-a-9"}, 2); !errors.Is(err, driver.ErrFenced) {
+		t.Fatalf("Start with an older token = %v, want ErrFenced", err)
+	}
+	if _, err := p.Stop(ctx, []string{"web-a-2"}, 2); !errors.Is(err, driver.ErrFenced) {
+		t.Fatalf("Stop with an older token = %v, want ErrFenced", err)
+	}
+	if got, err := p.Stop(ctx, []string{"web-a-2", "web-a-1"}, 3); err != nil || len(got) != 2 {
+		t.Fatalf("Stop = %v, %v", got, err)
+	}
+	if in := p.Instances(); len(in) != 1 || in[0].ID != "web-a-3" {
+		t.Fatalf("after Stop: %+v, want web-a-3 alone", in)
+	}
+	v3 := v2
+	v3.Version = "v3"
+	p.SetTemplate(v3)
+	if _, err := p.Scale(ctx, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	in := p.Instances()
+	if len(in) != 2 || in[1].Version != "v3" || in[0].Version != "v2" {
+		t.Fatalf("after Scale: %+v, want web-a-3 (v2) and a v3", in)
+	}
+}

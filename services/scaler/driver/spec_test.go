@@ -62,7 +62,7 @@ func TestSpecValidate(t *testing.T) {
 		{"webhook template not an object", `{"type":"webhook","url":"http://h","secret":"s","template":[1]}`, []string{"driver.template"}},
 		{"webhook template null", `{"type":"webhook","url":"http://h","secret":"s","template":null}`, nil},
 		{"template on process", `{"type":"process","command":["x"],"template":{}}`, []string{"driver.template"}},
-		{"kubernetes image", `{"type":"kubernetes","name":"x","image":"reg.example.com/web@sha256:ab","container":"web-1"}`, nil},
+		{"kubernetes image: not supported yet", `{"type":"kubernetes","name":"x","image":"reg.example.com/web@sha256:ab","container":"web-1"}`, []string{"driver.image"}},
 		{"kubernetes bad image and container", `{"type":"kubernetes","name":"x","image":"web 1","container":"Web"}`, []string{"driver.image", "driver.container"}},
 		{"kubernetes container without image", `{"type":"kubernetes","name":"x","container":"web"}`, []string{"driver.container"}},
 		{"image on webhook", `{"type":"webhook","url":"http://h","secret":"s","image":"x"}`, []string{"driver.image"}},
@@ -132,7 +132,7 @@ func TestTemplateHash(t *testing.T) {
 	if c := hash(`{"type":"webhook","url":"http://h","secret":"s","template":{"a":[1,2],"b":1.5}}`); c == a {
 		t.Errorf("1.50 and 1.5 are kept as written, so they hash apart: got %s for both", c)
 	}
-	k := parse(`{"type":"kubernetes","name":"x","image":"web:2","container":"web","version":"2"}`)
+	k := driver.Spec{Type: driver.TypeKubernetes, Version: "2", KubernetesSpec: driver.KubernetesSpec{Name: "x", Image: "web:2", Container: "web"}}
 	if w := k.WithoutTemplate(); w.Image != "" || w.Container != "" || w.Version != "" || w.Name != "x" {
 		t.Errorf("WithoutTemplate() = %+v, want the template gone and the rest kept", w)
 	}

@@ -66,6 +66,11 @@ type WebhookRequest struct {
 	Service  string `json:"service"`
 	Replicas int    `json:"replicas"`
 	Token    int64  `json:"token"`
+	// Version and Template are the spec's template (driver.version,
+	// driver.template), sent with every call so the receiver runs the
+	// replicas from it; a change of them is a rollout it carries out.
+	Version  string          `json:"version,omitempty"`
+	Template json.RawMessage `json:"template,omitempty"`
 }
 
 // Webhook tells an HTTP endpoint the replica count it should run.
@@ -85,7 +90,15 @@ type Webhook struct {
 	nonce   string     // this driver's incarnation, the rest of the key
 
 	mu    sync.Mutex
-	acked int // the last acknowledged count, or Unknown
+	acked int      // the last acknowledged count, or Unknown
+	tmpl  Template // what each call sends
+}
+
+// SetTemplate sets the template the next calls send.
+func (w *Webhook) SetTemplate(t Template) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tmpl = t
 }
 
 // NewWebhook returns a webhook driver; New validates the spec first.
@@ -102,6 +115,7 @@ func NewWebhook(spec WebhookSpec, deps Deps) (*Webhook, error) {
 		log:     deps.Logger.With("driver", TypeWebhook, "service", deps.Service),
 		backoff: spec.Backoff.Std(), tries: spec.MaxAttempts, timeout: spec.Timeout.Std(), acked: Unknown,
 		nonce: strconv.FormatInt(time.Now().UnixNano(), 36),
+		tmpl:  Template{Body: spec.Template},
 	}
 	if w.client == nil {
 		w.client = &http.Client{}
@@ -165,7 +179,10 @@ func (w *Webhook) Scale(ctx context.Context, replicas int, token int64) (Result,
 		prev = w.acked
 		w.mu.Unlock()
 	}
-	body, _ := json.Marshal(WebhookRequest{Service: w.svc, Replicas: replicas, Token: token})
+	w.mu.Lock()
+	tmpl := w.tmpl
+	w.mu.Unlock()
+	body, _ := json.Marshal(WebhookRequest{Service: w.svc, Replicas: replicas, Token: token, Version: tmpl.Version, Template: tmpl.Body})
 	// Every attempt of one call carries the same key, so a receiver can
 	// tell the driver's retry of a call whose answer was lost (and which
 	// it may have carried out) from a new decision to the same count.

@@ -238,3 +238,23 @@ func TestVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookSendsTemplate: every call carries the template and version
+// the driver was last given, so the receiver runs its replicas from it.
+func TestWebhookSendsTemplate(t *testing.T) {
+	rc := &receiver{secret: "s3cret"}
+	d := newWebhook(t, rc, driver.WebhookSpec{Template: json.RawMessage(`{"image":"web:1"}`)})
+	ctx := t.Context()
+	if _, err := d.Scale(ctx, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	d.(*driver.Webhook).SetTemplate(driver.Template{Version: "2", Body: json.RawMessage(`{"image":"web:2"}`)})
+	if _, err := d.Scale(ctx, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, bodies := rc.stats()
+	if len(bodies) != 2 || string(bodies[0].Template) != `{"image":"web:1"}` || bodies[0].Version != "" ||
+		string(bodies[1].Template) != `{"image":"web:2"}` || bodies[1].Version != "2" {
+		t.Fatalf("bodies = %+v", bodies)
+	}
+}

@@ -280,7 +280,7 @@ func (m *Machine) rolloutControl(a *applying, c *Command) Result {
 			return refuse(Stale, fault.Conflict, "the rollout of scaler %s is aborted already", c.Name)
 		}
 		ro.Aborted, ro.Phase, ro.ProgressAt = true, PhaseProgressing, a.now
-		ro.Message = fmt.Sprintf("aborted: rolling back to %s", ro.From.name())
+		ro.Message = fmt.Sprintf("aborted: rolling back to %s", ro.From.Name())
 	case OpRolloutPromote:
 		if ro.Aborted {
 			return refuse(Stale, fault.Conflict, "the rollout of scaler %s is aborted: there is nothing to promote", c.Name)
@@ -295,7 +295,8 @@ func (m *Machine) rolloutControl(a *applying, c *Command) Result {
 	return Result{Status: Recorded, Scaler: r.view(), Rollout: ro.clone()}
 }
 
-func (v Version) name() string {
+// Name is the version, or the template's hash when it has none.
+func (v Version) Name() string {
 	if v.Version != "" {
 		return v.Version
 	}
@@ -341,7 +342,7 @@ func (m *Machine) intend(a *applying, c *Command, r *record) Result {
 			return refuse(Invalid, fault.Invalid, "a start names a count of 1 to %d and no ids", MaxActionInstances)
 		}
 		if rc.Version != ro.Target() {
-			return refuse(Stale, fault.Conflict, "a start of %s, but the rollout goes to %s", rc.Version.name(), ro.Target().name())
+			return refuse(Stale, fault.Conflict, "a start of %s, but the rollout goes to %s", rc.Version.Name(), ro.Target().Name())
 		}
 		// Ids are assigned here, from the scaler's own sequence, so a
 		// new leader starts exactly these and no others.
