@@ -444,3 +444,47 @@ func TestRollingUpdateFailover(t *testing.T) {
 		t.Errorf("%d instances started in all, want %d v1 and %d v2", len(acts.started), replicas, replicas)
 	}
 }
+
+// TestRollingUpdatePauseAndAbort: a paused rollout starts and stops
+// nothing; aborted, it rolls back to v1 the same way (the v2 instances
+// drained and stopped, v1 ones started within the bounds) and ends
+// RolledBack, with the spec still at v2 and nothing rolled again after.
+func TestRollingUpdatePauseAndAbort(t *testing.T) {
+	app := buildDemoApp(t)
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	const replicas, svc = 2, "demo-abort"
+	// An instance counts once it has passed for 15 s: the rollout cannot
+	// get past its first v2 instance before the pause; after the abort,
+	// the v1 instances are the new ones, and count 15 s after they
+	// first passed.
+	strategy := `{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0},"minReadySeconds":15}`
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", replicas, strategy)), 201)
+	webtest.WaitFor(t, 60*time.Second, "2 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", replicas, strategy)), 200)
+	webtest.WaitFor(t, 30*time.Second, "a v2 instance passing", func() bool { return passingVersions(t, p.registry, svc)["v2"] == 1 })
+	expect(t, call(t, "POST", n.url+"/v1/scalers/web/rollout/pause", ""), 200)
+	before := demoProcs(app)
+	time.Sleep(2 * time.Second)
+	if after := demoProcs(app); len(after) != len(before) || len(before) != replicas+1 {
+		t.Fatalf("processes %v while paused, were %v: want the %d+1 of before, unchanged", after, before, replicas)
+	}
+	ro := decode[ledger.Rollout](t, expect(t, call(t, "POST", n.url+"/v1/scalers/web/rollout/abort", ""), 200))
+	if ro.Phase != ledger.PhaseProgressing || !ro.Aborted {
+		t.Fatalf("aborted = %+v", ro)
+	}
+	ro = waitRollout(t, n.url, "web", time.Minute)
+	if ro.Phase != ledger.PhaseRolledBack || ro.Started != 1 || ro.Stopped != 1 {
+		t.Fatalf("rollout = %+v, want RolledBack after starting and stopping the one v2 instance", ro)
+	}
+	if got := passingVersions(t, p.registry, svc); got["v1"] != replicas || len(got) != 1 {
+		t.Fatalf("passing by version = %v, want %d of v1 only", got, replicas)
+	}
+	time.Sleep(2 * time.Second) // a few rollout ticks and a decision
+	if procs := demoProcs(app); len(procs) != replicas {
+		t.Fatalf("processes after the rollback = %v, want %d", procs, replicas)
+	}
+	if sc := getScaler(t, n.url, "web"); sc.Spec.Driver.Version != "v2" {
+		t.Errorf("the spec's version = %q after the rollback, want v2 (an abort does not change the spec)", sc.Spec.Driver.Version)
+	}
+}

@@ -7,7 +7,9 @@
 // the metrics (observe), calls hpa.Decide (decide), records the
 // decision in the log under the term's fencing token (record) and, when
 // the decision scales, calls the driver with that token and records what
-// the driver did (actuate).
+// the driver did (actuate). A scaler whose template changed has a
+// rollout (rollout.go): it is stepped every rolloutTick between
+// decisions, each step recorded as an intent before it is acted on.
 //
 // Fencing, in three layers. The log refuses a decision or an actuation
 // whose token is older than the newest leader's (ledger.Machine), so a
@@ -150,11 +152,8 @@ type target struct {
 	// decidedGen; a rollout is stepped more often than that.
 	nextDecide time.Time
 	decidedGen int64
-	// passingSince is when this term first saw each instance passing
-	// (minReadySeconds counts from it); lastReport the last rollout
-	// report recorded, as JSON.
-	passingSince map[string]time.Time
-	lastReport   string
+	// lastReport is the last rollout report recorded, as JSON.
+	lastReport string
 }
 
 // errFenced ends a term whose token the log refused.
@@ -281,7 +280,7 @@ func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Du
 	}
 	tg := t.target(name)
 	if rolling(work) {
-		if due := time.Until(tg.nextDecide); due > 0 && tg.decidedGen == work.Generation {
+		if due := tg.nextDecide.Sub(t.now()); due > 0 && tg.decidedGen == work.Generation {
 			// Between decisions: only the rollout, at the count the
 			// last decision set.
 			drv, err := t.driver(tg, name, work)

@@ -93,10 +93,14 @@ func (t *term) rollOut(ctx context.Context, tg *target, drv driver.Driver, name 
 	if err != nil {
 		return fmt.Errorf("list the instances of %s in the registry: %w", w.Spec.Service, err)
 	}
-	passing := map[string]bool{}
+	// passingSince is when the registry turned each passing instance
+	// passing (its log time): minReadySeconds counts from it, so an
+	// instance passing for long is available at once, to a new leader
+	// too.
+	passingSince := map[string]time.Time{}
 	for _, in := range listed {
 		if in.Status == api.Passing {
-			passing[in.Id] = true
+			passingSince[in.Id] = in.StatusSince
 		}
 	}
 	st := strategy.Spec{}
@@ -109,27 +113,14 @@ func (t *term) rollOut(ctx context.Context, tg *target, drv driver.Driver, name 
 		minReady = 0
 	}
 	now := t.now()
-	if tg.passingSince == nil {
-		tg.passingSince = map[string]time.Time{}
-	}
 	target := ro.Target()
 	var ins []strategy.Instance
 	byHash := map[string]*ledger.VersionStatus{}
 	var order []string
-	running := v.Instances()
-	for id := range tg.passingSince {
-		if !passing[id] {
-			delete(tg.passingSince, id)
-		}
-	}
-	for _, in := range running {
+	for _, in := range v.Instances() {
 		isNew := in.Hash == target.Hash
-		since, seen := tg.passingSince[in.ID]
-		if passing[in.ID] && !seen {
-			since = now
-			tg.passingSince[in.ID] = now
-		}
-		avail := passing[in.ID] && (!isNew || now.Sub(since) >= minReady)
+		since, passing := passingSince[in.ID]
+		avail := passing && (!isNew || now.Sub(since) >= minReady)
 		ins = append(ins, strategy.Instance{ID: in.ID, New: isNew, Available: avail})
 		vs := byHash[in.Hash]
 		if vs == nil {
@@ -138,7 +129,7 @@ func (t *term) rollOut(ctx context.Context, tg *target, drv driver.Driver, name 
 			order = append(order, in.Hash)
 		}
 		vs.Running++
-		if passing[in.ID] {
+		if passing {
 			vs.Ready++
 		}
 		if avail {

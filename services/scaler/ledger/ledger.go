@@ -1,6 +1,6 @@
 // Package ledger is the scaler service's replicated state: every
 // scaler's spec, its status, the hpa.State its decisions left, the
-// newest decisions, and the fence that keeps a deposed leader's decisions
+// newest decisions, its rollouts (rollout.go), and the fence that keeps a deposed leader's decisions
 // and actuations out of the log. It is a qlog state machine: Apply is
 // deterministic and does no I/O; the control loop (package control) does
 // the measuring and the driver calls and proposes what it decided.
