@@ -14109,7 +14109,7 @@ type DriverResult struct {
 	Replicas int `json:"replicas"`
 }
 
-// DriverSpec The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
+// DriverSpec The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 type DriverSpec struct {
 	// ApiServer kubernetes: an http or https URL of the API server, instead of the in-cluster KUBERNETES_SERVICE_HOST and _PORT.
 	ApiServer *string `json:"apiServer,omitempty"`
@@ -14120,7 +14120,7 @@ type DriverSpec struct {
 	// Command process (required): the program and its arguments, run without a shell.
 	Command *[]string `json:"command,omitempty"`
 
-	// Container kubernetes: the container image would be set on; refused with image for now.
+	// Container kubernetes: the container image is set on (with image); the pod template's first when omitted.
 	Container *string `json:"container,omitempty"`
 
 	// Dir process: the working directory.
@@ -14132,7 +14132,7 @@ type DriverSpec struct {
 	// GracePeriod process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s.
 	GracePeriod *ScalerDuration `json:"gracePeriod,omitempty"`
 
-	// Image kubernetes: refused for now (400, not supported yet): the kubernetes driver does not patch the pod template nor follow the workload's rollout yet; roll images out with the workload's own tooling.
+	// Image kubernetes: the image of the pod template's container (container, or the first). Kept on the workload outside rollouts (a patch only when it differs); changing it starts a rollout, which the Deployment or StatefulSet controller carries out with its own strategy while the scaler follows its status (observedGeneration, updatedReplicas, availableReplicas) to Succeeded, or Failed after progressDeadline. Part of the template.
 	Image *string `json:"image,omitempty"`
 
 	// Kind kubernetes: the workload's kind; Deployment when omitted.
@@ -15919,7 +15919,7 @@ type Spec struct {
 	// Behavior HPA's scaling behaviour for each direction; an omitted direction or field takes HPA's default.
 	Behavior *Behavior `json:"behavior,omitempty"`
 
-	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
+	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 	Driver DriverSpec `json:"driver"`
 
 	// MaxReplicas At least minReplicas.
@@ -15975,7 +15975,7 @@ type SpecWithDefaults struct {
 		} `json:"scaleUp"`
 	} `json:"behavior"`
 
-	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
+	// Driver The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not.
 	Driver DriverSpec `json:"driver"`
 
 	// MaxReplicas At least minReplicas.

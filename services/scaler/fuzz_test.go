@@ -119,7 +119,7 @@ var validSpecSeeds = []string{
 		s["strategy"] = map[string]any{"type": "RollingUpdate", "rollingUpdate": map[string]any{"maxSurge": 2, "maxUnavailable": "0%"}, "minReadySeconds": 3, "progressDeadline": "2m"}
 	}),
 	specWith(func(s map[string]any) {
-		s["driver"] = map[string]any{"type": "kubernetes", "name": "web", "version": "1.2"}
+		s["driver"] = map[string]any{"type": "kubernetes", "name": "web", "image": "registry.example.com/web:1.2", "container": "web", "version": "1.2"}
 		s["strategy"] = map[string]any{}
 	}),
 }

@@ -1495,7 +1495,7 @@ export interface components {
             /** @description The count after the call, as the driver saw it. */
             replicas: number;
         };
-        /** @description The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not. */
+        /** @description The driver that changes the replica count, one flat object: type and that type's fields. Answers show it as it was written (defaults are applied when the driver is built, not stored), without secret. The template (what the instances run) is version with command, env and dir (process), template (webhook) or image and container (kubernetes); a change of it between two PUTs starts a rollout by the spec's strategy, any other change does not. */
         DriverSpec: {
             /** @description kubernetes: an http or https URL of the API server, instead of the in-cluster KUBERNETES_SERVICE_HOST and _PORT. */
             apiServer?: string;
@@ -1503,7 +1503,7 @@ export interface components {
             backoff?: components["schemas"]["ScalerDuration"];
             /** @description process (required): the program and its arguments, run without a shell. */
             command?: string[];
-            /** @description kubernetes: the container image would be set on; refused with image for now. */
+            /** @description kubernetes: the container image is set on (with image); the pod template's first when omitted. */
             container?: string;
             /** @description process: the working directory. */
             dir?: string;
@@ -1513,7 +1513,7 @@ export interface components {
             };
             /** @description process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s. */
             gracePeriod?: components["schemas"]["ScalerDuration"];
-            /** @description kubernetes: refused for now (400, not supported yet): the kubernetes driver does not patch the pod template nor follow the workload's rollout yet; roll images out with the workload's own tooling. */
+            /** @description kubernetes: the image of the pod template's container (container, or the first). Kept on the workload outside rollouts (a patch only when it differs); changing it starts a rollout, which the Deployment or StatefulSet controller carries out with its own strategy while the scaler follows its status (observedGeneration, updatedReplicas, availableReplicas) to Succeeded, or Failed after progressDeadline. Part of the template. */
             image?: string;
             /**
              * @description kubernetes: the workload's kind; Deployment when omitted.

@@ -314,6 +314,14 @@ func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Du
 			return min(requeueAfter, rolloutTick), err
 		}
 	}
+	if f, ok := obs.drv.(following); ok && targetTemplate(work).Image != "" && !rolling(work) {
+		// Outside a rollout the workload is kept on the spec's image
+		// (the first PUT's, or one changed behind the scaler's back); a
+		// patch only when it differs.
+		if _, err := f.RollOut(ctx, targetTemplate(work), t.token); err != nil {
+			return requeueAfter, fmt.Errorf("set the image: %w", err)
+		}
+	}
 	if rev == 0 || !d.Scale() {
 		return requeueAfter, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/stewardhq/steward/sdk"
@@ -74,7 +75,7 @@ func (t *term) rollOut(ctx context.Context, tg *target, drv driver.Driver, name 
 	ro := w.Rollout
 	v, ok := drv.(versioned)
 	if !ok {
-		return t.rollOutThrough(ctx, drv, name, w, replicas)
+		return t.rollOutThrough(ctx, tg, drv, name, w, replicas)
 	}
 	// A predecessor's intents (or this term's, whose outcome was not
 	// recorded) come first; the next tick observes what they did.
@@ -302,14 +303,25 @@ func (t *term) drain(ctx context.Context, service string, ids []string) error {
 	return nil
 }
 
+// following is a driver whose workload rolls a template out by itself
+// (the kubernetes driver: the Deployment controller), which the scaler
+// sets and then follows.
+type following interface {
+	RollOut(ctx context.Context, t driver.Template, token int64) (driver.RolloutState, error)
+}
+
 // rollOutThrough hands a rollout to a driver that rolls out by itself:
-// a webhook is sent the template with a call at the current count (its
-// receiver rolls it out), and the rollout ends when the call was
-// acknowledged.
-func (t *term) rollOutThrough(ctx context.Context, drv driver.Driver, name string, w ledger.Work, replicas int) error {
+// a kubernetes workload gets the image and its status is followed until
+// it is complete; a webhook is sent the template with a call at the
+// current count (its receiver rolls it out), and the rollout ends when
+// the call was acknowledged.
+func (t *term) rollOutThrough(ctx context.Context, tg *target, drv driver.Driver, name string, w ledger.Work, replicas int) error {
 	ro := w.Rollout
 	if ro.Phase != ledger.PhaseProgressing {
 		return nil
+	}
+	if f, ok := drv.(following); ok && targetTemplate(w).Image != "" {
+		return t.followWorkload(ctx, tg, f, name, w)
 	}
 	msg := fmt.Sprintf("the %s driver runs no template of its own (only its version changed): nothing to roll out", w.Spec.Driver.Type)
 	if _, ok := drv.(templated); ok {
@@ -329,4 +341,47 @@ func (t *term) rollOutThrough(ctx context.Context, drv driver.Driver, name strin
 	}
 	_, err := t.propose(ctx, ledger.Command{Op: ledger.OpRolloutReport, Name: name, Rollout: &ledger.RolloutCmd{ID: ro.ID, Phase: phase, Message: msg}})
 	return err
+}
+
+// followWorkload sets the target image on the workload and records its rollout
+// as the workload's controller reports it: updated replicas are the new
+// version, the rest the old.
+func (t *term) followWorkload(ctx context.Context, tg *target, f following, name string, w ledger.Work) error {
+	ro := w.Rollout
+	select {
+	case <-t.done:
+		return context.Cause(ctx)
+	default:
+	}
+	st, err := f.RollOut(ctx, targetTemplate(w), t.token)
+	if err != nil {
+		return fmt.Errorf("set the image: %w", err)
+	}
+	target, from := ro.Target(), ro.From
+	if ro.Aborted {
+		from = ro.To
+	}
+	vs := []ledger.VersionStatus{{Version: target, Running: st.UpdatedReplicas, Ready: min(st.ReadyReplicas, st.UpdatedReplicas), Available: min(st.AvailableReplicas, st.UpdatedReplicas)}}
+	if old := st.Replicas - st.UpdatedReplicas; old > 0 {
+		vs = append(vs, ledger.VersionStatus{Version: from, Running: old})
+	}
+	slices.SortFunc(vs, func(a, b ledger.VersionStatus) int { return strings.Compare(a.Hash, b.Hash) })
+	rc := ledger.RolloutCmd{ID: ro.ID, Versions: vs, Bounds: &strategy.Bounds{Replicas: st.Desired}}
+	st2 := strategy.Spec{}
+	if w.Spec.Strategy != nil {
+		st2 = *w.Spec.Strategy
+	}
+	st2.Defaults()
+	switch {
+	case st.Complete:
+		rc.Phase = ledger.PhaseSucceeded
+		if ro.Aborted {
+			rc.Phase = ledger.PhaseRolledBack
+		}
+		rc.Message = fmt.Sprintf("the workload runs %s: %d updated and available", target.Name(), st.Desired)
+	case t.now().Sub(ro.ProgressAt) > time.Duration(*st2.ProgressDeadline):
+		rc.Phase = ledger.PhaseFailed
+		rc.Message = fmt.Sprintf("no progress for %v: %d of %d updated, %d available", time.Duration(*st2.ProgressDeadline), st.UpdatedReplicas, st.Desired, st.AvailableReplicas)
+	}
+	return t.report(ctx, tg, name, rc)
 }

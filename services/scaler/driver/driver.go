@@ -229,12 +229,7 @@ func (s *Spec) Validate() error {
 		if s.Container != "" && s.Image == "" {
 			add("container", "names where image goes: set image too")
 		}
-		if s.Image != "" && len(errs) == 0 {
-			// The shape is fixed; patching the pod template and following
-			// the workload's rollout is not built, and accepting an image
-			// that is never set would pretend otherwise.
-			add("image", "is not supported yet: the kubernetes driver does not set images (roll out with the workload's own tooling)")
-		}
+
 	case "":
 		add("type", "is required: process, webhook or kubernetes")
 	default:

@@ -164,44 +164,62 @@ func (k *Kubernetes) Close() error {
 	return nil
 }
 
+// call GETs the scale subresource, or merge-patches it with patch.
 func (k *Kubernetes) call(ctx context.Context, method string, patch []byte) (*Scale, error) {
-	token, err := os.ReadFile(filepath.Join(k.saDir, "token"))
+	body, err := k.request(ctx, method, k.url, "application/merge-patch+json", patch)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes driver: service account token: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, k.url, bytes.NewReader(patch))
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes driver: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	req.Header.Set("Accept", "application/json")
-	if patch != nil {
-		req.Header.Set("Content-Type", "application/merge-patch+json")
-	}
-	resp, err := k.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes driver: %s %s: %w", method, k.what, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes driver: %s %s: %w", method, k.what, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		apiErr := &APIError{Code: resp.StatusCode, Reason: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(body))}
-		var st struct {
-			Kind    string `json:"kind"`
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(body, &st) == nil && st.Kind == "Status" {
-			apiErr.Reason, apiErr.Message = st.Reason, st.Message
-		}
-		return nil, fmt.Errorf("kubernetes driver: %s %s scale: %w", method, k.what, apiErr)
+		return nil, err
 	}
 	var s Scale
 	if err := json.Unmarshal(body, &s); err != nil || s.Kind != "Scale" {
 		return nil, fmt.Errorf("kubernetes driver: %s %s: want a Scale object, got %.200q", method, k.what, body)
 	}
 	return &s, nil
+}
+
+// request sends one request to the API server with the service
+// account's token (read each time: it is rotated) and returns the 2xx
+// body, or the API's Status as an *APIError. body, if not nil, is sent
+// as contentType.
+func (k *Kubernetes) request(ctx context.Context, method, url, contentType string, body []byte) ([]byte, error) {
+	token, err := os.ReadFile(filepath.Join(k.saDir, "token"))
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes driver: service account token: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes driver: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes driver: %s %s: %w", method, k.what, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes driver: %s %s: %w", method, k.what, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("kubernetes driver: %s %s: %w", method, k.what, apiError(resp.StatusCode, out))
+	}
+	return out, nil
+}
+
+// apiError reads a Kubernetes Status from an error answer's body.
+func apiError(code int, body []byte) *APIError {
+	apiErr := &APIError{Code: code, Reason: http.StatusText(code), Message: strings.TrimSpace(string(body))}
+	var st struct {
+		Kind    string `json:"kind"`
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &st) == nil && st.Kind == "Status" {
+		apiErr.Reason, apiErr.Message = st.Reason, st.Message
+	}
+	return apiErr
 }

@@ -139,6 +139,13 @@ func newCluster(t *testing.T) (*apiServer, *httptest.Server, string) {
 	}}
 	srv := httptest.NewTLSServer(api)
 	t.Cleanup(srv.Close)
+	return api, srv, serviceAccount(t, srv)
+}
+
+// serviceAccount writes a service account directory (token-1, a CA
+// that trusts srv, namespace shop) and returns it.
+func serviceAccount(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
 	dir := t.TempDir()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	for name, content := range map[string][]byte{"token": []byte("token-1\n"), "ca.crt": ca, "namespace": []byte("shop")} {
@@ -146,7 +153,7 @@ func newCluster(t *testing.T) (*apiServer, *httptest.Server, string) {
 			t.Fatal(err)
 		}
 	}
-	return api, srv, dir
+	return dir
 }
 
 func newKubernetes(t *testing.T, srv *httptest.Server, saDir string, spec driver.KubernetesSpec) driver.Driver {

@@ -62,7 +62,7 @@ func TestSpecValidate(t *testing.T) {
 		{"webhook template not an object", `{"type":"webhook","url":"http://h","secret":"s","template":[1]}`, []string{"driver.template"}},
 		{"webhook template null", `{"type":"webhook","url":"http://h","secret":"s","template":null}`, nil},
 		{"template on process", `{"type":"process","command":["x"],"template":{}}`, []string{"driver.template"}},
-		{"kubernetes image: not supported yet", `{"type":"kubernetes","name":"x","image":"reg.example.com/web@sha256:ab","container":"web-1"}`, []string{"driver.image"}},
+		{"kubernetes image", `{"type":"kubernetes","name":"x","image":"reg.example.com/web@sha256:ab","container":"web-1"}`, nil},
 		{"kubernetes bad image and container", `{"type":"kubernetes","name":"x","image":"web 1","container":"Web"}`, []string{"driver.image", "driver.container"}},
 		{"kubernetes container without image", `{"type":"kubernetes","name":"x","container":"web"}`, []string{"driver.container"}},
 		{"image on webhook", `{"type":"webhook","url":"http://h","secret":"s","image":"x"}`, []string{"driver.image"}},
