@@ -488,3 +488,52 @@ func TestRollingUpdatePauseAndAbort(t *testing.T) {
 		t.Errorf("the spec's version = %q after the rollback, want v2 (an abort does not change the spec)", sc.Spec.Driver.Version)
 	}
 }
+
+// TestRollingUpdateScaledAndSuperseded: mid-rollout the count goes from
+// 2 to 3 (a PUT of the same template: no new rollout), and the rollout
+// takes the new count; then a third template supersedes it, and the
+// fleet ends at 3 of v3, the surge of the bounds in force never passed.
+func TestRollingUpdateScaledAndSuperseded(t *testing.T) {
+	app := buildDemoApp(t)
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	const svc = "demo-super"
+	// Instances count after 3 s of passing, so each step waits a little.
+	strategy := `{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0},"minReadySeconds":3}`
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", 2, strategy)), 201)
+	webtest.WaitFor(t, 60*time.Second, "2 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == 2 })
+	ctx, stop := context.WithCancel(t.Context())
+	f := watchFleet(ctx, t, app, p.registry, svc)
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", 2, strategy)), 200)
+	webtest.WaitFor(t, 30*time.Second, "a v2 instance passing", func() bool { return passingVersions(t, p.registry, svc)["v2"] >= 1 })
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", 3, strategy)), 200)
+	webtest.WaitFor(t, 30*time.Second, "the rollout at 3 replicas", func() bool {
+		ro := decode[ledger.Rollout](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollout", ""), 200))
+		return ro.Bounds != nil && ro.Bounds.Replicas == 3 || !ro.Active()
+	})
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v3", 3, strategy)), 200)
+	ro := waitRollout(t, n.url, "web", 2*time.Minute)
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	if ro.Phase != ledger.PhaseSucceeded || ro.To.Version != "v3" || ro.From.Version != "v2" {
+		t.Fatalf("rollout = %+v, want v2 → v3 Succeeded", ro)
+	}
+	hist := decode[struct{ Items []ledger.Rollout }](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollouts", ""), 200)).Items
+	if len(hist) != 2 || hist[1].Phase != ledger.PhaseSuperseded || hist[1].To.Version != "v2" {
+		t.Fatalf("history = %+v, want v3 Succeeded after v2 Superseded", hist)
+	}
+	if got := passingVersions(t, p.registry, svc); got["v3"] != 3 || len(got) != 1 {
+		t.Fatalf("passing by version = %v, want 3 of v3 only", got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxRunning > 3+1 {
+		t.Errorf("%d processes ran at once, over 3+1", f.maxRunning)
+	}
+	for id, pids := range f.pids {
+		if len(pids) != 1 {
+			t.Errorf("instance %s ran as pids %v", id, pids)
+		}
+	}
+	t.Logf("at most %d processes, at least %d passing; rollout %d started %d, stopped %d", f.maxRunning, f.minPassing, ro.ID, ro.Started, ro.Stopped)
+}
