@@ -15405,7 +15405,25 @@ type Sample struct {
 
 	// Timestamp When the reading was taken, at most 1m ahead of the receiver's clock; omitted: when received. A sample counts for STEWARD_SCALER_SAMPLE_TTL (30s) after it.
 	Timestamp *time.Time `json:"timestamp,omitempty"`
-	Value     *float32   `json:"value,omitempty"`
+
+	// Upstream Set on, and only on, a gateway's per-version sample (name gateway_upstream_requests): value is the attempts the gateway sent to instances of this version since `since`; the counts are cumulative, so a lost or repeated push loses or doubles nothing, and a later `since` marks a gateway restart.
+	Upstream *struct {
+		// Failures Attempts answered 5xx or not at all (a transport error, a timeout), at most value.
+		Failures float32 `json:"failures"`
+
+		// Latency A cumulative histogram of the attempts' time to response headers: count of them took at most le seconds; bounds increase, counts never decrease and stay at most value.
+		Latency []struct {
+			Count float32 `json:"count"`
+			Le    float32 `json:"le"`
+		} `json:"latency"`
+
+		// Since When the gateway began counting; not after timestamp.
+		Since time.Time `json:"since"`
+
+		// Version The instances' version, as the registry has it.
+		Version string `json:"version"`
+	} `json:"upstream,omitempty"`
+	Value *float32 `json:"value,omitempty"`
 }
 
 // Scaler A scaler as clients see it.

@@ -2615,6 +2615,23 @@ export interface components {
              * @description When the reading was taken, at most 1m ahead of the receiver's clock; omitted: when received. A sample counts for STEWARD_SCALER_SAMPLE_TTL (30s) after it.
              */
             timestamp?: string;
+            /** @description Set on, and only on, a gateway's per-version sample (name gateway_upstream_requests): value is the attempts the gateway sent to instances of this version since `since`; the counts are cumulative, so a lost or repeated push loses or doubles nothing, and a later `since` marks a gateway restart. */
+            upstream?: {
+                /** @description Attempts answered 5xx or not at all (a transport error, a timeout), at most value. */
+                failures: number;
+                /** @description A cumulative histogram of the attempts' time to response headers: count of them took at most le seconds; bounds increase, counts never decrease and stay at most value. */
+                latency: {
+                    count: number;
+                    le: number;
+                }[];
+                /**
+                 * Format: date-time
+                 * @description When the gateway began counting; not after timestamp.
+                 */
+                since: string;
+                /** @description The instances' version, as the registry has it. */
+                version: string;
+            };
             value?: number;
         };
         /**
