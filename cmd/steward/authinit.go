@@ -17,8 +17,8 @@ import (
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/envconf"
 	"github.com/stewardhq/steward/platform/logging"
-	"github.com/stewardhq/steward/sdk/replicas"
 	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/sdk/replicas"
 )
 
 // authInitSettings are `steward auth-init`'s environment.

@@ -67,6 +67,15 @@ func waitReady(t *testing.T, urls ...string) {
 	devtest.WaitReady(t, urls...)
 }
 
+// waitFollowing waits until d's services are ready and its gateway
+// follows them (answers each one's list): what a reader of the README,
+// or a client that talks to the gateway only, starts from.
+func waitFollowing(t *testing.T, d *dev) {
+	t.Helper()
+	waitReady(t, d.config+"/readyz", d.registry+"/readyz", d.election+"/readyz", d.scaler+"/readyz", d.gateway+"/readyz",
+		d.gateway+"/v1/services", d.gateway+"/v1/kv?prefix=/", d.gateway+"/v1/elections", d.gateway+"/v1/scalers")
+}
+
 // waitReadyWith is waitReady through hc.
 func waitReadyWith(t *testing.T, hc *http.Client, urls ...string) {
 	t.Helper()

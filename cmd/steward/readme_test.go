@@ -65,8 +65,7 @@ func TestReadme(t *testing.T) {
 	})
 	// A reader starts with a dev that is up and whose gateway follows
 	// Steward's own services; so does the test.
-	waitReady(t, d.config+"/readyz", d.registry+"/readyz", d.election+"/readyz", d.scaler+"/readyz", d.gateway+"/readyz",
-		d.gateway+"/v1/services", d.gateway+"/v1/kv?prefix=/", d.gateway+"/v1/elections", d.gateway+"/v1/scalers")
+	waitFollowing(t, d)
 	ports := map[string]string{}
 	for fixed, base := range map[string]string{"8080": d.gateway, "8081": d.config, "8082": d.registry, "8083": d.election, "8084": d.scaler} {
 		u, err := url.Parse(base)

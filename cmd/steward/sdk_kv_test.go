@@ -21,8 +21,7 @@ import (
 func sdkDev(t *testing.T) (*dev, *sdk.Client) {
 	t.Helper()
 	d := startDev(t)
-	waitReady(t, d.config+"/readyz", d.registry+"/readyz", d.election+"/readyz", d.scaler+"/readyz", d.gateway+"/readyz",
-		d.gateway+"/v1/services", d.gateway+"/v1/kv?prefix=/", d.gateway+"/v1/elections", d.gateway+"/v1/scalers")
+	waitFollowing(t, d)
 	c, err := sdk.New(d.gateway)
 	if err != nil {
 		t.Fatal(err)

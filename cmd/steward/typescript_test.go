@@ -37,8 +37,7 @@ func TestTypeScriptClient(t *testing.T) {
 	d := startDev(t)
 	// The client talks to the gateway only: wait until it follows
 	// Steward's own services, as TestReadme does.
-	waitReady(t, d.config+"/readyz", d.registry+"/readyz", d.election+"/readyz", d.scaler+"/readyz", d.gateway+"/readyz",
-		d.gateway+"/v1/services", d.gateway+"/v1/kv?prefix=/", d.gateway+"/v1/elections", d.gateway+"/v1/scalers")
+	waitFollowing(t, d)
 
 	start := time.Now()
 	if err := runLogged(t, dir, []string{"STEWARD_ENDPOINT=" + d.gateway, "STEWARD_TOKEN="}, "npm", "test"); err != nil {
