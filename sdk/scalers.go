@@ -87,3 +87,52 @@ func (s Scalers) Simulate(ctx context.Context, name string, req any) (*api.Simul
 	}
 	return decode[api.Simulation](s.c.api.SimulateWithBody(ctx, name, &api.SimulateParams{}, "application/json", bytesReader(body)))
 }
+
+// Rollout is scaler name's newest rollout of its driver's template: the
+// one in progress, or the last one finished (its phase, the versions'
+// running, ready and available instances, the bounds in force, the
+// pending intents, the controls). ErrNotFound when there is no such
+// scaler or its template never changed.
+func (s Scalers) Rollout(ctx context.Context, name string) (*api.Rollout, error) {
+	return decode[api.Rollout](s.c.api.GetRollout(ctx, name, &api.GetRolloutParams{}))
+}
+
+// Rollouts is scaler name's rollout history, newest first: the one in
+// progress, if any, then the finished ones kept. ErrNotFound when there
+// is no such scaler.
+func (s Scalers) Rollouts(ctx context.Context, name string) ([]api.Rollout, error) {
+	res, err := decode[api.RolloutsResponse](s.c.api.ListRollouts(ctx, name, &api.ListRolloutsParams{}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Items, nil
+}
+
+// PauseRollout pauses scaler name's rollout in progress (nothing is
+// started or stopped for it; autoscaling goes on) and returns it after;
+// ErrConflict when none is in progress or it is paused already.
+func (s Scalers) PauseRollout(ctx context.Context, name string) (*api.Rollout, error) {
+	return decode[api.Rollout](s.c.api.PauseRollout(ctx, name, &api.PauseRolloutParams{}))
+}
+
+// ResumeRollout resumes scaler name's paused rollout and returns it
+// after; ErrConflict when none is in progress or it is not paused.
+func (s Scalers) ResumeRollout(ctx context.Context, name string) (*api.Rollout, error) {
+	return decode[api.Rollout](s.c.api.ResumeRollout(ctx, name, &api.ResumeRolloutParams{}))
+}
+
+// AbortRollout aborts scaler name's rollout in progress: it rolls back to
+// the previous template and ends RolledBack (the spec keeps the new one).
+// It returns the rollout after; ErrConflict when none is in progress or
+// it is aborted already.
+func (s Scalers) AbortRollout(ctx context.Context, name string) (*api.Rollout, error) {
+	return decode[api.Rollout](s.c.api.AbortRollout(ctx, name, &api.AbortRolloutParams{}))
+}
+
+// PromoteRollout promotes scaler name's rollout in progress (from then on
+// new instances count as available once passing, without
+// minReadySeconds; a paused rollout resumes) and returns it after;
+// ErrConflict when none is in progress or it is aborted.
+func (s Scalers) PromoteRollout(ctx context.Context, name string) (*api.Rollout, error) {
+	return decode[api.Rollout](s.c.api.PromoteRollout(ctx, name, &api.PromoteRolloutParams{}))
+}

@@ -1,7 +1,7 @@
 // Command stewardctl is Steward's command-line client: configuration
-// keys and leases, the service registry, elections, scalers, the
-// gateway's routes and auth, over the Go SDK, as users of etcdctl,
-// consul and kubectl expect it.
+// keys and leases, the service registry, elections, scalers and their
+// rollouts, the gateway's routes and auth, over the Go SDK, as users of
+// etcdctl, consul and kubectl expect it.
 //
 // Exit status: 0 ok, 1 error, 2 usage (a bad flag or argument), 3 not
 // found, 4 precondition failed (a compare-and-swap that lost).

@@ -105,7 +105,7 @@ func (a *app) root(getenv func(string) string) *cobra.Command {
 		Use:   "stewardctl",
 		Short: "Steward's command-line client",
 		Long: `stewardctl calls Steward: configuration keys and leases, the service
-registry, elections, scalers, the gateway's routes and auth.
+registry, elections, scalers and their rollouts, the gateway's routes and auth.
 
 It reaches Steward at --endpoint (STEWARD_ENDPOINT; default the gateway of a
 steward dev on this machine), a comma-separated list of base URLs that calls
@@ -140,7 +140,7 @@ Exit status: 0 ok, 1 error, 2 usage, 3 not found, 4 precondition failed.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(a.kvCommand(), a.leaseCommand(), a.svcCommand(), a.electionCommand(),
-		a.scalerCommand(), a.routesCommand(), a.authCommand(), a.versionCommand())
+		a.scalerCommand(), a.rolloutCommand(), a.routesCommand(), a.authCommand(), a.versionCommand())
 	return root
 }
 

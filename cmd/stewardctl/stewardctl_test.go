@@ -21,7 +21,7 @@ const root = "stewardctl-test-root-token-0123456789abcdef"
 // auth on, through its gateway, as a user would: STEWARD_ENDPOINT and
 // STEWARD_TOKEN in the environment, the real program, its exit status.
 // The subtests share the dev and run in order; their keys, services,
-// elections, scalers and routes are their own.
+// elections, scalers, rollouts and routes are their own.
 func TestStewardctl(t *testing.T) {
 	d := devtest.Start(t, steward, "STEWARD_AUTH=on", "STEWARD_AUTH_BOOTSTRAP_TOKEN="+root)
 	devtest.WaitReady(t, d.Config+"/readyz", d.Registry+"/readyz", d.Election+"/readyz", d.Scaler+"/readyz", d.Gateway+"/readyz")
@@ -43,6 +43,7 @@ func TestStewardctl(t *testing.T) {
 		{"svc", testSvc},
 		{"election", testElection},
 		{"scaler", testScaler},
+		{"rollout", func(t *testing.T, c *ctl) { testRollout(t, c, d.Cmd.Process.Pid) }},
 		{"routes", testRoutes},
 		{"auth", testAuth},
 	} {
