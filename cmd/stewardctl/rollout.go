@@ -42,15 +42,40 @@ func fromTo(r api.Rollout) string {
 
 // rolloutTable is scaler name's rollout r as a row per version: its
 // instances running, ready and available, beside the rollout's phase,
-// strategy and templates; its message, if any, under them.
+// strategy and templates; its message, if any, under them. A canary's
+// also has its step and each version's share of the traffic (its weight
+// in the gateway's split).
 func rolloutTable(name string, r *api.Rollout) table {
+	canary := r.Canary
 	t := table{header: []string{"SCALER", "PHASE", "STRATEGY", "FROM→TO", "VERSION", "RUNNING", "READY", "AVAILABLE"}}
+	if canary != nil {
+		t.header = []string{"SCALER", "PHASE", "STRATEGY", "FROM→TO", "STEP", "VERSION", "WEIGHT", "RUNNING", "READY", "AVAILABLE"}
+	}
+	// The weights are relative (the gateway's split): shown as percents.
+	sum := 0
+	if canary != nil {
+		for _, w := range canary.Weights {
+			sum += w
+		}
+	}
+	row := func(version *string, hash string, counts ...string) {
+		cells := []string{name, string(r.Phase), string(r.Strategy), fromTo(*r)}
+		if canary != nil {
+			weight := "<none>" // no split written for it: the gateway balances as outside a canary
+			if w, ok := canary.Weights[versionName(version, hash)]; ok && sum > 0 {
+				weight = strconv.Itoa((w*100+sum/2)/sum) + "%"
+			}
+			cells = append(cells, strconv.Itoa(canary.Step), versionName(version, hash), weight)
+		} else {
+			cells = append(cells, versionName(version, hash))
+		}
+		t.add(append(cells, counts...)...)
+	}
 	for _, v := range r.Versions {
-		t.add(name, string(r.Phase), string(r.Strategy), fromTo(*r), versionName(v.Version, v.Hash),
-			strconv.Itoa(v.Running), strconv.Itoa(v.Ready), strconv.Itoa(v.Available))
+		row(v.Version, v.Hash, strconv.Itoa(v.Running), strconv.Itoa(v.Ready), strconv.Itoa(v.Available))
 	}
 	if len(r.Versions) == 0 { // a driver that reports no instances (a webhook's)
-		t.add(name, string(r.Phase), string(r.Strategy), fromTo(*r), "<none>", "<none>", "<none>", "<none>")
+		row(nil, "", "<none>", "<none>", "<none>")
 	}
 	if r.Message != nil && *r.Message != "" {
 		t.footer = "message: " + *r.Message
@@ -65,7 +90,8 @@ func (a *app) rolloutStatus() *cobra.Command {
 		Long: `Show scaler SCALER's newest rollout of its driver's template (the one in
 progress, or the last one finished): its phase (Progressing, Paused,
 Succeeded, Failed, RolledBack), strategy, the versions it goes from and to,
-and each version's instances running, ready and available. -o json|yaml adds
+and each version's instances running, ready and available; a canary's step
+and each version's share of the traffic too. -o json|yaml adds
 the bounds in force, the pending intents and the controls made. Status 3 when
 the scaler does not exist or its template never changed.`,
 		Args: usageArgs(cobra.ExactArgs(1)),

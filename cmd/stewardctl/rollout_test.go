@@ -233,11 +233,12 @@ func children(ppid int, comm string) []int {
 	return pids
 }
 
-// TestStewardctlRolloutTable: a rollout's table has a row per version
-// (named by its hash when the spec has no version), its message under
-// them, and a driver that reports no instances still gets a row.
+// TestStewardctlRolloutTable: a rolling update's table has a row per
+// version; a canary's adds its step and each version's share of the
+// traffic (the gateway's relative weights as percents), and a driver
+// that reports no instances still gets a row.
 func TestStewardctlRolloutTable(t *testing.T) {
-	v1, msg := "v1", "promoted: new instances count as available once passing"
+	v1, v2, msg := "v1", "v2", "promoted: new instances count as available once passing"
 	r := api.Rollout{Phase: api.RolloutPhaseProgressing, Strategy: api.RolloutStrategyRollingUpdate,
 		From: api.RolloutVersion{Hash: "3f2a9c0d1b7e4a55", Version: &v1}, To: api.RolloutVersion{Hash: "a81c44e09d2b6f10"},
 		Versions: []api.VersionStatus{{Version: &v1, Running: 3, Ready: 3, Available: 2}, {Hash: "a81c44e09d2b6f10", Running: 1, Ready: 1}},
@@ -252,6 +253,24 @@ SCALER   PHASE         STRATEGY        FROM→TO       VERSION    RUNNING   READ
 web      Progressing   RollingUpdate   v1→a81c44e0   v1         3         3       2
 web      Progressing   RollingUpdate   v1→a81c44e0   a81c44e0   1         1       0
 message: promoted: new instances count as available once passing
+`},
+		{"canary", func(r *api.Rollout) {
+			r.Strategy, r.Message = api.RolloutStrategyCanary, nil
+			r.To.Version, r.Versions[1].Version = &v2, &v2
+			r.Canary = &api.CanaryStatus{Step: 2, Weights: map[string]int{"v1": 180, "v2": 20}}
+		}, `
+SCALER   PHASE         STRATEGY   FROM→TO   STEP   VERSION   WEIGHT   RUNNING   READY   AVAILABLE
+web      Progressing   Canary     v1→v2     2      v1        90%      3         3       2
+web      Progressing   Canary     v1→v2     2      v2        10%      1         1       0
+`},
+		{"canary before its first weight", func(r *api.Rollout) {
+			r.Strategy, r.Message = api.RolloutStrategyCanary, nil
+			r.To.Version, r.Versions[1].Version = &v2, &v2
+			r.Canary = &api.CanaryStatus{Weights: map[string]int{}}
+		}, `
+SCALER   PHASE         STRATEGY   FROM→TO   STEP   VERSION   WEIGHT   RUNNING   READY   AVAILABLE
+web      Progressing   Canary     v1→v2     0      v1        <none>   3         3       2
+web      Progressing   Canary     v1→v2     0      v2        <none>   1         1       0
 `},
 		{"no instances", func(r *api.Rollout) { r.Versions = nil; r.Message = nil }, `
 SCALER   PHASE         STRATEGY        FROM→TO       VERSION   RUNNING   READY    AVAILABLE
