@@ -121,13 +121,15 @@ func (c *cluster) env(role string, i int) []string {
 	case "config", "election":
 		env = append(env, "STEWARD_REGISTRY_URL="+c.url("registry", i))
 	case "scaler":
-		var elections []string
+		var elections, configs []string
 		for j := range c.nodes() {
 			elections = append(elections, c.url("election", (i+j)%c.nodes()))
+			configs = append(configs, c.url("config", (i+j)%c.nodes()))
 		}
 		env = append(env,
 			"STEWARD_REGISTRY_URL="+c.url("registry", i),
 			"STEWARD_ELECTION_URLS="+strings.Join(elections, ","),
+			"STEWARD_CONFIG_URL="+strings.Join(configs, ","),
 			"STEWARD_SCALER_LEASE_TTL="+scalerLeaseTTL.String(),
 			"STEWARD_SCALER_KEEP_DECISIONS=5000",
 		)

@@ -12,6 +12,8 @@
 //	STEWARD_REGISTRY_URL     registry replicas to announce in, comma-separated (default http://127.0.0.1:8082; empty: none)
 //	STEWARD_DEMO_SERVICE     service to register under (default demo)
 //	STEWARD_DEMO_WORK        CPU time one GET / burns (default 20ms; ?work= overrides, up to 1s)
+//	STEWARD_DEMO_ERROR_RATE  share of GET / answered 500, 0 to 1, spread evenly (default 0: a bad release, for canary demos)
+//	STEWARD_VERSION          version to register and answer with (the process driver sets it)
 //	STEWARD_ADVERTISE_ADDR   host:port to register (default: derived from the listener)
 //	STEWARD_SHUTDOWN_TIMEOUT drain bound after leaving the registry (default 5s)
 //	STEWARD_LOG_FORMAT       auto, json or text; STEWARD_LOG_LEVEL, e.g. debug

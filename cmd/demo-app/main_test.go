@@ -172,7 +172,7 @@ func TestRegistersServesAndLeaves(t *testing.T) {
 		if status := getJSON(t, a.url+"/?work="+work.String(), &got); status != http.StatusOK {
 			t.Fatalf("GET /?work=%s = %d, want 200", work, status)
 		}
-		if want := (workResponse{Instance: "demo-1", Worked: "100ms"}); got != want {
+		if want := (workResponse{Instance: "demo-1", Version: "v2.1", Worked: "100ms"}); got != want {
 			t.Fatalf("GET /?work=%s = %+v, want %+v", work, got, want)
 		}
 	}
@@ -259,6 +259,7 @@ func TestBadSettingsFail(t *testing.T) {
 	}{
 		{"work not a duration", "STEWARD_DEMO_WORK=lots", "STEWARD_DEMO_WORK"},
 		{"negative work", "STEWARD_DEMO_WORK=-1s", "STEWARD_DEMO_WORK"},
+		{"error rate over 1", "STEWARD_DEMO_ERROR_RATE=2", "STEWARD_DEMO_ERROR_RATE"},
 		{"port out of range", "PORT=70000", "PORT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"log/slog"
+	"math"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -19,18 +21,26 @@ const maxWork = time.Second
 // metricsPath metadata for the scaler.
 const metricsPath = "/metrics"
 
+// behaviour is what GET / does: which instance of which version answers, the
+// CPU time it burns, and the share it fails.
+type behaviour struct {
+	id, service, version string
+	work                 time.Duration
+	errorRate            float64
+}
+
 // newServer returns the app's handler: GET / (the work) beside web's
 // /healthz, /readyz and /metrics, the last serving reg.
-func newServer(id, service string, work time.Duration, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
+func newServer(a behaviour, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
 	m := newDemoMetrics(reg)
 	return web.NewHandler(web.Options{
-		Service:  service,
+		Service:  a.service,
 		Logger:   logger,
 		Registry: reg,
 		// Load tests and scrapes hit these all the time: log them at debug.
 		QuietRoutes: []string{"/", "/healthz", metricsPath},
 		Routes: func(r chi.Router) {
-			r.Method(http.MethodGet, "/", handleWork(id, work, m, logger))
+			r.Method(http.MethodGet, "/", handleWork(a, m, logger))
 		},
 	})
 }
@@ -57,14 +67,18 @@ func newDemoMetrics(reg prometheus.Registerer) *demoMetrics {
 // workResponse is GET /'s answer.
 type workResponse struct {
 	Instance string `json:"instance"`
+	Version  string `json:"version,omitempty"`
 	Worked   string `json:"worked"`
 }
 
 // handleWork burns work of CPU time (or ?work=, capped at maxWork) and
-// names the instance that did it.
-func handleWork(id string, work time.Duration, m *demoMetrics, logger *slog.Logger) http.Handler {
+// names the instance and version that did it; with an error rate, that
+// share of requests (spread evenly: the nth fails when n×rate passes a
+// whole number) is answered 500 instead, after the work.
+func handleWork(a behaviour, m *demoMetrics, logger *slog.Logger) http.Handler {
+	var served atomic.Int64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := work
+		d := a.work
 		if v := r.URL.Query().Get("work"); v != "" {
 			var err error
 			if d, err = time.ParseDuration(v); err != nil || d < 0 {
@@ -79,6 +93,10 @@ func handleWork(id string, work time.Duration, m *demoMetrics, logger *slog.Logg
 		if err := burn(r.Context(), d); err != nil {
 			return // the client has gone: no one reads the answer
 		}
-		_ = web.Encode(w, http.StatusOK, workResponse{Instance: id, Worked: d.String()})
+		if n := served.Add(1); math.Floor(float64(n)*a.errorRate) > math.Floor(float64(n-1)*a.errorRate) {
+			web.Error(w, r, logger, fault.New(fault.Internal, "a deliberate failure: STEWARD_DEMO_ERROR_RATE is %g", a.errorRate))
+			return
+		}
+		_ = web.Encode(w, http.StatusOK, workResponse{Instance: a.id, Version: a.version, Worked: d.String()})
 	})
 }

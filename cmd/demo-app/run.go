@@ -58,7 +58,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
-	h := newServer(id, s.Service, s.Work, reg, logger)
+	h := newServer(behaviour{id: id, service: s.Service, version: s.Version, work: s.Work, errorRate: s.ErrorRate}, reg, logger)
 
 	// Serving outlives ctx, until the announcement has stopped.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))

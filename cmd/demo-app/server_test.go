@@ -31,7 +31,7 @@ func TestWork(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			h := newServer("demo-x", "demo", 2*time.Millisecond, reg, slog.New(slog.DiscardHandler))
+			h := newServer(behaviour{id: "demo-x", service: "demo", work: 2 * time.Millisecond}, reg, slog.New(slog.DiscardHandler))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/"+tc.query, nil))
 			if rec.Code != tc.status {
@@ -79,7 +79,7 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 func TestRoutes(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	h := newServer("demo-x", "demo", 0, reg, slog.New(slog.DiscardHandler))
+	h := newServer(behaviour{id: "demo-x", service: "demo"}, reg, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
 		method, path string
 		status       int
@@ -149,5 +149,32 @@ func TestSettings(t *testing.T) {
 	}
 	if err := s.validate(); err != nil {
 		t.Fatalf("validate() = %v", err)
+	}
+}
+
+// TestErrorRate: at STEWARD_DEMO_ERROR_RATE 0.05 exactly one GET / in
+// twenty is answered 500 (a problem), the others 200 with the version.
+func TestErrorRate(t *testing.T) {
+	h := newServer(behaviour{id: "demo-x", service: "demo", version: "v3", errorRate: 0.05}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	failed := 0
+	for i := range 200 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?work=0s", nil))
+		switch rec.Code {
+		case http.StatusInternalServerError:
+			failed++
+			if i%20 != 19 {
+				t.Errorf("request %d failed: not spread evenly", i)
+			}
+		case http.StatusOK:
+			if !strings.Contains(rec.Body.String(), `"version":"v3"`) {
+				t.Errorf("answer %s names no version", rec.Body)
+			}
+		default:
+			t.Fatalf("GET / = %d", rec.Code)
+		}
+	}
+	if failed != 10 {
+		t.Errorf("%d of 200 failed, want 10", failed)
 	}
 }

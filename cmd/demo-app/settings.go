@@ -27,6 +27,9 @@ type Settings struct {
 	// Work is the CPU time one GET / burns (?work= overrides it, up to
 	// maxWork).
 	Work time.Duration `envconfig:"DEMO_WORK" default:"20ms"`
+	// ErrorRate is the share of GET / answered 500, spread evenly (one
+	// in twenty at 0.05): a bad release, for a canary to catch.
+	ErrorRate float64 `envconfig:"DEMO_ERROR_RATE" default:"0"`
 	// AdvertiseAddr is the host:port registered; empty derives it from the
 	// listener (client.Advertised).
 	AdvertiseAddr string `envconfig:"ADVERTISE_ADDR"`
@@ -47,6 +50,8 @@ func (s Settings) validate() error {
 		return fmt.Errorf("invalid PORT=%d: want 0 to 65535", s.Port)
 	case s.Work < 0:
 		return fmt.Errorf("invalid STEWARD_DEMO_WORK=%s: negative", s.Work)
+	case !(s.ErrorRate >= 0 && s.ErrorRate <= 1):
+		return fmt.Errorf("invalid STEWARD_DEMO_ERROR_RATE=%g: want 0 to 1", s.ErrorRate)
 	case s.Service == "" && s.RegistryURL != "":
 		return fmt.Errorf("STEWARD_DEMO_SERVICE is empty: the app needs a service to register under")
 	}

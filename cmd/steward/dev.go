@@ -226,6 +226,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	roles.registry.AllowLocal = true
 	roles.scaler.ElectionURLs = []string{localURL("election")}
+	roles.scaler.ConfigURLs = []string{localURL("config")}
 	roles.gateway.RegistryURL = registryURL
 	roles.gateway.ConfigURL = localURL("config")
 

@@ -9,10 +9,16 @@ var ServiceRoleNames = []string{"config", "registry", "election", "scaler", "gat
 // the least its own calls need. Every process registers itself in the
 // registry as steward-<name>; the scaler also reads every service's
 // instances and campaigns in scalerElection (STEWARD_SCALER_ELECTION);
+// the scaler also takes instances out of the registry (a rollout drains
+// them) and writes the route documents of canaries (rollout-<service>);
 // the gateway also discovers every service, reads the route documents
 // and pushes its request signals to the scaler. Nothing else: no kv
 // outside the route documents, no auth administration. It returns false
 // for a name not in ServiceRoleNames.
+// rolloutRoutePrefix names the route documents a canary writes
+// (services/scaler/rollout.RouteName).
+const rolloutRoutePrefix = "rollout-"
+
 func ServiceRole(name, scalerElection string) (Role, bool) {
 	self := Rule{Resource: Services, Prefix: "steward-" + name, Access: Write}
 	var rules []Rule
@@ -20,7 +26,10 @@ func ServiceRole(name, scalerElection string) (Role, bool) {
 	case "config", "registry", "election":
 		rules = []Rule{self}
 	case "scaler":
-		rules = []Rule{self, {Resource: Services, Access: Read}, {Resource: Elections, Prefix: scalerElection, Access: Write}}
+		// Write on services: a rollout takes the instances it stops
+		// out of the registry first. Routes: a canary's weights.
+		rules = []Rule{self, {Resource: Services, Access: Write}, {Resource: Elections, Prefix: scalerElection, Access: Write},
+			{Resource: Routes, Prefix: rolloutRoutePrefix, Access: Write}}
 	case "gateway":
 		rules = []Rule{self, {Resource: Services, Access: Read}, {Resource: Routes, Access: Read}, {Resource: Metrics, Access: Write}}
 	default:

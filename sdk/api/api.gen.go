@@ -17,6 +17,48 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for AnalysisRunFailed.
+const (
+	MaxErrorRate AnalysisRunFailed = "maxErrorRate"
+	MaxP99       AnalysisRunFailed = "maxP99"
+	MinRequests  AnalysisRunFailed = "minRequests"
+)
+
+// Valid indicates whether the value is a known member of the AnalysisRunFailed enum.
+func (e AnalysisRunFailed) Valid() bool {
+	switch e {
+	case MaxErrorRate:
+		return true
+	case MaxP99:
+		return true
+	case MinRequests:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AnalysisRunVerdict.
+const (
+	Fail         AnalysisRunVerdict = "fail"
+	Inconclusive AnalysisRunVerdict = "inconclusive"
+	Pass         AnalysisRunVerdict = "pass"
+)
+
+// Valid indicates whether the value is a known member of the AnalysisRunVerdict enum.
+func (e AnalysisRunVerdict) Valid() bool {
+	switch e {
+	case Fail:
+		return true
+	case Inconclusive:
+		return true
+	case Pass:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AuthAuditEntryOp.
 const (
 	Bootstrap   AuthAuditEntryOp = "bootstrap"
@@ -13633,6 +13675,41 @@ type ActuationEvent struct {
 	Revision int64 `json:"revision"`
 }
 
+// AnalysisRun One analysis of a canary: at which step and when, the verdict (pass: go on; fail: roll back; inconclusive: too few requests, judged again), the new version's (canary) and the old version's (baseline) signals, the thresholds, which of them failed, and a sentence saying so.
+type AnalysisRun struct {
+	At time.Time `json:"at"`
+
+	// Baseline What the gateways measured of one version over a window: attempts sent to its instances, those answered 5xx or not at all, their share, the p99 of time to response headers (estimated from histogram buckets), and the time the counts cover.
+	Baseline VersionSignals `json:"baseline"`
+
+	// Canary What the gateways measured of one version over a window: attempts sent to its instances, those answered 5xx or not at all, their share, the p99 of time to response headers (estimated from histogram buckets), and the time the counts cover.
+	Canary     VersionSignals       `json:"canary"`
+	Failed     *[]AnalysisRunFailed `json:"failed,omitempty"`
+	Message    string               `json:"message"`
+	Step       int                  `json:"step"`
+	Thresholds struct {
+		MaxErrorRate float32 `json:"maxErrorRate"`
+
+		// MaxP99 A Go duration such as 15s, 1m30s or 500ms; answers spell it as Go prints it (5m0s, 0s). Where a field must be positive or bounded its description says.
+		//
+		// Example: 15s
+		MaxP99      *ScalerDuration `json:"maxP99,omitempty"`
+		MinRequests int             `json:"minRequests"`
+
+		// Window A Go duration such as 15s, 1m30s or 500ms; answers spell it as Go prints it (5m0s, 0s). Where a field must be positive or bounded its description says.
+		//
+		// Example: 15s
+		Window ScalerDuration `json:"window"`
+	} `json:"thresholds"`
+	Verdict AnalysisRunVerdict `json:"verdict"`
+}
+
+// AnalysisRunFailed defines model for AnalysisRun.Failed.
+type AnalysisRunFailed string
+
+// AnalysisRunVerdict defines model for AnalysisRun.Verdict.
+type AnalysisRunVerdict string
+
 // AuthAuditEntry defines model for AuthAuditEntry.
 type AuthAuditEntry struct {
 	// By The token id that made the change, or system.
@@ -13808,7 +13885,7 @@ type CampaignRequest struct {
 	Value *ElectionJSONValue `json:"value,omitempty"`
 }
 
-// CanaryAnalysis Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency.
+// CanaryAnalysis Thresholds the new version's gateway signals are held to: once a setWeight step's weights have been in force for window, and every window after that while the step lasts, its error rate (5xx and failed attempts) over the last window must be at most maxErrorRate and its p99 latency at most maxP99Latency; with fewer than minRequests (or none) the analysis is inconclusive and is repeated. window is at most 10m. At least one of maxErrorRate and maxP99Latency.
 type CanaryAnalysis struct {
 	MaxErrorRate *float32 `json:"maxErrorRate,omitempty"`
 
@@ -13822,6 +13899,19 @@ type CanaryAnalysis struct {
 	//
 	// Example: 15s
 	Window ScalerDuration `json:"window"`
+}
+
+// CanaryStatus Where a canary stands: the step being carried out (the number of steps once all passed), when it began, the traffic weights by version written to the gateway and when they were in force (an analysis window counts from then), the latest analyses (at most 20), and the error budget spent: the requests that reached the new version since the rollout began and those that failed, as the gateways counted them.
+type CanaryStatus struct {
+	Analyses []AnalysisRun `json:"analyses"`
+	Budget   *struct {
+		Failures int64 `json:"failures"`
+		Requests int64 `json:"requests"`
+	} `json:"budget,omitempty"`
+	Step      int            `json:"step"`
+	StepAt    time.Time      `json:"stepAt"`
+	Weights   map[string]int `json:"weights"`
+	WeightsAt *time.Time     `json:"weightsAt,omitempty"`
 }
 
 // CanaryStep One of setWeight (the new version's share of traffic, percent) or pause.
@@ -15195,7 +15285,7 @@ type Resignation struct {
 	Token int64 `json:"token"`
 }
 
-// Rollout A change of the driver's template being rolled out, started by the PUT that made it (its revision is the id). phase: Progressing (the leader is rolling; after an abort, back to from), Paused (nothing started or stopped for it; autoscaling goes on and the deadline does not run), Succeeded (every replica runs to and is available), Failed (progressDeadline passed without progress; what runs stays as it is), RolledBack (aborted and back on from), Superseded (only in the history: a newer template took over).
+// Rollout A change of the driver's template being rolled out, started by the PUT that made it (its revision is the id). phase: Progressing (the leader is rolling; after an abort, back to from), Paused (nothing started or stopped for it; autoscaling goes on and the deadline does not run), Succeeded (every replica runs to and is available), Failed (a rolling update: progressDeadline passed without progress, and what runs stays as it is; a canary: it rolled back by itself, see failure), RolledBack (aborted and back on from), Superseded (only in the history: a newer template took over).
 //
 // Example: {"bounds":{"maxSurge":1,"maxUnavailable":1,"replicas":4},"from":{"hash":"3f2a9c0d1b7e4a55","version":"v1"},"generation":2,"id":40,"pending":[],"phase":"Progressing","progressAt":"2030-01-01T00:00:04Z","started":1,"startedAt":"2030-01-01T00:00:00Z","stopped":0,"strategy":"RollingUpdate","to":{"hash":"a81c44e09d2b6f10","version":"v2"},"versions":[{"available":3,"draining":1,"hash":"3f2a9c0d1b7e4a55","ready":3,"running":3,"version":"v1"},{"available":1,"draining":0,"hash":"a81c44e09d2b6f10","ready":1,"running":1,"version":"v2"}]}
 type Rollout struct {
@@ -15208,9 +15298,15 @@ type Rollout struct {
 	// By The token id of the PUT that started it; absent with auth off.
 	By *string `json:"by,omitempty"`
 
+	// Canary Where a canary stands: the step being carried out (the number of steps once all passed), when it began, the traffic weights by version written to the gateway and when they were in force (an analysis window counts from then), the latest analyses (at most 20), and the error budget spent: the requests that reached the new version since the rollout began and those that failed, as the gateways counted them.
+	Canary *CanaryStatus `json:"canary,omitempty"`
+
 	// Controls The pauses, resumes, aborts and promotes, oldest first (the last 20).
-	Controls   *[]RolloutControl `json:"controls,omitempty"`
-	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
+	Controls *[]RolloutControl `json:"controls,omitempty"`
+
+	// Failure Why the rollout rolls back by itself (a failed analysis, no progress within progressDeadline): it ends Failed once back on from.
+	Failure    *string    `json:"failure,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 
 	// From A template: its version (driver.version, absent if the spec has none) and its hash.
 	From       RolloutVersion  `json:"from"`
@@ -15274,7 +15370,7 @@ type RolloutControl struct {
 // RolloutControlOp defines model for RolloutControl.Op.
 type RolloutControlOp string
 
-// RolloutEvent A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, finished.
+// RolloutEvent A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, canary (a canary's weights, analysis, step or failure), finished.
 type RolloutEvent struct {
 	// Aborted Aborted: going back to from.
 	Aborted *bool `json:"aborted,omitempty"`
@@ -15283,12 +15379,18 @@ type RolloutEvent struct {
 	Bounds *RolloutBounds `json:"bounds,omitempty"`
 
 	// By The token id of the PUT that started it; absent with auth off.
-	By     *string            `json:"by,omitempty"`
+	By *string `json:"by,omitempty"`
+
+	// Canary Where a canary stands: the step being carried out (the number of steps once all passed), when it began, the traffic weights by version written to the gateway and when they were in force (an analysis window counts from then), the latest analyses (at most 20), and the error budget spent: the requests that reached the new version since the rollout began and those that failed, as the gateways counted them.
+	Canary *CanaryStatus      `json:"canary,omitempty"`
 	Change RolloutEventChange `json:"change"`
 
 	// Controls The pauses, resumes, aborts and promotes, oldest first (the last 20).
-	Controls   *[]RolloutControl `json:"controls,omitempty"`
-	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
+	Controls *[]RolloutControl `json:"controls,omitempty"`
+
+	// Failure Why the rollout rolls back by itself (a failed analysis, no progress within progressDeadline): it ends Failed once back on from.
+	Failure    *string    `json:"failure,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 
 	// From A template: its version (driver.version, absent if the spec has none) and its hash.
 	From       RolloutVersion    `json:"from"`
@@ -15752,7 +15854,7 @@ type ScalerWatchEvent3Event string
 
 // ScalerWatchEvent4 defines model for ScalerWatchEvent.4.
 type ScalerWatchEvent4 struct {
-	// Data A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, finished.
+	// Data A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, canary (a canary's weights, analysis, step or failure), finished.
 	Data  RolloutEvent           `json:"data"`
 	Event ScalerWatchEvent4Event `json:"event"`
 
@@ -15954,7 +16056,7 @@ type Spec struct {
 	// Example: web
 	Service ScalerServiceName `json:"service"`
 
-	// Strategy How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary's shape (steps, analysis) is validated, then refused with 400: canaries are not run yet.
+	// Strategy How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary (the process driver, with driver.version on both templates) runs the new version beside the old one and sends it each setWeight step's share of the service's traffic through the gateway (a route document rollout-<service> that splits /s/<service>/ by version); after each step the analysis judges the new version's gateway signals over its window, and a failure rolls back by itself (weight 0, new instances drained and stopped, the rollout Failed with the measurements). After the last step the new version is scaled to the whole count, takes all the traffic, and the old instances are drained and stopped.
 	//
 	// Example: {"minReadySeconds":5,"progressDeadline":"10m","rollingUpdate":{"maxSurge":1,"maxUnavailable":"0%"},"type":"RollingUpdate"}
 	Strategy *Strategy `json:"strategy,omitempty"`
@@ -16011,7 +16113,7 @@ type SpecWithDefaults struct {
 	Service  ScalerServiceName `json:"service"`
 	Strategy struct {
 		Canary *struct {
-			// Analysis Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency.
+			// Analysis Thresholds the new version's gateway signals are held to: once a setWeight step's weights have been in force for window, and every window after that while the step lasts, its error rate (5xx and failed attempts) over the last window must be at most maxErrorRate and its p99 latency at most maxP99Latency; with fewer than minRequests (or none) the analysis is inconclusive and is repeated. window is at most 10m. At least one of maxErrorRate and maxP99Latency.
 			Analysis *CanaryAnalysis `json:"analysis,omitempty"`
 			Steps    []CanaryStep    `json:"steps"`
 		} `json:"canary,omitempty"`
@@ -16019,11 +16121,11 @@ type SpecWithDefaults struct {
 		// MinReadySeconds 0 when omitted.
 		MinReadySeconds int `json:"minReadySeconds"`
 
-		// ProgressDeadline Positive and longer than minReadySeconds; 10m when omitted.
+		// ProgressDeadline Positive and longer than minReadySeconds; 10m when omitted. A canary that makes no progress for this long (outside pause steps; an analysis inconclusive for lack of requests) rolls back and ends Failed.
 		ProgressDeadline ScalerDuration         `json:"progressDeadline"`
 		RollingUpdate    map[string]interface{} `json:"rollingUpdate"`
 
-		// Type RollingUpdate when omitted. Canary is refused (400, not supported yet).
+		// Type RollingUpdate when omitted. Canary needs the process driver and driver.version.
 		Type SpecWithDefaultsStrategyType `json:"type"`
 	} `json:"strategy"`
 
@@ -16040,7 +16142,7 @@ type SpecWithDefaultsBehaviorScaleDownSelectPolicy string
 // SpecWithDefaultsBehaviorScaleUpSelectPolicy defines model for SpecWithDefaults.Behavior.ScaleUp.SelectPolicy.
 type SpecWithDefaultsBehaviorScaleUpSelectPolicy string
 
-// SpecWithDefaultsStrategyType RollingUpdate when omitted. Canary is refused (400, not supported yet).
+// SpecWithDefaultsStrategyType RollingUpdate when omitted. Canary needs the process driver and driver.version.
 type SpecWithDefaultsStrategyType string
 
 // Stabilization What the stabilization windows did to the proposal.
@@ -16113,12 +16215,12 @@ type StoredTCPCheck struct {
 	Timeout RegistryDuration `json:"timeout"`
 }
 
-// Strategy How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary's shape (steps, analysis) is validated, then refused with 400: canaries are not run yet.
+// Strategy How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary (the process driver, with driver.version on both templates) runs the new version beside the old one and sends it each setWeight step's share of the service's traffic through the gateway (a route document rollout-<service> that splits /s/<service>/ by version); after each step the analysis judges the new version's gateway signals over its window, and a failure rolls back by itself (weight 0, new instances drained and stopped, the rollout Failed with the measurements). After the last step the new version is scaled to the whole count, takes all the traffic, and the old instances are drained and stopped.
 //
 // Example: {"minReadySeconds":5,"progressDeadline":"10m","rollingUpdate":{"maxSurge":1,"maxUnavailable":"0%"},"type":"RollingUpdate"}
 type Strategy struct {
 	Canary *struct {
-		// Analysis Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency.
+		// Analysis Thresholds the new version's gateway signals are held to: once a setWeight step's weights have been in force for window, and every window after that while the step lasts, its error rate (5xx and failed attempts) over the last window must be at most maxErrorRate and its p99 latency at most maxP99Latency; with fewer than minRequests (or none) the analysis is inconclusive and is repeated. window is at most 10m. At least one of maxErrorRate and maxP99Latency.
 		Analysis *CanaryAnalysis `json:"analysis,omitempty"`
 		Steps    []CanaryStep    `json:"steps"`
 	} `json:"canary,omitempty"`
@@ -16126,7 +16228,7 @@ type Strategy struct {
 	// MinReadySeconds 0 when omitted.
 	MinReadySeconds *int `json:"minReadySeconds,omitempty"`
 
-	// ProgressDeadline Positive and longer than minReadySeconds; 10m when omitted.
+	// ProgressDeadline Positive and longer than minReadySeconds; 10m when omitted. A canary that makes no progress for this long (outside pause steps; an analysis inconclusive for lack of requests) rolls back and ends Failed.
 	ProgressDeadline *ScalerDuration `json:"progressDeadline,omitempty"`
 	RollingUpdate    *struct {
 		// MaxSurge Above the replica count; a percentage rounds up; 25% when omitted.
@@ -16136,11 +16238,11 @@ type Strategy struct {
 		MaxUnavailable *IntOrPercent `json:"maxUnavailable,omitempty"`
 	} `json:"rollingUpdate,omitempty"`
 
-	// Type RollingUpdate when omitted. Canary is refused (400, not supported yet).
+	// Type RollingUpdate when omitted. Canary needs the process driver and driver.version.
 	Type *StrategyType `json:"type,omitempty"`
 }
 
-// StrategyType RollingUpdate when omitted. Canary is refused (400, not supported yet).
+// StrategyType RollingUpdate when omitted. Canary needs the process driver and driver.version.
 type StrategyType string
 
 // TCPCheck defines model for TCPCheck.
@@ -16374,6 +16476,23 @@ type UpstreamUnavailableProblemType string
 type Vacant struct {
 	// Name An election's name: letters, digits, '.', '_' and '-', other than . and .. (which URL resolution would remove from a path). It can name a fence in the config service (X-Steward-Fence: <name>:<token>).
 	Name ElectionName `json:"name"`
+}
+
+// VersionSignals What the gateways measured of one version over a window: attempts sent to its instances, those answered 5xx or not at all, their share, the p99 of time to response headers (estimated from histogram buckets), and the time the counts cover.
+type VersionSignals struct {
+	ErrorRate float32 `json:"errorRate"`
+	Failures  int64   `json:"failures"`
+
+	// P99 A Go duration such as 15s, 1m30s or 500ms; answers spell it as Go prints it (5m0s, 0s). Where a field must be positive or bounded its description says.
+	//
+	// Example: 15s
+	P99      ScalerDuration `json:"p99"`
+	Requests int64          `json:"requests"`
+
+	// Window A Go duration such as 15s, 1m30s or 500ms; answers spell it as Go prints it (5m0s, 0s). Where a field must be positive or bounded its description says.
+	//
+	// Example: 15s
+	Window ScalerDuration `json:"window"`
 }
 
 // VersionStatus The instances of one template the leader last observed.
@@ -21925,7 +22044,7 @@ type ClientInterface interface {
 
 	// AbortRollout Abort the scaler's rollout
 	//
-	// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	// Abort the rollout in progress: the leader rolls back to the from template with the same strategy (a canary: its weight to 0 first, then its instances drained and stopped), and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 	//
 	// Corresponds with POST /v1/scalers/{name}/rollout/abort (the `AbortRollout` operationId).
 	AbortRollout(ctx context.Context, name ScalerNameParam, params *AbortRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -21939,7 +22058,7 @@ type ClientInterface interface {
 
 	// PromoteRollout Promote the scaler's rollout
 	//
-	// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds, and a canary skips its remaining steps and analyses (the new version is scaled to the whole count and takes all the traffic); a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
 	//
 	// Corresponds with POST /v1/scalers/{name}/rollout/promote (the `PromoteRollout` operationId).
 	PromoteRollout(ctx context.Context, name ScalerNameParam, params *PromoteRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -23051,7 +23170,7 @@ func (c *Client) GetRollout(ctx context.Context, name ScalerNameParam, params *G
 
 // AbortRollout Abort the scaler's rollout
 //
-// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+// Abort the rollout in progress: the leader rolls back to the from template with the same strategy (a canary: its weight to 0 first, then its instances drained and stopped), and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 //
 // Corresponds with POST /v1/scalers/{name}/rollout/abort (the `AbortRollout` operationId).
 func (c *Client) AbortRollout(ctx context.Context, name ScalerNameParam, params *AbortRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -23085,7 +23204,7 @@ func (c *Client) PauseRollout(ctx context.Context, name ScalerNameParam, params 
 
 // PromoteRollout Promote the scaler's rollout
 //
-// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds, and a canary skips its remaining steps and analyses (the new version is scaled to the whole count and takes all the traffic); a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
 //
 // Corresponds with POST /v1/scalers/{name}/rollout/promote (the `PromoteRollout` operationId).
 func (c *Client) PromoteRollout(ctx context.Context, name ScalerNameParam, params *PromoteRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -28979,7 +29098,7 @@ type ClientWithResponsesInterface interface {
 
 	// AbortRolloutWithResponse Abort the scaler's rollout
 	//
-	// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	// Abort the rollout in progress: the leader rolls back to the from template with the same strategy (a canary: its weight to 0 first, then its instances drained and stopped), and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -28997,7 +29116,7 @@ type ClientWithResponsesInterface interface {
 
 	// PromoteRolloutWithResponse Promote the scaler's rollout
 	//
-	// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds, and a canary skips its remaining steps and analyses (the new version is scaled to the whole count and takes all the traffic); a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -41776,7 +41895,7 @@ func (c *ClientWithResponses) GetRolloutWithResponse(ctx context.Context, name S
 
 // AbortRolloutWithResponse Abort the scaler's rollout
 //
-// Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+// Abort the rollout in progress: the leader rolls back to the from template with the same strategy (a canary: its weight to 0 first, then its instances drained and stopped), and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -41806,7 +41925,7 @@ func (c *ClientWithResponses) PauseRolloutWithResponse(ctx context.Context, name
 
 // PromoteRolloutWithResponse Promote the scaler's rollout
 //
-// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+// Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds, and a canary skips its remaining steps and analyses (the new version is scaled to the whole count and takes all the traffic); a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -26,6 +26,7 @@ import (
 	"github.com/stewardhq/steward/platform/web/openapitest"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/sdk"
+	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election"
 	"github.com/stewardhq/steward/services/registry"
 	"github.com/stewardhq/steward/services/scaler"
@@ -79,6 +80,8 @@ type plane struct {
 	nats     *qlogtest.Server
 	registry string
 	election string
+	// config is where a canary's weights go.
+	config string
 }
 
 func startPlane(t testing.TB) *plane {
@@ -91,6 +94,10 @@ func startPlane(t testing.TB) *plane {
 	p.election = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		s := election.Settings{Replicated: service.Replicated{ReplicaID: "election-0", StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return election.Serve(ctx, s, ln, p.nats.Connect(t), nil, quiet)
+	})
+	p.config = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
+		s := config.Settings{RetainRevisions: 1000, Replicated: service.Replicated{ReplicaID: "config-0", StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
+		return config.Serve(ctx, s, ln, p.nats.Connect(t), nil, quiet)
 	})
 	return p
 }
@@ -140,7 +147,7 @@ type nodeOptions struct {
 func startNode(t testing.TB, p *plane, id string, o nodeOptions) *node {
 	t.Helper()
 	n := &node{t: t, id: id}
-	s := scaler.Settings{ElectionURLs: []string{p.election}, Election: "steward-scaler", LeaseTTL: o.leaseTTL, SampleTTL: 30 * time.Second, KeepDecisions: o.keep, Replicated: service.Replicated{ReplicaID: id, Voters: o.voters, StreamReplicas: 1, SnapshotEvery: 100_000, RegistryURL: p.registry, Process: service.Process{ShutdownTimeout: time.Second}}}
+	s := scaler.Settings{ElectionURLs: []string{p.election}, ConfigURLs: []string{p.config}, Election: "steward-scaler", LeaseTTL: o.leaseTTL, SampleTTL: 30 * time.Second, KeepDecisions: o.keep, Replicated: service.Replicated{ReplicaID: id, Voters: o.voters, StreamReplicas: 1, SnapshotEvery: 100_000, RegistryURL: p.registry, Process: service.Process{ShutdownTimeout: time.Second}}}
 	if s.LeaseTTL == 0 {
 		s.LeaseTTL = 2 * time.Second
 	}

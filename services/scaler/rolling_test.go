@@ -289,6 +289,123 @@ type hostDriver struct {
 
 func (hostDriver) Close() error { return nil }
 
+// startVoters starts three scaler replicas, voters of one log, whose
+// loops share one process driver (sharedDriver).
+func startVoters(t testing.TB, p *plane) (map[string]*node, *actionLog) {
+	newDriver, acts := sharedDriver(t)
+	voters := []string{"scaler-0", "scaler-1", "scaler-2"}
+	nodes := map[string]*node{}
+	for _, id := range voters {
+		nodes[id] = startNode(t, p, id, nodeOptions{voters: voters, leaseTTL: 2 * time.Second, newDriver: newDriver})
+	}
+	return nodes, acts
+}
+
+// leaderOf waits for the scalers' leader, as any's log records it.
+func leaderOf(t testing.TB, nodes map[string]*node, any *node) *node {
+	var lead *node
+	webtest.WaitFor(t, 15*time.Second, "a leader", func() bool {
+		_, rep := any.fence()
+		lead = nodes[rep]
+		return lead != nil
+	})
+	return lead
+}
+
+// pauseAt makes n's leader stop before its nth rollout action (after
+// recording it), handing the action to paused, until release is closed.
+func (n *node) pauseAt(nth int) (paused <-chan ledger.Action, release chan struct{}) {
+	p := make(chan ledger.Action, 1)
+	release = make(chan struct{})
+	var calls int
+	hook := func(name string, token int64, act ledger.Action) {
+		if calls++; calls == nth {
+			p <- act
+			<-release
+		}
+	}
+	n.rolloutPause.Store(&hook)
+	return p, release
+}
+
+// takeOver waits for old, the leader, to pause before an action
+// (pauseAt), cuts it from the election service so that its lease lapses,
+// waits for the rollout to end under the next leader, then lets old go
+// on and, after a while, calls stop. It returns the paused action and
+// the rollout as it ended.
+func takeOver(t *testing.T, any, old *node, paused <-chan ledger.Action, release chan struct{}, stop func()) (ledger.Action, ledger.Rollout) {
+	t.Helper()
+	oldToken, _ := old.fence()
+	var act ledger.Action
+	select {
+	case act = <-paused:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the leader never got to the rollout action it was to pause at")
+	}
+	mid := decode[ledger.Rollout](t, expect(t, call(t, "GET", any.url+"/v1/scalers/web/rollout", ""), 200))
+	t.Logf("%s (token %d) paused before its %s of %v; the rollout: %s", old.id, oldToken, act.Kind, act.IDs, mid.Message)
+	if mid.Canary != nil {
+		t.Logf("the canary at step %d, weights %v", mid.Canary.Step, mid.Canary.Weights)
+	}
+	old.cut.Store(true)
+	ro := waitRollout(t, any.url, "web", 3*time.Minute)
+	newToken, next := any.fence()
+	close(release)
+	time.Sleep(3 * time.Second) // the old leader's drain, driver call and record
+	stop()
+	if newToken <= oldToken || next == old.id {
+		t.Fatalf("the rollout ended under %s token %d, want a new leader after %s token %d", next, newToken, old.id, oldToken)
+	}
+	t.Logf("%s (token %d) finished the rollout: %s %s", next, newToken, ro.Phase, ro.Message)
+	return act, ro
+}
+
+// sharedDriver returns a NewDriver giving every replica's loop the same
+// process driver (hostDriver), closed when the test ends, and the log of
+// what it started and stopped.
+func sharedDriver(t testing.TB) (func(driver.Spec, driver.Deps) (driver.Driver, error), *actionLog) {
+	acts := &actionLog{started: map[string]int{}, stopped: map[string]int{}}
+	var (
+		mu     sync.Mutex
+		shared *driver.Process
+	)
+	t.Cleanup(func() {
+		if shared != nil {
+			shared.Close()
+		}
+	})
+	return func(spec driver.Spec, deps driver.Deps) (driver.Driver, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if shared == nil {
+			deps.Logger = slog.New(actionHandler{log: acts})
+			d, err := driver.New(spec, deps)
+			if err != nil {
+				return nil, err
+			}
+			shared = d.(*driver.Process)
+		}
+		return hostDriver{shared}, nil
+	}, acts
+}
+
+// once reports the instances started or stopped more than once.
+func (a *actionLog) once(t testing.TB) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, n := range a.started {
+		if n != 1 {
+			t.Errorf("instance %s started %d times", id, n)
+		}
+	}
+	for id, n := range a.stopped {
+		if n != 1 {
+			t.Errorf("instance %s stopped %d times", id, n)
+		}
+	}
+}
+
 // actionLog counts the process driver's starts and stops per instance,
 // from its log.
 type actionLog struct {
@@ -342,99 +459,32 @@ func (h actionHandler) Handle(_ context.Context, r slog.Record) error {
 func TestRollingUpdateFailover(t *testing.T) {
 	app := buildDemoApp(t)
 	p := startPlane(t)
-	acts := &actionLog{started: map[string]int{}, stopped: map[string]int{}}
-	var (
-		mu     sync.Mutex
-		shared *driver.Process
-	)
-	newDriver := func(spec driver.Spec, deps driver.Deps) (driver.Driver, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if shared == nil {
-			deps.Logger = slog.New(actionHandler{log: acts})
-			d, err := driver.New(spec, deps)
-			if err != nil {
-				return nil, err
-			}
-			shared = d.(*driver.Process)
-		}
-		return hostDriver{shared}, nil
-	}
-	t.Cleanup(func() {
-		if shared != nil {
-			shared.Close()
-		}
-	})
-	voters := []string{"scaler-0", "scaler-1", "scaler-2"}
-	nodes := map[string]*node{}
-	for _, id := range voters {
-		nodes[id] = startNode(t, p, id, nodeOptions{voters: voters, leaseTTL: 2 * time.Second, newDriver: newDriver})
-	}
+	nodes, acts := startVoters(t, p)
 	any := nodes["scaler-0"]
 	const replicas, svc = 4, "demo-failover"
 	strategy := `{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}`
 	expect(t, call(t, "PUT", any.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", replicas, strategy)), 201)
 	webtest.WaitFor(t, 60*time.Second, "4 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
-	var old *node
-	webtest.WaitFor(t, 15*time.Second, "a leader", func() bool {
-		_, rep := any.fence()
-		old = nodes[rep]
-		return old != nil
-	})
-	oldToken, _ := old.fence()
+	old := leaderOf(t, nodes, any)
 	oldIDs := make([]string, 0, replicas)
 	for id := range demoProcs(app) {
 		oldIDs = append(oldIDs, id)
 	}
 
-	paused := make(chan ledger.Action, 1)
-	release := make(chan struct{})
-	var calls int
-	hook := func(name string, token int64, act ledger.Action) {
-		if calls++; calls == 2 {
-			paused <- act
-			<-release
-		}
-	}
-	old.rolloutPause.Store(&hook)
+	paused, release := old.pauseAt(2)
 	ctx, stop := context.WithCancel(t.Context())
 	f := watchFleet(ctx, t, app, p.registry, svc)
 	expect(t, call(t, "PUT", any.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", replicas, strategy)), 200)
-	var act ledger.Action
-	select {
-	case act = <-paused:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the leader never got to its second rollout action")
-	}
-	t.Logf("%s (token %d) paused before its %s of %v", old.id, oldToken, act.Kind, act.IDs)
-	old.cut.Store(true)
-	ro := waitRollout(t, any.url, "web", 3*time.Minute)
-	newToken, next := any.fence()
-	close(release)
-	time.Sleep(3 * time.Second) // the old leader's drain, driver call and record
-	stop()
-	if newToken <= oldToken || next == old.id {
-		t.Fatalf("the rollout ended under %s token %d, want a new leader after %s token %d", next, newToken, old.id, oldToken)
-	}
-	t.Logf("%s (token %d) finished the rollout: %s", next, newToken, ro.Message)
+	act, ro := takeOver(t, any, old, paused, release, stop)
 	checkRolled(t, f, ro, p.registry, svc, replicas, 1, 0, oldIDs, 2*time.Second)
 	for _, n := range nodes { // every replica holds the same rollout
 		if got := decode[ledger.Rollout](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollout", ""), 200)); got.Phase != ro.Phase || got.Started != ro.Started || got.Stopped != ro.Stopped {
 			t.Errorf("%s has rollout %+v, want %+v", n.id, got, ro)
 		}
 	}
+	acts.once(t)
 	acts.mu.Lock()
 	defer acts.mu.Unlock()
-	for id, n := range acts.started {
-		if n != 1 {
-			t.Errorf("instance %s started %d times", id, n)
-		}
-	}
-	for id, n := range acts.stopped {
-		if n != 1 {
-			t.Errorf("instance %s stopped %d times", id, n)
-		}
-	}
 	for _, id := range act.IDs {
 		if act.Kind == ledger.ActionStart && acts.started[id] != 1 || act.Kind == ledger.ActionStop && acts.stopped[id] != 1 {
 			t.Errorf("the paused %s of %s was not carried out once by the new leader", act.Kind, id)

@@ -22,7 +22,8 @@ func stuckSpec(version string) string {
 // that does not, none); GET rollout shows it, pause, resume, promote and
 // abort change it (409 where they do not apply), a second change
 // supersedes it, the history lists both, the watch carries every change,
-// and a Canary strategy is refused.
+// and a Canary with the webhook driver is refused (it needs the process
+// driver, which runs two versions side by side).
 func TestRolloutAPI(t *testing.T) {
 	n := startNode(t, startPlane(t), "scaler-0", nodeOptions{})
 	base := n.url + "/v1/scalers/web"
@@ -77,7 +78,7 @@ func TestRolloutAPI(t *testing.T) {
 	canary := strings.Replace(stuckSpec("web:4"), `"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0},"minReadySeconds":2}`,
 		`"strategy":{"type":"Canary","canary":{"steps":[{"setWeight":10},{"pause":"2m"},{"setWeight":50}],"analysis":{"window":"1m","maxErrorRate":0.01}}}`, 1)
 	p := expectProblem(t, call(t, "PUT", base, canary), 400)
-	if !strings.Contains(p.Detail, "Canary is not supported yet") {
+	if !strings.Contains(p.Detail, "Canary needs the process driver") {
 		t.Fatalf("canary refused with %+v", p)
 	}
 	if got := decode[struct{ Items []ledger.Rollout }](t, expect(t, call(t, "GET", base+"/rollouts", ""), 200)).Items; got[0].To.Version != "web:3" {

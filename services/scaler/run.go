@@ -49,6 +49,10 @@ const defaultRegistryURL = "http://127.0.0.1:8082"
 // ElectionURLs is empty, as the setting's default says.
 const defaultElectionURL = "http://127.0.0.1:8083"
 
+// defaultConfigURL is the config service a canary writes its weights to
+// when ConfigURLs is empty, as the setting's default says.
+const defaultConfigURL = "http://127.0.0.1:8081"
+
 // Shared returns the shared settings, the registry defaulted
 // (service.Settings).
 func (s Settings) Shared() service.Replicated {
@@ -91,6 +95,10 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 			if err != nil {
 				return nil, fmt.Errorf("the registry: %w", err)
 			}
+			config, err := advertise.Client(cmp.Or(strings.Join(s.ConfigURLs, ","), defaultConfigURL), r.Client, s.Token)
+			if err != nil {
+				return nil, fmt.Errorf("the config service: %w", err)
+			}
 			rep.Loop = &control.Loop{
 				// Scrapes and webhooks may reach Steward's services too.
 				ScrapeClient: metrics.NewScrapeClient(calls),
@@ -107,6 +115,7 @@ func spec(s Settings) (service.Spec[*ledger.Machine], *Replica) {
 				Logger:    r.Logger,
 				By:        r.Own.ID,
 				Drain:     s.Drain,
+				Routes:    config,
 			}
 			// A nil *pgstore.History in the interface would not be a nil archive.
 			var archive DecisionArchive

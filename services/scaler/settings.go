@@ -18,6 +18,9 @@ type Settings struct {
 	ElectionURLs []string      `envconfig:"ELECTION_URLS" default:"http://127.0.0.1:8083" desc:"election service replicas, comma-separated"`
 	Election     string        `envconfig:"SCALER_ELECTION" default:"steward-scaler" desc:"election the scaler replicas campaign in"`
 	LeaseTTL     time.Duration `envconfig:"SCALER_LEASE_TTL" default:"10s" desc:"lease TTL of the scaler leader"`
+	// ConfigURLs are the config service's replicas, where a canary's
+	// traffic weights are written as a gateway route document.
+	ConfigURLs []string `envconfig:"CONFIG_URL" default:"http://127.0.0.1:8081" desc:"config service replicas a canary writes its traffic weights to, comma-separated"`
 	// KeepDecisions is how many decisions of each scaler the replicas
 	// hold in memory; older ones are read from PostgreSQL.
 	KeepDecisions int `envconfig:"SCALER_KEEP_DECISIONS" default:"100" desc:"decisions per scaler kept in memory"`

@@ -755,7 +755,7 @@ export interface paths {
         put?: never;
         /**
          * Abort the scaler's rollout
-         * @description Abort the rollout in progress: the leader rolls back to the from template with the same strategy, and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+         * @description Abort the rollout in progress: the leader rolls back to the from template with the same strategy (a canary: its weight to 0 first, then its instances drained and stopped), and the rollout ends RolledBack. The spec keeps its template: a PUT is what changes it. 409 when none is in progress or it is aborted already. No body is needed (an empty one or any JSON is ignored; a form is refused).
          */
         post: operations["abortRollout"];
         delete?: never;
@@ -807,7 +807,7 @@ export interface paths {
         put?: never;
         /**
          * Promote the scaler's rollout
-         * @description Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds; a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
+         * @description Promote the rollout in progress: from now on its new instances count as available as soon as they pass, without waiting minReadySeconds, and a canary skips its remaining steps and analyses (the new version is scaled to the whole count and takes all the traffic); a paused rollout resumes. 409 when none is in progress or it is aborted. No body is needed (an empty one or any JSON is ignored; a form is refused).
          */
         post: operations["promoteRollout"];
         delete?: never;
@@ -1147,6 +1147,24 @@ export interface components {
              */
             revision: number;
         };
+        /** @description One analysis of a canary: at which step and when, the verdict (pass: go on; fail: roll back; inconclusive: too few requests, judged again), the new version's (canary) and the old version's (baseline) signals, the thresholds, which of them failed, and a sentence saying so. */
+        AnalysisRun: {
+            /** Format: date-time */
+            at: string;
+            baseline: components["schemas"]["VersionSignals"];
+            canary: components["schemas"]["VersionSignals"];
+            failed?: ("maxErrorRate" | "maxP99" | "minRequests")[];
+            message: string;
+            step: number;
+            thresholds: {
+                maxErrorRate: number;
+                maxP99?: components["schemas"]["ScalerDuration"];
+                minRequests: number;
+                window: components["schemas"]["ScalerDuration"];
+            };
+            /** @enum {string} */
+            verdict: "pass" | "fail" | "inconclusive";
+        };
         AuthAuditEntry: {
             /** @description The token id that made the change, or system. */
             by: string;
@@ -1258,12 +1276,30 @@ export interface components {
             /** @description Up to 64 KiB of JSON the leader advertises, e.g. its address; null is no value. */
             value?: components["schemas"]["ElectionJSONValue"];
         };
-        /** @description Thresholds the new version's gateway signals are held to over window after each step; at least one of maxErrorRate and maxP99Latency. */
+        /** @description Thresholds the new version's gateway signals are held to: once a setWeight step's weights have been in force for window, and every window after that while the step lasts, its error rate (5xx and failed attempts) over the last window must be at most maxErrorRate and its p99 latency at most maxP99Latency; with fewer than minRequests (or none) the analysis is inconclusive and is repeated. window is at most 10m. At least one of maxErrorRate and maxP99Latency. */
         CanaryAnalysis: {
             maxErrorRate?: number;
             maxP99Latency?: components["schemas"]["ScalerDuration"];
             minRequests?: number;
             window: components["schemas"]["ScalerDuration"];
+        };
+        /** @description Where a canary stands: the step being carried out (the number of steps once all passed), when it began, the traffic weights by version written to the gateway and when they were in force (an analysis window counts from then), the latest analyses (at most 20), and the error budget spent: the requests that reached the new version since the rollout began and those that failed, as the gateways counted them. */
+        CanaryStatus: {
+            analyses: components["schemas"]["AnalysisRun"][];
+            budget?: {
+                /** Format: int64 */
+                failures: number;
+                /** Format: int64 */
+                requests: number;
+            };
+            step: number;
+            /** Format: date-time */
+            stepAt: string;
+            weights: {
+                [key: string]: number;
+            };
+            /** Format: date-time */
+            weightsAt?: string;
         };
         /** @description One of setWeight (the new version's share of traffic, percent) or pause. */
         CanaryStep: {
@@ -2317,7 +2353,7 @@ export interface components {
             token: number;
         };
         /**
-         * @description A change of the driver's template being rolled out, started by the PUT that made it (its revision is the id). phase: Progressing (the leader is rolling; after an abort, back to from), Paused (nothing started or stopped for it; autoscaling goes on and the deadline does not run), Succeeded (every replica runs to and is available), Failed (progressDeadline passed without progress; what runs stays as it is), RolledBack (aborted and back on from), Superseded (only in the history: a newer template took over).
+         * @description A change of the driver's template being rolled out, started by the PUT that made it (its revision is the id). phase: Progressing (the leader is rolling; after an abort, back to from), Paused (nothing started or stopped for it; autoscaling goes on and the deadline does not run), Succeeded (every replica runs to and is available), Failed (a rolling update: progressDeadline passed without progress, and what runs stays as it is; a canary: it rolled back by itself, see failure), RolledBack (aborted and back on from), Superseded (only in the history: a newer template took over).
          * @example {
          *       "bounds": {
          *         "maxSurge": 1,
@@ -2367,8 +2403,11 @@ export interface components {
             bounds?: components["schemas"]["RolloutBounds"];
             /** @description The token id of the PUT that started it; absent with auth off. */
             by?: string;
+            canary?: components["schemas"]["CanaryStatus"];
             /** @description The pauses, resumes, aborts and promotes, oldest first (the last 20). */
             controls?: components["schemas"]["RolloutControl"][];
+            /** @description Why the rollout rolls back by itself (a failed analysis, no progress within progressDeadline): it ends Failed once back on from. */
+            failure?: string;
             /** Format: date-time */
             finishedAt?: string;
             from: components["schemas"]["RolloutVersion"];
@@ -2424,17 +2463,20 @@ export interface components {
             /** @enum {string} */
             op: "rolloutPause" | "rolloutResume" | "rolloutAbort" | "rolloutPromote";
         };
-        /** @description A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, finished. */
+        /** @description A rollout watch event's data: the rollout after the change, and the change: started, intended (an intent recorded), done (an intent carried out), reported (what the leader observed), rolloutPause, rolloutResume, rolloutAbort, rolloutPromote, canary (a canary's weights, analysis, step or failure), finished. */
         RolloutEvent: {
             /** @description Aborted: going back to from. */
             aborted?: boolean;
             bounds?: components["schemas"]["RolloutBounds"];
             /** @description The token id of the PUT that started it; absent with auth off. */
             by?: string;
+            canary?: components["schemas"]["CanaryStatus"];
             /** @enum {string} */
             change: "started" | "intended" | "done" | "reported" | "finished" | "rolloutPause" | "rolloutResume" | "rolloutAbort" | "rolloutPromote";
             /** @description The pauses, resumes, aborts and promotes, oldest first (the last 20). */
             controls?: components["schemas"]["RolloutControl"][];
+            /** @description Why the rollout rolls back by itself (a failed analysis, no progress within progressDeadline): it ends Failed once back on from. */
+            failure?: string;
             /** Format: date-time */
             finishedAt?: string;
             from: components["schemas"]["RolloutVersion"];
@@ -3099,7 +3141,7 @@ export interface components {
         StoredHTTPCheck: WithRequired<components["schemas"]["HTTPCheck"], "http" | "interval" | "timeout">;
         StoredTCPCheck: WithRequired<components["schemas"]["TCPCheck"], "tcp" | "interval" | "timeout">;
         /**
-         * @description How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary's shape (steps, analysis) is validated, then refused with 400: canaries are not run yet.
+         * @description How a change of the driver's template is rolled out. RollingUpdate (the default) has a Deployment's fields and defaults: at most maxSurge instances above the replica count and at most maxUnavailable of it unavailable at any time, a new instance available once the registry has had it passing for minReadySeconds, the rollout Failed when progressDeadline passes without progress. Canary (the process driver, with driver.version on both templates) runs the new version beside the old one and sends it each setWeight step's share of the service's traffic through the gateway (a route document rollout-<service> that splits /s/<service>/ by version); after each step the analysis judges the new version's gateway signals over its window, and a failure rolls back by itself (weight 0, new instances drained and stopped, the rollout Failed with the measurements). After the last step the new version is scaled to the whole count, takes all the traffic, and the old instances are drained and stopped.
          * @example {
          *       "minReadySeconds": 5,
          *       "progressDeadline": "10m",
@@ -3117,7 +3159,7 @@ export interface components {
             };
             /** @description 0 when omitted. */
             minReadySeconds?: number;
-            /** @description Positive and longer than minReadySeconds; 10m when omitted. */
+            /** @description Positive and longer than minReadySeconds; 10m when omitted. A canary that makes no progress for this long (outside pause steps; an analysis inconclusive for lack of requests) rolls back and ends Failed. */
             progressDeadline?: components["schemas"]["ScalerDuration"];
             rollingUpdate?: {
                 /** @description Above the replica count; a percentage rounds up; 25% when omitted. */
@@ -3126,7 +3168,7 @@ export interface components {
                 maxUnavailable?: components["schemas"]["IntOrPercent"];
             };
             /**
-             * @description RollingUpdate when omitted. Canary is refused (400, not supported yet).
+             * @description RollingUpdate when omitted. Canary needs the process driver and driver.version.
              * @enum {string}
              */
             type?: "RollingUpdate" | "Canary";
@@ -3254,6 +3296,16 @@ export interface components {
         };
         Vacant: {
             name: components["schemas"]["ElectionName"];
+        };
+        /** @description What the gateways measured of one version over a window: attempts sent to its instances, those answered 5xx or not at all, their share, the p99 of time to response headers (estimated from histogram buckets), and the time the counts cover. */
+        VersionSignals: {
+            errorRate: number;
+            /** Format: int64 */
+            failures: number;
+            p99: components["schemas"]["ScalerDuration"];
+            /** Format: int64 */
+            requests: number;
+            window: components["schemas"]["ScalerDuration"];
         };
         /** @description The instances of one template the leader last observed. */
         VersionStatus: {

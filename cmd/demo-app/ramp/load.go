@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
@@ -29,6 +30,9 @@ type loadGen struct {
 	mu    sync.Mutex
 	win   window // since the last take
 	total window // the whole run
+	// lastFrom is when an answer last came from each version (the
+	// version demo-app names in its answer).
+	lastFrom map[string]time.Time
 }
 
 // window counts what happened over a span of time.
@@ -51,9 +55,10 @@ func newLoadGen(url string) *loadGen {
 				DisableCompression:  true,
 			},
 		},
-		url:   url,
-		rates: make(chan float64),
-		sem:   make(chan struct{}, maxInFlight),
+		url:      url,
+		rates:    make(chan float64),
+		sem:      make(chan struct{}, maxInFlight),
+		lastFrom: map[string]time.Time{},
 	}
 }
 
@@ -121,10 +126,15 @@ func (g *loadGen) fire(ctx context.Context) {
 		defer g.wg.Done()
 		defer func() { <-g.sem }()
 		start := time.Now()
-		failure := g.get(ctx)
+		failure, version := g.get(ctx)
 		elapsed := time.Since(start)
 		if ctx.Err() != nil {
 			return // cut short by the end of the run: not the service's doing
+		}
+		if version != "" {
+			g.mu.Lock()
+			g.lastFrom[version] = time.Now()
+			g.mu.Unlock()
 		}
 		g.record(func(w *window) {
 			if failure != "" {
@@ -139,24 +149,36 @@ func (g *loadGen) fire(ctx context.Context) {
 }
 
 // get sends one GET and reads the answer; it returns "" on a 2xx, else
-// what went wrong.
-func (g *loadGen) get(ctx context.Context) string {
+// what went wrong, and the version the answer names, if any.
+func (g *loadGen) get(ctx context.Context) (failure, version string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.url, nil)
 	if err != nil {
-		return err.Error()
+		return err.Error(), ""
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return err.Error()
+		return err.Error(), ""
 	}
 	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err.Error()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return err.Error(), ""
 	}
+	var answer struct {
+		Version string `json:"version"`
+	}
+	_ = json.Unmarshal(body, &answer)
 	if resp.StatusCode/100 != 2 {
-		return resp.Status
+		return resp.Status, answer.Version
 	}
-	return ""
+	return "", answer.Version
+}
+
+// lastAnswerFrom is when an answer last came from version (zero if never).
+func (g *loadGen) lastAnswerFrom(version string) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lastFrom[version]
 }
 
 // record applies f to this window and to the run's totals.

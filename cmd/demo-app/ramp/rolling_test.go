@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,48 +27,18 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the process watch reads /proc")
 	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "../../steward", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	app := filepath.Join(bin, "demo-app")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	dev, err := startDev(ctx, filepath.Join(bin, "steward"), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if _, err := dev.stop(30 * time.Second); err != nil {
-			t.Errorf("stop steward dev: %v", err)
-		}
-	}()
+	app, dev := startAppAndDev(ctx, t)
 	const replicas, svc, surge, unavailable, drain = 6, "roll", 2, 1, 2 * time.Second
 	c := &http.Client{Timeout: 5 * time.Second}
+	h := &rolloutHarness{t: t, ctx: ctx, dev: dev, svc: svc, c: c}
 	put := func(version string) {
 		t.Helper()
-		spec, _ := json.Marshal(map[string]any{"service": svc, "minReplicas": replicas, "maxReplicas": replicas, "syncPeriod": "1s",
+		h.put("roll", map[string]any{"service": svc, "minReplicas": replicas, "maxReplicas": replicas, "syncPeriod": "1s",
 			"metrics": []any{map[string]any{"name": "gateway_rps", "target": map[string]any{"type": "averageValue", "value": 1000}}},
 			"driver": map[string]any{"type": "process", "command": []string{app}, "version": version, "gracePeriod": "5s",
 				"env": map[string]string{"STEWARD_REGISTRY_URL": dev.registry, "STEWARD_DEMO_SERVICE": svc, "STEWARD_DEMO_WORK": "2ms", "GOMAXPROCS": "1"}}})
-		for deadline := time.Now().Add(30 * time.Second); ; {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, dev.scaler+"/v1/scalers/roll", bytes.NewReader(spec))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := c.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode/100 == 2 {
-					return
-				}
-				err = fmt.Errorf("%s", resp.Status)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("PUT the scaler at %s: %v", version, err)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
 	}
 	type instance struct {
 		ID      string  `json:"id"`
@@ -236,4 +204,26 @@ func procsByID(app string) map[string]int {
 		}
 	}
 	return out
+}
+
+// startAppAndDev builds steward and demo-app and runs steward dev until
+// the test ends; it returns demo-app's path.
+func startAppAndDev(ctx context.Context, t *testing.T) (app string, dev *devProcess) {
+	t.Helper()
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "../../steward", "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dev, err := startDev(ctx, filepath.Join(bin, "steward"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := dev.stop(30 * time.Second); err != nil {
+			t.Errorf("stop steward dev: %v", err)
+		}
+	})
+	return filepath.Join(bin, "demo-app"), dev
 }

@@ -81,6 +81,10 @@ type Loop struct {
 	// Drain is how long an instance a rollout stops is out of the
 	// registry before it is stopped (DefaultDrain if 0).
 	Drain time.Duration
+	// Routes is the config service, where a canary's traffic weights
+	// are written as a gateway route document under the leadership's
+	// fence (a canary cannot run without it).
+	Routes *sdk.Client
 }
 
 // Run campaigns and, while this replica leads, reconciles; it returns
@@ -128,6 +132,9 @@ const (
 type term struct {
 	*Loop
 	token int64
+	// fence is the leadership's fence (sdk.Leadership.Fence): writes to
+	// other services carry it, so a deposed leader's are refused.
+	fence string
 	done  <-chan struct{}
 	// depose ends the term early: the log refused this token, or
 	// cannot be watched.
@@ -154,13 +161,15 @@ type target struct {
 	decidedGen int64
 	// lastReport is the last rollout report recorded, as JSON.
 	lastReport string
+	// judgedAt is when the term last judged the scaler's canary.
+	judgedAt time.Time
 }
 
 // errFenced ends a term whose token the log refused.
 var errFenced = errors.New("the log has seen a newer leader")
 
-func newTerm(l *Loop, token int64, done <-chan struct{}, depose context.CancelCauseFunc) *term {
-	return &term{Loop: l, token: token, done: done, depose: depose,
+func newTerm(l *Loop, token int64, fence string, done <-chan struct{}, depose context.CancelCauseFunc) *term {
+	return &term{Loop: l, token: token, fence: fence, done: done, depose: depose,
 		queue: newQueue(retryBase, retryLimit), targets: map[string]*target{}}
 }
 
@@ -175,7 +184,7 @@ func (l *Loop) lead(ctx context.Context, lead *sdk.Leadership) error {
 		case <-lctx.Done():
 		}
 	}()
-	t := newTerm(l, lead.Token(), lctx.Done(), depose)
+	t := newTerm(l, lead.Token(), lead.Fence(), lctx.Done(), depose)
 	// The first command of a term raises the fence, so the previous
 	// leader's late commands are refused from here on, and it waits for
 	// this replica to have applied everything ordered before it.

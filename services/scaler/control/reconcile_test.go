@@ -86,7 +86,7 @@ func (h *harness) lead(t *testing.T, l *Loop, token int64) (*term, context.Conte
 	t.Helper()
 	ctx, depose := context.WithCancelCause(context.Background())
 	t.Cleanup(func() { depose(nil) })
-	tm := newTerm(l, token, ctx.Done(), depose)
+	tm := newTerm(l, token, "", ctx.Done(), depose)
 	if _, err := tm.propose(ctx, ledger.Command{Op: ledger.OpLead}); err != nil {
 		t.Fatalf("lead under token %d: %v", token, err)
 	}

@@ -90,39 +90,79 @@ func (t *term) rollOut(ctx context.Context, tg *target, drv driver.Driver, name 
 	if !ro.Active() {
 		return nil
 	}
+	ob, err := t.observeRollout(ctx, v, w)
+	if err != nil {
+		return err
+	}
+	if ro.Canary != nil {
+		return t.canary(ctx, tg, v, name, w, replicas, ob)
+	}
+	target := ro.Target()
+	bounds := ob.strategy.Resolve(replicas)
+	plan := strategy.Step(bounds, ob.instances)
+	report := ledger.RolloutCmd{ID: ro.ID, Versions: ob.versions, Bounds: &bounds}
+	switch {
+	case plan.Done:
+		report.Phase, report.Message = ledger.PhaseSucceeded, fmt.Sprintf("%d of %d run %s and are available", replicas, replicas, target.Version)
+		if ro.Aborted {
+			report.Phase = ledger.PhaseRolledBack
+		}
+	case ro.Phase == ledger.PhaseProgressing && ob.now.Sub(ro.ProgressAt) > time.Duration(*ob.strategy.ProgressDeadline):
+		report.Phase = ledger.PhaseFailed
+		report.Message = fmt.Sprintf("no progress for %v (progressDeadline): %s", time.Duration(*ob.strategy.ProgressDeadline), describe(ob.versions, target))
+	}
+	if err := t.report(ctx, tg, name, report); err != nil || report.Phase != "" || ro.Phase != ledger.PhaseProgressing {
+		return err
+	}
+	return t.carryOutPlan(ctx, v, name, w, target, plan)
+}
+
+// rolloutObservation is what a rollout step is decided on.
+type rolloutObservation struct {
+	// running are the driver's instances, oldest first; instances the
+	// same as the strategy sees them (new: of the rollout's target).
+	running   []driver.Instance
+	instances []strategy.Instance
+	versions  []ledger.VersionStatus
+	// strategy is the spec's, defaults filled in.
+	strategy strategy.Spec
+	now      time.Time
+}
+
+// observeRollout reads what the driver runs and which of it the
+// registry reports passing: a new instance is available once passing for
+// minReadySeconds (counted from the registry's statusSince, so an
+// instance passing for long is available at once, to a new leader too),
+// at once when the rollout was promoted.
+func (t *term) observeRollout(ctx context.Context, v versioned, w ledger.Work) (rolloutObservation, error) {
+	ro := w.Rollout
 	listed, _, err := t.Registry.Instances(ctx, w.Spec.Service, sdk.Query{})
 	if err != nil {
-		return fmt.Errorf("list the instances of %s in the registry: %w", w.Spec.Service, err)
+		return rolloutObservation{}, fmt.Errorf("list the instances of %s in the registry: %w", w.Spec.Service, err)
 	}
-	// passingSince is when the registry turned each passing instance
-	// passing (its log time): minReadySeconds counts from it, so an
-	// instance passing for long is available at once, to a new leader
-	// too.
 	passingSince := map[string]time.Time{}
 	for _, in := range listed {
 		if in.Status == api.Passing {
 			passingSince[in.Id] = in.StatusSince
 		}
 	}
-	st := strategy.Spec{}
+	ob := rolloutObservation{now: t.now(), running: v.Instances()}
 	if w.Spec.Strategy != nil {
-		st = *w.Spec.Strategy
+		ob.strategy = *w.Spec.Strategy
 	}
-	st.Defaults()
-	minReady := time.Duration(*st.MinReadySeconds) * time.Second
+	ob.strategy.Defaults()
+	minReady := time.Duration(*ob.strategy.MinReadySeconds) * time.Second
 	if ro.Promoted {
 		minReady = 0
 	}
-	now := t.now()
 	target := ro.Target()
-	var ins []strategy.Instance
 	byHash := map[string]*ledger.VersionStatus{}
 	var order []string
-	for _, in := range v.Instances() {
+	for _, in := range ob.running {
 		isNew := in.Hash == target.Hash
 		since, passing := passingSince[in.ID]
-		avail := passing && (!isNew || now.Sub(since) >= minReady)
-		ins = append(ins, strategy.Instance{ID: in.ID, New: isNew, Available: avail})
+		avail := passing && (!isNew || ob.now.Sub(since) >= minReady)
+		ob.instances = append(ob.instances, strategy.Instance{ID: in.ID, New: isNew, Available: avail})
 		vs := byHash[in.Hash]
 		if vs == nil {
 			vs = &ledger.VersionStatus{Version: ledger.Version{Version: in.Version, Hash: in.Hash}}
@@ -138,26 +178,17 @@ func (t *term) rollOut(ctx context.Context, tg *target, drv driver.Driver, name 
 		}
 	}
 	slices.Sort(order)
-	versions := make([]ledger.VersionStatus, 0, len(order))
+	ob.versions = make([]ledger.VersionStatus, 0, len(order))
 	for _, h := range order {
-		versions = append(versions, *byHash[h])
+		ob.versions = append(ob.versions, *byHash[h])
 	}
-	bounds := st.Resolve(replicas)
-	plan := strategy.Step(bounds, ins)
-	report := ledger.RolloutCmd{ID: ro.ID, Versions: versions, Bounds: &bounds}
-	switch {
-	case plan.Done:
-		report.Phase, report.Message = ledger.PhaseSucceeded, fmt.Sprintf("%d of %d run %s and are available", replicas, replicas, target.Version)
-		if ro.Aborted {
-			report.Phase = ledger.PhaseRolledBack
-		}
-	case ro.Phase == ledger.PhaseProgressing && now.Sub(ro.ProgressAt) > time.Duration(*st.ProgressDeadline):
-		report.Phase = ledger.PhaseFailed
-		report.Message = fmt.Sprintf("no progress for %v (progressDeadline): %s", time.Duration(*st.ProgressDeadline), describe(versions, target))
-	}
-	if err := t.report(ctx, tg, name, report); err != nil || report.Phase != "" || ro.Phase != ledger.PhaseProgressing {
-		return err
-	}
+	return ob, nil
+}
+
+// carryOutPlan records and carries out a step's plan: new instances of
+// target started, then the plan's instances stopped (drained first).
+func (t *term) carryOutPlan(ctx context.Context, v versioned, name string, w ledger.Work, target ledger.Version, plan strategy.Plan) error {
+	ro := w.Rollout
 	if plan.Start > 0 {
 		res, err := t.propose(ctx, ledger.Command{Op: ledger.OpRolloutIntend, Name: name,
 			Rollout: &ledger.RolloutCmd{ID: ro.ID, Kind: ledger.ActionStart, Version: target, Count: plan.Start}})

@@ -30,6 +30,12 @@ func fuzzHistory(t testing.TB) *machine {
 	h.apply(ledger.Command{Op: ledger.OpPut, Name: "job", Spec: &job2})
 	w, _ := h.m.Work("job")
 	h.apply(ledger.Command{Op: ledger.OpRolloutIntend, Name: "job", Replica: "r1", Token: 5, Rollout: &ledger.RolloutCmd{ID: w.Rollout.ID, Kind: ledger.ActionStart, Version: w.Rollout.To, Count: 2}})
+	// can is a canary of v2 (rollout 11) with weights in force.
+	can1, can2 := canarySpec(t, "v1"), canarySpec(t, "v2")
+	h.apply(ledger.Command{Op: ledger.OpPut, Name: "can", Spec: &can1})
+	h.apply(ledger.Command{Op: ledger.OpPut, Name: "can", Spec: &can2})
+	w, _ = h.m.Work("can")
+	h.apply(ledger.Command{Op: ledger.OpRolloutCanary, Name: "can", Replica: "r1", Token: 5, Rollout: &ledger.RolloutCmd{ID: w.Rollout.ID, Weights: map[string]int{"v1": 80, "v2": 20}}})
 	return h
 }
 
@@ -64,6 +70,12 @@ func FuzzApply(f *testing.F) {
 		`{"op":"rolloutReport","name":"job","replica":"r1","token":5,"rollout":{"id":8,"phase":"Failed","versions":[{"hash":"","running":-1}]}}`,
 		`{"op":"rolloutReport","name":"job","replica":"r1","token":5,"rollout":{"id":8,"phase":"Succeeded"}}`,
 		`{"op":"rolloutReport","name":"job","replica":"r1","token":5,"rollout":null}`,
+		`{"op":"rolloutCanary","name":"can","replica":"r1","token":5,"rollout":{"id":11,"step":1,"analysis":{"verdict":"pass"}}}`,
+		`{"op":"rolloutCanary","name":"can","replica":"r1","token":5,"rollout":{"id":11,"analysis":{"verdict":"fail","failed":["maxErrorRate"]},"budget":{"requests":9,"failures":1}}}`,
+		`{"op":"rolloutCanary","name":"can","replica":"r1","token":5,"rollout":{"id":11,"step":-3,"weights":{"v2":-1}}}`,
+		`{"op":"rolloutCanary","name":"can","replica":"r1","token":5,"rollout":{"id":11,"failure":"no progress"}}`,
+		`{"op":"rolloutCanary","name":"job","replica":"r1","token":5,"rollout":{"id":8,"weights":{"v2":1}}}`,
+		`{"op":"rolloutReport","name":"can","replica":"r1","token":5,"rollout":{"id":11,"phase":"Failed"}}`,
 		`{"op":"rolloutPause","name":"job"}`, `{"op":"rolloutAbort","name":"job","by":"t"}`, `{"op":"rolloutPromote","name":"web"}`,
 		`{"op":"nope"}`, `{}`, `null`, `[]`, `"x"`, `{"op":"put","spec":{"maxReplicas":1e400}}`, "\x00",
 	} {

@@ -115,7 +115,7 @@ func (m *Machine) apply(a *applying, c *Command) Result {
 			return res
 		}
 		return m.actuate(a, c)
-	case OpRolloutIntend, OpRolloutDone, OpRolloutReport:
+	case OpRolloutIntend, OpRolloutDone, OpRolloutReport, OpRolloutCanary:
 		if res, ok := m.admit(c); !ok {
 			return res
 		}

@@ -2,12 +2,15 @@ package ledger
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog/envelope"
 	"github.com/stewardhq/steward/services/scaler/driver"
+	"github.com/stewardhq/steward/services/scaler/rollout/analysis"
 	"github.com/stewardhq/steward/services/scaler/strategy"
 )
 
@@ -73,7 +76,52 @@ type Rollout struct {
 	Stopped int `json:"stopped"`
 	// Controls lists the pause, resume, abort and promote requests.
 	Controls []Control `json:"controls,omitempty"`
+	// Canary is a canary's progress (Strategy Canary only).
+	Canary *CanaryStatus `json:"canary,omitempty"`
+	// Failure says why the rollout is rolling back by itself (a failed
+	// analysis, no progress): it ends Failed, not RolledBack.
+	Failure string `json:"failure,omitempty"`
 }
+
+// CanaryStatus is where a canary stands: its step, the traffic weights
+// in force and the analyses that judged it.
+type CanaryStatus struct {
+	// Step is the index of the step being carried out; the number of
+	// steps once all passed (the new version is then scaled up to the
+	// whole count and takes all the traffic).
+	Step int `json:"step"`
+	// StepAt is the log time the step began: a pause counts from it.
+	StepAt time.Time `json:"stepAt"`
+	// Weights are the traffic shares written to the gateway, by
+	// version (none before the first setWeight, and after the split was
+	// removed); WeightsAt the log time they were recorded in force,
+	// from which an analysis window counts.
+	Weights   map[string]int `json:"weights"`
+	WeightsAt *time.Time     `json:"weightsAt,omitempty"`
+	// Analyses are the latest judgements (at most KeepAnalyses),
+	// oldest first.
+	Analyses []AnalysisRun `json:"analyses"`
+	// Budget is what reached the new version since the rollout began,
+	// as the gateways counted it.
+	Budget *Budget `json:"budget,omitempty"`
+}
+
+// AnalysisRun is one analysis: at which step and when, and its result.
+type AnalysisRun struct {
+	Step int       `json:"step"`
+	At   time.Time `json:"at"`
+	analysis.Result
+}
+
+// Budget is the error budget a canary spent: the requests that reached
+// the new version and those that failed there.
+type Budget struct {
+	Requests int64 `json:"requests"`
+	Failures int64 `json:"failures"`
+}
+
+// KeepAnalyses is how many analyses a canary's status holds.
+const KeepAnalyses = 20
 
 // Version names a template.
 type Version struct {
@@ -148,6 +196,7 @@ const (
 	ChangeDone     = "done"
 	ChangeReported = "reported"
 	ChangeFinished = "finished"
+	ChangeCanary   = "canary"
 )
 
 // Ops of rollouts: the leader's (fenced) and the API's.
@@ -155,6 +204,7 @@ const (
 	OpRolloutIntend  = "rolloutIntend"
 	OpRolloutDone    = "rolloutDone"
 	OpRolloutReport  = "rolloutReport"
+	OpRolloutCanary  = "rolloutCanary"
 	OpRolloutPause   = "rolloutPause"
 	OpRolloutResume  = "rolloutResume"
 	OpRolloutAbort   = "rolloutAbort"
@@ -181,7 +231,19 @@ type RolloutCmd struct {
 	Versions []VersionStatus  `json:"versions,omitempty"`
 	Phase    string           `json:"phase,omitempty"`
 	Message  string           `json:"message,omitempty"`
+	// canary: the step reached, the weights now in force, an analysis
+	// (a failed one starts the rollback), the budget spent, or a
+	// failure that rolls the canary back without an analysis (no
+	// progress within progressDeadline).
+	Step     *int             `json:"step,omitempty"`
+	Weights  map[string]int   `json:"weights,omitempty"`
+	Analysis *analysis.Result `json:"analysis,omitempty"`
+	Budget   *Budget          `json:"budget,omitempty"`
+	Failure  string           `json:"failure,omitempty"`
 }
+
+// maxWeight bounds a version's weight, as the gateway's route documents do.
+const maxWeight = 1_000_000
 
 // MaxActionInstances bounds the instances one intent names.
 const MaxActionInstances = 1000
@@ -210,6 +272,9 @@ func (m *Machine) startRollout(a *applying, c *Command, r *record, prev driver.T
 		To:    Version{Version: c.Spec.Driver.Version, Hash: c.Spec.Driver.Workload().Hash()},
 		Phase: PhaseProgressing, By: c.By, StartedAt: a.now, ProgressAt: a.now,
 		Versions: []VersionStatus{}, Pending: []Action{}}
+	if typ == strategy.Canary {
+		ro.Canary = &CanaryStatus{StepAt: a.now, Weights: map[string]int{}, Analyses: []AnalysisRun{}}
+	}
 	if r.Rollout.Active() {
 		// Intents of the superseded rollout may be under way: they stay
 		// to be done and recorded.
@@ -239,6 +304,16 @@ func (ro *Rollout) clone() *Rollout {
 	if ro.Bounds != nil {
 		b := *ro.Bounds
 		c.Bounds = &b
+	}
+	if ro.Canary != nil {
+		cs := *ro.Canary
+		cs.Weights = maps.Clone(ro.Canary.Weights)
+		cs.Analyses = slices.Clone(ro.Canary.Analyses)
+		if ro.Canary.Budget != nil {
+			b := *ro.Canary.Budget
+			cs.Budget = &b
+		}
+		c.Canary = &cs
 	}
 	return &c
 }
@@ -328,6 +403,8 @@ func (m *Machine) rolloutStep(a *applying, c *Command) Result {
 		return m.intend(a, c, r)
 	case OpRolloutDone:
 		return m.done(a, c, r)
+	case OpRolloutCanary:
+		return m.canary(a, c, r)
 	default:
 		return m.report(a, c, r)
 	}
@@ -341,7 +418,9 @@ func (m *Machine) intend(a *applying, c *Command, r *record) Result {
 		if rc.Count < 1 || rc.Count > MaxActionInstances || len(rc.IDs) > 0 {
 			return refuse(Invalid, fault.Invalid, "a start names a count of 1 to %d and no ids", MaxActionInstances)
 		}
-		if rc.Version != ro.Target() {
+		// A canary also starts old instances, to keep the count while
+		// the new version runs beside it.
+		if rc.Version != ro.Target() && (ro.Canary == nil || rc.Version != ro.From) {
 			return refuse(Stale, fault.Conflict, "a start of %s, but the rollout goes to %s", rc.Version.Name(), ro.Target().Name())
 		}
 		// Ids are assigned here, from the scaler's own sequence, so a
@@ -426,27 +505,91 @@ func (m *Machine) report(a *applying, c *Command, r *record) Result {
 		b := *rc.Bounds
 		ro.Bounds = &b
 	}
-	switch rc.Phase {
-	case "":
+	switch {
+	case rc.Phase == "":
 		a.emit(EventRollout, c.Name, RolloutEvent{Change: ChangeReported, Rollout: ro.clone()})
-	case PhaseSucceeded, PhaseRolledBack:
-		if (rc.Phase == PhaseRolledBack) != ro.Aborted {
-			return refuse(Invalid, fault.Invalid, "an aborted rollout ends RolledBack, another Succeeded")
-		}
-		if len(ro.Pending) > 0 {
-			return refuse(Stale, fault.Conflict, "the rollout has %d intents pending", len(ro.Pending))
-		}
-		r.finish(a, c.Name, rc.Phase, rc.Message)
-	case PhaseFailed:
-		// The deadline is judged in log time, so every replica agrees.
+	case rc.Phase == PhaseFailed && ro.Failure == "":
+		// No progress: the deadline is judged in log time, so every
+		// replica agrees.
 		deadline := progressDeadline(r.Scaler.Spec)
 		if ro.Phase != PhaseProgressing || a.now.Sub(ro.ProgressAt) <= deadline {
 			return refuse(Stale, fault.Conflict, "no progress for %v, within the deadline %v", a.now.Sub(ro.ProgressAt), deadline)
 		}
 		r.finish(a, c.Name, PhaseFailed, rc.Message)
+	case rc.Phase == PhaseSucceeded || rc.Phase == PhaseRolledBack || rc.Phase == PhaseFailed:
+		// The end of the rollout's own course: an aborted one rolled
+		// back, one that failed rolled back by itself, another done.
+		want := PhaseSucceeded
+		switch {
+		case ro.Failure != "":
+			want = PhaseFailed
+		case ro.Aborted:
+			want = PhaseRolledBack
+		}
+		if rc.Phase != want {
+			return refuse(Invalid, fault.Invalid, "this rollout ends %s, not %s: an aborted one RolledBack, one rolled back by itself Failed, another Succeeded", want, rc.Phase)
+		}
+		if len(ro.Pending) > 0 {
+			return refuse(Stale, fault.Conflict, "the rollout has %d intents pending", len(ro.Pending))
+		}
+		r.finish(a, c.Name, rc.Phase, rc.Message)
 	default:
 		return refuse(Invalid, fault.Invalid, "a report ends a rollout Succeeded, Failed or RolledBack, not %q", rc.Phase)
 	}
+	return Result{Status: Recorded, Rollout: ro.clone()}
+}
+
+// canary applies a leader's canary step: weights in force, an analysis,
+// the budget spent, the next step, or a failure. A failed analysis or a
+// failure turns the rollout back to From by itself: it ends Failed.
+func (m *Machine) canary(a *applying, c *Command, r *record) Result {
+	rc, ro := c.Rollout, r.Rollout
+	cs := ro.Canary
+	if cs == nil {
+		return refuse(Invalid, fault.Invalid, "rollout %d of scaler %s is not a canary", ro.ID, c.Name)
+	}
+	// Checked whole before anything changes: a refused command leaves
+	// the rollout as it was.
+	if len(rc.Weights) > MaxActionInstances {
+		return refuse(Invalid, fault.Invalid, "weights name at most %d versions", MaxActionInstances)
+	}
+	for v, w := range rc.Weights {
+		if v == "" || w < 0 || w > maxWeight {
+			return refuse(Invalid, fault.Invalid, "weights name versions with weights of 0 to %d", maxWeight)
+		}
+	}
+	back := ro.Failure != "" || ro.Aborted
+	if rc.Step != nil && !back && (*rc.Step < cs.Step || *rc.Step > strategy.MaxSteps) {
+		return refuse(Invalid, fault.Invalid, "step %d: a canary only goes forward, from step %d", *rc.Step, cs.Step)
+	}
+	if rc.Weights != nil {
+		cs.Weights = maps.Clone(rc.Weights)
+		t := a.now
+		cs.WeightsAt = &t
+	}
+	if rc.Budget != nil {
+		b := *rc.Budget
+		cs.Budget = &b
+	}
+	failure := rc.Failure
+	if rc.Analysis != nil {
+		cs.Analyses = append(cs.Analyses, AnalysisRun{Step: cs.Step, At: a.now, Result: *rc.Analysis})
+		if over := len(cs.Analyses) - KeepAnalyses; over > 0 {
+			cs.Analyses = slices.Delete(cs.Analyses, 0, over)
+		}
+		if rc.Analysis.Verdict == analysis.Fail && failure == "" {
+			failure = "analysis failed at step " + strconv.Itoa(cs.Step) + ": " + rc.Analysis.Message
+		}
+	}
+	// Rolling back, a canary goes no further forward.
+	if rc.Step != nil && *rc.Step != cs.Step && !back {
+		cs.Step, cs.StepAt, ro.ProgressAt = *rc.Step, a.now, a.now
+	}
+	if failure != "" && !back {
+		ro.Failure, ro.Aborted, ro.Phase, ro.ProgressAt = failure, true, PhaseProgressing, a.now
+		ro.Message = "rolling back to " + ro.From.Name() + ": " + failure
+	}
+	a.emit(EventRollout, c.Name, RolloutEvent{Change: ChangeCanary, Rollout: ro.clone()})
 	return Result{Status: Recorded, Rollout: ro.clone()}
 }
 

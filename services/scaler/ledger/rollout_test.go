@@ -11,6 +11,7 @@ import (
 	"github.com/stewardhq/steward/platform/wire"
 	"github.com/stewardhq/steward/services/scaler/driver"
 	"github.com/stewardhq/steward/services/scaler/ledger"
+	"github.com/stewardhq/steward/services/scaler/rollout/analysis"
 	"github.com/stewardhq/steward/services/scaler/strategy"
 )
 
@@ -237,4 +238,85 @@ func TestRolloutHistoryBoundedAndReplayed(t *testing.T) {
 	if a, b := h.snapshot(), snapshotOf(t, m); !bytes.Equal(a, b) {
 		t.Fatalf("replayed state differs:\n%s\n%s", a, b)
 	}
+}
+
+// canarySpec is processSpec with a Canary of two steps.
+func canarySpec(t testing.TB, version string) ledger.Spec {
+	t.Helper()
+	s := processSpec(t, version)
+	s.Strategy = nil
+	if err := json.Unmarshal([]byte(`{"type":"Canary","canary":{"steps":[{"setWeight":20},{"pause":"1m"}],"analysis":{"window":"10s","maxErrorRate":0.01}}}`), &s.Strategy); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestCanarySteps: a canary's rollout holds its step, the weights in
+// force and the analyses the leader records; steps only go forward; a
+// failed analysis turns it back to From by itself (Aborted, with the
+// failure), after which it can only end Failed, and only with nothing
+// pending. Bad weights are refused and change nothing.
+func TestCanarySteps(t *testing.T) {
+	h := newMachine(t, 0)
+	v1, v2 := canarySpec(t, "v1"), canarySpec(t, "v2")
+	h.must(ledger.Created, ledger.Command{Op: ledger.OpPut, Name: "web", Spec: &v1})
+	h.must(ledger.Updated, ledger.Command{Op: ledger.OpPut, Name: "web", Spec: &v2})
+	w, _ := h.m.Work("web")
+	id := w.Rollout.ID
+	if w.Rollout.Strategy != strategy.Canary || w.Rollout.Canary == nil || w.Rollout.Canary.Step != 0 {
+		t.Fatalf("rollout = %+v, want a canary at step 0", w.Rollout)
+	}
+	h.must(ledger.Led, ledger.Command{Op: ledger.OpLead, Replica: "r1", Token: 7})
+	for _, bad := range []map[string]int{{"": 10}, {"v2": -1}, {"v2": 1_000_001}} {
+		h.must(ledger.Invalid, leaderStep(ledger.OpRolloutCanary, 7, ledger.RolloutCmd{ID: id, Weights: bad}))
+	}
+	res, _ := h.must(ledger.Recorded, leaderStep(ledger.OpRolloutCanary, 7, ledger.RolloutCmd{ID: id, Weights: map[string]int{"v1": 80, "v2": 20}}))
+	if cs := res.Rollout.Canary; cs.Weights["v2"] != 20 || cs.WeightsAt == nil {
+		t.Fatalf("canary after weights = %+v", cs)
+	}
+	one := 1
+	h.must(ledger.Recorded, leaderStep(ledger.OpRolloutCanary, 7, ledger.RolloutCmd{ID: id, Step: &one,
+		Analysis: &analysis.Result{Verdict: analysis.Pass, Message: "fine"}}))
+	zero := 0
+	h.must(ledger.Invalid, leaderStep(ledger.OpRolloutCanary, 7, ledger.RolloutCmd{ID: id, Step: &zero}))
+	// The leader may not end it Failed while it has not failed, nor
+	// RolledBack while it was not aborted.
+	h.must(ledger.Stale, leaderStep(ledger.OpRolloutReport, 7, ledger.RolloutCmd{ID: id, Phase: ledger.PhaseFailed}))
+	h.must(ledger.Invalid, leaderStep(ledger.OpRolloutReport, 7, ledger.RolloutCmd{ID: id, Phase: ledger.PhaseRolledBack}))
+
+	res, evs := h.must(ledger.Recorded, leaderStep(ledger.OpRolloutCanary, 7, ledger.RolloutCmd{ID: id,
+		Analysis: &analysis.Result{Verdict: analysis.Fail, Failed: []string{analysis.MaxErrorRate}, Message: "error rate 5.00%"},
+		Budget:   &ledger.Budget{Requests: 160, Failures: 8}}))
+	ro := res.Rollout
+	if !ro.Aborted || ro.Failure == "" || ro.Target() != ro.From || ro.Canary.Budget.Failures != 8 || len(ro.Canary.Analyses) != 2 || ro.Canary.Analyses[1].Step != 1 {
+		t.Fatalf("rollout after a failed analysis = %+v", ro)
+	}
+	if re := rolloutEvents(t, evs); len(re) != 1 || re[0].Change != ledger.ChangeCanary {
+		t.Fatalf("events = %+v", re)
+	}
+	// Rolled back, it goes no further forward.
+	two := 2
+	res, _ = h.must(ledger.Recorded, leaderStep(ledger.OpRolloutCanary, 7, ledger.RolloutCmd{ID: id, Step: &two}))
+	if res.Rollout.Canary.Step != 1 {
+		t.Fatalf("a rolled-back canary moved to step %d", res.Rollout.Canary.Step)
+	}
+	// Back on v1 (an intent pending first), it ends Failed and nothing else.
+	res, _ = h.must(ledger.Recorded, leaderStep(ledger.OpRolloutIntend, 7, ledger.RolloutCmd{ID: id, Kind: ledger.ActionStop, IDs: []string{"web-x-1"}}))
+	h.must(ledger.Stale, leaderStep(ledger.OpRolloutReport, 7, ledger.RolloutCmd{ID: id, Phase: ledger.PhaseFailed}))
+	h.must(ledger.Recorded, leaderStep(ledger.OpRolloutDone, 7, ledger.RolloutCmd{ID: id, ActionRevision: res.Action.Revision, IDs: []string{"web-x-1"}}))
+	for _, wrong := range []string{ledger.PhaseSucceeded, ledger.PhaseRolledBack} {
+		h.must(ledger.Invalid, leaderStep(ledger.OpRolloutReport, 7, ledger.RolloutCmd{ID: id, Phase: wrong}))
+	}
+	res, _ = h.must(ledger.Recorded, leaderStep(ledger.OpRolloutReport, 7, ledger.RolloutCmd{ID: id, Phase: ledger.PhaseFailed, Message: "rolled back"}))
+	if res.Rollout.Phase != ledger.PhaseFailed || res.Rollout.Active() {
+		t.Fatalf("rollout = %+v, want Failed", res.Rollout)
+	}
+	// A canary op of a rolling update is refused.
+	r1 := processSpec(t, "r1")
+	h.must(ledger.Updated, ledger.Command{Op: ledger.OpPut, Name: "web", Spec: &r1})
+	w, _ = h.m.Work("web")
+	h.must(ledger.Invalid, leaderStep(ledger.OpRolloutCanary, 7, ledger.RolloutCmd{ID: w.Rollout.ID, Weights: map[string]int{"r1": 1}}))
 }

@@ -2,9 +2,11 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/services/registry/catalog"
+	"github.com/stewardhq/steward/services/scaler/driver"
 	"github.com/stewardhq/steward/services/scaler/hpa"
 	"github.com/stewardhq/steward/services/scaler/strategy"
 )
@@ -74,6 +76,17 @@ func (s *Spec) normalize() error {
 	collect(s.Spec.Validate())
 	collect(s.Driver.Validate())
 	collect(s.Strategy.Validate())
+	if s.Strategy.Type == strategy.Canary {
+		// A canary runs the new version beside the old and splits the
+		// traffic between them by version: it needs a driver that runs
+		// instances of two templates at once, and a version to split on.
+		if s.Driver.Type != driver.TypeProcess {
+			errs = append(errs, &hpa.FieldError{Field: "strategy.type", Message: fmt.Sprintf("Canary needs the process driver, which runs two versions side by side; the %s driver rolls out with RollingUpdate", s.Driver.Type)})
+		}
+		if s.Driver.Version == "" {
+			errs = append(errs, &hpa.FieldError{Field: "driver.version", Message: "is required with a Canary: the gateway splits traffic by version"})
+		}
+	}
 	if len(errs) > 0 {
 		return errs
 	}

@@ -213,8 +213,8 @@ func TestSpecValidateOneProblem(t *testing.T) {
 }
 
 // TestSpecStrategy: an omitted strategy is shown with Kubernetes'
-// defaults, and a Canary, however well formed, is refused until canaries
-// are run.
+// defaults; a Canary needs the process driver and a version to split
+// traffic on.
 func TestSpecStrategy(t *testing.T) {
 	s := webhookSpec("web", 10)
 	if err := s.Validate(); err != nil {
@@ -229,7 +229,16 @@ func TestSpecStrategy(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := c.Validate()
-	if fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), "strategy.type Canary is not supported yet") {
-		t.Errorf("Validate(Canary) = %v, want invalid: not supported yet", err)
+	if fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), "strategy.type Canary needs the process driver") {
+		t.Errorf("Validate(webhook Canary) = %v, want invalid: needs the process driver", err)
+	}
+	pc := ledger.Spec{Spec: c.Spec, Service: "web", Driver: driver.Spec{Type: driver.TypeProcess, ProcessSpec: driver.ProcessSpec{Command: []string{"app"}}}, Strategy: c.Strategy}
+	err = pc.Validate()
+	if fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), "driver.version is required with a Canary") {
+		t.Errorf("Validate(Canary without a version) = %v, want invalid: driver.version required", err)
+	}
+	pc.Driver.Version = "v2"
+	if err := pc.Validate(); err != nil {
+		t.Errorf("Validate(process Canary with a version) = %v", err)
 	}
 }

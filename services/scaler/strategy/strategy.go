@@ -15,6 +15,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/wire"
 	"github.com/stewardhq/steward/services/scaler/hpa"
+	"github.com/stewardhq/steward/services/scaler/rollout/analysis"
 )
 
 // Types of strategy.
@@ -61,7 +62,7 @@ type RollingParams struct {
 }
 
 // CanaryParams is a canary's shape: its steps and the analysis that
-// judges each. Steward validates it but does not run it yet.
+// judges each (control/canary.go runs it).
 type CanaryParams struct {
 	Steps    []CanaryStep `json:"steps"`
 	Analysis *Analysis    `json:"analysis,omitempty"`
@@ -178,8 +179,7 @@ func (s *Spec) Defaults() {
 }
 
 // Validate checks a spec after Defaults, naming each field under
-// "strategy.". A valid Canary is refused as not supported yet: the shape
-// is fixed, the execution is not built.
+// "strategy.".
 func (s *Spec) Validate() error {
 	var errs hpa.ValidationError
 	add := func(field, format string, args ...any) {
@@ -217,9 +217,6 @@ func (s *Spec) Validate() error {
 			add("rollingUpdate", "is a RollingUpdate field, not a Canary one")
 		}
 		validateCanary(add, s.Canary)
-		if len(errs) == 0 {
-			add("type", "Canary is not supported yet: its shape is accepted for validation only, and no canary is run; use RollingUpdate")
-		}
 	default:
 		add("type", "must be RollingUpdate or Canary, not %q", s.Type)
 	}
@@ -261,8 +258,8 @@ func validateCanary(add func(field, format string, args ...any), c *CanaryParams
 	if a == nil {
 		return
 	}
-	if a.Window <= 0 || time.Duration(a.Window) > MaxPause {
-		add("canary.analysis.window", "must be positive and at most %v", MaxPause)
+	if a.Window <= 0 || time.Duration(a.Window) > analysis.MaxWindow {
+		add("canary.analysis.window", "must be positive and at most %v (the span of the gateway signals the scaler keeps)", analysis.MaxWindow)
 	}
 	if a.MaxErrorRate == nil && a.MaxP99Latency == 0 {
 		add("canary.analysis", "needs a threshold: maxErrorRate or maxP99Latency")
@@ -300,4 +297,14 @@ func (s Spec) Resolve(replicas int) Bounds {
 		b.MaxUnavailable = 1
 	}
 	return b
+}
+
+// Thresholds are the analysis's thresholds as analysis.Judge takes them;
+// an omitted maxErrorRate leaves errors unjudged (1).
+func (a Analysis) Thresholds() analysis.Thresholds {
+	t := analysis.Thresholds{Window: a.Window, MaxErrorRate: 1, MaxP99: a.MaxP99Latency, MinRequests: a.MinRequests}
+	if a.MaxErrorRate != nil {
+		t.MaxErrorRate = *a.MaxErrorRate
+	}
+	return t
 }
