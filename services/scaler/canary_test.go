@@ -49,6 +49,18 @@ func pushSignals(ctx context.Context, t testing.TB, url, svc string, failing map
 	}
 }
 
+// routeDoc is the status of a GET of svc's rollout route document from
+// the plane's config service.
+func routeDoc(t testing.TB, p *plane, svc string) int {
+	t.Helper()
+	resp, err := http.Get(p.config + "/v1/kv/" + url.PathEscape("steward/gateway/routes/rollout-"+svc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // TestCanaryFailover deposes the scaler's leader in the middle of a
 // canary, paused between recording its second action and carrying it
 // out and cut from the election service. The next leader goes on from
@@ -101,8 +113,8 @@ func TestCanaryFailover(t *testing.T) {
 	if got := passingVersions(t, p.registry, svc); got["v2"] != replicas || got["v1"] != 0 {
 		t.Errorf("passing at the end: %v, want %d v2", got, replicas)
 	}
-	if r := call(t, "GET", p.config+"/v1/kv/"+url.PathEscape("steward/gateway/routes/rollout-"+svc), ""); r.status != http.StatusNotFound {
-		t.Errorf("the canary's route document: %d after the promotion, want 404", r.status)
+	if status := routeDoc(t, p, svc); status != http.StatusNotFound {
+		t.Errorf("the canary's route document: %d after the promotion, want 404", status)
 	}
 }
 
@@ -142,8 +154,38 @@ func TestCanaryRollsBackOnFailedAnalysis(t *testing.T) {
 	if got := passingVersions(t, p.registry, svc); got["v1"] != replicas || got["v2"] != 0 {
 		t.Errorf("passing at the end: %v, want %d v1", got, replicas)
 	}
-	if r := call(t, "GET", p.config+"/v1/kv/"+url.PathEscape("steward/gateway/routes/rollout-"+svc), ""); r.status != http.StatusNotFound {
-		t.Errorf("the canary's route document: %d after the rollback, want 404", r.status)
+	if status := routeDoc(t, p, svc); status != http.StatusNotFound {
+		t.Errorf("the canary's route document: %d after the rollback, want 404", status)
 	}
 	t.Logf("%s: %s; budget %+v", ro.Phase, ro.Message, *ro.Canary.Budget)
+}
+
+// TestCanarySupersededByRollingUpdate: a canary whose split is in force,
+// superseded by a rolling update, leaves no split behind: the route
+// document is removed before the rolling update goes on, which ends
+// with every instance at the new version.
+func TestCanarySupersededByRollingUpdate(t *testing.T) {
+	app := buildDemoApp(t)
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	const replicas, svc = 2, "demo-superseded"
+	canary := `{"type":"Canary","canary":{"steps":[{"setWeight":50},{"pause":"1h"}]}}`
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", replicas, canary)), 201)
+	webtest.WaitFor(t, 60*time.Second, "2 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", replicas, canary)), 200)
+	webtest.WaitFor(t, 60*time.Second, "the canary's split in force", func() bool {
+		ro := decode[ledger.Rollout](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollout", ""), 200))
+		return ro.Canary != nil && ro.Canary.Weights["v2"] > 0 && routeDoc(t, p, svc) == http.StatusOK
+	})
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v3", replicas, `{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}`)), 200)
+	ro := waitRollout(t, n.url, "web", 2*time.Minute)
+	if ro.Phase != ledger.PhaseSucceeded || ro.To.Version != "v3" {
+		t.Fatalf("rollout = %+v, want v3 Succeeded", ro)
+	}
+	if status := routeDoc(t, p, svc); status != http.StatusNotFound {
+		t.Errorf("the superseded canary's route document: %d, want 404", status)
+	}
+	if got := passingVersions(t, p.registry, svc); got["v3"] != replicas || len(got) != 1 {
+		t.Errorf("passing at the end: %v, want %d v3 only", got, replicas)
+	}
 }

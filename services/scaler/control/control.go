@@ -163,6 +163,9 @@ type target struct {
 	lastReport string
 	// judgedAt is when the term last judged the scaler's canary.
 	judgedAt time.Time
+	// splitClearedFor is the rolling update whose service this term has
+	// cleared of a canary's traffic split.
+	splitClearedFor int64
 }
 
 // errFenced ends a term whose token the log refused.

@@ -97,6 +97,15 @@ func (t *term) rollOut(ctx context.Context, tg *target, drv driver.Driver, name 
 	if ro.Canary != nil {
 		return t.canary(ctx, tg, v, name, w, replicas, ob)
 	}
+	if tg.splitClearedFor != ro.ID && t.Routes != nil {
+		// A canary this rollout superseded may have left its split in
+		// force, which would send nothing to the new version: a rolling
+		// update balances over every instance.
+		if err := t.clearWeights(ctx, w.Spec.Service); err != nil {
+			return err
+		}
+		tg.splitClearedFor = ro.ID
+	}
 	target := ro.Target()
 	bounds := ob.strategy.Resolve(replicas)
 	plan := strategy.Step(bounds, ob.instances)
