@@ -18,7 +18,7 @@ import (
 const every = syncPeriod
 
 // demo runs the whole demo: steward dev, the scaler, the ramp, the
-// summary and the shutdown.
+// summary, the rollout act and the shutdown.
 func demo(ctx context.Context, o options, phases []phase, out io.Writer) (err error) {
 	dir := o.dir
 	if dir == "" {
@@ -41,7 +41,7 @@ func demo(ctx context.Context, o options, phases []phase, out io.Writer) (err er
 	// app's processes are looked for.
 	defer func() { err = errors.Join(err, rep.shutdown(dev, o.app)) }()
 
-	if err := a.putScaler(ctx, scalerSpec(o.app, dev.registry, o.work)); err != nil {
+	if err := a.putScaler(ctx, scalerName, scalerSpec(o.app, dev.registry, o.work)); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "scaler %q: service %q, %d to %d replicas, a decision every %v\n", scalerName, service, minReplicas, maxReplicas, syncPeriod)
@@ -53,7 +53,11 @@ func demo(ctx context.Context, o options, phases []phase, out io.Writer) (err er
 	if err := rep.waitFirst(ctx, dev.gateway); err != nil {
 		return err
 	}
-	return rep.ramp(ctx, dev.gateway)
+	err = rep.ramp(ctx, dev.gateway)
+	if ctx.Err() != nil {
+		return err
+	}
+	return errors.Join(err, runRolloutAct(ctx, a, out, o, dev))
 }
 
 // report follows the scaler and prints what happens.
@@ -113,20 +117,23 @@ func (r *report) waitFirst(ctx context.Context, gateway string) error {
 				"  the scaler's last decision: %s\n  GET /v1/scalers/%s/decisions?limit=5:\n%s",
 				service, passing, st.Status.DriverError, last, scalerName, r.api.rawDecisions(ctx, 5))
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }
 
 func (r *report) routes(ctx context.Context, gateway string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, gateway+"/s/"+service+"/", nil)
+	return answers(ctx, r.api, gateway+"/s/"+service+"/")
+}
+
+// answers reports whether a GET of url is answered 200.
+func answers(ctx context.Context, a *api, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false
 	}
-	resp, err := r.api.client.Do(req)
+	resp, err := a.client.Do(req)
 	if err != nil {
 		return false
 	}

@@ -1,15 +1,21 @@
 // Command ramp is `make demo`: it starts `steward dev`, puts a scaler with
 // the process driver on the demo app, sends a load ramp through the
 // gateway and prints, every two seconds, the load, the latency and the
-// replica count as the scaler takes it up and back down. At the end it
-// stops `steward dev` with SIGINT, which stops the demo app's processes
-// through the driver, and checks that none is left.
+// replica count as the scaler takes it up and back down. Then comes the
+// rollout act (rollout.go): a second scaler runs 4 demo-app processes at
+// v1 under a light load; act A rolls them to v2 (RollingUpdate), act B
+// sends a v3 that fails 5% of its requests as a canary, which its first
+// analysis fails and the scaler rolls back; the act's scaler is deleted.
+// At the end it stops `steward dev` with SIGINT, which stops the demo
+// app's processes through the driver, and checks that none is left.
 //
 //	go run ./cmd/demo-app/ramp -steward bin/steward -app bin/demo-app [-quick]
 //
 // It exits non-zero when the scaler did not scale up, did not come back
-// down to minReplicas, or left a process behind: the demo exists to show
-// those three things, so their absence is a failure, not a quiet line.
+// down to minReplicas, or left a process behind, or when act A did not
+// succeed without a failed request or act B did not end Failed, rolled
+// back to 4 passing v2 instances: the demo exists to show those things,
+// so their absence is a failure, not a quiet line.
 package main
 
 import (
@@ -53,7 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.steward, "steward", "bin/steward", "the steward binary (make build)")
 	fs.StringVar(&o.app, "app", "bin/demo-app", "the demo-app binary (make build)")
 	fs.StringVar(&o.dir, "dir", "", "steward dev's data directory, where its log goes too (default: a new temporary directory)")
-	fs.BoolVar(&o.quick, "quick", false, "a shorter ramp, about 90 s")
+	fs.BoolVar(&o.quick, "quick", false, "a shorter ramp (about 90 s) and shorter canary pauses in the rollout act")
 	fs.DurationVar(&o.work, "work", 10*time.Millisecond, "CPU time each request burns in the demo app (STEWARD_DEMO_WORK)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

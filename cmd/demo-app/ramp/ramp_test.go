@@ -21,13 +21,21 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var (
 	maxReached = regexp.MustCompile(`max replicas reached: (\d+)`)
 	backToMin  = regexp.MustCompile(`back to 1 replica: [\d.]+s after the load stopped`)
+	// The rollout act's outcomes.
+	actA       = regexp.MustCompile(`act A ended Succeeded after [\d.]+s: \d+ requests sent, 0 failed`)
+	actB       = regexp.MustCompile(`act B ended Failed after [\d.]+s, rolled back to v2: .+`)
+	failedStep = regexp.MustCompile(`analysis of step \d+: fail: `)
+	afterB     = regexp.MustCompile(`afterwards: 4 v2 instances passing, 0 of v3`)
+	removed    = regexp.MustCompile(`its processes stopped and its instances left the registry`)
 )
 
 // TestQuickDemo builds steward, the demo app and this program, and runs
 // the program with -quick as `make demo` runs it: it must exit 0 having
 // seen the scaler go above one replica and come back to one, and no
-// demo-app process may be left once it has stopped steward dev. It takes
-// about 105 s with a warm build cache, so -short does not skip it.
+// demo-app process may be left once it has stopped steward dev. The
+// rollout act must show act A succeeding without a failed request and
+// act B failing an analysis and rolled back. It takes about 3 minutes
+// with a warm build cache, so -short does not skip it.
 func TestQuickDemo(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the leftover check reads /proc")
@@ -40,7 +48,7 @@ func TestQuickDemo(t *testing.T) {
 	}
 	app := filepath.Join(bin, "demo-app")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "ramp"), "-quick",
 		"-steward", filepath.Join(bin, "steward"), "-app", app, "-dir", t.TempDir())
@@ -73,6 +81,20 @@ func TestQuickDemo(t *testing.T) {
 	}
 	if !backToMin.Match(out) {
 		t.Error("the summary does not show the replicas back at 1 after the load stopped")
+	}
+	for _, want := range []struct {
+		re   *regexp.Regexp
+		what string
+	}{
+		{actA, "act A ending Succeeded with 0 failed requests"},
+		{failedStep, "a failed analysis of the canary"},
+		{actB, "act B ending Failed, rolled back"},
+		{afterB, "4 v2 instances passing after the rollback"},
+		{removed, "the act's scaler deleted and its processes stopped"},
+	} {
+		if !want.re.Match(out) {
+			t.Errorf("the rollout act does not show %s (%s)", want.what, want.re)
+		}
 	}
 }
 
