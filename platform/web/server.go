@@ -65,7 +65,7 @@ func NewHandler(o Options) http.Handler {
 	logger = logger.With("service", o.Service)
 
 	r := chi.NewRouter()
-	r.Use(withRequestID, withTraceparent, observe(logger, newMetrics(reg, o.Service), o.QuietRoutes), recoverPanics(logger))
+	r.Use(withRequestContext, observe(logger, newMetrics(reg, o.Service), o.QuietRoutes), recoverPanics(logger))
 	r.Use(o.Middleware...)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		Error(w, req, logger, fault.New(fault.NotFound, "no route for %s", req.URL.Path))
