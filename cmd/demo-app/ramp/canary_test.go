@@ -148,10 +148,13 @@ func TestCanary(t *testing.T) {
 	if bad.Failure == "" {
 		t.Error("the failed rollout does not say why")
 	}
-	// The clients never see more failures than v3 gave; the gateway's
-	// retry of an idempotent GET elsewhere may hide some.
-	if b := bad.Canary.Budget; b != nil && int64(spent.failed) > b.Failures {
-		t.Errorf("%d requests failed at the clients, more than the %d v3 failed", spent.failed, b.Failures)
+	// The failures the clients see are the step's share during about one
+	// analysis window: 60 rps × 25% × 10 s × 5% is 7.5; the bound leaves
+	// room for a window that ran long (the judgement waits for the
+	// window, then for the next push, every 5 s). The budget is the
+	// gateway's count, up to a push behind.
+	if spent.failed > 15 {
+		t.Errorf("%d requests failed at the clients, more than twice one window's share", spent.failed)
 	}
 	if n := h.passingAt("v2"); n != replicas || h.passingAt("v3") != 0 {
 		t.Errorf("%d v2 and %d v3 instances passing after the rollback, want %d and 0", n, h.passingAt("v3"), replicas)

@@ -25,8 +25,10 @@ import (
 //     From would; the split is removed and the rollout ends RolledBack,
 //     or Failed after a failure;
 //   - the step's weight needs more new instances (ceil(weight% of the
-//     count), at least one): they are started, on top of the old ones,
-//     and the weight waits until they are available;
+//     count), at least one): a split giving the new version nothing is
+//     written first, so that the gateway does not balance over the new
+//     instances as they register, then they are started, on top of the
+//     old ones, and the weight waits until they are available;
 //   - the weights in force differ from the step's: they are written to
 //     the gateway's route document (fenced by the leadership) and then
 //     recorded, so an analysis window counts from the record;
@@ -141,6 +143,13 @@ func (t *term) canary(ctx context.Context, tg *target, v versioned, name string,
 			return t.carryOutPlan(ctx, v, name, w, ro.From, strategy.Plan{Stop: ids})
 		}
 	}
+	if _, split := cs.Weights[to.Version]; want > 0 && !split {
+		// Before the first new instance registers, a split that gives
+		// it nothing: without one the gateway would balance over every
+		// instance, and the new version get its share of the count
+		// before its weight.
+		return t.setAndRecordWeights(ctx, name, w, step, canaryWeights(to.Version, 0, oldVersions))
+	}
 	if len(newIns) < want {
 		return t.carryOutPlan(ctx, v, name, w, to, strategy.Plan{Start: want - len(newIns)})
 	}
@@ -148,13 +157,8 @@ func (t *term) canary(ctx context.Context, tg *target, v versioned, name string,
 		return nil // the weight waits for the instances it sends to
 	}
 	if weight > 0 {
-		weights := canaryWeights(to.Version, weight, oldVersions)
-		if !maps.Equal(weights, cs.Weights) {
-			if err := t.setWeights(ctx, w.Spec.Service, weights); err != nil {
-				return err
-			}
-			t.Logger.Info("canary weights set", "scaler", name, "rollout", ro.ID, "step", step, "weights", weights)
-			return t.recordCanary(ctx, name, ledger.RolloutCmd{ID: ro.ID, Weights: weights})
+		if weights := canaryWeights(to.Version, weight, oldVersions); !maps.Equal(weights, cs.Weights) {
+			return t.setAndRecordWeights(ctx, name, w, step, weights)
 		}
 	}
 	if step >= len(steps) {
@@ -185,6 +189,16 @@ func (t *term) canary(ctx context.Context, tg *target, v versioned, name string,
 	return nil
 }
 
+// setAndRecordWeights writes the weights to the gateway's route
+// document, then records them in force.
+func (t *term) setAndRecordWeights(ctx context.Context, name string, w ledger.Work, step int, weights map[string]int) error {
+	if err := t.setWeights(ctx, w.Spec.Service, weights); err != nil {
+		return err
+	}
+	t.Logger.Info("canary weights set", "scaler", name, "rollout", w.Rollout.ID, "step", step, "weights", weights)
+	return t.recordCanary(ctx, name, ledger.RolloutCmd{ID: w.Rollout.ID, Weights: weights})
+}
+
 // judge runs the canary's analysis when one is due: the spec has one,
 // the new version has had traffic at the weights in force for a whole
 // window, and this term has not judged within the last window. run
@@ -199,11 +213,21 @@ func (t *term) judge(tg *target, w ledger.Work, now time.Time, a *strategy.Analy
 	if cs.WeightsAt == nil || now.Sub(*cs.WeightsAt) < window || now.Sub(tg.judgedAt) < window {
 		return nil, true
 	}
-	tg.judgedAt = now
 	signals := t.Metrics.Versions(w.Spec.Service, window, now)
-	r := analysis.Judge(a.Thresholds(), signals[w.Rollout.To.Version], signals[w.Rollout.From.Version])
+	canary := signals[w.Rollout.To.Version]
+	if canary.Window.Std() < window*9/10 && now.Sub(*cs.WeightsAt) < window+signalsLag {
+		// The gateways' pushes do not cover the window yet (they come
+		// every few seconds): wait for the next rather than judge less.
+		return nil, true
+	}
+	tg.judgedAt = now
+	r := analysis.Judge(a.Thresholds(), canary, signals[w.Rollout.From.Version])
 	return &r, true
 }
+
+// signalsLag bounds how long a canary's analysis waits past its window
+// for the gateways' pushes to cover it: two of their default intervals.
+const signalsLag = 10 * time.Second
 
 // budget is what reached the new version since the rollout began (at
 // most the span of signals the store keeps).
