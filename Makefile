@@ -17,7 +17,8 @@ run:
 
 ## demo: steward dev, a scaler with the process driver on cmd/demo-app and a
 ## load ramp through the gateway, printing the replicas as they scale up and
-## back down (about 3.5 minutes; DEMO_FLAGS=-quick for about 90 s)
+## back down, then a rollout act: v1 → v2 rolling, then a bad v3 canary that
+## rolls back by itself (about 4.5 minutes; DEMO_FLAGS=-quick for about 2)
 demo: build
 	go run ./cmd/demo-app/ramp -steward bin/steward -app bin/demo-app $(DEMO_FLAGS)
 
