@@ -14216,13 +14216,13 @@ type DriverSpec struct {
 	// Dir process: the working directory.
 	Dir *string `json:"dir,omitempty"`
 
-	// Env process: extra environment; names must be non-empty without '=' or NUL.
+	// Env process: extra environment; names must be non-empty without '=' or NUL. kubernetes: set on the container image goes in (with image; names of letters, digits, '_', '-' and '.', not starting with a digit), merged by name: variables not named stay, one set from a source gets the value instead. Part of the template.
 	Env *map[string]string `json:"env,omitempty"`
 
 	// GracePeriod process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s.
 	GracePeriod *ScalerDuration `json:"gracePeriod,omitempty"`
 
-	// Image kubernetes: the image of the pod template's container (container, or the first). Kept on the workload outside rollouts (a patch only when it differs); changing it starts a rollout, which the Deployment or StatefulSet controller carries out with its own strategy while the scaler follows its status (observedGeneration, updatedReplicas, availableReplicas) to Succeeded, or Failed after progressDeadline. Part of the template.
+	// Image kubernetes: the image of the pod template's container (container, or the first). With env, kept on the workload outside rollouts (a patch only when either differs); changing either starts a rollout, which the Deployment or StatefulSet controller carries out with its own strategy while the scaler follows its status (observedGeneration, updatedReplicas, availableReplicas) to Succeeded, or Failed after progressDeadline. Part of the template.
 	Image *string `json:"image,omitempty"`
 
 	// Kind kubernetes: the workload's kind; Deployment when omitted.
@@ -16110,7 +16110,9 @@ type SpecWithDefaults struct {
 	// Service A service as the registry names it: 1 to 63 of a-z, 0-9 and '-'.
 	//
 	// Example: web
-	Service  ScalerServiceName `json:"service"`
+	Service ScalerServiceName `json:"service"`
+
+	// Strategy The strategy with its defaults filled in: a RollingUpdate always has rollingUpdate with both bounds; a Canary has canary and no rollingUpdate.
 	Strategy struct {
 		Canary *struct {
 			// Analysis Thresholds the new version's gateway signals are held to: once a setWeight step's weights have been in force for window, and every window after that while the step lasts, its error rate (5xx and failed attempts) over the last window must be at most maxErrorRate and its p99 latency at most maxP99Latency; with fewer than minRequests (or none) the analysis is inconclusive and is repeated. window is at most 10m. At least one of maxErrorRate and maxP99Latency.
@@ -16122,8 +16124,8 @@ type SpecWithDefaults struct {
 		MinReadySeconds int `json:"minReadySeconds"`
 
 		// ProgressDeadline Positive and longer than minReadySeconds; 10m when omitted. A canary that makes no progress for this long (outside pause steps; an analysis inconclusive for lack of requests) rolls back and ends Failed.
-		ProgressDeadline ScalerDuration         `json:"progressDeadline"`
-		RollingUpdate    map[string]interface{} `json:"rollingUpdate"`
+		ProgressDeadline ScalerDuration          `json:"progressDeadline"`
+		RollingUpdate    *map[string]interface{} `json:"rollingUpdate,omitempty"`
 
 		// Type RollingUpdate when omitted. Canary needs the process driver and driver.version.
 		Type SpecWithDefaultsStrategyType `json:"type"`

@@ -1543,13 +1543,13 @@ export interface components {
             container?: string;
             /** @description process: the working directory. */
             dir?: string;
-            /** @description process: extra environment; names must be non-empty without '=' or NUL. */
+            /** @description process: extra environment; names must be non-empty without '=' or NUL. kubernetes: set on the container image goes in (with image; names of letters, digits, '_', '-' and '.', not starting with a digit), merged by name: variables not named stay, one set from a source gets the value instead. Part of the template. */
             env?: {
                 [key: string]: string;
             };
             /** @description process: between SIGTERM and SIGKILL, not negative; 10s when omitted or 0s. */
             gracePeriod?: components["schemas"]["ScalerDuration"];
-            /** @description kubernetes: the image of the pod template's container (container, or the first). Kept on the workload outside rollouts (a patch only when it differs); changing it starts a rollout, which the Deployment or StatefulSet controller carries out with its own strategy while the scaler follows its status (observedGeneration, updatedReplicas, availableReplicas) to Succeeded, or Failed after progressDeadline. Part of the template. */
+            /** @description kubernetes: the image of the pod template's container (container, or the first). With env, kept on the workload outside rollouts (a patch only when either differs); changing either starts a rollout, which the Deployment or StatefulSet controller carries out with its own strategy while the scaler follows its status (observedGeneration, updatedReplicas, availableReplicas) to Succeeded, or Failed after progressDeadline. Part of the template. */
             image?: string;
             /**
              * @description kubernetes: the workload's kind; Deployment when omitted.
@@ -3118,9 +3118,10 @@ export interface components {
                     selectPolicy: "Max" | "Min" | "Disabled";
                 } & WithRequired<components["schemas"]["Rules"], "stabilizationWindow" | "selectPolicy" | "policies">;
             } & WithRequired<components["schemas"]["Behavior"], "scaleUp" | "scaleDown">;
+            /** @description The strategy with its defaults filled in: a RollingUpdate always has rollingUpdate with both bounds; a Canary has canary and no rollingUpdate. */
             strategy: {
-                rollingUpdate: Record<string, never>;
-            } & WithRequired<components["schemas"]["Strategy"], "type" | "rollingUpdate" | "minReadySeconds" | "progressDeadline">;
+                rollingUpdate?: Record<string, never>;
+            } & WithRequired<components["schemas"]["Strategy"], "type" | "minReadySeconds" | "progressDeadline">;
         };
         /** @description What the stabilization windows did to the proposal. */
         Stabilization: {

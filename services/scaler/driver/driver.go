@@ -148,7 +148,7 @@ func (s *Spec) Validate() error {
 	foreign := func(typ string, set map[string]bool) {
 		for _, f := range []string{"command", "env", "dir", "gracePeriod", "url", "secret", "secretEnv",
 			"readCurrent", "maxAttempts", "backoff", "timeout", "template", "kind", "name", "namespace", "apiServer", "image", "container"} {
-			if set[f] && fieldType[f] != typ {
+			if set[f] && fieldType[f] != typ && !(f == "env" && typ == TypeKubernetes) {
 				add(f, "is a %s driver field, not a %s one", fieldType[f], typ)
 			}
 		}
@@ -229,6 +229,14 @@ func (s *Spec) Validate() error {
 		if s.Container != "" && s.Image == "" {
 			add("container", "names where image goes: set image too")
 		}
+		if len(s.Env) > 0 && s.Image == "" {
+			add("env", "is set on the container image runs in: set image too")
+		}
+		for k := range s.Env {
+			if !envName(k) {
+				add("env", "has an invalid name %q: Kubernetes takes letters, digits, '_', '-' and '.', not starting with a digit", k)
+			}
+		}
 
 	case "":
 		add("type", "is required: process, webhook or kubernetes")
@@ -247,6 +255,19 @@ var fieldType = map[string]string{
 	"maxAttempts": TypeWebhook, "backoff": TypeWebhook, "timeout": TypeWebhook, "template": TypeWebhook,
 	"kind": TypeKubernetes, "name": TypeKubernetes, "namespace": TypeKubernetes, "apiServer": TypeKubernetes,
 	"image": TypeKubernetes, "container": TypeKubernetes,
+}
+
+// envName is Kubernetes' rule for an environment variable's name.
+func envName(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-' || b == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // dnsLabel is Kubernetes' rule for a container's name (RFC 1123 label).

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -18,14 +20,27 @@ type Workload struct {
 		Replicas *int `json:"replicas"`
 		Template struct {
 			Spec struct {
-				Containers []struct {
-					Name  string `json:"name"`
-					Image string `json:"image"`
-				} `json:"containers"`
+				Containers []Container `json:"containers"`
 			} `json:"spec"`
 		} `json:"template"`
 	} `json:"spec"`
 	Status WorkloadStatus `json:"status"`
+}
+
+// Container is a pod template's container as a rollout reads and
+// patches it: its name, image and environment.
+type Container struct {
+	Name  string   `json:"name"`
+	Image string   `json:"image,omitempty"`
+	Env   []EnvVar `json:"env,omitempty"`
+}
+
+// EnvVar is one of a container's environment variables; one set from a
+// source (valueFrom) has no value here.
+type EnvVar struct {
+	Name      string          `json:"name"`
+	Value     string          `json:"value,omitempty"`
+	ValueFrom json.RawMessage `json:"valueFrom,omitempty"`
 }
 
 // WorkloadStatus is a Deployment's (or StatefulSet's) status as a
@@ -82,16 +97,17 @@ func (k *Kubernetes) RollOut(ctx context.Context, t Template, token int64) (Roll
 		return RolloutState{}, fmt.Errorf("kubernetes driver: %s has no container %q", k.what, t.Container)
 	}
 	st := RolloutState{}
-	if cs[i].Image != t.Image {
-		// A strategic merge patch merges containers by name: only this
-		// one's image changes.
+	if env := envChanges(cs[i].Env, t.Env); cs[i].Image != t.Image || len(env) > 0 {
+		// A strategic merge patch merges containers, and a container's
+		// env, by name: only this container's image and the variables
+		// the template names change.
 		patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
-			"containers": []map[string]string{{"name": cs[i].Name, "image": t.Image}}}}}})
+			"containers": []Container{{Name: cs[i].Name, Image: t.Image, Env: env}}}}}})
 		if w, err = k.workload(ctx, patch); err != nil {
 			return RolloutState{}, err
 		}
 		st.Patched = true
-		k.log.Info("image set", "workload", k.what, "container", cs[i].Name, "image", t.Image, "token", token)
+		k.log.Info("pod template set", "workload", k.what, "container", cs[i].Name, "image", t.Image, "env", len(env), "token", token)
 	}
 	st.WorkloadStatus = w.Status
 	st.Desired = 1
@@ -102,6 +118,26 @@ func (k *Kubernetes) RollOut(ctx context.Context, t Template, token int64) (Roll
 	st.Complete = !st.Patched && s.ObservedGeneration >= w.Metadata.Generation &&
 		s.UpdatedReplicas == st.Desired && s.Replicas == st.Desired && s.AvailableReplicas >= st.Desired
 	return st, nil
+}
+
+// envChanges are the variables of want that the container's env does
+// not have at that value, in name order. A variable the template does
+// not name is left as it is; one set from a source (valueFrom) gets the
+// value instead, its valueFrom removed (null in a merge patch).
+func envChanges(have []EnvVar, want map[string]string) []EnvVar {
+	var out []EnvVar
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		i := slices.IndexFunc(have, func(e EnvVar) bool { return e.Name == name })
+		if i >= 0 && have[i].Value == want[name] && len(have[i].ValueFrom) == 0 {
+			continue
+		}
+		e := EnvVar{Name: name, Value: want[name]}
+		if i >= 0 && len(have[i].ValueFrom) > 0 {
+			e.ValueFrom = json.RawMessage("null")
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // workload GETs the workload, or PATCHes it with patch (a strategic

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 type deployment struct {
 	mu                           sync.Mutex
 	images                       map[string]string
+	env                          map[string][]driver.EnvVar
 	generation, observed         int64
 	replicas, updated, available int
 	patches                      []string
@@ -56,7 +58,23 @@ func (d *deployment) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, c := range p.Spec.Template.Spec.Containers {
-			d.images[c.Name] = c.Image
+			if c.Image != "" {
+				d.images[c.Name] = c.Image
+			}
+			for _, e := range c.Env { // merged by name; a null valueFrom removes it
+				env := d.env[c.Name]
+				i := slices.IndexFunc(env, func(h driver.EnvVar) bool { return h.Name == e.Name })
+				if i < 0 {
+					env, i = append(env, driver.EnvVar{Name: e.Name}), len(env)
+				}
+				env[i].Value = e.Value
+				if string(e.ValueFrom) == "null" {
+					env[i].ValueFrom = nil
+				} else if len(e.ValueFrom) > 0 {
+					env[i].ValueFrom = e.ValueFrom
+				}
+				d.env[c.Name] = env
+			}
 		}
 		d.generation++
 		d.updated, d.available = 0, d.replicas-1
@@ -69,8 +87,8 @@ func (d *deployment) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal([]byte(`{"metadata":{},"spec":{"template":{"spec":{}}},"status":{}}`), &out)
 	out["metadata"].(map[string]any)["generation"] = d.generation
 	out["spec"].(map[string]any)["replicas"] = d.replicas
-	out["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"] = []map[string]string{
-		{"name": "app", "image": d.images["app"]}, {"name": "sidecar", "image": d.images["sidecar"]}}
+	out["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"] = []driver.Container{
+		{Name: "app", Image: d.images["app"], Env: d.env["app"]}, {Name: "sidecar", Image: d.images["sidecar"], Env: d.env["sidecar"]}}
 	out["status"] = map[string]any{"observedGeneration": d.observed, "replicas": running, "updatedReplicas": d.updated,
 		"readyReplicas": d.available, "availableReplicas": d.available}
 	w.Header().Set("Content-Type", "application/json")
@@ -128,4 +146,51 @@ func TestKubernetesRollOut(t *testing.T) {
 	if _, err := d.RollOut(ctx, driver.Template{Image: "x:1", Container: "nope"}, 2); err == nil || !strings.Contains(err.Error(), `no container "nope"`) {
 		t.Errorf("RollOut on a container the pod has not = %v", err)
 	}
+}
+
+// TestKubernetesRollOutEnv: the template's env is set on the named
+// container, in one patch with the image, merged by name: variables it
+// does not name stay, one set from a source gets the value instead (its
+// valueFrom removed), the other container is untouched; an env already
+// as wanted patches nothing.
+func TestKubernetesRollOutEnv(t *testing.T) {
+	t.Parallel()
+	dep := &deployment{images: map[string]string{"app": "web:1", "sidecar": "proxy:1"}, generation: 1, observed: 1, replicas: 2, updated: 2, available: 2,
+		env: map[string][]driver.EnvVar{
+			"app":     {{Name: "LOG_LEVEL", Value: "info"}, {Name: "DB_URL", ValueFrom: json.RawMessage(`{"secretKeyRef":{"name":"db","key":"url"}}`)}, {Name: "KEEP", Value: "1"}},
+			"sidecar": {{Name: "LOG_LEVEL", Value: "warn"}}}}
+	srv := httptest.NewTLSServer(dep)
+	t.Cleanup(srv.Close)
+	d := newKubernetes(t, srv, serviceAccount(t, srv), driver.KubernetesSpec{Name: "web"}).(*driver.Kubernetes)
+	ctx := t.Context()
+	if st, err := d.RollOut(ctx, driver.Template{Image: "web:1", Container: "app", Env: map[string]string{"LOG_LEVEL": "info"}}, 1); err != nil || st.Patched {
+		t.Fatalf("RollOut(the env it has) = %+v, %v; want no patch", st, err)
+	}
+	want := driver.Template{Image: "web:1", Container: "app", Env: map[string]string{"LOG_LEVEL": "debug", "DB_URL": "postgres://db/x"}}
+	st, err := d.RollOut(ctx, want, 1)
+	if err != nil || !st.Patched {
+		t.Fatalf("RollOut(a new env) = %+v, %v; want a patch", st, err)
+	}
+	if st, err := d.RollOut(ctx, want, 1); err != nil || st.Patched {
+		t.Fatalf("RollOut(the same env again) = %+v, %v; want no patch", st, err)
+	}
+	dep.mu.Lock()
+	defer dep.mu.Unlock()
+	if len(dep.patches) != 1 || strings.Contains(dep.patches[0], "KEEP") || strings.Contains(dep.patches[0], "sidecar") {
+		t.Errorf("patches = %q, want one naming only app's changed variables", dep.patches)
+	}
+	wantApp := []driver.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "DB_URL", Value: "postgres://db/x"}, {Name: "KEEP", Value: "1"}}
+	if got, _ := json.Marshal(dep.env["app"]); string(got) != string(must(json.Marshal(wantApp))) {
+		t.Errorf("app's env = %s, want %s", got, must(json.Marshal(wantApp)))
+	}
+	if got := dep.env["sidecar"]; len(got) != 1 || got[0].Value != "warn" {
+		t.Errorf("sidecar's env = %+v, want it untouched", got)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

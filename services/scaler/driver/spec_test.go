@@ -64,6 +64,8 @@ func TestSpecValidate(t *testing.T) {
 		{"template on process", `{"type":"process","command":["x"],"template":{}}`, []string{"driver.template"}},
 		{"kubernetes image", `{"type":"kubernetes","name":"x","image":"reg.example.com/web@sha256:ab","container":"web-1"}`, nil},
 		{"kubernetes bad image and container", `{"type":"kubernetes","name":"x","image":"web 1","container":"Web"}`, []string{"driver.image", "driver.container"}},
+		{"kubernetes env", `{"type":"kubernetes","name":"x","image":"web:2","env":{"LOG_LEVEL":"debug","a.b-c_d":"1"}}`, nil},
+		{"kubernetes env without image, bad name", `{"type":"kubernetes","name":"x","env":{"1X":"v"}}`, []string{"driver.env", "driver.env"}},
 		{"kubernetes container without image", `{"type":"kubernetes","name":"x","container":"web"}`, []string{"driver.container"}},
 		{"image on webhook", `{"type":"webhook","url":"http://h","secret":"s","image":"x"}`, []string{"driver.image"}},
 	} {

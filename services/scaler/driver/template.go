@@ -12,8 +12,8 @@ import (
 // whose change is a new version to roll out, not a new way of driving
 // the same one. The process driver runs Command in Dir with Env and
 // STEWARD_VERSION=Version; the webhook driver sends Body and Version with
-// every call; the kubernetes driver sets Image on Container of the pod
-// template.
+// every call; the kubernetes driver sets Image and Env on Container of the
+// pod template.
 type Template struct {
 	Version string            `json:"version,omitempty"`
 	Command []string          `json:"command,omitempty"`
@@ -36,7 +36,7 @@ func (s Spec) Workload() Template {
 	case TypeWebhook:
 		t.Body = s.Template
 	case TypeKubernetes:
-		t.Image, t.Container = s.Image, s.Container
+		t.Image, t.Container, t.Env = s.Image, s.Container, s.Env
 	}
 	return t
 }
