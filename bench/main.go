@@ -30,8 +30,14 @@
 // publishes to an R3 stream. Section auth measures the config service's
 // PUT and linearizable GET at many clients with STEWARD_AUTH off and on
 // (a scoped token), runs alternating, and judges the cost against 5%.
+// Section cluster3 compares 3-node deployments with fsync on: the config
+// service (3 NATS servers, R3 stream, 3 voters, each server and replica
+// its own child process) against a 3-member etcd cluster (each member its
+// own child process): PUT and linearizable GET at 1 and many clients
+// through each system's own client and both through HTTP/JSON with the
+// same Go HTTP client (etcd's gRPC gateway), and watch latency.
 //
-//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth]
+//	go run ./bench [-duration=3s] [-runs=3] [-only=floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth,cluster3]
 //
 // Every number printed is measured in that run. Progress goes to stderr,
 // the tables to stdout.
@@ -73,6 +79,8 @@ func main() {
 		err = registrybench.RunChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == clusterbench.NATSChildCommand:
 		err = clusterbench.RunNATSChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == clusterbench.EtcdChildCommand:
+		err = clusterbench.RunEtcdChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
@@ -93,7 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	fs.IntVar(&c.Clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.ValueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth,cluster3", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
 	fs.IntVar(&c.ColdEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.MemEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.MemValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -115,6 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	gatewaybench.Flags(fs, &c)
 	scalerbench.Flags(fs, &c.Scaler)
 	fs.StringVar(&c.ClusterServers, "cluster-servers", clusterbench.ServersChild, "cluster: where the 3 NATS servers run, "+clusterbench.ServersChild+" (each its own process) or "+clusterbench.ServersInProc+" (in this process)")
+	fs.IntVar(&c.Cluster3WatchPuts, "cluster3-watch-puts", 200, "cluster3: PUTs per system for the watch latency")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -131,7 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 		}
 	}
 	for _, s := range c.Only {
-		if !slices.Contains([]string{"auth", "cluster", "election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
+		if !slices.Contains([]string{"auth", "cluster", "cluster3", "election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
 			"registry", "registry-load", "registry-reg"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
@@ -141,6 +150,9 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	}
 	if c.Runs < 1 || c.Clients < 1 || c.Duration <= 0 || c.ColdEntries < 1 || c.MemEntries < 1 || c.Proposers < 1 {
 		return c, fmt.Errorf("-runs, -clients, -duration, -cold-entries, -mem-entries and -fill-proposers must be positive")
+	}
+	if c.Cluster3WatchPuts < 1 {
+		return c, fmt.Errorf("-cluster3-watch-puts must be positive")
 	}
 	if c.Watchers < 1 || c.WatchPuts < 1 || c.ConfigMemKeys < 1 || c.ConfigMemValueSize < 2 {
 		return c, fmt.Errorf("-watchers, -watch-puts and -config-mem-keys must be positive, -config-mem-value-size at least 2")
@@ -197,6 +209,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.Enabled("cluster") {
 		clusterbench.Print(stdout, cfg, clusterbench.Run(ctx, log, cfg))
+	}
+	if cfg.Enabled("cluster3") {
+		clusterbench.Print3(stdout, cfg, clusterbench.Run3(ctx, log, cfg))
 	}
 	// A failure here is printed in the table, like a failed row, rather
 	// than losing what was measured before it.

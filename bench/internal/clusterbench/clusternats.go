@@ -194,8 +194,13 @@ func (c *natsCluster) connect(i int) (*nats.Conn, error) {
 
 // stop stops every server that started, all at once.
 func (c *natsCluster) stop() {
+	stopAll(c.stops)
+}
+
+// stopAll calls every non-nil stop, all at once, and waits for them.
+func stopAll(stops []func() error) {
 	done := make(chan struct{})
-	for _, s := range c.stops {
+	for _, s := range stops {
 		go func() {
 			if s != nil {
 				_ = s()
@@ -203,7 +208,7 @@ func (c *natsCluster) stop() {
 			done <- struct{}{}
 		}()
 	}
-	for range c.stops {
+	for range stops {
 		<-done
 	}
 }

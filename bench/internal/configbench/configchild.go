@@ -51,16 +51,21 @@ func serveReplica(ctx context.Context, ns *harness.NATSServer, s configsvc.Setti
 
 // RunChild is the child process.
 func RunChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var id *string
+	var id, voters *string
+	var streamReplicas *int
 	url, stopProfile, err := harness.ParseServiceChild(ChildCommand, args, stderr, func(fs *flag.FlagSet) {
-		id = fs.String("replica", "config-0", "replica ID (the only voter)")
+		id = fs.String("replica", "config-0", "replica ID")
+		voters = fs.String("voters", "", "the voters' replica IDs, comma-separated (empty: this replica alone)")
+		streamReplicas = fs.Int("stream-replicas", 1, "JetStream replicas of the service's stream")
 	})
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
 	logger := harness.ServiceLogger(stderr).With("process", ChildCommand)
-	r, err := serveReplica(ctx, &harness.NATSServer{URL: *url}, configSettings(*id, nil), logger)
+	s := configSettings(*id, harness.SplitList(*voters))
+	s.StreamReplicas = *streamReplicas
+	r, err := serveReplica(ctx, &harness.NATSServer{URL: *url}, s, logger)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,8 @@ type Config struct {
 	Scaler ScalerConfig
 	// the cluster section
 	ClusterServers string
+	// the cluster3 section
+	Cluster3WatchPuts int
 }
 
 func SplitList(s string) []string {
