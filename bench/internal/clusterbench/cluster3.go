@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,7 @@ type cluster3Report struct {
 	watchPuts      int
 	err            error // a cluster did not start
 	gatewayChecked string
+	wrk            string // which wrk measured the wrk rows, or why none
 }
 
 // watchStats is one system's watch latencies and its PUTs' latencies.
@@ -201,6 +203,7 @@ func Run3(ctx context.Context, log *slog.Logger, cfg harness.Config) *cluster3Re
 	row(rowC3PutN, fmt.Sprintf("PUT, %d clients", n), n, true)
 	row(rowC3Lin1, "GET linearizable, 1 client", 1, false)
 	row(rowC3LinN, fmt.Sprintf("GET linearizable, %d clients", n), n, false)
+	rep.wrk = measureWrk(ctx, log, cfg, dir, stewardURLs[0], ec.clientURLs[0], value, rep.rep)
 	var disk diskTally
 	disk.add(disk0, sampleDisk(dir))
 	rep.rep.Load = harness.LoadOf(before, harness.SampleCPU(pids...), fmt.Sprintf("this process and its %d children", len(pids))) + "\n  " + disk.String()
@@ -212,6 +215,52 @@ func Run3(ctx context.Context, log *slog.Logger, cfg harness.Config) *cluster3Re
 	rep.stewardLeader = configStreamLeader(ctx, nc)
 	rep.etcdLeader = ec.leader(ctx, cli)
 	return rep
+}
+
+// measureWrk measures the HTTP/JSON rows again through wrk, Steward and
+// etcd's gateway alternating run by run, each against replica/member 0
+// only (wrk loads one host), and adds them to rep. It says which wrk ran,
+// or why the rows were not measured.
+func measureWrk(ctx context.Context, log *slog.Logger, cfg harness.Config, dir, stewardURL, etcdURL string, value []byte, rep *harness.ModeReport) string {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return "wrk rows not measured: wrk is not installed (apt-get install wrk)"
+	}
+	version, _ := exec.CommandContext(ctx, "wrk", "-v").CombinedOutput()
+	scripts, err := wrkScripts(dir, value, c3ReadKey)
+	if err != nil {
+		return "wrk rows not measured: " + err.Error()
+	}
+	base := map[string]string{sysSteward: stewardURL, sysEtcdJSON: etcdURL}
+	systems := []string{sysSteward, sysEtcdJSON}
+	n := cfg.Clients
+	for _, r := range []struct {
+		key, name, op string
+		conns         int
+	}{
+		{rowC3Put1, "PUT, 1 connection", "put", 1}, {rowC3PutN, fmt.Sprintf("PUT, %d connections", n), "put", n},
+		{rowC3Lin1, "GET linearizable, 1 connection", "get", 1}, {rowC3LinN, fmt.Sprintf("GET linearizable, %d connections", n), "get", n},
+	} {
+		if !cfg.Rows.MatchString("cluster3 wrk "+r.name) || ctx.Err() != nil {
+			continue
+		}
+		results := map[string]*harness.Result{sysSteward: {}, sysEtcdJSON: {}}
+		for run := range cfg.Runs {
+			for k := range systems {
+				s := systems[(k+run)%len(systems)]
+				res := results[s]
+				if res.Failure() != nil || ctx.Err() != nil {
+					continue
+				}
+				log.Info("measuring", "system", s, "row", "wrk "+r.name, "run", run+1)
+				res.Runs = append(res.Runs, runWrk(ctx, base[s], scripts[s+"-"+r.op], r.conns, run, cfg.Duration))
+			}
+		}
+		for _, s := range systems {
+			rep.Add(log, harness.Row{Key: "wrk-" + s + "-" + r.key, Group: s + " (wrk)", Name: r.name, Res: *results[s]})
+		}
+	}
+	v, _, _ := strings.Cut(string(version), " [")
+	return strings.TrimSpace(v)
 }
 
 // startConfigReplicas starts the config service's 3 replicas, all voters
@@ -475,8 +524,8 @@ func Print3(out io.Writer, cfg harness.Config, rep *cluster3Report) {
 		"  etcd-grpc = one clientv3 client with the 3 members as endpoints (its balancer spreads the requests), Put k<n>,\n"+
 		"  Get %s linearizable; etcd-json = etcd's JSON gateway, POST /v3/kv/put and /v3/kv/range (base64 key/value,\n"+
 		"  serializable=false) with the same Go HTTP client code as steward (another instance), round-robin over the 3\n"+
-		"  members. %d-byte values (a JSON string). The HTTP/JSON rows use this in-process closed-loop Go client for both\n"+
-		"  systems, not wrk or vegeta: the same client for both is the point.\n",
+		"  members. %d-byte values (a JSON string). The HTTP/JSON rows are measured twice: with this in-process closed-loop\n"+
+		"  Go client for both systems, and with wrk, an external load generator, for both (its own table below).\n",
 		NATSChildCommand, configbench.ChildCommand, EtcdChildCommand, rep.dataFS, rep.started.Round(time.Millisecond), cfg.Warmup,
 		c3ReadKey, 2*n, c3ReadKey, cfg.ValueSize)
 	fmt.Fprintf(out, "  load average at the section's start: %s; at its end: %s\n", rep.loadAvg[0], rep.loadAvg[1])
@@ -487,7 +536,7 @@ func Print3(out io.Writer, cfg harness.Config, rep *cluster3Report) {
 	fmt.Fprintf(out, "  gateway check: %s. After the rows: Steward's %s; etcd's %s.\n\n", rep.gatewayChecked, rep.stewardLeader, rep.etcdLeader)
 	harness.PrintRows(out, rep.rep)
 
-	pair := func(title, theirs string) {
+	pair := func(title, ours, theirs string) {
 		fmt.Fprintf(out, "\n%s\n", title)
 		t := harness.NewTable("l rrr rrr rrr")
 		t.Add("", "Steward ops/s", "p50", "p99", "etcd ops/s", "p50", "p99", "Steward/etcd ops/s", "p50", "p99")
@@ -495,9 +544,9 @@ func Print3(out io.Writer, cfg harness.Config, rep *cluster3Report) {
 			{rowC3Put1, "PUT, 1 client"}, {rowC3PutN, fmt.Sprintf("PUT, %d clients", n)},
 			{rowC3Lin1, "GET linearizable, 1 client"}, {rowC3LinN, fmt.Sprintf("GET linearizable, %d clients", n)},
 		} {
-			a, okA, _ := rep.rep.Get(sysSteward + "-" + k.key)
+			a, okA, _ := rep.rep.Get(ours + "-" + k.key)
 			b, okB, _ := rep.rep.Get(theirs + "-" + k.key)
-			cells := append([]string{k.name}, rep.rep.Cells(sysSteward+"-"+k.key)...)
+			cells := append([]string{k.name}, rep.rep.Cells(ours+"-"+k.key)...)
 			cells = append(cells, rep.rep.Cells(theirs+"-"+k.key)...)
 			if okA && okB && b.Rate() > 0 && b.P50 > 0 && b.P99 > 0 {
 				cells = append(cells, fmt.Sprintf("%.2f×", a.Rate()/b.Rate()), fmt.Sprintf("%.2f×", float64(a.P50)/float64(b.P50)),
@@ -509,8 +558,13 @@ func Print3(out io.Writer, cfg harness.Config, rep *cluster3Report) {
 		}
 		t.Write(out)
 	}
-	pair("each system's own client: Steward HTTP/JSON vs etcd clientv3 (gRPC) (the median runs above; ops/s ratio > 1 and latency ratios < 1 favour Steward)", sysEtcdGRPC)
-	pair("both over HTTP/JSON with the same Go HTTP client: Steward vs etcd's gateway (the Steward runs are the same as in the table above)", sysEtcdJSON)
+	pair("each system's own client: Steward HTTP/JSON vs etcd clientv3 (gRPC) (the median runs above; ops/s ratio > 1 and latency ratios < 1 favour Steward)", sysSteward, sysEtcdGRPC)
+	pair("both over HTTP/JSON with the same Go HTTP client: Steward vs etcd's gateway (the Steward runs are the same as in the table above)", sysSteward, sysEtcdJSON)
+	fmt.Fprintf(out, "\nwrk (%s; closed loop, 1 thread per 32 connections at most 2, --latency, no warm-up run of its own: the\n"+
+		"  servers are warm from the rows above) against replica config-0 and member e0 only, one wrk process per run,\n"+
+		"  Steward and etcd alternating run by run; Steward PUT /v1/kv/bench/w<run>-<thread>-<n>, GET /v1/kv%s; etcd POST\n"+
+		"  /v3/kv/put (key w<run>-<thread>-<n> base64-encoded in the Lua script) and /v3/kv/range.\n", rep.wrk, c3ReadKey)
+	pair("both over HTTP/JSON through wrk, all connections to replica/member 0 (\"clients\" are wrk connections)", "wrk-"+sysSteward, "wrk-"+sysEtcdJSON)
 
 	fmt.Fprintf(out, "\nwatch latency: one watcher per system on replica/member 0 (Steward: SSE GET /v1/watch?key=%s; etcd: clientv3 Watch\n"+
 		"  on a client of e0), %d PUTs of %s per system (Steward: HTTP PUT round-robin over the replicas; etcd: clientv3 Put\n"+

@@ -183,3 +183,9 @@ func Measure(ctx context.Context, s Settings, workers int, fn Op) Result {
 	}
 	return r
 }
+
+// RunStatsOf is a run measured elsewhere (an external load generator
+// that reports its own percentiles): ops operations in elapsed.
+func RunStatsOf(ops, errs int, firstErr error, elapsed, p50, p99 time.Duration) RunStats {
+	return RunStats{ops: ops, errs: errs, firstErr: firstErr, elapsed: elapsed, P50: p50, P99: p99}
+}
