@@ -189,3 +189,22 @@ func TestCanarySupersededByRollingUpdate(t *testing.T) {
 		t.Errorf("passing at the end: %v, want %d v3 only", got, replicas)
 	}
 }
+
+// TestCanaryScalerDeleted: a scaler deleted in the middle of a canary
+// takes its split with it, as it takes its instances.
+func TestCanaryScalerDeleted(t *testing.T) {
+	app := buildDemoApp(t)
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	const replicas, svc = 2, "demo-deleted"
+	canary := `{"type":"Canary","canary":{"steps":[{"setWeight":50},{"pause":"1h"}]}}`
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", replicas, canary)), 201)
+	webtest.WaitFor(t, 60*time.Second, "2 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", replicas, canary)), 200)
+	webtest.WaitFor(t, 60*time.Second, "the canary's split at 50%", func() bool {
+		ro := decode[ledger.Rollout](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollout", ""), 200))
+		return ro.Canary != nil && ro.Canary.Weights["v2"] > 0 && routeDoc(t, p, svc) == http.StatusOK
+	})
+	expect(t, call(t, "DELETE", n.url+"/v1/scalers/web", ""), 200)
+	webtest.WaitFor(t, 30*time.Second, "the split removed", func() bool { return routeDoc(t, p, svc) == http.StatusNotFound })
+}

@@ -195,6 +195,7 @@ func (t *term) setAndRecordWeights(ctx context.Context, name string, w ledger.Wo
 	if err := t.setWeights(ctx, w.Spec.Service, weights); err != nil {
 		return err
 	}
+	t.target(name).splitService = w.Spec.Service
 	t.Logger.Info("canary weights set", "scaler", name, "rollout", w.Rollout.ID, "step", step, "weights", weights)
 	return t.recordCanary(ctx, name, ledger.RolloutCmd{ID: w.Rollout.ID, Weights: weights})
 }

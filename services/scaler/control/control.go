@@ -166,6 +166,10 @@ type target struct {
 	// splitClearedFor is the rolling update whose service this term has
 	// cleared of a canary's traffic split.
 	splitClearedFor int64
+	// splitService is the service whose traffic a canary of the scaler
+	// splits (weights in force), to remove the split if the scaler is
+	// deleted mid-rollout.
+	splitService string
 }
 
 // errFenced ends a term whose token the log refused.
@@ -283,14 +287,16 @@ func (t *term) Reconcile(ctx context.Context, name string) (requeueAfter time.Du
 		return 0, fmt.Errorf("read the scaler: %w", err)
 	}
 	if !ok {
-		t.forget(name)
-		return 0, nil
+		return 0, t.forget(ctx, name)
 	}
 	requeueAfter = time.Duration(work.Spec.SyncPeriod)
 	if requeueAfter <= 0 {
 		requeueAfter = hpa.DefaultSyncPeriod
 	}
 	tg := t.target(name)
+	if cs := work.Rollout.CanaryStatus(); cs != nil && len(cs.Weights) > 0 && work.Rollout.Active() {
+		tg.splitService = work.Spec.Service
+	}
 	if rolling(work) {
 		if due := tg.nextDecide.Sub(t.now()); due > 0 && tg.decidedGen == work.Generation {
 			// Between decisions: only the rollout, at the count the
@@ -520,14 +526,24 @@ func (t *term) target(name string) *target {
 }
 
 // forget closes and drops what the term kept for a scaler that is gone.
-func (t *term) forget(name string) {
+// A canary's split of a scaler deleted mid-rollout is removed with it.
+func (t *term) forget(ctx context.Context, name string) error {
 	t.mu.Lock()
 	tg := t.targets[name]
 	delete(t.targets, name)
 	t.mu.Unlock()
-	if tg != nil {
-		t.closeDriver(tg, name)
+	if tg == nil {
+		return nil
 	}
+	t.closeDriver(tg, name)
+	if tg.splitService != "" && t.Routes != nil {
+		if err := t.clearWeights(ctx, tg.splitService); err != nil {
+			// Kept, so that the retry removes it.
+			t.target(name).splitService = tg.splitService
+			return err
+		}
+	}
+	return nil
 }
 
 // closeAll closes every driver of the term, once its workers are done.

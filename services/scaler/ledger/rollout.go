@@ -173,6 +173,15 @@ func (r *Rollout) Active() bool {
 	return r != nil && (r.Phase == PhaseProgressing || r.Phase == PhasePaused)
 }
 
+// CanaryStatus is the rollout's canary progress, nil for a rolling
+// update or no rollout.
+func (r *Rollout) CanaryStatus() *CanaryStatus {
+	if r == nil {
+		return nil
+	}
+	return r.Canary
+}
+
 // Target is the template the rollout converges on: To, or From once
 // aborted.
 func (r *Rollout) Target() Version {
