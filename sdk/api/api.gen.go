@@ -22053,7 +22053,7 @@ type ClientInterface interface {
 
 	// PauseRollout Pause the scaler's rollout
 	//
-	// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. A canary's analysis goes on while paused, and a failure still rolls it back. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 	//
 	// Corresponds with POST /v1/scalers/{name}/rollout/pause (the `PauseRollout` operationId).
 	PauseRollout(ctx context.Context, name ScalerNameParam, params *PauseRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -23189,7 +23189,7 @@ func (c *Client) AbortRollout(ctx context.Context, name ScalerNameParam, params 
 
 // PauseRollout Pause the scaler's rollout
 //
-// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. A canary's analysis goes on while paused, and a failure still rolls it back. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 //
 // Corresponds with POST /v1/scalers/{name}/rollout/pause (the `PauseRollout` operationId).
 func (c *Client) PauseRollout(ctx context.Context, name ScalerNameParam, params *PauseRolloutParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -29109,7 +29109,7 @@ type ClientWithResponsesInterface interface {
 
 	// PauseRolloutWithResponse Pause the scaler's rollout
 	//
-	// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+	// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. A canary's analysis goes on while paused, and a failure still rolls it back. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -41912,7 +41912,7 @@ func (c *ClientWithResponses) AbortRolloutWithResponse(ctx context.Context, name
 
 // PauseRolloutWithResponse Pause the scaler's rollout
 //
-// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+// Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. A canary's analysis goes on while paused, and a failure still rolls it back. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,15 +23,22 @@ import (
 // failing[version] of them. It is the scaler's own API the gateway
 // calls, so the canary's analysis judges these.
 func pushSignals(ctx context.Context, t testing.TB, url, svc string, failing map[string]float64) {
+	pushChangingSignals(ctx, t, url, svc, func() map[string]float64 { return failing })
+}
+
+// pushChangingSignals is pushSignals with the failing shares read again
+// before every push.
+func pushChangingSignals(ctx context.Context, t testing.TB, url, svc string, rates func() map[string]float64) {
 	since := time.Now()
-	counts := map[string]float64{}
+	counts, failures := map[string]float64{}, map[string]float64{}
 	for {
 		now := time.Now()
 		var samples []metrics.Sample
-		for v, rate := range failing {
+		for v, rate := range rates() {
 			counts[v] += 10
+			failures[v] += 10 * rate
 			samples = append(samples, metrics.Sample{Service: svc, Instance: "gateway-test", Name: metrics.UpstreamName, Value: counts[v], Timestamp: now,
-				Upstream: &metrics.Upstream{Version: v, Since: since, Failures: float64(int(counts[v] * rate)),
+				Upstream: &metrics.Upstream{Version: v, Since: since, Failures: math.Floor(failures[v]),
 					Latency: []metrics.Bucket{{Le: 0.01, Count: counts[v]}}}})
 		}
 		b, _ := json.Marshal(metrics.Push{Samples: samples})
@@ -207,4 +216,47 @@ func TestCanaryScalerDeleted(t *testing.T) {
 	})
 	expect(t, call(t, "DELETE", n.url+"/v1/scalers/web", ""), 200)
 	webtest.WaitFor(t, 30*time.Second, "the split removed", func() bool { return routeDoc(t, p, svc) == http.StatusNotFound })
+}
+
+// TestCanaryPausedStillJudged: a paused canary starts, stops and moves
+// on nothing, but its analysis goes on: when the new version turns bad
+// while paused, the canary rolls back by itself and ends Failed.
+func TestCanaryPausedStillJudged(t *testing.T) {
+	app := buildDemoApp(t)
+	p := startPlane(t)
+	n := startNode(t, p, "scaler-0", nodeOptions{})
+	const replicas, svc = 2, "demo-paused"
+	canary := `{"type":"Canary","canary":{"steps":[{"setWeight":50},{"setWeight":100}],"analysis":{"window":"2s","maxErrorRate":0.01,"minRequests":10}}}`
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", replicas, canary)), 201)
+	webtest.WaitFor(t, 60*time.Second, "2 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
+	var (
+		mu  sync.Mutex
+		bad float64
+	)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go pushChangingSignals(ctx, t, n.url, svc, func() map[string]float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return map[string]float64{"v1": 0, "v2": bad}
+	})
+	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", replicas, canary)), 200)
+	webtest.WaitFor(t, 60*time.Second, "the canary's split at 50%", func() bool {
+		ro := decode[ledger.Rollout](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollout", ""), 200))
+		return ro.Canary != nil && ro.Canary.Weights["v2"] > 0
+	})
+	expect(t, call(t, "POST", n.url+"/v1/scalers/web/rollout/pause", ""), 200)
+	mu.Lock()
+	bad = 0.05
+	mu.Unlock()
+	ro := waitRollout(t, n.url, "web", 2*time.Minute)
+	stop()
+	if ro.Phase != ledger.PhaseFailed || ro.Canary.Step != 0 || ro.Failure == "" {
+		b, _ := json.Marshal(ro)
+		t.Fatalf("rollout = %s, want Failed at step 0 while paused", b)
+	}
+	if got := passingVersions(t, p.registry, svc); got["v1"] != replicas || got["v2"] != 0 {
+		t.Errorf("passing at the end: %v, want %d v1", got, replicas)
+	}
+	t.Logf("%s: %s", ro.Phase, ro.Message)
 }

@@ -781,7 +781,7 @@ export interface paths {
         put?: never;
         /**
          * Pause the scaler's rollout
-         * @description Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
+         * @description Pause the rollout in progress: the leader starts and stops nothing for it (autoscaling goes on, on the sum of versions) and its progress deadline stops running. A canary's analysis goes on while paused, and a failure still rolls it back. 409 when none is in progress or it is paused already. No body is needed (an empty one or any JSON is ignored; a form is refused).
          */
         post: operations["pauseRollout"];
         delete?: never;

@@ -107,8 +107,22 @@ func (t *term) canary(ctx context.Context, tg *target, v versioned, name string,
 	if ro.Aborted {
 		return t.rollBack(ctx, tg, v, name, w, replicas, ob, newIns, oldVersions)
 	}
-	if err := t.report(ctx, tg, name, report); err != nil || ro.Phase != ledger.PhaseProgressing {
+	if err := t.report(ctx, tg, name, report); err != nil {
 		return err
+	}
+	if ro.Phase == ledger.PhasePaused {
+		// Paused, nothing is started, stopped or moved on, but the
+		// analysis goes on, as Argo Rollouts' background analysis does:
+		// a canary that turns bad while paused still rolls back.
+		verdict, _ := t.judge(tg, w, ob.now, params.Analysis, weightAt(params.Steps, cs.Step))
+		if verdict != nil && verdict.Verdict == analysis.Fail {
+			t.Logger.Warn("canary analysis failed while paused: rolling back", "scaler", name, "rollout", ro.ID, "message", verdict.Message)
+			return t.recordCanary(ctx, name, ledger.RolloutCmd{ID: ro.ID, Analysis: verdict, Budget: t.budget(w, ob.now)})
+		}
+		return nil
+	}
+	if ro.Phase != ledger.PhaseProgressing {
+		return nil
 	}
 	if _, ok := oldVersions[""]; ok || to.Version == "" {
 		return t.recordCanary(ctx, name, ledger.RolloutCmd{ID: ro.ID, Failure: "instances without a version run: the gateway splits traffic by version, so a canary needs driver.version on both templates; roll this one out with RollingUpdate"})
