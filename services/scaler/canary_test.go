@@ -169,23 +169,32 @@ func TestCanaryRollsBackOnFailedAnalysis(t *testing.T) {
 	t.Logf("%s: %s; budget %+v", ro.Phase, ro.Message, *ro.Canary.Budget)
 }
 
-// TestCanarySupersededByRollingUpdate: a canary whose split is in force,
-// superseded by a rolling update, leaves no split behind: the route
-// document is removed before the rolling update goes on, which ends
-// with every instance at the new version.
-func TestCanarySupersededByRollingUpdate(t *testing.T) {
-	app := buildDemoApp(t)
-	p := startPlane(t)
-	n := startNode(t, p, "scaler-0", nodeOptions{})
-	const replicas, svc = 2, "demo-superseded"
+// canaryAtSplit runs scaler web of svc at v1 on one node, then a canary
+// of v2 (50%, then a pause of an hour), and waits for its split to be in
+// force: in the rollout and as the route document.
+func canaryAtSplit(t *testing.T, svc string, replicas int) (app string, p *plane, n *node) {
+	t.Helper()
+	app = buildDemoApp(t)
+	p = startPlane(t)
+	n = startNode(t, p, "scaler-0", nodeOptions{})
 	canary := `{"type":"Canary","canary":{"steps":[{"setWeight":50},{"pause":"1h"}]}}`
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", replicas, canary)), 201)
-	webtest.WaitFor(t, 60*time.Second, "2 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
+	webtest.WaitFor(t, 60*time.Second, "the v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", replicas, canary)), 200)
 	webtest.WaitFor(t, 60*time.Second, "the canary's split in force", func() bool {
 		ro := decode[ledger.Rollout](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollout", ""), 200))
 		return ro.Canary != nil && ro.Canary.Weights["v2"] > 0 && routeDoc(t, p, svc) == http.StatusOK
 	})
+	return app, p, n
+}
+
+// TestCanarySupersededByRollingUpdate: a canary whose split is in force,
+// superseded by a rolling update, leaves no split behind: the route
+// document is removed before the rolling update goes on, which ends
+// with every instance at the new version.
+func TestCanarySupersededByRollingUpdate(t *testing.T) {
+	const replicas, svc = 2, "demo-superseded"
+	app, p, n := canaryAtSplit(t, svc, replicas)
 	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v3", replicas, `{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}`)), 200)
 	ro := waitRollout(t, n.url, "web", 2*time.Minute)
 	if ro.Phase != ledger.PhaseSucceeded || ro.To.Version != "v3" {
@@ -202,18 +211,8 @@ func TestCanarySupersededByRollingUpdate(t *testing.T) {
 // TestCanaryScalerDeleted: a scaler deleted in the middle of a canary
 // takes its split with it, as it takes its instances.
 func TestCanaryScalerDeleted(t *testing.T) {
-	app := buildDemoApp(t)
-	p := startPlane(t)
-	n := startNode(t, p, "scaler-0", nodeOptions{})
-	const replicas, svc = 2, "demo-deleted"
-	canary := `{"type":"Canary","canary":{"steps":[{"setWeight":50},{"pause":"1h"}]}}`
-	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v1", replicas, canary)), 201)
-	webtest.WaitFor(t, 60*time.Second, "2 v1 instances passing", func() bool { return passingVersions(t, p.registry, svc)["v1"] == replicas })
-	expect(t, call(t, "PUT", n.url+"/v1/scalers/web", demoSpec(app, p.registry, svc, "v2", replicas, canary)), 200)
-	webtest.WaitFor(t, 60*time.Second, "the canary's split at 50%", func() bool {
-		ro := decode[ledger.Rollout](t, expect(t, call(t, "GET", n.url+"/v1/scalers/web/rollout", ""), 200))
-		return ro.Canary != nil && ro.Canary.Weights["v2"] > 0 && routeDoc(t, p, svc) == http.StatusOK
-	})
+	const svc = "demo-deleted"
+	_, p, n := canaryAtSplit(t, svc, 2)
 	expect(t, call(t, "DELETE", n.url+"/v1/scalers/web", ""), 200)
 	webtest.WaitFor(t, 30*time.Second, "the split removed", func() bool { return routeDoc(t, p, svc) == http.StatusNotFound })
 }

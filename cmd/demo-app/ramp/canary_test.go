@@ -13,38 +13,6 @@ import (
 	"time"
 )
 
-// canaryRollout is the part of GET /v1/scalers/{name}/rollout the canary
-// test reads.
-type canaryRollout struct {
-	Phase   string `json:"phase"`
-	Message string `json:"message"`
-	Failure string `json:"failure"`
-	Started int    `json:"started"`
-	Stopped int    `json:"stopped"`
-	To      struct {
-		Version string `json:"version"`
-	} `json:"to"`
-	Canary *struct {
-		Step     int            `json:"step"`
-		Weights  map[string]int `json:"weights"`
-		Analyses []struct {
-			Step    int       `json:"step"`
-			At      time.Time `json:"at"`
-			Verdict string    `json:"verdict"`
-			Failed  []string  `json:"failed"`
-			Message string    `json:"message"`
-			Canary  struct {
-				Requests int64 `json:"requests"`
-				Failures int64 `json:"failures"`
-			} `json:"canary"`
-		} `json:"analyses"`
-		Budget *struct {
-			Requests int64 `json:"requests"`
-			Failures int64 `json:"failures"`
-		} `json:"budget"`
-	} `json:"canary"`
-}
-
 // TestCanary is the canary half of the rollout issue, end to end: steward
 // dev, 4 demo-app processes at v1 under a steady 60 requests per second
 // through the gateway, then two canaries with the same steps (25% of the
@@ -91,7 +59,7 @@ func TestCanary(t *testing.T) {
 	// A healthy canary: promoted through every step.
 	start := time.Now()
 	h.put("canary", spec("v2", 0))
-	var good canaryRollout
+	var good rolloutView
 	h.waitRollout("canary", 3*time.Minute, &good)
 	took := time.Since(start)
 	time.Sleep(2 * time.Second)
@@ -126,7 +94,7 @@ func TestCanary(t *testing.T) {
 
 	// A bad canary: v3 fails 5% of its requests, and is rolled back.
 	h.put("canary", spec("v3", 0.05))
-	var bad canaryRollout
+	var bad rolloutView
 	h.waitRollout("canary", 2*time.Minute, &bad)
 	time.Sleep(2 * time.Second)
 	spent := gen.take()
