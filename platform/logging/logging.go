@@ -37,9 +37,9 @@ func (f *Format) UnmarshalText(b []byte) error {
 func New(w io.Writer, format Format, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == Text || (format == Auto && isTerminal(w)) {
-		return slog.New(&unique{inner: slog.NewTextHandler(w, opts)})
+		return slog.New(newUnique(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(&unique{inner: slog.NewJSONHandler(w, opts)})
+	return slog.New(newUnique(slog.NewJSONHandler(w, opts)))
 }
 
 func isTerminal(w io.Writer) bool {

@@ -3,6 +3,7 @@ package logging
 import (
 	"context"
 	"log/slog"
+	"slices"
 )
 
 // unique is the one place that keeps a key from appearing twice on a line.
@@ -20,9 +21,15 @@ import (
 //
 // Attributes added after a WithGroup live inside that group and are merged
 // among themselves only; keys of different groups never collide.
+//
+// Most lines repeat nothing: for them the merged attributes are written
+// ahead of time, once per logger (pre, which slog's handlers format when
+// WithAttrs is called), and a line costs what it would without unique.
+// Only a line that repeats a key is rebuilt on inner.
 type unique struct {
 	inner slog.Handler
-	attrs []slog.Attr // added by WithAttrs since the last group, merged, not yet given to inner
+	attrs []slog.Attr  // added by WithAttrs since the last group, merged, not yet given to inner
+	pre   slog.Handler // inner with attrs, for lines that repeat none of their keys
 }
 
 func (h *unique) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
@@ -31,7 +38,8 @@ func (h *unique) WithAttrs(as []slog.Attr) slog.Handler {
 	if len(as) == 0 {
 		return h
 	}
-	return &unique{inner: h.inner, attrs: merge(append([]slog.Attr(nil), h.attrs...), as...)}
+	attrs := merge(append([]slog.Attr(nil), h.attrs...), as...)
+	return &unique{inner: h.inner, attrs: attrs, pre: h.inner.WithAttrs(attrs)}
 }
 
 func (h *unique) WithGroup(name string) slog.Handler {
@@ -42,25 +50,48 @@ func (h *unique) WithGroup(name string) slog.Handler {
 	if len(h.attrs) > 0 {
 		inner = inner.WithAttrs(h.attrs)
 	}
-	return &unique{inner: inner.WithGroup(name)}
+	inner = inner.WithGroup(name)
+	return &unique{inner: inner, pre: inner}
 }
 
+func newUnique(inner slog.Handler) *unique { return &unique{inner: inner, pre: inner} }
+
 func (h *unique) Handle(ctx context.Context, r slog.Record) error {
+	if !h.repeats(r) {
+		return h.pre.Handle(ctx, r)
+	}
 	var buf [16]slog.Attr
 	all := append(buf[:0], h.attrs...)
-	repeated := false
 	r.Attrs(func(a slog.Attr) bool {
-		n := len(all)
 		all = merge(all, a)
-		repeated = repeated || len(all) == n
 		return true
 	})
-	if !repeated && len(h.attrs) == 0 {
-		return h.inner.Handle(ctx, r)
-	}
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	out.AddAttrs(all...)
 	return h.inner.Handle(ctx, out)
+}
+
+// repeats says whether one of r's keys is one of h.attrs' or comes twice
+// in r.
+func (h *unique) repeats(r slog.Record) bool {
+	var buf [16]string
+	keys := buf[:0]
+	for _, a := range h.attrs {
+		keys = append(keys, a.Key)
+	}
+	repeated := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "" {
+			return true
+		}
+		if slices.Contains(keys, a.Key) {
+			repeated = true
+			return false
+		}
+		keys = append(keys, a.Key)
+		return true
+	})
+	return repeated
 }
 
 // merge adds each of as to dst, replacing the value of an attribute of the
