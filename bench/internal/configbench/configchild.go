@@ -34,6 +34,9 @@ func configSettings(replicaID string, voters []string) configsvc.Settings {
 		panic(fmt.Sprintf("config settings defaults: %v", err)) // the tags are constants
 	}
 	s.Addr, s.ReplicaID, s.Voters, s.StreamReplicas = "127.0.0.1:0", replicaID, voters, 1
+	// Every watcher of the fan-out comes from this host: one client to the
+	// per-client bound (STEWARD_MAX_WATCHES_PER_CLIENT, 256 by default).
+	s.WatchesPerClient = 1 << 20
 	return s
 }
 
