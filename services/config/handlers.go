@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -128,10 +127,11 @@ func (s *server) handlePut() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if err := kv.ValidateValue(body); err != nil {
+		value, err := kv.CompactValue(body)
+		if err != nil {
 			return err
 		}
-		c := kv.Command{Op: "put", Key: key, Value: compactJSON(body)}
+		c := kv.Command{Op: "put", Key: key, Value: value}
 		if err := conditions(r, &c); err != nil {
 			return err
 		}
@@ -140,14 +140,6 @@ func (s *server) handlePut() http.HandlerFunc {
 		}
 		return s.commitEntry(w, r, c)
 	})
-}
-
-func compactJSON(b []byte) json.RawMessage {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
-		return b
-	}
-	return buf.Bytes()
 }
 
 func (s *server) handleGet() http.HandlerFunc {

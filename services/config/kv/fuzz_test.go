@@ -1,6 +1,8 @@
 package kv_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -54,6 +56,32 @@ func FuzzValidateKey(f *testing.F) {
 			if seg == "" || seg == "." || seg == ".." {
 				t.Fatalf("accepted %q: segment %q", key, seg)
 			}
+		}
+	})
+}
+
+// FuzzCompactValue: CompactValue, the one pass a PUT's value gets, accepts
+// exactly what ValidateValue accepts, refuses it with the same fault, and
+// returns what json.Compact would.
+func FuzzCompactValue(f *testing.F) {
+	for _, s := range []string{
+		`1`, `"a"`, `null`, `{}`, `[]`, `  {"a" : [1, 2] }  `, `{"a":1,"a":2}`, `-0`, `1e400`, "\"\u2028\"",
+		"\"\xff\"", "\ufeff1", ``, ` `, `{"x":`, `1 2`, `[`, `'a'`, `NaN`, `{"a":1}}`, "\t\n1\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		got, err := kv.CompactValue(v)
+		verr := kv.ValidateValue(v)
+		if (err == nil) != (verr == nil) || (err != nil && err.Error() != verr.Error()) {
+			t.Fatalf("CompactValue(%q) = %v, ValidateValue = %v", v, err, verr)
+		}
+		if err != nil {
+			return
+		}
+		var want bytes.Buffer
+		if cerr := json.Compact(&want, v); cerr != nil || !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("CompactValue(%q) = %s, json.Compact gives %s (%v)", v, got, want.Bytes(), cerr)
 		}
 	})
 }
