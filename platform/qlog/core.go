@@ -50,9 +50,10 @@ type applied struct {
 	// Events are what watchers see, stamped with their revisions; they
 	// are in the ring already.
 	Events []Event
-	// Skipped is why the message did not decode. A message that is not
-	// JSON takes no revision; one with a field of the wrong type applies
-	// the entries JSON decoding filled in. Every replica alike.
+	// Skipped is why the message did not decode. A message that is
+	// neither a binary frame nor JSON, or a binary frame that is corrupt,
+	// takes no revision; a JSON batch with a field of the wrong type
+	// applies the entries JSON decoding filled in. Every replica alike.
 	Skipped error
 }
 
@@ -72,16 +73,16 @@ func (c *core) apply(seq uint64, data []byte) (applied, error) {
 	case seq != c.seq+1:
 		return applied{}, &gapError{got: seq, applied: c.seq}
 	}
-	var batch wireBatch
+	entries, err := decodeBatch(data)
 	out := applied{}
-	if err := json.Unmarshal(data, &batch); err != nil {
+	if err != nil {
 		// Every replica sees the same bytes and skips them alike, so this
 		// cannot make replicas diverge; it only means someone published
 		// garbage on the log subject.
 		out.Skipped = err
 	}
-	out.Entries = make([]appliedEntry, 0, len(batch.Entries))
-	for _, we := range batch.Entries {
+	out.Entries = make([]appliedEntry, 0, len(entries))
+	for _, we := range entries {
 		c.rev++
 		if t := time.Unix(0, we.Time); t.After(c.logTime) {
 			c.logTime = t
@@ -218,9 +219,10 @@ func (c *core) restore(data, checksum []byte) error {
 	return nil
 }
 
-// wireBatch is one stream message: the entries one replica group-committed.
-// It is JSON so that `nats stream view` shows readable entries; commands are
-// JSON documents themselves and travel unescaped.
+// wireBatch is a stream message as replicas wrote it before the binary
+// frame (frame.go): the entries one replica group-committed, as JSON.
+// Streams still hold such messages, so replicas still apply them; `steward
+// log dump` shows either kind readably.
 type wireBatch struct {
 	Entries []wireEntry `json:"entries"`
 }

@@ -71,19 +71,29 @@ type ent struct {
 	key string
 }
 
-// msg encodes a stream message carrying entries, proposed by "r0".
-func msg(entries ...ent) []byte {
-	var b wireBatch
+// wireEntries are entries as proposer "r0" stamps them.
+func wireEntries(entries ...ent) []wireEntry {
+	var out []wireEntry
 	for i, e := range entries {
-		b.Entries = append(b.Entries, wireEntry{ID: fmt.Sprintf("id-%s-%d", e.cmd, i), Proposer: "r0",
+		out = append(out, wireEntry{ID: fmt.Sprintf("id-%s-%d", e.cmd, i), Proposer: "r0",
 			Time: time.Unix(e.at, 0).UnixNano(), Key: e.key, Cmd: json.RawMessage(fmt.Sprintf("%q", e.cmd))})
 	}
-	data, err := json.Marshal(b)
+	return out
+}
+
+// msg encodes a stream message carrying entries as a JSON batch, as
+// proposers wrote them before the binary frame.
+func msg(entries ...ent) []byte {
+	data, err := json.Marshal(wireBatch{Entries: wireEntries(entries...)})
 	if err != nil {
 		panic(err)
 	}
 	return data
 }
+
+// frame encodes a stream message carrying entries as a binary frame, as
+// proposers write them.
+func frame(entries ...ent) []byte { return appendFrame(nil, wireEntries(entries...)) }
 
 // one is a message per entry.
 func one(entries ...ent) [][]byte {

@@ -1,7 +1,6 @@
 package qlog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -251,30 +250,18 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 	if len(batch) == 0 {
 		return
 	}
-	wb := wireBatch{Entries: make([]wireEntry, len(batch))}
+	entries := make([]wireEntry, len(batch))
 	for i, p := range batch {
-		wb.Entries[i] = p.entry
+		entries[i] = p.entry
 	}
-	// Commands are JSON and travel unescaped: json.Marshal would turn each
-	// '<', '>' and '&' into six bytes and push a dense value over the
-	// batch limit it was checked against.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(wb)
-	data := buf.Bytes()
-	if err != nil {
-		err = fmt.Errorf("qlog: encode batch: %w", err)
-		l.markStored(batch, err)
-		l.failBatch(batch, err)
-		return
-	}
+	data := appendFrame(nil, entries)
 	l.metrics.batchEntries.Observe(float64(len(batch)))
 	l.metrics.batchBytes.Observe(float64(len(data)))
 	began := time.Now()
 	deadline := began.Add(time.Minute)
 	backoff := 20 * time.Millisecond
 	maybeStored := false
+	var err error
 	for attempt := 1; ; attempt++ {
 		if l.cfg.Conn.Status() != nats.CONNECTED {
 			// Sent now, the message would wait in the client's reconnect
