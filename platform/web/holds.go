@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,6 +32,23 @@ func Hold(r *http.Request) (release func(), err error) {
 			With("limit", st.holds.max)
 	}
 	return sync.OnceFunc(func() { st.holds.give(key) }), nil
+}
+
+// ServeInHandler marks ctx's request as one to serve to its end in its
+// handler: something around the handler acts on the request for as long
+// as the handler runs, and no longer (auth's guard cancels the request's
+// context when its token is revoked). A handler that would otherwise hand
+// a long-lived request to a goroutine of its own and return (a watch
+// stream on HTTP/1, platform/sse) serves it in place instead.
+func ServeInHandler(ctx context.Context) context.Context {
+	return context.WithValue(ctx, inHandlerKey, true)
+}
+
+// MustServeInHandler reports whether ctx's request was marked with
+// ServeInHandler.
+func MustServeInHandler(ctx context.Context) bool {
+	in, _ := ctx.Value(inHandlerKey).(bool)
+	return in
 }
 
 // ClientKey names the client a request counts against: its address or,
@@ -113,6 +131,11 @@ type holds struct {
 	max int
 	mu  sync.Mutex
 	n   map[string]int
+	// total counts every slot taken; none is closed when it falls back to
+	// 0, so that Serve can wait for streams that took their connections
+	// over (sse on HTTP/1), which http.Server.Shutdown no longer sees.
+	total int
+	none  chan struct{}
 }
 
 func newHolds(max int) *holds { return &holds{max: max, n: map[string]int{}} }
@@ -124,6 +147,9 @@ func (h *holds) take(key string) bool {
 		return false
 	}
 	h.n[key]++
+	if h.total++; h.total == 1 {
+		h.none = make(chan struct{})
+	}
 	return true
 }
 
@@ -132,5 +158,28 @@ func (h *holds) give(key string) {
 	defer h.mu.Unlock()
 	if h.n[key]--; h.n[key] <= 0 {
 		delete(h.n, key)
+	}
+	if h.total--; h.total == 0 {
+		close(h.none)
+	}
+}
+
+// wait returns when no slot is taken, or with ctx's error when ctx ends
+// first.
+func (h *holds) wait(ctx context.Context) error {
+	h.mu.Lock()
+	none := h.none
+	if h.total == 0 {
+		none = nil
+	}
+	h.mu.Unlock()
+	if none == nil {
+		return nil
+	}
+	select {
+	case <-none:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

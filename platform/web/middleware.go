@@ -27,6 +27,7 @@ const (
 	requestKey ctxKey = iota
 	servingKey
 	connKey
+	inHandlerKey
 )
 
 // RequestIDHeader carries the request ID in and out.
@@ -246,7 +247,7 @@ func newMetrics(reg prometheus.Registerer, service string) *metrics {
 			Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route", "method", "status"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "steward_http_requests_in_flight", Help: "HTTP requests being served now, streams included.",
+			Name: "steward_http_requests_in_flight", Help: "HTTP requests being served now, streams included; an HTTP/1 watch stream counts until it takes its connection over from the server (platform/sse).",
 			ConstLabels: labels,
 		}),
 		series: map[seriesKey]series{},

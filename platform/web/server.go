@@ -159,10 +159,11 @@ func (l Limits) withDefaults() Limits {
 
 // Serve serves h on ln until ctx is done, then shuts down gracefully: it
 // stops accepting, signals Stopping to long-lived handlers, and waits up to
-// drain for in-flight requests before closing what is left. It returns nil
-// after a clean shutdown. Every request, before h sees it, is checked for
-// ambiguous framing (see framedConn). Over a TLS listener (ServeTLS),
-// requests carry their connection's TLS state in Request.TLS.
+// drain for in-flight requests and held streams (Hold) before closing what
+// is left. It returns nil after a clean shutdown. Every request, before h
+// sees it, is checked for ambiguous framing (see framedConn). Over a TLS
+// listener (ServeTLS), requests carry their connection's TLS state in
+// Request.TLS.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits) error {
 	limits = limits.withDefaults()
 	st := &serving{stopping: make(chan struct{}), holds: newHolds(limits.WatchesPerClient), trusted: limits.TrustedProxies}
@@ -197,6 +198,12 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if err == nil {
+		// Streams that took their connections over are not the
+		// server's any more; they end on Stopping, within their write
+		// timeout, and give their slots back.
+		err = st.holds.wait(sctx)
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		logger.Warn("drain timed out; closing remaining connections", "addr", ln.Addr().String())
 		err = srv.Close()
