@@ -118,6 +118,10 @@ func (w *Watch) TryNextRevision() ([]Event, error) {
 	return evs, err
 }
 
+// Done returns a channel that is closed when the replica closes: the
+// watch yields nothing more (TryNextRevision answers ErrClosed).
+func (w *Watch) Done() <-chan struct{} { return w.l.ctx.Done() }
+
 // Changed returns a channel that is closed when the replica applies
 // something after this call. Take it before TryNextRevision so that an
 // apply in between is not missed.
