@@ -209,10 +209,11 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			g.deny(w, r, p, err)
 			return
 		}
-		// One context and one copy of the request for all that auth
-		// adds: the principal, and the cancellation hold may need.
+		// One copy of the request for all that auth adds: the
+		// principal, and the cancellation hold may need, which reaches
+		// a watch only while its handler runs (web.ServeInHandler).
 		a := &authenticated{p: p, secret: secret, guard: g}
-		ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), ctxKey{}, a))
+		ctx, cancel := context.WithCancelCause(context.WithValue(web.ServeInHandler(r.Context()), ctxKey{}, a))
 		defer cancel(nil)
 		a.cancel = cancel
 		next.ServeHTTP(w, r.WithContext(ctx))
