@@ -4,8 +4,8 @@
 package sse
 
 import (
+	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -20,10 +20,18 @@ import (
 // keep it open and clients notice a dead connection.
 const DefaultHeartbeat = 15 * time.Second
 
+// DefaultWriteTimeout is how long a client may leave a write to it blocked
+// before its stream is cut.
+const DefaultWriteTimeout = 10 * time.Second
+
 // Source is what a stream reads: a *qlog.Watch.
 type Source interface {
 	Changed() <-chan struct{}
 	TryNextRevision() ([]qlog.Event, error)
+	// Done is closed when the source yields nothing more (its replica
+	// closed): the stream ends as if the connection had dropped, and its
+	// client goes to another replica.
+	Done() <-chan struct{}
 }
 
 // Stream describes one event stream.
@@ -37,6 +45,14 @@ type Stream struct {
 	Idle func(w io.Writer) error
 	// Heartbeat defaults to DefaultHeartbeat.
 	Heartbeat time.Duration
+	// WriteTimeout bounds each write to the client: a client that takes
+	// nothing for that long (half of it at least, on an HTTP/1
+	// connection), its connection's buffers full, is cut off rather than
+	// holding a goroutine forever. The others are not slowed
+	// meanwhile, since every stream reads the replica's events on its own
+	// (a stream that falls further behind than the replica holds is cut
+	// with ErrWatchLagged). Defaults to DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
 
 // Serve writes the stream until the client goes away, the watch fails or
@@ -45,91 +61,165 @@ type Stream struct {
 // could not take one, before anything was written. Errors after the
 // stream started are sent as an `error` event, because the status line is
 // gone by then.
+//
+// Over HTTP/1, Serve takes the connection over from net/http and returns
+// at once, leaving the stream to a goroutine of its own (see hijack):
+// the request log line and metrics are then those of a 200 answered when
+// the stream began. Over HTTP/2, whose connections cannot be taken over,
+// and for a request that must be served in its handler
+// (web.ServeInHandler: with auth on, a revoked token ends its watches by
+// cancelling the request's context), it serves the stream in the handler
+// until the stream ends.
 func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
 	release, err := web.Hold(r)
 	if err != nil {
 		return err
 	}
-	defer release()
-	s.stream(w, r)
-	return nil
-}
-
-func (s Stream) stream(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
+	if s.Heartbeat <= 0 {
+		s.Heartbeat = DefaultHeartbeat
+	}
+	if s.WriteTimeout <= 0 {
+		s.WriteTimeout = DefaultWriteTimeout
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	stopping := web.Stopping(r.Context())
+	if c := s.hijack(w, r); c != nil {
+		// The goroutine keeps nothing of r: net/http cancels its context
+		// as the handler returns.
+		go func() {
+			defer release()
+			defer c.c.Close()
+			s.loop(c, stopping)
+		}()
+		return nil
+	}
+	defer release()
+	rw := &responseSink{w: w, rc: http.NewResponseController(w), ctx: r.Context(), timeout: s.WriteTimeout}
+	// An HTTP/1 connection keeps its write deadline for the requests
+	// after this one.
+	defer func() { _ = rw.rc.SetWriteDeadline(time.Time{}) }()
 	w.WriteHeader(http.StatusOK)
-	_, _ = fmt.Fprint(w, ": watching\n\n")
-	if err := rc.Flush(); err != nil {
+	s.loop(rw, stopping)
+	return nil
+}
+
+// sink is where a stream's loop writes: a response of its handler, or a
+// connection taken over from net/http.
+type sink interface {
+	io.Writer
+	// flush sends what was written since the last flush.
+	flush() error
+	// gone is closed when the client is known to have left, if the sink
+	// can tell without reading.
+	gone() <-chan struct{}
+	// probe reports an error when the client has left, for a sink that
+	// cannot tell otherwise; it is called on heartbeats.
+	probe() error
+}
+
+// loop writes the stream to out: one loop per watcher, woken by every
+// entry the replica applies whatever its filter. It takes what the
+// replica holds, writes it, flushes once (a syscall, made only when
+// something was written), then waits for the next apply, a heartbeat, the
+// client or shutdown.
+func (s Stream) loop(out sink, stopping <-chan struct{}) {
+	if _, err := io.WriteString(out, ": watching\n\n"); err != nil || out.flush() != nil {
 		return
 	}
-	every := s.Heartbeat
-	if every <= 0 {
-		every = DefaultHeartbeat
-	}
-	// One loop per watcher, no goroutine of its own: take what the replica
-	// holds, write it, flush once, then wait for the next apply, a
-	// heartbeat, the client or shutdown.
-	ctx := r.Context()
-	heartbeat := time.NewTicker(every)
+	heartbeat := time.NewTicker(s.Heartbeat)
 	defer heartbeat.Stop()
-	// A watcher is woken by every entry the replica applies, whatever
-	// its filter; the flush (a syscall) is only made when something was
-	// written.
-	cw := &countingWriter{w: w}
-	w2 := io.Writer(cw)
-	flushed := int64(0)
 	for {
 		changed := s.Watch.Changed()
 		evs, err := s.Watch.TryNextRevision()
 		if err != nil {
 			msg, _ := json.Marshal(map[string]string{"error": err.Error()})
-			_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
-			_ = rc.Flush()
+			_ = Event(out, 0, "error", msg)
+			_ = out.flush()
 			return
 		}
 		if evs != nil {
-			if err := s.Revision(w2, evs); err != nil {
+			if err := s.Revision(out, evs); err != nil {
 				return // the client went away
 			}
 			continue // more may be held: write them before one flush
 		}
 		if s.Idle != nil {
-			if err := s.Idle(w2); err != nil {
+			if err := s.Idle(out); err != nil {
 				return
 			}
 		}
-		if cw.n != flushed {
-			if err := rc.Flush(); err != nil {
-				return
-			}
-			flushed = cw.n
+		if err := out.flush(); err != nil {
+			return
 		}
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			_, _ = fmt.Fprint(w2, ": heartbeat\n\n")
-		case <-ctx.Done():
+			if out.probe() != nil {
+				return
+			}
+			_, _ = io.WriteString(out, ": heartbeat\n\n")
+		case <-out.gone():
 			return
-		case <-web.Stopping(ctx):
-			_, _ = fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
-			_ = rc.Flush()
+		case <-s.Watch.Done():
+			return
+		case <-stopping:
+			_, _ = io.WriteString(out, "event: shutdown\ndata: {}\n\n")
+			_ = out.flush()
 			return
 		}
 	}
 }
 
+// responseSink writes a stream to its handler's response.
+type responseSink struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	ctx     context.Context // the request's, while its handler runs: nothing outlives it
+	timeout time.Duration
+	written bool // since the last flush
+}
+
+func (s *responseSink) Write(p []byte) (int, error) {
+	s.written = true
+	return s.w.Write(p)
+}
+
+func (s *responseSink) flush() error {
+	if !s.written {
+		return nil
+	}
+	s.written = false
+	// Best effort: a writer that cannot set deadlines flushes without.
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	return s.rc.Flush()
+}
+
+func (s *responseSink) gone() <-chan struct{} { return s.ctx.Done() }
+
+func (s *responseSink) probe() error { return nil }
+
 // Event writes one event; id 0 writes no id line.
 func Event(w io.Writer, id int64, typ string, data []byte) error {
+	var b [64]byte
+	head := b[:0]
 	if id > 0 {
-		if _, err := fmt.Fprintf(w, "id: %d\n", id); err != nil {
-			return err
-		}
+		head = append(head, "id: "...)
+		head = strconv.AppendInt(head, id, 10)
+		head = append(head, '\n')
 	}
-	_, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data)
+	head = append(head, "event: "...)
+	head = append(head, typ...)
+	head = append(head, "\ndata: "...)
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n\n")
 	return err
 }
 
@@ -170,16 +260,4 @@ func ResumeFrom(r *http.Request, param string, def int64) (int64, error) {
 		return n, nil
 	}
 	return def, nil
-}
-
-// countingWriter counts what a stream wrote, to know whether to flush.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
