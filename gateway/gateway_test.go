@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/gateway"
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/sse"
 	"github.com/stewardhq/steward/platform/web/webtest"
 	"github.com/stewardhq/steward/sdk/api"
 )
@@ -362,4 +364,92 @@ func TestSSEPassThrough(t *testing.T) {
 		t.Fatal("the first event was not passed through before the stream ended")
 	}
 	close(release)
+}
+
+// TestSSETakenOverPassesThrough: a watch served the way every Steward
+// service serves one (platform/sse: over HTTP/1 on the connection it took
+// over, with no length or chunks, ending when the connection closes)
+// passes through the gateway event by event, and ends upstream when the
+// client leaves.
+func TestSSETakenOverPassesThrough(t *testing.T) {
+	p := startPlane(t)
+	src := &heldEvent{ready: make(chan struct{})}
+	u := startUpstream(t, p, "events", "e-1", api.Registration{})
+	u.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = sse.Stream{Watch: src, Revision: sse.WriteRevision, Heartbeat: 50 * time.Millisecond}.Serve(w, r)
+	})
+	g := startGateway(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.url+"/s/events/special/watch", nil)
+	res, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("watch through the gateway = %d %q, want 200 text/event-stream", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReader(res.Body)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			lines <- l
+		}
+	}()
+	next := func() string {
+		select {
+		case l := <-lines:
+			return l
+		case <-time.After(5 * time.Second):
+			t.Fatal("no line within 5s: the stream is held back")
+			return ""
+		}
+	}
+	if l := next(); l != ": watching\n" {
+		t.Fatalf("first line = %q, want \": watching\"", l)
+	}
+	close(src.ready)
+	for l := next(); l != "id: 7\n"; l = next() {
+		if l != "\n" && l != ": heartbeat\n" {
+			t.Fatalf("line %q before the event, want only heartbeats", l)
+		}
+	}
+	if l := next(); l != "event: put\n" {
+		t.Fatalf("event line = %q, want put", l)
+	}
+}
+
+// heldEvent is a watch that yields one event, at revision 7, once ready
+// is closed.
+type heldEvent struct {
+	ready chan struct{}
+	sent  bool
+}
+
+func (h *heldEvent) Changed() <-chan struct{} {
+	if h.sent {
+		return nil
+	}
+	return h.ready
+}
+
+func (h *heldEvent) Done() <-chan struct{} { return nil }
+
+func (h *heldEvent) TryNextRevision() ([]qlog.Event, error) {
+	select {
+	case <-h.ready:
+	default:
+		return nil, nil
+	}
+	if h.sent {
+		return nil, nil
+	}
+	h.sent = true
+	return []qlog.Event{{Revision: 7, Type: "put", Key: "k", Data: []byte(`{}`)}}, nil
 }
