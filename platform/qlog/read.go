@@ -360,48 +360,62 @@ func (r *readIndex) lastSeq(ctx context.Context) (uint64, error) {
 }
 
 // leaderLastSeq returns the sequence of the stream's last message as the
-// stream leader has it. It uses the (non-direct) message get API because
-// only the leader answers that one, and it errs while there is no leader.
-// STREAM.INFO is no read index in a cluster: a member answers it with its
-// own, possibly older, state while the group is leaderless or new; and
+// stream leader has it, from the stream's info: a small answer of the same
+// size whatever the messages hold. (The message get API, which only the
+// leader answers too, ships the whole last message, base64 in JSON, to
+// tell its sequence: up to a batch of MaxBatchBytes for every round.)
+//
+// In a cluster only the stream leader answers STREAM.INFO while the group
+// has one; while it is leaderless (or new) a member answers with its own,
+// possibly older, state, and says so by naming no leader in the answer's
+// cluster, which is refused here: such a member may lack a write that was
+// acknowledged before the read began. A standalone server names itself.
 // DIRECT.GET, which the client library prefers when AllowDirect is set, is
-// answered by any member.
+// answered by any member, so it is no read index either.
 func (r *readIndex) leaderLastSeq(ctx context.Context) (uint64, error) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": logSubject(r.l.cfg.Service)})
-	msg, err := r.l.cfg.Conn.RequestWithContext(ictx, "$JS.API.STREAM.MSG.GET."+StreamName(r.l.cfg.Service), req)
+	msg, err := r.l.cfg.Conn.RequestWithContext(ictx, "$JS.API.STREAM.INFO."+StreamName(r.l.cfg.Service), nil)
 	if err != nil {
 		return 0, err
 	}
+	last, err := parseStreamInfoLast(msg.Data)
+	if err != nil {
+		return 0, err
+	}
+	r.noteLast(last)
+	return last, nil
+}
+
+// parseStreamInfoLast reads a STREAM.INFO answer: the stream's last
+// sequence if the stream leader gave it.
+func parseStreamInfoLast(data []byte) (uint64, error) {
 	var resp struct {
-		Message *struct {
-			Seq uint64 `json:"seq"`
-		} `json:"message"`
+		State *struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+		Cluster *struct {
+			Leader string `json:"leader"`
+		} `json:"cluster"`
 		Error *struct {
 			ErrCode     int    `json:"err_code"`
 			Description string `json:"description"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("message get response: %w", err)
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return 0, fmt.Errorf("stream info response: %w", err)
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrCode == 10059: // JSStreamNotFoundErr
 		return 0, jetstream.ErrStreamNotFound
-	case resp.Error != nil && resp.Error.ErrCode == 10037: // JSNoMessageFoundErr: nothing on the subject yet
-		info, err := r.l.stream.Info(ictx)
-		if err != nil {
-			return 0, err
-		}
-		return info.State.LastSeq, nil
 	case resp.Error != nil:
-		return 0, fmt.Errorf("message get: %s (%d)", resp.Error.Description, resp.Error.ErrCode)
-	case resp.Message == nil:
-		return 0, errors.New("message get: empty answer")
+		return 0, fmt.Errorf("stream info: %s (%d)", resp.Error.Description, resp.Error.ErrCode)
+	case resp.State == nil:
+		return 0, errors.New("stream info: no state in the answer")
+	case resp.Cluster == nil || resp.Cluster.Leader == "":
+		return 0, errors.New("stream info: answered by a member of a group without a leader")
 	}
-	r.noteLast(resp.Message.Seq)
-	return resp.Message.Seq, nil
+	return resp.State.LastSeq, nil
 }
 
 // noteLast records the stream's last sequence for the apply-lag metric.
