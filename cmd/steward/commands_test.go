@@ -31,7 +31,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("steward %s: %v", args[0], err)
 		}
-		for _, c := range []string{"dev", "config", "registry", "election", "scaler", "gateway", "migrate", "gen-env", "probe", "version"} {
+		for _, c := range []string{"dev", "config", "registry", "election", "scaler", "gateway", "migrate", "log", "gen-env", "probe", "version"} {
 			if !regexp.MustCompile(`(?m)^  ` + c + `\s`).Match(out) {
 				t.Errorf("steward %s does not list %s:\n%s", args[0], c, out)
 			}
@@ -50,6 +50,7 @@ func TestRoleHelpListsItsSettings(t *testing.T) {
 		"election": {"STEWARD_ELECTION_ADDR  *:8083", "STEWARD_VOTERS", "STEWARD_REPLICA_ID .*empty: election-0"},
 		"scaler":   {"STEWARD_SCALER_ADDR  *:8084", "STEWARD_ELECTION_URLS", "STEWARD_SCALER_LEASE_TTL  *10s"},
 		"migrate":  {"STEWARD_DATABASE_URL"},
+		"log":      {"STEWARD_NATS_URL  *nats://127.0.0.1:4222", "STEWARD_NATS_CREDS"},
 		"dev":      {"STEWARD_DEV_NATS_ADDR  *127.0.0.1:4223", "STEWARD_DATA_DIR  *.steward", "STEWARD_SHUTDOWN_TIMEOUT  *4s", "STEWARD_GATEWAY_MAX_REQUESTS  *1024", "STEWARD_REGISTRY_GUARD_SHARE", "STEWARD_CONFIG_RETAIN_REVISIONS"},
 	} {
 		for _, args := range [][]string{{role, "--help"}, {role, "-h"}, {"help", role}} {

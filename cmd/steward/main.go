@@ -1,9 +1,9 @@
 // Command steward is Steward's one binary: `steward <role>` runs one
 // replica of a service (config, registry, election, scaler) or a gateway,
 // `steward dev` runs all of them in one process on an embedded NATS
-// server, `steward migrate` prepares the PostgreSQL database. Every
-// setting is a STEWARD_* environment variable; `steward <command> --help`
-// lists a command's.
+// server, `steward migrate` prepares the PostgreSQL database, `steward log
+// dump` prints a service's log. Every setting is a STEWARD_* environment
+// variable; `steward <command> --help` lists a command's.
 package main
 
 import (
@@ -86,6 +86,8 @@ func commands() []command {
 			settings: []any{new(migrateSettings)}, run: runMigrate},
 		{name: "auth-init", summary: "give each of Steward's own roles a token with the least access it needs, under the secrets given, and exit",
 			settings: []any{new(authInitSettings)}, run: runAuthInit},
+		{name: "log", summary: "print a service's log stream as JSON lines, an entry a line: log dump <service> [--from seq] [--follow]",
+			settings: []any{new(logSettings)}, runArgs: runLog},
 		{name: "gen-env", summary: "print a .env for deploy/compose with fresh secrets", run: runGenEnv},
 		{name: "probe", summary: "GET the URL given, exit 0 on a 2xx answer (health checks in the image, which has no curl)", runArgs: runProbe},
 		{name: "version", summary: "print the version and the VCS revision",
