@@ -88,6 +88,7 @@ func (w *feedWatch) TryNextRevision() ([]qlog.Event, error) {
 type server struct {
 	addr string
 	stop func() error
+	logs *webtest.Logs
 }
 
 type smallBuffers struct{ net.Listener }
@@ -102,7 +103,8 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 
 func serve(t *testing.T, f *feed, s sse.Stream) *server {
 	t.Helper()
-	h := web.NewHandler(web.Options{Service: "t", Routes: func(r chi.Router) {
+	logs := &webtest.Logs{}
+	h := web.NewHandler(web.Options{Service: "t", Logger: logs.Logger(), Routes: func(r chi.Router) {
 		r.Get("/watch", func(w http.ResponseWriter, r *http.Request) {
 			s := s
 			s.Watch = f.watch()
@@ -120,7 +122,7 @@ func serve(t *testing.T, f *feed, s sse.Stream) *server {
 	go func() {
 		served <- web.Serve(ctx, smallBuffers{ln}, h, slog.New(slog.DiscardHandler), 5*time.Second, web.Limits{})
 	}()
-	srv := &server{addr: ln.Addr().String(), stop: sync.OnceValue(func() error { cancel(); return <-served })}
+	srv := &server{addr: ln.Addr().String(), stop: sync.OnceValue(func() error { cancel(); return <-served }), logs: logs}
 	t.Cleanup(func() {
 		if err := srv.stop(); err != nil {
 			t.Errorf("Serve = %v", err)
@@ -190,7 +192,8 @@ func nextEvent(br *bufio.Reader) (string, error) {
 // TestHead: over HTTP/1.1 the stream's response is a 200 without length
 // or chunks that ends with the connection, carrying the headers the
 // middleware and the service set, and the events as WriteRevision wrote
-// them, the id on a revision's last event.
+// them, the id on a revision's last event. The request is logged once,
+// as a 200, when the stream took its connection over.
 func TestHead(t *testing.T) {
 	f := newFeed()
 	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision})
@@ -213,6 +216,10 @@ func TestHead(t *testing.T) {
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
 		t.Fatalf("revision 1 = %q, %v; want %q", got, err, want)
+	}
+	lines := srv.logs.RequestLines(t, "request", map[string]bool{res.Header.Get("X-Request-Id"): true})
+	if len(lines) != 1 || lines[0]["status"] != 200.0 || lines[0]["route"] != "/watch" {
+		t.Fatalf("request log = %v, want one line: /watch answered 200", lines)
 	}
 }
 
