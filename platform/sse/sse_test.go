@@ -217,6 +217,9 @@ func TestHead(t *testing.T) {
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
 		t.Fatalf("revision 1 = %q, %v; want %q", got, err, want)
 	}
+	// The line is written as the handler returns, which may be after
+	// the stream's first write.
+	webtest.WaitFor(t, 5*time.Second, "the request's log line", func() bool { return len(srv.logs.Records("request")) > 0 })
 	lines := srv.logs.RequestLines(t, "request", map[string]bool{res.Header.Get("X-Request-Id"): true})
 	if len(lines) != 1 || lines[0]["status"] != 200.0 || lines[0]["route"] != "/watch" {
 		t.Fatalf("request log = %v, want one line: /watch answered 200", lines)
