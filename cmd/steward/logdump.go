@@ -95,9 +95,10 @@ func dumpLog(ctx context.Context, js jetstream.JetStream, service string, from u
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", name, err)
 	}
-	last := stream.CachedInfo().State.LastSeq
-	if !follow && from > last {
-		return nil
+	state := stream.CachedInfo().State
+	last := state.LastSeq
+	if !follow && (from > last || state.Msgs == 0) {
+		return nil // nothing to read: a consumer would wait for the next message
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,

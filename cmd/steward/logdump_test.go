@@ -159,6 +159,30 @@ func TestLogDumpUsage(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "no log stream STEWARD_NOSUCH") {
 		t.Errorf("steward log dump nosuch = %v, %q; want exit 1 naming the stream", err, out)
 	}
+
+	// A stream whose messages were all purged holds nothing to read;
+	// the dump must not wait for the next message.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, err := jetstream.New(srv.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: qlog.StreamName("purged"), Subjects: []string{"steward.purged.log"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "steward.purged.log", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.CommandContext(ctx, binary, "log", "dump", "purged")
+	cmd.Env = append(os.Environ(), "STEWARD_NATS_URL="+srv.URL())
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("steward log dump of a purged stream = %v, %q; want nothing, exit 0", err, out)
+	}
 }
 
 // parseLines decodes JSON lines.
