@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -281,29 +282,37 @@ func FuzzFrameDecode(f *testing.F) {
 	})
 }
 
-// BenchmarkDecodeBatch decodes a 16-entry batch of 256-byte commands in
-// each encoding, as the apply loop does for every stream message.
-func BenchmarkDecodeBatch(b *testing.B) {
-	entries := make([]wireEntry, 16)
+// benchBatch is a 16-entry batch of 256-byte commands from one proposer,
+// half with idempotency keys (withKeys), in each encoding: the JSON the
+// proposer wrote before the binary frame, and the frame.
+func benchBatch(b *testing.B, withKeys bool) (entries []wireEntry, jsonData, frameData []byte) {
+	entries = make([]wireEntry, 16)
 	for i := range entries {
 		cmd := fmt.Sprintf(`{"op":"put","key":"/app/settings/%02d","value":"`, i)
 		cmd += strings.Repeat("v", 256-len(cmd)-2) + `"}`
-		entries[i] = wireEntry{ID: fmt.Sprintf("3f9a0c1e7b2d4a68.%s", "1"+fmt.Sprint(i)), Proposer: "config-0",
+		entries[i] = wireEntry{ID: fmt.Sprintf("3f9a0c1e7b2d4a68.%d", 100+i), Proposer: "config-0",
 			Time: 1_764_950_000_000_000_000 + int64(i), Cmd: []byte(cmd)}
-		if i%2 == 0 {
+		if withKeys && i%2 == 0 {
 			entries[i].Key = fmt.Sprintf("idem-%d", i)
 		}
 	}
-	var jsonBatch bytes.Buffer // as the proposer encoded it before the binary frame
-	enc := json.NewEncoder(&jsonBatch)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(wireBatch{Entries: entries}); err != nil {
 		b.Fatal(err)
 	}
+	return entries, buf.Bytes(), appendFrame(nil, entries)
+}
+
+// BenchmarkDecodeBatch decodes a 16-entry batch of 256-byte commands in
+// each encoding, as the apply loop does for every stream message.
+func BenchmarkDecodeBatch(b *testing.B) {
+	entries, jsonData, frameData := benchBatch(b, true)
 	for _, bc := range []struct {
 		name string
 		data []byte
-	}{{"json", jsonBatch.Bytes()}, {"binary", appendFrame(nil, entries)}} {
+	}{{"json", jsonData}, {"binary", frameData}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.data)))
@@ -311,6 +320,36 @@ func BenchmarkDecodeBatch(b *testing.B) {
 				got, err := decodeBatch(bc.data)
 				if err != nil || len(got) != len(entries) {
 					b.Fatalf("decodeBatch = %d entries, %v", len(got), err)
+				}
+			}
+		})
+	}
+}
+
+// nopMachine applies nothing: what is left of core.apply is the log's
+// own work, decoding, revisions, dedupe and the hash chain.
+type nopMachine struct{}
+
+func (nopMachine) Apply(Entry) ([]byte, []Event) { return []byte(`{"ok":true}`), nil }
+func (nopMachine) Snapshot(io.Writer) error      { return nil }
+func (nopMachine) Restore(io.Reader) error       { return nil }
+
+// BenchmarkApplyBatch is core.apply of the batch of BenchmarkDecodeBatch
+// (without idempotency keys, which would make every repeat a duplicate)
+// over a state machine that does nothing: how much of the log's own cost
+// per message the encoding is.
+func BenchmarkApplyBatch(b *testing.B) {
+	_, jsonData, frameData := benchBatch(b, false)
+	for _, bc := range []struct {
+		name string
+		data []byte
+	}{{"json", jsonData}, {"binary", frameData}} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := newTestCore(nopMachine{}, 1024)
+			b.ReportAllocs()
+			for b.Loop() {
+				if a, err := c.apply(c.seq+1, bc.data); err != nil || a.Skipped != nil || len(a.Entries) != 16 {
+					b.Fatalf("apply = %d entries, %v, skipped %v", len(a.Entries), err, a.Skipped)
 				}
 			}
 		})
