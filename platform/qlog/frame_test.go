@@ -282,11 +282,17 @@ func FuzzFrameDecode(f *testing.F) {
 	})
 }
 
+// benchEncoding is a benchmark's batch in one encoding.
+type benchEncoding struct {
+	name string
+	data []byte
+}
+
 // benchBatch is a 16-entry batch of 256-byte commands from one proposer,
 // half with idempotency keys (withKeys), in each encoding: the JSON the
 // proposer wrote before the binary frame, and the frame.
-func benchBatch(b *testing.B, withKeys bool) (entries []wireEntry, jsonData, frameData []byte) {
-	entries = make([]wireEntry, 16)
+func benchBatch(b *testing.B, withKeys bool) []benchEncoding {
+	entries := make([]wireEntry, benchEntries)
 	for i := range entries {
 		cmd := fmt.Sprintf(`{"op":"put","key":"/app/settings/%02d","value":"`, i)
 		cmd += strings.Repeat("v", 256-len(cmd)-2) + `"}`
@@ -302,23 +308,21 @@ func benchBatch(b *testing.B, withKeys bool) (entries []wireEntry, jsonData, fra
 	if err := enc.Encode(wireBatch{Entries: entries}); err != nil {
 		b.Fatal(err)
 	}
-	return entries, buf.Bytes(), appendFrame(nil, entries)
+	return []benchEncoding{{"json", buf.Bytes()}, {"binary", appendFrame(nil, entries)}}
 }
+
+const benchEntries = 16
 
 // BenchmarkDecodeBatch decodes a 16-entry batch of 256-byte commands in
 // each encoding, as the apply loop does for every stream message.
 func BenchmarkDecodeBatch(b *testing.B) {
-	entries, jsonData, frameData := benchBatch(b, true)
-	for _, bc := range []struct {
-		name string
-		data []byte
-	}{{"json", jsonData}, {"binary", frameData}} {
+	for _, bc := range benchBatch(b, true) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.data)))
 			for b.Loop() {
 				got, err := decodeBatch(bc.data)
-				if err != nil || len(got) != len(entries) {
+				if err != nil || len(got) != benchEntries {
 					b.Fatalf("decodeBatch = %d entries, %v", len(got), err)
 				}
 			}
@@ -339,16 +343,12 @@ func (nopMachine) Restore(io.Reader) error       { return nil }
 // over a state machine that does nothing: how much of the log's own cost
 // per message the encoding is.
 func BenchmarkApplyBatch(b *testing.B) {
-	_, jsonData, frameData := benchBatch(b, false)
-	for _, bc := range []struct {
-		name string
-		data []byte
-	}{{"json", jsonData}, {"binary", frameData}} {
+	for _, bc := range benchBatch(b, false) {
 		b.Run(bc.name, func(b *testing.B) {
 			c := newTestCore(nopMachine{}, 1024)
 			b.ReportAllocs()
 			for b.Loop() {
-				if a, err := c.apply(c.seq+1, bc.data); err != nil || a.Skipped != nil || len(a.Entries) != 16 {
+				if a, err := c.apply(c.seq+1, bc.data); err != nil || a.Skipped != nil || len(a.Entries) != benchEntries {
 					b.Fatalf("apply = %d entries, %v, skipped %v", len(a.Entries), err, a.Skipped)
 				}
 			}
