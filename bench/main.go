@@ -192,7 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("could not raise RLIMIT_NOFILE", "soft_limit", soft, "err", err)
 	}
 	fmt.Fprintf(stdout, "Steward bench: %s per run, median of %d runs (%s warm-up), %d-byte values, %d clients for the many-client rows;\n"+
-		"qlog group commit: %s; %s\n",
+		"qlog group commit: %s; log batches: binary frames (STEWARD_BATCH_ENCODING=binary); %s\n",
 		cfg.Duration, cfg.Runs, cfg.Warmup, cfg.ValueSize, cfg.Clients, cfg.Tuning, harness.Machine())
 	if avg := harness.LoadAverage(); avg != "" {
 		fmt.Fprintf(stdout, "load average at start: %s (other processes share these CPUs: compare within a table only)\n", avg)

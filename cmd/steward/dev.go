@@ -26,6 +26,7 @@ import (
 	"github.com/stewardhq/steward/platform/logging"
 	"github.com/stewardhq/steward/platform/natsembed"
 	"github.com/stewardhq/steward/platform/pgstore"
+	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/services/config"
 	"github.com/stewardhq/steward/services/election"
@@ -110,7 +111,7 @@ func (r *devRoles) list() []*devRole {
 // devOverridden are the roles' variables dev sets itself, so --help does
 // not offer them: the NATS server is embedded, each service is its only
 // replica, the roles find each other on loopback.
-var devOverridden = []string{"NATS_URL", "REPLICA_ID", "VOTERS", "STREAM_REPLICAS",
+var devOverridden = []string{"NATS_URL", "REPLICA_ID", "VOTERS", "STREAM_REPLICAS", "BATCH_ENCODING",
 	"REGISTRY_URL", "CONFIG_URL", "ELECTION_URLS", "ADVERTISE_ADDR", "REGISTRY_ALLOW_LOCAL"}
 
 // devSettings are the settings `steward dev` reads, for --help: its own,
@@ -206,6 +207,9 @@ func runDev(ctx context.Context, stdout, stderr io.Writer) error {
 		r.process.ShutdownTimeout = cfg.ShutdownTimeout
 		if rs := r.replicated; rs != nil {
 			rs.ReplicaID, rs.Voters, rs.StreamReplicas = r.short+"-0", nil, 1
+			// The only replica of its stream: no older one can be
+			// reading it.
+			rs.BatchEncoding = qlog.BatchBinary
 			rs.NATSURL, rs.DatabaseURL, rs.RegistryURL = ns.ClientURL(), cfg.DatabaseURL, registryURL
 		}
 	}

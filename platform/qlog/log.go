@@ -31,6 +31,9 @@ type Config struct {
 	Conn *nats.Conn
 	// StreamReplicas is the stream's replica count: 1 in dev, 3 clustered.
 	StreamReplicas int
+	// BatchEncoding is how this replica writes its batches: BatchJSON (the
+	// default) or BatchBinary, once every replica of the service reads it.
+	BatchEncoding BatchEncoding
 	// Snapshots stores snapshots; nil disables them (replay from the start).
 	Snapshots SnapshotStore
 	// SnapshotEvery and SnapshotInterval trigger a snapshot after that many
@@ -92,6 +95,9 @@ func (c *Config) setDefaults() error {
 	slices.Sort(c.Voters)
 	if len(slices.Compact(slices.Clone(c.Voters))) != len(c.Voters) {
 		return fmt.Errorf("qlog: voters %v has duplicates", c.Voters)
+	}
+	if c.BatchEncoding == "" {
+		c.BatchEncoding = BatchJSON
 	}
 	if c.StreamReplicas <= 0 {
 		c.StreamReplicas = 1

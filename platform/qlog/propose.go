@@ -254,7 +254,7 @@ func (l *Log) publish(ctx context.Context, msgID string, batch []*proposal) {
 	for i, p := range batch {
 		entries[i] = p.entry
 	}
-	data := appendFrame(nil, entries)
+	data := l.cfg.BatchEncoding.encodeBatch(entries)
 	l.metrics.batchEntries.Observe(float64(len(batch)))
 	l.metrics.batchBytes.Observe(float64(len(data)))
 	began := time.Now()

@@ -195,6 +195,7 @@ func (s Replicated) openLog(ctx context.Context, service string, voters []string
 		Voters:         voters,
 		Conn:           nc,
 		StreamReplicas: s.StreamReplicas,
+		BatchEncoding:  s.BatchEncoding,
 		Snapshots:      snaps,
 		SnapshotEvery:  s.SnapshotEvery,
 		RetainEntries:  s.RetainEntries,

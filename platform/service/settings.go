@@ -6,6 +6,7 @@ import (
 
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/logging"
+	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
 	"github.com/stewardhq/steward/platform/web"
 )
@@ -42,8 +43,14 @@ type Replicated struct {
 	// linearizable read; empty means this replica alone.
 	Voters         []string `envconfig:"VOTERS" desc:"replica ids of the voters, comma-separated (empty: this replica alone)"`
 	StreamReplicas int      `envconfig:"STREAM_REPLICAS" default:"1" desc:"JetStream replicas of the service's stream"`
-	DatabaseURL    string   `envconfig:"DATABASE_URL" desc:"PostgreSQL for snapshots and history (empty: snapshots in JetStream object storage, no long-term history)"`
-	SnapshotEvery  int64    `envconfig:"SNAPSHOT_EVERY" default:"50000" desc:"log entries between snapshots"`
+	// BatchEncoding is how the replica writes its log batches. Binary
+	// frames apply about 10x faster but are read only by replicas of
+	// this version or later; JSON is read by all, so it is the default
+	// while a cluster may still run older replicas (an upgrade sets
+	// binary once every replica runs this version).
+	BatchEncoding qlog.BatchEncoding `envconfig:"BATCH_ENCODING" default:"json" desc:"how this replica writes its log batches: json (read by every version) or binary (faster; set it only once every replica of the service runs a version that reads it)"`
+	DatabaseURL   string             `envconfig:"DATABASE_URL" desc:"PostgreSQL for snapshots and history (empty: snapshots in JetStream object storage, no long-term history)"`
+	SnapshotEvery int64              `envconfig:"SNAPSHOT_EVERY" default:"50000" desc:"log entries between snapshots"`
 	// RetainEntries bounds the stream: each snapshot trims the messages
 	// more than this many below it, so the stream holds at most about
 	// SnapshotEvery + RetainEntries messages.

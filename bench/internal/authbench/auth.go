@@ -33,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
+	"github.com/stewardhq/steward/platform/qlog"
 	configsvc "github.com/stewardhq/steward/services/config"
 )
 
@@ -185,6 +186,7 @@ func settings(authOn bool) configsvc.Settings {
 		panic(fmt.Sprintf("config settings defaults: %v", err)) // the tags are constants
 	}
 	s.Addr, s.ReplicaID, s.StreamReplicas = "127.0.0.1:0", "config-0", 1
+	s.BatchEncoding = qlog.BatchBinary // every replica is of this version
 	if authOn {
 		s.Auth, s.BootstrapToken = true, rootSecret
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
+	"github.com/stewardhq/steward/platform/qlog"
 	configsvc "github.com/stewardhq/steward/services/config"
 )
 
@@ -34,6 +35,7 @@ func configSettings(replicaID string, voters []string) configsvc.Settings {
 		panic(fmt.Sprintf("config settings defaults: %v", err)) // the tags are constants
 	}
 	s.Addr, s.ReplicaID, s.Voters, s.StreamReplicas = "127.0.0.1:0", replicaID, voters, 1
+	s.BatchEncoding = qlog.BatchBinary // every replica is of this version
 	// Every watcher of the fan-out comes from this host: one client to the
 	// per-client bound (STEWARD_MAX_WATCHES_PER_CLIENT, 256 by default).
 	s.WatchesPerClient = 1 << 20

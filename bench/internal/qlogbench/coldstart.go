@@ -121,7 +121,7 @@ func coldOpen(ctx context.Context, log *slog.Logger, ns *harness.NATSServer, tun
 		return 0, err
 	}
 	defer nc.Close()
-	cfg := qlog.Config{Service: coldService, ReplicaID: "r0", Conn: nc, SnapshotEvery: 1 << 40, Logger: log}
+	cfg := qlog.Config{Service: coldService, ReplicaID: "r0", Conn: nc, SnapshotEvery: 1 << 40, BatchEncoding: qlog.BatchBinary, Logger: log}
 	tune.Apply(&cfg)
 	if fromSnapshot {
 		js, err := jetstream.New(nc)

@@ -49,7 +49,7 @@ func OpenGroupOn(ctx context.Context, log *slog.Logger, connect func(i int) (*na
 			return nil, err
 		}
 		g.Conns = append(g.Conns, nc)
-		cfg := qlog.Config{Service: service, ReplicaID: id, Voters: voters, Conn: nc, Logger: log}
+		cfg := qlog.Config{Service: service, ReplicaID: id, Voters: voters, Conn: nc, BatchEncoding: qlog.BatchBinary, Logger: log}
 		tune.Apply(&cfg)
 		if more != nil {
 			more(&cfg)

@@ -14,6 +14,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
+	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/services/registry"
 )
 
@@ -38,6 +39,7 @@ func RegistrySettings(replicaID string, voters []string) registry.Settings {
 		panic(fmt.Sprintf("registry settings defaults: %v", err)) // the tags are constants
 	}
 	s.Addr, s.ReplicaID, s.Voters, s.StreamReplicas = "127.0.0.1:0", replicaID, voters, 1
+	s.BatchEncoding = qlog.BatchBinary // every replica is of this version
 	s.AllowLocal = true
 	return s
 }

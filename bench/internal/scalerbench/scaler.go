@@ -25,6 +25,7 @@ import (
 
 	"github.com/stewardhq/steward/bench/internal/harness"
 	"github.com/stewardhq/steward/bench/internal/registrybench"
+	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/wire"
 	"github.com/stewardhq/steward/services/election"
@@ -177,6 +178,7 @@ func scalerSettings(registryURL, electionURL string) scaler.Settings {
 		panic(fmt.Sprintf("scaler settings defaults: %v", err)) // the tags are constants
 	}
 	s.Addr, s.ReplicaID, s.StreamReplicas = "127.0.0.1:0", "scaler-0", 1
+	s.BatchEncoding = qlog.BatchBinary // every replica is of this version
 	s.RegistryURL, s.ElectionURLs = registryURL, []string{electionURL}
 	s.KeepDecisions = 1000
 	return s
