@@ -113,6 +113,9 @@ func (c *cluster) env(role string, i int) []string {
 		"STEWARD_REPLICA_ID="+c.replicaID(role, i),
 		"STEWARD_VOTERS="+strings.Join(voters, ","),
 		"STEWARD_STREAM_REPLICAS=3",
+		// Every replica is of this version: the faults run over binary
+		// frames (compose-test keeps the default, JSON).
+		"STEWARD_BATCH_ENCODING=binary",
 		"STEWARD_NATS_URL="+c.natsURLs(i),
 		"STEWARD_DATABASE_URL="+c.dbURL,
 		"STEWARD_SNAPSHOT_EVERY="+strconv.Itoa(snapshotEvery),
