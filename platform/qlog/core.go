@@ -219,10 +219,10 @@ func (c *core) restore(data, checksum []byte) error {
 	return nil
 }
 
-// wireBatch is a stream message as replicas wrote it before the binary
-// frame (frame.go): the entries one replica group-committed, as JSON.
-// Streams still hold such messages, so replicas still apply them; `steward
-// log dump` shows either kind readably.
+// wireBatch is a stream message in JSON: the entries one replica
+// group-committed, as every version writes them (the default,
+// BatchJSON) and as versions before the binary frame (frame.go) read
+// them. `steward log dump` shows either kind readably.
 type wireBatch struct {
 	Entries []wireEntry `json:"entries"`
 }
