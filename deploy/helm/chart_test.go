@@ -355,7 +355,7 @@ func checkVoters(t *testing.T, m *manifests, vals map[string]any, image string) 
 		if slices.Index(c.Env, pn) > slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "STEWARD_REPLICA_ID" }) {
 			t.Errorf("%s: POD_NAME must come before STEWARD_REPLICA_ID to be expanded", name)
 		}
-		for _, want := range []string{"STEWARD_NATS_URL", "STEWARD_STREAM_REPLICAS", "STEWARD_AUTH", "STEWARD_AUTH_TOKEN", "STEWARD_AUTH_BOOTSTRAP_TOKEN", "STEWARD_DATABASE_URL"} {
+		for _, want := range []string{"STEWARD_NATS_URL", "STEWARD_STREAM_REPLICAS", "STEWARD_BATCH_ENCODING", "STEWARD_AUTH", "STEWARD_AUTH_TOKEN", "STEWARD_AUTH_BOOTSTRAP_TOKEN", "STEWARD_DATABASE_URL"} {
 			if _, ok := env(c, want); !ok {
 				t.Errorf("%s: no %s", name, want)
 			}
@@ -778,6 +778,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"bad RBAC namespace", "scaler: {kubernetesDriver: {namespaces: [Not_A_Namespace]}}", "namespaces"},
 		{"dot in the full name", "fullnameOverride: my.steward", "fullnameOverride"},
 		{"more stream replicas than NATS servers", "{streamReplicas: 5, nats: {replicas: 3}}", "streamReplicas (5) is more than"},
+		{"an unknown batch encoding", "{batchEncoding: protobuf}", "batchEncoding"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var vals map[string]any
