@@ -148,6 +148,18 @@ func (l *Log) applyMessage(seq uint64, data []byte) error {
 			}
 		}
 	}
+	if out.Oldest != 0 {
+		// An entry applied long after it was stamped was held up on its
+		// way (a stall that may not have touched this replica's own
+		// proposals or reads): its TTLs count from its stamp, so give its
+		// client the expiry grace to renew. Noted under the lock, before
+		// any read can see the entry.
+		age := l.cfg.Clock().Sub(time.Unix(0, out.Oldest))
+		l.metrics.entryAge.Observe(max(age.Seconds(), 0))
+		if age > lateEntry {
+			l.noteStall()
+		}
+	}
 	l.appliedBytes += uint64(len(data))
 	l.wakeLocked()
 	snapshotDue := out.Rev-l.lastSnap >= l.cfg.SnapshotEvery && l.appliedBytes-l.snapBytesAt >= l.lastSnapSize

@@ -50,6 +50,9 @@ type applied struct {
 	// Events are what watchers see, stamped with their revisions; they
 	// are in the ring already.
 	Events []Event
+	// Oldest is the earliest proposer time stamp among Entries (Unix
+	// nanoseconds), 0 without entries.
+	Oldest int64
 	// Skipped is why the message did not decode. A message that is
 	// neither a binary frame nor JSON, or a binary frame that is corrupt,
 	// takes no revision; a JSON batch with a field of the wrong type
@@ -84,6 +87,9 @@ func (c *core) apply(seq uint64, data []byte) (applied, error) {
 	out.Entries = make([]appliedEntry, 0, len(entries))
 	for _, we := range entries {
 		c.rev++
+		if out.Oldest == 0 || we.Time < out.Oldest {
+			out.Oldest = we.Time
+		}
 		if t := time.Unix(0, we.Time); t.After(c.logTime) {
 			c.logTime = t
 		}

@@ -119,14 +119,15 @@ func (l *Log) RunExpiry(ctx context.Context, interval time.Duration, due func(no
 			return
 		case <-tick.C:
 		}
-		if l.stalledWithin(l.cfg.ExpiryGrace) {
-			// Renewals may not have been written during the stall: give
-			// their clients the grace to renew before expiring anyone.
-			continue
-		}
 		var cmds [][]byte
 		if err := l.Read(ctx, Serializable, func(int64) error {
-			cmds = due(l.cfg.Clock())
+			// Checked under the read, after any late entry this state
+			// holds noted its stall: renewals may not have been written
+			// during a stall, so their clients get the grace to renew
+			// before anyone is expired.
+			if !l.stalledWithin(l.cfg.ExpiryGrace) {
+				cmds = due(l.cfg.Clock())
+			}
 			return nil
 		}); err != nil {
 			continue // not ready or failed: nothing to propose from

@@ -92,3 +92,47 @@ func TestExpiriesDueOrder(t *testing.T) {
 		t.Fatal("Expired precondition wrong")
 	}
 }
+
+// TestExpiryGraceAfterLateEntry checks that a replica holds expiries for
+// ExpiryGrace after applying an entry that was stamped long before, even
+// when the stall that held the entry up never touched the replica's own
+// proposals or reads. Such an entry's TTL counts from its stamp, so it may
+// arrive already due; expiring it at once would expire a client whose
+// renewal was acknowledged a moment earlier (a chaos finding: a write that
+// took 5.3 s to commit under a partition, expired 39 ms after it was
+// acknowledged).
+func TestExpiryGraceAfterLateEntry(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	const grace = 2 * time.Second
+	voters := []string{"late", "expirer"}
+	// The late proposer's stamps are 6 s old when they are applied: what a
+	// proposal held up 6 s on its way to the stream looks like to the
+	// replicas that apply it.
+	late := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "late", Voters: voters,
+		Clock: func() time.Time { return time.Now().Add(-6 * time.Second) }})
+	expirer := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "expirer", Voters: voters, ExpiryGrace: grace})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	w, err := expirer.log.Watch(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 5 s TTL stamped 6 s ago: due on arrival.
+	put, _ := propose(t, late.log, qlogtest.PutTTL("instance", "up", 5*time.Second), "")
+	if ev, err := w.Next(ctx); err != nil || ev.Type != "put" || ev.Revision != put.Revision {
+		t.Fatalf("first event = %+v, %v; want the put at %d", ev, err, put.Revision)
+	}
+	applied := time.Now()
+	go expirer.log.RunExpiry(ctx, 10*time.Millisecond, expirer.sm.DueExpiries)
+
+	ev, err := w.Next(ctx)
+	if err != nil || ev.Type != "delete" || ev.Key != "instance" {
+		t.Fatalf("event after the put = %+v, %v; want the expiry", ev, err)
+	}
+	// Without the grace the expiry comes within one 10 ms tick; a margin
+	// of half the grace keeps a slow machine from failing the test.
+	if held := time.Since(applied); held < grace/2 {
+		t.Fatalf("expired %v after the late entry was applied; want the %v grace", held, grace)
+	}
+}

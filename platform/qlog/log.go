@@ -68,8 +68,9 @@ type Config struct {
 	ProposeTimeout time.Duration
 	// ExpiryGrace is how long RunExpiry proposes nothing after this
 	// replica saw the log unable to take writes (a proposal that failed,
-	// or took over two seconds; a replaced consumer; a failed read
-	// index), so that clients whose renewals could not be written during
+	// or took over two seconds; an entry applied over two seconds after
+	// its proposer stamped it, whoever proposed it; a replaced consumer;
+	// a failed read index), so that clients whose renewals could not be written during
 	// the outage renew before their deadlines, which passed meanwhile, are
 	// acted on. Zero means 5 s.
 	ExpiryGrace time.Duration
@@ -490,6 +491,11 @@ func (l *Log) serving() error {
 	}
 	return nil
 }
+
+// lateEntry is how long a proposal may take, or an entry may wait between
+// its stamp and its apply, before the replica counts it as a stall of
+// writes (see Config.ExpiryGrace).
+const lateEntry = 2 * time.Second
 
 // noteStall records that the log could not take writes just now.
 func (l *Log) noteStall() { l.lastStall.Store(time.Now().UnixNano()) }

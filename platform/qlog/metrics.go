@@ -19,6 +19,7 @@ type logMetrics struct {
 	readErrs     prometheus.Counter
 	consumers    prometheus.Counter
 	snapshots    prometheus.Histogram
+	entryAge     prometheus.Histogram
 	gauges       []prometheus.Collector
 }
 
@@ -51,6 +52,8 @@ func newLogMetrics(l *Log) *logMetrics {
 			Name: "consumer_restarts_total", ConstLabels: labels,
 			Help: "Times the replica replaced its stream consumer (lost server, missed heartbeats, lost delivery)."}),
 		snapshots: hist("snapshot_seconds", "Time to store a snapshot in the snapshot store.", seconds),
+		entryAge: hist("entry_age_seconds",
+			"Age of each applied batch's oldest entry: this replica's clock minus the proposer's stamp (commit delay plus clock offset).", seconds),
 	}
 	m.gauges = []prometheus.Collector{
 		gauge("applied_revision", "The last revision this replica applied.", func() float64 { return float64(l.Revision()) }),
@@ -88,7 +91,7 @@ func (l *Log) Collector() prometheus.Collector { return l.metrics }
 
 func (m *logMetrics) all() []prometheus.Collector {
 	return append([]prometheus.Collector{m.quorumWait, m.publish, m.publishErrs, m.batchEntries, m.batchBytes,
-		m.readIndex, m.readErrs, m.consumers, m.snapshots}, m.gauges...)
+		m.readIndex, m.readErrs, m.consumers, m.snapshots, m.entryAge}, m.gauges...)
 }
 
 // Describe implements prometheus.Collector.

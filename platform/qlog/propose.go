@@ -72,7 +72,7 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res
 	}
 	began := time.Now()
 	defer func() {
-		if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || time.Since(began) > 2*time.Second {
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || time.Since(began) > lateEntry {
 			l.noteStall()
 		}
 	}()
