@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.8.2
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-.PHONY: run demo test fuzz bench lint api-lint build chaos cluster image compose-test helm-lint clean
+.PHONY: run demo test fuzz bench lint api-lint build ui ui-check chaos cluster image compose-test helm-lint clean
 
 ## run: start every service in one process on an embedded NATS server
 run:
@@ -67,7 +67,22 @@ lint:
 api-lint:
 	api/lint/lint.sh
 
-## build: static binaries into bin/
+## ui: the web console (ui/, TypeScript and Vite) built into
+## gateway/console/dist, which the gateway embeds; dist is committed, so
+## that go build and go test need no npm
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
+
+## ui-check: rebuild the console from the lockfile and fail when the
+## committed gateway/console/dist differs from what the sources build
+ui-check: ui
+	@test -z "$$(git status --porcelain gateway/console/dist)" || { git status --short gateway/console/dist; \
+		echo "gateway/console/dist differs from what ui/ builds: run make ui and commit it"; exit 1; }
+
+## build: static binaries into bin/ (the console is embedded as
+## committed: make ui rebuilds it, which needs npm; build stays Go-only
+## so that it runs where only Go is installed, and ui-check in CI keeps
+## the committed build in step with ui/)
 build:
 	@mkdir -p bin
 	CGO_ENABLED=0 go build -trimpath -buildvcs=true -o bin/steward ./cmd/steward

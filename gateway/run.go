@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/stewardhq/steward/gateway/api"
 	"github.com/stewardhq/steward/gateway/balancer"
+	"github.com/stewardhq/steward/gateway/console"
 	"github.com/stewardhq/steward/gateway/discovery"
 	"github.com/stewardhq/steward/gateway/proxy"
 	"github.com/stewardhq/steward/gateway/route"
@@ -147,7 +149,14 @@ func newHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discov
 		Routes: func(r chi.Router) {
 			r.Get("/gateway/routes", func(w http.ResponseWriter, _ *http.Request) { _ = web.Encode(w, http.StatusOK, src.Status()) })
 		}})
+	// The web console's files hold no data, so they are served without a
+	// token, outside the guard; the page sends one with each API call.
+	ui := console.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, console.Prefix) {
+			ui.ServeHTTP(w, r)
+			return
+		}
 		switch r.URL.Path {
 		case "/healthz", "/readyz", "/metrics", "/gateway/routes", "/openapi.json":
 			own.ServeHTTP(w, r)

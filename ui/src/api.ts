@@ -1,0 +1,148 @@
+// The console's only way to Steward: the public API on the gateway's
+// origin, with the bearer token from the login form when there is one.
+
+const tokenKey = 'steward.token';
+
+export function token(): string {
+  return sessionStorage.getItem(tokenKey) ?? '';
+}
+
+export function setToken(t: string) {
+  if (t) sessionStorage.setItem(tokenKey, t);
+  else sessionStorage.removeItem(tokenKey);
+}
+
+// unauthorized is dispatched on window when any call answers 401, so
+// that the shell shows the login form whatever page made the call.
+export const unauthorized = 'steward:unauthorized';
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly problem: Record<string, unknown>) {
+    super(String(problem.detail ?? problem.title ?? `HTTP ${status}`));
+  }
+}
+
+function headers(extra: Record<string, string> = {}): Headers {
+  const hd = new Headers(extra);
+  const t = token();
+  if (t) hd.set('Authorization', `Bearer ${t}`);
+  return hd;
+}
+
+export interface Answer<T> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+// call sends one request; any status but 2xx is thrown as an ApiError
+// with the problem document.
+export async function call<T>(method: string, path: string, body?: unknown, extra: Record<string, string> = {}, signal?: AbortSignal): Promise<Answer<T>> {
+  const init: RequestInit = { method, headers: headers(extra), signal };
+  if (body !== undefined) {
+    (init.headers as Headers).set('Content-Type', 'application/json');
+    init.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, init);
+  const text = await resp.text();
+  let parsed: unknown = text;
+  if ((resp.headers.get('Content-Type') ?? '').includes('json') && text) parsed = JSON.parse(text);
+  if (resp.status === 401) window.dispatchEvent(new Event(unauthorized));
+  if (!resp.ok) throw new ApiError(resp.status, typeof parsed === 'object' && parsed ? (parsed as Record<string, unknown>) : { detail: text || resp.statusText });
+  return { status: resp.status, body: parsed as T, headers: resp.headers };
+}
+
+export const get = <T>(path: string, signal?: AbortSignal) => call<T>('GET', path, undefined, {}, signal).then((a) => a.body);
+
+export function describe(err: unknown): string {
+  if (err instanceof ApiError) return `${err.status}: ${err.message}`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export interface SSEEvent {
+  id: string;
+  event: string;
+  data: unknown;
+}
+
+// watch follows a server-sent event stream with fetch rather than
+// EventSource, which cannot send the Authorization header. It resumes
+// from the last event id after a broken stream (Last-Event-ID), until
+// signal aborts; onState tells the page whether it is live.
+export async function watch(path: string, signal: AbortSignal, onEvent: (e: SSEEvent) => void, onState: (live: boolean, why?: string) => void = () => {}) {
+  let last = '';
+  let delay = 500;
+  while (!signal.aborted) {
+    try {
+      const extra: Record<string, string> = { Accept: 'text/event-stream' };
+      if (last) extra['Last-Event-ID'] = last;
+      const resp = await fetch(path, { headers: headers(extra), signal });
+      if (resp.status === 401) window.dispatchEvent(new Event(unauthorized));
+      if (!resp.ok || !resp.body) throw new Error(`watch answered ${resp.status}`);
+      onState(true);
+      delay = 500;
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let cut;
+        while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+          const block = buf.slice(0, cut);
+          buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
+          const e = parseBlock(block);
+          if (e) {
+            if (e.id) last = e.id;
+            onEvent(e);
+          }
+        }
+      }
+      onState(false, 'stream ended');
+    } catch (err) {
+      if (signal.aborted) return;
+      onState(false, describe(err));
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 10000);
+  }
+}
+
+function parseBlock(block: string): SSEEvent | null {
+  let id = '', event = 'message';
+  const data: string[] = [];
+  for (const line of block.split(/\r?\n/)) {
+    if (line.startsWith(':')) continue;
+    const i = line.indexOf(':');
+    const field = i < 0 ? line : line.slice(0, i);
+    const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+    if (field === 'id') id = value;
+    else if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  }
+  if (data.length === 0) return null;
+  const text = data.join('\n');
+  let parsed: unknown = text;
+  try { parsed = JSON.parse(text); } catch { /* a plain-text payload */ }
+  return { id, event, data: parsed };
+}
+
+// every runs fn now and then every ms milliseconds until signal aborts.
+export function every(ms: number, signal: AbortSignal, fn: () => void | Promise<void>) {
+  let timer = 0;
+  const tick = async () => {
+    if (signal.aborted) return;
+    try { await fn(); } finally { if (!signal.aborted) timer = window.setTimeout(tick, ms); }
+  };
+  signal.addEventListener('abort', () => clearTimeout(timer));
+  void tick();
+}
+
+export const enc = encodeURIComponent;
+
+// keyPath is the API path of a config key: each segment escaped, so that
+// a key is read and written exactly as named.
+export function keyPath(key: string): string {
+  return '/v1/kv/' + key.replace(/^\//, '').split('/').map(enc).join('/');
+}
