@@ -62,7 +62,7 @@ function showLogin(why: string) {
     h('label', { for: 'token' }, 'Bearer token'),
     input,
     h('p', { id: 'token-help', class: 'muted' }, 'A Steward token (steward dev prints the root token when STEWARD_AUTH=on). It stays in this tab\'s session storage.'),
-    h('button', { type: 'submit' }, 'Sign in'));
+    h('button', { type: 'submit', id: 'login-submit' }, 'Sign in'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     setToken(input.value.trim());

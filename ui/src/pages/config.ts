@@ -30,7 +30,7 @@ export function configPage(root: HTMLElement, signal: AbortSignal, arg: string) 
 
   const newKey = h('input', { id: 'new-key', name: 'new-key', placeholder: '/app/feature', spellcheck: 'false' });
   const newForm = h('form', { class: 'row' },
-    h('label', { for: 'new-key' }, 'New key'), newKey, h('button', { type: 'submit' }, 'Create'));
+    h('label', { for: 'new-key' }, 'New key'), newKey, h('button', { type: 'submit', id: 'create-key' }, 'Create'));
   newForm.addEventListener('submit', (e) => {
     e.preventDefault();
     const k = newKey.value.trim();
@@ -212,7 +212,7 @@ export function configPage(root: HTMLElement, signal: AbortSignal, arg: string) 
         h('ol', { class: 'history' }, items.map((it, i) => {
           const older = items[i + 1];
           return h('li', {},
-            h('details', {},
+            h('details', { open: i === 0 },
               h('summary', {}, `revision ${it.modRevision}${it.deleted ? ' (deleted)' : `, version ${it.version}`}${it.by ? `, by ${it.by}` : ''}`),
               diffView(`changes in revision ${it.modRevision}`, older && !older.deleted ? pretty(older.value) : '', it.deleted ? '' : pretty(it.value))));
         })),

@@ -10,18 +10,20 @@ interface Page { items: Election[]; next: string | null }
 export function electionsPage(root: HTMLElement, signal: AbortSignal, arg: string) {
   const list = h('div', { id: 'election-list' });
   const detail = h('div', { id: 'election-detail' });
-  fill(root, h('div', { class: 'split' }, h('div', {}, h('h2', {}, 'Elections'), list), detail));
+  fill(root, h('div', { class: 'split' }, list, detail));
   let items: Election[] = [];
 
-  // the list is read every 2 s; the countdowns tick every second
-  every(2000, signal, async () => {
+  // the list is read every 2 s and on each event of the election
+  // followed; the countdowns tick every second
+  const load = async () => {
     try {
       items = (await get<Page>('/v1/elections?limit=500', signal)).items;
       render();
     } catch (e) {
       fill(list, notice('error', `Elections: ${describe(e)}`));
     }
-  });
+  };
+  every(2000, signal, load);
   const tick = window.setInterval(render, 1000);
   signal.addEventListener('abort', () => clearInterval(tick));
 
@@ -76,6 +78,7 @@ export function electionsPage(root: HTMLElement, signal: AbortSignal, arg: strin
         history.prepend(h('tr', {}, [e.id, e.event, d.leader ?? d.candidate ?? '', String(d.term ?? ''), String(d.token ?? '')].map((c) => h('td', {}, c))));
       }
       void reread();
+      void load();
     }, (ok, why) => { if (!ok) fill(state, `Watch interrupted (${why}); reconnecting…`); });
   }
 }

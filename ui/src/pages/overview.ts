@@ -31,7 +31,7 @@ export function overview(root: HTMLElement, signal: AbortSignal) {
         const next = parseCounts(a.body, Date.now());
         if (prev) {
           fill(traffic, table('Rates over the last scrape interval', ['service', 'requests/s', 'errors (5xx)'],
-            rates(prev, next).map((r) => [r.service, r.rps.toFixed(2), `${(r.errorRatio * 100).toFixed(1)}%`]), 'no requests counted yet'));
+            rates(prev, next).map((r) => [r.service === 'none' ? '(no route: 404s, refused)' : r.service, r.rps.toFixed(2), `${(r.errorRatio * 100).toFixed(1)}%`]), 'no requests counted yet'));
         }
         prev = next;
       }, (e) => fill(traffic, notice('error', `/metrics: ${describe(e)}`))),

@@ -25,7 +25,7 @@ interface Simulation {
 export function scalersPage(root: HTMLElement, signal: AbortSignal, arg: string) {
   const list = h('div', { id: 'scaler-list' });
   const detail = h('div', { id: 'scaler-detail' });
-  fill(root, h('h2', {}, 'Scalers'), list, detail);
+  fill(root, list, detail);
 
   every(5000, signal, async () => {
     try {
@@ -161,7 +161,13 @@ function simulatePanel(name: string, signal: AbortSignal) {
     el,
     setSpec(s: Scaler, decisions: Decision[]) {
       real = decisions;
-      if (!touched) area.value = pretty(s.spec);
+      // The spec is filled in once (and again after a PUT elsewhere,
+      // until the reader edits it): the editor must not move under them.
+      if (!touched && area.dataset.revision !== String(s.modRevision)) {
+        area.value = pretty(s.spec);
+        area.dataset.revision = String(s.modRevision);
+        area.scrollTop = 0;
+      }
     },
   };
 }

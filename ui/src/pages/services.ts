@@ -15,7 +15,7 @@ const statuses = ['passing', 'warning', 'critical'];
 export function servicesPage(root: HTMLElement, signal: AbortSignal, arg: string) {
   const list = h('div', { id: 'service-list' });
   const detail = h('div', { id: 'service-detail' });
-  fill(root, h('div', { class: 'split' }, h('div', {}, h('h2', {}, 'Services'), list), detail));
+  fill(root, h('div', { class: 'split' }, list, detail));
   let chosen = arg;
   let watchCtl: AbortController | null = null;
 

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// bearer adds a token to every request of a client.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// chromiumPath is Debian's chromium: the test skips without it, except
+// in CI (CI=true), which installs it (.ci/run).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("chromium is not installed (.ci/run installs it): %v", err)
+		}
+		t.Skip("chromium is not installed (apt-get install chromium chromium-driver)")
+	}
+	return path
+}
+
+// TestConsole drives the web console (/ui/ on the gateway) in a real
+// Chromium against a real `steward dev` with auth on: it logs in, creates
+// a key and sees a compare-and-set conflict explained, watches an
+// instance turn critical without a reload, sees a leader change, a
+// scaler's plot with its decisions and a simulation, and applies a
+// route. It saves a screenshot of every page (CONSOLE_SCREENSHOTS=dir
+// keeps them) and logs the page's weight and first paint.
+func TestConsole(t *testing.T) {
+	chromium := chromiumPath(t)
+	const root = "stw_console-test-root-0123456789abcdefghijklmn"
+	d := startDev(t, "STEWARD_AUTH=on", "STEWARD_AUTH_BOOTSTRAP_TOKEN="+root)
+	hc := &http.Client{Transport: bearer{root}, Timeout: 40 * time.Second}
+	waitReadyWith(t, hc, d.gateway+"/readyz", d.gateway+"/v1/services", d.gateway+"/v1/kv?prefix=/", d.gateway+"/v1/elections", d.gateway+"/v1/scalers")
+	api := func(method, path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, d.gateway+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode/100 != 2 {
+			t.Fatalf("%s %s = %s %s", method, path, res.Status, b)
+		}
+	}
+
+	shots := os.Getenv("CONSOLE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	} else if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900))...)
+	defer cancel()
+	// What the browser fetched (bytes on the wire, headers included) and
+	// what went wrong in the page: an exception or a refusal by the
+	// Content-Security-Policy fails the test.
+	var mu sync.Mutex
+	var transferred float64
+	var requests int
+	var problems []string
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf), chromedp.WithListener(func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *network.EventLoadingFinished:
+			transferred += ev.EncodedDataLength
+			requests++
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, fmt.Sprintf("exception: %s %s", ev.ExceptionDetails.Text, describeException(ev.ExceptionDetails)))
+		case *cdplog.EventEntryAdded:
+			if strings.Contains(ev.Entry.Text, "Content Security Policy") {
+				problems = append(problems, ev.Entry.Text)
+			}
+		}
+	}))
+	defer cancel()
+	// The first Run starts the browser, and lives as long as its context:
+	// no timeout on it (chromedp.Run's rule); each step has its own.
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, runtime.Enable, cdp.Empty{})
+		return err
+	})); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// value waits until expr is truthy and returns it.
+	value := func(what string, expr string) float64 {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(sctx, chromedp.Poll[float64](expr, chromedp.WithPollingTimeout(20*time.Second)))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	// waitText waits until sel's text contains want.
+	waitText := func(what, sel, want string) {
+		t.Helper()
+		js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want)
+		sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(sctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+			var now string
+			if e, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? "(none)"`, sel))); err == nil {
+				now = e
+			}
+			t.Fatalf("%s: %s never contained %q: %v; it reads %q", what, sel, want, err, now)
+		}
+	}
+
+	// The page loads without a token: its first API call answers 401 and
+	// the login form shows.
+	run("open the console", chromedp.Navigate(d.gateway+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#login #token")))
+	mu.Lock()
+	pageBytes, pageRequests := transferred, requests
+	mu.Unlock()
+	fcp := value("first paint", `performance.getEntriesByName('first-contentful-paint')[0]?.startTime`)
+	t.Logf("console load: %d requests, %.1f KB transferred up to the login form; first contentful paint at %.0f ms", pageRequests, pageBytes/1024, fcp)
+
+	// Log in; the overview lists Steward's own services and, after two
+	// scrapes of /metrics, the request rates.
+	run("log in", chromedp.SendKeys(chromedp.CSS("#token"), root), chromedp.Click(chromedp.CSS("#login-submit")))
+	waitText("overview services", "#overview-services", "steward-config")
+	waitText("overview rates", "#traffic", "requests/s")
+	if s := text("#cluster"); !strings.Contains(s, "not available from this gateway") && !strings.Contains(s, "replicas") {
+		t.Errorf("overview's replicas: %q, want the replica table or the note that this gateway has no /gateway/cluster", s)
+	}
+	shot("overview")
+
+	// Config: create a key, then edit it while someone else writes it:
+	// the 412 and what changed are shown.
+	run("config page", chromedp.Navigate(d.gateway+"/ui/#/config"), chromedp.WaitVisible(chromedp.CSS("#new-key")))
+	run("new key", chromedp.SendKeys(chromedp.CSS("#new-key"), "/console/feature"), chromedp.Click(chromedp.CSS("#create-key")),
+		chromedp.WaitVisible(chromedp.CSS("#value")), chromedp.SetValue(chromedp.CSS("#value"), `{"enabled": true}`), chromedp.Click(chromedp.CSS("#save")))
+	waitText("created", "#save-result", "Saved at revision")
+	waitText("listed", "#keys", "console/")
+	api(http.MethodPut, "/v1/kv/console/feature", `{"enabled": true, "owner": "someone-else"}`)
+	run("edit", chromedp.SetValue(chromedp.CSS("#value"), `{"enabled": false}`), chromedp.Click(chromedp.CSS("#save")))
+	waitText("conflict", "#conflict", "412")
+	if s := text("#conflict"); !strings.Contains(s, `+   "owner": "someone-else"`) {
+		t.Errorf("the conflict shown = %q, want the other writer's change as a diff line", s)
+	}
+	shot("config-conflict")
+	run("take the server's version", chromedp.Click(chromedp.CSS("#take-server")))
+	waitText("history", "#history", "revision 2")
+	shot("config")
+
+	// Services: an instance with a TTL check passes while heartbeats come,
+	// and the page shows it turn critical once they stop, with no reload.
+	api(http.MethodPut, "/v1/services/console-web/instances/web-1",
+		`{"address":"127.0.0.1","port":9000,"tags":["v1","console"],"zone":"a","version":"1.0","check":{"ttl":"3s","deregisterAfter":"10m"}}`)
+	stop := make(chan struct{})
+	beats := make(chan struct{})
+	go func() {
+		defer close(beats)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				req, _ := http.NewRequest(http.MethodPut, d.gateway+"/v1/services/console-web/instances/web-1/heartbeat", nil)
+				if res, err := hc.Do(req); err == nil {
+					res.Body.Close()
+				}
+			}
+		}
+	}()
+	run("services page", chromedp.Navigate(d.gateway+"/ui/#/services/console-web"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-instance="web-1"][data-status="passing"]`)))
+	close(stop)
+	<-beats
+	run("critical, live", chromedp.WaitVisible(chromedp.CSS(`[data-instance="web-1"][data-status="critical"]`)))
+	shot("services")
+
+	// Elections: a leads, b waits in line; a resigns and the page shows b.
+	var elected struct {
+		Token int64 `json:"token"`
+	}
+	if err := call(hc, http.MethodPost, d.gateway+"/v1/elections/console-lead/campaign", `{"candidate":"a","ttl":"30s","value":{"addr":"10.0.0.7"}}`, &elected); err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		waiting <- call(hc, http.MethodPost, d.gateway+"/v1/elections/console-lead/campaign?wait=30s", `{"candidate":"b","ttl":"30s"}`, nil)
+	}()
+	run("elections page", chromedp.Navigate(d.gateway+"/ui/#/elections/console-lead"))
+	waitText("a leads", "#leader-name", "a")
+	waitText("b waits", "#election-list", "console-lead")
+	api(http.MethodPost, "/v1/elections/console-lead/resign", fmt.Sprintf(`{"candidate":"a","token":%d}`, elected.Token))
+	waitText("b leads, live", "#leader-name", "b")
+	waitText("history", "#election-detail", "resigned")
+	if err := <-waiting; err != nil {
+		t.Fatalf("b's campaign: %v", err)
+	}
+	shot("elections")
+
+	// Scalers: a scaler deciding every second on queue_depth from a
+	// registered instance scales up, then down; the plot shows its
+	// decisions, one is explained on hover, and a simulation is drawn.
+	api(http.MethodPut, "/v1/services/console-app/instances/app-1", `{"address":"127.0.0.1","port":9100}`)
+	api(http.MethodPut, "/v1/scalers/console-app", `{"service":"console-app","minReplicas":1,"maxReplicas":3,"syncPeriod":"1s",
+		"metrics":[{"name":"queue_depth","target":{"type":"averageValue","value":10}}],
+		"behavior":{"scaleDown":{"stabilizationWindow":"0s"}},
+		"driver":{"type":"process","command":["sleep","3600"],"gracePeriod":"1s"}}`)
+	t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodDelete, d.gateway+"/v1/scalers/console-app", nil)
+		if res, err := hc.Do(req); err == nil {
+			res.Body.Close()
+		}
+	})
+	run("scalers page", chromedp.Navigate(d.gateway+"/ui/#/scalers/console-app"))
+	for _, load := range []int{40, 40, 40, 25, 25, 25, 4, 4, 4} {
+		api(http.MethodPost, "/v1/metrics", fmt.Sprintf(`{"samples":[{"service":"console-app","instance":"app-1","name":"queue_depth","value":%d}]}`, load))
+		time.Sleep(time.Second)
+	}
+	run("plot", chromedp.WaitVisible(chromedp.CSS("#scaler-plot canvas")))
+	waitText("a scale-up decision, live", "#decisions", "scale up 1 → 3")
+	waitText("a scale-down decision, live", "#decisions", "scale down")
+	run("hover a decision", chromedp.ScrollIntoView(chromedp.CSS("#scaler-plot .u-over")), hoverMiddle("#scaler-plot .u-over"))
+	waitText("decision explained", "#decision-explain", "→")
+	run("simulate", chromedp.Click(chromedp.CSS("#simulate")))
+	waitText("simulation", "#sim-result", "decisions")
+	run("simulation plot", chromedp.WaitVisible(chromedp.CSS("#sim-plot canvas")))
+	shot("scaler")
+
+	// Gateway: write a route document from the page and see it in force.
+	run("gateway page", chromedp.Navigate(d.gateway+"/ui/#/gateway"), chromedp.WaitVisible(chromedp.CSS("#route-name")))
+	run("apply a route", chromedp.SendKeys(chromedp.CSS("#route-name"), "console-api"),
+		chromedp.SetValue(chromedp.CSS("#route-doc"), `{"match":{"pathPrefix":"/console-api/"},"service":"steward-config","stripPrefix":true,"timeout":"5s"}`),
+		chromedp.Click(chromedp.CSS("#apply-route")))
+	waitText("route in force", "#route-result", "is in force")
+	waitText("route listed", "#routes", "/console-api/")
+	waitText("upstreams", "#upstreams", "")
+	shot("gateway")
+	res, err := hc.Get(d.gateway + "/console-api/healthz")
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("GET /console-api/healthz through the route applied from the page = %v, %v", res, err)
+	}
+	if res != nil {
+		res.Body.Close()
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Errorf("the page reported problems:\n%s", strings.Join(problems, "\n"))
+	}
+	t.Logf("screenshots in %s; %.1f KB transferred in all (%d requests)", shots, transferred/1024, requests)
+}
+
+// hoverMiddle moves the mouse to the middle of sel's box.
+func hoverMiddle(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		box, err := chromedp.Evaluate[[]float64](fmt.Sprintf(`(() => { const r = document.querySelector(%q).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`, sel))(ctx, t)
+		if err != nil {
+			return err
+		}
+		_, err = chromedp.MouseEvent("mouseMoved", box[0], box[1])(ctx, t)
+		return err
+	})
+}
+
+// describeException is the message of a thrown exception, when it has one.
+func describeException(d *runtime.ExceptionDetails) string {
+	if d.Exception != nil && d.Exception.Description != "" {
+		return d.Exception.Description
+	}
+	return d.URL
+}
