@@ -195,8 +195,9 @@ func TestConsole(t *testing.T) {
 	api(http.MethodPut, "/v1/kv/console/feature", `{"enabled": true, "owner": "someone-else"}`)
 	run("edit", chromedp.SetValue(chromedp.CSS("#value"), `{"enabled": false}`), chromedp.Click(chromedp.CSS("#save")))
 	waitText("conflict", "#conflict", "412")
-	if s := text("#conflict"); !strings.Contains(s, `+   "owner": "someone-else"`) {
-		t.Errorf("the conflict shown = %q, want the other writer's change as a diff line", s)
+	// The first diff is what the other writer changed.
+	if s := text("#conflict pre.diff"); !strings.Contains(s, `+   "owner": "someone-else"`) {
+		t.Errorf("what changed on the server, as shown = %q, want the other writer's change as a diff line", s)
 	}
 	shot("config-conflict")
 	run("take the server's version", chromedp.Click(chromedp.CSS("#take-server")))
@@ -297,6 +298,17 @@ func TestConsole(t *testing.T) {
 	if res != nil {
 		res.Body.Close()
 	}
+
+	// On a phone's screen the pages are one column.
+	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(d.gateway+"/ui/#/services/console-web"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-instance="web-1"]`)))
+	if w := value("layout", `document.querySelector('.split').children[1].getBoundingClientRect().x + 1`); w > 50 {
+		t.Errorf("on a phone the instances start %.0f px from the left, want one column", w-1)
+	}
+	if over := value("page width", `document.documentElement.scrollWidth - innerWidth + 1`); over > 1 {
+		t.Errorf("on a phone the page is %.0f px wider than the screen", over-1)
+	}
+	shot("services-phone")
 
 	mu.Lock()
 	defer mu.Unlock()
