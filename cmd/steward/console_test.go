@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,7 +57,7 @@ func TestConsole(t *testing.T) {
 	d := startDev(t, "STEWARD_AUTH=on", "STEWARD_AUTH_BOOTSTRAP_TOKEN="+root)
 	hc := &http.Client{Transport: bearer{root}, Timeout: 40 * time.Second}
 	waitReadyWith(t, hc, d.gateway+"/readyz", d.gateway+"/v1/services", d.gateway+"/v1/kv?prefix=/", d.gateway+"/v1/elections", d.gateway+"/v1/scalers")
-	api := func(method, path, body string) {
+	api := func(method, path, body string) []byte {
 		t.Helper()
 		req, _ := http.NewRequest(method, d.gateway+path, strings.NewReader(body))
 		if body != "" {
@@ -71,6 +72,7 @@ func TestConsole(t *testing.T) {
 		if res.StatusCode/100 != 2 {
 			t.Fatalf("%s %s = %s %s", method, path, res.Status, b)
 		}
+		return b
 	}
 
 	shots := os.Getenv("CONSOLE_SCREENSHOTS")
@@ -203,6 +205,19 @@ func TestConsole(t *testing.T) {
 	run("take the server's version", chromedp.Click(chromedp.CSS("#take-server")))
 	waitText("history", "#history", "revision 2")
 	shot("config")
+
+	// A key under a lease: the page lists the lease, and the lease its keys.
+	var lease struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.Unmarshal(api(http.MethodPost, "/v1/leases", `{"ttl":"5m"}`), &lease); err != nil {
+		t.Fatal(err)
+	}
+	api(http.MethodPut, fmt.Sprintf("/v1/kv/console/session?lease=%d", lease.ID), `"s-1"`)
+	run("a prefix", chromedp.Navigate(d.gateway+"/ui/#/config//console/"))
+	waitText("the lease listed", "#page-leases", fmt.Sprintf("lease %d", lease.ID))
+	run("show the lease", chromedp.Click(chromedp.CSS("#page-leases button")))
+	waitText("the lease's keys", "#leases", "/console/session")
 
 	// Services: an instance with a TTL check passes while heartbeats come,
 	// and the page shows it turn critical once they stop, with no reload.

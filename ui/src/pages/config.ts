@@ -37,9 +37,17 @@ export function configPage(root: HTMLElement, signal: AbortSignal, arg: string) 
     if (k) openEditor(k.startsWith('/') ? k : `/${k}`, null);
   });
 
+  // There is no list of leases in the API: the page offers the leases
+  // of the keys it lists, and any lease by its id.
+  const pageLeases = h('div', { id: 'page-leases' });
+  const leaseInput = h('input', { id: 'lease-id', name: 'lease-id', inputmode: 'numeric', pattern: '[0-9]+', size: 10 });
+  const leaseForm = h('form', { class: 'row' },
+    h('label', { for: 'lease-id' }, 'Lease'), leaseInput, h('button', { type: 'submit' }, 'Show'));
+  leaseForm.addEventListener('submit', (e) => { e.preventDefault(); if (leaseInput.value) void showLease(Number(leaseInput.value)); });
+
   fill(root,
     h('div', { class: 'split' },
-      h('div', {}, h('h2', {}, 'Keys'), prefixForm, live, listBox, newForm),
+      h('div', {}, h('h2', {}, 'Keys'), prefixForm, live, listBox, newForm, h('h2', {}, 'Leases'), pageLeases, leaseForm),
       h('div', {}, editor, leases)));
 
   function go(p: string) {
@@ -73,6 +81,11 @@ export function configPage(root: HTMLElement, signal: AbortSignal, arg: string) 
       else keys.push(it);
     }
     const up = prefix !== '/' ? prefix.replace(/[^/]*\/$/, '') || '/' : '';
+    const ids = [...new Set(page.items.filter((it) => it.lease).map((it) => it.lease!))];
+    fill(pageLeases, ids.length
+      ? h('ul', { class: 'tree', 'aria-label': 'Leases of the keys listed' }, ids.map((id) => h('li', {},
+        h('button', { type: 'button', class: 'link', onclick: () => void showLease(id) }, `lease ${id}`))))
+      : h('p', { class: 'muted' }, 'No key listed here holds a lease.'));
     fill(listBox,
       h('ul', { class: 'tree', 'aria-label': `Keys under ${prefix}` },
         up ? h('li', {}, h('button', { type: 'button', class: 'link', onclick: () => go(up) }, `↑ ${up}`)) : null,
