@@ -135,8 +135,20 @@ func TestConsole(t *testing.T) {
 		}
 		return v
 	}
+	// noProblems fails the test with what the page reported so far.
+	noProblems := func(when string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(problems) > 0 {
+			t.Errorf("the page reported problems %s:\n%s", when, strings.Join(problems, "\n"))
+			problems = nil
+		}
+	}
+	// shot saves a screenshot of the page as it is.
 	shot := func(name string) {
 		t.Helper()
+		noProblems("before the screenshot " + name)
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
@@ -325,11 +337,9 @@ func TestConsole(t *testing.T) {
 	}
 	shot("services-phone")
 
+	noProblems("at the end")
 	mu.Lock()
 	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the page reported problems:\n%s", strings.Join(problems, "\n"))
-	}
 	t.Logf("screenshots in %s; %.1f KB transferred in all (%d requests)", shots, transferred/1024, requests)
 }
 
