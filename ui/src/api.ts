@@ -79,6 +79,16 @@ export async function watch(path: string, signal: AbortSignal, onEvent: (e: SSEE
       if (last) extra['Last-Event-ID'] = last;
       const resp = await fetch(path, { headers: headers(extra), signal });
       if (resp.status === 401) window.dispatchEvent(new Event(unauthorized));
+      const fromNow = path.replace(/([?&])fromRevision=[^&]*&?/, '$1').replace(/[?&]$/, '');
+      if (resp.status === 410 && (last || fromNow !== path)) {
+        // The position asked for is older than the log still holds:
+        // follow from now on (the pages read the current state again
+        // on the first event).
+        last = '';
+        path = fromNow;
+        onState(false, 'older events are compacted; following from now');
+        continue;
+      }
       if (!resp.ok || !resp.body) throw new Error(`watch answered ${resp.status}`);
       onState(true);
       delay = 500;

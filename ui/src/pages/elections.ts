@@ -71,11 +71,20 @@ export function electionsPage(root: HTMLElement, signal: AbortSignal, arg: strin
 
     // From revision 1: the watch replays the events still held, then
     // follows; the current leader is read again after each.
+    const unnumbered: HTMLElement[] = [];
     void watch(`/v1/elections/${enc(name)}/watch?fromRevision=1`, signal, (e) => {
       fill(state, `Live (last event at revision ${e.id || '?'})`);
       const d = (e.data ?? {}) as Election & { candidate?: string };
       if (['elected', 'resigned', 'expired'].includes(e.event)) {
-        history.prepend(h('tr', {}, [e.id, e.event, d.leader ?? d.candidate ?? '', String(d.term ?? ''), String(d.token ?? '')].map((c) => h('td', {}, c))));
+        const rev = h('td', {}, e.id);
+        history.prepend(h('tr', {}, rev, [e.event, d.leader ?? d.candidate ?? '', String(d.term ?? ''), String(d.token ?? '')].map((c) => h('td', {}, c))));
+        unnumbered.push(rev);
+      }
+      // Only the last event of a revision carries its id: the events
+      // before it in the same entry get it then.
+      if (e.id) {
+        for (const td of unnumbered) td.textContent = e.id;
+        unnumbered.length = 0;
       }
       void reread();
       void load();
