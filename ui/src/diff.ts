@@ -5,7 +5,8 @@ export type Op = [' ' | '-' | '+', string];
 // diffLines is a longest-common-subsequence diff of two texts by line:
 // config values are small, and O(n·m) keeps it short and exact.
 export function diffLines(a: string, b: string): Op[] {
-  const x = a.split('\n'), y = b.split('\n');
+  const lines = (t: string) => (t === '' ? [] : t.split('\n'));
+  const x = lines(a), y = lines(b);
   const n = x.length, m = y.length;
   const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
   for (let i = n - 1; i >= 0; i--)
@@ -27,5 +28,5 @@ export function diffLines(a: string, b: string): Op[] {
 // colour, so that it reads without colour too.
 export function diffView(label: string, a: string, b: string): HTMLElement {
   return h('pre', { class: 'diff', 'aria-label': label },
-    diffLines(a, b).map(([op, text]) => h('span', { class: op === '+' ? 'add' : op === '-' ? 'del' : 'same' }, `${op} ${text}\n`)));
+    diffLines(a, b).map(([op, text]) => h('span', { class: op === '+' ? 'add' : op === '-' ? 'del' : 'same' }, `${op} ${text}`)));
 }
