@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/stewardhq/steward/gateway/console"
 )
 
 // bearer adds a token to every request of a client.
@@ -75,117 +78,13 @@ func TestConsole(t *testing.T) {
 		return b
 	}
 
-	shots := os.Getenv("CONSOLE_SCREENSHOTS")
-	if shots == "" {
-		shots = t.TempDir()
-	} else if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	actx, cancel := chromedp.NewExecAllocator(t.Context(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900))...)
-	defer cancel()
-	// What the browser fetched (bytes on the wire, headers included) and
-	// what went wrong in the page: an exception or a refusal by the
-	// Content-Security-Policy fails the test.
-	var mu sync.Mutex
-	var transferred float64
-	var requests int
-	var problems []string
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf), chromedp.WithListener(func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *network.EventLoadingFinished:
-			transferred += ev.EncodedDataLength
-			requests++
-		case *runtime.EventExceptionThrown:
-			problems = append(problems, fmt.Sprintf("exception: %s %s", ev.ExceptionDetails.Text, describeException(ev.ExceptionDetails)))
-		case *cdplog.EventEntryAdded:
-			if strings.Contains(ev.Entry.Text, "Content Security Policy") {
-				problems = append(problems, ev.Entry.Text)
-			}
-		}
-	}))
-	defer cancel()
-	// The first Run starts the browser, and lives as long as its context:
-	// no timeout on it (chromedp.Run's rule); each step has its own.
-	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := cdp.Call(ctx, t, runtime.Enable, cdp.Empty{})
-		return err
-	})); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	// value waits until expr is truthy and returns it.
-	value := func(what string, expr string) float64 {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(sctx, chromedp.Poll[float64](expr, chromedp.WithPollingTimeout(20*time.Second)))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
-	// noProblems fails the test with what the page reported so far.
-	noProblems := func(when string) {
-		t.Helper()
-		mu.Lock()
-		defer mu.Unlock()
-		if len(problems) > 0 {
-			t.Errorf("the page reported problems %s:\n%s", when, strings.Join(problems, "\n"))
-			problems = nil
-		}
-	}
-	// shot saves a screenshot of the page as it is.
-	shot := func(name string) {
-		t.Helper()
-		noProblems("before the screenshot " + name)
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
-	// waitText waits until sel's text contains want.
-	waitText := func(what, sel, want string) {
-		t.Helper()
-		js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want)
-		sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-		defer cancel()
-		if _, err := chromedp.Run(sctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
-			var now string
-			if e, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? "(none)"`, sel))); err == nil {
-				now = e
-			}
-			t.Fatalf("%s: %s never contained %q: %v; it reads %q", what, sel, want, err, now)
-		}
-	}
+	b := newBrowser(t, chromium)
+	run, value, text, waitText, shot, noProblems := b.run, b.value, b.text, b.waitText, b.shot, b.noProblems
 
 	// The page loads without a token: its first API call answers 401 and
 	// the login form shows.
 	run("open the console", chromedp.Navigate(d.gateway+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#login #token")))
-	mu.Lock()
-	pageBytes, pageRequests := transferred, requests
-	mu.Unlock()
+	pageBytes, pageRequests := b.traffic()
 	fcp := value("first paint", `performance.getEntriesByName('first-contentful-paint')[0]?.startTime`)
 	t.Logf("console load: %d requests, %.1f KB transferred up to the login form; first contentful paint at %.0f ms", pageRequests, pageBytes/1024, fcp)
 
@@ -338,9 +237,8 @@ func TestConsole(t *testing.T) {
 	shot("services-phone")
 
 	noProblems("at the end")
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("screenshots in %s; %.1f KB transferred in all (%d requests)", shots, transferred/1024, requests)
+	transferred, requests := b.traffic()
+	t.Logf("screenshots in %s; %.1f KB transferred in all (%d requests)", b.shots, transferred/1024, requests)
 }
 
 // hoverMiddle moves the mouse to the middle of sel's box.
@@ -361,4 +259,183 @@ func describeException(d *runtime.ExceptionDetails) string {
 		return d.Exception.Description
 	}
 	return d.URL
+}
+
+// browser is a headless Chromium tab with the helpers the console's
+// tests share. It records what the tab fetched (bytes on the wire,
+// headers included) and what went wrong in the page: an exception or a
+// refusal by the Content-Security-Policy fails the test at the next
+// screenshot or noProblems.
+type browser struct {
+	t     *testing.T
+	ctx   context.Context
+	shots string
+
+	mu          sync.Mutex
+	transferred float64
+	requests    int
+	problems    []string
+}
+
+func newBrowser(t *testing.T, chromium string) *browser {
+	t.Helper()
+	b := &browser{t: t, shots: os.Getenv("CONSOLE_SCREENSHOTS")}
+	if b.shots == "" {
+		b.shots = t.TempDir()
+	} else if err := os.MkdirAll(b.shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900))...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf), chromedp.WithListener(b.listen))
+	t.Cleanup(cancel)
+	// The first Run starts the browser, which lives as long as its
+	// context: no timeout on it (chromedp.Run's rule); each step has its own.
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, runtime.Enable, cdp.Empty{})
+		return err
+	})); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	b.ctx = ctx
+	return b
+}
+
+func (b *browser) listen(ev any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch ev := ev.(type) {
+	case *network.EventLoadingFinished:
+		b.transferred += ev.EncodedDataLength
+		b.requests++
+	case *runtime.EventExceptionThrown:
+		b.problems = append(b.problems, fmt.Sprintf("exception: %s %s", ev.ExceptionDetails.Text, describeException(ev.ExceptionDetails)))
+	case *cdplog.EventEntryAdded:
+		if strings.Contains(ev.Entry.Text, "Content Security Policy") {
+			b.problems = append(b.problems, ev.Entry.Text)
+		}
+	}
+}
+
+// traffic is the bytes and requests the tab fetched so far.
+func (b *browser) traffic() (float64, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.transferred, b.requests
+}
+
+func (b *browser) run(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// value waits until expr is truthy and returns it.
+func (b *browser) value(what string, expr string) float64 {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Poll[float64](expr, chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// noProblems fails the test with what the page reported so far.
+func (b *browser) noProblems(when string) {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.problems) > 0 {
+		b.t.Errorf("the page reported problems %s:\n%s", when, strings.Join(b.problems, "\n"))
+		b.problems = nil
+	}
+}
+
+// shot saves a screenshot of the page as it is.
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	b.noProblems("before the screenshot " + name)
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("read %s: %v", sel, err)
+	}
+	return s
+}
+
+// waitText waits until sel's text contains want.
+func (b *browser) waitText(what, sel, want string) {
+	b.t.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want)
+	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		now, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? "(none)"`, sel)))
+		b.t.Fatalf("%s: %s never contained %q: %v; it reads %q", what, sel, want, err, now)
+	}
+}
+
+// TestConsoleUpstreamContract renders the two gateway endpoints the
+// console reads besides the public API, /gateway/cluster (Overview) and
+// /gateway/upstreams (Gateway), from documents in the shape they are
+// specified to answer, served beside the console's embedded files; the
+// rest of the API answers empty.
+func TestConsoleUpstreamContract(t *testing.T) {
+	chromium := chromiumPath(t)
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", console.Handler())
+	answer := func(path, doc string) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, doc)
+		})
+	}
+	answer("/gateway/cluster", `{"services":[{"service":"config","stream":{"name":"STEWARD_CONFIG","messages":123,"bytes":4567,
+		"firstSequence":1,"lastSequence":123,"replicas":3,"leader":"n1","peers":[{"name":"n2","current":true,"lag":0}]},
+		"replicas":[{"id":"config-0","url":"http://127.0.0.1:8081","health":"passing","ready":true,"voter":true,"revision":118,"appliedSequence":123,"lag":0,"error":""},
+		{"id":"config-1","url":"http://127.0.0.1:9081","health":"critical","ready":false,"voter":false,"revision":0,"appliedSequence":0,"lag":0,"error":"connection refused"}],"error":""},
+		{"service":"registry","stream":null,"replicas":[],"error":"no replica answers"}]}`)
+	answer("/gateway/upstreams", `{"services":[{"service":"api","versions":["v1","v2"],"instances":[
+		{"id":"api-1","address":"127.0.0.1:9001","version":"v1","zone":"a","ejected":false,"inFlight":0,"ewmaMs":1.25},
+		{"id":"api-2","address":"127.0.0.1:9002","version":"v2","zone":"b","ejected":true,"inFlight":3,"ewmaMs":40}]}]}`)
+	answer("/v1/services", `[]`)
+	answer("/gateway/routes", `{"revision":0,"routes":[],"rejected":[]}`)
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("Content-Type", "text/plain") })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	b := newBrowser(t, chromium)
+	b.run("overview", chromedp.Navigate(srv.URL+"/ui/#/overview"))
+	b.waitText("a replica", "#cluster", "config-0")
+	for _, want := range []string{"STEWARD_CONFIG", "123 messages", "leader n1", "n2 (current, lag 0)", "voter", "observer", "connection refused", "Unreachable: no replica answers"} {
+		if s := b.text("#cluster"); !strings.Contains(s, want) {
+			t.Errorf("overview's replicas = %q, want %q in it", s, want)
+		}
+	}
+	b.shot("overview-cluster")
+	b.run("gateway", chromedp.Navigate(srv.URL+"/ui/#/gateway"))
+	b.waitText("an upstream", "#upstreams", "api-1")
+	for _, want := range []string{"versions v1, v2", "127.0.0.1:9002", "ejected", "1.25 ms", "40.00 ms"} {
+		if s := b.text("#upstreams"); !strings.Contains(s, want) {
+			t.Errorf("gateway's upstreams = %q, want %q in it", s, want)
+		}
+	}
+	b.shot("gateway-upstreams")
+	b.noProblems("at the end")
 }
