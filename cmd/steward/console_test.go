@@ -357,10 +357,20 @@ func (b *browser) noProblems(when string) {
 	}
 }
 
-// shot saves a screenshot of the page as it is.
+// unlabelled lists the form controls and buttons of the page that a
+// screen reader could not name.
+const unlabelled = `[...document.querySelectorAll('input, textarea, select, button')]
+	.filter((e) => e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+	.map((e) => e.outerHTML.slice(0, 120))`
+
+// shot saves a screenshot of the page as it is, after checking that the
+// page reported no problem and that each of its controls has a name.
 func (b *browser) shot(name string) {
 	b.t.Helper()
 	b.noProblems("before the screenshot " + name)
+	if bad, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](unlabelled)); err != nil || len(bad) > 0 {
+		b.t.Errorf("%s: controls without a label: %q %v", name, bad, err)
+	}
 	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
