@@ -41,11 +41,13 @@ type file struct {
 // here for clients that accept it.
 func Handler() http.Handler {
 	files := map[string]*file{}
+	// The files are compiled into the binary: failing to read them is a
+	// broken build, not a condition to serve around.
 	root, err := fs.Sub(dist, "dist")
 	if err != nil {
-		panic(err) // the embed directive guarantees dist exists
+		panic(err)
 	}
-	_ = fs.WalkDir(root, ".", func(name string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(root, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -70,6 +72,9 @@ func Handler() http.Handler {
 		files[name] = f
 		return nil
 	})
+	if err != nil {
+		panic(err)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == strings.TrimSuffix(Prefix, "/") {
 			http.Redirect(w, r, Prefix, http.StatusMovedPermanently)
