@@ -85,7 +85,7 @@ func serveOn[S any](s *S, serve func(context.Context, S, net.Listener, *nats.Con
 func (r *devRoles) list() []*devRole {
 	return []*devRole{
 		{short: "gateway", name: "gateway", addrVar: "GATEWAY_ADDR", addr: &r.gateway.Addr, process: &r.gateway.Process,
-			paths: "/s/{service}/..., all of /v1 (Steward's API), routes from /steward/gateway/routes/",
+			paths: "/s/{service}/..., all of /v1 (Steward's API), the web console at /ui/, routes from /steward/gateway/routes/",
 			serve: func(ctx context.Context, ln net.Listener, _ *nats.Conn, _ *pgxpool.Pool, l *slog.Logger) error {
 				return gateway.Serve(ctx, r.gateway, ln, l)
 			}},

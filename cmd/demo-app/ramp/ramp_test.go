@@ -102,7 +102,7 @@ func TestQuickDemo(t *testing.T) {
 // delivers it, and expects the three URLs once their lines are in.
 func TestBannerWatch(t *testing.T) {
 	banner := "steward dev (version dev): ready, Ctrl-C to stop\n" +
-		"  gateway       http://127.0.0.1:40343  /s/{service}/..., all of /v1 (Steward's API), routes from /steward/gateway/routes/\n" +
+		"  gateway       http://127.0.0.1:40343  /s/{service}/..., all of /v1 (Steward's API), the web console at /ui/, routes from /steward/gateway/routes/\n" +
 		"  config        http://127.0.0.1:39729  /v1/kv, /v1/txn, /v1/watch, /v1/leases, /openapi.json\n" +
 		"  registry      http://127.0.0.1:39263  /v1/services, /v1/registry/leases, /openapi.json\n" +
 		"  election      http://127.0.0.1:43613  /v1/elections, /openapi.json\n" +
