@@ -53,6 +53,9 @@ export function configPage(root: HTMLElement, signal: AbortSignal, arg: string) 
   function go(p: string) {
     prefix = p.startsWith('/') ? p : `/${p}`;
     prefixInput.value = prefix;
+    // The prefix is in the address, for a reload or a link, without a
+    // hashchange that would render the page again.
+    history.replaceState(null, '', `#/config/${prefix.split('/').map(encodeURIComponent).join('/')}`);
     after = [];
     cursor = '';
     void list();
