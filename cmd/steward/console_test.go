@@ -170,7 +170,7 @@ func TestConsole(t *testing.T) {
 	}()
 	run("elections page", chromedp.Navigate(d.gateway+"/ui/#/elections/console-lead"))
 	waitText("a leads", "#leader-name", "a")
-	waitText("b waits", "#election-list", "console-lead")
+	waitText("b waits in line", "#leader", "Waiting1")
 	api(http.MethodPost, "/v1/elections/console-lead/resign", fmt.Sprintf(`{"candidate":"a","token":%d}`, elected.Token))
 	waitText("b leads, live", "#leader-name", "b")
 	waitText("history", "#election-detail", "resigned")

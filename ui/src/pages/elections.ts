@@ -69,6 +69,10 @@ export function electionsPage(root: HTMLElement, signal: AbortSignal, arg: strin
       showLeader();
     }
 
+    // Candidates joining the line make no event: the election is read
+    // again every 2 s, as the list is, besides after each event.
+    every(2000, signal, reread);
+
     // From revision 1: the watch replays the events still held, then
     // follows; the current leader is read again after each.
     const unnumbered: HTMLElement[] = [];
