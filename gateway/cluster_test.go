@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,20 +99,26 @@ func TestGatewayCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := make(chan net.Conn, 16)
+	var mu sync.Mutex
+	var held []net.Conn
+	accepting := make(chan struct{})
 	go func() {
+		defer close(accepting)
 		for {
 			c, err := hung.Accept()
 			if err != nil {
 				return
 			}
-			held <- c
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
 		}
 	}()
 	t.Cleanup(func() {
 		hung.Close()
-		for len(held) > 0 {
-			(<-held).Close()
+		<-accepting
+		for _, c := range held {
+			c.Close()
 		}
 	})
 	for id, ln := range map[string]net.Listener{"config-8": dead, "config-9": hung} {
