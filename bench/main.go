@@ -6,9 +6,10 @@
 // only within a mode. Then it measures qlog's cold start from a snapshot
 // and the memory of a replica holding a million registers. Last, the
 // configuration service (services/config) over HTTP beside etcd in both
-// modes, its watch fan-out to 10,000 watchers and the memory of a replica
-// holding a million keys (section config; config-rw, config-watch and
-// config-mem run its parts alone). Then the service registry
+// modes, its watch fan-out to 10,000 watchers (with STEWARD_AUTH off, then
+// on: -watch-auth) and the memory of a replica holding a million keys
+// (section config; config-rw, config-watch and config-mem run its parts
+// alone). Then the service registry
 // (services/registry, three voters in child processes): 10,000 instances
 // heartbeating 5s TTL checks for 60s, how soon a stopped heartbeat shows
 // as critical, and registration throughput beside Consul-style etcd use
@@ -111,6 +112,8 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	c.Tuning.Flags(fs)
 	fs.IntVar(&c.Watchers, "watchers", 10_000, "config watch fan-out: SSE watchers of one key")
 	fs.IntVar(&c.WatchPuts, "watch-puts", 5, "config watch fan-out: PUTs, a second apart")
+	fs.StringVar(&c.WatchAuth, "watch-auth", configbench.WatchAuthBoth, "config watch fan-out: the replica's STEWARD_AUTH, "+
+		configbench.WatchAuthOff+", "+configbench.WatchAuthOn+" (every watcher and PUT with a bearer token) or "+configbench.WatchAuthBoth+" (off, then on)")
 	fs.IntVar(&c.ConfigMemKeys, "config-mem-keys", 1_000_000, "config memory: keys loaded")
 	fs.IntVar(&c.ConfigMemValueSize, "config-mem-value-size", 100, "config memory: value size in bytes (a JSON string)")
 	fs.IntVar(&c.RegInstances, "registry-instances", 10_000, "registry load: instances heartbeating")
@@ -124,7 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	scalerbench.Flags(fs, &c.Scaler)
 	fs.StringVar(&c.ClusterServers, "cluster-servers", clusterbench.ServersChild, "cluster: where the 3 NATS servers run, "+clusterbench.ServersChild+" (each its own process) or "+clusterbench.ServersInProc+" (in this process)")
 	fs.IntVar(&c.Cluster3WatchPuts, "cluster3-watch-puts", 200, "cluster3: PUTs per system for the watch latency")
-	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child, <file>.watch-child-auth (auth on) and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -153,6 +156,9 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	}
 	if c.Cluster3WatchPuts < 1 {
 		return c, fmt.Errorf("-cluster3-watch-puts must be positive")
+	}
+	if _, err := configbench.WatchAuthModes(c.WatchAuth); err != nil {
+		return c, err
 	}
 	if c.Watchers < 1 || c.WatchPuts < 1 || c.ConfigMemKeys < 1 || c.ConfigMemValueSize < 2 {
 		return c, fmt.Errorf("-watchers, -watch-puts and -config-mem-keys must be positive, -config-mem-value-size at least 2")

@@ -31,13 +31,14 @@ type plane struct {
 	registry string // base URL
 	config   string
 	reg      sdk.Services
+	nats     *qlogtest.Server
 }
 
 func startPlane(t testing.TB) *plane {
 	t.Helper()
 	srv := qlogtest.StartServer(t)
 	quiet := slog.New(slog.DiscardHandler)
-	p := &plane{}
+	p := &plane{nats: srv}
 	p.registry = webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
 		s := registry.Settings{AllowLocal: true, GuardMinInstances: 3, GuardShare: 0.5, CheckConcurrency: 16, PresenceInterval: 200 * time.Millisecond, Replicated: service.Replicated{ReplicaID: "registry-0", StreamReplicas: 1, SnapshotEvery: 100_000, Process: service.Process{ShutdownTimeout: time.Second}}}
 		return registry.Serve(ctx, s, ln, srv.Connect(t), nil, quiet)

@@ -19,7 +19,8 @@ import (
 const ownAuthTTL = 500 * time.Millisecond
 
 // ownAuth guards the gateway's own endpoints (/gateway/routes needs
-// routes read, /metrics metrics read unless public) with STEWARD_AUTH on.
+// routes read, /metrics metrics read unless public, /gateway/upstreams
+// and /gateway/cluster metrics read) with STEWARD_AUTH on.
 // The gateway does not follow the auth log: it asks the config service,
 // which does, who a token is (GET /v1/auth/whoami), and remembers the
 // answer for ownAuthTTL. What it proxies is checked by the service that
@@ -53,6 +54,10 @@ func (a *ownAuth) middleware(next http.Handler) http.Handler {
 			need = auth.Metrics
 		case r.URL.Path == "/gateway/routes":
 			need = auth.Routes
+		case r.URL.Path == "/gateway/upstreams" || r.URL.Path == "/gateway/cluster":
+			// What an operator's overview reads, as /metrics is; also
+			// with STEWARD_METRICS_PUBLIC, as they name instances.
+			need = auth.Metrics
 		default:
 			next.ServeHTTP(w, r)
 			return

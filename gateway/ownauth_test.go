@@ -16,7 +16,8 @@ import (
 )
 
 // TestOwnEndpointsNeedTokens: with STEWARD_AUTH on, the gateway's own
-// /gateway/routes needs routes read and /metrics metrics read, checked
+// /gateway/routes needs routes read, /metrics, /gateway/upstreams and
+// /gateway/cluster metrics read, checked
 // with the config service (a real replica with auth on); a revoked token
 // is refused within a second; /healthz stays open.
 func TestOwnEndpointsNeedTokens(t *testing.T) {
@@ -59,6 +60,12 @@ func TestOwnEndpointsNeedTokens(t *testing.T) {
 		{"/gateway/routes", reader, 200},
 		{"/metrics", reader, 403},
 		{"/metrics", root, 200},
+		{"/gateway/upstreams", "", 401},
+		{"/gateway/upstreams", reader, 403},
+		{"/gateway/upstreams", root, 200},
+		{"/gateway/cluster", "", 401},
+		{"/gateway/cluster", reader, 403},
+		{"/gateway/cluster", root, 200},
 		{"/healthz", "", 200},
 	} {
 		if code, body := call("GET", gw+tc.path, tc.secret, ""); code != tc.want {

@@ -124,22 +124,26 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 			logger: logger, cache: map[string]ownAuthAnswer{}}
 		guard = own.middleware
 	}
-	return web.ServeTLS(ctx, ln, newHandler(px, src, disc, reg, logger, guard), logger, s.ShutdownTimeout, s.Limits, s.TLS)
+	cl := &cluster{registry: registry.Services(), client: hc, token: s.Token}
+	return web.ServeTLS(ctx, ln, newHandler(px, src, disc, reg, logger, guard, cl), logger, s.ShutdownTimeout, s.Limits, s.TLS)
 }
 
 // NewHandler serves the gateway's own endpoints (/healthz, /readyz,
-// /metrics, /gateway/routes, /openapi.json: the whole API's document) and
-// proxies everything else. The proxied path skips the web middleware: the
-// proxy keeps its own metrics, and an access log line per proxied request
-// is the upstream's job. The gateway is ready once it has the registry's
-// service list: before, it could only answer 404 to every /s/ request.
+// /metrics, /gateway/routes, /gateway/upstreams, /gateway/cluster,
+// /openapi.json: the whole API's document) and proxies everything else.
+// The proxied path skips the web middleware: the proxy keeps its own
+// metrics, and an access log line per proxied request is the upstream's
+// job. The gateway is ready once it has the registry's service list:
+// before, it could only answer 404 to every /s/ request. Its
+// /gateway/cluster asks the replicas with a plain client and no token.
 func NewHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discovery, reg *prometheus.Registry, logger *slog.Logger) http.Handler {
-	return newHandler(px, src, disc, reg, logger, nil)
+	return newHandler(px, src, disc, reg, logger, nil, &cluster{registry: disc.Registry, client: http.DefaultClient})
 }
 
 // newHandler is NewHandler with guard (nil with auth off) in front of the
-// gateway's own endpoints.
-func newHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discovery, reg *prometheus.Registry, logger *slog.Logger, guard func(http.Handler) http.Handler) http.Handler {
+// gateway's own endpoints, and cl answering /gateway/cluster.
+func newHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discovery, reg *prometheus.Registry, logger *slog.Logger,
+	guard func(http.Handler) http.Handler, cl *cluster) http.Handler {
 	var mw []func(http.Handler) http.Handler
 	if guard != nil {
 		mw = append(mw, guard)
@@ -148,6 +152,8 @@ func newHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discov
 		Ready: func(context.Context) error { return disc.Ready() },
 		Routes: func(r chi.Router) {
 			r.Get("/gateway/routes", func(w http.ResponseWriter, _ *http.Request) { _ = web.Encode(w, http.StatusOK, src.Status()) })
+			r.Method(http.MethodGet, "/gateway/upstreams", upstreams(disc))
+			r.Method(http.MethodGet, "/gateway/cluster", cl)
 		}})
 	// The web console's files hold no data, so they are served without a
 	// token, outside the guard; the page sends one with each API call.
@@ -158,7 +164,7 @@ func newHandler(px *proxy.Proxy, src *routesource.Source, disc *discovery.Discov
 			return
 		}
 		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics", "/gateway/routes", "/openapi.json":
+		case "/healthz", "/readyz", "/metrics", "/gateway/routes", "/gateway/upstreams", "/gateway/cluster", "/openapi.json":
 			own.ServeHTTP(w, r)
 		default:
 			px.ServeHTTP(w, r)

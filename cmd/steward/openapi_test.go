@@ -116,6 +116,35 @@ func TestGatewayOpenAPI(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// The overview: each service's replica and stream as steward dev runs
+	// them, and the balancer's pools the calls above filled.
+	var cluster struct {
+		Services []struct {
+			Service, Error string
+			Stream         *struct{ Name string }
+			Replicas       []struct {
+				ID    string
+				Ready bool
+				Error string
+			}
+		}
+	}
+	_ = json.Unmarshal(call("GET", "/gateway/cluster", "", 200), &cluster)
+	if len(cluster.Services) != 4 {
+		t.Fatalf("/gateway/cluster has %d services, want 4", len(cluster.Services))
+	}
+	for _, s := range cluster.Services {
+		if s.Error != "" || s.Stream == nil || s.Stream.Name != "STEWARD_"+strings.ToUpper(s.Service) ||
+			len(s.Replicas) != 1 || !s.Replicas[0].Ready || s.Replicas[0].Error != "" {
+			t.Errorf("/gateway/cluster: %s = %+v, want one ready replica and its stream", s.Service, s)
+		}
+	}
+	var upstreams struct{ Services []struct{ Service string } }
+	_ = json.Unmarshal(call("GET", "/gateway/upstreams", "", 200), &upstreams)
+	if len(upstreams.Services) == 0 || upstreams.Services[0].Service != "steward-config" {
+		t.Errorf("/gateway/upstreams = %+v, want the pools of Steward's services, steward-config first", upstreams)
+	}
+
 	// Config: keys, lists, history, transactions, leases, a watch.
 	call("PUT", "/v1/kv/app/x", `{"a":1}`, 200)
 	call("GET", "/v1/kv/app/x", "", 200)

@@ -8,8 +8,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"github.com/stewardhq/steward/platform/web"
 )
 
 // An HTTP/1 stream is served on its connection, taken over from net/http
@@ -24,10 +22,9 @@ import (
 
 // hijack takes r's connection over from net/http and returns it with the
 // response's head written to it (not yet sent), or nil, with nothing
-// written, for an HTTP/2 request, one to serve in its handler
-// (web.ServeInHandler) or a writer that cannot be taken over.
+// written, for an HTTP/2 request or a writer that cannot be taken over.
 func (s Stream) hijack(w http.ResponseWriter, r *http.Request) *connSink {
-	if r.ProtoMajor != 1 || web.MustServeInHandler(r.Context()) {
+	if r.ProtoMajor != 1 {
 		return nil
 	}
 	c, _, err := http.NewResponseController(w).Hijack()
@@ -53,9 +50,10 @@ func (s Stream) hijack(w http.ResponseWriter, r *http.Request) *connSink {
 type connSink struct {
 	c        net.Conn
 	timeout  time.Duration
-	deadline time.Time // the connection's write deadline
-	buf      *[]byte   // from writeBuffers, held from a write to the flush
-	one      [1]byte   // the heartbeat's read probe
+	deadline time.Time       // the connection's write deadline
+	buf      *[]byte         // from writeBuffers, held from a write to the flush
+	one      [1]byte         // the heartbeat's read probe
+	ended    <-chan struct{} // closed when the request is ended from outside (web.Detach)
 }
 
 // writeBuffers lends streams their write buffers: each stream holds one
@@ -120,9 +118,10 @@ func (s *connSink) flush() error {
 	return err
 }
 
-// gone is nil: a connection tells that its client left only when read
-// (probe) or written to.
-func (s *connSink) gone() <-chan struct{} { return nil }
+// gone is closed when what wraps the stream's handler ends the request
+// (auth's guard, its token revoked; see web.Detach). A connection tells
+// that its client left only when read (probe) or written to.
+func (s *connSink) gone() <-chan struct{} { return s.ended }
 
 // probe reads from the connection for a moment: a client that left
 // answers at once with end of file or a reset, one still there with

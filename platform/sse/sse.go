@@ -63,13 +63,14 @@ type Stream struct {
 // gone by then.
 //
 // Over HTTP/1, Serve takes the connection over from net/http and returns
-// at once, leaving the stream to a goroutine of its own (see hijack):
-// the request log line and metrics are then those of a 200 answered when
-// the stream began. Over HTTP/2, whose connections cannot be taken over,
-// and for a request that must be served in its handler
-// (web.ServeInHandler: with auth on, a revoked token ends its watches by
-// cancelling the request's context), it serves the stream in the handler
-// until the stream ends.
+// at once, leaving the stream to a goroutine of its own (see hijack and
+// web.Detach): the request log line and metrics are then those of a 200
+// answered when the stream began. What wraps the handler may still end
+// the stream (with auth on, a revoked token ends its watches), and
+// finishes with the request when the stream ends. Over HTTP/2, whose
+// connections cannot be taken over, it serves the stream in the handler
+// until the stream ends. Either way a stream ended from outside (its
+// context cancelled) ends as one whose client left, without an event.
 func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
 	release, err := web.Hold(r)
 	if err != nil {
@@ -87,13 +88,21 @@ func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	stopping := web.Stopping(r.Context())
 	if c := s.hijack(w, r); c != nil {
-		// The goroutine keeps nothing of r: net/http cancels its context
-		// as the handler returns.
-		go func() {
+		// The goroutine keeps nothing of r but what Detach gives it:
+		// net/http cancels r's context as the handler returns.
+		ctx, end, detached := web.Detach(r.Context())
+		c.ended = ctx.Done()
+		serve := func() {
 			defer release()
+			defer end()
 			defer c.c.Close()
 			s.loop(c, stopping)
-		}()
+		}
+		if !detached {
+			serve()
+			return nil
+		}
+		go serve()
 		return nil
 	}
 	defer release()
@@ -113,7 +122,8 @@ type sink interface {
 	// flush sends what was written since the last flush.
 	flush() error
 	// gone is closed when the client is known to have left, if the sink
-	// can tell without reading.
+	// can tell without reading, or when the request was ended from
+	// outside the stream (a revoked token).
 	gone() <-chan struct{}
 	// probe reports an error when the client has left, for a sink that
 	// cannot tell otherwise; it is called on heartbeats.

@@ -34,23 +34,6 @@ func Hold(r *http.Request) (release func(), err error) {
 	return sync.OnceFunc(func() { st.holds.give(key) }), nil
 }
 
-// ServeInHandler marks ctx's request as one to serve to its end in its
-// handler: something around the handler acts on the request for as long
-// as the handler runs, and no longer (auth's guard cancels the request's
-// context when its token is revoked). A handler that would otherwise hand
-// a long-lived request to a goroutine of its own and return (a watch
-// stream on HTTP/1, platform/sse) serves it in place instead.
-func ServeInHandler(ctx context.Context) context.Context {
-	return context.WithValue(ctx, inHandlerKey, true)
-}
-
-// MustServeInHandler reports whether ctx's request was marked with
-// ServeInHandler.
-func MustServeInHandler(ctx context.Context) bool {
-	in, _ := ctx.Value(inHandlerKey).(bool)
-	return in
-}
-
 // ClientKey names the client a request counts against: its address or,
 // when the request came through trusted proxies (Limits.TrustedProxies),
 // the address they say it came from, the rightmost X-Forwarded-For entry

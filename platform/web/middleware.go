@@ -27,7 +27,7 @@ const (
 	requestKey ctxKey = iota
 	servingKey
 	connKey
-	inHandlerKey
+	handoffKey
 )
 
 // RequestIDHeader carries the request ID in and out.

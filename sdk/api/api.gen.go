@@ -13929,6 +13929,68 @@ type Check struct {
 	union json.RawMessage
 }
 
+// ClusterReplica One replica: id, url and health from the registry; the rest from the replica's own GET /status. A replica that could not be asked keeps its registry fields, with error set and the rest false or 0.
+type ClusterReplica struct {
+	// AppliedSequence The last stream sequence it applied.
+	AppliedSequence int64 `json:"appliedSequence"`
+
+	// Error Why the replica's own view is missing (it could not be reached, did not answer within the bound, refused); empty otherwise.
+	Error string `json:"error"`
+
+	// Health The registry's status of its instance: passing, warning or critical.
+	//
+	// Example: passing
+	Health string `json:"health"`
+
+	// Id The replica id (its registry instance id).
+	//
+	// Example: config-0
+	Id string `json:"id"`
+
+	// Lag The service's stream last sequence (the furthest any replica saw) minus appliedSequence, at least 0.
+	Lag int64 `json:"lag"`
+
+	// NotReady Why it is not ready; absent when it is or could not be asked.
+	NotReady *string `json:"notReady,omitempty"`
+
+	// Ready Caught up with the log and not fail-stopped (its /readyz).
+	Ready bool `json:"ready"`
+
+	// Revision The last revision it applied.
+	Revision int64 `json:"revision"`
+
+	// Url Its base URL as registered (https when it registered as such).
+	//
+	// Example: http://127.0.0.1:8081
+	Url string `json:"url"`
+
+	// Voter Among the service's voters (else an observer).
+	Voter bool `json:"voter"`
+}
+
+// ClusterService defines model for ClusterService.
+type ClusterService struct {
+	// Error Why stream is null or replicas is empty (no replica registered, none answered, the registry could not be read); empty otherwise.
+	Error string `json:"error"`
+
+	// Replicas Sorted by id; [] when none is registered.
+	Replicas []ClusterReplica `json:"replicas"`
+
+	// Service config, registry, election or scaler.
+	//
+	// Example: config
+	Service string `json:"service"`
+
+	// Stream The service's stream as the replica that saw it furthest says; null when no replica could say (error says why).
+	Stream *StreamStatus `json:"stream"`
+}
+
+// ClusterStatus defines model for ClusterStatus.
+type ClusterStatus struct {
+	// Services config, registry, election and scaler, in that order.
+	Services []ClusterService `json:"services"`
+}
+
 // Compare One condition of a transaction. A missing key has version, createRevision and modRevision 0 and no value. exists compares with true or false using == or !=; version, createRevision and modRevision compare with a number; value compares with any JSON value (< and > order two numbers or two strings).
 type Compare struct {
 	// Key A key: a '/'-separated path that starts with '/', has no empty, '.' or '..' segment, no trailing '/', no control characters, is valid UTF-8 and is at most 1024 bytes long.
@@ -16247,6 +16309,41 @@ type Strategy struct {
 // StrategyType RollingUpdate when omitted. Canary needs the process driver and driver.version.
 type StrategyType string
 
+// StreamPeer A NATS server holding a copy of the stream besides its leader.
+type StreamPeer struct {
+	// Current Whether it is caught up with the stream leader.
+	Current bool `json:"current"`
+
+	// Lag Operations it is behind the leader.
+	Lag int64 `json:"lag"`
+
+	// Name The NATS server's name.
+	Name string `json:"name"`
+
+	// Offline Whether the stream's group considers it offline.
+	Offline bool `json:"offline"`
+}
+
+// StreamStatus JetStream's account of a service's stream (the log).
+type StreamStatus struct {
+	Bytes         int64 `json:"bytes"`
+	FirstSequence int64 `json:"firstSequence"`
+	LastSequence  int64 `json:"lastSequence"`
+
+	// Leader The NATS server that leads the stream; empty while none does.
+	Leader   string `json:"leader"`
+	Messages int64  `json:"messages"`
+
+	// Name Example: STEWARD_CONFIG
+	Name string `json:"name"`
+
+	// Peers The other NATS servers holding the stream; [] on a single server.
+	Peers []StreamPeer `json:"peers"`
+
+	// Replicas The stream's configured replica count (STEWARD_STREAM_REPLICAS).
+	Replicas int `json:"replicas"`
+}
+
 // TCPCheck defines model for TCPCheck.
 type TCPCheck struct {
 	// DeregisterAfter 1s to 7 days: remove the instance once it has been critical this long.
@@ -16380,6 +16477,50 @@ type UnavailableProblemStatus int
 // UnavailableProblemType defines model for UnavailableProblem.Type.
 type UnavailableProblemType string
 
+// UpstreamInstance defines model for UpstreamInstance.
+type UpstreamInstance struct {
+	// Address host:port the gateway dials.
+	//
+	// Example: 127.0.0.1:9001
+	Address string `json:"address"`
+
+	// Ejected Taken out of the pool by outlier detection (STEWARD_GATEWAY_EJECT_AFTER consecutive failures) for now.
+	Ejected bool `json:"ejected"`
+
+	// EwmaMs Its peak-EWMA latency in milliseconds; 0 before its first answer.
+	EwmaMs float32 `json:"ewmaMs"`
+
+	// Id Example: api-1
+	Id string `json:"id"`
+
+	// InFlight Requests this gateway has in flight to it.
+	InFlight int64 `json:"inFlight"`
+
+	// Scheme http or https: how the gateway reaches it.
+	//
+	// Example: http
+	Scheme string `json:"scheme"`
+
+	// Version The instance's version; empty when it has none.
+	Version string `json:"version"`
+	Weight  int    `json:"weight"`
+
+	// Zone The instance's zone; empty when it has none.
+	Zone string `json:"zone"`
+}
+
+// UpstreamService defines model for UpstreamService.
+type UpstreamService struct {
+	// Instances Its passing instances, sorted by id.
+	Instances []UpstreamInstance `json:"instances"`
+
+	// Service Example: api
+	Service string `json:"service"`
+
+	// Versions The distinct versions of its instances; [] when none has one.
+	Versions []string `json:"versions"`
+}
+
 // UpstreamTimeoutProblem defines model for UpstreamTimeoutProblem.
 type UpstreamTimeoutProblem struct {
 	// Access 403: the access it needed.
@@ -16473,6 +16614,12 @@ type UpstreamUnavailableProblemStatus int
 
 // UpstreamUnavailableProblemType defines model for UpstreamUnavailableProblem.Type.
 type UpstreamUnavailableProblemType string
+
+// UpstreamsStatus defines model for UpstreamsStatus.
+type UpstreamsStatus struct {
+	// Services Every service this gateway holds a balancer pool for (one a request used in the last 10 minutes), sorted by name.
+	Services []UpstreamService `json:"services"`
+}
 
 // Vacant defines model for Vacant.
 type Vacant struct {
@@ -17790,8 +17937,26 @@ type ScalerUnsupportedMediaTypeType string
 // UpstreamTimeout defines model for UpstreamTimeout.
 type UpstreamTimeout = UpstreamTimeoutProblem
 
+// GatewayClusterParams defines parameters for GatewayCluster.
+type GatewayClusterParams struct {
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
 // GatewayRoutesParams defines parameters for GatewayRoutes.
 type GatewayRoutesParams struct {
+	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
+	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
+
+	// Traceparent W3C trace context, passed through when well formed.
+	Traceparent *Traceparent `json:"traceparent,omitempty"`
+}
+
+// GatewayUpstreamsParams defines parameters for GatewayUpstreams.
+type GatewayUpstreamsParams struct {
 	// XRequestId Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated.
 	XRequestId *RequestID `json:"X-Request-Id,omitempty"`
 
@@ -21622,12 +21787,26 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GatewayCluster Steward's services, their replicas and logs
+	//
+	// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+	//
+	// Corresponds with GET /gateway/cluster (the `GatewayCluster` operationId).
+	GatewayCluster(ctx context.Context, params *GatewayClusterParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GatewayRoutes The routing table
 	//
 	// The route documents in force, with the config revision the gateway has read up to, and the documents it refused with the reason. A route document is the JSON value of the config key /steward/gateway/routes/<name> (schema Route): write it with PUT /v1/kv/steward/gateway/routes/<name>; the gateway watches the prefix and applies a valid document at once, keeping the last valid version of a name when a new one is refused. With auth on it needs routes read.
 	//
 	// Corresponds with GET /gateway/routes (the `GatewayRoutes` operationId).
 	GatewayRoutes(ctx context.Context, params *GatewayRoutesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GatewayUpstreams The balancer's state
+	//
+	// This gateway's balancer pools as they are now: for every service it holds one for (a service a request used lately), its instances' versions and each passing instance's address, version, zone, weight, whether outlier detection ejected it, the requests in flight to it and its peak-EWMA latency. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+	//
+	// Corresponds with GET /gateway/upstreams (the `GatewayUpstreams` operationId).
+	GatewayUpstreams(ctx context.Context, params *GatewayUpstreamsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Healthz Liveness
 	//
@@ -22208,6 +22387,23 @@ type ClientInterface interface {
 	Watch(ctx context.Context, params *WatchParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
+// GatewayCluster Steward's services, their replicas and logs
+//
+// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+//
+// Corresponds with GET /gateway/cluster (the `GatewayCluster` operationId).
+func (c *Client) GatewayCluster(ctx context.Context, params *GatewayClusterParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGatewayClusterRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GatewayRoutes The routing table
 //
 // The route documents in force, with the config revision the gateway has read up to, and the documents it refused with the reason. A route document is the JSON value of the config key /steward/gateway/routes/<name> (schema Route): write it with PUT /v1/kv/steward/gateway/routes/<name>; the gateway watches the prefix and applies a valid document at once, keeping the last valid version of a name when a new one is refused. With auth on it needs routes read.
@@ -22215,6 +22411,23 @@ type ClientInterface interface {
 // Corresponds with GET /gateway/routes (the `GatewayRoutes` operationId).
 func (c *Client) GatewayRoutes(ctx context.Context, params *GatewayRoutesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGatewayRoutesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GatewayUpstreams The balancer's state
+//
+// This gateway's balancer pools as they are now: for every service it holds one for (a service a request used lately), its instances' versions and each passing instance's address, version, zone, weight, whether outlier detection ejected it, the requests in flight to it and its peak-EWMA latency. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+//
+// Corresponds with GET /gateway/upstreams (the `GatewayUpstreams` operationId).
+func (c *Client) GatewayUpstreams(ctx context.Context, params *GatewayUpstreamsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGatewayUpstreamsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -23543,6 +23756,59 @@ func (c *Client) Watch(ctx context.Context, params *WatchParams, reqEditors ...R
 	return c.Client.Do(req)
 }
 
+// NewGatewayClusterRequest constructs an http.Request for the GatewayCluster method
+func NewGatewayClusterRequest(server string, params *GatewayClusterParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/gateway/cluster")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGatewayRoutesRequest constructs an http.Request for the GatewayRoutes method
 func NewGatewayRoutesRequest(server string, params *GatewayRoutesParams) (*http.Request, error) {
 	var err error
@@ -23553,6 +23819,59 @@ func NewGatewayRoutesRequest(server string, params *GatewayRoutesParams) (*http.
 	}
 
 	operationPath := fmt.Sprintf("/gateway/routes")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+		if params.Traceparent != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "traceparent", *params.Traceparent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("traceparent", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGatewayUpstreamsRequest constructs an http.Request for the GatewayUpstreams method
+func NewGatewayUpstreamsRequest(server string, params *GatewayUpstreamsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/gateway/upstreams")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -28612,6 +28931,15 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GatewayClusterWithResponse Steward's services, their replicas and logs
+	//
+	// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /gateway/cluster (the `GatewayCluster` operationId).
+	GatewayClusterWithResponse(ctx context.Context, params *GatewayClusterParams, reqEditors ...RequestEditorFn) (*GatewayClusterResponse, error)
+
 	// GatewayRoutesWithResponse The routing table
 	//
 	// The route documents in force, with the config revision the gateway has read up to, and the documents it refused with the reason. A route document is the JSON value of the config key /steward/gateway/routes/<name> (schema Route): write it with PUT /v1/kv/steward/gateway/routes/<name>; the gateway watches the prefix and applies a valid document at once, keeping the last valid version of a name when a new one is refused. With auth on it needs routes read.
@@ -28620,6 +28948,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /gateway/routes (the `GatewayRoutes` operationId).
 	GatewayRoutesWithResponse(ctx context.Context, params *GatewayRoutesParams, reqEditors ...RequestEditorFn) (*GatewayRoutesResponse, error)
+
+	// GatewayUpstreamsWithResponse The balancer's state
+	//
+	// This gateway's balancer pools as they are now: for every service it holds one for (a service a request used lately), its instances' versions and each passing instance's address, version, zone, weight, whether outlier detection ejected it, the requests in flight to it and its peak-EWMA latency. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /gateway/upstreams (the `GatewayUpstreams` operationId).
+	GatewayUpstreamsWithResponse(ctx context.Context, params *GatewayUpstreamsParams, reqEditors ...RequestEditorFn) (*GatewayUpstreamsResponse, error)
 
 	// HealthzWithResponse Liveness
 	//
@@ -29288,6 +29625,85 @@ type ClientWithResponsesInterface interface {
 	WatchWithResponse(ctx context.Context, params *WatchParams, reqEditors ...RequestEditorFn) (*WatchResponse, error)
 }
 
+// GatewayClusterResponse200Headers the declared response headers of an HTTP 200 response for GatewayCluster
+type GatewayClusterResponse200Headers struct {
+	XRequestId string
+}
+
+// GatewayClusterResponse401Headers the declared response headers of an HTTP 401 response for GatewayCluster
+type GatewayClusterResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// GatewayClusterResponse403Headers the declared response headers of an HTTP 403 response for GatewayCluster
+type GatewayClusterResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type GatewayClusterResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ClusterStatus
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *GatewayUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *GatewayForbidden
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GatewayClusterResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GatewayClusterResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GatewayClusterResponse403Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GatewayClusterResponse) GetJSON200() *ClusterStatus {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GatewayClusterResponse) GetApplicationproblemJSON401() *GatewayUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GatewayClusterResponse) GetApplicationproblemJSON403() *GatewayForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetBody returns the raw response body bytes
+func (r GatewayClusterResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GatewayClusterResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GatewayClusterResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GatewayClusterResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GatewayRoutesResponse200Headers the declared response headers of an HTTP 200 response for GatewayRoutes
 type GatewayRoutesResponse200Headers struct {
 	XRequestId string
@@ -29361,6 +29777,85 @@ func (r GatewayRoutesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GatewayRoutesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GatewayUpstreamsResponse200Headers the declared response headers of an HTTP 200 response for GatewayUpstreams
+type GatewayUpstreamsResponse200Headers struct {
+	XRequestId string
+}
+
+// GatewayUpstreamsResponse401Headers the declared response headers of an HTTP 401 response for GatewayUpstreams
+type GatewayUpstreamsResponse401Headers struct {
+	WWWAuthenticate     string
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+// GatewayUpstreamsResponse403Headers the declared response headers of an HTTP 403 response for GatewayUpstreams
+type GatewayUpstreamsResponse403Headers struct {
+	XContentTypeOptions string
+	XRequestId          string
+}
+
+type GatewayUpstreamsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *UpstreamsStatus
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *GatewayUnauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *GatewayForbidden
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GatewayUpstreamsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GatewayUpstreamsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GatewayUpstreamsResponse403Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GatewayUpstreamsResponse) GetJSON200() *UpstreamsStatus {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GatewayUpstreamsResponse) GetApplicationproblemJSON401() *GatewayUnauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GatewayUpstreamsResponse) GetApplicationproblemJSON403() *GatewayForbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetBody returns the raw response body bytes
+func (r GatewayUpstreamsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GatewayUpstreamsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GatewayUpstreamsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GatewayUpstreamsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -41085,6 +41580,21 @@ func (r WatchResponse) ContentType() string {
 	return ""
 }
 
+// GatewayClusterWithResponse Steward's services, their replicas and logs
+//
+// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /gateway/cluster (the `GatewayCluster` operationId).
+func (c *ClientWithResponses) GatewayClusterWithResponse(ctx context.Context, params *GatewayClusterParams, reqEditors ...RequestEditorFn) (*GatewayClusterResponse, error) {
+	rsp, err := c.GatewayCluster(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGatewayClusterResponse(rsp)
+}
+
 // GatewayRoutesWithResponse The routing table
 //
 // The route documents in force, with the config revision the gateway has read up to, and the documents it refused with the reason. A route document is the JSON value of the config key /steward/gateway/routes/<name> (schema Route): write it with PUT /v1/kv/steward/gateway/routes/<name>; the gateway watches the prefix and applies a valid document at once, keeping the last valid version of a name when a new one is refused. With auth on it needs routes read.
@@ -41098,6 +41608,21 @@ func (c *ClientWithResponses) GatewayRoutesWithResponse(ctx context.Context, par
 		return nil, err
 	}
 	return ParseGatewayRoutesResponse(rsp)
+}
+
+// GatewayUpstreamsWithResponse The balancer's state
+//
+// This gateway's balancer pools as they are now: for every service it holds one for (a service a request used lately), its instances' versions and each passing instance's address, version, zone, weight, whether outlier detection ejected it, the requests in flight to it and its peak-EWMA latency. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /gateway/upstreams (the `GatewayUpstreams` operationId).
+func (c *ClientWithResponses) GatewayUpstreamsWithResponse(ctx context.Context, params *GatewayUpstreamsParams, reqEditors ...RequestEditorFn) (*GatewayUpstreamsResponse, error) {
+	rsp, err := c.GatewayUpstreams(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGatewayUpstreamsResponse(rsp)
 }
 
 // HealthzWithResponse Liveness
@@ -42210,6 +42735,100 @@ func (c *ClientWithResponses) WatchWithResponse(ctx context.Context, params *Wat
 	return ParseWatchResponse(rsp)
 }
 
+// ParseGatewayClusterResponse parses an HTTP response from a GatewayClusterWithResponse call
+func ParseGatewayClusterResponse(rsp *http.Response) (*GatewayClusterResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GatewayClusterResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ClusterStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest GatewayUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest GatewayForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GatewayClusterResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GatewayClusterResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GatewayClusterResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGatewayRoutesResponse parses an HTTP response from a GatewayRoutesWithResponse call
 func ParseGatewayRoutesResponse(rsp *http.Response) (*GatewayRoutesResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -42284,6 +42903,100 @@ func ParseGatewayRoutesResponse(rsp *http.Response) (*GatewayRoutesResponse, err
 		response.Headers401 = &headers
 	case rsp.StatusCode == 403:
 		var headers GatewayRoutesResponse403Headers
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGatewayUpstreamsResponse parses an HTTP response from a GatewayUpstreamsWithResponse call
+func ParseGatewayUpstreamsResponse(rsp *http.Response) (*GatewayUpstreamsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GatewayUpstreamsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest UpstreamsStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest GatewayUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest GatewayForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GatewayUpstreamsResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GatewayUpstreamsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GatewayUpstreamsResponse403Headers
 		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

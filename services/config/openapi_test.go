@@ -291,7 +291,7 @@ func TestValidatorRejects(t *testing.T) {
 func TestAPIEdgeCases(t *testing.T) {
 	n := startNode(t, qlogtest.StartServer(t).Connect(t), "config-0", nil, 5)
 
-	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/status", "/openapi.json"} {
 		expect(t, call(t, "GET", n.url+p, ""), 200)
 	}
 	if r := call(t, "GET", n.url+"/metrics", ""); !strings.Contains(r.raw, `steward_qlog_apply_lag{replica="config-0",service="config"}`) {

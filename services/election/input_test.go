@@ -78,7 +78,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 // and what a replica that stopped serving answers.
 func TestOpsAndUnavailable(t *testing.T) {
 	n := startNode(t, qlogtest.StartServer(t).Connect(t), "election-0", nil)
-	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/status", "/openapi.json"} {
 		expect(t, call(t, "GET", n.url+p, ""), 200)
 	}
 	if r := call(t, "GET", n.url+"/openapi.json", ""); !strings.Contains(r.raw, `"/v1/elections/{name}/campaign"`) {

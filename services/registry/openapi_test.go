@@ -260,7 +260,7 @@ func TestOpenAPIContract(t *testing.T) {
 	}
 
 	t.Run("ops", func(t *testing.T) {
-		for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		for _, p := range []string{"/healthz", "/readyz", "/metrics", "/status"} {
 			expect(t, call(t, "GET", n.url+p, ""), 200)
 		}
 		doc, err := os.ReadFile("api/openapi.json")

@@ -31,7 +31,7 @@ func TestServedDocument(t *testing.T) {
 	if r := expect(t, call(t, "GET", n.url+"/openapi.json", ""), 200); r.raw != string(want) {
 		t.Fatal("GET /openapi.json is not api/openapi.json")
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/status"} {
 		expect(t, call(t, "GET", n.url+path, ""), 200)
 	}
 }

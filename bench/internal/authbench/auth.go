@@ -15,19 +15,15 @@
 package authbench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
@@ -36,9 +32,6 @@ import (
 	"github.com/stewardhq/steward/platform/qlog"
 	configsvc "github.com/stewardhq/steward/services/config"
 )
-
-// rootSecret is the auth-on replica's bootstrap root token.
-const rootSecret = "stw_bench-root-secret-0123456789abcdefghijklmnop"
 
 // prefix is the benchmark's keys; the clients' token may write under it.
 const prefix = "/bench/"
@@ -108,7 +101,7 @@ func runMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 			for _, s := range sides {
 				defer s.h.Close()
 			}
-			secret, err := scopedToken(ctx, sides[1].h.Client, rOn.URL)
+			secret, err := harness.ScopedToken(ctx, sides[1].h.Client, rOn.URL, prefix)
 			if err != nil {
 				return err
 			}
@@ -188,7 +181,7 @@ func settings(authOn bool) configsvc.Settings {
 	s.Addr, s.ReplicaID, s.StreamReplicas = "127.0.0.1:0", "config-0", 1
 	s.BatchEncoding = qlog.BatchBinary // every replica is of this version
 	if authOn {
-		s.Auth, s.BootstrapToken = true, rootSecret
+		s.Auth, s.BootstrapToken = true, harness.RootSecret
 	}
 	return s
 }
@@ -197,70 +190,6 @@ func serveReplica(ctx context.Context, ns *harness.NATSServer, s configsvc.Setti
 	return harness.ServeOn(ctx, ns, func(ctx context.Context, ln net.Listener, nc *nats.Conn) error {
 		return configsvc.Serve(ctx, s, ln, nc, nil, logger)
 	})
-}
-
-// scopedToken waits until the replica accepts the root secret, creates a
-// role with kv write on prefix and a token holding it, checks that the
-// replica refuses a request without a token and lets the token write
-// under prefix, and returns the token's secret.
-func scopedToken(ctx context.Context, c *http.Client, url string) (string, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, body, err := call(ctx, c, http.MethodGet, url+"/v1/auth/whoami", rootSecret, "")
-		if err == nil && code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("the root token was not accepted within 30s: %d %s %v", code, body, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	role := fmt.Sprintf(`{"name":"bench-writer","rules":[{"resource":"kv","prefix":%q,"access":"write"}]}`, prefix)
-	if code, body, err := call(ctx, c, http.MethodPost, url+"/v1/auth/roles", rootSecret, role); err != nil || code != http.StatusCreated {
-		return "", fmt.Errorf("create the role: %d %s %v", code, body, err)
-	}
-	code, body, err := call(ctx, c, http.MethodPost, url+"/v1/auth/tokens", rootSecret, `{"description":"bench","roles":["bench-writer"],"ttl":"24h"}`)
-	if err != nil || code != http.StatusCreated {
-		return "", fmt.Errorf("create the token: %d %s %v", code, body, err)
-	}
-	var tok struct{ Secret string }
-	if err := json.Unmarshal(body, &tok); err != nil || tok.Secret == "" {
-		return "", fmt.Errorf("the token's answer %s: %v", body, err)
-	}
-	checks := []struct {
-		secret, key string
-		want        int
-	}{
-		{"", prefix + "check", http.StatusUnauthorized},
-		{tok.Secret, "/outside/check", http.StatusForbidden},
-		{tok.Secret, prefix + "check", http.StatusOK},
-	}
-	for _, ck := range checks {
-		if code, body, err := call(ctx, c, http.MethodPut, url+"/v1/kv"+ck.key, ck.secret, `"v"`); err != nil || code != ck.want {
-			return "", fmt.Errorf("PUT %s with the token %t = %d %s %v, want %d", ck.key, ck.secret != "", code, body, err, ck.want)
-		}
-	}
-	return tok.Secret, nil
-}
-
-// call sends one request with the bearer secret (none if empty) and
-// returns the status and the body.
-func call(ctx context.Context, c *http.Client, method, url, secret, body string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 4096))
-	return res.StatusCode, bytes.TrimSpace(b), err
 }
 
 // Print prints each mode's rows, auth off beside auth on with the

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
@@ -58,10 +59,12 @@ func serveReplica(ctx context.Context, ns *harness.NATSServer, s configsvc.Setti
 func RunChild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var id, voters *string
 	var streamReplicas *int
+	var authOn *bool
 	url, stopProfile, err := harness.ParseServiceChild(ChildCommand, args, stderr, func(fs *flag.FlagSet) {
 		id = fs.String("replica", "config-0", "replica ID")
 		voters = fs.String("voters", "", "the voters' replica IDs, comma-separated (empty: this replica alone)")
 		streamReplicas = fs.Int("stream-replicas", 1, "JetStream replicas of the service's stream")
+		authOn = fs.Bool("auth", false, "STEWARD_AUTH=on with harness.RootSecret as the bootstrap root token")
 	})
 	if err != nil {
 		return err
@@ -70,6 +73,10 @@ func RunChild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger := harness.ServiceLogger(stderr).With("process", ChildCommand)
 	s := configSettings(*id, harness.SplitList(*voters))
 	s.StreamReplicas = *streamReplicas
+	if *authOn {
+		// The auth log's voters (STEWARD_AUTH_VOTERS) default to config-0.
+		s.Auth, s.BootstrapToken = true, harness.RootSecret
+	}
 	r, err := serveReplica(ctx, &harness.NATSServer{URL: *url}, s, logger)
 	if err != nil {
 		return err
@@ -90,7 +97,8 @@ func RunChild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // startConfigChild starts a child process serving a config replica on
-// natsURL; with cpuProfile set, the child writes its CPU profile there.
-func startConfigChild(ctx context.Context, natsURL, cpuProfile string) (*harness.ServiceChild, error) {
-	return harness.StartChild(ctx, ChildCommand, "-url", natsURL, "-cpuprofile", cpuProfile)
+// natsURL, with STEWARD_AUTH=on if authOn; with cpuProfile set, the
+// child writes its CPU profile there.
+func startConfigChild(ctx context.Context, natsURL, cpuProfile string, authOn bool) (*harness.ServiceChild, error) {
+	return harness.StartChild(ctx, ChildCommand, "-url", natsURL, "-cpuprofile", cpuProfile, "-auth="+strconv.FormatBool(authOn))
 }

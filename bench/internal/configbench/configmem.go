@@ -45,7 +45,7 @@ func RunMemory(ctx context.Context, log *slog.Logger, cfg harness.Config) (*conf
 // measure loads the keys into a child replica connected to ns and reads
 // the child's memory.
 func (rep *configMemReport) measure(ctx context.Context, log *slog.Logger, cfg harness.Config, ns *harness.NATSServer) error {
-	child, err := startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, "mem-child"))
+	child, err := startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, "mem-child"), false)
 	if err != nil {
 		return err
 	}

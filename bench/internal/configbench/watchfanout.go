@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,9 @@ import (
 	"github.com/stewardhq/steward/bench/internal/harness"
 )
 
-// watchReport is the watch fan-out measurement.
+// watchReport is the watch fan-out measurement of one auth mode.
 type watchReport struct {
+	authOn           bool   // STEWARD_AUTH=on, every watcher and PUT with a bearer token
 	wanted, watchers int    // watchers asked for, and connected
 	fdLimit          uint64 // RLIMIT_NOFILE soft limit in force
 	fdNote           string // why fewer watchers than asked, if so
@@ -38,15 +40,69 @@ type watchPut struct {
 	wrongID       int // events whose id was not the PUT's revision
 }
 
-const fanKey = "/fan/k"
+const (
+	fanPrefix = "/fan/" // the auth-on token's kv rule
+	fanKey    = fanPrefix + "k"
+)
 
-// RunWatchFanout runs a config replica in a child process on a NATS server
-// (fsync on every write, as `steward dev` runs) in this process, connects
-// cfg.watchers SSE watchers of one key to it, then PUTs that key
-// cfg.watchPuts times, a second apart, and times each watcher's receipt of
-// each event from just before the PUT.
-func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) (*watchReport, error) {
-	rep := &watchReport{wanted: cfg.Watchers}
+// Values of -watch-auth.
+const (
+	WatchAuthOff  = "off"
+	WatchAuthOn   = "on"
+	WatchAuthBoth = "both"
+)
+
+// WatchAuthModes are the auth modes -watch-auth asks for, in the order
+// they run: false is auth off.
+func WatchAuthModes(flag string) ([]bool, error) {
+	switch flag {
+	case WatchAuthOff:
+		return []bool{false}, nil
+	case WatchAuthOn:
+		return []bool{true}, nil
+	case WatchAuthBoth:
+		return []bool{false, true}, nil
+	}
+	return nil, fmt.Errorf("-watch-auth: %q (want %s, %s or %s)", flag, WatchAuthOff, WatchAuthOn, WatchAuthBoth)
+}
+
+// RunWatchFanout runs the fan-out with auth off, on, or off then on
+// (cfg.WatchAuth), each with a child and a NATS server of its own, and
+// returns the reports of the modes that ran.
+func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) ([]*watchReport, error) {
+	modes, err := WatchAuthModes(cfg.WatchAuth)
+	if err != nil {
+		return nil, err
+	}
+	var reps []*watchReport
+	for _, authOn := range modes {
+		rep, err := runWatchFanout(ctx, log, cfg, authOn)
+		if rep != nil {
+			reps = append(reps, rep)
+		}
+		if err != nil {
+			return reps, fmt.Errorf("auth %s: %w", onOff(authOn), err)
+		}
+	}
+	return reps, nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return WatchAuthOn
+	}
+	return WatchAuthOff
+}
+
+// runWatchFanout runs a config replica in a child process on a NATS
+// server (fsync on every write, as `steward dev` runs) in this process,
+// with STEWARD_AUTH=on if authOn, connects cfg.Watchers SSE watchers of
+// one key to it, then PUTs that key cfg.WatchPuts times, a second apart,
+// and times each watcher's receipt of each event from just before the
+// PUT. With auth on, the watchers and the PUTs carry one token holding
+// kv write on fanPrefix.
+func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, authOn bool) (*watchReport, error) {
+	rep := &watchReport{authOn: authOn, wanted: cfg.Watchers}
 	soft, err := harness.RaiseFileLimit()
 	rep.fdLimit = soft
 	if err != nil {
@@ -77,7 +133,11 @@ func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) (
 		return nil, err
 	}
 	defer ns.Stop()
-	child, err := startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, "watch-child"))
+	profile := "watch-child"
+	if authOn {
+		profile += "-auth"
+	}
+	child, err := startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, profile), authOn)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +145,13 @@ func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) (
 	value := harness.JSONValue(cfg.ValueSize)
 	h := harness.NewHTTPTarget([]string{child.URL}, 1)
 	defer h.Close()
+	if authOn {
+		secret, err := harness.ScopedToken(ctx, h.Client, child.URL, fanPrefix)
+		if err != nil {
+			return nil, err
+		}
+		h.Authorization = "Bearer " + secret
+	}
 	// Warm the write path, on another key.
 	for i := range 10 {
 		if err := h.PutKey(ctx, child.URL, "/fan/warm"+strconv.Itoa(i), value); err != nil {
@@ -97,9 +164,9 @@ func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) (
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := newWatchers(rep.watchers, cfg.WatchPuts)
+	w := newWatchers(rep.watchers, cfg.WatchPuts, h.Authorization)
 	start := time.Now()
-	log.Info("watch fan-out: connecting watchers", "watchers", rep.watchers, "url", child.URL)
+	log.Info("watch fan-out: connecting watchers", "auth", onOff(authOn), "watchers", rep.watchers, "url", child.URL)
 	if err := w.connect(wctx, log, child.URL+"/v1/watch?key="+fanKey); err != nil {
 		return nil, err
 	}
@@ -125,7 +192,7 @@ func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) (
 		}
 		put.received, put.wrongID, put.p50, put.p99, put.max = w.latencies(p, t0, rev)
 		rep.puts = append(rep.puts, put)
-		log.Info("watch fan-out: PUT delivered", "put", p+1, "received", put.received, "of", rep.watchers,
+		log.Info("watch fan-out: PUT delivered", "auth", onOff(authOn), "put", p+1, "received", put.received, "of", rep.watchers,
 			"p50", put.p50, "p99", put.p99, "max", put.max)
 		if put.received < rep.watchers {
 			log.Warn("watch fan-out: some watchers did not receive the event within 30s", "missing", rep.watchers-put.received)
@@ -143,11 +210,15 @@ func RunWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config) (
 	return rep, nil
 }
 
-// putRevision PUTs key and returns the revision the answer reports.
+// putRevision PUTs key, with h's Authorization if any, and returns the
+// revision the answer reports.
 func putRevision(ctx context.Context, h *harness.HTTPTarget, base, key string, value []byte) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/kv"+key, bytes.NewReader(value))
 	if err != nil {
 		return 0, err
+	}
+	if h.Authorization != "" {
+		req.Header.Set("Authorization", h.Authorization)
 	}
 	resp, err := h.Client.Do(req)
 	if err != nil {
@@ -165,6 +236,7 @@ func putRevision(ctx context.Context, h *harness.HTTPTarget, base, key string, v
 // event of PUT p (unix ns), id[p][i] that event's id.
 type watchers struct {
 	n    int
+	auth string // the Authorization header of every watch, if any
 	recv [][]atomic.Int64
 	id   [][]int64
 	got  []atomic.Int64 // per PUT, how many watchers received it
@@ -173,8 +245,8 @@ type watchers struct {
 	err  error
 }
 
-func newWatchers(n, puts int) *watchers {
-	w := &watchers{n: n, recv: make([][]atomic.Int64, puts), id: make([][]int64, puts),
+func newWatchers(n, puts int, authorization string) *watchers {
+	w := &watchers{n: n, auth: authorization, recv: make([][]atomic.Int64, puts), id: make([][]int64, puts),
 		got: make([]atomic.Int64, puts)}
 	for p := range puts {
 		w.recv[p] = make([]atomic.Int64, n)
@@ -252,6 +324,9 @@ func (w *watchers) watch(ctx context.Context, client *http.Client, url string, i
 	if err != nil {
 		return err
 	}
+	if w.auth != "" {
+		req.Header.Set("Authorization", w.auth)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -323,55 +398,78 @@ func (w *watchers) latencies(p int, t0 time.Time, rev int64) (received, wrongID 
 	return len(lat), wrongID, harness.Percentile(lat, 0.50), harness.Percentile(lat, 0.99), lat[len(lat)-1]
 }
 
-func PrintWatch(out io.Writer, cfg harness.Config, rep *watchReport, err error) {
-	if !harness.PrintHeading(out, "Config service: watch fan-out", rep != nil, err) {
+// PrintWatch prints the fan-out of each auth mode that ran, every row
+// named by its mode.
+func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err error) {
+	if !harness.PrintHeading(out, "Config service: watch fan-out", len(reps) > 0, err) {
 		return
+	}
+	var took []string
+	for _, rep := range reps {
+		took = append(took, fmt.Sprintf("%s with auth %s", rep.connectTook.Round(time.Millisecond), onOff(rep.authOn)))
 	}
 	fmt.Fprintf(out, "  %s SSE watchers of one key (GET /v1/watch?key=%s), in this process, one connection each, on one\n"+
 		"  replica in a child process (config.Serve; NATS, fsync on every write, in this process); each watcher connected\n"+
-		"  and received \": watching\" before the PUTs (connecting all took %s); then %d PUTs of a %d-byte value to that\n"+
-		"  key, a second apart. Latency: from just before the PUT until the watcher read the event's last line.\n"+
+		"  and received \": watching\" before the PUTs; then %d PUTs of a %d-byte value to that key, a second apart.\n"+
+		"  Latency: from just before the PUT until the watcher read the event's last line.\n"+
+		"  Auth off: STEWARD_AUTH off (the default). Auth on: STEWARD_AUTH=on with a bootstrap root token, as the compose\n"+
+		"  stack and the Helm chart run; every watcher and every PUT carries one token created through POST /v1/auth/roles\n"+
+		"  and /v1/auth/tokens holding one role, kv write on %s. The modes run one after the other (-watch-auth=%s),\n"+
+		"  each with its own child and NATS server. Connecting all took %s.\n"+
 		"  RLIMIT_NOFILE soft limit: %d.\n",
-		harness.Count(rep.watchers), fanKey, rep.connectTook.Round(time.Millisecond), len(rep.puts), cfg.ValueSize, rep.fdLimit)
-	if rep.fdNote != "" {
-		fmt.Fprintf(out, "  NOTE: asked for %s watchers: %s\n", harness.Count(rep.wanted), rep.fdNote)
+		harness.Count(reps[0].watchers), fanKey, cfg.WatchPuts, cfg.ValueSize, fanPrefix, cfg.WatchAuth, strings.Join(took, ", "), reps[0].fdLimit)
+	for _, rep := range reps {
+		if rep.fdNote != "" {
+			fmt.Fprintf(out, "  NOTE (auth %s): asked for %s watchers: %s\n", onOff(rep.authOn), harness.Count(rep.wanted), rep.fdNote)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(out, "  FAILED: %v\n", err)
 	}
-	t := harness.NewTable("l r r rrr r")
-	t.Add("", "PUT took", "received", "p50", "p99", "max", "wrong id")
-	var p99s []time.Duration
-	for i, p := range rep.puts {
-		t.Add(fmt.Sprintf("PUT %d (revision %d)", i+1, p.revision), harness.Dur(p.putLatency),
-			fmt.Sprintf("%s/%s", harness.Count(p.received), harness.Count(rep.watchers)), harness.Dur(p.p50), harness.Dur(p.p99), harness.Dur(p.max), harness.Count(p.wrongID))
-		p99s = append(p99s, p.p99)
+	t := harness.NewTable("l l r r rrr r")
+	t.Add("auth", "", "PUT took", "received", "p50", "p99", "max", "wrong id")
+	for _, rep := range reps {
+		for i, p := range rep.puts {
+			t.Add(onOff(rep.authOn), fmt.Sprintf("PUT %d (revision %d)", i+1, p.revision), harness.Dur(p.putLatency),
+				fmt.Sprintf("%s/%s", harness.Count(p.received), harness.Count(rep.watchers)), harness.Dur(p.p50), harness.Dur(p.p99), harness.Dur(p.max), harness.Count(p.wrongID))
+		}
 	}
 	t.Write(out)
-	if len(p99s) > 0 {
-		slices.Sort(p99s)
-		med := p99s[(len(p99s)-1)/2]
+	t = harness.NewTable("l l r l l")
+	for _, rep := range reps {
+		if len(rep.puts) == 0 {
+			continue
+		}
+		var p99s []time.Duration
 		complete := true
 		for _, p := range rep.puts {
+			p99s = append(p99s, p.p99)
 			complete = complete && p.received == rep.watchers && p.wrongID == 0
 		}
+		slices.Sort(p99s)
+		med := p99s[(len(p99s)-1)/2]
 		res := harness.Verdict(med < 100*time.Millisecond && complete)
 		if !complete {
 			res += " (some watchers missed an event or got a wrong one)"
 		}
-		t = harness.NewTable("l r l l")
-		t.Add("median of the per-PUT p99s", harness.Dur(med), "target < 100ms", res)
-		t.Write(out)
+		t.Add("auth "+onOff(rep.authOn), "median of the per-PUT p99s", harness.Dur(med), "target < 100ms", res)
 	}
-	delta := rep.with.RSS - rep.before.RSS
+	t.Write(out)
+
 	fmt.Fprintf(out, "\n  memory of the child (VmRSS after runtime.GC):\n")
-	t = harness.NewTable("l r r r")
-	t.Add("", "VmRSS", "Go heap in use", "goroutines")
-	t.Add("before the watchers", harness.Mib(rep.before.RSS), harness.Mib(rep.before.HeapInuse), harness.Count(rep.before.Goroutines))
-	t.Add(fmt.Sprintf("with %s watchers connected", harness.Count(rep.watchers)), harness.Mib(rep.with.RSS), harness.Mib(rep.with.HeapInuse), harness.Count(rep.with.Goroutines))
-	t.Add("increase", harness.Mib(delta), harness.Mib(rep.with.HeapInuse-rep.before.HeapInuse), harness.Count(rep.with.Goroutines-rep.before.Goroutines))
-	t.Add("per watcher", fmt.Sprintf("%.1f KiB", float64(delta)/1024/float64(rep.watchers)),
-		fmt.Sprintf("%.1f KiB", float64(rep.with.HeapInuse-rep.before.HeapInuse)/1024/float64(rep.watchers)),
-		fmt.Sprintf("%.1f", float64(rep.with.Goroutines-rep.before.Goroutines)/float64(rep.watchers)))
+	t = harness.NewTable("l l r r r")
+	t.Add("auth", "", "VmRSS", "Go heap in use", "goroutines")
+	for _, rep := range reps {
+		mode := onOff(rep.authOn)
+		delta := rep.with.RSS - rep.before.RSS
+		heap := rep.with.HeapInuse - rep.before.HeapInuse
+		goroutines := rep.with.Goroutines - rep.before.Goroutines
+		t.Add(mode, "before the watchers", harness.Mib(rep.before.RSS), harness.Mib(rep.before.HeapInuse), harness.Count(rep.before.Goroutines))
+		t.Add(mode, fmt.Sprintf("with %s watchers connected", harness.Count(rep.watchers)), harness.Mib(rep.with.RSS), harness.Mib(rep.with.HeapInuse), harness.Count(rep.with.Goroutines))
+		t.Add(mode, "increase", harness.Mib(delta), harness.Mib(heap), harness.Count(goroutines))
+		t.Add(mode, "per watcher", fmt.Sprintf("%.1f KiB", float64(delta)/1024/float64(rep.watchers)),
+			fmt.Sprintf("%.1f KiB", float64(heap)/1024/float64(rep.watchers)),
+			fmt.Sprintf("%.1f", float64(goroutines)/float64(rep.watchers)))
+	}
 	t.Write(out)
 }

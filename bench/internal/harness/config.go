@@ -31,6 +31,7 @@ type Config struct {
 	// the config section
 	Watchers           int
 	WatchPuts          int
+	WatchAuth          string // off, on or both
 	ConfigMemKeys      int
 	ConfigMemValueSize int
 	// the election section

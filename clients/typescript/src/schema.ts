@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/gateway/cluster": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Steward's services, their replicas and logs
+         * @description For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+         */
+        get: operations["gatewayCluster"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/gateway/routes": {
         parameters: {
             query?: never;
@@ -16,6 +36,26 @@ export interface paths {
          * @description The route documents in force, with the config revision the gateway has read up to, and the documents it refused with the reason. A route document is the JSON value of the config key /steward/gateway/routes/<name> (schema Route): write it with PUT /v1/kv/steward/gateway/routes/<name>; the gateway watches the prefix and applies a valid document at once, keeping the last valid version of a name when a new one is refused. With auth on it needs routes read.
          */
         get: operations["gatewayRoutes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/gateway/upstreams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The balancer's state
+         * @description This gateway's balancer pools as they are now: for every service it holds one for (a service a request used lately), its instances' versions and each passing instance's address, version, zone, weight, whether outlier detection ejected it, the requests in flight to it and its peak-EWMA latency. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+         */
+        get: operations["gatewayUpstreams"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1311,6 +1351,64 @@ export interface components {
         Candidate: string;
         /** @description How the instance's health is known: exactly one of ttl (the instance heartbeats), http or tcp (the registry probes it; the replicas share the probes). Absent: the instance is passing until it is deregistered. */
         Check: components["schemas"]["TTLCheck"] | components["schemas"]["HTTPCheck"] | components["schemas"]["TCPCheck"];
+        /** @description One replica: id, url and health from the registry; the rest from the replica's own GET /status. A replica that could not be asked keeps its registry fields, with error set and the rest false or 0. */
+        ClusterReplica: {
+            /**
+             * Format: int64
+             * @description The last stream sequence it applied.
+             */
+            appliedSequence: number;
+            /** @description Why the replica's own view is missing (it could not be reached, did not answer within the bound, refused); empty otherwise. */
+            error: string;
+            /**
+             * @description The registry's status of its instance: passing, warning or critical.
+             * @example passing
+             */
+            health: string;
+            /**
+             * @description The replica id (its registry instance id).
+             * @example config-0
+             */
+            id: string;
+            /**
+             * Format: int64
+             * @description The service's stream last sequence (the furthest any replica saw) minus appliedSequence, at least 0.
+             */
+            lag: number;
+            /** @description Why it is not ready; absent when it is or could not be asked. */
+            notReady?: string;
+            /** @description Caught up with the log and not fail-stopped (its /readyz). */
+            ready: boolean;
+            /**
+             * Format: int64
+             * @description The last revision it applied.
+             */
+            revision: number;
+            /**
+             * @description Its base URL as registered (https when it registered as such).
+             * @example http://127.0.0.1:8081
+             */
+            url: string;
+            /** @description Among the service's voters (else an observer). */
+            voter: boolean;
+        };
+        ClusterService: {
+            /** @description Why stream is null or replicas is empty (no replica registered, none answered, the registry could not be read); empty otherwise. */
+            error: string;
+            /** @description Sorted by id; [] when none is registered. */
+            replicas: components["schemas"]["ClusterReplica"][];
+            /**
+             * @description config, registry, election or scaler.
+             * @example config
+             */
+            service: string;
+            /** @description The service's stream as the replica that saw it furthest says; null when no replica could say (error says why). */
+            stream: components["schemas"]["StreamStatus"] | null;
+        };
+        ClusterStatus: {
+            /** @description config, registry, election and scaler, in that order. */
+            services: components["schemas"]["ClusterService"][];
+        };
         /** @description One condition of a transaction. A missing key has version, createRevision and modRevision 0 and no value. exists compares with true or false using == or !=; version, createRevision and modRevision compare with a number; value compares with any JSON value (< and > order two numbers or two strings). */
         Compare: {
             key: components["schemas"]["Key"];
@@ -3174,6 +3272,39 @@ export interface components {
              */
             type?: "RollingUpdate" | "Canary";
         };
+        /** @description A NATS server holding a copy of the stream besides its leader. */
+        StreamPeer: {
+            /** @description Whether it is caught up with the stream leader. */
+            current: boolean;
+            /**
+             * Format: int64
+             * @description Operations it is behind the leader.
+             */
+            lag: number;
+            /** @description The NATS server's name. */
+            name: string;
+            /** @description Whether the stream's group considers it offline. */
+            offline: boolean;
+        };
+        /** @description JetStream's account of a service's stream (the log). */
+        StreamStatus: {
+            /** Format: int64 */
+            bytes: number;
+            /** Format: int64 */
+            firstSequence: number;
+            /** Format: int64 */
+            lastSequence: number;
+            /** @description The NATS server that leads the stream; empty while none does. */
+            leader: string;
+            /** Format: int64 */
+            messages: number;
+            /** @example STEWARD_CONFIG */
+            name: string;
+            /** @description The other NATS servers holding the stream; [] on a single server. */
+            peers: components["schemas"]["StreamPeer"][];
+            /** @description The stream's configured replica count (STEWARD_STREAM_REPLICAS). */
+            replicas: number;
+        };
         TCPCheck: {
             /**
              * @description 1s to 7 days: remove the instance once it has been critical this long.
@@ -3283,6 +3414,42 @@ export interface components {
             /** @enum {string} */
             type?: "urn:steward:problem:unavailable";
         };
+        UpstreamInstance: {
+            /**
+             * @description host:port the gateway dials.
+             * @example 127.0.0.1:9001
+             */
+            address: string;
+            /** @description Taken out of the pool by outlier detection (STEWARD_GATEWAY_EJECT_AFTER consecutive failures) for now. */
+            ejected: boolean;
+            /** @description Its peak-EWMA latency in milliseconds; 0 before its first answer. */
+            ewmaMs: number;
+            /** @example api-1 */
+            id: string;
+            /**
+             * Format: int64
+             * @description Requests this gateway has in flight to it.
+             */
+            inFlight: number;
+            /**
+             * @description http or https: how the gateway reaches it.
+             * @example http
+             */
+            scheme: string;
+            /** @description The instance's version; empty when it has none. */
+            version: string;
+            weight: number;
+            /** @description The instance's zone; empty when it has none. */
+            zone: string;
+        };
+        UpstreamService: {
+            /** @description Its passing instances, sorted by id. */
+            instances: components["schemas"]["UpstreamInstance"][];
+            /** @example api */
+            service: string;
+            /** @description The distinct versions of its instances; [] when none has one. */
+            versions: string[];
+        };
         UpstreamTimeoutProblem: components["schemas"]["GatewayProblem"] & {
             /** @enum {integer} */
             status?: 504;
@@ -3294,6 +3461,10 @@ export interface components {
             status?: 503;
             /** @enum {string} */
             type?: "urn:steward:problem:unavailable";
+        };
+        UpstreamsStatus: {
+            /** @description Every service this gateway holds a balancer pool for (one a request used in the last 10 minutes), sorted by name. */
+            services: components["schemas"]["UpstreamService"][];
         };
         Vacant: {
             name: components["schemas"]["ElectionName"];
@@ -4241,6 +4412,34 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    gatewayCluster: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The services. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterStatus"];
+                };
+            };
+            401: components["responses"]["GatewayUnauthorized"];
+            403: components["responses"]["GatewayForbidden"];
+        };
+    };
     gatewayRoutes: {
         parameters: {
             query?: never;
@@ -4263,6 +4462,34 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RouteStatus"];
+                };
+            };
+            401: components["responses"]["GatewayUnauthorized"];
+            403: components["responses"]["GatewayForbidden"];
+        };
+    };
+    gatewayUpstreams: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Echoed back when it is 1-128 printable ASCII characters; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestID"];
+                /** @description W3C trace context, passed through when well formed. */
+                traceparent?: components["parameters"]["Traceparent"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pools. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpstreamsStatus"];
                 };
             };
             401: components["responses"]["GatewayUnauthorized"];

@@ -109,9 +109,11 @@ type authenticated struct {
 	p      auth.Principal
 	secret string
 	guard  *Guard
-	// cancel ends the request's context with the reason its token no
-	// longer allows it (hold).
-	cancel context.CancelCauseFunc
+	// handoff cancels the request's context with the reason its token no
+	// longer allows it (hold), whether its handler serves it or a
+	// goroutine it detached to (a watch stream, web.Detach); what the
+	// Guard holds for the request is released when that ends.
+	handoff *web.Handoff
 }
 
 // ctxKey is the context key of *authenticated.
@@ -211,11 +213,11 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 		}
 		// One copy of the request for all that auth adds: the
 		// principal, and the cancellation hold may need, which reaches
-		// a watch only while its handler runs (web.ServeInHandler).
+		// a watch that detached from its handler too (web.Offer).
 		a := &authenticated{p: p, secret: secret, guard: g}
-		ctx, cancel := context.WithCancelCause(context.WithValue(web.ServeInHandler(r.Context()), ctxKey{}, a))
-		defer cancel(nil)
-		a.cancel = cancel
+		ctx, h := web.Offer(context.WithValue(r.Context(), ctxKey{}, a))
+		a.handoff = h
+		defer h.Return()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -240,13 +242,14 @@ func Deny(w http.ResponseWriter, r *http.Request, logger *slog.Logger, token str
 const holdAfter = 500 * time.Millisecond
 
 // hold watches an authorized request that runs past holdAfter until
-// release is called: it is checked at once against the auth state as it
-// is then, and again after every change of it (a token revoked, a role
-// changed), and its context is cancelled with the reason when its token
-// no longer allows it (a watch or blocking query ends, answered 401 or
-// 403). A revocation thus reaches a request within holdAfter at most.
+// release is called, as the request ends (web.Handoff.AtEnd): it is
+// checked at once against the auth state as it is then, and again after
+// every change of it (a token revoked, a role changed), and its context
+// is cancelled with the reason when its token no longer allows it (a
+// watch or blocking query ends, answered 401 or 403). A revocation thus
+// reaches a request within holdAfter at most.
 func (g *Guard) hold(ctx context.Context, r *authenticated, allow func(auth.Principal) error) func() {
-	a := &activeRequest{secret: r.secret, allow: allow, cancel: r.cancel}
+	a := &activeRequest{secret: r.secret, allow: allow, cancel: r.handoff.Cancel}
 	var mu sync.Mutex // orders the registration and the release
 	released := false
 	timer := time.AfterFunc(holdAfter, func() {
@@ -258,7 +261,9 @@ func (g *Guard) hold(ctx context.Context, r *authenticated, allow func(auth.Prin
 		g.mu.Lock()
 		g.active[a] = struct{}{}
 		g.mu.Unlock()
-		g.check(ctx, a)
+		// ctx, net/http's, ends as the handler returns: a watch that
+		// detached from it runs on.
+		g.check(context.WithoutCancel(ctx), a)
 	})
 	return func() {
 		if !timer.Stop() {

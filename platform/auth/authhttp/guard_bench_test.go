@@ -1,7 +1,6 @@
 package authhttp_test
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,9 +10,6 @@ import (
 
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
-	"github.com/stewardhq/steward/platform/qlog"
-	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
-	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
 
 // BenchmarkGuard is the CPU auth adds to one request, in this process:
@@ -24,30 +20,10 @@ import (
 // costs beside a real request's work is in bench -only=auth.
 func BenchmarkGuard(b *testing.B) {
 	ctx := b.Context()
-	nc := qlogtest.StartServer(b).Connect(b)
 	discard := slog.New(slog.DiscardHandler)
-	snaps, err := qlogsvc.Snapshots(ctx, nc, nil, "authbench", 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := auth.New()
-	l, err := qlog.Open(ctx, qlog.Config{Service: "authbench", ReplicaID: "a-0", Voters: []string{"a-0"}, Conn: nc,
-		StreamReplicas: 1, Snapshots: snaps, Logger: discard}, m)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	if err := l.WaitReady(ctx); err != nil {
-		b.Fatal(err)
-	}
-	role := auth.Role{Name: "app", Rules: []auth.Rule{{Resource: auth.KV, Prefix: "/app/", Access: auth.Read}}}
+	l, m := authLog(b, "authbench")
 	create, secret := auth.CreateToken("", auth.TokenRequest{Roles: []string{"app"}})
-	for _, c := range []auth.Command{{Op: auth.OpPutRole, Role: &role}, create} {
-		cmd, _ := json.Marshal(c)
-		if _, err := l.Propose(ctx, cmd, qlog.ProposeOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	apply(b, l, readerRole("app", "/app/"), create)
 	var table []authhttp.Route
 	r := chi.NewRouter()
 	key := func(r *http.Request) (string, error) { return "/" + chi.URLParam(r, "*"), nil }

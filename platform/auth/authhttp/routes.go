@@ -109,7 +109,9 @@ func NewRouter(r chi.Router, table *[]Route) Router { return Router{chi: r, tabl
 // request its token does not allow is answered 403 (the Guard already
 // answered 401 for one without a valid token), and one whose token is
 // revoked or loses the access while it runs (a watch, a blocking query)
-// has its context cancelled with the reason (Cause).
+// has its context cancelled with the reason (Cause), also after the
+// handler returned when it left the request to a goroutine of its own
+// (a watch stream, web.Detach).
 func (rt Router) Method(method, pattern string, need Need, h http.Handler) {
 	*rt.table = append(*rt.table, Route{Method: method, Pattern: pattern, Need: need})
 	rt.chi.Method(method, pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +130,7 @@ func (rt Router) Method(method, pattern string, need Need, h http.Handler) {
 			g.deny(w, r, p, err)
 			return
 		}
-		defer g.hold(r.Context(), a, allow)()
+		defer a.handoff.AtEnd(g.hold(r.Context(), a, allow))
 		h.ServeHTTP(w, r)
 	}))
 }

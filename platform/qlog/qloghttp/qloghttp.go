@@ -381,10 +381,15 @@ func (p *primed) TryNextRevision() ([]qlog.Event, error) {
 	return p.Source.TryNextRevision()
 }
 
+// StatusPath is where every service on a log serves the replica's
+// status (qlog.Log.Status), unversioned like /readyz: an operator's
+// overview, and the gateway's GET /gateway/cluster, read it.
+const StatusPath = "/status"
+
 // ServerOptions are the web options every service on a log shares: ready
-// when the log is, the revision on every answer, and the log's metrics on
-// /metrics, its OpenAPI document on /openapi.json. The service adds its
-// routes and anything of its own.
+// when the log is, the revision on every answer, the log's metrics on
+// /metrics, the replica's status on /status, its OpenAPI document on
+// /openapi.json. The service adds its routes and anything of its own.
 func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, openAPI []byte, routes func(chi.Router)) web.Options {
 	o := web.Options{
 		Service: service,
@@ -393,8 +398,15 @@ func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, openAPI []b
 		// Every answer says which revision it reflects; handlers that know
 		// a more precise one overwrite this.
 		Middleware: []func(http.Handler) http.Handler{RevisionMiddleware(l)},
-		Routes:     routes,
-		OpenAPI:    openAPI,
+		Routes: func(r chi.Router) {
+			r.Get(StatusPath, func(w http.ResponseWriter, req *http.Request) {
+				_ = web.Encode(w, http.StatusOK, l.Status(req.Context()))
+			})
+			if routes != nil {
+				routes(r)
+			}
+		},
+		OpenAPI: openAPI,
 	}
 	if l != nil { // nil only to list the routes
 		o.Collectors = []prometheus.Collector{l.Collector()}
