@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,7 +134,7 @@ func TestConsole(t *testing.T) {
 	// Services: an instance with a TTL check passes while heartbeats come,
 	// and the page shows it turn critical once they stop, with no reload.
 	api(http.MethodPut, "/v1/services/console-web/instances/web-1",
-		`{"address":"127.0.0.1","port":9000,"tags":["v1","console"],"zone":"a","version":"1.0","check":{"ttl":"3s","deregisterAfter":"10m"}}`)
+		`{"address":"127.0.0.1","port":9000,"tags":["v1","console"],"zone":"a","version":"1.0","check":{"ttl":"5s","deregisterAfter":"10m"}}`)
 	stop := make(chan struct{})
 	beats := make(chan struct{})
 	go func() {
@@ -193,14 +194,35 @@ func TestConsole(t *testing.T) {
 			res.Body.Close()
 		}
 	})
+	// The load is pushed every half second until the page shows what it
+	// should make the scaler do, so that a slow machine only waits longer.
+	var load atomic.Int64
+	load.Store(40)
+	stopLoad, loadDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for {
+			select {
+			case <-stopLoad:
+				return
+			case <-time.After(500 * time.Millisecond):
+				body := fmt.Sprintf(`{"samples":[{"service":"console-app","instance":"app-1","name":"queue_depth","value":%d}]}`, load.Load())
+				if res, err := hc.Post(d.gateway+"/v1/metrics", "application/json", strings.NewReader(body)); err == nil {
+					res.Body.Close()
+				}
+			}
+		}
+	}()
 	run("scalers page", chromedp.Navigate(d.gateway+"/ui/#/scalers/console-app"))
-	for _, load := range []int{40, 40, 40, 25, 25, 25, 4, 4, 4} {
-		api(http.MethodPost, "/v1/metrics", fmt.Sprintf(`{"samples":[{"service":"console-app","instance":"app-1","name":"queue_depth","value":%d}]}`, load))
-		time.Sleep(time.Second)
-	}
-	run("plot", chromedp.WaitVisible(chromedp.CSS("#scaler-plot canvas")))
 	waitText("a scale-up decision, live", "#decisions", "scale up 1 → 3")
+	load.Store(25)
+	time.Sleep(3 * time.Second)
+	load.Store(4)
 	waitText("a scale-down decision, live", "#decisions", "scale down")
+	time.Sleep(2 * time.Second) // a few decisions after it, for the screenshot
+	close(stopLoad)
+	<-loadDone
+	run("plot", chromedp.WaitVisible(chromedp.CSS("#scaler-plot canvas")))
 	run("hover a decision", chromedp.ScrollIntoView(chromedp.CSS("#scaler-plot .u-over")), hoverMiddle("#scaler-plot .u-over"))
 	waitText("decision explained", "#decision-explain", "→")
 	run("simulate", chromedp.Click(chromedp.CSS("#simulate")))

@@ -27,7 +27,7 @@ export function scalersPage(root: HTMLElement, signal: AbortSignal, arg: string)
   const detail = h('div', { id: 'scaler-detail' });
   fill(root, list, detail);
 
-  every(5000, signal, async () => {
+  const loadList = async () => {
     try {
       const items = (await get<{ items: Scaler[] }>('/v1/scalers?limit=500', signal)).items;
       fill(list, table('Scalers', ['scaler', 'service', 'current', 'desired', 'bounds'], items.map((s) => [
@@ -36,7 +36,8 @@ export function scalersPage(root: HTMLElement, signal: AbortSignal, arg: string)
     } catch (e) {
       fill(list, notice('error', `Scalers: ${describe(e)}`));
     }
-  });
+  };
+  every(5000, signal, loadList);
   if (arg) show(arg);
 
   function show(name: string) {
@@ -63,6 +64,7 @@ export function scalersPage(root: HTMLElement, signal: AbortSignal, arg: string)
         ]);
         const decisions = [...d.items].sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
         renderFacts(s);
+        void loadList();
         sim.setSpec(s, decisions);
         renderPlot(s, decisions);
         fill(decisionsBox, table('Decisions, newest first', ['at', 'current', 'desired', 'metrics', 'explanation'],
