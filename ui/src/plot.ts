@@ -24,7 +24,9 @@ export function plot(box: HTMLElement, title: string, times: number[], lines: Li
     height: 320,
     scales: { x: { time: true }, replicas: { range: (_u, min, max) => [0, Math.max(max + 1, min + 2)] } },
     axes: [
-      {},
+      // whole seconds at least (decisions are seconds apart), as clock times
+      { incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400], space: 70,
+        values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString()) },
       { scale: 'replicas', label: 'replicas' },
       { scale: 'metric', side: 1, label: 'metric', grid: { show: false } },
     ],
