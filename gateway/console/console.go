@@ -15,6 +15,9 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/web"
 )
 
 //go:embed dist
@@ -82,7 +85,7 @@ func Handler() http.Handler {
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			web.Error(w, r, nil, fault.New(fault.NotAllowed, "%s: the console's files are read with GET or HEAD", r.Method))
 			return
 		}
 		name := strings.TrimPrefix(r.URL.Path, Prefix)
@@ -91,7 +94,7 @@ func Handler() http.Handler {
 		}
 		f, ok := files[name]
 		if !ok || !strings.HasPrefix(r.URL.Path, Prefix) {
-			http.NotFound(w, r)
+			web.Error(w, r, nil, fault.New(fault.NotFound, "the console has no file %s", r.URL.Path))
 			return
 		}
 		h := w.Header()

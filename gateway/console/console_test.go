@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/stewardhq/steward/gateway/console"
+	"github.com/stewardhq/steward/platform/web"
 )
 
 func get(t *testing.T, h http.Handler, path string, header ...string) *http.Response {
@@ -83,14 +84,14 @@ func TestHandler(t *testing.T) {
 	}
 
 	for _, p := range []string{"/ui/nope.js", "/ui/../go.mod", "/other"} {
-		if resp := get(t, h, p); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
+		if resp := get(t, h, p); resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != web.ProblemContentType {
+			t.Errorf("GET %s = %d, %s; want a 404 problem", p, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	}
 	req := httptest.NewRequest(http.MethodPost, "/ui/", nil)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	if rec.Code != http.StatusMethodNotAllowed {
-		t.Errorf("POST /ui/ = %d, want 405", rec.Code)
+	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Content-Type") != web.ProblemContentType {
+		t.Errorf("POST /ui/ = %d, %s; want a 405 problem", rec.Code, rec.Header().Get("Content-Type"))
 	}
 }
