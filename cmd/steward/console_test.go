@@ -151,11 +151,28 @@ func TestConsole(t *testing.T) {
 			}
 		}
 	}()
+	// The earlier pages' requests may have filled the resource timing
+	// buffer, which is read below to see the blocking queries.
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`performance.clearResourceTimings(), true`)); err != nil {
+		t.Fatalf("clear the resource timings: %v", err)
+	}
 	run("services page", chromedp.Navigate(d.gateway+"/ui/#/services/console-web"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-instance="web-1"][data-status="passing"]`)))
+	waitText("the list's passing count", `#service-list [data-service="console-web"][data-count="passing"]`, "1")
+	if s := text(`#service-list [data-service="console-web"][data-count="critical"]`); s != "0" {
+		t.Errorf("the list counts console-web %q critical while it passes, want 0", s)
+	}
 	close(stop)
 	<-beats
 	run("critical, live", chromedp.WaitVisible(chromedp.CSS(`[data-instance="web-1"][data-status="critical"]`)))
+	waitText("the detail's counts", "#service-detail", "1 instance: 0 passing, 0 warning, 1 critical")
+	// The list beside it follows a blocking query: it counts the instance
+	// critical too, without a reload.
+	waitText("the list's critical count", `#service-list [data-service="console-web"][data-count="critical"]`, "1")
+	waitText("the list's passing count", `#service-list [data-service="console-web"][data-count="passing"]`, "0")
+	if n := value("blocking queries", `performance.getEntriesByType('resource').filter((e) => /\/v1\/services\?index=\d+&wait=/.test(e.name)).length`); n < 1 {
+		t.Errorf("the services list sent no blocking query (index=, wait=)")
+	}
 	shot("services")
 
 	// Elections: a leads, b waits in line; a resigns and the page shows b.

@@ -296,8 +296,13 @@ func testSvc(t *testing.T, c *ctl) {
 	if in.ID != "web-1" || len(in.Tags) != 2 || in.Status != "passing" {
 		t.Fatalf("svc get web web-1 -o yaml = %+v", in)
 	}
-	if ls := c.ok("svc", "ls"); !strings.Contains(ls, "web ") || !strings.Contains(ls, "steward-config") {
-		t.Errorf("svc ls = %q, want web and Steward's own services", ls)
+	ls := c.ok("svc", "ls")
+	if !strings.Contains(ls, "steward-config") {
+		t.Errorf("svc ls = %q, want Steward's own services", ls)
+	}
+	// NAME INSTANCES PASSING WARNING CRITICAL PROTECTED TAGS
+	if i := strings.Index(ls, "\nweb "); i < 0 || strings.Join(strings.Fields(strings.SplitN(ls[i+1:], "\n", 2)[0]), " ") != "web 2 2 0 0 false blue,v1" {
+		t.Errorf("svc ls = %q, want the row web 2 2 0 0 false blue,v1", ls)
 	}
 
 	w := c.start("svc", "watch", "web")

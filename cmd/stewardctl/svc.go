@@ -43,9 +43,10 @@ func (a *app) svcLs() *cobra.Command {
 		func(ctx context.Context, c *sdk.Client, _ []string) ([]api.ServiceSummary, error) {
 			return list(c.Services().List(ctx))
 		}, func(services []api.ServiceSummary) table {
-			t := table{header: []string{"NAME", "INSTANCES", "PASSING", "PROTECTED", "TAGS"}}
+			t := table{header: []string{"NAME", "INSTANCES", "PASSING", "WARNING", "CRITICAL", "PROTECTED", "TAGS"}}
 			for _, s := range services {
-				t.add(s.Name, strconv.Itoa(s.Instances), strconv.Itoa(s.Passing), strconv.FormatBool(s.Protected),
+				t.add(s.Name, strconv.Itoa(s.Instances), strconv.Itoa(s.Passing), strconv.Itoa(s.Warning), strconv.Itoa(s.Critical),
+					strconv.FormatBool(s.Protected),
 					orNone(strings.Join(s.Tags, ",")))
 			}
 			return t

@@ -15964,6 +15964,9 @@ type Series struct {
 
 // ServiceSummary defines model for ServiceSummary.
 type ServiceSummary struct {
+	// Critical Instances whose status is critical.
+	Critical int `json:"critical"`
+
 	// Instances Registered instances (a service with none is not listed).
 	Instances int `json:"instances"`
 
@@ -15983,6 +15986,9 @@ type ServiceSummary struct {
 
 	// Tags Every tag of its instances, sorted; [] when none.
 	Tags []Label `json:"tags"`
+
+	// Warning Instances whose status is warning.
+	Warning int `json:"warning"`
 }
 
 // ServiceWatchEvent One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: instances: InstanceSet; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down).

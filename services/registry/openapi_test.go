@@ -168,7 +168,7 @@ func TestValidatorRejects(t *testing.T) {
 	}{
 		{"GET", "/v1/services/web/instances/a", 200, inst},
 		{"GET", "/v1/services/web/instances?status=passing", 200, "[" + inst + "]"},
-		{"GET", "/v1/services", 200, `[{"name":"web","instances":1,"passing":1,"tags":[],"protected":false,"modRevision":7}]`},
+		{"GET", "/v1/services", 200, `[{"name":"web","instances":1,"passing":1,"warning":0,"critical":0,"tags":[],"protected":false,"modRevision":7}]`},
 	}
 	for _, g := range good {
 		req, res := mk(g.method, g.path, g.status, "application/json")

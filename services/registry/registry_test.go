@@ -48,6 +48,14 @@ func TestRegisterListDeregister(t *testing.T) {
 	if again.Address != "10.0.0.9" || again.Port != 9090 || len(again.Tags) != 0 {
 		t.Fatalf("re-register = %+v", again)
 	}
+	// One instance reports warning and one critical: the summary counts
+	// each status apart.
+	for id, status := range map[string]catalog.Status{"d": catalog.Warning, "e": catalog.Critical} {
+		expect(t, call(t, "PUT", n.url+"/v1/services/web/instances/"+id, `{"address":"10.0.0.4","port":8080,"check":{"ttl":"1m"}}`), 200)
+		if got := expect(t, call(t, "PUT", n.url+"/v1/services/web/instances/"+id+"/heartbeat", `{"status":"`+string(status)+`"}`), 200).instance(t); got.Status != status {
+			t.Fatalf("heartbeat %s %s = %+v", id, status, got)
+		}
+	}
 	var services []catalog.Service
 	expect(t, call(t, "GET", n.url+"/v1/services", ""), 200).decode(t, &services)
 	var web *catalog.Service
@@ -56,13 +64,13 @@ func TestRegisterListDeregister(t *testing.T) {
 			web = &services[i]
 		}
 	}
-	if web == nil || web.Instances != 3 || web.Passing != 3 || strings.Join(web.Tags, ",") != "blue,v1,v2" {
-		t.Fatalf("GET /v1/services web = %+v", web)
+	if web == nil || web.Instances != 5 || web.Passing != 3 || web.Warning != 1 || web.Critical != 1 || strings.Join(web.Tags, ",") != "blue,v1,v2" {
+		t.Fatalf("GET /v1/services web = %+v, want 5 instances: 3 passing, 1 warning, 1 critical", web)
 	}
 	expect(t, call(t, "DELETE", n.url+"/v1/services/web/instances/b", ""), 200)
 	expect(t, call(t, "DELETE", n.url+"/v1/services/web/instances/b", ""), 404)
 	expect(t, call(t, "GET", n.url+"/v1/services/web/instances/b", ""), 404)
-	if got := ids(instances(t, n.url, "web", "")); got != "a,c" {
+	if got := ids(instances(t, n.url, "web", "")); got != "a,c,d,e" {
 		t.Fatalf("after deregistering b: %q", got)
 	}
 }

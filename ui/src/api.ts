@@ -149,6 +149,31 @@ export function every(ms: number, signal: AbortSignal, fn: () => void | Promise<
   void tick();
 }
 
+// follow runs a blocking query (index=, wait=) again and again until
+// signal aborts: onAnswer gets the list at once and after every change.
+// An error goes to onError, and the next try waits, longer each time.
+export async function follow<T>(path: string, signal: AbortSignal, onAnswer: (body: T) => void, onError: (err: unknown) => void) {
+  let index = '';
+  let delay = 1000;
+  const sep = path.includes('?') ? '&' : '?';
+  while (!signal.aborted) {
+    try {
+      const a = await call<T>('GET', index ? `${path}${sep}index=${enc(index)}&wait=30s` : path, undefined, {}, signal);
+      const next = a.headers.get('X-Steward-Index') ?? '';
+      // An index that went backwards (a replica restarted from an older
+      // snapshot) starts over, as Consul's clients do.
+      index = index && next && Number(next) < Number(index) ? '' : next;
+      delay = 1000;
+      onAnswer(a.body);
+    } catch (err) {
+      if (signal.aborted) return;
+      onError(err);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 10000);
+    }
+  }
+}
+
 export const enc = encodeURIComponent;
 
 // keyPath is the API path of a config key: each segment escaped, so that

@@ -3060,6 +3060,8 @@ export interface components {
             };
         };
         ServiceSummary: {
+            /** @description Instances whose status is critical. */
+            critical: number;
             /** @description Registered instances (a service with none is not listed). */
             instances: number;
             /**
@@ -3074,6 +3076,8 @@ export interface components {
             protected: boolean;
             /** @description Every tag of its instances, sorted; [] when none. */
             tags: components["schemas"]["Label"][];
+            /** @description Instances whose status is warning. */
+            warning: number;
         };
         /** @description One server-sent event of the watch stream (text/event-stream: an id: line when it has one, an event: line, a data: line holding the JSON document, then a blank line). The event type names its data's schema: instances: InstanceSet; error: WatchErrorData (the stream ends); shutdown: {} (the server shuts down). */
         ServiceWatchEvent: {

@@ -147,6 +147,8 @@ type Service struct {
 	Name      string   `json:"name"`
 	Instances int      `json:"instances"`
 	Passing   int      `json:"passing"`
+	Warning   int      `json:"warning"`
+	Critical  int      `json:"critical"`
 	Tags      []string `json:"tags"`
 	// Protected: the guard is holding back critical results (see Guard).
 	Protected   bool  `json:"protected"`

@@ -69,8 +69,13 @@ func (s *Machine) Services() []Service {
 		sum := Service{Name: name, Instances: len(svc.instances), Protected: svc.protected, ModRevision: svc.modRev, Tags: []string{}}
 		tags := map[string]bool{}
 		for _, inst := range svc.instances {
-			if inst.Status == Passing {
+			switch inst.Status {
+			case Passing:
 				sum.Passing++
+			case Warning:
+				sum.Warning++
+			case Critical:
+				sum.Critical++
 			}
 			for _, t := range inst.Tags {
 				tags[t] = true

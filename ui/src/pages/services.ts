@@ -1,14 +1,14 @@
 import { h, fill, table, notice, badge, ago } from '../dom';
-import { call, describe, enc, every, get, watch } from '../api';
+import { call, describe, enc, follow, watch } from '../api';
 
-interface ServiceSummary { name: string; instances: number; passing: number; tags: string[]; protected: boolean }
+interface ServiceSummary { name: string; instances: number; passing: number; warning: number; critical: number; tags: string[]; protected: boolean }
 interface Instance {
   id: string; address: string; port: number; tags: string[]; zone?: string; version?: string;
   status: string; statusSince: string; output?: string; held?: { status: string; output?: string }; check?: { ttl?: string; http?: string; tcp?: string; interval?: string };
 }
 interface InstanceSet { service: string; revision: number; protected: boolean; instances: Instance[] }
 
-const statuses = ['passing', 'warning', 'critical'];
+const statuses = ['passing', 'warning', 'critical'] as const;
 
 // servicesPage: the registry's services, and the instances of the one
 // chosen, live over its watch (the whole set again on every change).
@@ -19,16 +19,14 @@ export function servicesPage(root: HTMLElement, signal: AbortSignal, arg: string
   let chosen = arg;
   let watchCtl: AbortController | null = null;
 
-  every(3000, signal, async () => {
-    try {
-      const svcs = await get<ServiceSummary[]>('/v1/services', signal);
-      fill(list, table('Services', ['service', 'passing', 'not passing', 'guard'], svcs.map((s) => [
-        h('a', { href: `#/services/${enc(s.name)}`, 'aria-current': s.name === chosen ? 'true' : undefined }, s.name),
-        String(s.passing), String(s.instances - s.passing), s.protected ? badge('protected') : ''])));
-    } catch (e) {
-      fill(list, notice('error', `Services: ${describe(e)}`));
-    }
-  });
+  // The list follows a blocking query, so its counts change as soon as
+  // an instance's status does, as the detail's watch does.
+  void follow<ServiceSummary[]>('/v1/services', signal, (svcs) => {
+    fill(list, table('Services', ['service', ...statuses, 'guard'], svcs.map((s) => [
+      h('a', { href: `#/services/${enc(s.name)}`, 'aria-current': s.name === chosen ? 'true' : undefined }, s.name),
+      ...statuses.map((st) => h('span', { 'data-service': s.name, 'data-count': st }, String(s[st]))),
+      s.protected ? badge('protected') : ''])));
+  }, (e) => fill(list, notice('error', `Services: ${describe(e)}`)));
 
   if (chosen) open(chosen);
   else fill(detail, h('p', { class: 'muted' }, 'Choose a service to see its instances.'));
@@ -56,7 +54,7 @@ export function servicesPage(root: HTMLElement, signal: AbortSignal, arg: string
     function render(set: InstanceSet) {
       const counts = statuses.map((s) => `${set.instances.filter((i) => i.status === s).length} ${s}`).join(', ');
       fill(body,
-        h('p', {}, `${set.instances.length} instances: ${counts}`),
+        h('p', {}, `${set.instances.length} ${set.instances.length === 1 ? 'instance' : 'instances'}: ${counts}`),
         set.protected ? h('div', { class: 'card warn', id: 'protected' },
           h('p', {}, h('strong', {}, 'Protected by the guard. '),
             'More than the guard\'s share of this service\'s instances would have turned critical within one check period, which is more likely the checker\'s or the network\'s failure than theirs: they keep their last status, and the failing result is shown as held on each. It lifts by itself once enough of them recover.'),
