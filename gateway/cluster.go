@@ -34,15 +34,45 @@ const (
 	clusterTimeout     = 2 * time.Second
 	clusterListTimeout = time.Second
 	maxClusterReplicas = 16
+	// clusterFresh is how long one round's answer serves every request
+	// after it: consoles in many tabs, each polling every 5 s, cost the
+	// replicas one round a second at most.
+	clusterFresh = time.Second
 )
 
 // cluster answers GET /gateway/cluster: each replicated service's
 // replicas as the registry lists them (every status, not only passing)
-// and as each replica says of itself (GET /status), and its stream.
+// and as each replica says of itself (GET /status), and its stream. One
+// round of asking serves every request while it runs and for
+// clusterFresh after, so the replicas are asked at most once a second
+// however many clients poll.
 type cluster struct {
 	registry sdk.Services
 	client   *http.Client // calls: trusts STEWARD_TLS_CA_FILE
 	token    string       // STEWARD_AUTH_TOKEN: the gateway's role reads metrics
+
+	mu    sync.Mutex
+	round *clusterRound // the latest round, running or done
+}
+
+// clusterRound is one round of asking the registry and the replicas,
+// shared by every request that comes while it runs or within
+// clusterFresh after it ended. ans and ended are set before done closes.
+type clusterRound struct {
+	done  chan struct{}
+	ans   clusterAnswer
+	ended time.Time
+}
+
+// fresh reports whether the round may answer a request now: running, or
+// ended within clusterFresh.
+func (rd *clusterRound) fresh() bool {
+	select {
+	case <-rd.done:
+		return time.Since(rd.ended) < clusterFresh
+	default:
+		return true
+	}
 }
 
 // clusterAnswer is the answer of GET /gateway/cluster.
@@ -80,15 +110,36 @@ type clusterReplica struct {
 }
 
 func (c *cluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), clusterTimeout)
+	c.mu.Lock()
+	rd := c.round
+	if rd == nil || !rd.fresh() {
+		rd = &clusterRound{done: make(chan struct{})}
+		c.round = rd
+		go c.ask(rd)
+	}
+	c.mu.Unlock()
+	select {
+	case <-rd.done:
+		_ = web.Encode(w, http.StatusOK, rd.ans)
+	case <-r.Context().Done():
+		// The client left; the round goes on for the others (it ends
+		// within clusterTimeout).
+	}
+}
+
+// ask runs one round: every service at once, within clusterTimeout
+// whoever asked.
+func (c *cluster) ask(rd *clusterRound) {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	out := clusterAnswer{Services: make([]clusterService, len(clusterServices))}
+	rd.ans = clusterAnswer{Services: make([]clusterService, len(clusterServices))}
 	var wg sync.WaitGroup
 	for i, name := range clusterServices {
-		wg.Go(func() { out.Services[i] = c.service(ctx, name) })
+		wg.Go(func() { rd.ans.Services[i] = c.service(ctx, name) })
 	}
 	wg.Wait()
-	_ = web.Encode(w, http.StatusOK, out)
+	rd.ended = time.Now()
+	close(rd.done)
 }
 
 // service lists one service's replicas and asks each for its status.

@@ -3,13 +3,16 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +210,65 @@ func TestGatewayCluster(t *testing.T) {
 	_, took := getJSON(t, g.url+"/gateway/cluster", &clusterAnswer{})
 	if took > 3*time.Second {
 		t.Errorf("GET /gateway/cluster took %v with a hung replica, want about 2 s at most", took)
+	}
+}
+
+// TestGatewayClusterSharesRounds: requests that come while a round of
+// asking the replicas runs, or within a second after it, share it, so
+// however many consoles poll, each replica is asked at most about once a
+// second.
+func TestGatewayClusterSharesRounds(t *testing.T) {
+	p := startPlane(t)
+	var asked atomic.Int32
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		asked.Add(1)
+		time.Sleep(300 * time.Millisecond) // long enough for the requests below to overlap
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"service":"election","replica":"election-0","ready":true,"voter":true,"revision":5,`+
+			`"appliedSequence":5,"streamLastSequence":5,"lag":0,"stream":null}`)
+	}))
+	t.Cleanup(replica.Close)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(replica.URL, "http://"))
+	n, _ := strconv.Atoi(port)
+	if _, err := p.reg.Register(context.Background(), "steward-election", "election-0", api.Registration{Address: "127.0.0.1", Port: n}); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, p)
+
+	ready := func() bool {
+		var got clusterAnswer
+		getJSON(t, g.url+"/gateway/cluster", &got)
+		e := got.Services[2]
+		return e.Service == "election" && len(e.Replicas) == 1 && e.Replicas[0].Ready && e.Replicas[0].Revision == 5
+	}
+	var wg sync.WaitGroup
+	var notReady atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			if !ready() {
+				notReady.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if notReady.Load() != 0 {
+		t.Fatalf("%d of 8 answers did not show election-0 ready at revision 5", notReady.Load())
+	}
+	if !ready() {
+		t.Fatal("the answer right after did not show election-0 ready at revision 5")
+	}
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("9 requests within a second asked the replica %d times, want 1", n)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the round's freshness
+	if !ready() {
+		t.Fatal("the answer a second later did not show election-0 ready at revision 5")
+	}
+	if n := asked.Load(); n != 2 {
+		t.Fatalf("a request a second later: the replica was asked %d times in all, want 2", n)
 	}
 }

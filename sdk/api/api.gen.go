@@ -21795,7 +21795,7 @@ type ClientInterface interface {
 
 	// GatewayCluster Steward's services, their replicas and logs
 	//
-	// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+	// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. One round of asking serves every request that comes while it runs or within 1 s after it ended, so an answer may be up to 1 s old and the replicas are asked about once a second at most, however many clients poll. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
 	//
 	// Corresponds with GET /gateway/cluster (the `GatewayCluster` operationId).
 	GatewayCluster(ctx context.Context, params *GatewayClusterParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -22395,7 +22395,7 @@ type ClientInterface interface {
 
 // GatewayCluster Steward's services, their replicas and logs
 //
-// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. One round of asking serves every request that comes while it runs or within 1 s after it ended, so an answer may be up to 1 s old and the replicas are asked about once a second at most, however many clients poll. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
 //
 // Corresponds with GET /gateway/cluster (the `GatewayCluster` operationId).
 func (c *Client) GatewayCluster(ctx context.Context, params *GatewayClusterParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -28939,7 +28939,7 @@ type ClientWithResponsesInterface interface {
 
 	// GatewayClusterWithResponse Steward's services, their replicas and logs
 	//
-	// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+	// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. One round of asking serves every request that comes while it runs or within 1 s after it ended, so an answer may be up to 1 s old and the replicas are asked about once a second at most, however many clients poll. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -41588,7 +41588,7 @@ func (r WatchResponse) ContentType() string {
 
 // GatewayClusterWithResponse Steward's services, their replicas and logs
 //
-// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+// For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. One round of asking serves every request that comes while it runs or within 1 s after it ended, so an answer may be up to 1 s old and the replicas are asked about once a second at most, however many clients poll. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
 //
 // Returns a wrapper object for the known response body format(s).
 //

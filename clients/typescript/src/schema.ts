@@ -13,7 +13,7 @@ export interface paths {
         };
         /**
          * Steward's services, their replicas and logs
-         * @description For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
+         * @description For each replicated service (config, registry, election, scaler): its replicas as the registry lists them (steward-<service>, every status) and as each says of itself (its GET /status: ready, voter, revision, applied sequence), and its stream (JetStream's account: messages, bytes, sequences, replicas, leader, peers). The replicas are asked at once with the gateway's token, at most 16 per service, and the whole answer comes within about 2 s: a replica that cannot be reached or does not answer in time has error set. One round of asking serves every request that comes while it runs or within 1 s after it ended, so an answer may be up to 1 s old and the replicas are asked about once a second at most, however many clients poll. With auth on it needs metrics read (also with STEWARD_METRICS_PUBLIC=true).
          */
         get: operations["gatewayCluster"];
         put?: never;
