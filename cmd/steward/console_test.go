@@ -93,6 +93,9 @@ func TestConsole(t *testing.T) {
 	// scrapes of /metrics, the request rates.
 	run("log in", chromedp.SendKeys(chromedp.CSS("#token"), root), chromedp.Click(chromedp.CSS("#login-submit")))
 	waitText("overview services", "#overview-services", "steward-config")
+	if s := text("#overview-services"); !strings.Contains(s, "warning") || !strings.Contains(s, "critical") {
+		t.Errorf("overview's services: %q, want passing, warning and critical counts", s)
+	}
 	waitText("overview rates", "#traffic", "requests/s")
 	if s := text("#cluster"); !strings.Contains(s, "not available from this gateway") && !strings.Contains(s, "replicas") {
 		t.Errorf("overview's replicas: %q, want the replica table or the note that this gateway has no /gateway/cluster", s)

@@ -6,7 +6,7 @@ interface Peer { name: string; current: boolean; lag: number }
 interface Stream { name: string; messages: number; bytes: number; firstSequence: number; lastSequence: number; replicas: number; leader: string; peers: Peer[] }
 interface Replica { id: string; url: string; health: string; ready: boolean; voter: boolean; revision: number; appliedSequence: number; lag: number; error: string }
 interface ClusterService { service: string; stream: Stream | null; replicas: Replica[]; error: string }
-interface ServiceSummary { name: string; instances: number; passing: number; protected: boolean }
+interface ServiceSummary { name: string; instances: number; passing: number; warning: number; critical: number; protected: boolean }
 
 // overview: each Steward service's replicas and stream (from
 // /gateway/cluster, when this gateway has it), the registry's services,
@@ -35,8 +35,8 @@ export function overview(root: HTMLElement, signal: AbortSignal) {
         }
         prev = next;
       }, (e) => fill(traffic, notice('error', `/metrics: ${describe(e)}`))),
-      get<ServiceSummary[]>('/v1/services', signal).then((list) => fill(services, table('Services', ['service', 'passing', 'instances', 'guard'],
-        list.map((s) => [h('a', { href: `#/services/${encodeURIComponent(s.name)}` }, s.name), String(s.passing), String(s.instances), s.protected ? badge('protected') : ''])))),
+      get<ServiceSummary[]>('/v1/services', signal).then((list) => fill(services, table('Services', ['service', 'passing', 'warning', 'critical', 'guard'],
+        list.map((s) => [h('a', { href: `#/services/${encodeURIComponent(s.name)}` }, s.name), String(s.passing), String(s.warning), String(s.critical), s.protected ? badge('protected') : ''])))),
     ]).catch(() => {});
   });
 }
@@ -46,7 +46,7 @@ function clusterCard(s: ClusterService): HTMLElement {
   return h('article', { class: 'card' },
     h('h3', {}, s.service),
     s.error ? notice('error', `Unreachable: ${s.error}`) : null,
-    st ? h('p', {}, `Stream ${st.name}: ${st.messages} messages, ${(st.bytes / 1024).toFixed(1)} KiB, sequences ${st.firstSequence}–${st.lastSequence}, ${st.replicas} replicas, leader ${st.leader}`,
+    st ? h('p', {}, `Stream ${st.name}: ${st.messages} messages, ${(st.bytes / 1024).toFixed(1)} KiB, sequences ${st.firstSequence}–${st.lastSequence}, ${st.replicas} ${st.replicas === 1 ? 'replica' : 'replicas'}, leader ${st.leader}`,
       st.peers.length ? `; peers ${st.peers.map((p) => `${p.name} (${p.current ? 'current' : 'behind'}, lag ${p.lag})`).join(', ')}` : '') : h('p', { class: 'muted' }, 'No stream information.'),
     table(`${s.service} replicas`, ['replica', 'health', 'ready', 'role', 'revision', 'applied', 'lag', 'error'],
       s.replicas.map((r) => [h('span', { title: r.url }, r.id), badge(r.health), r.ready ? 'ready' : 'not ready', r.voter ? 'voter' : 'observer',
