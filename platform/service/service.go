@@ -26,7 +26,6 @@ import (
 	"github.com/stewardhq/steward/platform/auth/authhttp"
 	"github.com/stewardhq/steward/platform/pgstore"
 	"github.com/stewardhq/steward/platform/qlog"
-	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/qlog/qlogsvc"
 	"github.com/stewardhq/steward/platform/web"
 )
@@ -138,31 +137,9 @@ type Replica[M qlog.StateMachine] struct {
 
 // Secure puts the Guard in front of o's routes and mounts /v1/auth (a
 // service's Handler calls it on its web options); with auth off the
-// admin API answers that auth is off. The replica's /status
-// (qloghttp.ServerOptions) needs metrics read, as /metrics does, even
-// with STEWARD_METRICS_PUBLIC: it names the replica's peers.
+// admin API answers that auth is off.
 func (r *Replica[M]) Secure(o web.Options) web.Options {
-	o = r.Guard.Secure(o, r.admin)
-	if r.Guard != nil {
-		o.Middleware = append(o.Middleware, needMetricsRead(qloghttp.StatusPath, r.Logger))
-	}
-	return o
-}
-
-// needMetricsRead refuses a request for path whose token may not read
-// metrics; the Guard, in front, already refused one without a token.
-func needMetricsRead(path string, logger *slog.Logger) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			if req.URL.Path == path {
-				if err := authhttp.Check(req.Context(), auth.Metrics, "", auth.Read); err != nil {
-					authhttp.Deny(w, req, logger, authhttp.By(req.Context()), err)
-					return
-				}
-			}
-			next.ServeHTTP(w, req)
-		})
-	}
+	return r.Guard.Secure(o, r.admin)
 }
 
 // Open opens a replica of spec on nc. Snapshots go to PostgreSQL when pool

@@ -195,8 +195,10 @@ func open(path string) bool {
 
 // Middleware authenticates every request but the open ones and puts its
 // Principal in the context for the routes' Needs; /metrics needs metrics
-// read unless public. A request it refuses is answered 401 (403 for
-// /metrics) and logged at WARN with the token id, never the secret.
+// read unless public, and the replica's status (qloghttp.StatusPath)
+// metrics read even then, as it names the replica's peers. A request it
+// refuses is answered 401 (403 for those two) and logged at WARN with the
+// token id, never the secret.
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if open(r.URL.Path) || (g.metricsPublic && r.URL.Path == "/metrics") {
@@ -204,7 +206,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		p, secret, err := g.Authenticate(r)
-		if err == nil && r.URL.Path == "/metrics" {
+		if err == nil && (r.URL.Path == "/metrics" || r.URL.Path == qloghttp.StatusPath) {
 			err = p.Require(auth.Metrics, "", auth.Read)
 		}
 		if err != nil {
