@@ -13,6 +13,8 @@ export default defineConfig({
     reportCompressedSize: false,
   },
   server: {
+    // src/api.ts reads event streams with the TypeScript client's parser.
+    fs: { allow: ['.', '../clients/typescript/src'] },
     proxy: {
       '/v1': 'http://127.0.0.1:8080',
       '/gateway': 'http://127.0.0.1:8080',

@@ -1,6 +1,10 @@
 // The console's only way to Steward: the public API on the gateway's
 // origin, with the bearer token from the login form when there is one.
 
+// The stream parser of Steward's TypeScript client (clients/typescript),
+// which reads text/event-stream as EventSource does.
+import { parseEventStream } from '../../clients/typescript/src/sse';
+
 const tokenKey = 'steward.token';
 
 export function token(): string {
@@ -92,22 +96,10 @@ export async function watch(path: string, signal: AbortSignal, onEvent: (e: SSEE
       if (!resp.ok || !resp.body) throw new Error(`watch answered ${resp.status}`);
       onState(true);
       delay = 500;
-      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += value;
-        let cut;
-        while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-          const block = buf.slice(0, cut);
-          buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
-          const e = parseBlock(block);
-          if (e) {
-            if (e.id) last = e.id;
-            onEvent(e);
-          }
-        }
+      for await (const ev of parseEventStream(resp.body)) {
+        if (ev.data === undefined) continue; // no data: nothing to show
+        if (ev.id) last = ev.id;
+        onEvent({ id: ev.id ?? '', event: ev.event, data: parseData(ev.data) });
       }
       onState(false, 'stream ended');
     } catch (err) {
@@ -119,23 +111,10 @@ export async function watch(path: string, signal: AbortSignal, onEvent: (e: SSEE
   }
 }
 
-function parseBlock(block: string): SSEEvent | null {
-  let id = '', event = 'message';
-  const data: string[] = [];
-  for (const line of block.split(/\r?\n/)) {
-    if (line.startsWith(':')) continue;
-    const i = line.indexOf(':');
-    const field = i < 0 ? line : line.slice(0, i);
-    const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
-    if (field === 'id') id = value;
-    else if (field === 'event') event = value;
-    else if (field === 'data') data.push(value);
-  }
-  if (data.length === 0) return null;
-  const text = data.join('\n');
-  let parsed: unknown = text;
-  try { parsed = JSON.parse(text); } catch { /* a plain-text payload */ }
-  return { id, event, data: parsed };
+// parseData is an event's data as JSON, or as the text it is when it is
+// not JSON.
+function parseData(text: string): unknown {
+  try { return JSON.parse(text); } catch { return text; }
 }
 
 // every runs fn now and then every ms milliseconds until signal aborts.
