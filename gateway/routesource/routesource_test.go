@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	httpClient.CloseIdleConnections()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(qlogtest.IgnoreNATSLeaks()); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}

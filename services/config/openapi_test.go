@@ -83,7 +83,7 @@ func TestMain(m *testing.M) {
 	// connections (http.DefaultTransport's) outlive the tests by design.
 	client.CloseIdleConnections()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(qlogtest.IgnoreNATSLeaks()); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
 
 // TestMain fails the package if a test leaves a goroutine behind: every
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) {
 	// outlive the tests.
 	httpClient.CloseIdleConnections()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(qlogtest.IgnoreNATSLeaks()); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}
