@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stewardhq/steward/gateway/discovery"
+	"github.com/stewardhq/steward/gateway/h1client"
 )
 
 // poolCollector reports each upstream service's pool as the balancer sees
@@ -58,4 +59,40 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(inFlight), svc)
 		ch <- prometheus.MustNewConstMetric(c.ewmaDesc, prometheus.GaugeValue, ewma, svc)
 	}
+}
+
+// transportCollector reports the upstream transport's counters at scrape
+// time: which requests h1client carried and which went to net/http's
+// transport, and how its connections were used.
+type transportCollector struct {
+	t                                    *h1client.Transport
+	requests, dials, reused, stale, idle *prometheus.Desc
+}
+
+func newTransportCollector(t *h1client.Transport) *transportCollector {
+	return &transportCollector{t: t,
+		requests: prometheus.NewDesc("steward_gateway_upstream_transport_requests_total", "Upstream attempts by transport: h1client (plain HTTP/1.1 on the caller's goroutine) or fallback (net/http's, for HTTPS, upgrades, large or chunked bodies).", []string{"transport"}, nil),
+		dials:    prometheus.NewDesc("steward_gateway_upstream_connections_opened_total", "Connections h1client opened to upstream instances.", nil, nil),
+		reused:   prometheus.NewDesc("steward_gateway_upstream_connections_reused_total", "Upstream attempts h1client sent on a pooled keep-alive connection.", nil, nil),
+		stale:    prometheus.NewDesc("steward_gateway_upstream_connections_stale_total", "Pooled connections h1client found closed by the upstream, or holding bytes nobody asked for, and did not use.", nil, nil),
+		idle:     prometheus.NewDesc("steward_gateway_upstream_connections_idle", "Keep-alive connections idle in h1client's pools.", nil, nil),
+	}
+}
+
+func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.requests
+	ch <- c.dials
+	ch <- c.reused
+	ch <- c.stale
+	ch <- c.idle
+}
+
+func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.t.Stats()
+	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Requests.Load()), "h1client")
+	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Fallbacks.Load()), "fallback")
+	ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(s.Dials.Load()))
+	ch <- prometheus.MustNewConstMetric(c.reused, prometheus.CounterValue, float64(s.Reused.Load()))
+	ch <- prometheus.MustNewConstMetric(c.stale, prometheus.CounterValue, float64(s.Stale.Load()))
+	ch <- prometheus.MustNewConstMetric(c.idle, prometheus.GaugeValue, float64(c.t.Idle()))
 }

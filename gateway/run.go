@@ -49,8 +49,10 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		return err
 	}
 	hc := &http.Client{Transport: calls}
-	upstream := proxy.NewTransport()
-	upstream.TLSClientConfig = calls.TLSClientConfig
+	fallback := proxy.NewTransport()
+	fallback.TLSClientConfig = calls.TLSClientConfig
+	upstream := proxy.NewUpstreamTransport(fallback)
+	reg.MustRegister(newTransportCollector(upstream))
 	registry, err := advertise.Client(s.RegistryURL, hc, s.Token)
 	if err != nil {
 		return fmt.Errorf("the registry: %w", err)

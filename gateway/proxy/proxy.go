@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stewardhq/steward/gateway/balancer"
+	"github.com/stewardhq/steward/gateway/h1client"
 	"github.com/stewardhq/steward/gateway/route"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/web"
@@ -58,9 +59,8 @@ type Config struct {
 	// MaxReplayBody bounds the request body buffered so a retry can
 	// resend it. 0 means 64 KiB.
 	MaxReplayBody int64
-	// Transport is the upstream transport; nil builds a tuned one
-	// (NewTransport). Its TLSClientConfig is what instances that serve
-	// HTTPS are verified with.
+	// Transport is the upstream transport; nil is h1client's over a
+	// fallback from NewTransport (see NewUpstreamTransport).
 	Transport  http.RoundTripper
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -107,7 +107,7 @@ func New(cfg Config) *Proxy {
 	}
 	p.upstream = cfg.Transport
 	if p.upstream == nil {
-		p.upstream = NewTransport()
+		p.upstream = NewUpstreamTransport(NewTransport())
 	}
 	p.routes.Store(route.NewTable(nil))
 	p.rp = &httputil.ReverseProxy{
@@ -120,8 +120,17 @@ func New(cfg Config) *Proxy {
 	return p
 }
 
-// NewTransport is the shared upstream transport: keep-alive pools per
-// upstream sized for a proxy, not for a client.
+// NewUpstreamTransport is the gateway's upstream transport: plain HTTP/1.1
+// on h1client's pools, and the rest (HTTPS instances, WebSocket upgrades,
+// large or chunked request bodies) on fallback, whose TLSClientConfig is
+// what instances that serve HTTPS are verified with.
+func NewUpstreamTransport(fallback *http.Transport) *h1client.Transport {
+	return h1client.New(h1client.Options{Fallback: fallback, MaxIdlePerHost: fallback.MaxIdleConnsPerHost,
+		IdleTimeout: fallback.IdleConnTimeout, DialTimeout: 5 * time.Second, KeepAlive: 30 * time.Second})
+}
+
+// NewTransport is net/http's transport tuned for a proxy: keep-alive pools
+// per upstream sized for a proxy, not for a client.
 func NewTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil, // never through an environment proxy
@@ -131,6 +140,10 @@ func NewTransport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false,
+		// A proxy passes the client's Accept-Encoding on and the answer
+		// as it comes: no gzip asked for and unzipped on the client's
+		// behalf, as h1client does not either.
+		DisableCompression: true,
 	}
 }
 

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package h1client
+
+// alive cannot peek a socket here: only a connection with data already
+// buffered is known to be unusable.
+func (c *conn) alive() bool { return c.br.Buffered() == 0 }
