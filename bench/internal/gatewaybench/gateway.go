@@ -972,11 +972,19 @@ func Print(out io.Writer, cfg harness.Config, rep *gatewayReport) {
 		// shown as 0.60 beside "NOT met" would puzzle.
 		gt.Add(name, fmt.Sprintf("%.3f×", v), fmt.Sprintf("target ≥ %.1f×", target), harness.Verdict(v >= target))
 	}
-	goal("max RPS / nginx's", nginxRPS, 0.6)
+	// The goals of the "Faster than etcd where users feel it" issue: 0.8×
+	// nginx's max RPS, and an added p99 no worse than nginx's in the same
+	// run (1 ms when nginx's latency was not measured).
+	goal("max RPS / nginx's", nginxRPS, 0.8)
 	goal("max RPS / Caddy's", caddyRPS, 1.0)
 	if len(st.latency) > 0 && dp99 > 0 {
 		_, p99 := medianLatency(st.latency)
-		gt.Add(fmt.Sprintf("added p99 at %s req/s", harness.Count(rep.rate)), addedDur(p99-dp99), "target ≤ 1ms", harness.Verdict(p99-dp99 <= time.Millisecond))
+		bound, label := time.Millisecond, "target ≤ 1ms"
+		if ng := rep.target(gwNginx); ng != nil && len(ng.latency) > 0 {
+			_, np99 := medianLatency(ng.latency)
+			bound, label = np99-dp99, "target ≤ nginx's "+addedDur(np99-dp99)
+		}
+		gt.Add(fmt.Sprintf("added p99 at %s req/s", harness.Count(rep.rate)), addedDur(p99-dp99), label, harness.Verdict(p99-dp99 <= bound))
 	} else {
 		gt.Add("added p99 at half nginx's max", "—", "", "not measured")
 	}
