@@ -388,8 +388,10 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, payload []byte)
 			}
 			return fail(err)
 		}
+		// Only 1xx is interim; a code below 100, which ReadResponse
+		// accepts, is the answer, as net/http's transport takes it.
 		code := resp.StatusCode
-		if code >= 200 {
+		if code < 100 || code >= 200 {
 			break
 		}
 		if code == http.StatusSwitchingProtocols {
