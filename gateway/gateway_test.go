@@ -440,6 +440,7 @@ func (h *heldEvent) Changed() <-chan struct{} {
 }
 
 func (h *heldEvent) Done() <-chan struct{} { return nil }
+func (h *heldEvent) Close()                {}
 
 func (h *heldEvent) TryNextRevision() ([]qlog.Event, error) {
 	select {

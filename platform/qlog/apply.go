@@ -133,11 +133,13 @@ func (l *Log) consumeFrom(ctx context.Context, start uint64) error {
 func (l *Log) applyMessage(seq uint64, data []byte) error {
 	var deliveries []delivery
 	l.mu.Lock()
+	firstPos := l.ring.nextPos()
 	out, err := l.core.apply(seq, data)
 	if err != nil {
 		l.mu.Unlock()
 		return err
 	}
+	l.keyed.matched(out.Events, firstPos)
 	if out.Skipped != nil {
 		l.logger.Warn("qlog skipped an undecodable stream message", "seq", seq, "err", out.Skipped)
 	}

@@ -3,3 +3,16 @@ package qlog
 // ParseStreamInfoLast is parseStreamInfoLast, for the external tests that
 // feed it real answers of real servers.
 var ParseStreamInfoLast = parseStreamInfoLast
+
+// KeyedWatches counts the watches in the index that wakes keyed watches.
+func (l *Log) KeyedWatches() int {
+	l.keyed.mu.Lock()
+	defer l.keyed.mu.Unlock()
+	n := 0
+	for _, m := range []map[string]map[*Watch]struct{}{l.keyed.keys, l.keyed.prefixes} {
+		for _, set := range m {
+			n += len(set)
+		}
+	}
+	return n
+}

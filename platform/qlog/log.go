@@ -165,6 +165,7 @@ type Log struct {
 	// position (seq, rev) is read throughout the package.
 	core
 	applied  chan struct{} // closed and replaced after each applied message
+	keyed    keyedWatches  // the watches of one key or prefix, woken by the applies that match
 	lastSnap int64         // revision of the last snapshot taken
 	snapKick chan struct{}
 	// viewMu serialises the beginning of snapshots: SnapshotView runs under
@@ -460,6 +461,7 @@ func (l *Log) fail(reason string) {
 		l.failPending(fe)
 		l.mu.Lock()
 		l.wakeLocked()
+		l.keyed.all()
 		l.mu.Unlock()
 	}
 }

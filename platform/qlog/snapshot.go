@@ -67,6 +67,9 @@ func (l *Log) restoreLocked(s Snapshot) error {
 		return err
 	}
 	l.lastSnap = l.rev
+	// The ring was emptied past every position a watch holds: keyed
+	// watches must look, and find themselves cut off.
+	l.keyed.all()
 	return nil
 }
 

@@ -3,6 +3,8 @@ package qlog
 import (
 	"context"
 	"sort"
+	"strings"
+	"sync"
 )
 
 // eventRing keeps the newest events in apply order, each with a position
@@ -65,6 +67,128 @@ type Watch struct {
 	pos    uint64
 	from   int64
 	filter func(Event) bool
+
+	// A watch of one key or one prefix (WatchKey, WatchPrefix) is woken
+	// only by the events it matches, through notify, instead of by every
+	// apply: keyedWatches marks it unseen with the position of the first
+	// such event, and it skips what was applied in between unread. The
+	// fields are written by the apply (l.mu held for writing) and by the
+	// watch's own take (l.mu held for reading).
+	key, prefix string
+	notify      chan struct{} // nil for a watch woken by every apply
+	unseen      bool          // a matching event may be held at or after firstUnseen
+	firstUnseen uint64
+}
+
+// keyedWatches indexes the watches of one key or one prefix, so that an
+// apply wakes only the watches its events match: with thousands of
+// watchers of different keys, a write costs one wake-up per watcher it
+// concerns, not one per watcher. Its lock is taken inside l.mu.
+type keyedWatches struct {
+	mu       sync.Mutex
+	keys     map[string]map[*Watch]struct{}
+	prefixes map[string]map[*Watch]struct{}
+}
+
+func (k *keyedWatches) index(w *Watch) (map[string]map[*Watch]struct{}, string) {
+	if w.notify == nil {
+		return nil, ""
+	}
+	if w.prefix != "" {
+		return k.prefixes, w.prefix
+	}
+	return k.keys, w.key
+}
+
+func (k *keyedWatches) add(w *Watch) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.keys == nil {
+		k.keys, k.prefixes = map[string]map[*Watch]struct{}{}, map[string]map[*Watch]struct{}{}
+	}
+	m, name := k.index(w)
+	set := m[name]
+	if set == nil {
+		set = map[*Watch]struct{}{}
+		m[name] = set
+	}
+	set[w] = struct{}{}
+}
+
+func (k *keyedWatches) remove(w *Watch) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m, name := k.index(w)
+	if set := m[name]; set != nil {
+		delete(set, w)
+		if len(set) == 0 {
+			delete(m, name)
+		}
+	}
+}
+
+// matched marks the watches each event matches; evs were pushed to the
+// ring at positions first, first+1, .... The caller holds l.mu for
+// writing.
+func (k *keyedWatches) matched(evs []Event, first uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.keys) == 0 && len(k.prefixes) == 0 {
+		return
+	}
+	for i, ev := range evs {
+		pos := first + uint64(i)
+		for w := range k.keys[ev.Key] {
+			w.mark(pos)
+		}
+		if len(k.prefixes) == 0 {
+			continue
+		}
+		// Whichever is fewer: the prefixes watched, or the key's own
+		// prefixes looked up (no allocation: a substring).
+		if len(k.prefixes) <= len(ev.Key)+1 {
+			for p, set := range k.prefixes {
+				if strings.HasPrefix(ev.Key, p) {
+					for w := range set {
+						w.mark(pos)
+					}
+				}
+			}
+			continue
+		}
+		for n := 0; n <= len(ev.Key); n++ {
+			for w := range k.prefixes[ev.Key[:n]] {
+				w.mark(pos)
+			}
+		}
+	}
+}
+
+// all wakes every keyed watch to read from where it is: after a
+// fail-stop (it finds the error) or a restore (it finds itself cut off,
+// ErrWatchLagged, its position older than anything the ring holds). The
+// caller holds l.mu for writing.
+func (k *keyedWatches) all() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, m := range []map[string]map[*Watch]struct{}{k.keys, k.prefixes} {
+		for _, set := range m {
+			for w := range set {
+				w.mark(w.pos)
+			}
+		}
+	}
+}
+
+// mark notes that the event at pos may concern w and wakes it.
+func (w *Watch) mark(pos uint64) {
+	if !w.unseen {
+		w.unseen, w.firstUnseen = true, pos
+	}
+	select {
+	case w.notify <- struct{}{}:
+	default: // already woken
+	}
 }
 
 // Watch returns a watch that yields the events at revision from and after,
@@ -72,6 +196,26 @@ type Watch struct {
 // next revision". A from older than the replica holds fails with a
 // *CompactedError before anything is delivered.
 func (l *Log) Watch(from int64, filter func(Event) bool) (*Watch, error) {
+	return l.newWatch(from, filter, "", "", false)
+}
+
+// WatchKey is Watch of the events of one key. Unlike a watch with a
+// filter, it is woken only by the applies that touch its key; Close it
+// when done.
+func (l *Log) WatchKey(from int64, key string) (*Watch, error) {
+	return l.newWatch(from, func(ev Event) bool { return ev.Key == key }, key, "", true)
+}
+
+// WatchPrefix is Watch of the events of the keys under prefix, woken only
+// by the applies that touch one; Close it when done.
+func (l *Log) WatchPrefix(from int64, prefix string) (*Watch, error) {
+	if prefix == "" {
+		return l.Watch(from, nil) // every key: every apply concerns it
+	}
+	return l.newWatch(from, func(ev Event) bool { return strings.HasPrefix(ev.Key, prefix) }, "", prefix, true)
+}
+
+func (l *Log) newWatch(from int64, filter func(Event) bool, key, prefix string, keyed bool) (*Watch, error) {
 	if err := l.serving(); err != nil {
 		return nil, err
 	}
@@ -81,7 +225,31 @@ func (l *Log) Watch(from int64, filter func(Event) bool) (*Watch, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Watch{l: l, pos: pos, from: first, filter: filter}, nil
+	w := &Watch{l: l, pos: pos, from: first, filter: filter, key: key, prefix: prefix}
+	if !keyed {
+		return w, nil
+	}
+	// Registered under l.mu: no apply comes between the start and the
+	// registration unmarked. Of what the ring already holds from the
+	// start (a resumed watch), the first event it matches is where its
+	// first take reads from; none, and it waits for a mark.
+	w.notify = make(chan struct{}, 1)
+	for p := pos; p < l.ring.nextPos(); p++ {
+		if filter(l.ring.at(p)) {
+			w.unseen, w.firstUnseen = true, p
+			break
+		}
+	}
+	l.keyed.add(w)
+	return w, nil
+}
+
+// Close ends the watch: a keyed watch leaves the index that wakes it.
+// Closing twice, or closing a watch with a filter, does nothing.
+func (w *Watch) Close() {
+	if w.notify != nil {
+		w.l.keyed.remove(w)
+	}
 }
 
 // CompactRevision returns the oldest revision a watch can start from.
@@ -122,10 +290,14 @@ func (w *Watch) TryNextRevision() ([]Event, error) {
 // watch yields nothing more (TryNextRevision answers ErrClosed).
 func (w *Watch) Done() <-chan struct{} { return w.l.ctx.Done() }
 
-// Changed returns a channel that is closed when the replica applies
-// something after this call. Take it before TryNextRevision so that an
-// apply in between is not missed.
+// Changed returns a channel that is closed (or, for a keyed watch,
+// receives) when the replica applies something after this call that may
+// concern the watch. Take it before TryNextRevision so that an apply in
+// between is not missed.
 func (w *Watch) Changed() <-chan struct{} {
+	if w.notify != nil {
+		return w.notify
+	}
 	w.l.mu.RLock()
 	defer w.l.mu.RUnlock()
 	return w.l.applied
@@ -140,6 +312,16 @@ func (w *Watch) take(wholeRevision bool) ([]Event, <-chan struct{}, error) {
 	if err := l.err(); err != nil {
 		return nil, nil, err
 	}
+	if w.notify != nil {
+		if !w.unseen {
+			// Nothing this watch matches was applied since pos: what
+			// was applied is skipped unread, so that a watch of a quiet
+			// key is never cut off for events it would not have sent.
+			w.pos = max(w.pos, l.ring.nextPos())
+			return nil, w.notify, nil
+		}
+		w.pos = max(w.pos, w.firstUnseen)
+	}
 	out, next, err := l.events(w.pos, w.from, w.filter, wholeRevision)
 	w.pos = next
 	if err != nil {
@@ -147,6 +329,10 @@ func (w *Watch) take(wholeRevision bool) ([]Event, <-chan struct{}, error) {
 	}
 	if len(out) > 0 {
 		return out, nil, nil
+	}
+	if w.notify != nil {
+		w.unseen = false // read to the end of the ring: nothing left
+		return nil, w.notify, nil
 	}
 	return nil, l.applied, nil
 }

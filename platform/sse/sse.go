@@ -32,6 +32,9 @@ type Source interface {
 	// closed): the stream ends as if the connection had dropped, and its
 	// client goes to another replica.
 	Done() <-chan struct{}
+	// Close releases the source; Serve calls it once the stream ends
+	// (or could not start).
+	Close()
 }
 
 // Stream describes one event stream.
@@ -74,6 +77,7 @@ type Stream struct {
 func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
 	release, err := web.Hold(r)
 	if err != nil {
+		s.Watch.Close()
 		return err
 	}
 	if s.Heartbeat <= 0 {
@@ -96,6 +100,7 @@ func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
 			defer release()
 			defer end()
 			defer c.c.Close()
+			defer s.Watch.Close()
 			s.loop(c, stopping)
 		}
 		if !detached {
@@ -106,6 +111,7 @@ func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	defer release()
+	defer s.Watch.Close()
 	rw := &responseSink{w: w, rc: http.NewResponseController(w), ctx: r.Context(), timeout: s.WriteTimeout}
 	// An HTTP/1 connection keeps its write deadline for the requests
 	// after this one.
@@ -130,8 +136,9 @@ type sink interface {
 	probe() error
 }
 
-// loop writes the stream to out: one loop per watcher, woken by every
-// entry the replica applies whatever its filter. It takes what the
+// loop writes the stream to out: one loop per watcher, woken by the
+// applies its watch may concern (those of its key or prefix for a keyed
+// qlog watch, every apply for a watch with a filter). It takes what the
 // replica holds, writes it, flushes once (a syscall, made only when
 // something was written), then waits for the next apply, a heartbeat, the
 // client or shutdown.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ type feed struct {
 	mu      sync.Mutex
 	revs    [][]qlog.Event
 	changed chan struct{}
+	closed  atomic.Int64 // Close calls on its watches
 }
 
 func newFeed() *feed { return &feed{changed: make(chan struct{})} }
@@ -70,6 +72,8 @@ func (w *feedWatch) Changed() <-chan struct{} {
 }
 
 func (w *feedWatch) Done() <-chan struct{} { return nil }
+
+func (w *feedWatch) Close() { w.f.closed.Add(1) }
 
 func (w *feedWatch) TryNextRevision() ([]qlog.Event, error) {
 	w.f.mu.Lock()
@@ -295,6 +299,11 @@ func TestDepartedClientFreesGoroutine(t *testing.T) {
 	}
 	webtest.WaitFor(t, 5*time.Second, "the streams' goroutines to end", func() bool { return streams() == 0 })
 	reading.Wait() // the server closed the half-closed connections
+	// Each stream released its watch (a keyed qlog.Watch leaves the
+	// index that wakes it), once.
+	if n := f.closed.Load(); n != clients {
+		t.Errorf("%d watches closed for %d ended streams", n, clients)
+	}
 }
 
 // streams counts the goroutines running a stream's loop.
@@ -375,4 +384,6 @@ func TestHTTP2(t *testing.T) {
 	if id, err := nextEvent(br); err != nil || id != "1" {
 		t.Fatalf("event = id %q, %v; want id 1", id, err)
 	}
+	cancel()
+	webtest.WaitFor(t, 5*time.Second, "the stream to close its watch", func() bool { return f.closed.Load() == 1 })
 }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/qlog"
@@ -20,7 +19,6 @@ func (s *server) handleWatch() http.HandlerFunc {
 	return s.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		key, prefix := q.Get("key"), q.Get("prefix")
-		var filter func(qlog.Event) bool
 		switch {
 		case key != "" && prefix != "":
 			return fault.New(fault.Invalid, "watch takes key or prefix, not both")
@@ -28,12 +26,10 @@ func (s *server) handleWatch() http.HandlerFunc {
 			if err := kv.ValidateKey(key); err != nil {
 				return err
 			}
-			filter = func(ev qlog.Event) bool { return ev.Key == key }
 		case prefix != "":
 			if err := kv.ValidatePrefix(prefix); err != nil {
 				return err
 			}
-			filter = func(ev qlog.Event) bool { return strings.HasPrefix(ev.Key, prefix) }
 		default:
 			return fault.New(fault.Invalid, "watch needs key or prefix")
 		}
@@ -41,7 +37,13 @@ func (s *server) handleWatch() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		watch, err := s.log.Watch(from, filter)
+		// Keyed watches: an apply wakes only the watchers it concerns.
+		var watch *qlog.Watch
+		if key != "" {
+			watch, err = s.log.WatchKey(from, key)
+		} else {
+			watch, err = s.log.WatchPrefix(from, prefix)
+		}
 		if err != nil {
 			return err
 		}

@@ -55,7 +55,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		}
 		// Outside the read (a Read may not call back into the log): the
 		// watch replays whatever was applied after the set was taken.
-		watch, err := s.log.Watch(st.rev+1, func(ev qlog.Event) bool { return ev.Key == svc })
+		watch, err := s.log.WatchKey(st.rev+1, svc)
 		if err != nil {
 			return err
 		}

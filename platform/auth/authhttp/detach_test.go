@@ -77,6 +77,7 @@ type idle struct{}
 func (idle) Changed() <-chan struct{}               { return nil }
 func (idle) TryNextRevision() ([]qlog.Event, error) { return nil, nil }
 func (idle) Done() <-chan struct{}                  { return nil }
+func (idle) Close()                                 {}
 
 // watching counts the goroutines of this process in the stream's loop,
 // and those net/http serves a connection with.

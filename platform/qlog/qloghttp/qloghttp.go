@@ -356,7 +356,7 @@ func WatchKey(w http.ResponseWriter, r *http.Request, l *qlog.Log, key string, s
 			return err
 		}
 	}
-	watch, err := l.Watch(from, func(ev qlog.Event) bool { return ev.Key == key })
+	watch, err := l.WatchKey(from, key)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,143 @@
+package qlog_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stewardhq/steward/platform/qlog"
+	"github.com/stewardhq/steward/platform/qlog/qlogtest"
+)
+
+// woken reports whether ch was signalled, without waiting: an apply marks
+// the keyed watches it concerns before Propose returns on this replica.
+func woken(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestKeyedWatchWokenByItsKeysOnly: a watch of one key or one prefix is
+// woken by the applies that touch it and by no other, and yields exactly
+// its events.
+func TestKeyedWatchWokenByItsKeysOnly(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	r := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "r0"})
+	key, err := r.log.WatchKey(0, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer key.Close()
+	prefix, err := r.log.WatchPrefix(0, "/p/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prefix.Close()
+	keyCh, prefixCh := key.Changed(), prefix.Changed()
+	for _, w := range []*qlog.Watch{key, prefix} {
+		if evs, err := w.TryNextRevision(); err != nil || len(evs) != 0 {
+			t.Fatalf("a new watch holds %v, %v", evs, err)
+		}
+	}
+
+	propose(t, r.log, qlogtest.Put("b", "1"), "")
+	propose(t, r.log, qlogtest.Put("/q/x", "1"), "")
+	propose(t, r.log, qlogtest.Put("/p", "1"), "")
+	if woken(keyCh) || woken(prefixCh) {
+		t.Fatalf("writes to b, /q/x and /p woke the watch of a (%v) or of /p/ (%v)", woken(keyCh), woken(prefixCh))
+	}
+
+	propose(t, r.log, qlogtest.Put("a", "2"), "")
+	if !woken(keyCh) || woken(prefixCh) {
+		t.Fatal("a write to a did not wake its watch, or woke /p/'s")
+	}
+	if got := gotEvent(nextEvent(t, key)); got.Key != "a" || got.Value != "2" || got.Rev != 4 {
+		t.Fatalf("the watch of a read %v, want 4:a=2", got)
+	}
+	propose(t, r.log, qlogtest.Put("/p/x/y", "3"), "")
+	if woken(keyCh) || !woken(prefixCh) {
+		t.Fatal("a write to /p/x/y did not wake /p/'s watch, or woke a's")
+	}
+	if got := gotEvent(nextEvent(t, prefix)); got.Key != "/p/x/y" || got.Rev != 5 {
+		t.Fatalf("the watch of /p/ read %v, want 5:/p/x/y=3", got)
+	}
+	// Resumed from revision 2, a watch of /p/ reads what the ring holds
+	// of it first (revision 3 put /p, outside /p/; revision 5 is its).
+	resumed, err := r.log.WatchPrefix(2, "/p/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := gotEvent(nextEvent(t, resumed)); got.Rev != 5 {
+		t.Fatalf("the watch of /p/ from revision 2 read %v first, want revision 5", got)
+	}
+	resumed.Close()
+	if n := r.log.KeyedWatches(); n != 2 {
+		t.Fatalf("%d keyed watches indexed, want 2", n)
+	}
+	key.Close()
+	prefix.Close()
+	key.Close() // twice is harmless
+	if n := r.log.KeyedWatches(); n != 0 {
+		t.Fatalf("%d keyed watches indexed after both closed, want 0", n)
+	}
+}
+
+// TestKeyedWatchLag: a keyed watch is not cut off by any number of
+// other keys' events passing through the ring while it waits; it is cut
+// off (ErrWatchLagged) when an event of its own was overwritten unread.
+func TestKeyedWatchLag(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	r := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "r0", WatchBuffer: 16})
+	quiet, err := r.log.WatchKey(0, "quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	lagging, err := r.log.WatchKey(0, "busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lagging.Close()
+	propose(t, r.log, qlogtest.Put("busy", "unread"), "")
+	putSeq(t, r.log, "other", 40) // 2.5 rings of other keys
+	res, _ := propose(t, r.log, qlogtest.Put("quiet", "at last"), "")
+	if got := gotEvent(nextEvent(t, quiet)); got.Key != "quiet" || got.Rev != res.Revision {
+		t.Fatalf("the quiet key's watch read %v, want %d:quiet=at last", got, res.Revision)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ev, err := lagging.Next(ctx); !errors.Is(err, qlog.ErrWatchLagged) {
+		t.Fatalf("a watch whose event was overwritten unread read %+v, %v; want ErrWatchLagged", ev, err)
+	}
+}
+
+// TestKeyedWatchEndsWithTheReplica: a keyed watch waiting for its key
+// learns of the replica's end like any other.
+func TestKeyedWatchEndsWithTheReplica(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	r := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "r0"})
+	w, err := r.log.WatchKey(0, "never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Next(context.Background())
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	r.log.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, qlog.ErrClosed) {
+			t.Fatalf("Next after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a keyed watch's Next did not return when the replica closed")
+	}
+}
