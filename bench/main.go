@@ -7,9 +7,10 @@
 // and the memory of a replica holding a million registers. Last, the
 // configuration service (services/config) over HTTP beside etcd in both
 // modes, its watch fan-out to 10,000 watchers (with STEWARD_AUTH off, then
-// on: -watch-auth) and the memory of a replica holding a million keys
-// (section config; config-rw, config-watch and config-mem run its parts
-// alone). Then the service registry
+// on: -watch-auth), what 10,000 idle watchers of other keys cost its
+// writes, and the memory of a replica holding a million keys (section
+// config; config-rw, config-watch, config-watch-keys and config-mem run
+// its parts alone). Then the service registry
 // (services/registry, three voters in child processes): 10,000 instances
 // heartbeating 5s TTL checks for 60s, how soon a stopped heartbeat shows
 // as critical, and registration throughput beside Consul-style etcd use
@@ -102,7 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	fs.IntVar(&c.Clients, "clients", 64, "concurrency of the many-client rows")
 	fs.IntVar(&c.ValueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
-	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth,cluster3", "sections to run; config is config-rw, config-watch and config-mem; registry is registry-load and registry-reg")
+	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth,cluster3", "sections to run; config is config-rw, config-watch, config-watch-keys and config-mem; registry is registry-load and registry-reg")
 	fs.IntVar(&c.ColdEntries, "cold-entries", 100_000, "entries in the log for the cold-start measurement")
 	fs.IntVar(&c.MemEntries, "mem-entries", 1_000_000, "entries applied before measuring memory")
 	fs.IntVar(&c.MemValueSize, "mem-value-size", 32, "value size of the memory measurement's small entries")
@@ -143,7 +144,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 		}
 	}
 	for _, s := range c.Only {
-		if !slices.Contains([]string{"auth", "cluster", "cluster3", "election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-mem",
+		if !slices.Contains([]string{"auth", "cluster", "cluster3", "election", "gateway", "scaler", "floor", "qlog", "etcd", "cold", "mem", "config", "config-rw", "config-watch", "config-watch-keys", "config-mem",
 			"registry", "registry-load", "registry-reg"}, s) {
 			return c, fmt.Errorf("-only: unknown section %q", s)
 		}
@@ -252,6 +253,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			log.Error("watch fan-out failed", "err", err)
 		}
 		configbench.PrintWatch(stdout, cfg, rep, err)
+	}
+	if cfg.ConfigPart("config-watch-keys") {
+		rep, err := configbench.RunWatchKeys(ctx, log, cfg)
+		if err != nil {
+			log.Error("watch keys failed", "err", err)
+		}
+		configbench.PrintWatchKeys(stdout, cfg, rep, err)
 	}
 	if cfg.ConfigPart("config-mem") {
 		rep, err := configbench.RunMemory(ctx, log, cfg)

@@ -167,7 +167,7 @@ func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, a
 	w := newWatchers(rep.watchers, cfg.WatchPuts, h.Authorization)
 	start := time.Now()
 	log.Info("watch fan-out: connecting watchers", "auth", onOff(authOn), "watchers", rep.watchers, "url", child.URL)
-	if err := w.connect(wctx, log, child.URL+"/v1/watch?key="+fanKey); err != nil {
+	if err := w.connect(wctx, log, func(int) string { return child.URL + "/v1/watch?key=" + fanKey }); err != nil {
 		return nil, err
 	}
 	rep.connectTook = time.Since(start)
@@ -274,7 +274,7 @@ func (w *watchers) wait() { w.wg.Wait() }
 // connect starts every watcher and returns once each has received the
 // server's first line, ": watching", or one failed. At most 128 are
 // connecting at a time, to stay inside the listen backlog.
-func (w *watchers) connect(ctx context.Context, log *slog.Logger, url string) error {
+func (w *watchers) connect(ctx context.Context, log *slog.Logger, url func(i int) string) error {
 	tr := &http.Transport{
 		MaxConnsPerHost:    0,
 		DisableCompression: true,
@@ -299,7 +299,7 @@ func (w *watchers) connect(ctx context.Context, log *slog.Logger, url string) er
 			defer w.wg.Done()
 			once := sync.OnceFunc(func() { <-connecting; ready.Done() })
 			defer once()
-			if err := w.watch(ctx, client, url, i, func() { connected.Add(1); once() }); err != nil && ctx.Err() == nil {
+			if err := w.watch(ctx, client, url(i), i, func() { connected.Add(1); once() }); err != nil && ctx.Err() == nil {
 				w.fail(fmt.Errorf("watcher %d: %w", i, err))
 			}
 		}()

@@ -43,6 +43,15 @@ func Percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(rank, 0), len(sorted)-1)]
 }
 
+// Ops counts the operations of every run, completed or not.
+func (r Result) Ops() int {
+	n := 0
+	for _, run := range r.Runs {
+		n += run.ops
+	}
+	return n
+}
+
 // Result is a row's runs. The table shows the median of the runs that
 // completed without error; a failed run ends the row.
 type Result struct {
