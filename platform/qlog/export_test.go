@@ -9,9 +9,9 @@ func (l *Log) KeyedWatches() int {
 	l.keyed.mu.Lock()
 	defer l.keyed.mu.Unlock()
 	n := 0
-	for _, m := range []map[string]map[*Watch]struct{}{l.keyed.keys, l.keyed.prefixes} {
-		for _, set := range m {
-			n += len(set)
+	for _, m := range []map[string]*keyGroup{l.keyed.keys, l.keyed.prefixes} {
+		for _, g := range m {
+			n += len(g.watches)
 		}
 	}
 	return n

@@ -292,6 +292,17 @@ func TestFailStopOnDivergence(t *testing.T) {
 	if err := bad.log.Ready(); err != nil {
 		t.Fatalf("replica failed before any entry exposed the corruption: %v", err)
 	}
+	// A keyed watch of a key nobody writes learns of the fail-stop too.
+	quiet, err := bad.log.WatchKey(0, "never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	quietErr := make(chan error, 1)
+	go func() {
+		_, err := quiet.Next(context.Background())
+		quietErr <- err
+	}()
 
 	res, reply := propose(t, r0.log, qlogtest.Put("k0", "after"), "")
 	if reply.Prev != "9" {
@@ -306,6 +317,14 @@ func TestFailStopOnDivergence(t *testing.T) {
 		time.Since(start).Round(time.Millisecond), res.Revision, fe)
 	if !strings.Contains(fe.Reason, "hash") {
 		t.Errorf("fail-stop reason %q does not mention the running hash", fe.Reason)
+	}
+	select {
+	case err := <-quietErr:
+		if !errors.As(err, new(*qlog.FailedError)) {
+			t.Errorf("a keyed watch's Next on the failed replica = %v, want a FailedError", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a keyed watch of a quiet key was not woken by the fail-stop")
 	}
 	// A failed replica answers nothing.
 	if err := bad.log.Read(context.Background(), qlog.Serializable, func(int64) error { return nil }); !errors.As(err, new(*qlog.FailedError)) {

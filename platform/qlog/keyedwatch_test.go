@@ -10,7 +10,7 @@ import (
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
 
-// woken reports whether ch was signalled, without waiting: an apply marks
+// woken reports whether ch was closed, without waiting: an apply wakes
 // the keyed watches it concerns before Propose returns on this replica.
 func woken(ch <-chan struct{}) bool {
 	select {
@@ -58,6 +58,7 @@ func TestKeyedWatchWokenByItsKeysOnly(t *testing.T) {
 	if got := gotEvent(nextEvent(t, key)); got.Key != "a" || got.Value != "2" || got.Rev != 4 {
 		t.Fatalf("the watch of a read %v, want 4:a=2", got)
 	}
+	keyCh, prefixCh = key.Changed(), prefix.Changed() // keyCh was closed
 	propose(t, r.log, qlogtest.Put("/p/x/y", "3"), "")
 	if woken(keyCh) || !woken(prefixCh) {
 		t.Fatal("a write to /p/x/y did not wake /p/'s watch, or woke a's")
@@ -104,6 +105,10 @@ func TestKeyedWatchLag(t *testing.T) {
 	defer lagging.Close()
 	propose(t, r.log, qlogtest.Put("busy", "unread"), "")
 	putSeq(t, r.log, "other", 40) // 2.5 rings of other keys
+	// Looking now (a heartbeat's wake, say) finds nothing, not a lag.
+	if evs, err := quiet.TryNextRevision(); err != nil || len(evs) != 0 {
+		t.Fatalf("the quiet key's watch after 40 other events: %v, %v; want nothing yet", evs, err)
+	}
 	res, _ := propose(t, r.log, qlogtest.Put("quiet", "at last"), "")
 	if got := gotEvent(nextEvent(t, quiet)); got.Key != "quiet" || got.Rev != res.Revision {
 		t.Fatalf("the quiet key's watch read %v, want %d:quiet=at last", got, res.Revision)

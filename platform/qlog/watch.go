@@ -69,15 +69,24 @@ type Watch struct {
 	filter func(Event) bool
 
 	// A watch of one key or one prefix (WatchKey, WatchPrefix) is woken
-	// only by the events it matches, through notify, instead of by every
-	// apply: keyedWatches marks it unseen with the position of the first
-	// such event, and it skips what was applied in between unread. The
-	// fields are written by the apply (l.mu held for writing) and by the
-	// watch's own take (l.mu held for reading).
+	// only by the events it matches, through its group's channel,
+	// instead of by every apply: keyedWatches marks it unseen with the
+	// position of the first such event, and it skips what was applied
+	// in between unread. The fields are written by the apply (l.mu held
+	// for writing) and by the watch's own take (l.mu held for reading).
 	key, prefix string
-	notify      chan struct{} // nil for a watch woken by every apply
-	unseen      bool          // a matching event may be held at or after firstUnseen
+	group       *keyGroup // nil for a watch woken by every apply
+	unseen      bool      // a matching event may be held at or after firstUnseen
 	firstUnseen uint64
+}
+
+// keyGroup is the watches of one key, or of one prefix, and the channel
+// that wakes them: closed (and replaced) by an apply whose events touch
+// the key or the prefix, as l.applied is by every apply.
+type keyGroup struct {
+	watches map[*Watch]struct{}
+	ch      chan struct{} // replaced under l.mu for writing
+	marked  bool          // by the apply being marked: woken already
 }
 
 // keyedWatches indexes the watches of one key or one prefix, so that an
@@ -86,60 +95,62 @@ type Watch struct {
 // concerns, not one per watcher. Its lock is taken inside l.mu.
 type keyedWatches struct {
 	mu       sync.Mutex
-	keys     map[string]map[*Watch]struct{}
-	prefixes map[string]map[*Watch]struct{}
+	keys     map[string]*keyGroup
+	prefixes map[string]*keyGroup
+	marked   []*keyGroup // by the apply being marked (matched, all)
 }
 
-func (k *keyedWatches) index(w *Watch) (map[string]map[*Watch]struct{}, string) {
-	if w.notify == nil {
-		return nil, ""
-	}
+func (k *keyedWatches) index(w *Watch) (map[string]*keyGroup, string) {
 	if w.prefix != "" {
 		return k.prefixes, w.prefix
 	}
 	return k.keys, w.key
 }
 
+// add puts w in its group. The caller holds l.mu (for reading at least).
 func (k *keyedWatches) add(w *Watch) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.keys == nil {
-		k.keys, k.prefixes = map[string]map[*Watch]struct{}{}, map[string]map[*Watch]struct{}{}
+		k.keys, k.prefixes = map[string]*keyGroup{}, map[string]*keyGroup{}
 	}
 	m, name := k.index(w)
-	set := m[name]
-	if set == nil {
-		set = map[*Watch]struct{}{}
-		m[name] = set
+	g := m[name]
+	if g == nil {
+		g = &keyGroup{watches: map[*Watch]struct{}{}, ch: make(chan struct{})}
+		m[name] = g
 	}
-	set[w] = struct{}{}
+	g.watches[w] = struct{}{}
+	w.group = g
 }
 
 func (k *keyedWatches) remove(w *Watch) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	m, name := k.index(w)
-	if set := m[name]; set != nil {
-		delete(set, w)
-		if len(set) == 0 {
+	if g := m[name]; g != nil {
+		delete(g.watches, w)
+		if len(g.watches) == 0 {
 			delete(m, name)
 		}
 	}
 }
 
-// matched marks the watches each event matches; evs were pushed to the
-// ring at positions first, first+1, .... The caller holds l.mu for
-// writing.
+// matched marks and wakes the watches each event matches; evs were
+// pushed to the ring at positions first, first+1, .... The caller holds
+// l.mu for writing (as wakeLocked wakes the others: measured with 10,000
+// watchers of one key, waking them after l.mu's release was slower).
 func (k *keyedWatches) matched(evs []Event, first uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.unmark()
 	if len(k.keys) == 0 && len(k.prefixes) == 0 {
 		return
 	}
 	for i, ev := range evs {
 		pos := first + uint64(i)
-		for w := range k.keys[ev.Key] {
-			w.mark(pos)
+		if g := k.keys[ev.Key]; g != nil {
+			k.mark(g, pos)
 		}
 		if len(k.prefixes) == 0 {
 			continue
@@ -147,18 +158,16 @@ func (k *keyedWatches) matched(evs []Event, first uint64) {
 		// Whichever is fewer: the prefixes watched, or the key's own
 		// prefixes looked up (no allocation: a substring).
 		if len(k.prefixes) <= len(ev.Key)+1 {
-			for p, set := range k.prefixes {
+			for p, g := range k.prefixes {
 				if strings.HasPrefix(ev.Key, p) {
-					for w := range set {
-						w.mark(pos)
-					}
+					k.mark(g, pos)
 				}
 			}
 			continue
 		}
 		for n := 0; n <= len(ev.Key); n++ {
-			for w := range k.prefixes[ev.Key[:n]] {
-				w.mark(pos)
+			if g := k.prefixes[ev.Key[:n]]; g != nil {
+				k.mark(g, pos)
 			}
 		}
 	}
@@ -171,24 +180,42 @@ func (k *keyedWatches) matched(evs []Event, first uint64) {
 func (k *keyedWatches) all() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for _, m := range []map[string]map[*Watch]struct{}{k.keys, k.prefixes} {
-		for _, set := range m {
-			for w := range set {
-				w.mark(w.pos)
-			}
+	defer k.unmark()
+	for _, m := range []map[string]*keyGroup{k.keys, k.prefixes} {
+		for _, g := range m {
+			k.mark(g, 0)
 		}
 	}
 }
 
-// mark notes that the event at pos may concern w and wakes it.
-func (w *Watch) mark(pos uint64) {
-	if !w.unseen {
-		w.unseen, w.firstUnseen = true, pos
+// mark notes that the event at pos may concern g's watches (pos 0: that
+// each reads from where it is) and wakes them, once per apply. The caller
+// holds k.mu, and l.mu for writing.
+func (k *keyedWatches) mark(g *keyGroup, pos uint64) {
+	if g.marked {
+		return // at an earlier position of this apply
 	}
-	select {
-	case w.notify <- struct{}{}:
-	default: // already woken
+	g.marked = true
+	k.marked = append(k.marked, g)
+	for w := range g.watches {
+		if !w.unseen {
+			w.unseen, w.firstUnseen = true, pos
+			if pos == 0 {
+				w.firstUnseen = w.pos
+			}
+		}
 	}
+	close(g.ch)
+	g.ch = make(chan struct{})
+}
+
+// unmark readies the groups marked by this apply for the next.
+func (k *keyedWatches) unmark() {
+	for _, g := range k.marked {
+		g.marked = false
+	}
+	clear(k.marked)
+	k.marked = k.marked[:0]
 }
 
 // Watch returns a watch that yields the events at revision from and after,
@@ -233,7 +260,6 @@ func (l *Log) newWatch(from int64, filter func(Event) bool, key, prefix string, 
 	// registration unmarked. Of what the ring already holds from the
 	// start (a resumed watch), the first event it matches is where its
 	// first take reads from; none, and it waits for a mark.
-	w.notify = make(chan struct{}, 1)
 	for p := pos; p < l.ring.nextPos(); p++ {
 		if filter(l.ring.at(p)) {
 			w.unseen, w.firstUnseen = true, p
@@ -247,7 +273,7 @@ func (l *Log) newWatch(from int64, filter func(Event) bool, key, prefix string, 
 // Close ends the watch: a keyed watch leaves the index that wakes it.
 // Closing twice, or closing a watch with a filter, does nothing.
 func (w *Watch) Close() {
-	if w.notify != nil {
+	if w.group != nil {
 		w.l.keyed.remove(w)
 	}
 }
@@ -295,11 +321,11 @@ func (w *Watch) Done() <-chan struct{} { return w.l.ctx.Done() }
 // concern the watch. Take it before TryNextRevision so that an apply in
 // between is not missed.
 func (w *Watch) Changed() <-chan struct{} {
-	if w.notify != nil {
-		return w.notify
-	}
 	w.l.mu.RLock()
 	defer w.l.mu.RUnlock()
+	if w.group != nil {
+		return w.group.ch
+	}
 	return w.l.applied
 }
 
@@ -312,13 +338,13 @@ func (w *Watch) take(wholeRevision bool) ([]Event, <-chan struct{}, error) {
 	if err := l.err(); err != nil {
 		return nil, nil, err
 	}
-	if w.notify != nil {
+	if w.group != nil {
 		if !w.unseen {
 			// Nothing this watch matches was applied since pos: what
 			// was applied is skipped unread, so that a watch of a quiet
 			// key is never cut off for events it would not have sent.
 			w.pos = max(w.pos, l.ring.nextPos())
-			return nil, w.notify, nil
+			return nil, w.group.ch, nil
 		}
 		w.pos = max(w.pos, w.firstUnseen)
 	}
@@ -330,9 +356,9 @@ func (w *Watch) take(wholeRevision bool) ([]Event, <-chan struct{}, error) {
 	if len(out) > 0 {
 		return out, nil, nil
 	}
-	if w.notify != nil {
+	if w.group != nil {
 		w.unseen = false // read to the end of the ring: nothing left
-		return nil, w.notify, nil
+		return nil, w.group.ch, nil
 	}
 	return nil, l.applied, nil
 }
