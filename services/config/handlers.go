@@ -201,7 +201,7 @@ func (s *server) get(ctx context.Context, c qlog.Consistency, key string, at int
 // it answers the key as it is.
 func (s *server) waitChange(r *http.Request, key string, index, seenRev int64, wait time.Duration) (*kv.Entry, int64, error) {
 	// Nothing changed the key up to seenRev, so watch from the next one.
-	if err := qloghttp.WaitEvent(r, s.log, max(index, seenRev)+1, wait, func(ev qlog.Event) bool { return ev.Key == key }); err != nil {
+	if err := qloghttp.WaitKey(r, s.log, max(index, seenRev)+1, wait, key); err != nil {
 		return nil, 0, err
 	}
 	return s.get(r.Context(), qlog.Serializable, key, 0)

@@ -151,7 +151,7 @@ func (s *server) handleGet() http.HandlerFunc {
 			// Consul's blocking query: answer once anything about the
 			// scaler (spec, decision, actuation, deletion) was applied
 			// after index, or when the wait ends.
-			if err := qloghttp.WaitEvent(r, s.log, index+1, wait, func(ev qlog.Event) bool { return ev.Key == name }); err != nil {
+			if err := qloghttp.WaitKey(r, s.log, index+1, wait, name); err != nil {
 				return err
 			}
 			// A wait cut by its token's revocation answers why (401/403).

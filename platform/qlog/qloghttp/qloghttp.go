@@ -286,6 +286,18 @@ func Blocking(r *http.Request) (index int64, wait time.Duration, ok bool, err er
 // long-lived requests (web.Hold); the error is the refusal when the
 // client holds all of them already.
 func WaitEvent(r *http.Request, l *qlog.Log, from int64, wait time.Duration, filter func(qlog.Event) bool) error {
+	return waitWatch(r, wait, func() (*qlog.Watch, error) { return l.Watch(from, filter) })
+}
+
+// WaitKey is WaitEvent for the events of one key, on a keyed watch: the
+// wait is woken only by the writes to that key (qlog.Log.WatchKey), so
+// that thousands of blocking queries on different keys do not all wake
+// on every write.
+func WaitKey(r *http.Request, l *qlog.Log, from int64, wait time.Duration, key string) error {
+	return waitWatch(r, wait, func() (*qlog.Watch, error) { return l.WatchKey(from, key) })
+}
+
+func waitWatch(r *http.Request, wait time.Duration, open func() (*qlog.Watch, error)) error {
 	release, err := web.Hold(r)
 	if err != nil {
 		return err
@@ -293,10 +305,11 @@ func WaitEvent(r *http.Request, l *qlog.Log, from int64, wait time.Duration, fil
 	defer release()
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	watch, err := l.Watch(from, filter)
+	watch, err := open()
 	if err != nil {
 		return nil
 	}
+	defer watch.Close()
 	go func() {
 		select {
 		case <-web.Stopping(r.Context()):
