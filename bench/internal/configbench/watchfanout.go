@@ -103,45 +103,19 @@ func onOff(b bool) string {
 // kv write on fanPrefix.
 func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, authOn bool) (*watchReport, error) {
 	rep := &watchReport{authOn: authOn, wanted: cfg.Watchers}
-	soft, err := harness.RaiseFileLimit()
-	rep.fdLimit = soft
-	if err != nil {
-		log.Warn("watch fan-out: could not raise the file descriptor limit", "err", err, "soft_limit", soft)
-		rep.fdNote = err.Error()
+	var err error
+	if rep.watchers, rep.fdLimit, rep.fdNote, err = watcherBudget(log, cfg.Watchers); err != nil {
+		return rep, err
 	}
-	// Each watcher takes one descriptor here (and one in the child);
-	// leave room for NATS, its files and the rest.
-	const reserve = 512
-	if avail := int(soft) - reserve; cfg.Watchers > avail {
-		rep.watchers = max(avail, 0)
-		rep.fdNote = fmt.Sprintf("RLIMIT_NOFILE is %d: %d watchers at most (%d descriptors kept for the rest)", soft, rep.watchers, reserve)
-		log.Warn("watch fan-out: too few file descriptors", "soft_limit", soft, "watchers", rep.watchers)
-	} else {
-		rep.watchers = cfg.Watchers
-	}
-	if rep.watchers == 0 {
-		return rep, fmt.Errorf("no file descriptors for watchers: %s", rep.fdNote)
-	}
-
-	dir, err := harness.TempDir(cfg, "watch")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	ns, err := harness.StartNATS(dir, true)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Stop()
 	profile := "watch-child"
 	if authOn {
 		profile += "-auth"
 	}
-	child, err := startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, profile), authOn)
+	child, stop, err := startWatchReplica(ctx, cfg, "watch", profile, authOn)
 	if err != nil {
 		return nil, err
 	}
-	defer child.Stop()
+	defer stop()
 	value := harness.JSONValue(cfg.ValueSize)
 	h := harness.NewHTTPTarget([]string{child.URL}, 1)
 	defer h.Close()
@@ -208,6 +182,51 @@ func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, a
 	cancel()
 	w.wait()
 	return rep, nil
+}
+
+// watcherBudget raises the file descriptor limit and returns how many of
+// want watchers it leaves room for (each takes one descriptor here and
+// one in the child), with a note saying why when fewer; none is an error.
+func watcherBudget(log *slog.Logger, want int) (n int, soft uint64, note string, err error) {
+	soft, err = harness.RaiseFileLimit()
+	if err != nil {
+		log.Warn("watchers: could not raise the file descriptor limit", "err", err, "soft_limit", soft)
+		note = err.Error()
+	}
+	// Room for NATS, its files and the rest.
+	const reserve = 512
+	n = want
+	if avail := int(soft) - reserve; want > avail {
+		n = max(avail, 0)
+		note = fmt.Sprintf("RLIMIT_NOFILE is %d: %d watchers at most (%d descriptors kept for the rest)", soft, n, reserve)
+		log.Warn("watchers: too few file descriptors", "soft_limit", soft, "watchers", n)
+	}
+	if n == 0 {
+		return 0, soft, note, fmt.Errorf("no file descriptors for watchers: %s", note)
+	}
+	return n, soft, note, nil
+}
+
+// startWatchReplica starts a NATS server (fsync on every write) in a
+// temporary directory named after name, and a config replica in a child
+// process on it (its CPU profile named profile); stop ends both.
+func startWatchReplica(ctx context.Context, cfg harness.Config, name, profile string, authOn bool) (child *harness.ServiceChild, stop func(), err error) {
+	dir, err := harness.TempDir(cfg, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := harness.StartNATS(dir, true)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	child, err = startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, profile), authOn)
+	if err != nil {
+		ns.Stop()
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return child, func() { child.Stop(); ns.Stop(); os.RemoveAll(dir) }, nil
 }
 
 // putRevision PUTs key, with h's Authorization if any, and returns the

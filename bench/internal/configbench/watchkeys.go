@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"time"
 
@@ -38,30 +37,15 @@ const (
 // watcher fails the run if it receives any event.
 func RunWatchKeys(ctx context.Context, log *slog.Logger, cfg harness.Config) (*WatchKeysReport, error) {
 	rep := &WatchKeysReport{}
-	soft, err := harness.RaiseFileLimit()
-	if err != nil {
-		rep.fdNote = err.Error()
+	var err error
+	if rep.watchers, _, rep.fdNote, err = watcherBudget(log, cfg.Watchers); err != nil {
+		return nil, err
 	}
-	const reserve = 512 // NATS, its files and the PUT clients' connections
-	rep.watchers = min(cfg.Watchers, max(int(soft)-reserve, 0))
-	if rep.watchers < cfg.Watchers {
-		rep.fdNote = fmt.Sprintf("RLIMIT_NOFILE is %d: %d watchers at most", soft, rep.watchers)
-	}
-	dir, err := harness.TempDir(cfg, "watchkeys")
+	child, stop, err := startWatchReplica(ctx, cfg, "watchkeys", "watchkeys-child", false)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	ns, err := harness.StartNATS(dir, true)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Stop()
-	child, err := startConfigChild(ctx, ns.URL, harness.ChildProfile(cfg, "watchkeys-child"), false)
-	if err != nil {
-		return nil, err
-	}
-	defer child.Stop()
+	defer stop()
 	value := harness.JSONValue(cfg.ValueSize)
 	h := harness.NewHTTPTarget([]string{child.URL}, cfg.Clients)
 	defer h.Close()
