@@ -188,8 +188,9 @@ func (k *keyedWatches) all() {
 	}
 }
 
-// mark notes that the event at pos may concern g's watches (pos 0: that
-// each reads from where it is) and wakes them, once per apply. The caller
+// mark notes that the event at pos may concern g's watches and wakes
+// them, once per apply; pos 0 (all) has each read from where it is, since
+// a take reads from the later of its position and firstUnseen. The caller
 // holds k.mu, and l.mu for writing.
 func (k *keyedWatches) mark(g *keyGroup, pos uint64) {
 	if g.marked {
@@ -200,9 +201,6 @@ func (k *keyedWatches) mark(g *keyGroup, pos uint64) {
 	for w := range g.watches {
 		if !w.unseen {
 			w.unseen, w.firstUnseen = true, pos
-			if pos == 0 {
-				w.firstUnseen = w.pos
-			}
 		}
 	}
 	close(g.ch)
@@ -316,9 +314,9 @@ func (w *Watch) TryNextRevision() ([]Event, error) {
 // watch yields nothing more (TryNextRevision answers ErrClosed).
 func (w *Watch) Done() <-chan struct{} { return w.l.ctx.Done() }
 
-// Changed returns a channel that is closed (or, for a keyed watch,
-// receives) when the replica applies something after this call that may
-// concern the watch. Take it before TryNextRevision so that an apply in
+// Changed returns a channel that is closed when the replica applies
+// something after this call that may concern the watch (anything, for a
+// watch with a filter). Take it before TryNextRevision so that an apply in
 // between is not missed.
 func (w *Watch) Changed() <-chan struct{} {
 	w.l.mu.RLock()
