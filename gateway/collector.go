@@ -74,7 +74,7 @@ func newTransportCollector(t *h1client.Transport) *transportCollector {
 		requests: prometheus.NewDesc("steward_gateway_upstream_transport_requests_total", "Upstream attempts by transport: h1client (plain HTTP/1.1 on the caller's goroutine) or fallback (net/http's, for HTTPS, upgrades, large or chunked bodies).", []string{"transport"}, nil),
 		dials:    prometheus.NewDesc("steward_gateway_upstream_connections_opened_total", "Connections h1client opened to upstream instances.", nil, nil),
 		reused:   prometheus.NewDesc("steward_gateway_upstream_connections_reused_total", "Upstream attempts h1client sent on a pooled keep-alive connection.", nil, nil),
-		stale:    prometheus.NewDesc("steward_gateway_upstream_connections_stale_total", "Pooled connections h1client found closed by the upstream, or holding bytes nobody asked for, and did not use.", nil, nil),
+		stale:    prometheus.NewDesc("steward_gateway_upstream_connections_stale_total", "Pooled connections h1client found closed by the upstream or holding bytes nobody asked for, before use (then not used), or by a replayable request that got no answer on one (then resent on another).", nil, nil),
 		idle:     prometheus.NewDesc("steward_gateway_upstream_connections_idle", "Keep-alive connections idle in h1client's pools.", nil, nil),
 	}
 }

@@ -126,15 +126,22 @@ func New(cfg Config) *Proxy {
 // what instances that serve HTTPS are verified with.
 func NewUpstreamTransport(fallback *http.Transport) *h1client.Transport {
 	return h1client.New(h1client.Options{Fallback: fallback, MaxIdlePerHost: fallback.MaxIdleConnsPerHost,
-		IdleTimeout: fallback.IdleConnTimeout, DialTimeout: 5 * time.Second, KeepAlive: 30 * time.Second})
+		IdleTimeout: fallback.IdleConnTimeout, DialTimeout: dialTimeout, KeepAlive: tcpKeepAlive})
 }
+
+// Connecting to an instance: how long it may take, and the TCP keep-alive
+// period of the connection; both transports dial the same.
+const (
+	dialTimeout  = 5 * time.Second
+	tcpKeepAlive = 30 * time.Second
+)
 
 // NewTransport is net/http's transport tuned for a proxy: keep-alive pools
 // per upstream sized for a proxy, not for a client.
 func NewTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil, // never through an environment proxy
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}).DialContext,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
