@@ -427,9 +427,14 @@ func writeSnapshot(w io.Writer, h snapshotHeader, tree *btree.BTreeG[*record]) e
 	if err := enc.Encode(h); err != nil {
 		return err
 	}
-	var err error
+	var (
+		line []byte
+		err  error
+	)
 	tree.Ascend(func(r *record) bool {
-		err = enc.Encode(snapshotRecord{Key: r.key, Versions: r.versions})
+		if line, err = appendRecordLine(line[:0], r.key, r.versions); err == nil {
+			_, err = w.Write(line)
+		}
 		return err == nil
 	})
 	return err
