@@ -164,7 +164,7 @@ func (l *Log) applyMessage(seq uint64, data []byte) error {
 	}
 	l.appliedBytes += uint64(len(data))
 	l.wakeLocked()
-	snapshotDue := out.Rev-l.lastSnap >= l.cfg.SnapshotEvery && l.appliedBytes-l.snapBytesAt >= l.lastSnapSize
+	snapshotDue := l.snapshotDueLocked()
 	l.mu.Unlock()
 
 	for _, d := range deliveries {

@@ -275,3 +275,13 @@ func TestSnapshotsDeterministic(t *testing.T) {
 	}
 	t.Logf("replayed %d recorded entries twice and across a restore: identical results, events and snapshots", len(entries))
 }
+
+func (m *memSnapshots) revisions() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var revs []int64
+	for _, s := range m.snaps {
+		revs = append(revs, s.Revision)
+	}
+	return revs
+}

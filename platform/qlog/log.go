@@ -178,6 +178,9 @@ type Log struct {
 	appliedBytes uint64 // stream bytes applied since start
 	snapBytesAt  uint64 // appliedBytes when the last snapshot was encoded
 	lastSnapSize uint64
+	// prevSnapSize is the size of the snapshot before the last one taken
+	// here (0 before two were), for guessing the next one's size.
+	prevSnapSize uint64
 
 	failed atomic.Pointer[FailedError]
 	ready  atomic.Bool

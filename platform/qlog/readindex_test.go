@@ -68,9 +68,13 @@ func TestReadIndexFromStreamInfo(t *testing.T) {
 			_, err := js.AccountInfo(actx)
 			return err == nil
 		})
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RI", Subjects: []string{"ri.>"}, Replicas: 3}); err != nil {
-			t.Fatal(err)
-		}
+		// The meta leader may answer before it has heard from every
+		// server: placing three replicas fails ("no suitable peers")
+		// until it has.
+		waitFor(t, "an R3 stream to be placed", 30*time.Second, func() bool {
+			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RI", Subjects: []string{"ri.>"}, Replicas: 3})
+			return err == nil
+		})
 		publish(t, js, "ri.a", 5)
 		if last, err := qlog.ParseStreamInfoLast(info(t, nc, "RI")); err != nil || last != 5 {
 			t.Fatalf("with a leader: last = %d, %v; want 5", last, err)

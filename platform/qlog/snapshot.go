@@ -44,9 +44,7 @@ type snapshotHeader struct {
 // beginSnapshotLocked starts a snapshot of the applied state (see
 // core.beginSnapshot); the caller holds l.mu (for reading at least).
 func (l *Log) beginSnapshotLocked() (finish func() (Snapshot, error), err error) {
-	// The last snapshot's size is a good guess of this one's: growing a
-	// large buffer by doubling clears and copies it again and again.
-	seal, err := l.beginSnapshot(int(l.lastSnapSize) + int(l.lastSnapSize/8))
+	seal, err := l.beginSnapshot(l.snapshotSizeHint())
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +57,27 @@ func (l *Log) beginSnapshotLocked() (finish func() (Snapshot, error), err error)
 		s.Data, s.Checksum = data, sum
 		return s, nil
 	}, nil
+}
+
+// snapshotDueLocked reports whether a snapshot is due (see Log.appliedBytes);
+// the caller holds l.mu.
+func (l *Log) snapshotDueLocked() bool {
+	return l.rev-l.lastSnap >= l.cfg.SnapshotEvery && l.appliedBytes-l.snapBytesAt >= l.lastSnapSize
+}
+
+// snapshotSizeHint guesses the size of the next snapshot, for its buffer:
+// growing a large buffer by doubling clears and copies it again and again.
+// The guess is the last snapshot's size, grown by as much as it grew over
+// the one before (at most doubled: while keys are only added, each
+// snapshot is about twice the last, as one is taken once the log has
+// grown by the last one's size), and an eighth more.
+func (l *Log) snapshotSizeHint() int {
+	last, prev := float64(l.lastSnapSize), float64(l.prevSnapSize)
+	next := last
+	if prev > 0 && last > prev {
+		next = min(2*last, last*last/prev)
+	}
+	return int(next + last/8)
 }
 
 // restoreLocked verifies s and loads it into the log and the state machine.
@@ -136,6 +155,14 @@ func (l *Log) snapshotLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-l.snapKick:
+			// Every apply while a snapshot was being written and saved
+			// kicked again; once it is saved, the kick is stale.
+			l.mu.RLock()
+			due := l.snapshotDueLocked()
+			l.mu.RUnlock()
+			if !due {
+				continue
+			}
 		case <-tick.C:
 		}
 		if _, err := l.TakeSnapshot(ctx); err != nil && ctx.Err() == nil {
@@ -184,7 +211,8 @@ func (l *Log) TakeSnapshot(ctx context.Context) (int64, error) {
 	}
 	l.mu.Lock()
 	if s.Revision > l.lastSnap {
-		l.lastSnap, l.snapBytesAt, l.lastSnapSize = s.Revision, bytesAt, uint64(len(s.Data))
+		l.lastSnap, l.snapBytesAt = s.Revision, bytesAt
+		l.prevSnapSize, l.lastSnapSize = l.lastSnapSize, uint64(len(s.Data))
 	}
 	l.mu.Unlock()
 	l.metrics.snapshots.Observe(time.Since(start).Seconds())
