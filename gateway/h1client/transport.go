@@ -344,7 +344,8 @@ type conn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
-	reused    bool // taken from the pool, not dialed for this request
+	reused    bool  // taken from the pool, not dialed for this request
+	probe     probe // alive's peek, set up on its first use
 }
 
 func (c *conn) close() { _ = c.nc.Close() }
