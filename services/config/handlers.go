@@ -114,7 +114,16 @@ func conditions(r *http.Request, c *kv.Command) error {
 func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) error {
 	qloghttp.SetRevision(w, rev)
 	qloghttp.SetETag(w, e.ModRevision)
-	return web.Encode(w, http.StatusOK, e)
+	// The bytes web.Encode wrote, without its reflection and its
+	// compaction of the (compact) value.
+	b, err := kv.AppendEntryJSON(make([]byte, 0, len(e.Key)+len(e.Value)+128), e)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 func (s *server) handlePut() http.HandlerFunc {

@@ -17,9 +17,10 @@ func encodedLine(t testing.TB, key string, versions []version) []byte {
 	return b.Bytes()
 }
 
-// TestRecordLineIsEncodingJSONs: a snapshot's record lines are the bytes
-// json.Encoder writes, for keys, values and token ids that take the fast
-// path and for those encoding/json must escape or compact.
+// TestRecordLineIsEncodingJSONs: a snapshot's record lines, and the
+// entries the service answers, are the bytes encoding/json writes, for
+// keys, values and token ids that take the fast path and for those
+// encoding/json must escape or compact.
 func TestRecordLineIsEncodingJSONs(t *testing.T) {
 	v := func(key, value, by string, lease int64, deleted bool) version {
 		return version{Entry: Entry{Key: key, Value: json.RawMessage(value), CreateRevision: 3, ModRevision: 17, Version: 4,
@@ -50,11 +51,31 @@ func TestRecordLineIsEncodingJSONs(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("%q:\n got %s\nwant %s", rec.key, got, want)
 		}
+		for _, v := range rec.versions {
+			checkEntry(t, &v.Entry)
+		}
+	}
+}
+
+// checkEntry fails t unless AppendEntryJSON writes what json.Marshal
+// (and json.Encoder, but for its newline) writes for e.
+func checkEntry(t testing.TB, e *Entry) {
+	t.Helper()
+	got, err := AppendEntryJSON([]byte("kept"), e)
+	if err != nil {
+		t.Fatalf("AppendEntryJSON(%q): %v", e.Key, err)
+	}
+	want, err := json.Marshal(e)
+	if err != nil {
+		t.Fatalf("json.Marshal: %v", err)
+	}
+	if !bytes.Equal(got, append([]byte("kept"), want...)) {
+		t.Fatalf("entry %q:\n got %s\nwant kept%s", e.Key, got, want)
 	}
 }
 
 // FuzzRecordLine: for any key, token id and valid JSON value,
-// appendRecordLine writes what json.Encoder writes.
+// appendRecordLine and AppendEntryJSON write what encoding/json writes.
 func FuzzRecordLine(f *testing.F) {
 	f.Add("/a", `"v"`, "", int64(0), false)
 	f.Add("/a<b>", "{ \"k\" : [1, \"<&>\"] }", "t\x00k", int64(9), true)
@@ -74,6 +95,7 @@ func FuzzRecordLine(f *testing.F) {
 		if want := encodedLine(t, key, versions); !bytes.Equal(got, want) {
 			t.Fatalf("got %s\nwant %s", got, want)
 		}
+		checkEntry(t, &versions[0].Entry)
 	})
 }
 
@@ -96,4 +118,30 @@ func BenchmarkWriteSnapshot(b *testing.B) {
 		}
 	}
 	b.SetBytes(int64(buf.Len()))
+}
+
+// BenchmarkEntryJSON is the config service's answer to a PUT of a
+// 256-byte value, encoded by json.Encoder (as before) and by
+// AppendEntryJSON.
+func BenchmarkEntryJSON(b *testing.B) {
+	e := &Entry{Key: "/bench/k12345", Value: json.RawMessage(`"` + string(bytes.Repeat([]byte("x"), 254)) + `"`),
+		CreateRevision: 12345, ModRevision: 12345, Version: 1}
+	b.Run("encoding-json", func(b *testing.B) {
+		var buf bytes.Buffer
+		b.ReportAllocs()
+		for b.Loop() {
+			buf.Reset()
+			if err := json.NewEncoder(&buf).Encode(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendEntryJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := AppendEntryJSON(make([]byte, 0, len(e.Key)+len(e.Value)+128), e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
