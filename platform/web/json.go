@@ -26,12 +26,24 @@ type Validator interface {
 
 // Encode writes v as JSON with the given status.
 func Encode(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
+	writeJSONHead(w, status)
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
 	return nil
+}
+
+// WriteJSON answers body, a JSON document encoded already, with the given
+// status, as Encode answers a value.
+func WriteJSON(w http.ResponseWriter, status int, body []byte) error {
+	writeJSONHead(w, status)
+	_, err := w.Write(body)
+	return err
+}
+
+func writeJSONHead(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 }
 
 // Decode reads one JSON document of type T from the request body. It refuses

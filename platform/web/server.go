@@ -89,8 +89,7 @@ func NewHandler(o Options) http.Handler {
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if o.OpenAPI != nil {
 		r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(o.OpenAPI)
+			_ = WriteJSON(w, http.StatusOK, o.OpenAPI)
 		})
 	}
 	if o.Routes != nil {

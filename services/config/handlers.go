@@ -120,10 +120,7 @@ func writeEntry(w http.ResponseWriter, rev int64, e *kv.Entry) error {
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(append(b, '\n'))
-	return err
+	return web.WriteJSON(w, http.StatusOK, append(b, '\n'))
 }
 
 func (s *server) handlePut() http.HandlerFunc {
