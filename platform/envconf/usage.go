@@ -60,4 +60,5 @@ var shared = map[string]string{
 	"READ_HEADER_TIMEOUT":    "time a client has to send a request's headers",
 	"IDLE_TIMEOUT":           "time a kept-alive connection may wait for the next request",
 	"TRUSTED_PROXIES":        "proxies (addresses or CIDR prefixes, comma-separated) whose X-Forwarded-For names the client",
+	"HTTP1_SERVER":           "what reads plain HTTP/1.1 requests: steward (its own lean path, net/http for the rest) or net/http",
 }

@@ -51,6 +51,17 @@ func (c *framedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes the connection, which net/http does before
+// closing one whose request body it left unread, so that the client reads
+// the answer instead of a reset; net/http looks for it on the connection
+// it serves, which is this one.
+func (c *framedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil // then net/http only waits before closing, as without the method
+}
+
 // refuseAmbiguousFraming answers a request that carried both
 // Content-Length and Transfer-Encoding with 400 and closes its
 // connection. The server serves a connection's requests one at a time and

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stewardhq/steward/platform/fault"
+	"github.com/stewardhq/steward/platform/web/h1server"
 )
 
 // Options describe one service's HTTP handler.
@@ -141,6 +142,11 @@ type Limits struct {
 	// against; empty trusts none, so every client behind a proxy counts
 	// as the proxy.
 	TrustedProxies Proxies `envconfig:"TRUSTED_PROXIES"`
+	// HTTP1Server picks what reads plain HTTP/1.1 requests: "steward"
+	// serves plain keep-alive requests with package h1server and hands
+	// everything else (and every connection over TLS) to net/http;
+	// "net/http" leaves them all to net/http.
+	HTTP1Server string `envconfig:"HTTP1_SERVER" default:"steward"`
 }
 
 func (l Limits) withDefaults() Limits {
@@ -153,7 +159,25 @@ func (l Limits) withDefaults() Limits {
 	if l.IdleTimeout <= 0 {
 		l.IdleTimeout = 2 * time.Minute
 	}
+	if l.HTTP1Server == "" {
+		l.HTTP1Server = HTTP1Steward
+	}
 	return l
+}
+
+// The values of Limits.HTTP1Server.
+const (
+	HTTP1Steward = "steward"
+	HTTP1NetHTTP = "net/http"
+)
+
+// Validate reports a setting no server can run with.
+func (l Limits) Validate() error {
+	switch l.HTTP1Server {
+	case "", HTTP1Steward, HTTP1NetHTTP:
+		return nil
+	}
+	return fmt.Errorf("STEWARD_HTTP1_SERVER=%q: want %q or %q", l.HTTP1Server, HTTP1Steward, HTTP1NetHTTP)
 }
 
 // Serve serves h on ln until ctx is done, then shuts down gracefully: it
@@ -164,6 +188,15 @@ func (l Limits) withDefaults() Limits {
 // listener (ServeTLS), requests carry their connection's TLS state in
 // Request.TLS.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits) error {
+	return serve(ctx, ln, h, logger, drain, limits, false)
+}
+
+// serve is Serve; overTLS says ln is a TLS listener, whose connections
+// net/http serves whatever HTTP1Server says.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, overTLS bool) error {
+	if err := limits.Validate(); err != nil {
+		return err
+	}
 	limits = limits.withDefaults()
 	st := &serving{stopping: make(chan struct{}), holds: newHolds(limits.WatchesPerClient), trusted: limits.TrustedProxies}
 	srv := &http.Server{
@@ -185,18 +218,48 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 	}
 	srv.RegisterOnShutdown(func() { close(st.stopping) })
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(framedListener{ln}) }()
+	errc := make(chan error, 2)
+	var front *h1server.Server
+	if limits.HTTP1Server == HTTP1Steward && !overTLS {
+		// h1server takes the connections and hands net/http, through
+		// fallback, each one whose next request it does not take.
+		fallback := newFallbackListener(ln.Addr())
+		front = &h1server.Server{Handler: srv.Handler, Fallback: fallback.push,
+			ReadHeaderTimeout: limits.ReadHeaderTimeout, IdleTimeout: limits.IdleTimeout,
+			BaseContext: srv.BaseContext(ln),
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				return srv.ConnContext(context.WithValue(ctx, http.ServerContextKey, srv), c)
+			},
+			Logger: logger}
+		go func() { errc <- srv.Serve(framedListener{fallback}) }()
+		go func() { errc <- front.Serve(ln) }()
+	} else {
+		go func() { errc <- srv.Serve(framedListener{ln}) }()
+	}
 
 	select {
 	case err := <-errc:
+		if front != nil {
+			_ = front.Close()
+		}
+		_ = srv.Close()
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down", "addr", ln.Addr().String(), "drain", drain)
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	var frontErr chan error
+	if front != nil {
+		frontErr = make(chan error, 1)
+		go func() { frontErr <- front.Shutdown(sctx) }()
+	}
 	err := srv.Shutdown(sctx)
+	if frontErr != nil {
+		if ferr := <-frontErr; err == nil {
+			err = ferr
+		}
+	}
 	if err == nil {
 		// Streams that took their connections over are not the
 		// server's any more; they end on Stopping, within their write
@@ -206,9 +269,18 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 	if errors.Is(err, context.DeadlineExceeded) {
 		logger.Warn("drain timed out; closing remaining connections", "addr", ln.Addr().String())
 		err = srv.Close()
+		if front != nil {
+			_ = front.Close()
+		}
 	}
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
+	serving := 1
+	if front != nil {
+		serving = 2
+	}
+	for range serving {
+		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("shutdown %s: %w", ln.Addr(), err)

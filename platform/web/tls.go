@@ -140,7 +140,7 @@ func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, logger *slog
 		ln = tls.NewListener(ln, cfg)
 		logger.Info("serving HTTPS", "addr", ln.Addr().String(), "cert", t.CertFile, "client_ca", t.ClientCAFile)
 	}
-	return Serve(ctx, ln, h, logger, drain, limits)
+	return serve(ctx, ln, h, logger, drain, limits, cfg != nil)
 }
 
 // withTLSState sets Request.TLS on requests that came over TLS. net/http
