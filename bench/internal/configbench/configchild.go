@@ -40,6 +40,11 @@ func configSettings(replicaID string, voters []string) configsvc.Settings {
 	// Every watcher of the fan-out comes from this host: one client to the
 	// per-client bound (STEWARD_MAX_WATCHES_PER_CLIENT, 256 by default).
 	s.WatchesPerClient = 1 << 20
+	// The one setting a run may pick, to compare the two HTTP/1.1
+	// servers (STEWARD_HTTP1_SERVER=net/http or steward, the default).
+	if v := os.Getenv("STEWARD_HTTP1_SERVER"); v != "" {
+		s.HTTP1Server = v
+	}
 	return s
 }
 
