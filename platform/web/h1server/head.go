@@ -33,8 +33,8 @@ var methods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.
 // net/http at once, without waiting for the rest of its head.
 func startsLikeRequest(b []byte) bool {
 	for _, m := range methods {
-		n := min(len(b), len(m)+1)
-		if string(b[:n]) == (m + " ")[:n] {
+		n := min(len(b), len(m))
+		if string(b[:n]) == m[:n] && (len(b) == n || b[n] == ' ') {
 			return true
 		}
 	}
