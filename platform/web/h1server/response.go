@@ -214,13 +214,13 @@ type response struct {
 	requestTooLarge bool
 
 	// From the header at WriteHeader: what the head's decisions need.
-	hasTE, haveType, hasCE, haveDate bool
-	haveLength                       bool // a Content-Length line, valid or not
-	te                               string
-	connection                       string // the handler's Connection, as written
-	connSpan                         [2]int // where its lines are in c.head
-	trailerKeys                      []string
-	hasTrailers                      bool
+	haveType, hasCE, haveDate bool
+	haveLength                bool   // a Content-Length line, valid or not
+	te                        string // the handler's Transfer-Encoding; "" when none
+	connection                string // the handler's Connection, as written
+	connSpan                  [2]int // where its lines are in c.head
+	trailerKeys               []string
+	hasTrailers               bool
 
 	body *body
 }
@@ -281,7 +281,6 @@ func (w *response) snapshot(h http.Header) {
 		})
 	}
 	w.te = h.Get("Transfer-Encoding")
-	w.hasTE = w.te != ""
 	_, w.haveType = h["Content-Type"]
 	w.hasCE = h.Get("Content-Encoding") != ""
 	_, w.haveDate = h["Date"]
@@ -297,7 +296,7 @@ func (w *response) snapshot(h http.Header) {
 			drop |= dropType
 		}
 	}
-	if hasCL && w.hasTE && w.te != "identity" {
+	if hasCL && w.te != "" && w.te != "identity" {
 		drop |= dropLength // both: net/http drops the length and chunks
 		hasCL = false
 	}
@@ -544,7 +543,7 @@ func (w *response) writeHead(first []byte) {
 	bodyAllowed := bodyAllowedForStatus(w.status)
 	var contentType, connection, transferEncoding string
 	var clBytes []byte
-	if w.handlerDone && !w.hasTrailers && !w.hasTE && bodyAllowed && !w.haveLength && (!isHEAD || len(first) > 0) {
+	if w.handlerDone && !w.hasTrailers && w.te == "" && bodyAllowed && !w.haveLength && (!isHEAD || len(first) > 0) {
 		w.contentLength = int64(len(first))
 		clBytes = strconv.AppendInt(w.c.lengthBuf[:0], int64(len(first)), 10)
 	}
@@ -589,16 +588,16 @@ func (w *response) writeHead(first []byte) {
 			w.cutConnection()
 		}
 	}
-	if bodyAllowed && !w.hasCE && !w.haveType && !w.hasTE && len(first) > 0 {
+	if bodyAllowed && !w.hasCE && !w.haveType && w.te == "" && len(first) > 0 {
 		contentType = http.DetectContentType(first)
 	}
-	if hasCL && w.hasTE && w.te != "identity" {
+	if hasCL && w.te != "" && w.te != "identity" {
 		hasCL = false
 	}
 	switch {
 	case isHEAD || !bodyAllowed || w.status == http.StatusNoContent:
 	case hasCL:
-	case w.hasTE && w.te == "identity":
+	case w.te == "identity":
 		w.closeAfterReply = true
 	default:
 		w.chunking = true

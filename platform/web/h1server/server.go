@@ -60,8 +60,7 @@ type Server struct {
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
 	closed    bool
-	sweeping  bool
-	stop      chan struct{} // closed by Shutdown and Close: ends the sweep
+	stop      chan struct{} // made with the first connection, which starts the sweep; closed by Shutdown and Close
 	shutting  atomic.Bool
 }
 
@@ -176,8 +175,8 @@ func (s *Server) track(c *conn, ln net.Listener) bool {
 	}
 	if c != nil {
 		s.conns[c] = struct{}{}
-		if !s.sweeping {
-			s.sweeping, s.stop = true, make(chan struct{})
+		if s.stop == nil {
+			s.stop = make(chan struct{})
 			go s.sweep(s.stop)
 		}
 	}
