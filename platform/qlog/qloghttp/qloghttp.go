@@ -163,15 +163,13 @@ func (h Handler) Fail(w http.ResponseWriter, r *http.Request, err error) {
 // which would make each '<', '>' and '&' six bytes), refuses it with 413
 // if it and its Idempotency-Key exceed maxBytes, proposes it with the
 // request's Idempotency-Key, and decodes the state machine's result into
-// out.
+// out. A cmd that is a CommandAppender encodes itself, and an out that is
+// a ResultDecoder decodes what it can itself.
 func Propose(r *http.Request, l *qlog.Log, cmd any, maxBytes int, out any) (qlog.Result, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(cmd); err != nil {
+	b, err := encodeCommand(cmd)
+	if err != nil {
 		return qlog.Result{}, err
 	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	idem := r.Header.Get("Idempotency-Key")
 	quoted, _ := json.Marshal(idem)
 	if n := len(b) + len(quoted); n > maxBytes {
@@ -181,10 +179,43 @@ func Propose(r *http.Request, l *qlog.Log, cmd any, maxBytes int, out any) (qlog
 	if err != nil {
 		return res, err
 	}
+	if d, ok := out.(ResultDecoder); ok && d.DecodeResult(res.Value) {
+		return res, nil
+	}
 	if err := json.Unmarshal(res.Value, out); err != nil {
 		return res, fmt.Errorf("decode result: %w", err)
 	}
 	return res, nil
+}
+
+// A ResultDecoder decodes a result its state machine wrote as
+// json.Unmarshal decodes it into a zero value, without the reflection,
+// when it has a shape the decoder knows; false leaves it to
+// json.Unmarshal.
+type ResultDecoder interface {
+	DecodeResult(b []byte) bool
+}
+
+// A CommandAppender appends itself to b in exactly the bytes a
+// json.Encoder with SetEscapeHTML(false) writes for it, without the
+// newline and the reflection: a service's hottest commands.
+type CommandAppender interface {
+	AppendCommand(b []byte) ([]byte, error)
+}
+
+// encodeCommand encodes cmd as a json.Encoder with SetEscapeHTML(false)
+// does, without the newline.
+func encodeCommand(cmd any) ([]byte, error) {
+	if a, ok := cmd.(CommandAppender); ok {
+		return a.AppendCommand(make([]byte, 0, 256))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(cmd); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Refusable is a state machine's result that says whether the command was

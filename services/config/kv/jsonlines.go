@@ -104,10 +104,18 @@ func appendEntryFields(b []byte, e *Entry) ([]byte, error) {
 // appendJSONString appends s quoted, as encoding/json (HTML escaping on)
 // quotes it.
 func appendJSONString(b []byte, s string) ([]byte, error) {
+	return appendStringWith(b, s, &asIsInString, func(b []byte, s any) ([]byte, error) {
+		q, err := json.Marshal(s)
+		return append(b, q...), err
+	})
+}
+
+// appendStringWith appends s quoted: as it is when asIs holds each of its
+// bytes, else as encode encodes it.
+func appendStringWith(b []byte, s string, asIs *[256]bool, encode func([]byte, any) ([]byte, error)) ([]byte, error) {
 	for i := 0; i < len(s); i++ {
-		if !asIsInString[s[i]] {
-			q, err := json.Marshal(s)
-			return append(b, q...), err
+		if !asIs[s[i]] {
+			return encode(b, s)
 		}
 	}
 	b = append(b, '"')

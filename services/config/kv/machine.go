@@ -312,7 +312,12 @@ func (l *lease) view() *Lease {
 }
 
 func event(typ string, e Entry, prev *Entry) qlog.Event {
-	data, _ := json.Marshal(EventData{Entry: e, PrevEntry: prev})
+	size := 128 + len(e.Key) + len(e.Value) + len(e.By)
+	if prev != nil {
+		size += 96 + len(prev.Key) + len(prev.Value) + len(prev.By)
+	}
+	// The bytes json.Marshal(EventData{e, prev}) writes (resultjson.go).
+	data, _ := appendEventData(make([]byte, 0, size), &e, prev)
 	return qlog.Event{Type: typ, Key: e.Key, Data: data}
 }
 
