@@ -40,6 +40,7 @@ func TestServiceRoute(t *testing.T) {
 		`steward_gateway_requests_total{code="404",route="none",service="none"} 2`, // and /nowhere
 		`steward_gateway_upstream_instances{service="web"} 1`,
 		`steward_gateway_request_duration_seconds_count{route="s/web",service="web"} 1`,
+		`steward_http1_requests_total `, // the listener's (web.WithMetrics)
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

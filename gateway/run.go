@@ -127,7 +127,7 @@ func Serve(ctx context.Context, s Settings, ln net.Listener, logger *slog.Logger
 		guard = own.middleware
 	}
 	cl := &cluster{registry: registry.Services(), client: hc, token: s.Token}
-	return web.ServeTLS(ctx, ln, newHandler(px, src, disc, reg, logger, guard, cl), logger, s.ShutdownTimeout, s.Limits, s.TLS)
+	return web.ServeTLS(ctx, ln, newHandler(px, src, disc, reg, logger, guard, cl), logger, s.ShutdownTimeout, s.Limits, s.TLS, web.WithMetrics(reg))
 }
 
 // NewHandler serves the gateway's own endpoints (/healthz, /readyz,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stewardhq/steward/platform/auth"
 	"github.com/stewardhq/steward/platform/auth/authhttp"
@@ -133,12 +134,23 @@ type Replica[M qlog.StateMachine] struct {
 	Own   *authhttp.Own
 	admin *authhttp.Admin
 	spec  Spec[M]
+	// registry is the one the replica's /metrics serves, as Secure
+	// found or made it; Serve registers the listener's metrics on it.
+	// Nil when the Handler did not go through Secure.
+	registry *prometheus.Registry
 }
 
 // Secure puts the Guard in front of o's routes and mounts /v1/auth (a
 // service's Handler calls it on its web options); with auth off the
-// admin API answers that auth is off.
+// admin API answers that auth is off. It also keeps o's Registry (a new
+// one, web.NewRegistry, when o has none), the one /metrics serves, for
+// Serve to register the listener's HTTP/1.1 metrics on: Secure is where
+// the skeleton sees every service's options.
 func (r *Replica[M]) Secure(o web.Options) web.Options {
+	if o.Registry == nil {
+		o.Registry = web.NewRegistry()
+	}
+	r.registry = o.Registry
 	return r.Guard.Secure(o, r.admin)
 }
 
@@ -303,7 +315,11 @@ func Serve[M qlog.StateMachine](ctx context.Context, spec Spec[M], s Replicated,
 	for _, task := range tasks {
 		wg.Go(func() { task(tctx) })
 	}
-	return web.ServeTLS(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits, s.TLS)
+	var opts []web.ServeOption
+	if r.registry != nil {
+		opts = append(opts, web.WithMetrics(r.registry))
+	}
+	return web.ServeTLS(ctx, ln, r.Handler, logger, s.ShutdownTimeout, s.Limits, s.TLS, opts...)
 }
 
 // announcer returns what keeps the replica registered, nil if nothing.

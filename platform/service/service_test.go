@@ -2,15 +2,20 @@ package service_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/service"
+	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/webtest"
 )
 
@@ -98,5 +103,45 @@ func TestServeRunsTheSpec(t *testing.T) {
 	}
 	if task.Load() != 2 {
 		t.Errorf("the Spec's task was not stopped before Serve returned")
+	}
+}
+
+// TestServeExportsHTTP1Metrics: the listener's HTTP/1.1 counters are on
+// the registry the replica's /metrics serves, whether the service named
+// one in its options or left it to Secure.
+func TestServeExportsHTTP1Metrics(t *testing.T) {
+	nc := qlogtest.StartServer(t).Connect(t)
+	for _, tc := range []struct {
+		name string
+		own  *prometheus.Registry
+	}{
+		{"Secure's registry", nil},
+		{"the service's registry", prometheus.NewRegistry()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s service.Replicated
+			s.StreamReplicas, s.ShutdownTimeout = 1, time.Second
+			spec := service.Spec[*qlogtest.Registers]{
+				Name:    "metered",
+				Machine: qlogtest.NewRegisters(),
+				Handler: func(r *service.Replica[*qlogtest.Registers]) (http.Handler, error) {
+					return web.NewHandler(r.Secure(web.Options{Service: "metered", Registry: tc.own})), nil
+				},
+			}
+			url := webtest.ServeOn(t, func(ctx context.Context, ln net.Listener) error {
+				return service.Serve(ctx, spec, s, ln, nc, nil, slog.New(slog.DiscardHandler))
+			})
+			res, err := http.Get(url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			for _, want := range []string{"steward_http1_requests_total ", "steward_http1_connections_total ", `steward_http1_handoffs_total{reason="framing"} `} {
+				if !strings.Contains(string(b), want) {
+					t.Fatalf("/metrics lacks %s:\n%s", want, b)
+				}
+			}
+		})
 	}
 }

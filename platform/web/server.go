@@ -28,7 +28,9 @@ type Options struct {
 	Service string
 	Logger  *slog.Logger
 	// Registry receives the HTTP metrics and is served on /metrics. Nil
-	// makes a fresh registry with the Go and process collectors.
+	// makes a fresh registry with the Go and process collectors
+	// (NewRegistry). Pass it to Serve too (WithMetrics) for the
+	// listener's HTTP/1.1 counters.
 	Registry *prometheus.Registry
 	// Collectors are the service's own metrics beyond HTTP (its log's
 	// health, say), registered on Registry.
@@ -59,8 +61,7 @@ func NewHandler(o Options) http.Handler {
 	}
 	reg := o.Registry
 	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = NewRegistry()
 	}
 	reg.MustRegister(o.Collectors...)
 	logger = logger.With("service", o.Service)
@@ -97,6 +98,14 @@ func NewHandler(o Options) http.Handler {
 		o.Routes(r)
 	}
 	return r
+}
+
+// NewRegistry returns a registry with the Go and process collectors:
+// NewHandler's when Options.Registry is nil.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // readyRoute is the readiness probe's route.
@@ -187,17 +196,40 @@ func (l Limits) Validate() error {
 // sees it, is checked for ambiguous framing (see framedConn). Over a TLS
 // listener (ServeTLS), requests carry their connection's TLS state in
 // Request.TLS.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits) error {
-	return serve(ctx, ln, h, logger, drain, limits, false)
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, opts ...ServeOption) error {
+	return serve(ctx, ln, h, logger, drain, limits, false, opts)
+}
+
+// A ServeOption adds to what Serve and ServeTLS do.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	metrics prometheus.Registerer
+}
+
+// WithMetrics registers on reg, while Serve runs, the counters of the
+// HTTP/1.1 server in front of net/http (package h1server):
+// steward_http1_requests_total, steward_http1_connections_total and
+// steward_http1_handoffs_total by reason. When net/http serves the
+// listener alone (HTTP1Server "net/http", or TLS) nothing is registered.
+// A registry holds one listener's counters at a time: pass it to the
+// listener the service is served on, not to a side one (pprof); another
+// Serve with it, while the first runs, returns an error.
+func WithMetrics(reg prometheus.Registerer) ServeOption {
+	return func(o *serveOptions) { o.metrics = reg }
 }
 
 // serve is Serve; overTLS says ln is a TLS listener, whose connections
 // net/http serves whatever HTTP1Server says.
-func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, overTLS bool) error {
+func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, overTLS bool, opts []ServeOption) error {
 	if err := limits.Validate(); err != nil {
 		return err
 	}
 	limits = limits.withDefaults()
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	st := &serving{stopping: make(chan struct{}), holds: newHolds(limits.WatchesPerClient), trusted: limits.TrustedProxies}
 	srv := &http.Server{
 		Handler:           refuseAmbiguousFraming(withTLSState(h)),
@@ -231,6 +263,13 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 				return srv.ConnContext(context.WithValue(ctx, http.ServerContextKey, srv), c)
 			},
 			Logger: logger}
+		if o.metrics != nil {
+			c := newH1Collector(front)
+			if err := o.metrics.Register(c); err != nil {
+				return fmt.Errorf("serve %s: register the HTTP/1.1 server's metrics: %w", ln.Addr(), err)
+			}
+			defer o.metrics.Unregister(c)
+		}
 		go func() { errc <- srv.Serve(framedListener{fallback}) }()
 		go func() { errc <- front.Serve(ln) }()
 	} else {
@@ -289,12 +328,12 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 }
 
 // ListenAndServe listens on addr and calls Serve.
-func ListenAndServe(ctx context.Context, addr string, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits) error {
+func ListenAndServe(ctx context.Context, addr string, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, opts ...ServeOption) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	logger.Info("listening", "addr", ln.Addr().String())
-	return Serve(ctx, ln, h, logger, drain, limits)
+	return Serve(ctx, ln, h, logger, drain, limits, opts...)
 }

@@ -131,7 +131,7 @@ func (t TLS) HTTPClient(timeout time.Duration, logger *slog.Logger) (*http.Clien
 
 // ServeTLS is Serve over TLS when t names a certificate (ServerConfig),
 // else plain Serve.
-func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, t TLS) error {
+func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, t TLS, opts ...ServeOption) error {
 	cfg, err := t.ServerConfig(logger)
 	if err != nil {
 		return err
@@ -140,7 +140,7 @@ func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, logger *slog
 		ln = tls.NewListener(ln, cfg)
 		logger.Info("serving HTTPS", "addr", ln.Addr().String(), "cert", t.CertFile, "client_ca", t.ClientCAFile)
 	}
-	return serve(ctx, ln, h, logger, drain, limits, cfg != nil)
+	return serve(ctx, ln, h, logger, drain, limits, cfg != nil, opts)
 }
 
 // withTLSState sets Request.TLS on requests that came over TLS. net/http

@@ -86,14 +86,15 @@ type parsed struct {
 }
 
 // parseHead parses head (the request line, the header lines, the empty
-// line) and reports whether the server takes the request. Every string
-// of the result is a substring of head: one allocation holds them all.
-func parseHead(head string) (p parsed, ok bool) {
+// line) and reports whether the server takes the request, and if not,
+// why not. Every string of the result is a substring of head: one
+// allocation holds them all.
+func parseHead(head string) (p parsed, refused Reason, ok bool) {
 	line, rest, _ := strings.Cut(head, "\r\n")
 	method, line, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(line, " ")
 	if !ok1 || !ok2 || proto != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
-		return p, false
+		return p, requestLineRefusal(ok1 && ok2, target, proto), false
 	}
 	for _, m := range methods {
 		if method == m {
@@ -101,39 +102,47 @@ func parseHead(head string) (p parsed, ok bool) {
 		}
 	}
 	if p.method == "" {
-		return p, false
+		return p, ReasonMethod, false
 	}
 	for i := 0; i < len(target); i++ {
 		if c := target[i]; c <= ' ' || c >= 0x7f || c == '#' {
-			return p, false
+			return p, ReasonTarget, false
 		}
 	}
 	lines := strings.Count(rest, "\r\n") - 1 // the empty line ends the head
 	if lines > maxHeaderLines {
-		return p, false
+		return p, ReasonTooLarge, false
 	}
 	p.header = make(http.Header, lines)
 	values := make([]string, lines)
 	hosts, lengths, connections := 0, 0, 0
+	// A Connection not taken is the reason only when there is no other:
+	// a WebSocket handshake's Connection: Upgrade comes before its
+	// Upgrade, and counts as an upgrade.
+	badConnection := false
 	for i := 0; i < lines; i++ {
 		line, rest, _ = strings.Cut(rest, "\r\n")
 		name, value, found := strings.Cut(line, ":")
 		if !found || !validName(name) || !validValue(value) {
-			return p, false
+			return p, ReasonMalformed, false
 		}
 		value = strings.Trim(value, " \t")
 		key := canonicalKey(name)
 		switch key {
-		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Http2-Settings":
-			return p, false
+		case "Transfer-Encoding", "Te":
+			return p, ReasonFraming, false
+		case "Expect":
+			return p, ReasonExpect, false
+		case "Upgrade", "Http2-Settings":
+			return p, ReasonUpgrade, false
 		case "Host":
 			if hosts++; hosts > 1 || !validHost(value) {
-				return p, false
+				return p, ReasonHost, false
 			}
 			p.host = value
 		case "Content-Length":
 			if lengths++; lengths > 1 || len(value) == 0 || len(value) > 18 || strings.Trim(value, "0123456789") != "" {
-				return p, false
+				return p, ReasonFraming, false
 			}
 			for j := 0; j < len(value); j++ {
 				p.contentLength = p.contentLength*10 + int64(value[j]-'0')
@@ -142,11 +151,11 @@ func parseHead(head string) (p parsed, ok bool) {
 			connections++
 			switch {
 			case connections > 1:
-				return p, false
+				badConnection = true
 			case strings.EqualFold(value, "close"):
 				p.close = true
 			case !strings.EqualFold(value, "keep-alive"):
-				return p, false
+				badConnection = true
 			}
 		}
 		// Each value's slice has a capacity of one, so that a handler
@@ -159,11 +168,14 @@ func parseHead(head string) (p parsed, ok bool) {
 		}
 	}
 	if hosts != 1 {
-		return p, false
+		return p, ReasonHost, false
 	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return p, false
+		return p, ReasonTarget, false
+	}
+	if badConnection {
+		return p, ReasonConnection, false
 	}
 	// As net/http: the host is the request's, not a header (Request.Host);
 	// Pragma: no-cache without Cache-Control is Cache-Control: no-cache
@@ -175,7 +187,19 @@ func parseHead(head string) (p parsed, ok bool) {
 		}
 	}
 	p.target, p.url = target, u
-	return p, true
+	return p, 0, true
+}
+
+// requestLineRefusal says why a request line that split into target and
+// proto (or did not) is not taken; off the path of the requests taken.
+func requestLineRefusal(split bool, target, proto string) Reason {
+	switch {
+	case !split || target == "" || strings.IndexByte(proto, ' ') >= 0:
+		return ReasonMalformed // not three parts between single spaces
+	case proto != "HTTP/1.1":
+		return ReasonVersion
+	}
+	return ReasonTarget
 }
 
 // canonicalKey is textproto's canonical form of name, which is already

@@ -39,7 +39,8 @@ import (
 )
 
 // Server serves HTTP/1.1 connections, handing to Fallback each
-// connection whose next request it does not take (see parseHead).
+// connection whose next request it does not take (see parseHead), and
+// counts what it did (Stats).
 type Server struct {
 	Handler http.Handler
 	// Fallback serves a connection from its next request on, which the
@@ -62,6 +63,7 @@ type Server struct {
 	closed    bool
 	stop      chan struct{} // made with the first connection, which starts the sweep; closed by Shutdown and Close
 	shutting  atomic.Bool
+	stats     Stats
 }
 
 // Serve accepts connections on ln and serves each until Shutdown or
@@ -94,6 +96,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // ServeConn serves c until it closes, is handed to Fallback, or is
 // hijacked by a handler.
 func (s *Server) ServeConn(c net.Conn) {
+	s.stats.Connections.Add(1)
 	sc := newConn(s, c)
 	if !s.track(sc, nil) {
 		_ = c.Close()
@@ -341,15 +344,17 @@ func (c *conn) serve() {
 			}
 			_, _ = c.br.Discard(n)
 		}
-		p, ok, err := c.readHead(served == 0)
+		p, refused, ok, err := c.readHead(served == 0)
 		if err != nil {
 			c.close()
 			return
 		}
 		if !ok {
+			c.srv.stats.Handoffs[refused].Add(1)
 			c.handOff()
 			return
 		}
+		c.srv.stats.Requests.Add(1)
 		_ = c.nc.SetReadDeadline(time.Time{})
 		lastMethod = p.method
 		if !c.serveRequest(p) {
@@ -363,25 +368,26 @@ func (c *conn) serve() {
 }
 
 // readHead reads the next request's head: the parsed head when the
-// server takes the request, ok false when it goes to net/http.
-func (c *conn) readHead(first bool) (p parsed, ok bool, err error) {
+// server takes the request, ok false and why not when it goes to
+// net/http.
+func (c *conn) readHead(first bool) (p parsed, refused Reason, ok bool, err error) {
 	from, deadline := 0, first // the first request's deadline is set
 	for {
 		b, _ := c.br.Peek(c.br.Buffered())
 		if !startsLikeRequest(b) {
-			return p, false, nil
+			return p, ReasonMethod, false, nil
 		}
 		switch end := headEnd(b, from); {
 		case end < 0:
-			return p, false, nil
+			return p, ReasonMalformed, false, nil
 		case end > 0:
-			if p, ok = parseHead(string(b[:end])); ok {
+			if p, refused, ok = parseHead(string(b[:end])); ok {
 				_, _ = c.br.Discard(end)
 			}
-			return p, ok, nil
+			return p, refused, ok, nil
 		}
 		if len(b) == readBufferSize {
-			return p, false, nil
+			return p, ReasonTooLarge, false, nil
 		}
 		from = lineStart(b)
 		if !deadline {
@@ -391,11 +397,11 @@ func (c *conn) readHead(first bool) (p parsed, ok bool, err error) {
 		if _, err := c.br.Peek(len(b) + 1); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return p, false, err // net/http closes such a connection too
+				return p, 0, false, err // net/http closes such a connection too
 			}
 			// A partial head and then an end or an error: net/http
 			// answers it as it would have.
-			return p, false, nil
+			return p, ReasonIncomplete, false, nil
 		}
 	}
 }
