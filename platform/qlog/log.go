@@ -193,10 +193,11 @@ type Log struct {
 	// ready once it applied that far.
 	catchUp uint64
 
-	proposals chan *proposal
-	pendMu    sync.Mutex
-	pending   map[string]*proposal
-	nextID    atomic.Uint64
+	proposals       chan *proposal
+	proposeDeadline *sharedDeadline // ProposeTimeout's
+	pendMu          sync.Mutex
+	pending         map[string]*proposal
+	nextID          atomic.Uint64
 
 	progress *progressTracker
 	reads    *readIndex
@@ -233,19 +234,20 @@ func Open(ctx context.Context, cfg Config, sm StateMachine) (*Log, error) {
 	_, _ = rand.Read(b[:])
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &Log{
-		cfg:       cfg,
-		logger:    cfg.Logger.With("service", cfg.Service, "replica", cfg.ReplicaID),
-		js:        js,
-		core:      newCore(sm, cfg.WatchBuffer, cfg.DedupeWindow),
-		quorum:    len(cfg.Voters)/2 + 1,
-		voter:     slices.Contains(cfg.Voters, cfg.ReplicaID),
-		nonce:     hex.EncodeToString(b[:]),
-		applied:   make(chan struct{}),
-		proposals: make(chan *proposal, 4096),
-		snapKick:  make(chan struct{}, 1),
-		pending:   make(map[string]*proposal),
-		ctx:       lctx,
-		cancel:    cancel,
+		cfg:             cfg,
+		logger:          cfg.Logger.With("service", cfg.Service, "replica", cfg.ReplicaID),
+		js:              js,
+		core:            newCore(sm, cfg.WatchBuffer, cfg.DedupeWindow),
+		quorum:          len(cfg.Voters)/2 + 1,
+		voter:           slices.Contains(cfg.Voters, cfg.ReplicaID),
+		nonce:           hex.EncodeToString(b[:]),
+		applied:         make(chan struct{}),
+		proposals:       make(chan *proposal, 4096),
+		proposeDeadline: &sharedDeadline{after: cfg.ProposeTimeout},
+		snapKick:        make(chan struct{}, 1),
+		pending:         make(map[string]*proposal),
+		ctx:             lctx,
+		cancel:          cancel,
 	}
 	l.progress = newProgressTracker(l)
 	l.reads = newReadIndex(l)

@@ -76,8 +76,7 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res
 			l.noteStall()
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.ProposeTimeout)
-	defer cancel()
+	expired := l.proposeDeadline.channel() // ProposeTimeout, for a ctx that never ends
 	if !json.Valid(cmd) {
 		return Result{}, errors.New("qlog: a command must be a JSON document")
 	}
@@ -100,20 +99,28 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res
 	case <-ctx.Done():
 		l.takePending(p.id)
 		return Result{}, fmt.Errorf("%w: the log's queue stayed full until the request ended: %w", ErrUnavailable, ctx.Err())
+	case <-expired:
+		l.takePending(p.id)
+		return Result{}, fmt.Errorf("%w: the log's queue stayed full for %s: %w", ErrUnavailable, l.cfg.ProposeTimeout, context.DeadlineExceeded)
 	case <-l.ctx.Done():
 		l.takePending(p.id)
 		return Result{}, ErrClosed
 	}
 
 	var out outcome
+	delivered := false
 	select {
 	case out = <-p.done:
+		delivered = true
 	case <-ctx.Done():
+	case <-expired:
+	}
+	if !delivered {
 		if l.takePending(p.id) != nil {
 			if p.abandon() {
-				return Result{}, fmt.Errorf("%w: the proposal was still queued when the request ended, and never sent: %w", ErrUnavailable, ctx.Err())
+				return Result{}, fmt.Errorf("%w: the proposal was still queued when the request ended, and never sent: %w", ErrUnavailable, gaveUp(ctx))
 			}
-			return Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+			return Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, gaveUp(ctx))
 		}
 		out = <-p.done // it was being delivered as we gave up
 	}
@@ -129,9 +136,11 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res
 		}
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("%w: waiting for JetStream's acknowledgement: %v", ErrUnknownOutcome, ctx.Err())
+	case <-expired:
+		return Result{}, fmt.Errorf("%w: waiting for JetStream's acknowledgement: %v", ErrUnknownOutcome, context.DeadlineExceeded)
 	}
 	waitStart := time.Now()
-	if err := l.progress.waitQuorum(ctx, out.rev); err != nil {
+	if err := l.progress.waitQuorum(ctx, expired, out.rev); err != nil {
 		return Result{}, err
 	}
 	l.metrics.quorumWait.Observe(time.Since(waitStart).Seconds())
@@ -333,4 +342,13 @@ func (l *Log) failBatch(batch []*proposal, err error) {
 			p.done <- outcome{err: err}
 		}
 	}
+}
+
+// gaveUp is why a proposal stopped waiting: its caller's context ended,
+// or else ProposeTimeout passed.
+func gaveUp(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
 }

@@ -167,7 +167,7 @@ func (t *progressTracker) compare(r progressReport) {
 }
 
 // waitQuorum waits until a majority of voters applied rev.
-func (t *progressTracker) waitQuorum(ctx context.Context, rev int64) error {
+func (t *progressTracker) waitQuorum(ctx context.Context, expired <-chan struct{}, rev int64) error {
 	for {
 		t.mu.Lock()
 		n := 0
@@ -188,6 +188,8 @@ func (t *progressTracker) waitQuorum(ctx context.Context, rev int64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("%w: applied by %d of %d voters, %d needed: %v", ErrUnknownOutcome, n, len(t.l.cfg.Voters), t.l.quorum, ctx.Err())
+		case <-expired:
+			return fmt.Errorf("%w: applied by %d of %d voters, %d needed: %v", ErrUnknownOutcome, n, len(t.l.cfg.Voters), t.l.quorum, context.DeadlineExceeded)
 		case <-t.l.ctx.Done():
 			return ErrClosed
 		}
