@@ -64,7 +64,8 @@ type Config struct {
 	MaxInFlight   int
 	// ProposeTimeout bounds a proposal whose caller set no earlier
 	// deadline, so that a lost quorum answers ErrUnknownOutcome instead of
-	// blocking forever.
+	// blocking forever. One timer serves all the proposals of an eighth
+	// of it, so a proposal ends between ProposeTimeout and 9/8 of it.
 	ProposeTimeout time.Duration
 	// ExpiryGrace is how long RunExpiry proposes nothing after this
 	// replica saw the log unable to take writes (a proposal that failed,

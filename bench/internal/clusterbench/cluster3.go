@@ -105,7 +105,7 @@ func Run3(ctx context.Context, log *slog.Logger, cfg harness.Config) *cluster3Re
 	}
 	defer nc.stop()
 	log.Info("nats cluster started", "urls", nc.urls)
-	replicas, err := startConfigReplicas(ctx, nc)
+	replicas, err := startConfigReplicas(ctx, cfg, nc)
 	if err != nil {
 		rep.err = fmt.Errorf("start the config replicas: %w", err)
 		return rep
@@ -266,7 +266,7 @@ func measureWrk(ctx context.Context, log *slog.Logger, cfg harness.Config, dir, 
 // startConfigReplicas starts the config service's 3 replicas, all voters
 // with an R3 stream, replica i in a child process connected to server i;
 // together, since a replica is ready only once a quorum answers.
-func startConfigReplicas(ctx context.Context, nc *natsCluster) ([]*harness.ServiceChild, error) {
+func startConfigReplicas(ctx context.Context, cfg harness.Config, nc *natsCluster) ([]*harness.ServiceChild, error) {
 	voters := []string{"config-0", "config-1", "config-2"}
 	type started struct {
 		i     int
@@ -277,7 +277,7 @@ func startConfigReplicas(ctx context.Context, nc *natsCluster) ([]*harness.Servi
 	for i, id := range voters {
 		go func() {
 			c, err := harness.StartChild(ctx, configbench.ChildCommand, "-url", nc.urls[i], "-replica", id,
-				"-voters", strings.Join(voters, ","), "-stream-replicas", "3")
+				"-voters", strings.Join(voters, ","), "-stream-replicas", "3", "-cpuprofile", harness.ChildProfile(cfg, "cluster3-"+id))
 			ch <- started{i: i, child: c, err: err}
 		}()
 	}
