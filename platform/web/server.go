@@ -152,9 +152,9 @@ type Limits struct {
 	// as the proxy.
 	TrustedProxies Proxies `envconfig:"TRUSTED_PROXIES"`
 	// HTTP1Server picks what reads plain HTTP/1.1 requests: "steward"
-	// serves plain keep-alive requests with package h1server and hands
-	// everything else (and every connection over TLS) to net/http;
-	// "net/http" leaves them all to net/http.
+	// serves plain keep-alive requests with package h1server, over TLS
+	// too, and hands everything else to net/http; "net/http" leaves them
+	// all to net/http.
 	HTTP1Server string `envconfig:"HTTP1_SERVER" default:"steward"`
 }
 
@@ -197,7 +197,7 @@ func (l Limits) Validate() error {
 // listener (ServeTLS), requests carry their connection's TLS state in
 // Request.TLS.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, opts ...ServeOption) error {
-	return serve(ctx, ln, h, logger, drain, limits, false, opts)
+	return serve(ctx, ln, h, logger, drain, limits, opts)
 }
 
 // A ServeOption adds to what Serve and ServeTLS do.
@@ -210,8 +210,9 @@ type serveOptions struct {
 // WithMetrics registers on reg, while Serve runs, the counters of the
 // HTTP/1.1 server in front of net/http (package h1server):
 // steward_http1_requests_total, steward_http1_connections_total and
-// steward_http1_handoffs_total by reason. When net/http serves the
-// listener alone (HTTP1Server "net/http", or TLS) nothing is registered.
+// steward_http1_handoffs_total by reason, over TLS as over plain TCP.
+// When net/http serves the listener alone (HTTP1Server "net/http")
+// nothing is registered.
 // A registry holds one listener's counters at a time: pass it to the
 // listener the service is served on, not to a side one (pprof); another
 // Serve with it, while the first runs, returns an error.
@@ -219,9 +220,9 @@ func WithMetrics(reg prometheus.Registerer) ServeOption {
 	return func(o *serveOptions) { o.metrics = reg }
 }
 
-// serve is Serve; overTLS says ln is a TLS listener, whose connections
-// net/http serves whatever HTTP1Server says.
-func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, overTLS bool, opts []ServeOption) error {
+// serve is Serve and ServeTLS. Over TLS, h1server completes each
+// connection's handshake before its first request, as net/http does.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, drain time.Duration, limits Limits, opts []ServeOption) error {
 	if err := limits.Validate(); err != nil {
 		return err
 	}
@@ -252,7 +253,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 
 	errc := make(chan error, 2)
 	var front *h1server.Server
-	if limits.HTTP1Server == HTTP1Steward && !overTLS {
+	if limits.HTTP1Server == HTTP1Steward {
 		// h1server takes the connections and hands net/http, through
 		// fallback, each one whose next request it does not take.
 		fallback := newFallbackListener(ln.Addr())

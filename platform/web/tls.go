@@ -140,18 +140,20 @@ func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, logger *slog
 		ln = tls.NewListener(ln, cfg)
 		logger.Info("serving HTTPS", "addr", ln.Addr().String(), "cert", t.CertFile, "client_ca", t.ClientCAFile)
 	}
-	return serve(ctx, ln, h, logger, drain, limits, cfg != nil, opts)
+	return serve(ctx, ln, h, logger, drain, limits, opts)
 }
 
-// withTLSState sets Request.TLS on requests that came over TLS. net/http
-// sets it only when the connection is a *tls.Conn itself, and Serve wraps
-// every connection in a framedConn: the framing check must read the
-// decrypted bytes, so the TLS connection is inside it.
+// withTLSState sets Request.TLS on the requests net/http serves over TLS.
+// net/http sets it only when the connection has a ConnectionState method
+// itself (a *tls.Conn, or a connection h1server handed off from one), and
+// Serve wraps every connection it gives net/http in a framedConn: the
+// framing check must read the decrypted bytes, so the TLS connection is
+// inside it. The requests h1server serves itself carry it already.
 func withTLSState(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, ok := r.Context().Value(connKey).(*framedConn); ok && r.TLS == nil {
-			if tc, ok := c.Conn.(*tls.Conn); ok {
-				st := tc.ConnectionState()
+			if cs, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+				st := cs.ConnectionState()
 				r = r.WithContext(r.Context())
 				r.TLS = &st
 			}

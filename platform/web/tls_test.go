@@ -1,9 +1,12 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stewardhq/steward/platform/web"
 	"github.com/stewardhq/steward/platform/web/webtest"
@@ -39,6 +44,12 @@ func (s *syncBuffer) String() string {
 // of the client's certificate, and returns the server's address.
 func serveTLS(t *testing.T, settings web.TLS, logger *slog.Logger) string {
 	t.Helper()
+	return serveTLSWith(t, settings, logger, web.Limits{})
+}
+
+// serveTLSWith is serveTLS with limits and options.
+func serveTLSWith(t *testing.T, settings web.TLS, logger *slog.Logger, limits web.Limits, opts ...web.ServeOption) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +66,7 @@ func serveTLS(t *testing.T, settings web.TLS, logger *slog.Logger) string {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- web.ServeTLS(ctx, ln, h, logger, time.Second, web.Limits{}, settings) }()
+	go func() { served <- web.ServeTLS(ctx, ln, h, logger, time.Second, limits, settings, opts...) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -212,5 +223,120 @@ func TestTLSSettingsErrors(t *testing.T) {
 	}
 	if _, err := (web.TLS{CAFile: cert + ".gone"}).ClientConfig(nil); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ClientConfig with a missing CA file: err = %v, want not exist", err)
+	}
+}
+
+// TestTLSClientCertificateOnEveryPath: with client certificates required,
+// a client without one is refused, and a client with one is known to the
+// handler on every request of a connection: those h1server serves itself
+// (a GET), the one it hands to net/http (a chunked POST) and the ones
+// net/http serves after it. The counters of WithMetrics say which server
+// served which.
+func TestTLSClientCertificateOnEveryPath(t *testing.T) {
+	ca := webtest.NewPKI(t, "ca")
+	clients := webtest.NewPKI(t, "clients")
+	cert, key := ca.Issue("server", 10)
+	clientCert, clientKey := clients.Issue("gateway-0", 20)
+	for _, server := range []string{web.HTTP1Steward, web.HTTP1NetHTTP} {
+		t.Run(server, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			addr := serveTLSWith(t, web.TLS{CertFile: cert, KeyFile: key, ClientCAFile: clients.Path("clients.pem")},
+				slog.New(slog.DiscardHandler), web.Limits{HTTP1Server: server}, web.WithMetrics(reg))
+
+			if body, _, err := get(t, web.TLS{CAFile: ca.Path("ca.pem")}, addr); err == nil {
+				t.Errorf("GET without a certificate = %q, want an error", body)
+			}
+
+			cfg, err := web.TLS{CAFile: ca.Path("ca.pem"), CertFile: clientCert, KeyFile: clientKey}.ClientConfig(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := tls.Dial("tcp", addr, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			for _, req := range []string{
+				"GET /taken HTTP/1.1\r\nHost: x\r\n\r\n",
+				"POST /handed-off HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+				"GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+			} {
+				if _, err := io.WriteString(c, req); err != nil {
+					t.Fatal(err)
+				}
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("%q: %v", req, err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				if string(body) != "client gateway-0" {
+					t.Errorf("%q answered %q, want %q", req, body, "client gateway-0")
+				}
+			}
+
+			got := http1Counters(t, reg)
+			want := map[string]float64{}
+			if server == web.HTTP1Steward {
+				want = map[string]float64{"steward_http1_requests_total": 1, `steward_http1_handoffs_total{reason="framing"}`: 1}
+			}
+			for series, n := range want {
+				if got[series] != n {
+					t.Errorf("%s = %v, want %v", series, got[series], n)
+				}
+			}
+			if len(want) == 0 && len(got) != 0 {
+				t.Errorf("with %s, the registry has %v, want no steward_http1_ series", server, got)
+			}
+		})
+	}
+}
+
+// TestTLSHandshakeTimeout: a client that connects and does not finish
+// its handshake (sends nothing, or part of a ClientHello) is cut after
+// ReadHeaderTimeout, whichever server reads the listener; h1server logs
+// it as net/http's own handshake does.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	ca := webtest.NewPKI(t, "ca")
+	cert, key := ca.Issue("server", 10)
+	const timeout = 300 * time.Millisecond
+	for _, server := range []string{web.HTTP1Steward, web.HTTP1NetHTTP} {
+		for _, tc := range []struct{ name, send string }{
+			{"silent", ""},
+			{"half a ClientHello", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"},
+		} {
+			t.Run(server+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				var logs webtest.Logs
+				addr := serveTLSWith(t, web.TLS{CertFile: cert, KeyFile: key}, logs.Logger(), web.Limits{HTTP1Server: server, ReadHeaderTimeout: timeout})
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				start := time.Now()
+				if _, err := io.WriteString(c, tc.send); err != nil {
+					t.Fatal(err)
+				}
+				n, err := c.Read(make([]byte, 1))
+				var ne net.Error
+				if took := time.Since(start); n > 0 || errors.As(err, &ne) && ne.Timeout() || took < timeout*3/4 || took > 5*time.Second {
+					t.Fatalf("the server closed the connection after %v (read %d bytes, %v), want after ReadHeaderTimeout (%v)", took, n, err, timeout)
+				}
+				if server != web.HTTP1Steward {
+					return // net/http's server never sees the *tls.Conn under framedConn, and logs nothing
+				}
+				webtest.WaitFor(t, 5*time.Second, "the handshake's failure logged", func() bool {
+					for _, rec := range logs.Records("") {
+						if msg, _ := rec["msg"].(string); rec["level"] == "WARN" && strings.HasPrefix(msg, "http: TLS handshake error from ") && strings.HasSuffix(msg, "i/o timeout") {
+							return true
+						}
+					}
+					return false
+				})
+			})
+		}
 	}
 }

@@ -3,6 +3,8 @@ package h1server_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -20,6 +23,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/platform/web/h1server"
+	"github.com/stewardhq/steward/platform/web/webtest"
 )
 
 // The differential test and fuzz target send the same raw bytes to
@@ -72,6 +76,37 @@ func TestMatchesNetHTTPTrickled(t *testing.T) {
 	}
 }
 
+// TestMatchesNetHTTPOverTLS is TestMatchesNetHTTP, and the trickled
+// inputs of TestMatchesNetHTTPTrickled, over TLS: net/http's server on a
+// TLS listener against h1server on one, each handshake with a client
+// certificate and a server name, which the handler sees in r.TLS
+// (seenRequest.request) through h1server itself and through net/http
+// after a handoff. Every input is sent, with the behaviours whose
+// answer depends on the connection under it (tlsBehaviours).
+func TestMatchesNetHTTPOverTLS(t *testing.T) {
+	p := startServersOverTLS(t)
+	for _, in := range differentialInputs {
+		for i, b := range tlsBehaviours {
+			if answeredBeforeAnyHandler[in.name] && i > 0 {
+				break
+			}
+			t.Run(in.name+"/"+behaviours[b].name, func(t *testing.T) {
+				t.Parallel()
+				p.compare(t, []byte(in.raw), b, false)
+			})
+		}
+		if len(in.raw) > maxTrickled {
+			continue
+		}
+		for _, b := range trickledBehaviours {
+			t.Run(in.name+"/"+behaviours[b].name+"/trickled", func(t *testing.T) {
+				t.Parallel()
+				p.compare(t, []byte(in.raw), b, true)
+			})
+		}
+	}
+}
+
 // maxTrickled bounds the inputs sent trickled: at a piece every 100µs or
 // more, a long one is slow. Heads near h1server's 4 KiB limit are left to
 // TestMatchesNetHTTP.
@@ -79,16 +114,32 @@ const maxTrickled = 1 << 10
 
 // trickledBehaviours are three that read the body differently: whole,
 // not at all, in part.
-var trickledBehaviours = func() []int {
+var trickledBehaviours = behavioursNamed("echo", "body unread", "body partly read")
+
+// tlsBehaviours are those whose answer depends on the connection the
+// server writes to, a *tls.Conn instead of a *net.TCPConn: reading the
+// body, flushes and the 2 KiB buffer, ReadFrom (which a *tls.Conn lacks),
+// a failed write, the close after the answer (close_notify), hijacking.
+// The others differ only in the head and body written, which do not.
+var tlsBehaviours = behavioursNamed("echo", "nothing", "over 2 KiB", "body unread", "body partly read",
+	"body closed unread", "flush", "abort past the buffer", "panic", "Connection: close", "io.Copy",
+	"optional interfaces", "100 Continue written", "full duplex", "write deadline passed",
+	"write then hijack", "hijack", "identity answer")
+
+// behavioursNamed returns the indexes of the named behaviours, in
+// behaviours' order.
+func behavioursNamed(names ...string) []int {
 	var bs []int
 	for i, b := range behaviours {
-		switch b.name {
-		case "echo", "body unread", "body partly read":
+		if slices.Contains(names, b.name) {
 			bs = append(bs, i)
 		}
 	}
+	if len(bs) != len(names) {
+		panic(fmt.Sprintf("behavioursNamed(%q): %d of them are behaviours", names, len(bs)))
+	}
 	return bs
-}()
+}
 
 // maxFuzzTrickled bounds the fuzz inputs sent trickled, each exec of
 // which takes milliseconds: a trickled input that finds new code is
@@ -581,6 +632,13 @@ func (s *seenRequest) request(r *http.Request) {
 	// there, and h1server has none to put (nothing in its API is one), so
 	// a handler behind it cannot rely on that key.
 	s.note("remote=%s local=%v", r.RemoteAddr, r.Context().Value(http.LocalAddrContextKey))
+	if st := r.TLS; st != nil {
+		s.note("tls version=%#x cipher=%#x server=%q complete=%t resumed=%t protocol=%q peers=%d chains=%d",
+			st.Version, st.CipherSuite, st.ServerName, st.HandshakeComplete, st.DidResume, st.NegotiatedProtocol,
+			len(st.PeerCertificates), len(st.VerifiedChains))
+	} else {
+		s.note("tls nil")
+	}
 }
 
 // writer records which of the optional interfaces of net/http's
@@ -743,20 +801,58 @@ func (cs *connections) takeStrays() []string {
 type servers struct {
 	netHTTP, h1 string // addresses
 	handler     *connections
+	tls         *tls.Config // the client's over TLS; nil: plain TCP
 }
 
 // startServers starts net/http's server and h1server, each on its own
 // listener, with the same handler and otherwise default settings. The
 // servers are shut down when tb ends.
 func startServers(tb testing.TB) *servers {
+	return startServersWith(tb, nil, nil)
+}
+
+// startServersOverTLS is startServers with TLS listeners, which ask for
+// a client certificate, and a client that sends one and a server name.
+func startServersOverTLS(tb testing.TB) *servers {
+	tb.Helper()
+	ca := webtest.NewPKI(tb, "ca")
+	serverCert, err := tls.LoadX509KeyPair(ca.Issue("server", 10))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clientCert, err := tls.LoadX509KeyPair(ca.Issue("client", 20))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pem, err := os.ReadFile(ca.Path("ca.pem"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clientCAs := x509.NewCertPool()
+	clientCAs.AppendCertsFromPEM(pem)
+	server := &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs,
+		ClientAuth: tls.VerifyClientCertIfGiven, NextProtos: []string{"http/1.1"}}
+	// What is compared is the servers' side: the client takes any
+	// certificate, which lets it send a server name its IP address
+	// certificate does not cover.
+	client := &tls.Config{Certificates: []tls.Certificate{clientCert}, ServerName: "steward.test",
+		InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
+	return startServersWith(tb, server, client)
+}
+
+// startServersWith starts the servers, on TLS listeners of server when
+// it is not nil, and the client of client.
+func startServersWith(tb testing.TB, server, client *tls.Config) *servers {
 	tb.Helper()
 	cs := &connections{byAddr: map[string]*connLog{}}
 	quiet := log.New(io.Discard, "", 0)
 
-	refLn := listen(tb)
+	refLn, h1Ln := listen(tb), listen(tb)
+	if server != nil {
+		refLn, h1Ln = tls.NewListener(refLn, server), tls.NewListener(h1Ln, server)
+	}
 	ref := &http.Server{Handler: cs, ErrorLog: quiet}
 
-	h1Ln := listen(tb)
 	handoffs := newHandoffListener(h1Ln.Addr())
 	fallback := &http.Server{Handler: cs, ErrorLog: quiet}
 	h1 := &h1server.Server{
@@ -796,7 +892,7 @@ func startServers(tb testing.TB) *servers {
 			tb.Errorf("requests on no test connection (a wrong r.RemoteAddr?):\n%s", strings.Join(strays, "\n"))
 		}
 	})
-	return &servers{netHTTP: refLn.Addr().String(), h1: h1Ln.Addr().String(), handler: cs}
+	return &servers{netHTTP: refLn.Addr().String(), h1: h1Ln.Addr().String(), handler: cs, tls: client}
 }
 
 func listen(tb testing.TB) net.Listener {
@@ -870,10 +966,24 @@ func (p *servers) exchange(t testing.TB, addr string, in []byte, b int, trickle 
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
-	conn := c.(*net.TCPConn)
-	client := conn.LocalAddr().String()
+	client := c.LocalAddr().String()
 	p.handler.open(client, b)
-	conn.SetDeadline(time.Now().Add(exchangeTimeout))
+	c.SetDeadline(time.Now().Add(exchangeTimeout))
+	// Over TLS, CloseWrite sends close_notify, which the server reads as
+	// the end, as it reads TCP's half-close.
+	var conn interface {
+		net.Conn
+		CloseWrite() error
+	} = c.(*net.TCPConn)
+	if p.tls != nil {
+		// The handshake first: CloseWrite fails before it, and the
+		// empty input writes nothing that would start it.
+		tc := tls.Client(c, p.tls)
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("TLS handshake with %s: %v", addr, err)
+		}
+		conn = tc
+	}
 
 	// Written beside the reading, not before it: a server may answer and
 	// close without reading all of in (a body too large to discard, a head

@@ -35,6 +35,7 @@ func (c *conn) serveRequest(p parsed) (keep bool) {
 		Host:          p.host,
 		RemoteAddr:    c.remote,
 		RequestURI:    p.target,
+		TLS:           c.tls,
 	}).WithContext(ctx)
 	w := &response{c: c, req: r, contentLength: -1, wantsClose: p.close}
 	if p.contentLength > 0 {
@@ -356,14 +357,19 @@ func (w *response) admit(n int) error {
 	return nil
 }
 
-// ReadFrom is net/http's: the first 512 bytes go through Write (to
-// sniff a Content-Type, and so that an empty source writes no head); then
-// the head goes out, and the rest goes straight to the socket when the
-// answer is not chunked (sendfile, splice).
+// ReadFrom is net/http's: on a socket with ReadFrom (TCP, not TLS), the
+// first 512 bytes go through Write (to sniff a Content-Type, and so that
+// an empty source writes no head); then the head goes out, and the rest
+// goes straight to the socket when the answer is not chunked (sendfile,
+// splice). On another connection all of it goes through Write.
 func (w *response) ReadFrom(src io.Reader) (n int64, err error) {
 	bufp := copyBufPool.Get().(*[copyBufSize]byte)
 	defer copyBufPool.Put(bufp)
 	buf := bufp[:]
+	rf, ok := w.c.nc.(io.ReaderFrom)
+	if !ok {
+		return io.CopyBuffer(writerOnly{w}, src, buf)
+	}
 	if !w.headWritten {
 		n0, err := io.CopyBuffer(writerOnly{w}, io.LimitReader(src, sniffLen), buf)
 		n += n0
@@ -376,7 +382,7 @@ func (w *response) ReadFrom(src io.Reader) (n int64, err error) {
 		w.writeHead(nil)
 	}
 	_ = w.c.bw.Flush()
-	if rf, ok := w.c.nc.(io.ReaderFrom); ok && !w.chunking && bodyAllowedForStatus(w.status) && w.req.Method != http.MethodHead {
+	if !w.chunking && bodyAllowedForStatus(w.status) && w.req.Method != http.MethodHead {
 		n0, err := rf.ReadFrom(src)
 		n += n0
 		w.written += n0

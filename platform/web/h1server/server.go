@@ -2,6 +2,12 @@
 // work per request than net/http's server, and hands every connection
 // whose next request it does not take to net/http.
 //
+// Over TLS (the *tls.Conn tls.NewListener accepts), it completes the
+// handshake first, as net/http does, and its requests carry the
+// connection's state in Request.TLS; so do the ones net/http serves after
+// a handoff, which it reads from the handed-off connection's
+// ConnectionState as from a *tls.Conn's.
+//
 // What it saves, per request: the background read net/http starts on the
 // connection while the handler runs (a goroutine, a read system call that
 // finds nothing, and the wake-up that stops it), textproto's allocations
@@ -16,19 +22,22 @@
 // that ends the request's context, but only once the request has lasted
 // a second (a stream, a blocking query); a write that fails ends it too.
 //
-// Two things differ, both by design. The request's context holds
+// Three things differ, all by design. The request's context holds
 // http.ServerContextKey only if BaseContext or ConnContext puts it there
 // (web.Serve does). And http.MaxBytesReader cannot tell this server that
 // its limit was hit (it calls a method only net/http's writer has): the
 // connection is not closed for that alone. The unread rest of the body is
 // read away before the next request, as for any body a handler leaves,
-// or, over 256 KiB, the connection is closed after the answer.
+// or, over 256 KiB, the connection is closed after the answer. And a
+// plain HTTP request sent to a TLS listener gets no 400 (see handshake).
 package h1server
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -260,6 +269,7 @@ type conn struct {
 	ew     errWriter
 	ctx    context.Context
 	remote string
+	tls    *tls.ConnectionState // after the handshake, shared by the requests as net/http's is; nil without TLS
 
 	state   atomic.Int32
 	reading atomic.Int32
@@ -306,6 +316,9 @@ const (
 
 func (c *conn) serve() {
 	defer c.srv.untrack(c)
+	if !c.handshake() {
+		return
+	}
 	lastMethod := ""
 	for served := 0; ; served++ {
 		// As net/http: the first request has ReadHeaderTimeout to come;
@@ -367,6 +380,52 @@ func (c *conn) serve() {
 	}
 }
 
+// handshake completes a TLS connection's handshake before its first
+// request and keeps its state, and reports whether the connection can
+// serve. As net/http (conn.serve): the handshake's reads and writes have
+// ReadHeaderTimeout, a failure is logged with net/http's words, and the
+// connection closed. Unlike net/http, a client that closed between two
+// records (before its first, as TCP health checks do every few seconds)
+// is logged at debug level, not as a warning; and a plain HTTP request
+// is not answered 400 under the TLS layer, only closed: what clients of
+// web.ServeTLS got before this server read TLS listeners, when net/http
+// read them through a wrapper and never did the handshake itself.
+func (c *conn) handshake() bool {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		// As net/http: a connection that is not a *tls.Conn but has
+		// ConnectionState gives its requests that state.
+		if cs, ok := c.nc.(connectionStater); ok {
+			st := cs.ConnectionState()
+			c.tls = &st
+		}
+		return true
+	}
+	deadline := time.Now().Add(orDefault(c.srv.ReadHeaderTimeout, 10*time.Second))
+	_ = c.nc.SetReadDeadline(deadline)
+	_ = c.nc.SetWriteDeadline(deadline)
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug
+		}
+		c.srv.logger().Log(c.ctx, level, fmt.Sprintf("http: TLS handshake error from %s: %v", c.remote, err))
+		c.close()
+		return false
+	}
+	// The read deadline is the first request's, set next.
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.tls = &st
+	return true
+}
+
+// connectionStater is what net/http reads Request.TLS from on a
+// connection that is not a *tls.Conn.
+type connectionStater interface {
+	ConnectionState() tls.ConnectionState
+}
+
 // readHead reads the next request's head: the parsed head when the
 // server takes the request, ok false and why not when it goes to
 // net/http.
@@ -421,14 +480,18 @@ func (c *conn) handOff() {
 		return
 	}
 	rc := &replayConn{Conn: c.nc, unread: unread}
-	if rf, ok := c.nc.(io.ReaderFrom); ok {
+	switch nc := c.nc.(type) {
+	case connectionStater:
+		// A *tls.Conn: net/http sets Request.TLS from the state.
+		c.srv.Fallback(replayTLSConn{rc, nc})
+	case io.ReaderFrom:
 		// net/http sends large answers with the socket's ReadFrom
 		// (sendfile, splice) when the connection has one, and writes
 		// their heads differently when it does not.
-		c.srv.Fallback(replayReaderFrom{rc, rf})
-		return
+		c.srv.Fallback(replayReaderFrom{rc, nc})
+	default:
+		c.srv.Fallback(rc)
 	}
-	c.srv.Fallback(rc)
 }
 
 // close flushes what is buffered and closes the connection.
@@ -569,6 +632,16 @@ type replayReaderFrom struct {
 }
 
 func (c replayReaderFrom) ReadFrom(r io.Reader) (int64, error) { return c.rf.ReadFrom(r) }
+
+// replayTLSConn is a replayConn over TLS. Its ConnectionState is the
+// socket's, which net/http gives the requests it serves on it as it gives
+// a *tls.Conn's, and wrappers look for (web's framedConn hides it).
+type replayTLSConn struct {
+	*replayConn
+	cs connectionStater
+}
+
+func (c replayTLSConn) ConnectionState() tls.ConnectionState { return c.cs.ConnectionState() }
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {

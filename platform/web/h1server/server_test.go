@@ -3,16 +3,20 @@ package h1server_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stewardhq/steward/platform/web/h1server"
+	"github.com/stewardhq/steward/platform/web/webtest"
 )
 
 // serve runs s on a loopback listener until the test ends and returns
@@ -25,6 +29,24 @@ func serve(t *testing.T, s *h1server.Server) string {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = s.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve = %v, want http.ErrServerClosed", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// serveTLS is serve on a TLS listener of cert.
+func serveTLS(t *testing.T, s *h1server.Server, cert tls.Certificate) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})) }()
 	t.Cleanup(func() {
 		_ = s.Close()
 		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
@@ -72,32 +94,53 @@ func TestClientLeavingEndsALongRequest(t *testing.T) {
 }
 
 // TestPipelinedRequestDuringAWatch: the byte the background read takes
-// is the next request's first, and that request is served whole.
+// is the next request's first, and that request is served whole; over
+// TLS too, where the read deadline that stops the background read falls
+// inside a record's read, and the byte comes out of a decrypted record.
 func TestPipelinedRequestDuringAWatch(t *testing.T) {
-	s := &h1server.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			time.Sleep(2500 * time.Millisecond) // the watch starts after a second
-		}
-		_, _ = io.WriteString(w, r.URL.Path)
-	})}
-	c := dial(t, serve(t, s))
-	if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+	ca := webtest.NewPKI(t, "ca")
+	cert, err := tls.LoadX509KeyPair(ca.Issue("server", 10))
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1800 * time.Millisecond)
-	if _, err := io.WriteString(c, "GET /next HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	for _, want := range []string{"/slow", "/next"} {
-		res, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("reading the answer to %s: %v", want, err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		if string(b) != want {
-			t.Fatalf("answer body = %q, want %q", b, want)
-		}
+	for _, overTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("TLS %t", overTLS), func(t *testing.T) {
+			t.Parallel()
+			s := &h1server.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/slow" {
+					time.Sleep(2500 * time.Millisecond) // the watch starts after a second
+				}
+				_, _ = io.WriteString(w, r.URL.Path)
+				if overTLS != (r.TLS != nil) {
+					t.Errorf("%s: r.TLS = %v over TLS %t", r.URL.Path, r.TLS, overTLS)
+				}
+			})}
+			var c net.Conn
+			if overTLS {
+				c = dial(t, serveTLS(t, s, cert))
+				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+			} else {
+				c = dial(t, serve(t, s))
+			}
+			if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1800 * time.Millisecond)
+			if _, err := io.WriteString(c, "GET /next HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			for _, want := range []string{"/slow", "/next"} {
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("reading the answer to %s: %v", want, err)
+				}
+				b, _ := io.ReadAll(res.Body)
+				if string(b) != want {
+					t.Fatalf("answer body = %q, want %q", b, want)
+				}
+			}
+		})
 	}
 }
 
@@ -201,5 +244,63 @@ func TestHandOff(t *testing.T) {
 	}
 	if h := <-got; !strings.HasPrefix(h, "GET / HTTP/1.0\r\n\r\n") {
 		t.Fatalf("Fallback read %q, want the HTTP/1.0 request", h)
+	}
+}
+
+// TestTLSHandshakeFailures: over TLS, a connection whose handshake fails
+// is closed unanswered and logged with net/http's words, at debug level
+// when the client closed before sending anything (TCP health checks), as
+// a warning otherwise; a silent client is cut after ReadHeaderTimeout.
+func TestTLSHandshakeFailures(t *testing.T) {
+	ca := webtest.NewPKI(t, "ca")
+	cert, err := tls.LoadX509KeyPair(ca.Issue("server", 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		send  string // then close, unless silent
+		quiet bool   // send nothing, and wait
+		level string
+		err   string // in the logged message
+	}{
+		{"closed at once", "", false, "DEBUG", "EOF"},
+		{"plain HTTP", "GET / HTTP/1.1\r\nHost: h\r\n\r\n", false, "WARN", "does not look like a TLS handshake"},
+		{"silent", "", true, "WARN", "i/o timeout"},
+		{"half a ClientHello", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", true, "WARN", "i/o timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs webtest.Logs
+			s := &h1server.Server{
+				Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.Error("a request was served") }),
+				ReadHeaderTimeout: 200 * time.Millisecond,
+				Logger:            logs.Logger(),
+			}
+			c := dial(t, serveTLS(t, s, cert))
+			start := time.Now()
+			if _, err := io.WriteString(c, tc.send); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.quiet {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
+			answer, err := io.ReadAll(c)
+			if len(answer) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("the client read %q, %v; want nothing, then the close", answer, err)
+			}
+			if took := time.Since(start); tc.quiet && (took < 150*time.Millisecond || took > 5*time.Second) {
+				t.Errorf("the silent client was cut after %v, want ReadHeaderTimeout (200ms)", took)
+			}
+			webtest.WaitFor(t, 5*time.Second, "the handshake's failure logged", func() bool { return len(logs.Records("")) > 0 })
+			recs := logs.Records("")
+			msg, _ := recs[0]["msg"].(string)
+			if len(recs) != 1 || recs[0]["level"] != tc.level || !strings.HasPrefix(msg, "http: TLS handshake error from 127.0.0.1:") || !strings.Contains(msg, tc.err) {
+				t.Errorf("logged %v, want one %s record: http: TLS handshake error from the client: ...%s...", recs, tc.level, tc.err)
+			}
+			if st := s.Stats(); st.Connections.Load() != 1 || st.Requests.Load() != 0 {
+				t.Errorf("Stats: %d connections, %d requests; want 1 and 0", st.Connections.Load(), st.Requests.Load())
+			}
+		})
 	}
 }
