@@ -3,6 +3,7 @@ package h1server_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -10,23 +11,34 @@ import (
 	"testing"
 
 	"github.com/stewardhq/steward/platform/web/h1server"
+	"github.com/stewardhq/steward/platform/web/webtest"
 )
 
 // BenchmarkServe: keep-alive GETs on one connection, one at a time, a
 // 13-byte answer; the same handler behind net/http's server and behind
-// h1server. The client writes the request's bytes and reads the answer
-// by its Content-Length, so it costs both the same.
+// h1server, over plain TCP and over TLS. The client writes the request's
+// bytes and reads the answer by its Content-Length, so it costs both the
+// same.
 func BenchmarkServe(b *testing.B) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "hello, world\n")
 	})
+	ca := webtest.NewPKI(b, "ca")
+	cert, err := tls.LoadX509KeyPair(ca.Issue("server", 10))
+	if err != nil {
+		b.Fatal(err)
+	}
+	overTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
 	for _, bc := range []struct {
 		name  string
+		tls   bool
 		serve func(net.Listener)
 	}{
-		{"net/http", func(ln net.Listener) { _ = (&http.Server{Handler: h}).Serve(ln) }},
-		{"h1server", func(ln net.Listener) { _ = (&h1server.Server{Handler: h}).Serve(ln) }},
+		{"net/http", false, func(ln net.Listener) { _ = (&http.Server{Handler: h}).Serve(ln) }},
+		{"h1server", false, func(ln net.Listener) { _ = (&h1server.Server{Handler: h}).Serve(ln) }},
+		{"net/http-tls", true, func(ln net.Listener) { _ = (&http.Server{Handler: h}).Serve(tls.NewListener(ln, overTLS)) }},
+		{"h1server-tls", true, func(ln net.Listener) { _ = (&h1server.Server{Handler: h}).Serve(tls.NewListener(ln, overTLS)) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -35,7 +47,12 @@ func BenchmarkServe(b *testing.B) {
 			}
 			defer ln.Close()
 			go bc.serve(ln)
-			c, err := net.Dial("tcp", ln.Addr().String())
+			var c net.Conn
+			if bc.tls {
+				c, err = tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			} else {
+				c, err = net.Dial("tcp", ln.Addr().String())
+			}
 			if err != nil {
 				b.Fatal(err)
 			}
