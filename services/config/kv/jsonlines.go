@@ -88,10 +88,7 @@ func appendEntryFields(b []byte, e *Entry) ([]byte, error) {
 	b = strconv.AppendInt(b, e.ModRevision, 10)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, e.Version, 10)
-	if e.Lease != 0 {
-		b = append(b, `,"lease":`...)
-		b = strconv.AppendInt(b, e.Lease, 10)
-	}
+	b = appendIntField(b, `,"lease":`, e.Lease)
 	if e.By != "" {
 		b = append(b, `,"by":`...)
 		if b, err = appendJSONString(b, e.By); err != nil {
