@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stewardhq/steward/gateway/discovery"
-	"github.com/stewardhq/steward/gateway/h1client"
+	"github.com/stewardhq/steward/sdk/h1client"
 )
 
 // poolCollector reports each upstream service's pool as the balancer sees

@@ -82,7 +82,7 @@ func WithUserAgent(agent string) Option { return func(c *Client) { c.agent = age
 // New makes a Client of endpoints, a comma-separated list of base URLs
 // (e.g. "http://127.0.0.1:8080" or "https://config-0:8081,https://config-1:8081").
 func New(endpoints string, opts ...Option) (*Client, error) {
-	c := &Client{set: replicas.Parse(endpoints), hc: http.DefaultClient, timeout: 10 * time.Second, retries: 3, agent: "steward-sdk-go"}
+	c := &Client{set: replicas.Parse(endpoints), hc: defaultHTTPClient, timeout: 10 * time.Second, retries: 3, agent: "steward-sdk-go"}
 	for _, o := range opts {
 		o(c)
 	}

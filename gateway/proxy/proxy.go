@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stewardhq/steward/gateway/balancer"
-	"github.com/stewardhq/steward/gateway/h1client"
+	"github.com/stewardhq/steward/sdk/h1client"
 	"github.com/stewardhq/steward/gateway/route"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/web"

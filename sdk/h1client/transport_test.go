@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stewardhq/steward/gateway/h1client"
+	"github.com/stewardhq/steward/sdk/h1client"
 )
 
 func newTransport(t *testing.T, opt h1client.Options) *h1client.Transport {
@@ -503,6 +504,41 @@ func TestFallback(t *testing.T) {
 	}
 	if r := tr.Stats().Requests.Load(); r != 1 {
 		t.Errorf("a small body was not carried by h1client (%d)", r)
+	}
+}
+
+// TestProxiedRequestsGoToTheFallback: a request Options.Proxy names a
+// proxy for is the fallback's, which sends it through that proxy; the
+// others are carried here, straight to the server.
+func TestProxiedRequestsGoToTheFallback(t *testing.T) {
+	srv, _ := countingServer(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "direct") })
+	var proxied atomic.Int64
+	proxy, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		proxied.Add(1)
+		_, _ = io.WriteString(w, "via proxy to "+r.URL.String())
+	})
+	proxyURL, err := url.Parse(proxy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	choose := func(r *http.Request) (*url.URL, error) {
+		if r.URL.Path == "/proxied" {
+			return proxyURL, nil
+		}
+		return nil, nil
+	}
+	fb := &http.Transport{Proxy: choose}
+	t.Cleanup(fb.CloseIdleConnections)
+	tr := newTransport(t, h1client.Options{Fallback: fb, Proxy: choose})
+
+	if _, body := get(t, tr, "GET", srv.URL+"/proxied", nil); body != "via proxy to "+srv.URL+"/proxied" {
+		t.Errorf("proxied: %q", body)
+	}
+	if _, body := get(t, tr, "GET", srv.URL+"/direct", nil); body != "direct" {
+		t.Errorf("direct: %q", body)
+	}
+	if p, f, r := proxied.Load(), tr.Stats().Fallbacks.Load(), tr.Stats().Requests.Load(); p != 1 || f != 1 || r != 1 {
+		t.Errorf("proxy saw %d, fallbacks %d, carried %d; want 1, 1 and 1", p, f, r)
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/stewardhq/steward/gateway/h1client"
+	"github.com/stewardhq/steward/sdk/h1client"
 )
 
 // FuzzAnswer is a differential fuzz target: the same raw bytes, sent by an

@@ -1,23 +1,25 @@
-// Package h1client is the gateway's upstream transport for plain HTTP/1.1:
-// an http.RoundTripper that writes each request and reads its answer on
-// the calling goroutine, over keep-alive connections pooled per upstream.
+// Package h1client is an HTTP/1.1 client transport for plain-HTTP
+// servers: an http.RoundTripper that writes each request and reads its
+// answer on the calling goroutine, over keep-alive connections pooled per
+// server. The SDK calls plain-HTTP endpoints with it, and the gateway
+// its upstreams.
 //
 // net/http's Transport gives every connection two goroutines of its own,
 // one writing and one reading, and hands each request and answer between
 // them and the caller over channels: three goroutines take turns for every
-// proxied request. Profiled under load, that hand-off cost the gateway
-// about as much CPU as the upstream's write and read system calls. Here
-// the caller's goroutine does the whole exchange; parsing the answer is
-// still net/http's (http.ReadResponse), so framing (Content-Length,
-// chunked, close-delimited, HEAD, 204 and 304) is decided exactly as
-// net/http decides it.
+// request. Profiled under load, that hand-off cost the gateway about as
+// much CPU as the upstream's write and read system calls. Here the
+// caller's goroutine does the whole exchange; parsing the answer is still
+// net/http's (http.ReadResponse), so framing (Content-Length, chunked,
+// close-delimited, HEAD, 204 and 304) is decided exactly as net/http
+// decides it.
 //
 // What this transport does not do, it hands to a fallback transport
-// (net/http's) unchanged: HTTPS upstreams, protocol upgrades (WebSocket),
-// requests with Expect or trailers, and request bodies of unknown length
-// or larger than Options.MaxBody. The bodies it does send are read whole
-// before the request is written, so that a request is one write and can be
-// replayed on a fresh connection.
+// (net/http's) unchanged: HTTPS, requests sent through a proxy, protocol
+// upgrades (WebSocket), requests with Expect or trailers, and request
+// bodies of unknown length or larger than Options.MaxBody. The bodies it
+// does send are read whole before the request is written, so that a
+// request is one write and can be replayed on a fresh connection.
 package h1client
 
 import (
@@ -30,6 +32,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -43,6 +46,10 @@ type Options struct {
 	// Fallback carries the requests this transport does not; required.
 	// Its TLS settings are the ones HTTPS upstreams are verified with.
 	Fallback http.RoundTripper
+	// Proxy, when set, names the proxy a request goes through, as
+	// http.Transport's Proxy does (http.ProxyFromEnvironment); a request
+	// it names one for goes to Fallback, which should use the same.
+	Proxy func(*http.Request) (*url.URL, error)
 	// MaxIdlePerHost bounds the idle connections kept per upstream
 	// address: 256.
 	MaxIdlePerHost int
@@ -167,6 +174,11 @@ func (t *Transport) carries(req *http.Request) bool {
 	}
 	if req.Body != nil && req.Body != http.NoBody && (req.ContentLength <= 0 || req.ContentLength > t.opt.MaxBody) {
 		return false // unknown length (net/http sends it chunked), or large
+	}
+	if t.opt.Proxy != nil {
+		if p, err := t.opt.Proxy(req); p != nil || err != nil {
+			return false // the fallback proxies it, or fails as it would
+		}
 	}
 	return true
 }
