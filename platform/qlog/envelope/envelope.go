@@ -92,12 +92,15 @@ var kinds = func() map[string]fault.Kind {
 // fault; apply never sees it), or, a bug, one whose result does not encode
 // (an internal fault). Results are encoded by encoding/json, whose output
 // depends only on the value (struct fields in order, map keys sorted), so
-// replicas that computed the same result agree byte for byte. A result
-// that is an Appender encodes itself, into those same bytes.
+// replicas that computed the same result agree byte for byte. A command
+// that is a CommandDecoder decodes itself where it can, and a result that
+// is an Appender encodes itself, into those same bytes.
 func Apply[C, R any](cmd []byte, apply func(*C) R, refused func(Problem) R) []byte {
 	var c C
 	var res R
-	if err := json.Unmarshal(cmd, &c); err != nil {
+	if d, ok := any(&c).(CommandDecoder); ok && d.DecodeCommand(cmd) {
+		res = apply(&c)
+	} else if err := json.Unmarshal(cmd, &c); err != nil {
 		res = refused(Refuse(fault.Invalid, "undecodable command"))
 	} else {
 		res = apply(&c)
@@ -109,6 +112,14 @@ func Apply[C, R any](cmd []byte, apply func(*C) R, refused func(Problem) R) []by
 		out, _ = json.Marshal(refused(Refuse(fault.Internal, "the result does not encode: %v", err)))
 	}
 	return out
+}
+
+// A CommandDecoder decodes the commands of the shapes it knows as
+// json.Unmarshal decodes them into a zero value, without the reflection,
+// and reports whether it did; it leaves any other command as it was, for
+// json.Unmarshal: a state machine's hottest commands.
+type CommandDecoder interface {
+	DecodeCommand(b []byte) bool
 }
 
 // An Appender appends itself to b in exactly the bytes json.Marshal writes

@@ -70,6 +70,34 @@ func TestApplyDeterministic(t *testing.T) {
 	}
 }
 
+// shortCommand decodes itself when its command is the one word "get:"
+// followed by a key, and declines anything else.
+type shortCommand struct{ command }
+
+func (c *shortCommand) DecodeCommand(b []byte) bool {
+	k, ok := bytes.CutPrefix(b, []byte("get:"))
+	if !ok {
+		return false
+	}
+	c.Op, c.Key = "get", string(k)
+	return true
+}
+
+// TestApplyCommandDecoder: a command type that is a CommandDecoder decodes
+// what it takes itself, and what it declines goes to encoding/json.
+func TestApplyCommandDecoder(t *testing.T) {
+	applyShort := func(c *shortCommand) result { return apply(&c.command) }
+	for _, tc := range []struct{ cmd, want string }{
+		{`get:m`, `{"status":"ok","seen":{"a":"first","m":"asked","z":"last"}}`},
+		{`{"op":"cas","key":"k"}`, `{"status":"preconditionFailed","fault":"precondition-failed","detail":"k changed"}`},
+		{`{"op":`, `{"status":"invalid","fault":"invalid","detail":"undecodable command"}`},
+	} {
+		if got := envelope.Apply([]byte(tc.cmd), applyShort, refused); string(got) != tc.want {
+			t.Errorf("Apply(%s) = %s, want %s", tc.cmd, got, tc.want)
+		}
+	}
+}
+
 // broken is a field that fails to encode when set.
 type broken bool
 

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"time"
 )
 
 // A put's way through a replica, without encoding/json's reflection: the
 // command the handler proposes (Command.AppendCommand), the result Apply
 // returns and the event it emits (Result.AppendJSON, appendEventData),
-// and the handler's reading of that result (Result.DecodeResult). Each
+// the handler's reading of that result (Result.DecodeResult), and every
+// replica's reading of the command (Command.DecodeCommand). Each
 // writes or reads exactly what encoding/json does, so replicas running an
 // older binary agree byte for byte on results, which live on in the log's
 // dedupe table and in snapshots. What is not a put's or a delete's plain
@@ -241,7 +243,91 @@ func (r *Result) DecodeResult(b []byte) bool {
 	return true
 }
 
-// resultParser reads the fixed shape DecodeResult accepts; every method
+// DecodeCommand decodes b into c as json.Unmarshal decodes it into a zero
+// Command (envelope.CommandDecoder), when b has the shape AppendCommand
+// gives a command without a transaction and its strings are printable
+// ASCII without escapes; otherwise it returns false and leaves c as it
+// was, for encoding/json. Apply reads every command of the log through it.
+func (c *Command) DecodeCommand(b []byte) bool {
+	p := resultParser{b: b}
+	var out Command
+	var ok bool
+	if !p.take(`{"op":`) {
+		return false
+	}
+	if out.Op, ok = p.str(); !ok {
+		return false
+	}
+	if p.take(`,"key":`) {
+		if out.Key, ok = p.str(); !ok {
+			return false
+		}
+	}
+	if p.take(`,"prefix":`) {
+		if out.Prefix, ok = p.str(); !ok {
+			return false
+		}
+	}
+	if p.take(`,"value":`) {
+		if out.Value, ok = p.value(); !ok {
+			return false
+		}
+	}
+	if p.take(`,"lease":`) {
+		if out.Lease, ok = p.int(); !ok {
+			return false
+		}
+	}
+	if p.take(`,"ifMatch":`) {
+		n, ok := p.int()
+		if !ok {
+			return false
+		}
+		out.IfMatch = &n
+	}
+	if p.take(`,"ifNoneMatch":true`) {
+		out.IfNoneMatch = true
+	}
+	if p.take(`,"fence":{"name":`) {
+		var f Fence
+		if f.Name, ok = p.str(); !ok || !p.take(`,"token":`) {
+			return false
+		}
+		if f.Token, ok = p.int(); !ok || !p.take("}") {
+			return false
+		}
+		out.Fence = &f
+	}
+	if p.take(`,"ttl":`) {
+		n, ok := p.int()
+		if !ok {
+			return false
+		}
+		out.TTL = time.Duration(n)
+	}
+	if p.take(`,"id":`) {
+		if out.ID, ok = p.int(); !ok {
+			return false
+		}
+	}
+	if p.take(`,"since":`) {
+		if out.Since, ok = p.int(); !ok {
+			return false
+		}
+	}
+	if p.take(`,"by":`) {
+		if out.By, ok = p.str(); !ok {
+			return false
+		}
+	}
+	if !p.take("}") || p.i != len(b) {
+		return false
+	}
+	*c = out
+	return true
+}
+
+// resultParser reads the fixed shapes DecodeResult and DecodeCommand accept; every method
 // reports whether what is at i is what it wants, and moves past it only
 // when it is.
 type resultParser struct {

@@ -23,15 +23,20 @@ func encodedCommand(t testing.TB, c Command) []byte {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-func checkCommand(t testing.TB, c Command) {
+// checkCommand fails t unless AppendCommand writes what a json.Encoder
+// writes for c, and DecodeCommand, when it takes those bytes, reads what
+// json.Unmarshal reads; it returns whether DecodeCommand took them.
+func checkCommand(t testing.TB, c Command) bool {
 	t.Helper()
 	got, err := c.AppendCommand([]byte("kept"))
 	if err != nil {
 		t.Fatalf("AppendCommand(%+v): %v", c, err)
 	}
-	if want := append([]byte("kept"), encodedCommand(t, c)...); !bytes.Equal(got, want) {
-		t.Fatalf("command:\n got %s\nwant %s", got, want)
+	want := encodedCommand(t, c)
+	if !bytes.Equal(got, append([]byte("kept"), want...)) {
+		t.Fatalf("command:\n got %s\nwant kept%s", got, want)
 	}
+	return checkCommandDecode(t, want)
 }
 
 // checkResult fails t unless AppendJSON writes what json.Marshal writes
@@ -57,19 +62,33 @@ func checkResult(t testing.TB, r Result) bool {
 // json.Unmarshal reads into a zero Result; it returns whether it took b.
 func checkDecode(t testing.TB, b []byte) bool {
 	t.Helper()
-	var fast Result
-	if !fast.DecodeResult(b) {
-		if !reflect.DeepEqual(fast, Result{}) {
-			t.Fatalf("DecodeResult(%s) declined but changed the result: %+v", b, fast)
+	return checkFastDecode(t, b, (*Result).DecodeResult)
+}
+
+// checkCommandDecode is checkDecode for DecodeCommand.
+func checkCommandDecode(t testing.TB, b []byte) bool {
+	t.Helper()
+	return checkFastDecode(t, b, (*Command).DecodeCommand)
+}
+
+// checkFastDecode fails t if decode takes b and reads anything but what
+// json.Unmarshal reads into a zero T, or declines b and changes its T; it
+// returns whether decode took b.
+func checkFastDecode[T any](t testing.TB, b []byte, decode func(*T, []byte) bool) bool {
+	t.Helper()
+	var fast, zero T
+	if !decode(&fast, b) {
+		if !reflect.DeepEqual(fast, zero) {
+			t.Fatalf("%T's decoder declined %s but changed it: %+v", fast, b, fast)
 		}
 		return false
 	}
-	var want Result
+	var want T
 	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatalf("DecodeResult took %s, which json.Unmarshal refuses: %v", b, err)
+		t.Fatalf("%T's decoder took %s, which json.Unmarshal refuses: %v", fast, b, err)
 	}
 	if !reflect.DeepEqual(fast, want) {
-		t.Fatalf("DecodeResult(%s):\n got %+v\nwant %+v", b, fast, want)
+		t.Fatalf("%T's decoder read %s as\n %+v\nwant %+v", fast, b, fast, want)
 	}
 	return true
 }
@@ -87,22 +106,61 @@ func TestCommandsAndResultsAreEncodingJSONs(t *testing.T) {
 	wide := &Entry{Key: "/日本", Value: json.RawMessage("\"é\u2028\""), CreateRevision: -1, ModRevision: 1 << 62, Version: 1, By: "ü"}
 	deleted := &Entry{Key: "/gone", CreateRevision: 4, ModRevision: 9, Version: 0}
 
-	for _, c := range []Command{
-		{Op: "put", Key: "/bench/k1", Value: json.RawMessage(`"v"`)},
-		{Op: "put", Key: "/a", Value: json.RawMessage(`{"x":[1,2]}`), Lease: 3, IfMatch: &match, By: "tok-1"},
-		{Op: "put", Key: "/a", Value: json.RawMessage(`1`), IfNoneMatch: true, Fence: &Fence{Name: "lock<1>", Token: 12}},
-		{Op: "put", Key: "/html<&>", Value: json.RawMessage(`"<b>&amp;</b>"`), By: `q"\`},
-		{Op: "put", Key: "/ws", Value: json.RawMessage("{ \"a\" :\n [1, \"x y\"] }")},
-		{Op: "put", Key: "/space", Value: json.RawMessage(`[1, {"a": "x y"}]`)},
-		{Op: "put", Key: "/日本\u2028", Value: json.RawMessage("\"é\u2028\u2029\""), By: "\xff\x01"},
-		{Op: "delete", Key: "/a", IfMatch: new(int64)},
-		{Op: "deletePrefix", Prefix: "/app/"},
-		{Op: "grant", TTL: 30 * time.Second},
-		{Op: "expire", ID: 5, Since: 40},
-		{Op: "txn", Txn: &Txn{Compare: []Compare{{Key: "/a", Target: "value", Op: "==", Value: json.RawMessage(`"<x>"`)}},
-			Success: []Op{{Put: &PutOp{Key: "/b", Value: json.RawMessage(`2`)}}}}},
+	for _, tc := range []struct {
+		c    Command
+		fast bool // DecodeCommand reads it without encoding/json
+	}{
+		{Command{Op: "put", Key: "/bench/k1", Value: json.RawMessage(`"v"`)}, true},
+		{Command{Op: "put", Key: "/a", Value: json.RawMessage(`{"x":[1,2]}`), Lease: 3, IfMatch: &match, By: "tok-1"}, true},
+		{Command{Op: "put", Key: "/a", Value: json.RawMessage(`1`), IfNoneMatch: true, Fence: &Fence{Name: "lock<1>", Token: 12}}, true},
+		{Command{Op: "put", Key: "/html<&>", Value: json.RawMessage(`"<b>&amp;</b>"`), By: `q"\`}, false},
+		{Command{Op: "put", Key: "/ws", Value: json.RawMessage("{ \"a\" :\n [1, \"x y\"] }")}, true},
+		{Command{Op: "put", Key: "/space", Value: json.RawMessage(`[1, {"a": "x y"}]`)}, true},
+		{Command{Op: "put", Key: "/日本\u2028", Value: json.RawMessage("\"é\u2028\u2029\""), By: "\xff\x01"}, false},
+		{Command{Op: "delete", Key: "/a", IfMatch: new(int64)}, true},
+		{Command{Op: "deletePrefix", Prefix: "/app/"}, true},
+		{Command{Op: "grant", TTL: 30 * time.Second}, true},
+		{Command{Op: "expire", ID: 5, Since: 40}, true},
+		{Command{Op: "put", Key: "/neg", Value: json.RawMessage(`-0.5e-3`), Lease: -1, IfMatch: &match, TTL: -5, ID: -2, Since: 1 << 62}, true},
+		{Command{Op: "txn", Txn: &Txn{Compare: []Compare{{Key: "/a", Target: "value", Op: "==", Value: json.RawMessage(`"<x>"`)}},
+			Success: []Op{{Put: &PutOp{Key: "/b", Value: json.RawMessage(`2`)}}}}}, false},
 	} {
-		checkCommand(t, c)
+		if got := checkCommand(t, tc.c); got != tc.fast {
+			t.Errorf("DecodeCommand of %+v took the fast path: %v, want %v", tc.c, got, tc.fast)
+		}
+	}
+
+	// What DecodeCommand must leave to encoding/json: fields in another
+	// order, twice, in another case or unknown; spaces, escapes, nulls,
+	// false, numbers JSON writes otherwise, values cut short, anything
+	// after the object.
+	for _, b := range []string{
+		`{"key":"/a","op":"put"}`,
+		`{"op":"put","key":"/a","key":"/b"}`,
+		`{"op":"put","KEY":"/a"}`,
+		`{"OP":"put"}`,
+		`{"op":"put","extra":1}`,
+		`{"op": "put"}`,
+		`{"op":"p\u0075t"}`,
+		`{"op":"put","key":null}`,
+		`{"op":"put","ifMatch":null}`,
+		`{"op":"put","ifNoneMatch":false}`,
+		`{"op":"put","lease":1.0}`,
+		`{"op":"put","lease":01}`,
+		`{"op":"put","ttl":1e9}`,
+		`{"op":"put","id":99999999999999999999}`,
+		`{"op":"put","fence":{"name":"l"}}`,
+		`{"op":"put","fence":{"token":1,"name":"l"}}`,
+		`{"op":"put","fence":{"name":"l","token":1,"x":2}}`,
+		`{"op":"put","value":[1,2,"]"]}`,
+		`{"op":"put","value":tru}`,
+		`{"op":"put","value":"x`,
+		`{"op":"put","txn":{}}`,
+		`{"op":"put"} `,
+		`{"op":"put"}{}`,
+		`{"op":"put"`,
+	} {
+		checkCommandDecode(t, []byte(b))
 	}
 
 	for _, tc := range []struct {
@@ -167,15 +225,17 @@ func TestCommandsAndResultsAreEncodingJSONs(t *testing.T) {
 
 // FuzzResultJSON: for any strings, numbers and valid JSON values, commands,
 // results and event data are encoded as encoding/json encodes them and
-// read back as it reads them; and DecodeResult never takes bytes
-// json.Unmarshal would read differently.
+// read back as it reads them; and neither DecodeResult nor DecodeCommand
+// takes bytes json.Unmarshal would read differently.
 func FuzzResultJSON(f *testing.F) {
 	f.Add("/a", `"v"`, "", "", int64(0), int64(0), false)
 	f.Add("/a<b>", "{ \"k\" : [1, \"<&>\"] }", "t\x00k", "detail \"x\"", int64(9), int64(-1), true)
 	f.Add("/é", "\"\u2028\"", "\xff", "", int64(-3), int64(1<<62), false)
 	f.Add(`{"status":"ok","entry":{"key":"/a","value":[{"b":"}"}],"createRevision":1,"modRevision":2,"version":3}}`, "", "", "", int64(0), int64(0), false)
+	f.Add(`{"op":"put","key":"/a","value":{"b":"}"},"fence":{"name":"l","token":-1},"ttl":5}`, "", "", "", int64(0), int64(0), false)
 	f.Fuzz(func(t *testing.T, key, value, by, detail string, n, m int64, flag bool) {
 		checkDecode(t, []byte(key))
+		checkCommandDecode(t, []byte(key))
 		if value != "" && !json.Valid([]byte(value)) {
 			return // the store and the commands hold only valid values
 		}
@@ -204,9 +264,10 @@ func FuzzResultJSON(f *testing.F) {
 }
 
 // BenchmarkPutJSON is the JSON a PUT of a 256-byte value costs a replica
-// after the handler has the value: its command encoded, the result
-// encoded by Apply and read back by the handler, and the watch event's
-// data; through encoding/json (as before) and without it.
+// after the handler has the value: its command encoded by the handler and
+// decoded by Apply, the result encoded by Apply and read back by the
+// handler, and the watch event's data; through encoding/json (as before)
+// and without it.
 func BenchmarkPutJSON(b *testing.B) {
 	value := json.RawMessage(`"` + string(bytes.Repeat([]byte("x"), 254)) + `"`)
 	c := Command{Op: "put", Key: "/bench/k12345", Value: value}
@@ -219,6 +280,10 @@ func BenchmarkPutJSON(b *testing.B) {
 			enc := json.NewEncoder(&buf)
 			enc.SetEscapeHTML(false)
 			if err := enc.Encode(c); err != nil {
+				b.Fatal(err)
+			}
+			var applied Command
+			if err := json.Unmarshal(buf.Bytes(), &applied); err != nil {
 				b.Fatal(err)
 			}
 			out, err := json.Marshal(r)
@@ -237,8 +302,13 @@ func BenchmarkPutJSON(b *testing.B) {
 	b.Run("by-hand", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := c.AppendCommand(make([]byte, 0, 256)); err != nil {
+			cmd, err := c.AppendCommand(make([]byte, 0, 256))
+			if err != nil {
 				b.Fatal(err)
+			}
+			var applied Command
+			if !applied.DecodeCommand(cmd) {
+				b.Fatal("DecodeCommand declined a put")
 			}
 			out, err := r.AppendJSON(make([]byte, 0, 256))
 			if err != nil {
