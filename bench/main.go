@@ -101,6 +101,8 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	fs.DurationVar(&c.Warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each row")
 	fs.IntVar(&c.Runs, "runs", 3, "measured runs per row; the table shows the median run")
 	fs.IntVar(&c.Clients, "clients", 64, "concurrency of the many-client rows")
+	fs.StringVar(&c.HTTPClient, "http-client", harness.HTTPClientSDK, "the HTTP/JSON rows' client transport: "+harness.HTTPClientSDK+
+		" (the one Steward's Go SDK uses: sdk.NewTransport) or "+harness.HTTPClientNetHTTP+" (net/http's alone)")
 	fs.IntVar(&c.ValueSize, "value-size", 256, "value (payload) size in bytes")
 	fs.StringVar(&modes, "modes", "A,B", "durability modes to measure: A (fsync on every write), B (fsync off)")
 	fs.StringVar(&only, "only", "floor,qlog,etcd,cold,mem,config,registry,election,gateway,scaler,cluster,auth,cluster3", "sections to run; config is config-rw, config-watch, config-watch-keys and config-mem; registry is registry-load and registry-reg")
@@ -152,6 +154,9 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	if c.ClusterServers != clusterbench.ServersChild && c.ClusterServers != clusterbench.ServersInProc {
 		return c, fmt.Errorf("-cluster-servers: %q (want %s or %s)", c.ClusterServers, clusterbench.ServersChild, clusterbench.ServersInProc)
 	}
+	if c.HTTPClient != harness.HTTPClientSDK && c.HTTPClient != harness.HTTPClientNetHTTP {
+		return c, fmt.Errorf("-http-client: %q (want %s or %s)", c.HTTPClient, harness.HTTPClientSDK, harness.HTTPClientNetHTTP)
+	}
 	if c.Runs < 1 || c.Clients < 1 || c.Duration <= 0 || c.ColdEntries < 1 || c.MemEntries < 1 || c.Proposers < 1 {
 		return c, fmt.Errorf("-runs, -clients, -duration, -cold-entries, -mem-entries and -fill-proposers must be positive")
 	}
@@ -199,8 +204,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("could not raise RLIMIT_NOFILE", "soft_limit", soft, "err", err)
 	}
 	fmt.Fprintf(stdout, "Steward bench: %s per run, median of %d runs (%s warm-up), %d-byte values, %d clients for the many-client rows;\n"+
-		"qlog group commit: %s; log batches: binary frames (STEWARD_BATCH_ENCODING=binary); %s\n",
-		cfg.Duration, cfg.Runs, cfg.Warmup, cfg.ValueSize, cfg.Clients, cfg.Tuning, harness.Machine())
+		"qlog group commit: %s; log batches: binary frames (STEWARD_BATCH_ENCODING=binary); HTTP/JSON load over %s; %s\n",
+		cfg.Duration, cfg.Runs, cfg.Warmup, cfg.ValueSize, cfg.Clients, cfg.Tuning, harness.HTTPClientTitle(cfg.HTTPClient), harness.Machine())
 	if avg := harness.LoadAverage(); avg != "" {
 		fmt.Fprintf(stdout, "load average at start: %s (other processes share these CPUs: compare within a table only)\n", avg)
 	}

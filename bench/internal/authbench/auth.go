@@ -95,8 +95,8 @@ func runMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 			}
 			defer rOn.Close()
 			sides := [2]*side{
-				{name: off, h: harness.NewHTTPTarget([]string{rOff.URL}, cfg.Clients), url: rOff.URL},
-				{name: on, h: harness.NewHTTPTarget([]string{rOn.URL}, cfg.Clients), url: rOn.URL},
+				{name: off, h: harness.NewHTTPTarget(cfg.HTTPClient, []string{rOff.URL}, cfg.Clients), url: rOff.URL},
+				{name: on, h: harness.NewHTTPTarget(cfg.HTTPClient, []string{rOn.URL}, cfg.Clients), url: rOn.URL},
 			}
 			for _, s := range sides {
 				defer s.h.Close()

@@ -134,9 +134,9 @@ func Run3(ctx context.Context, log *slog.Logger, cfg harness.Config) *cluster3Re
 	n := cfg.Clients
 	value := harness.JSONValue(cfg.ValueSize)
 
-	steward := harness.NewHTTPTarget(stewardURLs, n)
+	steward := harness.NewHTTPTarget(cfg.HTTPClient, stewardURLs, n)
 	defer steward.Close()
-	etcdJSON := harness.NewHTTPTarget(ec.clientURLs, n)
+	etcdJSON := harness.NewHTTPTarget(cfg.HTTPClient, ec.clientURLs, n)
 	defer etcdJSON.Close()
 	cli, err := ec.client(ec.clientURLs)
 	if err != nil {
@@ -520,14 +520,14 @@ func Print3(out io.Writer, cfg harness.Config, rep *cluster3Report) {
 		"  fsync on commit, gRPC gateway on the client URL). Data on %s. Both clusters started in %s and run side by side;\n"+
 		"  each row's runs rotate between steward, etcd-grpc and etcd-json (each run after its own %s warm-up).\n"+
 		"  Clients, all in this process: steward = the config service's HTTP/JSON API (PUT /v1/kv/bench/k<n>, GET /v1/kv%s,\n"+
-		"  linearizable) with one http.Client (keep-alive, %d idle conns per host) round-robin over the 3 replicas;\n"+
+		"  linearizable) with one http.Client over %s (keep-alive, %d idle conns per host) round-robin over the 3 replicas;\n"+
 		"  etcd-grpc = one clientv3 client with the 3 members as endpoints (its balancer spreads the requests), Put k<n>,\n"+
 		"  Get %s linearizable; etcd-json = etcd's JSON gateway, POST /v3/kv/put and /v3/kv/range (base64 key/value,\n"+
 		"  serializable=false) with the same Go HTTP client code as steward (another instance), round-robin over the 3\n"+
 		"  members. %d-byte values (a JSON string). The HTTP/JSON rows are measured twice: with this in-process closed-loop\n"+
 		"  Go client for both systems, and with wrk, an external load generator, for both (its own table below).\n",
 		NATSChildCommand, configbench.ChildCommand, EtcdChildCommand, rep.dataFS, rep.started.Round(time.Millisecond), cfg.Warmup,
-		c3ReadKey, 2*n, c3ReadKey, cfg.ValueSize)
+		c3ReadKey, harness.HTTPClientTitle(cfg.HTTPClient), 2*n, c3ReadKey, cfg.ValueSize)
 	fmt.Fprintf(out, "  load average at the section's start: %s; at its end: %s\n", rep.loadAvg[0], rep.loadAvg[1])
 	if rep.err != nil {
 		fmt.Fprintf(out, "\n  FAILED: %v\n", rep.err)

@@ -71,7 +71,7 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 			}
 			defer r.Close()
 			log.Info("config service started", "mode", m.ID, "url", r.URL, "sync_always", m.NATSSync)
-			h := harness.NewHTTPTarget([]string{r.URL}, n)
+			h := harness.NewHTTPTarget(cfg.HTTPClient, []string{r.URL}, n)
 			defer h.Close()
 			if err := h.PutKey(ctx, r.URL, configReadKey, value); err != nil {
 				return fmt.Errorf("write the read key: %w", err)
@@ -104,7 +104,7 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 				urls = append(urls, r.URL)
 			}
 			log.Info("config service started, 3 voters", "mode", m.ID, "urls", urls)
-			h := harness.NewHTTPTarget(urls, n)
+			h := harness.NewHTTPTarget(cfg.HTTPClient, urls, n)
 			defer h.Close()
 			if err := h.PutKey(ctx, urls[0], configReadKey, value); err != nil {
 				return fmt.Errorf("write the read key: %w", err)
@@ -149,10 +149,10 @@ func PrintMode(out io.Writer, cfg harness.Config, rep *harness.ModeReport) {
 	fmt.Fprintf(out, "\n== Config service over HTTP vs etcd, mode %s: %s ==\n\n", rep.Mode.ID, rep.Mode.Title)
 	harness.PrintRows(out, rep)
 	fmt.Fprintf(out, "  config: config.Serve (documented default settings, qlog's default group commit, access log off) on\n"+
-		"  127.0.0.1 in this process, one embedded NATS server per voter set; one http.Client (keep-alive, up to %d idle\n"+
-		"  conns per host) for all clients; %d-byte JSON values; PUTs write unique keys (/bench/k<n>); GETs read one key.\n"+
+		"  127.0.0.1 in this process, one embedded NATS server per voter set; one http.Client over %s (keep-alive,\n"+
+		"  up to %d idle conns per host) for all clients; %d-byte JSON values; PUTs write unique keys (/bench/k<n>); GETs read one key.\n"+
 		"  etcd: one node, one clientv3 connection shared by all clients; the same values; Puts write unique keys (k<n>).\n",
-		2*n, cfg.ValueSize)
+		harness.HTTPClientTitle(cfg.HTTPClient), 2*n, cfg.ValueSize)
 
 	fmt.Fprintf(out, "\nside by side (mode %s)\n", rep.Mode.ID)
 	t := harness.NewTable("l rrr rrr r")

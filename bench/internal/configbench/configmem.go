@@ -53,7 +53,7 @@ func (rep *configMemReport) measure(ctx context.Context, log *slog.Logger, cfg h
 	if rep.empty, err = child.Stats(true); err != nil {
 		return err
 	}
-	h := harness.NewHTTPTarget([]string{child.URL}, rep.loaders)
+	h := harness.NewHTTPTarget(cfg.HTTPClient, []string{child.URL}, rep.loaders)
 	defer h.Close()
 
 	value := harness.JSONValue(rep.valueSize)

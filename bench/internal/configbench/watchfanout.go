@@ -117,7 +117,7 @@ func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, a
 	}
 	defer stop()
 	value := harness.JSONValue(cfg.ValueSize)
-	h := harness.NewHTTPTarget([]string{child.URL}, 1)
+	h := harness.NewHTTPTarget(cfg.HTTPClient, []string{child.URL}, 1)
 	defer h.Close()
 	if authOn {
 		secret, err := harness.ScopedToken(ctx, h.Client, child.URL, fanPrefix)

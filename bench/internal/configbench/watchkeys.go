@@ -47,7 +47,7 @@ func RunWatchKeys(ctx context.Context, log *slog.Logger, cfg harness.Config) (*W
 	}
 	defer stop()
 	value := harness.JSONValue(cfg.ValueSize)
-	h := harness.NewHTTPTarget([]string{child.URL}, cfg.Clients)
+	h := harness.NewHTTPTarget(cfg.HTTPClient, []string{child.URL}, cfg.Clients)
 	defer h.Close()
 	put := func(ctx context.Context, seq int64) error {
 		return h.PutKey(ctx, child.URL, "/written/k"+strconv.FormatInt(seq, 10), value)

@@ -17,6 +17,7 @@ import (
 type Config struct {
 	Settings
 	Clients      int
+	HTTPClient   string // the load's HTTP transport: HTTPClientSDK or HTTPClientNetHTTP
 	ValueSize    int
 	Modes        []string
 	Only         []string

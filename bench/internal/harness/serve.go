@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/nats-io/nats.go"
+	"github.com/stewardhq/steward/sdk"
 	"io"
 	"log/slog"
 	"net"
@@ -32,11 +33,33 @@ type HTTPTarget struct {
 	urls          []string
 }
 
-func NewHTTPTarget(urls []string, conns int) *HTTPTarget {
-	tr := &http.Transport{
+// HTTP clients the load can use (-http-client).
+const (
+	// HTTPClientSDK is the transport Steward's Go SDK calls with
+	// (sdk.NewTransport: h1client for plain HTTP), over net/http's.
+	HTTPClientSDK = "sdk"
+	// HTTPClientNetHTTP is net/http's transport alone.
+	HTTPClientNetHTTP = "net/http"
+)
+
+// HTTPClientTitle describes the client kind names, for the tables.
+func HTTPClientTitle(kind string) string {
+	if kind == HTTPClientNetHTTP {
+		return "net/http's Transport"
+	}
+	return "the Go SDK's transport, sdk.NewTransport"
+}
+
+// NewHTTPTarget is urls called with the client kind names (HTTPClientSDK
+// or HTTPClientNetHTTP), keeping up to 2×conns idle connections.
+func NewHTTPTarget(kind string, urls []string, conns int) *HTTPTarget {
+	var tr http.RoundTripper = &http.Transport{
 		MaxIdleConns:        conns * 2,
 		MaxIdleConnsPerHost: conns * 2,
 		DisableCompression:  true,
+	}
+	if kind != HTTPClientNetHTTP {
+		tr = sdk.NewTransport(tr)
 	}
 	return &HTTPTarget{Client: &http.Client{Transport: tr}, urls: urls}
 }

@@ -123,7 +123,7 @@ func RunRegistration(ctx context.Context, log *slog.Logger, cfg harness.Config, 
 			}
 			defer cluster.stop()
 			log.Info("registry: 3 voters started", "mode", m.ID, "urls", cluster.urls)
-			h := harness.NewHTTPTarget(cluster.urls, n)
+			h := harness.NewHTTPTarget(cfg.HTTPClient, cluster.urls, n)
 			defer h.Close()
 			measureRow(rowRReg1, "registry", ours[0], 1, register(h, regRowTTL))
 			measureRow(rowRRegN, "registry", ours[1], n, register(h, regRowTTL))
