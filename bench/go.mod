@@ -29,6 +29,7 @@ require (
 require (
 	github.com/apapsch/go-jsonmerge/v2 v2.0.0 // indirect
 	github.com/oapi-codegen/runtime v1.9.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
 )
 
 require (

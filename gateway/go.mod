@@ -20,7 +20,7 @@ require (
 	github.com/stewardhq/steward/services/registry v0.0.0
 	github.com/tmaxmax/go-sse v0.11.0
 	go.uber.org/goleak v1.3.0
-	golang.org/x/net v0.60.0
+	golang.org/x/net v0.61.0
 	golang.org/x/time v0.16.0
 )
 

@@ -22,6 +22,7 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/jackc/pgx/v5 v5.12.0 // indirect
 	github.com/oapi-codegen/runtime v1.9.0 // indirect
+	golang.org/x/net v0.61.0 // indirect
 )
 
 require (
