@@ -130,10 +130,10 @@ func TestCommandsAndResultsAreEncodingJSONs(t *testing.T) {
 		}
 	}
 
-	// What DecodeCommand must leave to encoding/json: fields in another
-	// order, twice, in another case or unknown; spaces, escapes, nulls,
-	// false, numbers JSON writes otherwise, values cut short, anything
-	// after the object.
+	// What DecodeCommand must leave to encoding/json, or read as it does:
+	// fields in another order, twice, in another case or unknown; spaces,
+	// escapes, nulls, false, numbers JSON writes otherwise, brackets inside
+	// a value's strings, values cut short, anything after the object.
 	for _, b := range []string{
 		`{"key":"/a","op":"put"}`,
 		`{"op":"put","key":"/a","key":"/b"}`,
