@@ -47,21 +47,13 @@ func TestHTTP1Metrics(t *testing.T) {
 			}
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			br := bufio.NewReader(c)
-			for _, req := range []string{
+			reqs := []string{
 				"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
 				"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
-			} {
-				if _, err := io.WriteString(c, req); err != nil {
-					t.Fatal(err)
-				}
-				res, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, res.Body)
-				if res.StatusCode != http.StatusOK {
-					t.Fatalf("%q answered %d, want 200", req, res.StatusCode)
+			}
+			for i, a := range exchange(t, c, reqs...) {
+				if a.status != http.StatusOK {
+					t.Fatalf("%q answered %d, want 200", reqs[i], a.status)
 				}
 			}
 
@@ -101,6 +93,35 @@ func TestHTTP1Metrics(t *testing.T) {
 			}
 		})
 	}
+}
+
+// answer is a response's status and body, as exchange reads them.
+type answer struct {
+	status int
+	body   string
+}
+
+// exchange writes each raw request on c in turn and reads its answer
+// before the next.
+func exchange(t *testing.T, c net.Conn, reqs ...string) []answer {
+	t.Helper()
+	br := bufio.NewReader(c)
+	var out []answer
+	for _, req := range reqs {
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatalf("%q: reading the body: %v", req, err)
+		}
+		out = append(out, answer{res.StatusCode, string(body)})
+	}
+	return out
 }
 
 // http1Counters returns the steward_http1_ series of reg, by name and

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -257,22 +256,14 @@ func TestTLSClientCertificateOnEveryPath(t *testing.T) {
 			}
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			br := bufio.NewReader(c)
-			for _, req := range []string{
+			reqs := []string{
 				"GET /taken HTTP/1.1\r\nHost: x\r\n\r\n",
 				"POST /handed-off HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
 				"GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
-			} {
-				if _, err := io.WriteString(c, req); err != nil {
-					t.Fatal(err)
-				}
-				res, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("%q: %v", req, err)
-				}
-				body, _ := io.ReadAll(res.Body)
-				if string(body) != "client gateway-0" {
-					t.Errorf("%q answered %q, want %q", req, body, "client gateway-0")
+			}
+			for i, a := range exchange(t, c, reqs...) {
+				if a.body != "client gateway-0" {
+					t.Errorf("%q answered %q, want %q", reqs[i], a.body, "client gateway-0")
 				}
 			}
 
