@@ -174,6 +174,7 @@ func TestCommandsAndResultsAreEncodingJSONs(t *testing.T) {
 		{Result{Status: PreconditionFailed, Entry: entry,
 			Problem: envelope.Refuse(fault.PreconditionFailed, "modRevision is 17, not 7")}, true},
 		{Result{Status: Fenced, FenceToken: 12, Problem: envelope.Refuse(fault.Conflict, "fencing token 3 for \"lock\" is stale")}, false},
+		{Result{Status: Fenced, FenceToken: 12, Problem: envelope.Refuse(fault.Conflict, "fencing token 3 for lock is stale")}, true},
 		{Result{Status: OK, Entry: html}, false},
 		{Result{Status: OK, Entry: wide}, false},
 		{Result{Status: OK, Lease: &Lease{ID: 1, TTL: time.Second, Keys: []string{"/a"}}}, false},
