@@ -198,45 +198,18 @@ var asIsInCommandString, asIsInCommandValue = func() (s, v [256]bool) {
 func (r *Result) DecodeResult(b []byte) bool {
 	p := resultParser{b: b}
 	var out Result
-	if !p.take(`{"status":`) {
-		return false
-	}
-	status, ok := p.str()
-	if !ok {
+	var status string
+	if !p.take(`{"status":`) || !p.str(&status) {
 		return false
 	}
 	out.Status = Status(status)
-	if p.take(`,"entry":`) {
-		if out.Entry, ok = p.entry(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"prev":`) {
-		if out.Prev, ok = p.entry(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"deleted":`) {
-		if out.Deleted, ok = p.int(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"fenceToken":`) {
-		if out.FenceToken, ok = p.int(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"fault":`) {
-		if out.Fault, ok = p.str(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"detail":`) {
-		if out.Detail, ok = p.str(); !ok {
-			return false
-		}
-	}
-	if !p.take("}") || p.i != len(b) {
+	if p.take(`,"entry":`) && !p.entry(&out.Entry) ||
+		p.take(`,"prev":`) && !p.entry(&out.Prev) ||
+		!p.optInt(`,"deleted":`, &out.Deleted) ||
+		!p.optInt(`,"fenceToken":`, &out.FenceToken) ||
+		!p.optStr(`,"fault":`, &out.Fault) ||
+		!p.optStr(`,"detail":`, &out.Detail) ||
+		!p.take("}") || p.i != len(b) {
 		return false
 	}
 	*r = out
@@ -251,85 +224,45 @@ func (r *Result) DecodeResult(b []byte) bool {
 func (c *Command) DecodeCommand(b []byte) bool {
 	p := resultParser{b: b}
 	var out Command
-	var ok bool
-	if !p.take(`{"op":`) {
+	if !p.take(`{"op":`) || !p.str(&out.Op) ||
+		!p.optStr(`,"key":`, &out.Key) ||
+		!p.optStr(`,"prefix":`, &out.Prefix) ||
+		p.take(`,"value":`) && !p.value(&out.Value) ||
+		!p.optInt(`,"lease":`, &out.Lease) {
 		return false
-	}
-	if out.Op, ok = p.str(); !ok {
-		return false
-	}
-	if p.take(`,"key":`) {
-		if out.Key, ok = p.str(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"prefix":`) {
-		if out.Prefix, ok = p.str(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"value":`) {
-		if out.Value, ok = p.value(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"lease":`) {
-		if out.Lease, ok = p.int(); !ok {
-			return false
-		}
 	}
 	if p.take(`,"ifMatch":`) {
-		n, ok := p.int()
-		if !ok {
+		var match int64
+		if !p.int(&match) {
 			return false
 		}
-		out.IfMatch = &n
+		out.IfMatch = &match
 	}
-	if p.take(`,"ifNoneMatch":true`) {
-		out.IfNoneMatch = true
-	}
+	out.IfNoneMatch = p.take(`,"ifNoneMatch":true`)
 	if p.take(`,"fence":{"name":`) {
 		var f Fence
-		if f.Name, ok = p.str(); !ok || !p.take(`,"token":`) {
-			return false
-		}
-		if f.Token, ok = p.int(); !ok || !p.take("}") {
+		if !p.str(&f.Name) || !p.take(`,"token":`) || !p.int(&f.Token) || !p.take("}") {
 			return false
 		}
 		out.Fence = &f
 	}
-	if p.take(`,"ttl":`) {
-		n, ok := p.int()
-		if !ok {
-			return false
-		}
-		out.TTL = time.Duration(n)
-	}
-	if p.take(`,"id":`) {
-		if out.ID, ok = p.int(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"since":`) {
-		if out.Since, ok = p.int(); !ok {
-			return false
-		}
-	}
-	if p.take(`,"by":`) {
-		if out.By, ok = p.str(); !ok {
-			return false
-		}
-	}
-	if !p.take("}") || p.i != len(b) {
+	var ttl int64
+	if !p.optInt(`,"ttl":`, &ttl) ||
+		!p.optInt(`,"id":`, &out.ID) ||
+		!p.optInt(`,"since":`, &out.Since) ||
+		!p.optStr(`,"by":`, &out.By) ||
+		!p.take("}") || p.i != len(b) {
 		return false
 	}
+	out.TTL = time.Duration(ttl)
 	*c = out
 	return true
 }
 
-// resultParser reads the fixed shapes DecodeResult and DecodeCommand accept; every method
-// reports whether what is at i is what it wants, and moves past it only
-// when it is.
+// resultParser reads the fixed shapes DecodeResult and DecodeCommand
+// accept; every method reports whether what is at i is what it wants, and
+// moves past it only when it is. The readers store what they read in
+// *dst (what they leave there when they report false is of no use).
 type resultParser struct {
 	b []byte
 	i int
@@ -344,26 +277,26 @@ func (p *resultParser) take(lit string) bool {
 }
 
 // str reads a string of printable ASCII without escapes.
-func (p *resultParser) str() (string, bool) {
+func (p *resultParser) str(dst *string) bool {
 	if p.i >= len(p.b) || p.b[p.i] != '"' {
-		return "", false
+		return false
 	}
 	for j := p.i + 1; j < len(p.b); j++ {
 		switch c := p.b[j]; {
 		case c == '"':
-			s := string(p.b[p.i+1 : j])
+			*dst = string(p.b[p.i+1 : j])
 			p.i = j + 1
-			return s, true
+			return true
 		case c < 0x20 || c >= 0x7f || c == '\\':
-			return "", false
+			return false
 		}
 	}
-	return "", false
+	return false
 }
 
 // int reads an integer as JSON writes one: an optional minus, then 0 or
 // digits not starting with 0.
-func (p *resultParser) int() (int64, bool) {
+func (p *resultParser) int(dst *int64) bool {
 	j := p.i
 	if j < len(p.b) && p.b[j] == '-' {
 		j++
@@ -373,69 +306,50 @@ func (p *resultParser) int() (int64, bool) {
 		j++
 	}
 	if j == start || (p.b[start] == '0' && j-start > 1) {
-		return 0, false
+		return false
 	}
 	n, err := strconv.ParseInt(string(p.b[p.i:j]), 10, 64)
 	if err != nil {
-		return 0, false
+		return false
 	}
-	p.i = j
-	return n, true
+	*dst, p.i = n, j
+	return true
 }
 
 // entry reads an Entry in the shape AppendEntryJSON writes.
-func (p *resultParser) entry() (*Entry, bool) {
+func (p *resultParser) entry(dst **Entry) bool {
 	var e Entry
-	var ok bool
-	if !p.take(`{"key":`) {
-		return nil, false
+	if !p.take(`{"key":`) || !p.str(&e.Key) ||
+		p.take(`,"value":`) && !p.value(&e.Value) ||
+		!p.take(`,"createRevision":`) || !p.int(&e.CreateRevision) ||
+		!p.take(`,"modRevision":`) || !p.int(&e.ModRevision) ||
+		!p.take(`,"version":`) || !p.int(&e.Version) ||
+		!p.optInt(`,"lease":`, &e.Lease) ||
+		!p.optStr(`,"by":`, &e.By) ||
+		!p.take("}") {
+		return false
 	}
-	if e.Key, ok = p.str(); !ok {
-		return nil, false
-	}
-	if p.take(`,"value":`) {
-		if e.Value, ok = p.value(); !ok {
-			return nil, false
-		}
-	}
-	if !p.take(`,"createRevision":`) {
-		return nil, false
-	}
-	if e.CreateRevision, ok = p.int(); !ok || !p.take(`,"modRevision":`) {
-		return nil, false
-	}
-	if e.ModRevision, ok = p.int(); !ok || !p.take(`,"version":`) {
-		return nil, false
-	}
-	if e.Version, ok = p.int(); !ok {
-		return nil, false
-	}
-	if p.take(`,"lease":`) {
-		if e.Lease, ok = p.int(); !ok {
-			return nil, false
-		}
-	}
-	if p.take(`,"by":`) {
-		if e.By, ok = p.str(); !ok {
-			return nil, false
-		}
-	}
-	if !p.take("}") {
-		return nil, false
-	}
-	return &e, true
+	*dst = &e
+	return true
 }
 
-// value reads one compact JSON value, checked by json.Valid, and returns
+// optStr and optInt read an optional field: lit, then its string or
+// integer. They report false only when lit came and what followed was not
+// one; without lit they leave *dst as it was and report true.
+func (p *resultParser) optStr(lit string, dst *string) bool { return !p.take(lit) || p.str(dst) }
+
+func (p *resultParser) optInt(lit string, dst *int64) bool { return !p.take(lit) || p.int(dst) }
+
+// value reads one compact JSON value, checked by json.Valid, and stores
 // a copy of it, as json.Unmarshal fills a json.RawMessage.
-func (p *resultParser) value() (json.RawMessage, bool) {
+func (p *resultParser) value(dst *json.RawMessage) bool {
 	end, ok := valueEnd(p.b, p.i)
 	if !ok || !json.Valid(p.b[p.i:end]) {
-		return nil, false
+		return false
 	}
-	v := append(json.RawMessage(nil), p.b[p.i:end]...)
+	*dst = append(json.RawMessage(nil), p.b[p.i:end]...)
 	p.i = end
-	return v, true
+	return true
 }
 
 // valueEnd returns where the compact JSON value starting at b[i] ends: at
