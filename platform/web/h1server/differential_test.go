@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -816,21 +814,8 @@ func startServers(tb testing.TB) *servers {
 func startServersOverTLS(tb testing.TB) *servers {
 	tb.Helper()
 	ca := webtest.NewPKI(tb, "ca")
-	serverCert, err := tls.LoadX509KeyPair(ca.Issue("server", 10))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	clientCert, err := tls.LoadX509KeyPair(ca.Issue("client", 20))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pem, err := os.ReadFile(ca.Path("ca.pem"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(pem)
-	server := &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs,
+	serverCert, clientCert := ca.Certificate("server", 10), ca.Certificate("client", 20)
+	server := &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool(),
 		ClientAuth: tls.VerifyClientCertIfGiven, NextProtos: []string{"http/1.1"}}
 	// What is compared is the servers' side: the client takes any
 	// certificate, which lets it send a server name its IP address

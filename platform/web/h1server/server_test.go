@@ -99,10 +99,7 @@ func TestClientLeavingEndsALongRequest(t *testing.T) {
 // inside a record's read, and the byte comes out of a decrypted record.
 func TestPipelinedRequestDuringAWatch(t *testing.T) {
 	ca := webtest.NewPKI(t, "ca")
-	cert, err := tls.LoadX509KeyPair(ca.Issue("server", 10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := ca.Certificate("server", 10)
 	for _, overTLS := range []bool{false, true} {
 		t.Run(fmt.Sprintf("TLS %t", overTLS), func(t *testing.T) {
 			t.Parallel()
@@ -253,10 +250,7 @@ func TestHandOff(t *testing.T) {
 // a warning otherwise; a silent client is cut after ReadHeaderTimeout.
 func TestTLSHandshakeFailures(t *testing.T) {
 	ca := webtest.NewPKI(t, "ca")
-	cert, err := tls.LoadX509KeyPair(ca.Issue("server", 10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := ca.Certificate("server", 10)
 	for _, tc := range []struct {
 		name  string
 		send  string // then close, unless silent

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -72,6 +73,24 @@ func (p *PKI) Issue(name string, serial int64) (cert, key string) {
 	WritePEM(p.t, cert, "CERTIFICATE", der)
 	WritePEM(p.t, key, "PRIVATE KEY", kder)
 	return cert, key
+}
+
+// Certificate is Issue's certificate and key, loaded for a tls.Config.
+func (p *PKI) Certificate(name string, serial int64) tls.Certificate {
+	p.t.Helper()
+	c, err := tls.LoadX509KeyPair(p.Issue(name, serial))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return c
+}
+
+// Pool is a certificate pool of the CA alone, for a tls.Config's RootCAs
+// or ClientCAs.
+func (p *PKI) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.cert)
+	return pool
 }
 
 // WritePEM replaces file at once, as a certificate renewal should.
