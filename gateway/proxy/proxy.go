@@ -1,7 +1,9 @@
 // Package proxy is the gateway's request path: it matches a request to a
 // route, applies the route's rate limit and the service's circuit breaker,
-// and proxies it with httputil.ReverseProxy to an instance the balancer
-// picks, retrying elsewhere within a retry budget.
+// and proxies it to an instance the balancer picks, retrying elsewhere
+// within a retry budget. A request is proxied by forward (forward.go);
+// a protocol upgrade (WebSocket) by httputil.ReverseProxy, which takes
+// the connection over.
 package proxy
 
 import (
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/stewardhq/steward/gateway/balancer"
 	"github.com/stewardhq/steward/sdk/h1client"
@@ -78,6 +81,10 @@ type Proxy struct {
 	builtin   sync.Map // service name → *route.Route for /s/{service}
 	limits    *limiters
 	m         *metrics
+	buffers   bufferPool
+	// reference sends every request through ReverseProxy, as before
+	// forward: the reference test holds forward to it.
+	reference bool
 }
 
 // New returns a proxy with no configured routes (the built-in ones work).
@@ -115,7 +122,7 @@ func New(cfg Config) *Proxy {
 		Transport:    (*balancing)(p),
 		ErrorHandler: p.proxyError,
 		ErrorLog:     slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-		BufferPool:   &bufferPool{},
+		BufferPool:   &p.buffers,
 	}
 	return p
 }
@@ -158,7 +165,7 @@ func NewTransport() *http.Transport {
 func (p *Proxy) SetRoutes(t *route.Table) { p.routes.Store(t) }
 
 // exchange is what the rewrite and the transport know of a request. It
-// is also the context of the request handed to the ReverseProxy: it wraps
+// is also the context of the request sent upstream: it wraps
 // the client's request context and answers Value(exchangeKey{}) with
 // itself, which carries it to the rewrite, the transport and the error
 // handler without a context.WithValue per request. It holds the request's
@@ -183,6 +190,7 @@ type exchange struct {
 	tries    int
 	budgeted int64  // retries taken from the budget
 	path     string // the client's path (the upstream's is rewritten), for error lines
+	forwardState
 }
 
 type exchangeKey struct{}
@@ -277,8 +285,18 @@ func (p *Proxy) serve(x *exchange, r *http.Request) *route.Route {
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout.Std())
 		defer cancel()
 	}
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	if upgrading(r) || p.reference {
+		p.rp.ServeHTTP(w, r.WithContext(ctx))
+	} else {
+		p.forward(w, r, x, ctx)
+	}
 	return rt
+}
+
+// upgrading reports whether r asks to switch protocols (WebSocket), as
+// ReverseProxy, which carries those, tells.
+func upgrading(r *http.Request) bool {
+	return httpguts.HeaderValuesContainsToken(r.Header["Connection"], "Upgrade") && r.Header.Get("Upgrade") != ""
 }
 
 // longLived reports whether r is, by its form, a request that lasts:
@@ -494,7 +512,7 @@ func (s *serviceState) retryAllowed(budget float64, minRetries int64) bool {
 	return true
 }
 
-// recorder remembers the status written; Unwrap lets ReverseProxy's
+// recorder remembers the status written; Unwrap lets a
 // ResponseController reach the connection for flushes and upgrades.
 type recorder struct {
 	http.ResponseWriter
@@ -524,7 +542,7 @@ func (r *recorder) status() int {
 	return r.code
 }
 
-// bufferPool lends ReverseProxy its 32 KiB copy buffers instead of a new
+// bufferPool lends forward and ReverseProxy their 32 KiB copy buffers instead of a new
 // one per response. It pools pointers to the arrays: a slice put in a
 // sync.Pool would cost an allocation for its header each time.
 type bufferPool struct{ pool sync.Pool }
