@@ -394,7 +394,9 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, payload []byte)
 	var resp *http.Response
 	for informational := 0; ; informational++ {
 		var err error
-		resp, err = http.ReadResponse(c.br, req)
+		if resp = readCommonHead(c.br, req); resp == nil {
+			resp, err = http.ReadResponse(c.br, req)
+		}
 		if err != nil {
 			if c.lr.n <= 0 {
 				err = fmt.Errorf("the upstream's answer has a head over %d bytes", c.t.opt.MaxHeaderBytes)
