@@ -239,9 +239,10 @@ func (t *Transport) get(ctx context.Context, addr string) (*conn, error) {
 	}
 	t.stats.Dials.Add(1)
 	c := &conn{t: t, addr: addr, nc: nc}
-	c.lr = limitedReader{r: nc}
+	c.watch.nc = nc
+	c.lr = limitedReader{r: watchedConn{c}}
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
-	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	c.bw = bufio.NewWriterSize(watchedConn{c}, 4<<10)
 	return c, nil
 }
 
@@ -358,6 +359,7 @@ type conn struct {
 	idleSince time.Time
 	reused    bool  // taken from the pool, not dialed for this request
 	probe     probe // alive's peek, set up on its first use
+	watch     watch // the exchange's context
 }
 
 func (c *conn) close() { _ = c.nc.Close() }
@@ -368,10 +370,10 @@ func (c *conn) close() { _ = c.nc.Close() }
 func (c *conn) roundTrip(ctx context.Context, req *http.Request, payload []byte) (*http.Response, error) {
 	// The request's context ends the exchange by failing the
 	// connection's reads and writes, until the body is done with.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	c.watch.arm(ctx)
 	c.lr.read = 0
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		c.watch.stop()
 		c.close()
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
@@ -424,7 +426,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, payload []byte)
 		}
 	}
 	c.lr.n = -1 // the body is not bounded here: the proxy streams it
-	b := &body{c: c, ctx: ctx, stop: stop, rc: resp.Body,
+	b := &body{c: c, ctx: ctx, rc: resp.Body,
 		keep: !resp.Close && !req.Close && (resp.ContentLength >= 0 || chunked(resp) || resp.Body == http.NoBody)}
 	if resp.Body == http.NoBody {
 		b.finish(true)
@@ -511,7 +513,6 @@ func (c *conn) writeRequest(req *http.Request, payload []byte) error {
 type body struct {
 	c    *conn
 	ctx  context.Context
-	stop func() bool
 	rc   io.ReadCloser
 	keep bool
 	done atomic.Bool
@@ -554,7 +555,7 @@ func (b *body) finish(eof bool) {
 		return
 	}
 	c := b.c
-	if b.stop() && eof && b.keep && c.br.Buffered() == 0 {
+	if c.watch.stop() && eof && b.keep && c.br.Buffered() == 0 {
 		c.reused = false
 		c.t.put(c)
 		return

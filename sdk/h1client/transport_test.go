@@ -588,3 +588,77 @@ func TestDialFailure(t *testing.T) {
 		t.Errorf("error %v, want a *net.OpError dialing", err)
 	}
 }
+
+// TestContextWatchedLazily: an exchange's context is watched by the
+// connection's deadline for its first few milliseconds and by
+// context.AfterFunc after that. Neither may fail an exchange whose context
+// is live, however slow the upstream, or leave a deadline on a connection
+// that goes back to the pool; and a context that ends early ends the
+// exchange early.
+func TestContextWatchedLazily(t *testing.T) {
+	release := make(chan struct{})
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow-head":
+			time.Sleep(40 * time.Millisecond)
+		case "/slow-body":
+			_, _ = io.WriteString(w, "first ")
+			w.(http.Flusher).Flush()
+			time.Sleep(40 * time.Millisecond)
+		case "/hang":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "done")
+	})
+	defer close(release)
+	tr := newTransport(t, h1client.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exchange := func(path string) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s: reading the body: %v", path, err)
+		}
+		_ = resp.Body.Close()
+		return string(b)
+	}
+	for _, path := range []string{"/fast", "/slow-head", "/fast", "/slow-body", "/fast"} {
+		if got := exchange(path); !strings.HasSuffix(got, "done") {
+			t.Fatalf("%s answered %q", path, got)
+		}
+		// Idle past the deadline an exchange began with: the connection
+		// must still be taken from the pool.
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for five exchanges in a row, want 1", n)
+	}
+
+	// A context that ends within the first milliseconds, and one that ends
+	// later: each ends its exchange, and its connection is not pooled.
+	for _, after := range []time.Duration{time.Millisecond, 60 * time.Millisecond} {
+		hctx, hcancel := context.WithCancel(context.Background())
+		time.AfterFunc(after, hcancel)
+		req, _ := http.NewRequestWithContext(hctx, "GET", srv.URL+"/hang", nil)
+		start := time.Now()
+		if _, err := tr.RoundTrip(req); !errors.Is(err, context.Canceled) {
+			t.Fatalf("canceled after %v: %v, want context.Canceled", after, err)
+		}
+		if d := time.Since(start); d > after+2*time.Second {
+			t.Fatalf("canceled after %v, the exchange ended after %v", after, d)
+		}
+	}
+	if n := tr.Idle(); n != 0 {
+		t.Errorf("%d idle connections, want 0 (a canceled exchange's connection is closed)", n)
+	}
+}
