@@ -25,7 +25,7 @@ import (
 type onePool struct{ pool *balancer.Pool }
 
 func (o onePool) Pool(context.Context, string) *balancer.Pool { return o.pool }
-func (o onePool) Known(context.Context, string) bool         { return true }
+func (o onePool) Known(context.Context, string) bool          { return true }
 
 // referenceUpstream answers by the last segment of the path and keeps,
 // for each X-Case, the request as it arrived (httputil.DumpRequest, body

@@ -27,10 +27,10 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/stewardhq/steward/gateway/balancer"
-	"github.com/stewardhq/steward/sdk/h1client"
 	"github.com/stewardhq/steward/gateway/route"
 	"github.com/stewardhq/steward/platform/fault"
 	"github.com/stewardhq/steward/platform/web"
+	"github.com/stewardhq/steward/sdk/h1client"
 )
 
 // Pools gives the balancer pool of a service (discovery.Discovery), and
@@ -164,8 +164,8 @@ func NewTransport() *http.Transport {
 // SetRoutes replaces the configured routes atomically.
 func (p *Proxy) SetRoutes(t *route.Table) { p.routes.Store(t) }
 
-// exchange is what the rewrite and the transport know of a request. It
-// is also the context of the request sent upstream: it wraps
+// exchange is what forward, the rewrite and the transport know of a
+// request. It is also the context of the request sent upstream: it wraps
 // the client's request context and answers Value(exchangeKey{}) with
 // itself, which carries it to the rewrite, the transport and the error
 // handler without a context.WithValue per request. It holds the request's
@@ -542,9 +542,10 @@ func (r *recorder) status() int {
 	return r.code
 }
 
-// bufferPool lends forward and ReverseProxy their 32 KiB copy buffers instead of a new
-// one per response. It pools pointers to the arrays: a slice put in a
-// sync.Pool would cost an allocation for its header each time.
+// bufferPool lends forward and ReverseProxy their 32 KiB copy buffers
+// instead of a new one per response. It pools pointers to the arrays: a
+// slice put in a sync.Pool would cost an allocation for its header each
+// time.
 type bufferPool struct{ pool sync.Pool }
 
 const copyBufferSize = 32 << 10
