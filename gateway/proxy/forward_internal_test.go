@@ -192,3 +192,43 @@ func exchangeRaw(t *testing.T, addr, request string) string {
 	}
 	return string(b)
 }
+
+// TestEarlyHintsCountTheFinalStatus: a 103 passed on before the answer
+// is not the answer's status in steward_gateway_requests_total.
+func TestEarlyHintsCountTheFinalStatus(t *testing.T) {
+	up := &referenceUpstream{seen: map[string]string{}}
+	upstream := httptest.NewServer(up)
+	defer upstream.Close()
+	host, port, _ := net.SplitHostPort(upstream.Listener.Addr().String())
+	portN, _ := strconv.Atoi(port)
+	pool := balancer.NewPool(balancer.Options{})
+	pool.Update([]balancer.Instance{{ID: "up-0", Address: host, Port: portN}})
+	reg := prometheus.NewRegistry()
+	srv := httptest.NewServer(New(Config{Pools: onePool{pool}, ID: "gw-hints", Registerer: reg}))
+	defer srv.Close()
+
+	answer := exchangeRaw(t, srv.Listener.Addr().String(), "GET /s/ref/early HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(answer, "HTTP/1.1 103 ") || !strings.Contains(answer, "HTTP/1.1 200 OK") {
+		t.Fatalf("answer %q, want a 103 and then a 200", answer)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, f := range families {
+		if f.GetName() != "steward_gateway_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" {
+					codes = append(codes, fmt.Sprintf("%s=%g", l.GetValue(), m.GetCounter().GetValue()))
+				}
+			}
+		}
+	}
+	if len(codes) != 1 || codes[0] != "200=1" {
+		t.Fatalf("requests by code %v, want [200=1]", codes)
+	}
+}

@@ -512,15 +512,16 @@ func (s *serviceState) retryAllowed(budget float64, minRetries int64) bool {
 	return true
 }
 
-// recorder remembers the status written; Unwrap lets a
-// ResponseController reach the connection for flushes and upgrades.
+// recorder remembers the final status written (not a 103 Early Hints
+// before it); Unwrap lets a ResponseController reach the connection for
+// flushes and upgrades.
 type recorder struct {
 	http.ResponseWriter
 	code int
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if r.code == 0 {
+	if r.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.code = code
 	}
 	r.ResponseWriter.WriteHeader(code)
