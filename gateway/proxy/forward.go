@@ -47,22 +47,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange, ctx
 	} else {
 		h["X-Forwarded-Proto"] = protoHTTPS
 	}
-	if prior := h["Via"]; len(prior) > 0 {
-		h["Via"] = append(prior, p.via)
-	} else {
-		h["Via"] = p.viaValues
-	}
-	delete(h, "X-Steward-Zone")
 	if _, ok := h["User-Agent"]; !ok {
 		// No User-Agent stays none: the transport adds no default.
 		h["User-Agent"] = emptyValue
 	}
 
 	x.url = *r.URL
-	x.url.Scheme, x.url.Host = "http", x.route.Service
-	// The path goes upstream escaped as the client sent it (see rewrite).
-	x.url.Path = x.route.UpstreamPath(r.URL.Path)
-	x.url.RawPath = x.route.UpstreamPath(r.URL.EscapedPath())
+	p.addressUpstream(x.route, r.URL, &x.url, h)
 	x.url.RawQuery = cleanQuery(x.url.RawQuery)
 
 	x.trace.Got1xxResponse = x.got1xx

@@ -27,6 +27,24 @@ type onePool struct{ pool *balancer.Pool }
 func (o onePool) Pool(context.Context, string) *balancer.Pool { return o.pool }
 func (o onePool) Known(context.Context, string) bool          { return true }
 
+// poolOf is a pool of one instance, the only one of every service.
+func poolOf(inst balancer.Instance) onePool {
+	pool := balancer.NewPool(balancer.Options{})
+	pool.Update([]balancer.Instance{inst})
+	return onePool{pool}
+}
+
+// startReferenceUpstream starts a referenceUpstream, closed when the test
+// ends, and returns it with the instance that names it.
+func startReferenceUpstream(t *testing.T) (*referenceUpstream, balancer.Instance) {
+	up := &referenceUpstream{seen: map[string]string{}}
+	srv := httptest.NewServer(up)
+	t.Cleanup(srv.Close)
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	portN, _ := strconv.Atoi(port)
+	return up, balancer.Instance{ID: "up-0", Address: host, Port: portN}
+}
+
 // referenceUpstream answers by the last segment of the path and keeps,
 // for each X-Case, the request as it arrived (httputil.DumpRequest, body
 // and trailers included).
@@ -98,17 +116,11 @@ func (u *referenceUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // upstream must receive the same request and the client the same bytes
 // (but for the Date line).
 func TestForwardIsReverseProxy(t *testing.T) {
-	up := &referenceUpstream{seen: map[string]string{}}
-	upstream := httptest.NewServer(up)
-	defer upstream.Close()
-	host, port, _ := net.SplitHostPort(upstream.Listener.Addr().String())
-	portN, _ := strconv.Atoi(port)
+	up, inst := startReferenceUpstream(t)
 
 	proxies := map[string]*httptest.Server{}
 	for _, name := range []string{"reference", "forward"} {
-		pool := balancer.NewPool(balancer.Options{})
-		pool.Update([]balancer.Instance{{ID: "up-0", Address: host, Port: portN}})
-		px := New(Config{Pools: onePool{pool}, ID: "gw-ref", Registerer: prometheus.NewRegistry()})
+		px := New(Config{Pools: poolOf(inst), ID: "gw-ref", Registerer: prometheus.NewRegistry()})
 		px.reference = name == "reference"
 		srv := httptest.NewServer(px)
 		defer srv.Close()
@@ -215,15 +227,9 @@ func exchangeRaw(t *testing.T, addr, request string) string {
 // TestEarlyHintsCountTheFinalStatus: a 103 passed on before the answer
 // is not the answer's status in steward_gateway_requests_total.
 func TestEarlyHintsCountTheFinalStatus(t *testing.T) {
-	up := &referenceUpstream{seen: map[string]string{}}
-	upstream := httptest.NewServer(up)
-	defer upstream.Close()
-	host, port, _ := net.SplitHostPort(upstream.Listener.Addr().String())
-	portN, _ := strconv.Atoi(port)
-	pool := balancer.NewPool(balancer.Options{})
-	pool.Update([]balancer.Instance{{ID: "up-0", Address: host, Port: portN}})
+	_, inst := startReferenceUpstream(t)
 	reg := prometheus.NewRegistry()
-	srv := httptest.NewServer(New(Config{Pools: onePool{pool}, ID: "gw-hints", Registerer: reg}))
+	srv := httptest.NewServer(New(Config{Pools: poolOf(inst), ID: "gw-hints", Registerer: reg}))
 	defer srv.Close()
 
 	answer := exchangeRaw(t, srv.Listener.Addr().String(), "GET /s/ref/early HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -416,24 +417,31 @@ func hashKey(r *http.Request, lb *route.LoadBalancer) string {
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	x := pr.In.Context().Value(exchangeKey{}).(*exchange)
 	pr.SetXForwarded()
-	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = x.route.Service
+	p.addressUpstream(x.route, pr.In.URL, pr.Out.URL, pr.Out.Header)
+}
+
+// addressUpstream points u, the outbound request's URL, at the route's
+// service (the transport fills in the instance) and its path upstream,
+// and gives h, the outbound header, the gateway's Via and not the
+// client's X-Steward-Zone: what forward and rewrite both send.
+func (p *Proxy) addressUpstream(rt *route.Route, in, u *url.URL, h http.Header) {
+	u.Scheme, u.Host = "http", rt.Service
 	// The path goes upstream escaped as the client sent it: a%2Fb stays
 	// a%2Fb and a%252Fb stays a%252Fb, so the upstream decodes it once,
 	// as if it were asked directly. The route's prefix is cut from the
 	// escaped path as from the decoded one; where the client escaped the
 	// prefix itself the two disagree, EscapedPath ignores RawPath and
 	// Path goes re-escaped (the same name once decoded).
-	pr.Out.URL.Path = x.route.UpstreamPath(pr.In.URL.Path)
-	pr.Out.URL.RawPath = x.route.UpstreamPath(pr.In.URL.EscapedPath())
-	if prior := pr.Out.Header["Via"]; len(prior) > 0 {
-		pr.Out.Header["Via"] = append(prior, p.via)
+	u.Path = rt.UpstreamPath(in.Path)
+	u.RawPath = rt.UpstreamPath(in.EscapedPath())
+	if prior := h["Via"]; len(prior) > 0 {
+		h["Via"] = append(prior, p.via)
 	} else {
 		// Shared by every request: its length is its capacity, so
 		// that an append copies it.
-		pr.Out.Header["Via"] = p.viaValues
+		h["Via"] = p.viaValues
 	}
-	pr.Out.Header.Del("X-Steward-Zone")
+	delete(h, "X-Steward-Zone")
 }
 
 // proxyError answers a failed exchange as problem+json.
