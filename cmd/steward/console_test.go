@@ -243,7 +243,7 @@ func TestConsole(t *testing.T) {
 	close(stopLoad)
 	<-loadDone
 	run("plot", chromedp.WaitVisible(chromedp.CSS("#scaler-plot canvas")))
-	run("hover a decision", chromedp.ScrollIntoView(chromedp.CSS("#scaler-plot .u-over")), hoverMiddle("#scaler-plot .u-over"))
+	run("hover a decision", hoverMiddle("#scaler-plot .u-over"))
 	waitText("decision explained", "#decision-explain", "→")
 	run("simulate", chromedp.Click(chromedp.CSS("#simulate")))
 	waitText("simulation", "#sim-result", "decisions")
@@ -283,10 +283,15 @@ func TestConsole(t *testing.T) {
 	t.Logf("screenshots in %s; %.1f KB transferred in all (%d requests)", b.shots, transferred/1024, requests)
 }
 
-// hoverMiddle moves the mouse to the middle of sel's box.
+// hoverMiddle scrolls sel into view and moves the mouse to the middle of
+// its box.
 func hoverMiddle(sel string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		box, err := chromedp.Evaluate[[]float64](fmt.Sprintf(`(() => { const r = document.querySelector(%q).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`, sel))(ctx, t)
+		// Scrolled and measured in one evaluation: a live plot replaces
+		// its nodes as data comes, so a node looked up by one DevTools
+		// call may be gone at the next ("Could not find node with given
+		// id", seen in CI from ScrollIntoView).
+		box, err := chromedp.Evaluate[[]float64](fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`, sel))(ctx, t)
 		if err != nil {
 			return err
 		}
