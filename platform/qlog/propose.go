@@ -2,7 +2,6 @@ package qlog
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stewardhq/steward/platform/jsonscan"
 )
 
 // ErrUnknownOutcome is returned when a proposal's fate is unknown: it was
@@ -77,7 +78,7 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res
 		}
 	}()
 	expired := l.proposeDeadline.channel() // ProposeTimeout, for a ctx that never ends
-	if !json.Valid(cmd) {
+	if !jsonscan.Valid(cmd) {
 		return Result{}, errors.New("qlog: a command must be a JSON document")
 	}
 	p := &proposal{

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/stewardhq/steward/platform/jsonscan"
 )
 
 // A put's way through a replica, without encoding/json's reflection: the
@@ -340,11 +342,11 @@ func (p *resultParser) optStr(lit string, dst *string) bool { return !p.take(lit
 
 func (p *resultParser) optInt(lit string, dst *int64) bool { return !p.take(lit) || p.int(dst) }
 
-// value reads one compact JSON value, checked by json.Valid, and stores
+// value reads one compact JSON value, checked as json.Valid checks it, and stores
 // a copy of it, as json.Unmarshal fills a json.RawMessage.
 func (p *resultParser) value(dst *json.RawMessage) bool {
 	end, ok := valueEnd(p.b, p.i)
-	if !ok || !json.Valid(p.b[p.i:end]) {
+	if !ok || !jsonscan.Valid(p.b[p.i:end]) {
 		return false
 	}
 	*dst = append(json.RawMessage(nil), p.b[p.i:end]...)
@@ -355,7 +357,7 @@ func (p *resultParser) value(dst *json.RawMessage) bool {
 // valueEnd returns where the compact JSON value starting at b[i] ends: at
 // the end of a string, at the bracket closing an object or an array, or
 // at the first ',', '}' or ']' after anything else. It follows strings and
-// their escapes but checks nothing else; json.Valid does.
+// their escapes but checks nothing else; value does.
 func valueEnd(b []byte, i int) (int, bool) {
 	depth := 0
 	for j := i; j < len(b); j++ {
