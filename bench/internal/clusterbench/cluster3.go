@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -174,8 +175,10 @@ func Run3(ctx context.Context, log *slog.Logger, cfg harness.Config) *cluster3Re
 			return
 		}
 		results := make(map[string]*harness.Result)
+		seqs := make(map[string]*atomic.Int64)
 		for _, s := range cluster3Systems {
 			results[s] = &harness.Result{}
+			seqs[s] = new(atomic.Int64)
 		}
 		for run := range cfg.Runs {
 			// Rotate the order, so that no system always runs first.
@@ -190,7 +193,7 @@ func Run3(ctx context.Context, log *slog.Logger, cfg harness.Config) *cluster3Re
 					op = sysOps[s].put
 				}
 				log.Info("measuring", "system", s, "row", name, "run", run+1)
-				got := harness.Measure(ctx, one, workers, op)
+				got := harness.MeasureFrom(ctx, one, workers, op, seqs[s])
 				res.Runs = append(res.Runs, got.Runs...)
 				res.Err = got.Err
 			}

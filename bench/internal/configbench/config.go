@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
 )
@@ -35,21 +36,18 @@ const (
 // configReadKey is the key the config read rows read.
 const configReadKey = "/bench/read"
 
-// RunMode measures the config service and etcd in one durability
-// mode. As in runMode, one server runs at a time.
+// RunMode measures the config service and etcd in one durability mode.
+// The one-voter replica and etcd run side by side, and each pair of rows
+// (a config row and etcd's of the same workload) alternates its runs
+// between the two, in an order rotated run by run: this VM's speed drifts
+// by a tenth or more within a minute, and runs measured one system after
+// the other took that drift into their ratios.
 func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harness.Mode) (*harness.ModeReport, error) {
 	rep := &harness.ModeReport{Mode: m}
 	before := harness.SampleCPU()
 	defer func() { rep.Load = harness.Load(before, harness.SampleCPU()) }()
 	n := cfg.Clients
 	value := harness.JSONValue(cfg.ValueSize)
-	measureRow := func(key, group, name string, workers int, fn harness.Op) {
-		if !cfg.Rows.MatchString(group + " " + name) {
-			return
-		}
-		log.Info("measuring", "mode", m.ID, "row", group+" "+name)
-		rep.Add(log, harness.Row{Key: key, Group: group, Name: name, Res: harness.Measure(ctx, cfg.Settings, workers, fn)})
-	}
 	wanted := func(group string, names ...string) bool {
 		for _, name := range names {
 			if cfg.Rows.MatchString(group + " " + name) {
@@ -60,33 +58,74 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 	}
 	logger := harness.ServiceLogger(os.Stderr)
 
-	// One replica, the only voter, on its own NATS server.
+	// One replica, the only voter, on its own NATS server, beside etcd
+	// through clientv3 with the same workloads.
 	oneNames := []string{"PUT, 1 client", fmt.Sprintf("PUT, %d clients", n), "GET linearizable, 1 client",
 		fmt.Sprintf("GET linearizable, %d clients", n), "GET serializable, 1 client", fmt.Sprintf("GET serializable, %d clients", n)}
-	if wanted(configGroup, oneNames...) {
+	etcdNames := []string{"Put, 1 client", fmt.Sprintf("Put, %d clients", n), "Get linearizable, 1 client",
+		fmt.Sprintf("Get linearizable, %d clients", n), "Get serializable, 1 client", fmt.Sprintf("Get serializable, %d clients", n)}
+	withConfig := func(fn func(*harness.HTTPTarget) error) error {
+		if !wanted(configGroup, oneNames...) {
+			return fn(nil)
+		}
 		err := harness.WithNATS(cfg, "config-"+m.ID, m.NATSSync, func(ns *harness.NATSServer) error {
 			r, err := serveReplica(ctx, ns, configSettings("config-0", nil), logger)
 			if err != nil {
-				return err
+				return fmt.Errorf("config, 1 voter: %w", err)
 			}
 			defer r.Close()
 			log.Info("config service started", "mode", m.ID, "url", r.URL, "sync_always", m.NATSSync)
 			h := harness.NewHTTPTarget(cfg.HTTPClient, []string{r.URL}, n)
 			defer h.Close()
 			if err := h.PutKey(ctx, r.URL, configReadKey, value); err != nil {
-				return fmt.Errorf("write the read key: %w", err)
+				return fmt.Errorf("config, 1 voter: write the read key: %w", err)
 			}
-			measureRow(rowCPut1, configGroup, oneNames[0], 1, h.Put(value))
-			measureRow(rowCPutN, configGroup, oneNames[1], n, h.Put(value))
-			measureRow(rowCLin1, configGroup, oneNames[2], 1, h.Get(configReadKey, false))
-			measureRow(rowCLinN, configGroup, oneNames[3], n, h.Get(configReadKey, false))
-			measureRow(rowCSer1, configGroup, oneNames[4], 1, h.Get(configReadKey, true))
-			measureRow(rowCSerN, configGroup, oneNames[5], n, h.Get(configReadKey, true))
-			return nil
+			return fn(h)
 		})
-		if err != nil {
-			return nil, fmt.Errorf("config, 1 voter: %w", err)
+		return err
+	}
+	withEtcd := func(fn func(*harness.EtcdPeer) error) error {
+		if !wanted("etcd", etcdNames...) {
+			return fn(nil)
 		}
+		return harness.WithEtcd(ctx, log, cfg, "config-etcd", m, func(e *harness.EtcdPeer) error {
+			if _, err := e.Cli.Put(ctx, harness.ReadKey, string(value)); err != nil {
+				return fmt.Errorf("etcd: write the read key: %w", err)
+			}
+			return fn(e)
+		})
+	}
+	err := withConfig(func(h *harness.HTTPTarget) error {
+		return withEtcd(func(e *harness.EtcdPeer) error {
+			ev := string(value)
+			var ours, theirs [6]pairedRow
+			if h != nil {
+				ours = [6]pairedRow{{rowCPut1, 1, h.Put(value)}, {rowCPutN, n, h.Put(value)}, {rowCLin1, 1, h.Get(configReadKey, false)},
+					{rowCLinN, n, h.Get(configReadKey, false)}, {rowCSer1, 1, h.Get(configReadKey, true)}, {rowCSerN, n, h.Get(configReadKey, true)}}
+			}
+			if e != nil {
+				theirs = [6]pairedRow{{harness.RowEPut1, 1, e.Put(ev)}, {harness.RowEPutN, n, e.Put(ev)}, {rowCEGet1, 1, e.Get(harness.ReadKey, false)},
+					{harness.RowELin, n, e.Get(harness.ReadKey, false)}, {rowCESer1, 1, e.Get(harness.ReadKey, true)}, {harness.RowESer, n, e.Get(harness.ReadKey, true)}}
+			}
+			for i := range ours {
+				var rows []harness.Row
+				var ops []pairedRow
+				if h != nil && cfg.Rows.MatchString(configGroup+" "+oneNames[i]) {
+					rows, ops = append(rows, harness.Row{Key: ours[i].key, Group: configGroup, Name: oneNames[i]}), append(ops, ours[i])
+				}
+				if e != nil && cfg.Rows.MatchString("etcd "+etcdNames[i]) {
+					rows, ops = append(rows, harness.Row{Key: theirs[i].key, Group: "etcd", Name: etcdNames[i]}), append(ops, theirs[i])
+				}
+				measureAlternating(ctx, log, cfg, m, rows, ops)
+				for _, r := range rows {
+					rep.Add(log, r)
+				}
+			}
+			return ctx.Err()
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	// Three replicas, all voters, on one NATS server; clients round-robin.
@@ -109,37 +148,48 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 			if err := h.PutKey(ctx, urls[0], configReadKey, value); err != nil {
 				return fmt.Errorf("write the read key: %w", err)
 			}
-			measureRow(rowCPut3N, configGroup, threeNames[0], n, h.Put(value))
-			measureRow(rowCLin3N, configGroup, threeNames[1], n, h.Get(configReadKey, false))
+			for i, r := range []pairedRow{{rowCPut3N, n, h.Put(value)}, {rowCLin3N, n, h.Get(configReadKey, false)}} {
+				if !cfg.Rows.MatchString(configGroup + " " + threeNames[i]) {
+					continue
+				}
+				log.Info("measuring", "mode", m.ID, "row", configGroup+" "+threeNames[i])
+				rep.Add(log, harness.Row{Key: r.key, Group: configGroup, Name: threeNames[i], Res: harness.Measure(ctx, cfg.Settings, r.workers, r.op)})
+			}
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("config, 3 voters: %w", err)
 		}
 	}
+	return rep, ctx.Err()
+}
 
-	// etcd, the same workloads through clientv3.
-	etcdNames := []string{"Put, 1 client", fmt.Sprintf("Put, %d clients", n), "Get linearizable, 1 client",
-		fmt.Sprintf("Get linearizable, %d clients", n), "Get serializable, 1 client", fmt.Sprintf("Get serializable, %d clients", n)}
-	if wanted("etcd", etcdNames...) {
-		err := harness.WithEtcd(ctx, log, cfg, "config-etcd", m, func(e *harness.EtcdPeer) error {
-			ev := string(value)
-			if _, err := e.Cli.Put(ctx, harness.ReadKey, ev); err != nil {
-				return fmt.Errorf("etcd: write the read key: %w", err)
+// pairedRow is one row's workload: its key, its clients and its operation.
+type pairedRow struct {
+	key     string
+	workers int
+	op      harness.Op
+}
+
+// measureAlternating measures rows (one or two: a config row and etcd's
+// of the same workload) run by run, each run after its own warm-up, the
+// systems' order rotated every run, and leaves each row's runs in its Res.
+func measureAlternating(ctx context.Context, log *slog.Logger, cfg harness.Config, m harness.Mode, rows []harness.Row, ops []pairedRow) {
+	one := cfg.Settings
+	one.Runs = 1
+	seqs := make([]atomic.Int64, len(rows))
+	for run := range cfg.Runs {
+		for k := range rows {
+			i := (k + run) % len(rows)
+			if rows[i].Res.Failure() != nil || ctx.Err() != nil {
+				continue
 			}
-			measureRow(harness.RowEPut1, "etcd", etcdNames[0], 1, e.Put(ev))
-			measureRow(harness.RowEPutN, "etcd", etcdNames[1], n, e.Put(ev))
-			measureRow(rowCEGet1, "etcd", etcdNames[2], 1, e.Get(harness.ReadKey, false))
-			measureRow(harness.RowELin, "etcd", etcdNames[3], n, e.Get(harness.ReadKey, false))
-			measureRow(rowCESer1, "etcd", etcdNames[4], 1, e.Get(harness.ReadKey, true))
-			measureRow(harness.RowESer, "etcd", etcdNames[5], n, e.Get(harness.ReadKey, true))
-			return nil
-		})
-		if err != nil {
-			return nil, err
+			log.Info("measuring", "mode", m.ID, "row", rows[i].Group+" "+rows[i].Name, "run", run+1)
+			got := harness.MeasureFrom(ctx, one, ops[i].workers, ops[i].op, &seqs[i])
+			rows[i].Res.Runs = append(rows[i].Res.Runs, got.Runs...)
+			rows[i].Res.Err = got.Err
 		}
 	}
-	return rep, ctx.Err()
 }
 
 // PrintMode prints the config section of one mode: every row, then
@@ -151,7 +201,9 @@ func PrintMode(out io.Writer, cfg harness.Config, rep *harness.ModeReport) {
 	fmt.Fprintf(out, "  config: config.Serve (documented default settings, qlog's default group commit, access log off) on\n"+
 		"  127.0.0.1 in this process, one embedded NATS server per voter set; one http.Client over %s (keep-alive,\n"+
 		"  up to %d idle conns per host) for all clients; %d-byte JSON values; PUTs write unique keys (/bench/k<n>); GETs read one key.\n"+
-		"  etcd: one node, one clientv3 connection shared by all clients; the same values; Puts write unique keys (k<n>).\n",
+		"  etcd: one node, one clientv3 connection shared by all clients; the same values; Puts write unique keys (k<n>).\n"+
+		"  Both run side by side; each 1-voter row's runs alternate with etcd's of the same workload, the order rotated\n"+
+		"  every run, each run after its own warm-up.\n",
 		harness.HTTPClientTitle(cfg.HTTPClient), 2*n, cfg.ValueSize)
 
 	fmt.Fprintf(out, "\nside by side (mode %s)\n", rep.Mode.ID)

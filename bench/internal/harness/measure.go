@@ -174,8 +174,15 @@ type Settings struct {
 // first run that failed.
 func Measure(ctx context.Context, s Settings, workers int, fn Op) Result {
 	var seq atomic.Int64
+	return MeasureFrom(ctx, s, workers, fn, &seq)
+}
+
+// MeasureFrom is Measure numbering its operations on from seq, so that a
+// row measured one run at a time (alternating with another system's)
+// still writes a new key with every PUT.
+func MeasureFrom(ctx context.Context, s Settings, workers int, fn Op, seq *atomic.Int64) Result {
 	if s.Warmup > 0 {
-		if w := closedLoop(ctx, workers, s.Warmup, &seq, fn); w.errs > 0 {
+		if w := closedLoop(ctx, workers, s.Warmup, seq, fn); w.errs > 0 {
 			return Result{Err: fmt.Errorf("the warm-up failed %w", w.firstErr)}
 		}
 	}
@@ -184,7 +191,7 @@ func Measure(ctx context.Context, s Settings, workers int, fn Op) Result {
 		if ctx.Err() != nil {
 			break
 		}
-		run := closedLoop(ctx, workers, s.Duration, &seq, fn)
+		run := closedLoop(ctx, workers, s.Duration, seq, fn)
 		r.Runs = append(r.Runs, run)
 		if run.errs > 0 {
 			break
