@@ -147,11 +147,19 @@ func (c *cluster) logTails(names []string) string {
 
 // freePortRange finds n consecutive ports that are free now, from a
 // random start, so that the test does not meet make cluster or another
-// run.
+// run. The range lies below the kernel's ephemeral ports: a port free
+// when checked but among those could be taken meanwhile as the local end
+// of some client connection (the cluster's own, to NATS), and a member
+// would then never bind it.
 func freePortRange(t *testing.T, n int) int {
 	t.Helper()
+	const lowest = 10000
+	top := ephemeralStart() - n
+	if top <= lowest+n {
+		top = 40000 // an unusual ephemeral range: take the chance
+	}
 	for range 20 {
-		base := 20000 + rand.IntN(20000)
+		base := lowest + rand.IntN(top-lowest)
 		free := true
 		for p := base; p < base+n && free; p++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
@@ -167,4 +175,19 @@ func freePortRange(t *testing.T, n int) int {
 	}
 	t.Fatal("no free port range")
 	return 0
+}
+
+// ephemeralStart is the first port the kernel hands out for outgoing
+// connections (Linux: net.ipv4.ip_local_port_range), 32768 where it cannot
+// be read.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo <= 0 {
+		return 32768
+	}
+	return lo
 }
