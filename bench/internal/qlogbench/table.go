@@ -16,7 +16,9 @@ func PrintMode(out io.Writer, cfg harness.Config, rep *harness.ModeReport) {
 	fmt.Fprintf(out, "\n== Mode %s: %s ==\n\n", rep.Mode.ID, rep.Mode.Title)
 	harness.PrintRows(out, rep)
 	fmt.Fprintf(out, "  each qlog row has its own log; each replica and the etcd client have one connection, shared by all\n"+
-		"  their proposers/clients; the 3-voter rows run three replicas (r0, r1, r2) in this process.\n")
+		"  their proposers/clients; the 3-voter rows run three replicas (r0, r1, r2) in this process. The floor's async\n"+
+		"  publish and Propose with %d proposers spread over 3 voters alternate their runs (each after its own warm-up,\n"+
+		"  the order rotated every run) when measured together; every other row's runs follow one another.\n", n)
 
 	// Side by side: the same workload on qlog and on etcd.
 	cell := func(key string) (string, string) {
