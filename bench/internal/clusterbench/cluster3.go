@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -168,38 +167,21 @@ func Run3(ctx context.Context, log *slog.Logger, cfg harness.Config) *cluster3Re
 		sysEtcdJSON: {etcdJSONPut(etcdJSON, value), etcdJSONRange(etcdJSON, c3ReadKey)},
 	}
 	before, disk0 := harness.SampleCPU(pids...), sampleDisk(dir)
-	one := cfg.Settings
-	one.Runs = 1
 	row := func(key, name string, workers int, put bool) {
 		if !cfg.Rows.MatchString("cluster3 "+name) || ctx.Err() != nil {
 			return
 		}
-		results := make(map[string]*harness.Result)
-		seqs := make(map[string]*atomic.Int64)
+		var rows []harness.Alternating
 		for _, s := range cluster3Systems {
-			results[s] = &harness.Result{}
-			seqs[s] = new(atomic.Int64)
-		}
-		for run := range cfg.Runs {
-			// Rotate the order, so that no system always runs first.
-			for k := range cluster3Systems {
-				s := cluster3Systems[(k+run)%len(cluster3Systems)]
-				res := results[s]
-				if res.Failure() != nil || ctx.Err() != nil {
-					continue
-				}
-				op := sysOps[s].get
-				if put {
-					op = sysOps[s].put
-				}
-				log.Info("measuring", "system", s, "row", name, "run", run+1)
-				got := harness.MeasureFrom(ctx, one, workers, op, seqs[s])
-				res.Runs = append(res.Runs, got.Runs...)
-				res.Err = got.Err
+			op := sysOps[s].get
+			if put {
+				op = sysOps[s].put
 			}
+			rows = append(rows, harness.Alternating{Row: &harness.Row{Key: s + "-" + key, Group: s, Name: name}, Measure: harness.Measurer(ctx, workers, op)})
 		}
-		for _, s := range cluster3Systems {
-			rep.rep.Add(log, harness.Row{Key: s + "-" + key, Group: s, Name: name, Res: *results[s]})
+		harness.MeasureAlternating(ctx, log, cfg.Settings, rows)
+		for _, r := range rows {
+			rep.rep.Add(log, *r.Row)
 		}
 	}
 	row(rowC3Put1, "PUT, 1 client", 1, true)

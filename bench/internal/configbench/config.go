@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync/atomic"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
 )
@@ -39,9 +38,7 @@ const configReadKey = "/bench/read"
 // RunMode measures the config service and etcd in one durability mode.
 // The one-voter replica and etcd run side by side, and each pair of rows
 // (a config row and etcd's of the same workload) alternates its runs
-// between the two, in an order rotated run by run: this VM's speed drifts
-// by a tenth or more within a minute, and runs measured one system after
-// the other took that drift into their ratios.
+// between the two (harness.MeasureAlternating).
 func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harness.Mode) (*harness.ModeReport, error) {
 	rep := &harness.ModeReport{Mode: m}
 	before := harness.SampleCPU()
@@ -108,17 +105,22 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 					{harness.RowELin, n, e.Get(harness.ReadKey, false)}, {rowCESer1, 1, e.Get(harness.ReadKey, true)}, {harness.RowESer, n, e.Get(harness.ReadKey, true)}}
 			}
 			for i := range ours {
-				var rows []harness.Row
-				var ops []pairedRow
-				if h != nil && cfg.Rows.MatchString(configGroup+" "+oneNames[i]) {
-					rows, ops = append(rows, harness.Row{Key: ours[i].key, Group: configGroup, Name: oneNames[i]}), append(ops, ours[i])
+				var rows []harness.Alternating
+				add := func(group, name string, r pairedRow) {
+					if cfg.Rows.MatchString(group + " " + name) {
+						rows = append(rows, harness.Alternating{Row: &harness.Row{Key: r.key, Group: group, Name: name},
+							Measure: harness.Measurer(ctx, r.workers, r.op)})
+					}
 				}
-				if e != nil && cfg.Rows.MatchString("etcd "+etcdNames[i]) {
-					rows, ops = append(rows, harness.Row{Key: theirs[i].key, Group: "etcd", Name: etcdNames[i]}), append(ops, theirs[i])
+				if h != nil {
+					add(configGroup, oneNames[i], ours[i])
 				}
-				measureAlternating(ctx, log, cfg, m, rows, ops)
+				if e != nil {
+					add("etcd", etcdNames[i], theirs[i])
+				}
+				harness.MeasureAlternating(ctx, log, cfg.Settings, rows, "mode", m.ID)
 				for _, r := range rows {
-					rep.Add(log, r)
+					rep.Add(log, *r.Row)
 				}
 			}
 			return ctx.Err()
@@ -169,27 +171,6 @@ type pairedRow struct {
 	key     string
 	workers int
 	op      harness.Op
-}
-
-// measureAlternating measures rows (one or two: a config row and etcd's
-// of the same workload) run by run, each run after its own warm-up, the
-// systems' order rotated every run, and leaves each row's runs in its Res.
-func measureAlternating(ctx context.Context, log *slog.Logger, cfg harness.Config, m harness.Mode, rows []harness.Row, ops []pairedRow) {
-	one := cfg.Settings
-	one.Runs = 1
-	seqs := make([]atomic.Int64, len(rows))
-	for run := range cfg.Runs {
-		for k := range rows {
-			i := (k + run) % len(rows)
-			if rows[i].Res.Failure() != nil || ctx.Err() != nil {
-				continue
-			}
-			log.Info("measuring", "mode", m.ID, "row", rows[i].Group+" "+rows[i].Name, "run", run+1)
-			got := harness.MeasureFrom(ctx, one, ops[i].workers, ops[i].op, &seqs[i])
-			rows[i].Res.Runs = append(rows[i].Res.Runs, got.Runs...)
-			rows[i].Res.Err = got.Err
-		}
-	}
 }
 
 // PrintMode prints the config section of one mode: every row, then

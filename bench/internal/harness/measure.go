@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -174,13 +175,50 @@ type Settings struct {
 // first run that failed.
 func Measure(ctx context.Context, s Settings, workers int, fn Op) Result {
 	var seq atomic.Int64
-	return MeasureFrom(ctx, s, workers, fn, &seq)
+	return measureFrom(ctx, s, workers, fn, &seq)
 }
 
-// MeasureFrom is Measure numbering its operations on from seq, so that a
-// row measured one run at a time (alternating with another system's)
-// still writes a new key with every PUT.
-func MeasureFrom(ctx context.Context, s Settings, workers int, fn Op, seq *atomic.Int64) Result {
+// Measurer is Measure of fn from workers as a function of the settings,
+// numbering its operations on from one call to the next, so that a row
+// measured one run at a time (MeasureAlternating) still writes a new key
+// with every PUT.
+func Measurer(ctx context.Context, workers int, fn Op) func(Settings) Result {
+	var seq atomic.Int64
+	return func(s Settings) Result { return measureFrom(ctx, s, workers, fn, &seq) }
+}
+
+// Alternating is a row MeasureAlternating measures: Measure takes the
+// runs its settings ask for, after a warm-up of its own.
+type Alternating struct {
+	Row     *Row
+	Measure func(Settings) Result
+}
+
+// MeasureAlternating measures rows (the same workload on systems to be
+// compared) run by run, each run after its own warm-up, in an order
+// rotated every run so that none always runs first, and leaves each row's
+// runs in its Res; a row that failed is measured no more. This VM's speed
+// drifts by a tenth or more within a minute, and rows measured one after
+// the other took that drift into their ratios. attrs go on every
+// "measuring" log line.
+func MeasureAlternating(ctx context.Context, log *slog.Logger, s Settings, rows []Alternating, attrs ...any) {
+	one := s
+	one.Runs = 1
+	for run := range s.Runs {
+		for k := range rows {
+			r := rows[(k+run)%len(rows)]
+			if r.Row.Res.Failure() != nil || ctx.Err() != nil {
+				continue
+			}
+			log.Info("measuring", append(attrs[:len(attrs):len(attrs)], "row", r.Row.Group+" "+r.Row.Name, "run", run+1)...)
+			got := r.Measure(one)
+			r.Row.Res.Runs = append(r.Row.Res.Runs, got.Runs...)
+			r.Row.Res.Err = got.Err
+		}
+	}
+}
+
+func measureFrom(ctx context.Context, s Settings, workers int, fn Op, seq *atomic.Int64) Result {
 	if s.Warmup > 0 {
 		if w := closedLoop(ctx, workers, s.Warmup, seq, fn); w.errs > 0 {
 			return Result{Err: fmt.Errorf("the warm-up failed %w", w.firstErr)}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"sync/atomic"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
 	"github.com/stewardhq/steward/platform/qlog"
@@ -49,7 +48,7 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 
 		// The rows the 40% goal divides, raw async publish and Propose
 		// from n proposers spread over 3 voters, have their runs
-		// alternate (see measureAlternating); the other rows are
+		// alternate (harness.MeasureAlternating); the other rows are
 		// measured one after the other, each with its log alone in the
 		// process.
 		asyncName := fmt.Sprintf("JetStream async publish, %d in flight", n)
@@ -61,40 +60,32 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 				return nil, err
 			}
 			defer f.Close()
-			var rows []alternatingRow
-			// The group closes once its row is measured: its state would
-			// weigh on the rows after it.
-			var groups []*Group
-			closeGroups := func() {
-				for _, g := range groups {
-					g.Close()
-				}
-			}
+			var rows []harness.Alternating
 			if cfg.Rows.MatchString("floor " + asyncName) {
-				rows = append(rows, alternatingRow{row: harness.Row{Key: harness.RowAsync, Group: "floor", Name: asyncName},
-					measure: func(s harness.Settings) harness.Result { return f.AsyncPublish(ctx, s, n) }})
+				rows = append(rows, harness.Alternating{Row: &harness.Row{Key: harness.RowAsync, Group: "floor", Name: asyncName},
+					Measure: func(s harness.Settings) harness.Result { return f.AsyncPublish(ctx, s, n) }})
 			}
-			if cfg.Enabled("qlog") {
-				for _, r := range []struct {
-					key, service, name string
-					spread             bool
-				}{{harness.RowQ3xNSpread, "p3xnspread", spreadName, true}} {
-					if !cfg.Rows.MatchString("qlog " + r.name) {
-						continue
-					}
-					g, err := openGroup(ctx, log, ns, r.service, 3, cfg.Tuning, nil)
-					if err != nil {
-						closeGroups()
-						return nil, fmt.Errorf("qlog %s: %w", r.name, err)
-					}
-					groups = append(groups, g)
-					op, seq := g.ProposePut(value, r.spread), new(atomic.Int64)
-					rows = append(rows, alternatingRow{row: harness.Row{Key: r.key, Group: "qlog", Name: r.name}, group: g,
-						measure: func(s harness.Settings) harness.Result { return harness.MeasureFrom(ctx, s, n, op, seq) }})
+			// The spread row's log is closed once its row is measured: its
+			// state would weigh on the rows after it.
+			var spread *Group
+			if cfg.Enabled("qlog") && cfg.Rows.MatchString("qlog "+spreadName) {
+				if spread, err = openGroup(ctx, log, ns, "p3xnspread", 3, cfg.Tuning, nil); err != nil {
+					return nil, fmt.Errorf("qlog %s: %w", spreadName, err)
 				}
+				rows = append(rows, harness.Alternating{Row: &harness.Row{Key: harness.RowQ3xNSpread, Group: "qlog", Name: spreadName},
+					Measure: harness.Measurer(ctx, n, spread.ProposePut(value, true))})
 			}
-			alternated = measureAlternating(ctx, log, cfg, m, rows)
-			closeGroups()
+			harness.MeasureAlternating(ctx, log, cfg.Settings, rows, "mode", m.ID)
+			alternated = make(map[string]harness.Row, len(rows))
+			for _, r := range rows {
+				if r.Row.Key == harness.RowQ3xNSpread {
+					r.Row.Note = spread.Batching(ctx)
+				}
+				alternated[r.Row.Key] = *r.Row
+			}
+			if spread != nil {
+				spread.Close()
+			}
 			measureRow(harness.RowSync, "floor", "JetStream sync publish, 1 client", 1, f.SyncPublish)
 			addRow(harness.RowSyncEcho, "floor", "JetStream sync publish + ordered-consumer receive, 1 client", func() harness.Result {
 				e, err := f.startEcho(ctx)
@@ -184,43 +175,4 @@ func RunMode(ctx context.Context, log *slog.Logger, cfg harness.Config, m harnes
 		}
 	}
 	return rep, ctx.Err()
-}
-
-// alternatingRow is a row measured by measureAlternating: measure takes
-// one run (after its own warm-up) with the settings given; group, for a
-// qlog row, says how its log batched.
-type alternatingRow struct {
-	row     harness.Row
-	measure func(harness.Settings) harness.Result
-	group   *Group
-}
-
-// measureAlternating measures rows run by run, each run after its own
-// warm-up, in an order rotated every run, and returns them by key with
-// their runs (and a qlog row's batching note). The VM's speed drifts by a
-// tenth or more within a minute, and the raw publish floor measured before
-// the log's rows took that drift into the ratio between them.
-func measureAlternating(ctx context.Context, log *slog.Logger, cfg harness.Config, m harness.Mode, rows []alternatingRow) map[string]harness.Row {
-	one := cfg.Settings
-	one.Runs = 1
-	for run := range cfg.Runs {
-		for k := range rows {
-			r := &rows[(k+run)%len(rows)]
-			if r.row.Res.Failure() != nil || ctx.Err() != nil {
-				continue
-			}
-			log.Info("measuring", "mode", m.ID, "row", r.row.Group+" "+r.row.Name, "run", run+1)
-			got := r.measure(one)
-			r.row.Res.Runs = append(r.row.Res.Runs, got.Runs...)
-			r.row.Res.Err = got.Err
-		}
-	}
-	out := make(map[string]harness.Row, len(rows))
-	for _, r := range rows {
-		if r.group != nil {
-			r.row.Note = r.group.Batching(ctx)
-		}
-		out[r.row.Key] = r.row
-	}
-	return out
 }
