@@ -75,6 +75,8 @@ func main() {
 	switch {
 	case len(os.Args) > 1 && os.Args[1] == qlogbench.MemChildCommand:
 		err = qlogbench.RunMemChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == configbench.FloorChildCommand:
+		err = configbench.RunFloorChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == configbench.ChildCommand:
 		err = configbench.RunChild(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == registrybench.ChildCommand:
@@ -130,7 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, error) {
 	scalerbench.Flags(fs, &c.Scaler)
 	fs.StringVar(&c.ClusterServers, "cluster-servers", clusterbench.ServersChild, "cluster: where the 3 NATS servers run, "+clusterbench.ServersChild+" (each its own process) or "+clusterbench.ServersInProc+" (in this process)")
 	fs.IntVar(&c.Cluster3WatchPuts, "cluster3-watch-puts", 200, "cluster3: PUTs per system for the watch latency")
-	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file; the config children write theirs to <file>.watch-child, <file>.watch-child-auth (auth on) and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>, the 3-node comparison's config replicas to <file>.cluster3-config-<i>")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (not the memory child) to this file, and its allocations (pprof's allocs profile) to <file>.allocs; the config children write theirs to <file>.watch-child, <file>.watch-child-auth (auth on) and <file>.mem-child, the registry replicas to <file>.registry-load-<i> and <file>.registry-reg-<mode>-<i>, the 3-node comparison's config replicas to <file>.cluster3-config-<i>, the watch fan-out's floor to <file>.watch-floor")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -29,6 +29,13 @@ type watchReport struct {
 	connectTook      time.Duration
 	before, with     harness.ChildStats // the child after runtime.GC: before the watchers, with them connected
 	puts             []watchPut
+	// CPU is the child's CPU time (user + system) per PUT while the PUTs
+	// were delivered, the second between PUTs included.
+	cpu time.Duration
+	// The floor (fanfloor.go), measured after the replica with auth off.
+	floorConnectTook time.Duration
+	floor            []watchPut
+	floorCPU         time.Duration
 }
 
 // watchPut is one PUT and its delivery to every watcher.
@@ -150,38 +157,101 @@ func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, a
 		return nil, err
 	}
 
-	for p := range cfg.WatchPuts {
+	rep.puts, rep.cpu, err = deliverTo(ctx, log, "auth "+onOff(authOn), child, w, rep.watchers, cfg.WatchPuts, func() (int64, error) {
+		return putRevision(ctx, h, child.URL, fanKey, value)
+	})
+	cancel()
+	w.wait()
+	if err != nil || authOn {
+		return rep, err
+	}
+	stop()
+	rep.floor, rep.floorConnectTook, rep.floorCPU, err = runFloor(ctx, log, cfg, h, rep.watchers, value)
+	return rep, err
+}
+
+// deliverTo is deliver, and returns the child's CPU time per PUT.
+func deliverTo(ctx context.Context, log *slog.Logger, label string, child *harness.ServiceChild, w *watchers, n, puts int,
+	put func() (int64, error)) ([]watchPut, time.Duration, error) {
+	before, err := child.Stats(false)
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := deliver(ctx, log, label, w, n, puts, put)
+	if err != nil {
+		return out, 0, err
+	}
+	after, err := child.Stats(false)
+	if err != nil {
+		return out, 0, err
+	}
+	return out, (after.CPU - before.CPU) / time.Duration(len(out)), nil
+}
+
+// runFloor measures the fan-out floor (fanfloor.go) with n watchers and
+// cfg.WatchPuts PUTs of value, and returns its deliveries and how long
+// connecting the watchers took.
+func runFloor(ctx context.Context, log *slog.Logger, cfg harness.Config, h *harness.HTTPTarget, n int, value []byte) (
+	puts []watchPut, connectTook, cpu time.Duration, err error) {
+	child, err := startFloorChild(ctx, cfg.ValueSize, harness.ChildProfile(cfg, "watch-floor"))
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer child.Stop()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := newWatchers(n, cfg.WatchPuts, "")
+	start := time.Now()
+	log.Info("watch fan-out floor: connecting watchers", "watchers", n, "url", child.URL)
+	if err := w.connect(wctx, log, func(int) string { return child.URL + "/v1/watch?key=" + fanKey }); err != nil {
+		return nil, 0, 0, fmt.Errorf("floor: %w", err)
+	}
+	connectTook = time.Since(start)
+	puts, cpu, err = deliverTo(ctx, log, "floor", child, w, n, cfg.WatchPuts, func() (int64, error) {
+		return putRevision(ctx, h, child.URL, fanKey, value)
+	})
+	cancel()
+	w.wait()
+	if err != nil {
+		return nil, connectTook, 0, fmt.Errorf("floor: %w", err)
+	}
+	return puts, connectTook, cpu, nil
+}
+
+// deliver makes puts PUTs with put, a second apart, and times the n
+// watchers' receipt of each PUT's event from just before the PUT.
+func deliver(ctx context.Context, log *slog.Logger, label string, w *watchers, n, puts int, put func() (int64, error)) ([]watchPut, error) {
+	var out []watchPut
+	for p := range puts {
 		t0 := time.Now()
-		rev, err := putRevision(ctx, h, child.URL, fanKey, value)
+		rev, err := put()
 		if err != nil {
-			return nil, fmt.Errorf("PUT %d: %w", p+1, err)
+			return out, fmt.Errorf("PUT %d: %w", p+1, err)
 		}
 		put := watchPut{putLatency: time.Since(t0), revision: rev}
 		deadline := t0.Add(30 * time.Second)
-		for w.got[p].Load() < int64(rep.watchers) && time.Now().Before(deadline) && w.failed() == nil {
+		for w.got[p].Load() < int64(n) && time.Now().Before(deadline) && w.failed() == nil {
 			time.Sleep(time.Millisecond)
 		}
 		if err := w.failed(); err != nil {
-			return nil, err
+			return out, err
 		}
 		put.received, put.wrongID, put.p50, put.p99, put.max = w.latencies(p, t0, rev)
-		rep.puts = append(rep.puts, put)
-		log.Info("watch fan-out: PUT delivered", "auth", onOff(authOn), "put", p+1, "received", put.received, "of", rep.watchers,
+		out = append(out, put)
+		log.Info("watch fan-out: PUT delivered", "server", label, "put", p+1, "received", put.received, "of", n,
 			"p50", put.p50, "p99", put.p99, "max", put.max)
-		if put.received < rep.watchers {
-			log.Warn("watch fan-out: some watchers did not receive the event within 30s", "missing", rep.watchers-put.received)
+		if put.received < n {
+			log.Warn("watch fan-out: some watchers did not receive the event within 30s", "server", label, "missing", n-put.received)
 		}
-		if p < cfg.WatchPuts-1 {
+		if p < puts-1 {
 			select {
 			case <-time.After(time.Until(t0.Add(time.Second))):
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return out, ctx.Err()
 			}
 		}
 	}
-	cancel()
-	w.wait()
-	return rep, nil
+	return out, nil
 }
 
 // watcherBudget raises the file descriptor limit and returns how many of
@@ -209,7 +279,8 @@ func watcherBudget(log *slog.Logger, want int) (n int, soft uint64, note string,
 
 // startWatchReplica starts a NATS server (fsync on every write) in a
 // temporary directory named after name, and a config replica in a child
-// process on it (its CPU profile named profile); stop ends both.
+// process on it (its CPU profile named profile); stop ends both (once,
+// however often called).
 func startWatchReplica(ctx context.Context, cfg harness.Config, name, profile string, authOn bool) (child *harness.ServiceChild, stop func(), err error) {
 	dir, err := harness.TempDir(cfg, name)
 	if err != nil {
@@ -226,7 +297,7 @@ func startWatchReplica(ctx context.Context, cfg harness.Config, name, profile st
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	return child, func() { child.Stop(); ns.Stop(); os.RemoveAll(dir) }, nil
+	return child, sync.OnceFunc(func() { child.Stop(); ns.Stop(); os.RemoveAll(dir) }), nil
 }
 
 // putRevision PUTs key, with h's Authorization if any, and returns the
@@ -396,6 +467,19 @@ func (w *watchers) watch(ctx context.Context, client *http.Client, url string, i
 	}
 }
 
+// medianP99 returns the median of puts' p99s, and whether every watcher
+// received every PUT's event with the right id.
+func medianP99(puts []watchPut, watchers int) (time.Duration, bool) {
+	var p99s []time.Duration
+	complete := true
+	for _, p := range puts {
+		p99s = append(p99s, p.p99)
+		complete = complete && p.received == watchers && p.wrongID == 0
+	}
+	slices.Sort(p99s)
+	return p99s[(len(p99s)-1)/2], complete
+}
+
 // latencies returns, for PUT p started at t0 with revision rev, how many
 // watchers received its event and its delivery latencies' percentiles.
 func (w *watchers) latencies(p int, t0 time.Time, rev int64) (received, wrongID int, p50, p99, worst time.Duration) {
@@ -446,12 +530,16 @@ func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err erro
 		fmt.Fprintf(out, "  FAILED: %v\n", err)
 	}
 	t := harness.NewTable("l l r r rrr r")
-	t.Add("auth", "", "PUT took", "received", "p50", "p99", "max", "wrong id")
-	for _, rep := range reps {
-		for i, p := range rep.puts {
-			t.Add(onOff(rep.authOn), fmt.Sprintf("PUT %d (revision %d)", i+1, p.revision), harness.Dur(p.putLatency),
-				fmt.Sprintf("%s/%s", harness.Count(p.received), harness.Count(rep.watchers)), harness.Dur(p.p50), harness.Dur(p.p99), harness.Dur(p.max), harness.Count(p.wrongID))
+	t.Add("server", "", "PUT took", "received", "p50", "p99", "max", "wrong id")
+	addPuts := func(server string, puts []watchPut, watchers int) {
+		for i, p := range puts {
+			t.Add(server, fmt.Sprintf("PUT %d (revision %d)", i+1, p.revision), harness.Dur(p.putLatency),
+				fmt.Sprintf("%s/%s", harness.Count(p.received), harness.Count(watchers)), harness.Dur(p.p50), harness.Dur(p.p99), harness.Dur(p.max), harness.Count(p.wrongID))
 		}
+	}
+	for _, rep := range reps {
+		addPuts("auth "+onOff(rep.authOn), rep.puts, rep.watchers)
+		addPuts("floor", rep.floor, rep.watchers)
 	}
 	t.Write(out)
 	t = harness.NewTable("l l r l l")
@@ -459,22 +547,35 @@ func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err erro
 		if len(rep.puts) == 0 {
 			continue
 		}
-		var p99s []time.Duration
-		complete := true
-		for _, p := range rep.puts {
-			p99s = append(p99s, p.p99)
-			complete = complete && p.received == rep.watchers && p.wrongID == 0
-		}
-		slices.Sort(p99s)
-		med := p99s[(len(p99s)-1)/2]
+		med, complete := medianP99(rep.puts, rep.watchers)
 		res := harness.Verdict(med < 100*time.Millisecond && complete)
 		if !complete {
 			res += " (some watchers missed an event or got a wrong one)"
 		}
 		t.Add("auth "+onOff(rep.authOn), "median of the per-PUT p99s", harness.Dur(med), "target < 100ms", res)
+		t.Add("auth "+onOff(rep.authOn), "the child's CPU per PUT", harness.Dur(rep.cpu), "", "")
+		if len(rep.floor) == 0 {
+			continue
+		}
+		floor, complete := medianP99(rep.floor, rep.watchers)
+		note := fmt.Sprintf("auth off / floor: %.2f×", float64(med)/float64(floor))
+		if !complete {
+			note = "(some watchers missed an event or got a wrong one)"
+		}
+		t.Add("floor", "median of the per-PUT p99s", harness.Dur(floor), "", note)
+		t.Add("floor", "the child's CPU per PUT", harness.Dur(rep.floorCPU), "", fmt.Sprintf("auth off / floor: %.2f×", float64(rep.cpu)/float64(rep.floorCPU)))
 	}
 	t.Write(out)
 
+	for _, rep := range reps {
+		if len(rep.floor) > 0 {
+			fmt.Fprintf(out, "  floor: the same watchers and PUTs (connected in %s) against a server of raw TCP writes in a child process\n"+
+				"  (bench/internal/configbench/fanfloor.go), measured after the replica: on each PUT it writes an event of the same shape\n"+
+				"  (id, event: put, the value) to every watcher's connection from GOMAXPROCS goroutines; no log, no fsync, no goroutine\n"+
+				"  per watcher. What this machine allows a fan-out to %s watchers on the same two CPUs as their readers.\n",
+				rep.floorConnectTook.Round(time.Millisecond), harness.Count(rep.watchers))
+		}
+	}
 	fmt.Fprintf(out, "\n  memory of the child (VmRSS after runtime.GC):\n")
 	t = harness.NewTable("l l r r r")
 	t.Add("auth", "", "VmRSS", "Go heap in use", "goroutines")

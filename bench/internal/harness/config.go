@@ -71,7 +71,8 @@ func (c Config) Enabled(section string) bool { return slices.Contains(c.Only, se
 func (c Config) ConfigPart(part string) bool { return c.Enabled("config") || c.Enabled(part) }
 
 // StartCPUProfile writes a CPU profile of this process to path until stop
-// is called; an empty path profiles nothing.
+// is called, and then the allocations since the process started (pprof's
+// allocs profile) to path.allocs; an empty path profiles nothing.
 func StartCPUProfile(path string) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
@@ -84,7 +85,14 @@ func StartCPUProfile(path string) (stop func(), err error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		if a, err := os.Create(path + ".allocs"); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(a, 0)
+			a.Close()
+		}
+	}, nil
 }
 
 // TempDir makes a fresh directory for one server's data.
