@@ -29,13 +29,15 @@ type watchReport struct {
 	connectTook      time.Duration
 	before, with     harness.ChildStats // the child after runtime.GC: before the watchers, with them connected
 	puts             []watchPut
-	// CPU is the child's CPU time (user + system) per PUT while the PUTs
-	// were delivered, the second between PUTs included.
-	cpu time.Duration
+	// The CPU time (user + system) per PUT while the PUTs were delivered,
+	// the second between PUTs included: the child's, and this process's
+	// (the watchers, the PUTs' client and, with the replica, NATS).
+	cpu, hereCPU time.Duration
 	// The floor (fanfloor.go), measured after the replica with auth off.
 	floorConnectTook time.Duration
 	floor            []watchPut
 	floorCPU         time.Duration
+	floorHereCPU     time.Duration
 }
 
 // watchPut is one PUT and its delivery to every watcher.
@@ -157,7 +159,7 @@ func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, a
 		return nil, err
 	}
 
-	rep.puts, rep.cpu, err = deliverTo(ctx, log, "auth "+onOff(authOn), child, w, rep.watchers, cfg.WatchPuts, func() (int64, error) {
+	rep.puts, rep.cpu, rep.hereCPU, err = deliverTo(ctx, log, "auth "+onOff(authOn), child, w, rep.watchers, cfg.WatchPuts, func() (int64, error) {
 		return putRevision(ctx, h, child.URL, fanKey, value)
 	})
 	cancel()
@@ -166,36 +168,45 @@ func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, a
 		return rep, err
 	}
 	stop()
-	rep.floor, rep.floorConnectTook, rep.floorCPU, err = runFloor(ctx, log, cfg, h, rep.watchers, value)
+	rep.floor, rep.floorConnectTook, rep.floorCPU, rep.floorHereCPU, err = runFloor(ctx, log, cfg, h, rep.watchers, value)
 	return rep, err
 }
 
-// deliverTo is deliver, and returns the child's CPU time per PUT.
+// deliverTo is deliver, and returns the CPU time per PUT of the child and
+// of this process.
 func deliverTo(ctx context.Context, log *slog.Logger, label string, child *harness.ServiceChild, w *watchers, n, puts int,
-	put func() (int64, error)) ([]watchPut, time.Duration, error) {
+	put func() (int64, error)) (out []watchPut, childCPU, hereCPU time.Duration, err error) {
 	before, err := child.Stats(false)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	out, err := deliver(ctx, log, label, w, n, puts, put)
+	hereBefore, err := harness.SelfCPU()
 	if err != nil {
-		return out, 0, err
+		return nil, 0, 0, err
+	}
+	if out, err = deliver(ctx, log, label, w, n, puts, put); err != nil {
+		return out, 0, 0, err
+	}
+	hereAfter, err := harness.SelfCPU()
+	if err != nil {
+		return out, 0, 0, err
 	}
 	after, err := child.Stats(false)
 	if err != nil {
-		return out, 0, err
+		return out, 0, 0, err
 	}
-	return out, (after.CPU - before.CPU) / time.Duration(len(out)), nil
+	k := time.Duration(len(out))
+	return out, (after.CPU - before.CPU) / k, (hereAfter - hereBefore) / k, nil
 }
 
 // runFloor measures the fan-out floor (fanfloor.go) with n watchers and
 // cfg.WatchPuts PUTs of value, and returns its deliveries and how long
 // connecting the watchers took.
 func runFloor(ctx context.Context, log *slog.Logger, cfg harness.Config, h *harness.HTTPTarget, n int, value []byte) (
-	puts []watchPut, connectTook, cpu time.Duration, err error) {
+	puts []watchPut, connectTook, cpu, hereCPU time.Duration, err error) {
 	child, err := startFloorChild(ctx, cfg.ValueSize, harness.ChildProfile(cfg, "watch-floor"))
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, 0, err
 	}
 	defer child.Stop()
 	wctx, cancel := context.WithCancel(ctx)
@@ -204,18 +215,18 @@ func runFloor(ctx context.Context, log *slog.Logger, cfg harness.Config, h *harn
 	start := time.Now()
 	log.Info("watch fan-out floor: connecting watchers", "watchers", n, "url", child.URL)
 	if err := w.connect(wctx, log, func(int) string { return child.URL + "/v1/watch?key=" + fanKey }); err != nil {
-		return nil, 0, 0, fmt.Errorf("floor: %w", err)
+		return nil, 0, 0, 0, fmt.Errorf("floor: %w", err)
 	}
 	connectTook = time.Since(start)
-	puts, cpu, err = deliverTo(ctx, log, "floor", child, w, n, cfg.WatchPuts, func() (int64, error) {
+	puts, cpu, hereCPU, err = deliverTo(ctx, log, "floor", child, w, n, cfg.WatchPuts, func() (int64, error) {
 		return putRevision(ctx, h, child.URL, fanKey, value)
 	})
 	cancel()
 	w.wait()
 	if err != nil {
-		return nil, connectTook, 0, fmt.Errorf("floor: %w", err)
+		return nil, connectTook, 0, 0, fmt.Errorf("floor: %w", err)
 	}
-	return puts, connectTook, cpu, nil
+	return puts, connectTook, cpu, hereCPU, nil
 }
 
 // deliver makes puts PUTs with put, a second apart, and times the n
@@ -554,6 +565,7 @@ func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err erro
 		}
 		t.Add("auth "+onOff(rep.authOn), "median of the per-PUT p99s", harness.Dur(med), "target < 100ms", res)
 		t.Add("auth "+onOff(rep.authOn), "the child's CPU per PUT", harness.Dur(rep.cpu), "", "")
+		t.Add("auth "+onOff(rep.authOn), "this process's CPU per PUT", harness.Dur(rep.hereCPU), "", "the watchers, the PUTs, NATS")
 		if len(rep.floor) == 0 {
 			continue
 		}
@@ -564,6 +576,7 @@ func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err erro
 		}
 		t.Add("floor", "median of the per-PUT p99s", harness.Dur(floor), "", note)
 		t.Add("floor", "the child's CPU per PUT", harness.Dur(rep.floorCPU), "", fmt.Sprintf("auth off / floor: %.2f×", float64(rep.cpu)/float64(rep.floorCPU)))
+		t.Add("floor", "this process's CPU per PUT", harness.Dur(rep.floorHereCPU), "", "the watchers, the PUTs")
 	}
 	t.Write(out)
 

@@ -56,16 +56,23 @@ func AnswerStats(in io.Reader, enc *json.Encoder) error {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		s.HeapInuse, s.Goroutines = int64(ms.HeapInuse), runtime.NumGoroutine()
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			return fmt.Errorf("getrusage: %w", err)
+		if s.CPU, err = SelfCPU(); err != nil {
+			return err
 		}
-		s.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		if err := enc.Encode(s); err != nil {
 			return err
 		}
 	}
 	return sc.Err()
+}
+
+// SelfCPU is this process's user + system CPU time so far (getrusage).
+func SelfCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // ServiceChild is the parent's handle on a child process running a replica.
