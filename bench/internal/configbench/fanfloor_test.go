@@ -35,7 +35,7 @@ func TestFloorDelivers(t *testing.T) {
 	}
 	h := harness.NewHTTPTarget(harness.HTTPClientSDK, []string{url}, 1)
 	defer h.Close()
-	got, err := deliver(ctx, log, "floor", w, n, puts, func() (int64, error) { return putRevision(ctx, h, url, fanKey, value) })
+	got, err := deliver(ctx, log, "floor", w, func() (int64, error) { return putRevision(ctx, h, url, fanKey, value) })
 	stop()
 	w.wait()
 	if err != nil {

@@ -22,22 +22,24 @@ import (
 
 // watchReport is the watch fan-out measurement of one auth mode.
 type watchReport struct {
-	authOn           bool   // STEWARD_AUTH=on, every watcher and PUT with a bearer token
-	wanted, watchers int    // watchers asked for, and connected
-	fdLimit          uint64 // RLIMIT_NOFILE soft limit in force
-	fdNote           string // why fewer watchers than asked, if so
-	connectTook      time.Duration
+	authOn           bool               // STEWARD_AUTH=on, every watcher and PUT with a bearer token
+	wanted, watchers int                // watchers asked for, and connected
+	fdLimit          uint64             // RLIMIT_NOFILE soft limit in force
+	fdNote           string             // why fewer watchers than asked, if so
 	before, with     harness.ChildStats // the child after runtime.GC: before the watchers, with them connected
-	puts             []watchPut
-	// The CPU time (user + system) per PUT while the PUTs were delivered,
-	// the second between PUTs included: the child's, and this process's
-	// (the watchers, the PUTs' client and, with the replica, NATS).
-	cpu, hereCPU time.Duration
-	// The floor (fanfloor.go), measured after the replica with auth off.
-	floorConnectTook time.Duration
-	floor            []watchPut
-	floorCPU         time.Duration
-	floorHereCPU     time.Duration
+	replica          fanRun
+	floor            fanRun // fanfloor.go, measured after the replica with auth off
+}
+
+// fanRun is one server's fan-out: how long connecting the watchers took,
+// each PUT's delivery, and the CPU time (user + system) per PUT while the
+// PUTs were delivered, the second between PUTs included: the server's
+// child's, and this process's (the watchers, the PUTs' client and, with
+// the replica, NATS).
+type fanRun struct {
+	connectTook       time.Duration
+	puts              []watchPut
+	childCPU, hereCPU time.Duration
 }
 
 // watchPut is one PUT and its delivery to every watcher.
@@ -145,93 +147,83 @@ func runWatchFanout(ctx context.Context, log *slog.Logger, cfg harness.Config, a
 		return nil, err
 	}
 
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w := newWatchers(rep.watchers, cfg.WatchPuts, h.Authorization)
-	start := time.Now()
-	log.Info("watch fan-out: connecting watchers", "auth", onOff(authOn), "watchers", rep.watchers, "url", child.URL)
-	if err := w.connect(wctx, log, func(int) string { return child.URL + "/v1/watch?key=" + fanKey }); err != nil {
-		return nil, err
+	rep.replica, err = measureFanout(ctx, log, "auth "+onOff(authOn), child, rep.watchers, cfg.WatchPuts, h.Authorization,
+		func() (err error) {
+			rep.with, err = child.Stats(true)
+			return err
+		},
+		func() (int64, error) { return putRevision(ctx, h, child.URL, fanKey, value) })
+	if err != nil && rep.replica.puts == nil {
+		return nil, err // nothing measured to report
 	}
-	rep.connectTook = time.Since(start)
-	log.Info("watch fan-out: every watcher received \": watching\"", "watchers", rep.watchers, "took", rep.connectTook.Round(time.Millisecond))
-	if rep.with, err = child.Stats(true); err != nil {
-		return nil, err
-	}
-
-	rep.puts, rep.cpu, rep.hereCPU, err = deliverTo(ctx, log, "auth "+onOff(authOn), child, w, rep.watchers, cfg.WatchPuts, func() (int64, error) {
-		return putRevision(ctx, h, child.URL, fanKey, value)
-	})
-	cancel()
-	w.wait()
 	if err != nil || authOn {
 		return rep, err
 	}
 	stop()
-	rep.floor, rep.floorConnectTook, rep.floorCPU, rep.floorHereCPU, err = runFloor(ctx, log, cfg, h, rep.watchers, value)
-	return rep, err
+	floor, err := startFloorChild(ctx, cfg.ValueSize, harness.ChildProfile(cfg, "watch-floor"))
+	if err != nil {
+		return rep, err
+	}
+	defer floor.Stop()
+	rep.floor, err = measureFanout(ctx, log, "floor", floor, rep.watchers, cfg.WatchPuts, "", nil,
+		func() (int64, error) { return putRevision(ctx, h, floor.URL, fanKey, value) })
+	if err != nil {
+		return rep, fmt.Errorf("floor: %w", err)
+	}
+	return rep, nil
 }
 
-// deliverTo is deliver, and returns the CPU time per PUT of the child and
-// of this process.
-func deliverTo(ctx context.Context, log *slog.Logger, label string, child *harness.ServiceChild, w *watchers, n, puts int,
-	put func() (int64, error)) (out []watchPut, childCPU, hereCPU time.Duration, err error) {
+// measureFanout connects n watchers of fanKey to child's server, with
+// authorization if not empty, calls connected (if not nil) once every one
+// received ": watching", then makes puts PUTs with put, a second apart,
+// and measures their delivery and the CPU time they took.
+func measureFanout(ctx context.Context, log *slog.Logger, label string, child *harness.ServiceChild, n, puts int, authorization string,
+	connected func() error, put func() (int64, error)) (fanRun, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	w := newWatchers(n, puts, authorization)
+	defer w.wait()
+	defer cancel()
+	var run fanRun
+	start := time.Now()
+	log.Info("watch fan-out: connecting watchers", "server", label, "watchers", n, "url", child.URL)
+	if err := w.connect(wctx, log, func(int) string { return child.URL + "/v1/watch?key=" + fanKey }); err != nil {
+		return run, err
+	}
+	run.connectTook = time.Since(start)
+	log.Info("watch fan-out: every watcher received \": watching\"", "server", label, "watchers", n, "took", run.connectTook.Round(time.Millisecond))
+	if connected != nil {
+		if err := connected(); err != nil {
+			return run, err
+		}
+	}
 	before, err := child.Stats(false)
 	if err != nil {
-		return nil, 0, 0, err
+		return run, err
 	}
 	hereBefore, err := harness.SelfCPU()
 	if err != nil {
-		return nil, 0, 0, err
+		return run, err
 	}
-	if out, err = deliver(ctx, log, label, w, n, puts, put); err != nil {
-		return out, 0, 0, err
+	if run.puts, err = deliver(ctx, log, label, w, put); err != nil {
+		return run, err
 	}
 	hereAfter, err := harness.SelfCPU()
 	if err != nil {
-		return out, 0, 0, err
+		return run, err
 	}
 	after, err := child.Stats(false)
 	if err != nil {
-		return out, 0, 0, err
+		return run, err
 	}
-	k := time.Duration(len(out))
-	return out, (after.CPU - before.CPU) / k, (hereAfter - hereBefore) / k, nil
+	k := time.Duration(len(run.puts))
+	run.childCPU, run.hereCPU = (after.CPU-before.CPU)/k, (hereAfter-hereBefore)/k
+	return run, nil
 }
 
-// runFloor measures the fan-out floor (fanfloor.go) with n watchers and
-// cfg.WatchPuts PUTs of value, and returns its deliveries and how long
-// connecting the watchers took.
-func runFloor(ctx context.Context, log *slog.Logger, cfg harness.Config, h *harness.HTTPTarget, n int, value []byte) (
-	puts []watchPut, connectTook, cpu, hereCPU time.Duration, err error) {
-	child, err := startFloorChild(ctx, cfg.ValueSize, harness.ChildProfile(cfg, "watch-floor"))
-	if err != nil {
-		return nil, 0, 0, 0, err
-	}
-	defer child.Stop()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w := newWatchers(n, cfg.WatchPuts, "")
-	start := time.Now()
-	log.Info("watch fan-out floor: connecting watchers", "watchers", n, "url", child.URL)
-	if err := w.connect(wctx, log, func(int) string { return child.URL + "/v1/watch?key=" + fanKey }); err != nil {
-		return nil, 0, 0, 0, fmt.Errorf("floor: %w", err)
-	}
-	connectTook = time.Since(start)
-	puts, cpu, hereCPU, err = deliverTo(ctx, log, "floor", child, w, n, cfg.WatchPuts, func() (int64, error) {
-		return putRevision(ctx, h, child.URL, fanKey, value)
-	})
-	cancel()
-	w.wait()
-	if err != nil {
-		return nil, connectTook, 0, 0, fmt.Errorf("floor: %w", err)
-	}
-	return puts, connectTook, cpu, hereCPU, nil
-}
-
-// deliver makes puts PUTs with put, a second apart, and times the n
-// watchers' receipt of each PUT's event from just before the PUT.
-func deliver(ctx context.Context, log *slog.Logger, label string, w *watchers, n, puts int, put func() (int64, error)) ([]watchPut, error) {
+// deliver makes a PUT with put for each of w's events, a second apart, and
+// times the watchers' receipt of each PUT's event from just before the PUT.
+func deliver(ctx context.Context, log *slog.Logger, label string, w *watchers, put func() (int64, error)) ([]watchPut, error) {
+	n, puts := w.n, len(w.got)
 	var out []watchPut
 	for p := range puts {
 		t0 := time.Now()
@@ -520,7 +512,7 @@ func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err erro
 	}
 	var took []string
 	for _, rep := range reps {
-		took = append(took, fmt.Sprintf("%s with auth %s", rep.connectTook.Round(time.Millisecond), onOff(rep.authOn)))
+		took = append(took, fmt.Sprintf("%s with auth %s", rep.replica.connectTook.Round(time.Millisecond), onOff(rep.authOn)))
 	}
 	fmt.Fprintf(out, "  %s SSE watchers of one key (GET /v1/watch?key=%s), in this process, one connection each, on one\n"+
 		"  replica in a child process (config.Serve; NATS, fsync on every write, in this process); each watcher connected\n"+
@@ -549,44 +541,45 @@ func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err erro
 		}
 	}
 	for _, rep := range reps {
-		addPuts("auth "+onOff(rep.authOn), rep.puts, rep.watchers)
-		addPuts("floor", rep.floor, rep.watchers)
+		addPuts("auth "+onOff(rep.authOn), rep.replica.puts, rep.watchers)
+		addPuts("floor", rep.floor.puts, rep.watchers)
 	}
 	t.Write(out)
 	t = harness.NewTable("l l r l l")
 	for _, rep := range reps {
-		if len(rep.puts) == 0 {
+		if len(rep.replica.puts) == 0 {
 			continue
 		}
-		med, complete := medianP99(rep.puts, rep.watchers)
+		med, complete := medianP99(rep.replica.puts, rep.watchers)
 		res := harness.Verdict(med < 100*time.Millisecond && complete)
 		if !complete {
 			res += " (some watchers missed an event or got a wrong one)"
 		}
 		t.Add("auth "+onOff(rep.authOn), "median of the per-PUT p99s", harness.Dur(med), "target < 100ms", res)
-		t.Add("auth "+onOff(rep.authOn), "the child's CPU per PUT", harness.Dur(rep.cpu), "", "")
-		t.Add("auth "+onOff(rep.authOn), "this process's CPU per PUT", harness.Dur(rep.hereCPU), "", "the watchers, the PUTs, NATS")
-		if len(rep.floor) == 0 {
+		t.Add("auth "+onOff(rep.authOn), "the child's CPU per PUT", harness.Dur(rep.replica.childCPU), "", "")
+		t.Add("auth "+onOff(rep.authOn), "this process's CPU per PUT", harness.Dur(rep.replica.hereCPU), "", "the watchers, the PUTs, NATS")
+		if len(rep.floor.puts) == 0 {
 			continue
 		}
-		floor, complete := medianP99(rep.floor, rep.watchers)
+		floor, complete := medianP99(rep.floor.puts, rep.watchers)
 		note := fmt.Sprintf("auth off / floor: %.2f×", float64(med)/float64(floor))
 		if !complete {
 			note = "(some watchers missed an event or got a wrong one)"
 		}
 		t.Add("floor", "median of the per-PUT p99s", harness.Dur(floor), "", note)
-		t.Add("floor", "the child's CPU per PUT", harness.Dur(rep.floorCPU), "", fmt.Sprintf("auth off / floor: %.2f×", float64(rep.cpu)/float64(rep.floorCPU)))
-		t.Add("floor", "this process's CPU per PUT", harness.Dur(rep.floorHereCPU), "", "the watchers, the PUTs")
+		t.Add("floor", "the child's CPU per PUT", harness.Dur(rep.floor.childCPU), "",
+			fmt.Sprintf("auth off / floor: %.2f×", float64(rep.replica.childCPU)/float64(rep.floor.childCPU)))
+		t.Add("floor", "this process's CPU per PUT", harness.Dur(rep.floor.hereCPU), "", "the watchers, the PUTs")
 	}
 	t.Write(out)
 
 	for _, rep := range reps {
-		if len(rep.floor) > 0 {
+		if len(rep.floor.puts) > 0 {
 			fmt.Fprintf(out, "  floor: the same watchers and PUTs (connected in %s) against a server of raw TCP writes in a child process\n"+
 				"  (bench/internal/configbench/fanfloor.go), measured after the replica: on each PUT it writes an event of the same shape\n"+
 				"  (id, event: put, the value) to every watcher's connection from GOMAXPROCS goroutines; no log, no fsync, no goroutine\n"+
 				"  per watcher. What this machine allows a fan-out to %s watchers on the same two CPUs as their readers.\n",
-				rep.floorConnectTook.Round(time.Millisecond), harness.Count(rep.watchers))
+				rep.floor.connectTook.Round(time.Millisecond), harness.Count(rep.watchers))
 		}
 	}
 	fmt.Fprintf(out, "\n  memory of the child (VmRSS after runtime.GC):\n")
