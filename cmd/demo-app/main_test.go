@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/stewardhq/steward/platform/freeport"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 	"github.com/stewardhq/steward/platform/service"
 	"github.com/stewardhq/steward/platform/web/webtest"
@@ -100,7 +101,7 @@ func (a *app) wait(t *testing.T, d time.Duration) error {
 // gives it (PORT, STEWARD_INSTANCE_ID) plus env.
 func startApp(t *testing.T, id string, env ...string) *app {
 	t.Helper()
-	port := qlogtest.FreePort(t)
+	port := freeport.Port(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "DEMO_APP_TEST_MAIN=1", "STEWARD_LOG_FORMAT=json", "STEWARD_LOG_LEVEL=debug",
 		"PORT="+strconv.Itoa(port), "STEWARD_INSTANCE_ID="+id)

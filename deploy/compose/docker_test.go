@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stewardhq/steward/deploy/cluster/smoke"
+	"github.com/stewardhq/steward/platform/freeport"
 )
 
 // TestDockerCompose brings compose.yaml up with docker compose, as a user
@@ -84,7 +85,7 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	s := &stack{t: t, project: "steward-test", dir: t.TempDir(), files: []string{"compose.yaml"}}
-	s.gatewayPort, s.gateway2Port = freePort(t), freePort(t)
+	s.gatewayPort, s.gateway2Port = fmt.Sprint(freeport.Port(t)), fmt.Sprint(freeport.Port(t))
 	// The real `steward gen-env`, from the image under test.
 	env := s.output("run", "--rm", "steward:dev", "gen-env")
 	s.root = regexp.MustCompile(`(?m)^STEWARD_ROOT_TOKEN=(\S+)$`).FindStringSubmatch(env)[1]
@@ -164,15 +165,6 @@ func (s *stack) output(args ...string) string {
 		s.t.Fatalf("docker %s: %v", strings.Join(args, " "), err)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // kept is one of each thing that must survive a restart of the stack: a

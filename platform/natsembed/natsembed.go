@@ -69,16 +69,36 @@ func Start(o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
-	if o.Logger != nil {
-		s.SetLoggerV2(slogAdapter{o.Logger.With("component", "nats")}, false, false, false)
+	// The adapter is installed even without a logger: a listener that
+	// cannot bind reports itself only through Fatalf, and Start returns
+	// that at once instead of waiting out the readiness deadline.
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
+	fatal := make(chan string, 1)
+	s.SetLoggerV2(slogAdapter{l: logger.With("component", "nats"), fatal: fatal}, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("nats server on %s did not become ready in 30s", o.Addr)
+	deadline := time.Now().Add(readyWithin)
+	for !s.ReadyForConnections(readyPoll) {
+		select {
+		case msg := <-fatal:
+			s.Shutdown()
+			return nil, fmt.Errorf("nats server on %s: %s", o.Addr, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return nil, fmt.Errorf("nats server on %s did not become ready in %s", o.Addr, readyWithin)
+		}
 	}
 	return s, nil
 }
+
+const (
+	readyWithin = 30 * time.Second
+	readyPoll   = 50 * time.Millisecond
+)
 
 // hostPort splits addr; port 0 becomes NATS's "random port".
 func hostPort(addr, defaultHost string) (string, int, error) {
@@ -99,13 +119,25 @@ func hostPort(addr, defaultHost string) (string, int, error) {
 	return host, port, nil
 }
 
-// slogAdapter routes the server's own log lines into the process's slog logger.
-type slogAdapter struct{ l *slog.Logger }
+// slogAdapter routes the server's own log lines into the process's slog
+// logger, and hands the first fatal one (a listener that could not bind)
+// to Start.
+type slogAdapter struct {
+	l     *slog.Logger
+	fatal chan<- string
+}
 
 // NATS notices (banner, listening lines) are routine: debug level.
 func (a slogAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	a.l.Error(msg)
+	select {
+	case a.fatal <- msg:
+	default:
+	}
+}
+func (a slogAdapter) Errorf(format string, v ...any) { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }

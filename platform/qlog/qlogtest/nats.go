@@ -2,7 +2,6 @@ package qlogtest
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/stewardhq/steward/platform/freeport"
 	"github.com/stewardhq/steward/platform/natsembed"
 )
 
@@ -28,13 +28,24 @@ func StartServer(t testing.TB) *Server {
 	s := &Server{t: t, opts: natsembed.Options{
 		Name:       "test",
 		Dir:        filepath.Join(t.TempDir(), "nats"),
-		Addr:       fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		SyncAlways: true,
 	}}
-	s.Start()
-	t.Cleanup(s.Stop)
-	return s
+	var err error
+	for range startAttempts {
+		s.opts.Addr = fmt.Sprintf("127.0.0.1:%d", freeport.Port(t))
+		if s.srv, err = natsembed.Start(s.opts); err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	t.Fatalf("start nats: %v", err)
+	return nil
 }
+
+// startAttempts bounds the retries of a start whose port another process
+// took between freeport's check and the server's bind; the server must
+// name its port up front because it restarts on it.
+const startAttempts = 5
 
 // Start starts (or restarts) the server.
 func (s *Server) Start() {
@@ -83,33 +94,48 @@ type Cluster struct {
 // on it can have up to n replicas.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	dir := t.TempDir()
-	clusterPorts := make([]int, n)
-	for i := range clusterPorts {
-		clusterPorts[i] = FreePort(t)
+	var err error
+	for attempt := range startAttempts {
+		c := newCluster(t, n, filepath.Join(t.TempDir(), fmt.Sprint(attempt)))
+		if err = c.start(); err == nil {
+			t.Cleanup(c.stop)
+			return c
+		}
+		c.stop()
 	}
+	t.Fatalf("start cluster: %v", err)
+	return nil
+}
+
+// newCluster lays out n servers on 2n consecutive free ports: client
+// ports first, then cluster (route) ports.
+func newCluster(t testing.TB, n int, dir string) *Cluster {
+	base := freeport.Range(t, 2*n)
 	c := &Cluster{}
-	for i := 0; i < n; i++ {
+	for i := range n {
 		var routes []string
-		for j, p := range clusterPorts {
+		for j := range n {
 			if j != i {
-				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", base+n+j))
 			}
 		}
-		s := &Server{t: t, opts: natsembed.Options{
+		c.Servers = append(c.Servers, &Server{t: t, opts: natsembed.Options{
 			Name:        fmt.Sprintf("n%d", i),
 			Dir:         filepath.Join(dir, fmt.Sprintf("n%d", i)),
-			Addr:        fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			Addr:        fmt.Sprintf("127.0.0.1:%d", base+i),
 			SyncAlways:  true,
 			ClusterName: "steward-test",
-			ClusterAddr: fmt.Sprintf("127.0.0.1:%d", clusterPorts[i]),
+			ClusterAddr: fmt.Sprintf("127.0.0.1:%d", base+n+i),
 			Routes:      routes,
-		}}
-		c.Servers = append(c.Servers, s)
+		}})
 	}
-	// Servers must start together: each waits for its routes to form a
-	// JetStream meta group.
-	errs := make(chan error, n)
+	return c
+}
+
+// start starts every server at once: each waits for its routes to form a
+// JetStream meta group.
+func (c *Cluster) start() error {
+	errs := make(chan error, len(c.Servers))
 	for _, s := range c.Servers {
 		go func() {
 			srv, err := natsembed.Start(s.opts)
@@ -117,17 +143,19 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			errs <- err
 		}()
 	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Fatalf("start cluster: %v", err)
+	var first error
+	for range c.Servers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	t.Cleanup(func() {
-		for _, s := range c.Servers {
-			s.Stop()
-		}
-	})
-	return c
+	return first
+}
+
+func (c *Cluster) stop() {
+	for _, s := range c.Servers {
+		s.Stop()
+	}
 }
 
 // URLs is every server's client URL, comma-separated.
@@ -140,15 +168,4 @@ func (c *Cluster) URLs() string {
 		out += s.URL()
 	}
 	return out
-}
-
-// FreePort returns a TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
