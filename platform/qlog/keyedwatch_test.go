@@ -3,6 +3,7 @@ package qlog_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,5 +145,74 @@ func TestKeyedWatchEndsWithTheReplica(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a keyed watch's Next did not return when the replica closed")
+	}
+}
+
+// TestKeyedWatchNotify: Notify's function is called by each apply that
+// touches the watch's key (before Propose returns on this replica) and by
+// no other, not after Close, and once when the replica closes; a watch
+// with a filter cannot notify.
+func TestKeyedWatchNotify(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	nc := srv.Connect(t)
+	r := openReplica(t, nc, qlog.Config{ReplicaID: "r0"})
+	var a, b, closed atomic.Int64
+	watchA, err := r.log.WatchKey(0, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !watchA.Notify(func() { a.Add(1) }) {
+		t.Fatal("Notify on a watch of a key = false")
+	}
+	watchB, err := r.log.WatchPrefix(0, "/b/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !watchB.Notify(func() { b.Add(1) }) {
+		t.Fatal("Notify on a watch of a prefix = false")
+	}
+	all, err := r.log.Watch(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Notify(func() {}) {
+		t.Fatal("Notify on a watch of every key = true, want false: it is woken by Changed only")
+	}
+
+	propose(t, r.log, qlogtest.Put("c", "1"), "")
+	propose(t, r.log, qlogtest.Put("a", "1"), "")
+	propose(t, r.log, qlogtest.Put("a", "2"), "")
+	propose(t, r.log, qlogtest.Put("/b/x", "1"), "")
+	if a.Load() != 2 || b.Load() != 1 {
+		t.Fatalf("after puts of c, a, a, /b/x: a's watch notified %d times, /b/'s %d; want 2 and 1", a.Load(), b.Load())
+	}
+	if got := gotEvent(nextEvent(t, watchA)); got.Key != "a" || got.Rev != 2 {
+		t.Fatalf("a's watch read %v first, want 2:a=1", got)
+	}
+
+	watchA.Close()
+	propose(t, r.log, qlogtest.Put("a", "3"), "")
+	if a.Load() != 2 {
+		t.Fatalf("a's watch notified %d times after its Close, want 2", a.Load())
+	}
+
+	// A second replica closes with its watch open.
+	other := openReplica(t, nc, qlog.Config{ReplicaID: "r1"})
+	watchC, err := other.log.WatchKey(0, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watchC.Close()
+	watchC.Notify(func() { closed.Add(1) })
+	other.log.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if closed.Load() != 1 {
+		t.Fatalf("a watch on a closed replica notified %d times, want once", closed.Load())
+	}
+	if _, err := watchC.TryNextRevision(); !errors.Is(err, qlog.ErrClosed) {
+		t.Fatalf("TryNextRevision on a closed replica = %v, want ErrClosed", err)
 	}
 }

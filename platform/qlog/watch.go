@@ -78,6 +78,12 @@ type Watch struct {
 	group       *keyGroup // nil for a watch woken by every apply
 	unseen      bool      // a matching event may be held at or after firstUnseen
 	firstUnseen uint64
+
+	// notify, if set (Notify), is called wherever group.ch is closed;
+	// written and read under keyedWatches.mu. stopNotify ends its call
+	// on the replica's close.
+	notify     func()
+	stopNotify func() bool
 }
 
 // keyGroup is the watches of one key, or of one prefix, and the channel
@@ -202,6 +208,9 @@ func (k *keyedWatches) mark(g *keyGroup, pos uint64) {
 		if !w.unseen {
 			w.unseen, w.firstUnseen = true, pos
 		}
+		if w.notify != nil {
+			w.notify()
+		}
 	}
 	close(g.ch)
 	g.ch = make(chan struct{})
@@ -268,12 +277,38 @@ func (l *Log) newWatch(from int64, filter func(Event) bool, key, prefix string, 
 	return w, nil
 }
 
-// Close ends the watch: a keyed watch leaves the index that wakes it.
-// Closing twice, or closing a watch with a filter, does nothing.
+// Close ends the watch: a keyed watch leaves the index that wakes it,
+// and Notify's function is not called after Close returns, but for a call
+// already under way when the replica closed. Closing
+// twice, or closing a watch with a filter, does nothing.
 func (w *Watch) Close() {
 	if w.group != nil {
 		w.l.keyed.remove(w)
 	}
+	if w.stopNotify != nil {
+		w.stopNotify()
+	}
+}
+
+// Notify has f called whenever the channel Changed returns would be
+// closed (an apply that may concern the watch, a fail-stop, a restore)
+// and once when the replica closes, so that a server can serve thousands
+// of watches from a few goroutines rather than one waiting on Changed for
+// each. f runs with the log's apply lock held: it must hand the work on
+// and return, never block or call into the log.
+//
+// Only a keyed watch (WatchKey, WatchPrefix) notifies; Notify returns
+// false for any other, which must be waited on with Changed. Call it once,
+// before the TryNextRevision that must not miss an apply after it.
+func (w *Watch) Notify(f func()) bool {
+	if w.group == nil {
+		return false
+	}
+	w.l.keyed.mu.Lock()
+	w.notify = f
+	w.l.keyed.mu.Unlock()
+	w.stopNotify = context.AfterFunc(w.l.ctx, f)
+	return true
 }
 
 // CompactRevision returns the oldest revision a watch can start from.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -54,6 +55,12 @@ type connSink struct {
 	buf      *[]byte         // from writeBuffers, held from a write to the flush
 	one      [1]byte         // the heartbeat's read probe
 	ended    <-chan struct{} // closed when the request is ended from outside (web.Detach)
+
+	// For a stream served by a Hub: the connection's socket, for writes
+	// and reads that do not wait, and owned, true when the Hub decides
+	// when to send (Write only buffers).
+	raw   syscall.RawConn
+	owned bool
 }
 
 // writeBuffers lends streams their write buffers: each stream holds one
@@ -72,7 +79,7 @@ func (s *connSink) Write(p []byte) (int, error) {
 		s.buf = writeBuffers.Get().(*[]byte)
 	}
 	*s.buf = append(*s.buf, p...)
-	if len(*s.buf) >= maxPooledBuffer {
+	if len(*s.buf) >= maxPooledBuffer && !s.owned {
 		if err := s.flush(); err != nil {
 			return 0, err
 		}
@@ -111,11 +118,31 @@ func (s *connSink) flush() error {
 		// (a TLS connection fails every write after one timed out).
 		s.deadline = time.Time{}
 	}
+	giveBack(b)
+	return err
+}
+
+// buffered is how much was written since the last flush.
+func (s *connSink) buffered() int {
+	if s.buf == nil {
+		return 0
+	}
+	return len(*s.buf)
+}
+
+// release drops what is buffered and gives the buffer back.
+func (s *connSink) release() {
+	if s.buf != nil {
+		giveBack(s.buf)
+		s.buf = nil
+	}
+}
+
+func giveBack(b *[]byte) {
 	if cap(*b) <= maxPooledBuffer*2 {
 		*b = (*b)[:0]
 		writeBuffers.Put(b)
 	}
-	return err
 }
 
 // gone is closed when what wraps the stream's handler ends the request

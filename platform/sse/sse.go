@@ -56,6 +56,10 @@ type Stream struct {
 	// (a stream that falls further behind than the replica holds is cut
 	// with ErrWatchLagged). Defaults to DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// Hub, if set, serves the stream with a few goroutines shared with
+	// other streams where it can (see Hub); nil gives each stream a
+	// goroutine of its own.
+	Hub *Hub
 }
 
 // Serve writes the stream until the client goes away, the watch fails or
@@ -96,11 +100,17 @@ func (s Stream) Serve(w http.ResponseWriter, r *http.Request) error {
 		// net/http cancels r's context as the handler returns.
 		ctx, end, detached := web.Detach(r.Context())
 		c.ended = ctx.Done()
+		finish := func() {
+			s.Watch.Close()
+			c.c.Close()
+			end()
+			release()
+		}
+		if detached && s.Hub != nil && s.Hub.serve(ctx, s, c, stopping, finish) {
+			return nil
+		}
 		serve := func() {
-			defer release()
-			defer end()
-			defer c.c.Close()
-			defer s.Watch.Close()
+			defer finish()
 			s.loop(c, stopping)
 		}
 		if !detached {

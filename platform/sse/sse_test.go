@@ -31,13 +31,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // feed is a log of revisions that streams read as a qlog.Watch would.
 type feed struct {
-	mu      sync.Mutex
-	revs    [][]qlog.Event
-	changed chan struct{}
-	closed  atomic.Int64 // Close calls on its watches
+	mu       sync.Mutex
+	revs     [][]qlog.Event
+	changed  chan struct{}
+	notified map[*feedWatch]struct{} // the watches that asked to be notified
+	closed   atomic.Int64            // Close calls on its watches
 }
 
-func newFeed() *feed { return &feed{changed: make(chan struct{})} }
+func newFeed() *feed {
+	return &feed{changed: make(chan struct{}), notified: map[*feedWatch]struct{}{}}
+}
 
 // publish appends one revision of one event of each of datas.
 func (f *feed) publish(datas ...[]byte) {
@@ -49,6 +52,9 @@ func (f *feed) publish(datas ...[]byte) {
 		evs = append(evs, qlog.Event{Revision: rev, Type: "put", Key: "k", Data: d})
 	}
 	f.revs = append(f.revs, evs)
+	for w := range f.notified {
+		w.notify()
+	}
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -61,8 +67,19 @@ func (f *feed) watch() *feedWatch {
 }
 
 type feedWatch struct {
-	f    *feed
-	next int
+	f      *feed
+	next   int
+	notify func() // Notify's, until Close
+}
+
+// Notify has f called on every publish, as a keyed qlog.Watch does on
+// every apply that concerns it.
+func (w *feedWatch) Notify(f func()) bool {
+	w.f.mu.Lock()
+	defer w.f.mu.Unlock()
+	w.notify = f
+	w.f.notified[w] = struct{}{}
+	return true
 }
 
 func (w *feedWatch) Changed() <-chan struct{} {
@@ -73,7 +90,12 @@ func (w *feedWatch) Changed() <-chan struct{} {
 
 func (w *feedWatch) Done() <-chan struct{} { return nil }
 
-func (w *feedWatch) Close() { w.f.closed.Add(1) }
+func (w *feedWatch) Close() {
+	w.f.mu.Lock()
+	delete(w.f.notified, w)
+	w.f.mu.Unlock()
+	w.f.closed.Add(1)
+}
 
 func (w *feedWatch) TryNextRevision() ([]qlog.Event, error) {
 	w.f.mu.Lock()
@@ -198,9 +220,11 @@ func nextEvent(br *bufio.Reader) (string, error) {
 // middleware and the service set, and the events as WriteRevision wrote
 // them, the id on a revision's last event. The request is logged once,
 // as a 200, when the stream took its connection over.
-func TestHead(t *testing.T) {
+func TestHead(t *testing.T) { bothPaths(t, testHead) }
+
+func testHead(t *testing.T, hub *sse.Hub) {
 	f := newFeed()
-	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision})
+	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, Hub: hub})
 	res, err := http.Get("http://" + srv.addr + "/watch")
 	if err != nil {
 		t.Fatal(err)
@@ -233,10 +257,12 @@ func TestHead(t *testing.T) {
 // TestStuckClientIsCut: a client that stops reading is cut off once a
 // write to it has waited WriteTimeout, while another watcher of the same
 // events keeps getting each one promptly.
-func TestStuckClientIsCut(t *testing.T) {
+func TestStuckClientIsCut(t *testing.T) { bothPaths(t, testStuckClientIsCut) }
+
+func testStuckClientIsCut(t *testing.T, hub *sse.Hub) {
 	const timeout, prompt = time.Second, 500 * time.Millisecond
 	f := newFeed()
-	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, WriteTimeout: timeout})
+	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, Hub: hub, WriteTimeout: timeout})
 	stuck, _ := dial(t, srv.addr, true)
 	_, reader := dial(t, srv.addr, false)
 
@@ -274,16 +300,18 @@ func TestStuckClientIsCut(t *testing.T) {
 // word ends by its next heartbeat, though nothing is published: a client
 // that closed its connection, and one that closed only its side of it
 // (net/http's handler loop ended on that too) but would read on.
-func TestDepartedClientFreesGoroutine(t *testing.T) {
+func TestDepartedClientFreesGoroutine(t *testing.T) { bothPaths(t, testDepartedClientFreesGoroutine) }
+
+func testDepartedClientFreesGoroutine(t *testing.T, hub *sse.Hub) {
 	f := newFeed()
-	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, Heartbeat: 20 * time.Millisecond})
+	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, Hub: hub, Heartbeat: 20 * time.Millisecond})
 	const clients = 10
 	var conns []net.Conn
 	for range clients {
 		c, _ := dial(t, srv.addr, false)
 		conns = append(conns, c)
 	}
-	if n := streams(); n != clients {
+	if n := live(hub); n != clients {
 		t.Fatalf("%d goroutines run a stream for %d clients, want one each", n, clients)
 	}
 	var reading sync.WaitGroup
@@ -297,13 +325,29 @@ func TestDepartedClientFreesGoroutine(t *testing.T) {
 		}
 		reading.Go(func() { _, _ = io.Copy(io.Discard, c) })
 	}
-	webtest.WaitFor(t, 5*time.Second, "the streams' goroutines to end", func() bool { return streams() == 0 })
+	webtest.WaitFor(t, 5*time.Second, "the streams' goroutines to end", func() bool { return live(hub) == 0 })
 	reading.Wait() // the server closed the half-closed connections
 	// Each stream released its watch (a keyed qlog.Watch leaves the
 	// index that wakes it), once.
 	if n := f.closed.Load(); n != clients {
 		t.Errorf("%d watches closed for %d ended streams", n, clients)
 	}
+}
+
+// bothPaths runs test with each stream on a goroutine of its own, and
+// with the streams served by a Hub.
+func bothPaths(t *testing.T, test func(t *testing.T, hub *sse.Hub)) {
+	t.Run("goroutines", func(t *testing.T) { test(t, nil) })
+	t.Run("hub", func(t *testing.T) { test(t, sse.NewHub()) })
+}
+
+// live counts the streams being served: by hub, or by goroutines of
+// their own if hub is nil.
+func live(hub *sse.Hub) int {
+	if hub != nil {
+		return hub.Streams()
+	}
+	return streams()
 }
 
 // streams counts the goroutines running a stream's loop.
@@ -316,9 +360,11 @@ func streams() int {
 // TestShutdownEndsStreams: a stream on a connection taken over from
 // net/http still ends with the shutdown event when the server stops, and
 // Serve returns only once it has.
-func TestShutdownEndsStreams(t *testing.T) {
+func TestShutdownEndsStreams(t *testing.T) { bothPaths(t, testShutdownEndsStreams) }
+
+func testShutdownEndsStreams(t *testing.T, hub *sse.Hub) {
 	f := newFeed()
-	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision})
+	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, Hub: hub})
 	c, br := dial(t, srv.addr, false)
 	served := make(chan error, 1)
 	go func() { served <- srv.stop() }()
@@ -335,9 +381,11 @@ func TestShutdownEndsStreams(t *testing.T) {
 // TestShutdownWaitsForStreams: Serve returns only once the streams that
 // took their connections over have ended, a stuck one within its write
 // timeout.
-func TestShutdownWaitsForStreams(t *testing.T) {
+func TestShutdownWaitsForStreams(t *testing.T) { bothPaths(t, testShutdownWaitsForStreams) }
+
+func testShutdownWaitsForStreams(t *testing.T, hub *sse.Hub) {
 	f := newFeed()
-	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, WriteTimeout: 300 * time.Millisecond})
+	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, Hub: hub, WriteTimeout: 300 * time.Millisecond})
 	dial(t, srv.addr, true)
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	for range 64 {
@@ -348,7 +396,7 @@ func TestShutdownWaitsForStreams(t *testing.T) {
 	if err := srv.stop(); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
-	if n := streams(); n != 0 {
+	if n := live(hub); n != 0 {
 		t.Fatalf("Serve returned after %s with %d streams still running, want none", time.Since(start), n)
 	}
 }
@@ -386,4 +434,66 @@ func TestHTTP2(t *testing.T) {
 	}
 	cancel()
 	webtest.WaitFor(t, 5*time.Second, "the stream to close its watch", func() bool { return f.closed.Load() == 1 })
+}
+
+// TestHubHoldsNoGoroutinePerStream: streams served by a Hub hold no
+// goroutine while they wait, and every one of them still gets each
+// revision, in order.
+func TestHubHoldsNoGoroutinePerStream(t *testing.T) {
+	const clients = 100
+	f := newFeed()
+	hub := sse.NewHub()
+	// No heartbeat comes to wake a stream that missed a wake-up.
+	srv := serve(t, f, sse.Stream{Revision: sse.WriteRevision, Hub: hub, Heartbeat: time.Hour})
+	before := runtime.NumGoroutine()
+	var readers []*bufio.Reader
+	var conns []net.Conn
+	for range clients {
+		c, br := dial(t, srv.addr, false)
+		readers, conns = append(readers, br), append(conns, c)
+	}
+	if n := hub.Streams(); n != clients {
+		t.Fatalf("the hub serves %d streams for %d clients", n, clients)
+	}
+	// Each connection still has net/http's goroutine until the handler
+	// returns; wait for those to end.
+	var grew int
+	for range 100 {
+		if grew = runtime.NumGoroutine() - before; grew < clients/10 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if grew >= clients/10 {
+		t.Fatalf("%d more goroutines with %d idle streams on a hub, want a few at most", grew, clients)
+	}
+	for rev := 1; rev <= 3; rev++ {
+		f.publish([]byte(`{}`))
+		for i, br := range readers {
+			if id, err := nextEvent(br); err != nil || id != strconv.Itoa(rev) {
+				t.Fatalf("client %d: event id %q, %v; want %d", i, id, err, rev)
+			}
+		}
+	}
+	// Revisions published while the streams are being written: a wake-up
+	// that comes during a stream's run must not be lost (the heartbeat,
+	// here an hour away, would be the next). Only a round's last
+	// revision has no later one to make up for a lost wake-up, so many
+	// short rounds.
+	rev := 3
+	for round := range 50 {
+		for range 10 {
+			f.publish([]byte(`{}`))
+		}
+		rev += 10
+		deadline := time.Now().Add(10 * time.Second)
+		for i, br := range readers {
+			_ = conns[i].SetReadDeadline(deadline)
+			for want := rev - 9; want <= rev; want++ {
+				if id, err := nextEvent(br); err != nil || id != strconv.Itoa(want) {
+					t.Fatalf("round %d, client %d: event id %q, %v; want %d", round, i, id, err, want)
+				}
+			}
+		}
+	}
 }

@@ -48,6 +48,6 @@ func (s *server) handleWatch() http.HandlerFunc {
 			return err
 		}
 		qloghttp.SetRevision(w, s.log.Revision())
-		return sse.Stream{Watch: watch, Revision: sse.WriteRevision}.Serve(w, r)
+		return sse.Stream{Watch: watch, Revision: sse.WriteRevision, Hub: s.Watches}.Serve(w, r)
 	})
 }

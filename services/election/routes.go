@@ -29,7 +29,7 @@ func newServer(l *qlog.Log, m *lease.Machine, logger *slog.Logger, secure func(w
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, logger: logger}
+	s := &server{Handler: qloghttp.NewHandler(l, logger), log: l, machine: m, logger: logger}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
 	if secure != nil {
 		o = secure(o)

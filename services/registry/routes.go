@@ -29,7 +29,7 @@ func NewServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *promet
 // newServer returns the service's handler; secure (the replica's
 // Secure, nil without auth) puts the auth Guard in front of it.
 func newServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger, secure func(web.Options) web.Options) http.Handler {
-	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, store: store, allowLocal: allowLocal}
+	s := &server{Handler: qloghttp.NewHandler(l, logger), log: l, store: store, allowLocal: allowLocal}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
 	o.Registry = reg
 	o.QuietRoutes = []string{"/v1/services/{service}/instances/{id}/heartbeat", "/v1/registry/leases/{id}/keepalive"}

@@ -59,7 +59,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return sse.Stream{Watch: watch, Revision: st.apply, Idle: st.flush}.Serve(w, r)
+		return sse.Stream{Watch: watch, Revision: st.apply, Idle: st.flush, Hub: s.Watches}.Serve(w, r)
 	})
 }
 

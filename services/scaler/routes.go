@@ -39,7 +39,7 @@ func newServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{Handler: qloghttp.Handler{Log: l, Logger: logger}, log: l, machine: m, archive: archive, publish: publish, logger: logger}
+	s := &server{Handler: qloghttp.NewHandler(l, logger), log: l, machine: m, archive: archive, publish: publish, logger: logger}
 	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
 	if secure != nil {
 		o = secure(o)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/stewardhq/steward/platform/qlog"
-	"github.com/stewardhq/steward/platform/qlog/qloghttp"
 	"github.com/stewardhq/steward/platform/sse"
 	"github.com/stewardhq/steward/services/scaler/ledger"
 )
@@ -33,7 +32,7 @@ func (s *server) handleWatch() http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return qloghttp.WatchKey(w, r, s.log, name, func(rev int64) qlog.Event { return startEvent(name, s.machine.Get(name), rev) }, writeRevision)
+		return s.WatchKey(w, r, name, func(rev int64) qlog.Event { return startEvent(name, s.machine.Get(name), rev) }, writeRevision)
 	})
 }
 

@@ -30,7 +30,7 @@ type Admin struct {
 
 // NewAdmin returns the admin API of the auth replica l over m.
 func NewAdmin(l *qlog.Log, m *auth.Machine, logger *slog.Logger) *Admin {
-	return &Admin{log: l, machine: m, Handler: qloghttp.Handler{Log: l, Logger: logger}}
+	return &Admin{log: l, machine: m, Handler: qloghttp.NewHandler(l, logger)}
 }
 
 // Disabled mounts /v1/auth on o's routes for a server with auth off:

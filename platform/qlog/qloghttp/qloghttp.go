@@ -123,10 +123,20 @@ func Transient(err error) bool {
 	return errors.As(err, &ne) && ne.APIError() != nil && ne.APIError().ErrorCode == jsUnavailable
 }
 
-// Handler adapts handlers that return their failure.
+// Handler adapts handlers that return their failure, and serves the
+// service's watch streams.
 type Handler struct {
 	Log    *qlog.Log
 	Logger *slog.Logger
+	// Watches serves the service's watch streams with a few goroutines
+	// (sse.Stream.Hub); nil gives each stream a goroutine of its own.
+	Watches *sse.Hub
+}
+
+// NewHandler is a Handler for a service on l, its streams served by a Hub
+// of their own.
+func NewHandler(l *qlog.Log, logger *slog.Logger) Handler {
+	return Handler{Log: l, Logger: logger, Watches: sse.NewHub()}
 }
 
 // Handle answers h's error as problem+json, with the revision the replica
@@ -386,7 +396,8 @@ func SetETag(w http.ResponseWriter, modRevision int64) {
 // an observer never has to read and watch separately. write writes one
 // revision's events (sse.WriteRevision if nil). A start older than the
 // replica holds answers 410 with compactRevision.
-func WatchKey(w http.ResponseWriter, r *http.Request, l *qlog.Log, key string, start func(revision int64) qlog.Event, write func(io.Writer, []qlog.Event) error) error {
+func (h Handler) WatchKey(w http.ResponseWriter, r *http.Request, key string, start func(revision int64) qlog.Event, write func(io.Writer, []qlog.Event) error) error {
+	l := h.Log
 	from, err := sse.ResumeFrom(r, "fromRevision", 0)
 	if err != nil {
 		return err
@@ -408,13 +419,19 @@ func WatchKey(w http.ResponseWriter, r *http.Request, l *qlog.Log, key string, s
 		write = sse.WriteRevision
 	}
 	SetRevision(w, l.Revision())
-	return sse.Stream{Watch: &primed{Source: watch, first: first}, Revision: write}.Serve(w, r)
+	return sse.Stream{Watch: &primed{Source: watch, first: first}, Revision: write, Hub: h.Watches}.Serve(w, r)
 }
 
 // primed is a watch that yields some events of its own first.
 type primed struct {
 	sse.Source
 	first []qlog.Event
+}
+
+// Notify passes on to the watch: a Hub can serve a primed stream.
+func (p *primed) Notify(f func()) bool {
+	n, ok := p.Source.(interface{ Notify(func()) bool })
+	return ok && n.Notify(f)
 }
 
 func (p *primed) TryNextRevision() ([]qlog.Event, error) {
