@@ -16,11 +16,13 @@ import (
 	"sync"
 
 	"github.com/stewardhq/steward/bench/internal/harness"
+	"github.com/stewardhq/steward/services/config/kv"
 )
 
 // The fan-out floor is what the watch fan-out costs this machine without
 // Steward: a child process holding the watchers' connections that, when
-// PUT to, writes one event of the same shape to every one of them from
+// PUT to, writes the event a replica would (the same bytes: id, type, the
+// entry and the one before it) to every one of them from
 // GOMAXPROCS goroutines, each going down its share of the connections
 // (no goroutine per watcher to wake, no log, no fsync). The watchers and
 // the PUTs are the fan-out's own code, so the two differ only in the
@@ -120,6 +122,22 @@ func (f *floorServer) serve(c net.Conn) {
 	}
 }
 
+// floorEventData is the data of the event a config replica sends its
+// watchers for the PUT of value at rev, the key's rev-th version: the
+// entry and the one before it (kv.EventData), so that the floor writes
+// as many bytes a watcher as the replica does.
+func floorEventData(rev int64, value []byte) []byte {
+	e := kv.EventData{Entry: kv.Entry{Key: fanKey, Value: value, CreateRevision: 1, ModRevision: rev, Version: rev}}
+	if rev > 1 {
+		e.PrevEntry = &kv.Entry{Key: fanKey, Value: value, CreateRevision: 1, ModRevision: rev - 1, Version: rev - 1}
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		panic(err) // a fixed shape: cannot fail
+	}
+	return b
+}
+
 // fanOut takes the next revision and writes its event to every stream,
 // GOMAXPROCS goroutines each writing to every GOMAXPROCS-th connection; it
 // returns the revision without waiting for the writes.
@@ -128,7 +146,7 @@ func (f *floorServer) fanOut() int64 {
 	f.rev++
 	rev, conns := f.rev, f.conns
 	f.mu.Unlock()
-	ev := fmt.Appendf(nil, "id: %d\nevent: put\ndata: {\"type\":\"put\",\"key\":%q,\"value\":%s,\"modRevision\":%d}\n\n", rev, fanKey, f.value, rev)
+	ev := fmt.Appendf(nil, "id: %d\nevent: put\ndata: %s\n\n", rev, floorEventData(rev, f.value))
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
 		go func() {

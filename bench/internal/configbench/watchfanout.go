@@ -576,8 +576,8 @@ func PrintWatch(out io.Writer, cfg harness.Config, reps []*watchReport, err erro
 	for _, rep := range reps {
 		if len(rep.floor.puts) > 0 {
 			fmt.Fprintf(out, "  floor: the same watchers and PUTs (connected in %s) against a server of raw TCP writes in a child process\n"+
-				"  (bench/internal/configbench/fanfloor.go), measured after the replica: on each PUT it writes an event of the same shape\n"+
-				"  (id, event: put, the value) to every watcher's connection from GOMAXPROCS goroutines; no log, no fsync, no goroutine\n"+
+				"  (bench/internal/configbench/fanfloor.go), measured after the replica: on each PUT it writes the event a replica writes\n"+
+				"  (id, event: put, the entry and the one before it) to every watcher's connection from GOMAXPROCS goroutines; no log, no fsync, no goroutine\n"+
 				"  per watcher. What this machine allows a fan-out to %s watchers on the same two CPUs as their readers.\n",
 				rep.floor.connectTook.Round(time.Millisecond), harness.Count(rep.watchers))
 		}
