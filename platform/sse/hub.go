@@ -246,33 +246,35 @@ const (
 	over                    // the stream ends
 )
 
-// run serves the stream for every reason pending, until none is.
+// run serves the stream for the reasons pending. One woken meanwhile goes
+// to the back of the queue rather than round again here: a stream whose
+// key is written without pause must not keep a worker from the others.
 func (st *hubStream) run() {
-	for {
+	st.mu.Lock()
+	why := st.pending
+	st.pending = 0
+	st.state = running
+	st.mu.Unlock()
+	switch st.write(why) {
+	case over:
+		st.end()
+		return
+	case blocked:
 		st.mu.Lock()
-		why := st.pending
-		st.pending = 0
-		st.state = running
+		st.state = draining
 		st.mu.Unlock()
-		switch st.write(why) {
-		case over:
-			st.end()
-			return
-		case blocked:
-			st.mu.Lock()
-			st.state = draining
-			st.mu.Unlock()
-			go st.drain()
-			return
-		}
-		st.mu.Lock()
-		if st.pending == 0 {
-			st.state = parked
-			st.mu.Unlock()
-			return
-		}
-		st.mu.Unlock()
+		go st.drain()
+		return
 	}
+	st.mu.Lock()
+	if st.pending == 0 {
+		st.state = parked
+		st.mu.Unlock()
+		return
+	}
+	st.state = queued
+	st.mu.Unlock()
+	st.hub.enqueue(st)
 }
 
 func (st *hubStream) end() {
