@@ -7,8 +7,11 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A Hub serves streams with a few goroutines instead of one each.
@@ -36,17 +39,46 @@ import (
 // TLS), and whose Source notifies (a keyed qlog watch), are served by a
 // Hub; the others take the goroutine path. A Hub needs no starting or
 // stopping: its workers run while streams are queued.
+//
+// A Hub is a prometheus.Collector of its own health: the streams it
+// serves, the writes a client did not take at once, and the streams cut
+// for taking nothing.
 type Hub struct {
 	mu       sync.Mutex
 	queue    []*hubStream
 	workers  int
 	streams  int
 	stopping map[<-chan struct{}]map[*hubStream]struct{}
+
+	slowWrites, cut atomic.Int64
 }
 
 // NewHub returns a Hub; one per server is enough.
 func NewHub() *Hub {
 	return &Hub{stopping: map[<-chan struct{}]map[*hubStream]struct{}{}}
+}
+
+var (
+	hubStreamsDesc = prometheus.NewDesc("steward_watch_hub_streams",
+		"Watch streams served by the shared writers (no goroutine each).", nil, nil)
+	hubSlowDesc = prometheus.NewDesc("steward_watch_hub_slow_writes_total",
+		"Writes to a watcher its connection did not take at once: its stream waited on a goroutine of its own.", nil, nil)
+	hubCutDesc = prometheus.NewDesc("steward_watch_hub_cut_total",
+		"Watch streams ended because a write to the client failed or took nothing for the write timeout.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (h *Hub) Describe(ch chan<- *prometheus.Desc) {
+	ch <- hubStreamsDesc
+	ch <- hubSlowDesc
+	ch <- hubCutDesc
+}
+
+// Collect implements prometheus.Collector.
+func (h *Hub) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(hubStreamsDesc, prometheus.GaugeValue, float64(h.Streams()))
+	ch <- prometheus.MustNewConstMetric(hubSlowDesc, prometheus.CounterValue, float64(h.slowWrites.Load()))
+	ch <- prometheus.MustNewConstMetric(hubCutDesc, prometheus.CounterValue, float64(h.cut.Load()))
 }
 
 // Streams returns how many streams the Hub serves now.
@@ -260,6 +292,7 @@ func (st *hubStream) run() {
 		st.end()
 		return
 	case blocked:
+		st.hub.slowWrites.Add(1)
 		st.mu.Lock()
 		st.state = draining
 		st.mu.Unlock()
@@ -368,6 +401,9 @@ func (st *hubStream) drain() {
 	if err == nil {
 		// Raw writes fail at once past a deadline: clear it.
 		err = st.out.clearDeadline()
+	}
+	if err != nil {
+		st.hub.cut.Add(1)
 	}
 	if err != nil || st.closing {
 		st.end()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/stewardhq/steward/platform/qlog"
@@ -294,6 +295,11 @@ func testStuckClientIsCut(t *testing.T, hub *sse.Hub) {
 	if err != nil || n >= burst*int64(len(big)) {
 		t.Fatalf("the stuck client read %d bytes, then %v; want less than the %d published and the connection closed", n, err, burst*len(big))
 	}
+	if hub != nil {
+		if slow, cut := hubMetric(t, hub, "steward_watch_hub_slow_writes_total"), hubMetric(t, hub, "steward_watch_hub_cut_total"); slow < 1 || cut != 1 {
+			t.Errorf("the hub counted %v slow writes and %v cut streams, want at least 1 and 1", slow, cut)
+		}
+	}
 }
 
 // TestDepartedClientFreesGoroutine: a stream whose client left without a
@@ -332,6 +338,28 @@ func testDepartedClientFreesGoroutine(t *testing.T, hub *sse.Hub) {
 	if n := f.closed.Load(); n != clients {
 		t.Errorf("%d watches closed for %d ended streams", n, clients)
 	}
+}
+
+// hubMetric is the value of one of hub's metrics.
+func hubMetric(t *testing.T, hub *sse.Hub, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(hub)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			m := f.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // bothPaths runs test with each stream on a goroutine of its own, and
@@ -454,6 +482,9 @@ func TestHubHoldsNoGoroutinePerStream(t *testing.T) {
 	}
 	if n := hub.Streams(); n != clients {
 		t.Fatalf("the hub serves %d streams for %d clients", n, clients)
+	}
+	if n, want := hubMetric(t, hub, "steward_watch_hub_streams"), float64(clients); n != want {
+		t.Fatalf("steward_watch_hub_streams = %v, want %v", n, want)
 	}
 	// Each connection still has net/http's goroutine until the handler
 	// returns; wait for those to end.

@@ -30,7 +30,7 @@ func NewServer(l *qlog.Log, store *kv.Machine, logger *slog.Logger) http.Handler
 // Secure, nil without auth) puts the auth Guard in front of it.
 func newServer(l *qlog.Log, store *kv.Machine, archive historyArchive, logger *slog.Logger, secure func(web.Options) web.Options) http.Handler {
 	s := &server{Handler: qloghttp.NewHandler(l, logger), log: l, store: store, archive: archive, logger: logger}
-	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
+	o := s.ServerOptions(ServiceName, openAPIDocument, s.routes)
 	if secure == nil {
 		secure = authhttp.Disabled // /v1/auth answers that auth is off
 	}

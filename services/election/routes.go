@@ -30,7 +30,7 @@ func newServer(l *qlog.Log, m *lease.Machine, logger *slog.Logger, secure func(w
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{Handler: qloghttp.NewHandler(l, logger), log: l, machine: m, logger: logger}
-	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
+	o := s.ServerOptions(ServiceName, openAPIDocument, s.routes)
 	if secure != nil {
 		o = secure(o)
 	}

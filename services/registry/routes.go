@@ -30,7 +30,7 @@ func NewServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *promet
 // Secure, nil without auth) puts the auth Guard in front of it.
 func newServer(l *qlog.Log, store *catalog.Machine, allowLocal bool, reg *prometheus.Registry, logger *slog.Logger, secure func(web.Options) web.Options) http.Handler {
 	s := &server{Handler: qloghttp.NewHandler(l, logger), log: l, store: store, allowLocal: allowLocal}
-	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
+	o := s.ServerOptions(ServiceName, openAPIDocument, s.routes)
 	o.Registry = reg
 	o.QuietRoutes = []string{"/v1/services/{service}/instances/{id}/heartbeat", "/v1/registry/leases/{id}/keepalive"}
 	if secure != nil {

@@ -40,7 +40,7 @@ func newServer(l *qlog.Log, m *ledger.Machine, archive DecisionArchive, publish 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{Handler: qloghttp.NewHandler(l, logger), log: l, machine: m, archive: archive, publish: publish, logger: logger}
-	o := qloghttp.ServerOptions(ServiceName, l, logger, openAPIDocument, s.routes)
+	o := s.ServerOptions(ServiceName, openAPIDocument, s.routes)
 	if secure != nil {
 		o = secure(o)
 	}

@@ -448,10 +448,12 @@ func (p *primed) TryNextRevision() ([]qlog.Event, error) {
 const StatusPath = "/status"
 
 // ServerOptions are the web options every service on a log shares: ready
-// when the log is, the revision on every answer, the log's metrics on
-// /metrics, the replica's status on /status, its OpenAPI document on
-// /openapi.json. The service adds its routes and anything of its own.
-func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, openAPI []byte, routes func(chi.Router)) web.Options {
+// when the log is, the revision on every answer, the log's and the watch
+// Hub's metrics on /metrics, the replica's status on /status, its OpenAPI
+// document on /openapi.json. The service adds its routes and anything of
+// its own.
+func (h Handler) ServerOptions(service string, openAPI []byte, routes func(chi.Router)) web.Options {
+	l, logger := h.Log, h.Logger
 	o := web.Options{
 		Service: service,
 		Logger:  logger,
@@ -471,6 +473,9 @@ func ServerOptions(service string, l *qlog.Log, logger *slog.Logger, openAPI []b
 	}
 	if l != nil { // nil only to list the routes
 		o.Collectors = []prometheus.Collector{l.Collector()}
+	}
+	if h.Watches != nil {
+		o.Collectors = append(o.Collectors, h.Watches)
 	}
 	return o
 }
