@@ -56,11 +56,10 @@ type connSink struct {
 	one      [1]byte         // the heartbeat's read probe
 	ended    <-chan struct{} // closed when the request is ended from outside (web.Detach)
 
-	// For a stream served by a Hub: the connection's socket, for writes
-	// and reads that do not wait, and owned, true when the Hub decides
-	// when to send (Write only buffers).
-	raw   syscall.RawConn
-	owned bool
+	// raw, for a stream served by a Hub, is the connection's socket, for
+	// writes and reads that do not wait; the Hub decides when to send,
+	// and Write only buffers.
+	raw syscall.RawConn
 }
 
 // writeBuffers lends streams their write buffers: each stream holds one
@@ -79,7 +78,7 @@ func (s *connSink) Write(p []byte) (int, error) {
 		s.buf = writeBuffers.Get().(*[]byte)
 	}
 	*s.buf = append(*s.buf, p...)
-	if len(*s.buf) >= maxPooledBuffer && !s.owned {
+	if len(*s.buf) >= maxPooledBuffer && s.raw == nil {
 		if err := s.flush(); err != nil {
 			return 0, err
 		}

@@ -2,7 +2,6 @@ package sse
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"runtime"
@@ -154,7 +153,7 @@ func (h *Hub) serve(ctx context.Context, s Stream, out *connSink, stopping <-cha
 	if !n.Notify(func() { st.signal(changed) }) {
 		return false
 	}
-	out.raw, out.owned = raw, true
+	out.raw = raw
 	// The connection may keep a deadline from its request: a raw read or
 	// write fails at once past one.
 	_ = out.c.SetDeadline(time.Time{})
@@ -331,17 +330,16 @@ func (st *hubStream) write(why reason) outcome {
 	default:
 	}
 	if why&begin != 0 {
-		_, _ = io.WriteString(out, ": watching\n\n")
+		_, _ = io.WriteString(out, watchingComment)
 	}
 	if why&stop != 0 {
-		_, _ = io.WriteString(out, "event: shutdown\ndata: {}\n\n")
+		_, _ = io.WriteString(out, shutdownEvent)
 		return st.flushLast()
 	}
 	for {
 		evs, err := st.s.Watch.TryNextRevision()
 		if err != nil {
-			msg, _ := json.Marshal(map[string]string{"error": err.Error()})
-			_ = Event(out, 0, "error", msg)
+			writeWatchError(out, err)
 			return st.flushLast()
 		}
 		if evs == nil {
@@ -361,7 +359,7 @@ func (st *hubStream) write(why reason) outcome {
 		if out.tryProbe() != nil {
 			return over
 		}
-		_, _ = io.WriteString(out, ": heartbeat\n\n")
+		_, _ = io.WriteString(out, heartbeatComment)
 	}
 	if st.s.Idle != nil {
 		if err := st.s.Idle(out); err != nil {

@@ -153,7 +153,7 @@ type sink interface {
 // something was written), then waits for the next apply, a heartbeat, the
 // client or shutdown.
 func (s Stream) loop(out sink, stopping <-chan struct{}) {
-	if _, err := io.WriteString(out, ": watching\n\n"); err != nil || out.flush() != nil {
+	if _, err := io.WriteString(out, watchingComment); err != nil || out.flush() != nil {
 		return
 	}
 	heartbeat := time.NewTicker(s.Heartbeat)
@@ -162,8 +162,7 @@ func (s Stream) loop(out sink, stopping <-chan struct{}) {
 		changed := s.Watch.Changed()
 		evs, err := s.Watch.TryNextRevision()
 		if err != nil {
-			msg, _ := json.Marshal(map[string]string{"error": err.Error()})
-			_ = Event(out, 0, "error", msg)
+			writeWatchError(out, err)
 			_ = out.flush()
 			return
 		}
@@ -187,17 +186,30 @@ func (s Stream) loop(out sink, stopping <-chan struct{}) {
 			if out.probe() != nil {
 				return
 			}
-			_, _ = io.WriteString(out, ": heartbeat\n\n")
+			_, _ = io.WriteString(out, heartbeatComment)
 		case <-out.gone():
 			return
 		case <-s.Watch.Done():
 			return
 		case <-stopping:
-			_, _ = io.WriteString(out, "event: shutdown\ndata: {}\n\n")
+			_, _ = io.WriteString(out, shutdownEvent)
 			_ = out.flush()
 			return
 		}
 	}
+}
+
+// What every stream writes besides its events, on either path.
+const (
+	watchingComment  = ": watching\n\n"
+	heartbeatComment = ": heartbeat\n\n"
+	shutdownEvent    = "event: shutdown\ndata: {}\n\n"
+)
+
+// writeWatchError writes the event that ends a stream whose watch failed.
+func writeWatchError(w io.Writer, err error) {
+	msg, _ := json.Marshal(map[string]string{"error": err.Error()})
+	_ = Event(w, 0, "error", msg)
 }
 
 // responseSink writes a stream to its handler's response.
