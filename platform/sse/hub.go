@@ -244,18 +244,32 @@ func (h *Hub) work() {
 	}
 }
 
-// signal records why and queues the stream if it is parked; a stream
-// being served sees why when its run ends.
+// signal records why and queues the stream if it is parked with a reason
+// pending; a stream being served sees why when its run ends.
 func (st *hubStream) signal(why reason) {
 	st.mu.Lock()
 	st.pending |= why
-	if st.state != parked {
-		st.mu.Unlock()
-		return
+	queue := st.state == parked && st.pending != 0
+	if queue {
+		st.state = queued
 	}
-	st.state = queued
 	st.mu.Unlock()
-	st.hub.enqueue(st)
+	if queue {
+		st.hub.enqueue(st)
+	}
+}
+
+// park leaves the stream to wait for a reason, and queues it again at
+// once (at the back) if one came while it was served.
+func (st *hubStream) park() {
+	st.setState(parked)
+	st.signal(0)
+}
+
+func (st *hubStream) setState(s streamState) {
+	st.mu.Lock()
+	st.state = s
+	st.mu.Unlock()
 }
 
 // heartbeat runs on the stream's timer, and sets it again.
@@ -292,27 +306,15 @@ func (st *hubStream) run() {
 		return
 	case blocked:
 		st.hub.slowWrites.Add(1)
-		st.mu.Lock()
-		st.state = draining
-		st.mu.Unlock()
+		st.setState(draining)
 		go st.drain()
 		return
 	}
-	st.mu.Lock()
-	if st.pending == 0 {
-		st.state = parked
-		st.mu.Unlock()
-		return
-	}
-	st.state = queued
-	st.mu.Unlock()
-	st.hub.enqueue(st)
+	st.park()
 }
 
 func (st *hubStream) end() {
-	st.mu.Lock()
-	st.state = ended
-	st.mu.Unlock()
+	st.setState(ended)
 	st.finish()
 }
 
@@ -407,11 +409,8 @@ func (st *hubStream) drain() {
 		st.end()
 		return
 	}
-	st.mu.Lock()
-	st.pending |= changed
-	st.state = queued
-	st.mu.Unlock()
-	st.hub.enqueue(st)
+	st.setState(parked)
+	st.signal(changed)
 }
 
 // tryFlush writes what is buffered with one write system call that does
