@@ -84,9 +84,9 @@ func mustJSON(v any) []byte {
 
 // Apply implements qlog.StateMachine.
 func (r *Registers) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
-	var c Cmd
-	if err := json.Unmarshal(e.Cmd, &c); err != nil {
-		return mustJSON(Reply{}), nil
+	c, err := decodeCmd(e.Cmd)
+	if err != nil {
+		return encodeReply(Reply{}), nil
 	}
 	cur, exists := r.vals[c.Key]
 	reply := Reply{Prev: cur.Value, Exists: exists}
@@ -130,7 +130,7 @@ func (r *Registers) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 			events = []qlog.Event{{Type: "delete", Key: c.Key}}
 		}
 	}
-	return mustJSON(reply), events
+	return encodeReply(reply), events
 }
 
 // Get returns a register's value. Call it inside qlog.Log.Read.
