@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -106,4 +107,33 @@ func LoadAverage() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// NetfilterTables lists the netfilter tables loaded in this network
+// namespace ("ip nat", "ip filter", ...), from nft or, without it,
+// iptables-save; known is false when neither could be run. A nat table
+// (dockerd loads one) turns on connection tracking, which every loopback
+// packet of every row then pays for.
+func NetfilterTables() (tables []string, known bool) {
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil {
+		for line := range strings.SplitSeq(string(out), "\n") {
+			if name, ok := strings.CutPrefix(strings.TrimSpace(line), "table "); ok {
+				tables = append(tables, name)
+			}
+		}
+		return tables, true
+	}
+	for _, family := range []struct{ cmd, name string }{{"iptables-save", "ip"}, {"ip6tables-save", "ip6"}} {
+		out, err := exec.Command(family.cmd).Output()
+		if err != nil {
+			continue
+		}
+		known = true
+		for line := range strings.SplitSeq(string(out), "\n") {
+			if name, ok := strings.CutPrefix(line, "*"); ok {
+				tables = append(tables, family.name+" "+strings.TrimSpace(name))
+			}
+		}
+	}
+	return tables, known
 }
