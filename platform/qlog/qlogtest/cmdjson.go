@@ -23,6 +23,10 @@ func decodeCmd(b []byte) (Cmd, error) {
 	return c, err
 }
 
+// cmdMembers are Cmd's members as json.Marshal writes them, in its order,
+// each with what comes before its value; op and key are always written.
+var cmdMembers = [...]string{`"op":`, `,"key":`, `,"value":`, `,"from":`, `,"ttl":`, `,"since":`}
+
 // decodeCmdFast reads {"op":…,"key":…[,"value":…][,"from":…][,"ttl":…][,"since":…]}
 // with plain strings and integers, or reports false.
 func decodeCmdFast(b []byte) (Cmd, bool) {
@@ -31,33 +35,29 @@ func decodeCmdFast(b []byte) (Cmd, bool) {
 		return c, false
 	}
 	rest := b[1 : len(b)-1]
-	for i, name := range [...]string{"op", "key", "value", "from", "ttl", "since"} {
-		prefix := `"` + name + `":`
-		if i > 0 {
-			prefix = "," + prefix
-		}
-		if !bytes.HasPrefix(rest, []byte(prefix)) {
+	for i, member := range cmdMembers {
+		if !bytes.HasPrefix(rest, []byte(member)) {
 			if i < 2 {
-				return c, false // op and key are always written
+				return c, false
 			}
 			continue
 		}
-		rest = rest[len(prefix):]
+		rest = rest[len(member):]
 		var ok bool
-		switch name {
-		case "op":
+		switch member {
+		case `"op":`:
 			c.Op, rest, ok = plainString(rest)
-		case "key":
+		case `,"key":`:
 			c.Key, rest, ok = plainString(rest)
-		case "value":
+		case `,"value":`:
 			c.Value, rest, ok = plainString(rest)
-		case "from":
+		case `,"from":`:
 			c.From, rest, ok = plainString(rest)
-		case "ttl":
+		case `,"ttl":`:
 			var n int64
 			n, rest, ok = integer(rest)
 			c.TTL = time.Duration(n)
-		case "since":
+		case `,"since":`:
 			c.Since, rest, ok = integer(rest)
 		}
 		if !ok {
