@@ -227,7 +227,7 @@ func (w *gatewayWorkload) heartbeats(ctx context.Context) {
 			rng := rand.New(rand.NewPCG(uint64(w.s.o.seed), 0x6b+uint64(i)))
 			for sleepCtx(ctx, time.Second) {
 				if u.isAlive() {
-					w.s.heartbeat(ctx, rng, webService, u.id, func(reply, bool, time.Time) {})
+					w.s.heartbeat(ctx, rng, webService, u.id, func(reply, bool, int, time.Time) {})
 				}
 			}
 		}()

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,12 +35,37 @@ type instanceJSON struct {
 }
 
 // beats is what one instance's client knows: each acknowledged renewal
-// (the registration, then heartbeats), when it was sent and acknowledged.
+// (the registration, then heartbeats), when it was sent and acknowledged,
+// and each heartbeat that failed, to explain a violation.
 type beats struct {
 	renewals []renewal
+	failed   []attempt
 }
 
 type renewal struct{ sent, acked time.Time }
+
+// attempt is one heartbeat that failed: to which replica, when, how long
+// it took and what came back.
+type attempt struct {
+	node int
+	sent time.Time
+	took time.Duration
+	what string
+}
+
+// failedBetween describes the failed heartbeats sent in [from, to).
+func (b *beats) failedBetween(from, to time.Time) string {
+	var out []string
+	for _, a := range b.failed {
+		if !a.sent.Before(from) && a.sent.Before(to) {
+			out = append(out, fmt.Sprintf("%s registry-%d %s after %s", a.sent.Format("15:04:05.000"), a.node, a.what, a.took.Round(time.Millisecond)))
+		}
+	}
+	if len(out) == 0 {
+		return "no failed heartbeat sent since"
+	}
+	return "failed heartbeats sent since: " + strings.Join(out, "; ")
+}
 
 // lastBefore is the latest renewal sent before t, and the latest one
 // acknowledged before t (so applied before anything proposed at t).
@@ -131,14 +157,17 @@ func (w *registryWorkload) register(ctx context.Context, rng *rand.Rand, inst st
 // agent would.
 func (w *registryWorkload) agent(ctx context.Context, inst string, rng *rand.Rand) {
 	for sleepCtx(ctx, heartbeatEvery) {
-		w.s.heartbeat(ctx, rng, registryService, inst, func(r reply, ok bool, sent time.Time) {
+		w.s.heartbeat(ctx, rng, registryService, inst, func(r reply, ok bool, node int, sent time.Time) {
 			w.tally(r, ok)
+			now := time.Now()
+			w.mu.Lock()
+			b := w.acked[inst]
 			if ok {
-				w.mu.Lock()
-				b := w.acked[inst]
-				b.renewals = append(b.renewals, renewal{sent: sent, acked: time.Now()})
-				w.mu.Unlock()
+				b.renewals = append(b.renewals, renewal{sent: sent, acked: now})
+			} else {
+				b.failed = append(b.failed, attempt{node: node, sent: sent, took: now.Sub(sent), what: r.String()})
 			}
+			w.mu.Unlock()
 		})
 	}
 }
@@ -146,7 +175,7 @@ func (w *registryWorkload) agent(ctx context.Context, inst string, rng *rand.Ran
 // heartbeat renews inst's TTL check: a heartbeat that fails or takes over
 // a second goes to the next replica at once, each replica tried at most
 // once. Every attempt is reported to seen (unless the run ended under it).
-func (s *suite) heartbeat(ctx context.Context, rng *rand.Rand, service, inst string, seen func(r reply, ok bool, sent time.Time)) {
+func (s *suite) heartbeat(ctx context.Context, rng *rand.Rand, service, inst string, seen func(r reply, ok bool, node int, sent time.Time)) {
 	node := rng.IntN(s.c.nodes())
 	for range s.c.nodes() {
 		sent := time.Now()
@@ -155,7 +184,7 @@ func (s *suite) heartbeat(ctx context.Context, rng *rand.Rand, service, inst str
 			return
 		}
 		ok := r.err == nil && r.status == http.StatusOK
-		seen(r, ok, sent)
+		seen(r, ok, node, sent)
 		if ok {
 			return
 		}
@@ -208,6 +237,29 @@ func (w *registryWorkload) list(ctx context.Context, node int, consistency strin
 	return out, err
 }
 
+// longestGap describes the longest time any instance went between the
+// sending of two acknowledged renewals (the margin left to its TTL),
+// with the fault under way when it ended. Called with w.mu held.
+func (w *registryWorkload) longestGap() string {
+	var (
+		worst time.Duration
+		id    string
+		until time.Time
+	)
+	for inst, b := range w.acked {
+		for i := 1; i < len(b.renewals); i++ {
+			if gap := b.renewals[i].sent.Sub(b.renewals[i-1].sent); gap > worst {
+				worst, id, until = gap, inst, b.renewals[i].sent
+			}
+		}
+	}
+	if id == "" {
+		return "no instance renewed twice"
+	}
+	return fmt.Sprintf("longest time between acknowledged renewals %s (%s, until %s, %s; %s)",
+		worst.Round(time.Millisecond), id, until.Format("15:04:05.000"), w.s.faultAt(until), w.acked[id].failedBetween(until.Add(-worst), until))
+}
+
 // check judges the statuses seen and the final listings.
 func (w *registryWorkload) check(ctx context.Context) counts {
 	// The final listings first (outside the lock: they are requests).
@@ -254,10 +306,10 @@ func (w *registryWorkload) check(ctx context.Context) counts {
 				in.ID, since, in.StatusSince.Sub(acked.sent).Round(time.Millisecond), in.StatusSince.Sub(acked.acked).Round(time.Millisecond), registryTTL))
 		default:
 			c.Violations++
-			c.Notes = append(c.Notes, fmt.Sprintf("%s turned critical at %s while its client kept heartbeating: the last heartbeat acknowledged before it was sent %s before (TTL %s; %s)",
-				in.ID, since, in.StatusSince.Sub(acked.sent).Round(time.Millisecond), registryTTL, w.s.faultAt(in.StatusSince)))
+			c.Notes = append(c.Notes, fmt.Sprintf("%s turned critical at %s while its client kept heartbeating: the last heartbeat acknowledged before it was sent %s before (TTL %s; %s); %s",
+				in.ID, since, in.StatusSince.Sub(acked.sent).Round(time.Millisecond), registryTTL, w.s.faultAt(in.StatusSince), b.failedBetween(acked.sent, in.StatusSince)))
 		}
 	}
-	c.Notes = append(c.Notes, fmt.Sprintf("%d instances registered, %d critical episodes seen", len(w.acked), len(w.critical)))
+	c.Notes = append(c.Notes, fmt.Sprintf("%d instances registered, %d critical episodes seen; %s", len(w.acked), len(w.critical), w.longestGap()))
 	return c
 }

@@ -54,6 +54,19 @@ type reply struct {
 	refused bool // the connection was refused: the server never saw the request
 }
 
+// String says what came back, briefly: the status and the start of the
+// body, or the error.
+func (r reply) String() string {
+	if r.err != nil {
+		return r.err.Error()
+	}
+	body := string(r.body)
+	if len(body) > 160 {
+		body = body[:160] + "..."
+	}
+	return fmt.Sprintf("%d %s", r.status, body)
+}
+
 // definite reports whether the call's outcome is known: a response that is
 // neither a timeout (504) nor another 5xx that may hide a stored write.
 func (r reply) definite() bool {
