@@ -160,6 +160,8 @@ func (l *Log) applyMessage(seq uint64, data []byte) error {
 		l.metrics.entryAge.Observe(max(age.Seconds(), 0))
 		if age > lateEntry {
 			l.noteStall()
+		} else {
+			l.lastFresh.Store(time.Now().UnixNano())
 		}
 	}
 	l.appliedBytes += uint64(len(data))

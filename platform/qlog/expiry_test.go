@@ -2,10 +2,12 @@ package qlog_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stewardhq/steward/platform/qlog"
 	"github.com/stewardhq/steward/platform/qlog/qlogtest"
 )
@@ -134,5 +136,73 @@ func TestExpiryGraceAfterLateEntry(t *testing.T) {
 	// of half the grace keeps a slow machine from failing the test.
 	if held := time.Since(applied); held < grace/2 {
 		t.Fatalf("expired %v after the late entry was applied; want the %v grace", held, grace)
+	}
+}
+
+// TestExpiryGraceFromAPeersStall checks that a stall one replica saw holds
+// the other replicas' expiries once that replica saw it end, and not
+// before. A replica that saw nothing go wrong (its clients got through, or
+// had none) would otherwise expire, right after the stall, the clients
+// whose renewals failed on the replica that saw it (a chaos finding:
+// registry-1 failed heartbeats for seconds after a partition healed, and
+// an expiry came 0.8 s after writes resumed). A replica that has not
+// applied a fresh entry since its stall reports nothing, so one that stays
+// sick does not hold every replica's expiries.
+func TestExpiryGraceFromAPeersStall(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	const grace = 4 * time.Second
+	voters := []string{"sick", "expirer"}
+	sick := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "sick", Voters: voters, ExpiryGrace: grace})
+	expirer := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "expirer", Voters: voters, ExpiryGrace: grace})
+
+	// Applied by both (the quorum is both voters) before the stall.
+	propose(t, expirer.log, qlogtest.Put("before", "1"), "")
+	sick.log.NoteStall()
+	if !sick.log.ExpiryHeld() {
+		t.Fatal("the replica that saw the stall does not hold its expiries")
+	}
+	// Not over as the sick replica sees it: its progress reports, one a
+	// second, must not carry it.
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if expirer.log.ExpiryHeld() {
+			t.Fatal("the expirer holds its expiries for a stall its reporter has not seen end")
+		}
+	}
+	// A fresh entry applied by the sick replica: its stall is over, and
+	// its next report says so.
+	propose(t, expirer.log, qlogtest.Put("after", "1"), "")
+	for end := time.Now().Add(5 * time.Second); !expirer.log.ExpiryHeld(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the expirer never held its expiries for the stall the other replica saw end")
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(expirer.log.Collector())
+	if held := gaugeValue(t, reg, "steward_qlog_expiry_held"); held != 1 {
+		t.Errorf("steward_qlog_expiry_held = %v while the expirer holds its expiries, want 1", held)
+	}
+}
+
+// TestProposalGivenUpAtOnceIsNoStall checks that proposals whose callers
+// give up before the log could have answered do not hold expiries: a
+// client's short deadline says nothing about the log, and with stalls
+// shared between replicas one impatient client would otherwise hold every
+// replica's expiries.
+func TestProposalGivenUpAtOnceIsNoStall(t *testing.T) {
+	srv := qlogtest.StartServer(t)
+	r := openReplica(t, srv.Connect(t), qlog.Config{ReplicaID: "r", Voters: []string{"r"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	failed := 0
+	for i := range 50 {
+		if _, err := r.log.Propose(ctx, qlogtest.Put("k", strconv.Itoa(i)), qlog.ProposeOptions{}); err != nil {
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no proposal with a cancelled context failed; the test proves nothing")
+	}
+	if r.log.ExpiryHeld() {
+		t.Fatalf("%d proposals given up at once hold the replica's expiries", failed)
 	}
 }

@@ -16,3 +16,9 @@ func (l *Log) KeyedWatches() int {
 	}
 	return n
 }
+
+// NoteStall records a stall of writes as this replica would on seeing one.
+func (l *Log) NoteStall() { l.noteStall() }
+
+// ExpiryHeld reports whether RunExpiry would propose nothing now.
+func (l *Log) ExpiryHeld() bool { return l.stalledWithin(l.cfg.ExpiryGrace) }

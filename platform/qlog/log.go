@@ -69,10 +69,13 @@ type Config struct {
 	ProposeTimeout time.Duration
 	// ExpiryGrace is how long RunExpiry proposes nothing after this
 	// replica saw the log unable to take writes (a proposal that failed,
-	// or took over two seconds; an entry applied over two seconds after
-	// its proposer stamped it, whoever proposed it; a replaced consumer;
-	// a failed read index), so that clients whose renewals could not be written during
-	// the outage renew before their deadlines, which passed meanwhile, are
+	// after half a second if its caller gave up, or that took over two
+	// seconds; an entry applied over two seconds after its proposer
+	// stamped it, whoever proposed it; a replaced consumer; a failed read
+	// index), or after another replica reported such a stall once it saw
+	// it end (progressReport.Stalled). Clients whose renewals could not be
+	// written during the outage, to whichever replica they sent them,
+	// then renew before their deadlines, which passed meanwhile, are
 	// acted on. Zero means 5 s.
 	ExpiryGrace time.Duration
 	// Clock stamps proposals; nil means time.Now.
@@ -209,6 +212,14 @@ type Log struct {
 	// lastStall is when (Unix nanoseconds, local clock) the replica last
 	// saw the log unable to take writes; see Config.ExpiryGrace.
 	lastStall atomic.Int64
+	// lastFresh is when the replica last applied an entry stamped less
+	// than lateEntry before: the log took a write and it reached this
+	// replica promptly. A stall noted before it is over, as this replica
+	// sees it.
+	lastFresh atomic.Int64
+	// peerStall is the latest stall another replica reported once it was
+	// over (progressReport.Stalled), on that replica's clock.
+	peerStall atomic.Int64
 
 	ctx    context.Context // cancelled by Close; owned by the Log's goroutines
 	cancel context.CancelFunc
@@ -505,11 +516,42 @@ func (l *Log) serving() error {
 // writes (see Config.ExpiryGrace).
 const lateEntry = 2 * time.Second
 
+// minStallEvidence is how long a proposal must have waited before its
+// caller giving up on it counts as a stall: a caller that cancels sooner
+// says something about its own deadline, not about the log.
+const minStallEvidence = 500 * time.Millisecond
+
 // noteStall records that the log could not take writes just now.
 func (l *Log) noteStall() { l.lastStall.Store(time.Now().UnixNano()) }
 
-// stalledWithin reports whether the replica saw a stall within d.
+// stalledWithin reports whether the replica saw a stall within d, or
+// another replica reported one that it saw end.
 func (l *Log) stalledWithin(d time.Duration) bool {
-	last := l.lastStall.Load()
+	last := max(l.lastStall.Load(), l.peerStall.Load())
 	return last != 0 && time.Since(time.Unix(0, last)) < d
+}
+
+// stallToReport is the stall this replica tells the others of in its
+// progress reports: its last one, once it is over (the replica applied a
+// fresh entry since) and while it is within the expiry grace. Zero if
+// none. A replica that still cannot write or catch up reports nothing,
+// so a replica that stays sick does not hold every replica's expiries;
+// it is heard when it recovers, when its clients may only then get
+// through.
+func (l *Log) stallToReport() int64 {
+	last := l.lastStall.Load()
+	if last == 0 || l.lastFresh.Load() <= last || time.Since(time.Unix(0, last)) >= l.cfg.ExpiryGrace {
+		return 0
+	}
+	return last
+}
+
+// notePeerStall keeps the latest stall another replica reported.
+func (l *Log) notePeerStall(at int64) {
+	for {
+		cur := l.peerStall.Load()
+		if at <= cur || l.peerStall.CompareAndSwap(cur, at) {
+			return
+		}
+	}
 }

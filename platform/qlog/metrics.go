@@ -74,6 +74,8 @@ func newLogMetrics(l *Log) *logMetrics {
 		gauge("ready", "1 when the replica caught up with the log and serves, else 0.", func() float64 { return b2f(l.Ready() == nil) }),
 		gauge("failed", "1 when the replica fail-stopped (see its log for why).", func() float64 { return b2f(l.failed.Load() != nil) }),
 		gauge("voter", "1 when this replica is a voter, 0 for an observer.", func() float64 { return b2f(l.voter) }),
+		gauge("expiry_held", "1 while RunExpiry proposes nothing: this replica saw the log stall, or another replica reported a stall it saw end, within the expiry grace.",
+			func() float64 { return b2f(l.stalledWithin(l.cfg.ExpiryGrace)) }),
 	}
 	return m
 }

@@ -37,6 +37,7 @@ func TestMetrics(t *testing.T) {
 		"steward_qlog_failed":           0,
 		"steward_qlog_voter":            1,
 		"steward_qlog_apply_lag":        0,
+		"steward_qlog_expiry_held":      0,
 	} {
 		if got := gaugeValue(t, reg, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

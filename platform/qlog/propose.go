@@ -73,7 +73,7 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res
 	}
 	began := time.Now()
 	defer func() {
-		if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || time.Since(began) > lateEntry {
+		if stallEvidence(err, time.Since(began)) {
 			l.noteStall()
 		}
 	}()
@@ -146,6 +146,23 @@ func (l *Log) Propose(ctx context.Context, cmd []byte, opts ProposeOptions) (res
 	}
 	l.metrics.quorumWait.Observe(time.Since(waitStart).Seconds())
 	return out.res, nil
+}
+
+// stallEvidence reports whether a proposal that ended with err after took
+// shows the log unable to take writes: it took over lateEntry, or failed
+// for want of JetStream or the voters. A proposal given up by its caller
+// (or by ProposeTimeout) counts only after minStallEvidence.
+func stallEvidence(err error, took time.Duration) bool {
+	switch {
+	case took > lateEntry:
+		return true
+	case !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrUnknownOutcome):
+		return false
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return took >= minStallEvidence
+	default:
+		return true
+	}
 }
 
 // takePending removes and returns the proposal with id, or nil if someone

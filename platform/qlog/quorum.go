@@ -19,6 +19,13 @@ type progressReport struct {
 	Revision int64  `json:"revision"`
 	Seq      uint64 `json:"seq"`
 	Chain    string `json:"chain"` // hex
+	// Stalled is the last time (Unix nanoseconds, the reporter's clock)
+	// the reporter saw the log unable to take writes, sent once that
+	// stall is over and while it is within the expiry grace: every
+	// replica then holds its expiries as the reporter does (see
+	// Config.ExpiryGrace). Replicas of earlier versions neither send nor
+	// read it.
+	Stalled int64 `json:"stalled,omitempty"`
 }
 
 // progressTracker is the commit quorum. It knows how far each voter
@@ -120,6 +127,9 @@ func (t *progressTracker) receive(m *nats.Msg) {
 	if err := json.Unmarshal(m.Data, &r); err != nil || r.Replica == t.l.cfg.ReplicaID {
 		return
 	}
+	if r.Stalled != 0 {
+		t.l.notePeerStall(r.Stalled)
+	}
 	if !slices.Contains(t.l.cfg.Voters, r.Replica) {
 		return // observers never count and are never compared against
 	}
@@ -213,7 +223,7 @@ func (t *progressTracker) publishLoop(ctx context.Context) {
 			continue // a failed replica's state must not count toward a quorum
 		}
 		t.l.mu.RLock()
-		r := progressReport{Replica: t.l.cfg.ReplicaID, Revision: t.l.rev, Seq: t.l.seq, Chain: hex.EncodeToString(t.l.chain[:])}
+		r := progressReport{Replica: t.l.cfg.ReplicaID, Revision: t.l.rev, Seq: t.l.seq, Chain: hex.EncodeToString(t.l.chain[:]), Stalled: t.l.stallToReport()}
 		t.l.mu.RUnlock()
 		data, _ := json.Marshal(r)
 		if err := t.l.cfg.Conn.Publish(progressSubject(t.l.cfg.Service), data); err != nil {
