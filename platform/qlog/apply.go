@@ -47,14 +47,27 @@ func (l *Log) applyLoop(ctx context.Context) {
 			// loss): jump to a snapshot that covers the trimmed entries, as
 			// a restarting replica would. Anything else is a real gap and
 			// fail-stops.
-			if rerr := l.restoreAfterTrim(ctx); rerr != nil {
+			rerr := l.restoreAfterTrim(ctx)
+			switch {
+			case rerr == nil:
+				backoff = 50 * time.Millisecond
+				continue
+			case errors.Is(rerr, errCatchUpLater) && ctx.Err() == nil:
+				l.noteStall()
+				l.logger.Warn("qlog found a gap and cannot tell yet whether the stream was trimmed; trying again", "err", rerr, "from_seq", start, "backoff", backoff)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			default:
 				if ctx.Err() == nil {
 					l.fail(fmt.Sprintf("%v (%v)", ge, rerr))
 				}
 				return
 			}
-			backoff = 50 * time.Millisecond
-			continue
 		}
 		// A gap in the middle of a consumer's deliveries is a delivery lost
 		// on the way (a reconnect): a new consumer from the next sequence

@@ -237,18 +237,26 @@ func readAll(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// errCatchUpLater marks a failure to learn where the stream starts or which
+// snapshots there are (a slow link, a stream without a leader, the
+// snapshot store down): the replica tries again rather than fail-stop for
+// a gap that may be only compaction. A chaos run fail-stopped a replica for
+// good when its stream info timed out over a throttled link.
+var errCatchUpLater = errors.New("cannot tell yet whether the gap is compaction")
+
 // restoreAfterTrim handles a gap found while applying: if the stream now
 // starts after this replica's position (it was trimmed while the replica
 // lagged), it restores the newest snapshot that reaches the stream's first
 // message. It returns an error when the gap is not explained by trimming
-// or no snapshot covers it; the caller then fail-stops.
+// or no snapshot covers it; the caller then fail-stops. An error wrapping
+// errCatchUpLater says only that it could not find out now.
 func (l *Log) restoreAfterTrim(ctx context.Context) error {
 	if l.cfg.Snapshots == nil {
 		return errors.New("no snapshot store to catch up from")
 	}
 	info, err := l.stream.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("stream info: %w", err)
+		return fmt.Errorf("%w: stream info: %w", errCatchUpLater, err)
 	}
 	first := info.State.FirstSeq
 	l.mu.RLock()
@@ -259,7 +267,7 @@ func (l *Log) restoreAfterTrim(ctx context.Context) error {
 	}
 	cands, err := l.cfg.Snapshots.NewestSnapshots(ctx, l.cfg.Service, 5)
 	if err != nil {
-		return fmt.Errorf("list snapshots: %w", err)
+		return fmt.Errorf("%w: list snapshots: %w", errCatchUpLater, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -39,19 +39,54 @@ func (g *gatedSM) Apply(e qlog.Entry) ([]byte, []qlog.Event) {
 // snapshot, or by not trimming what a voter still needs), not fail-stop
 // it for a "gap" that is only compaction.
 func TestLaggingVoterSurvivesTrim(t *testing.T) {
+	laggingVoterSurvivesTrim(t, func(s qlog.SnapshotStore) qlog.SnapshotStore { return s }, func() {})
+}
+
+// TestLaggingVoterSurvivesTrimThroughStoreErrors is the same with the
+// lagging voter's snapshot store failing its first listings: not knowing
+// yet which snapshots there are is no reason to fail-stop (a chaos run
+// fail-stopped config-1 for good when its stream info timed out over a
+// throttled link; the stream info and the listing take the same path).
+func TestLaggingVoterSurvivesTrimThroughStoreErrors(t *testing.T) {
+	var lagStore *failingLists
+	laggingVoterSurvivesTrim(t, func(s qlog.SnapshotStore) qlog.SnapshotStore {
+		lagStore = &failingLists{SnapshotStore: s}
+		return lagStore
+	}, func() { lagStore.failures.Store(3) })
+	if left := lagStore.failures.Load(); left > 0 {
+		t.Fatalf("the lagging voter listed snapshots %d times, fewer than the failures it was to meet", 3-left)
+	}
+}
+
+// failingLists is a snapshot store whose next failures listings fail.
+type failingLists struct {
+	qlog.SnapshotStore
+	failures atomic.Int64
+}
+
+func (f *failingLists) NewestSnapshots(ctx context.Context, service string, limit int) ([]qlog.Snapshot, error) {
+	if f.failures.Add(-1) >= 0 {
+		return nil, errors.New("snapshot store unreachable (injected)")
+	}
+	return f.SnapshotStore.NewestSnapshots(ctx, service, limit)
+}
+
+// laggingVoterSurvivesTrim runs the test with the lagging voter's snapshot
+// store wrapped by lagStore; atRelease runs just before the voter is let go.
+func laggingVoterSurvivesTrim(t *testing.T, lagStore func(qlog.SnapshotStore) qlog.SnapshotStore, atRelease func()) {
 	srv := qlogtest.StartServer(t)
 	logger, _ := testLogger(t)
 	nc := srv.Connect(t)
 	store := snapshotStore(t, nc)
 	voters := []string{"lag", "w0", "w1"}
-	cfg := func(id string) qlog.Config {
+	cfg := func(id string, store qlog.SnapshotStore) qlog.Config {
 		return qlog.Config{ReplicaID: id, Voters: voters, Snapshots: store, SnapshotEvery: 1 << 40, SnapshotInterval: time.Hour,
 			RetainEntries: 10, Logger: logger}
 	}
-	w0 := openReplica(t, srv.Connect(t), cfg("w0"))
-	openReplica(t, srv.Connect(t), cfg("w1"))
+	w0 := openReplica(t, srv.Connect(t), cfg("w0", store))
+	openReplica(t, srv.Connect(t), cfg("w1", store))
 	gsm := &gatedSM{Registers: qlogtest.NewRegisters(), waiting: make(chan struct{}, 1)}
-	lag := openLog(t, srv.Connect(t), cfg("lag"), gsm)
+	lag := openLog(t, srv.Connect(t), cfg("lag", lagStore(store)), gsm)
 
 	for i := range 5 {
 		propose(t, w0.log, qlogtest.Put(fmt.Sprintf("k%d", i), "v"), "")
@@ -90,6 +125,7 @@ func TestLaggingVoterSurvivesTrim(t *testing.T) {
 	t.Logf("%d writes in %v while one voter was held at revision 6; snapshot at %d; the stream now starts at sequence %d",
 		n, time.Since(start).Round(time.Millisecond), rev, first)
 
+	atRelease()
 	release()
 	final := w0.log.Revision()
 	var fe *qlog.FailedError
