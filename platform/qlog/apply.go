@@ -40,41 +40,33 @@ func (l *Log) applyLoop(ctx context.Context) {
 			l.fail(fmt.Sprintf("stream %s disappeared", StreamName(l.cfg.Service)))
 			return
 		}
+		msg := "qlog consumer interrupted; replacing it"
 		if ge := (*gapError)(nil); errors.As(err, &ge) && ge.first {
 			// A consumer that starts at the next sequence delivered a later
 			// one first: the stream no longer holds it. That is the stream
 			// trimmed past this replica while it lagged (compaction, not
 			// loss): jump to a snapshot that covers the trimmed entries, as
 			// a restarting replica would. Anything else is a real gap and
-			// fail-stops.
+			// fail-stops; not knowing yet is tried again.
 			rerr := l.restoreAfterTrim(ctx)
-			switch {
-			case rerr == nil:
+			if rerr == nil {
 				backoff = 50 * time.Millisecond
 				continue
-			case errors.Is(rerr, errCatchUpLater) && ctx.Err() == nil:
-				l.noteStall()
-				l.logger.Warn("qlog found a gap and cannot tell yet whether the stream was trimmed; trying again", "err", rerr, "from_seq", start, "backoff", backoff)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, time.Second)
-				continue
-			default:
+			}
+			if !errors.Is(rerr, errCatchUpLater) || ctx.Err() != nil {
 				if ctx.Err() == nil {
 					l.fail(fmt.Sprintf("%v (%v)", ge, rerr))
 				}
 				return
 			}
+			err, msg = rerr, "qlog found a gap it cannot tell from compaction yet; trying again"
 		}
 		// A gap in the middle of a consumer's deliveries is a delivery lost
 		// on the way (a reconnect): a new consumer from the next sequence
 		// fetches it again.
 		l.metrics.consumers.Inc()
 		l.noteStall()
-		l.logger.Warn("qlog consumer interrupted; replacing it", "err", err, "from_seq", start, "backoff", backoff)
+		l.logger.Warn(msg, "err", err, "from_seq", start, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return
